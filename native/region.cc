@@ -1,0 +1,130 @@
+// Memory regions: published (UCX-allocated, readable by peers) and registered local JS views.
+#include <cstring>
+
+#include "common.h"
+#include "descriptor.h"
+
+namespace peercache {
+
+void NativeRegion::Free() {
+  if (freed) return;
+  freed = true;
+  // Detach first: after this no JS view can touch the memory we are about to unmap.
+  if (!buffer.IsEmpty()) {
+    Napi::ArrayBuffer ab = buffer.Value();
+    if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+    buffer.Reset();
+  }
+  if (memh != nullptr && shared != nullptr) Ucx().ucp_mem_unmap(shared->context, memh);
+  memh = nullptr;
+  address = nullptr;
+  if (!keepalive.IsEmpty()) keepalive.Reset();
+}
+
+NativeRegion::~NativeRegion() {
+  Free();
+  if (shared != nullptr) ReleaseContext(shared);
+}
+
+namespace {
+
+class Region : public Napi::ObjectWrap<Region> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Region",
+                       {
+                           InstanceAccessor<&Region::Address>("address"),
+                           InstanceAccessor<&Region::Length>("length"),
+                           InstanceAccessor<&Region::Published>("published"),
+                           InstanceAccessor<&Region::Freed>("freed"),
+                           InstanceMethod<&Region::Descriptor>("descriptor"),
+                           InstanceMethod<&Region::FreeRegion>("free"),
+                       });
+  }
+
+  explicit Region(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      ThrowError(info.Env(), "Region cannot be constructed directly; use Context.allocate/register",
+                 "ERR_INVALID_ARG");
+      return;
+    }
+    region_ = info[0].As<Napi::External<NativeRegion>>().Data();
+  }
+
+  ~Region() override {
+    // The wrapper's reference; the region's memory lives on while a batch or its ArrayBuffer uses it.
+    if (region_ != nullptr) region_->Unref();
+  }
+
+  NativeRegion* region() const { return region_; }
+
+ private:
+  Napi::Value Address(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(region_->address)));
+  }
+  Napi::Value Length(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(region_->length));
+  }
+  Napi::Value Published(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), region_->published);
+  }
+  Napi::Value Freed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), region_->freed); }
+
+  // descriptor(): what a peer needs to READ this region (base, length, packed rkey), framed and
+  // checksummed so a damaged blob is rejected before it reaches UCX.
+  Napi::Value Descriptor(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (region_->freed) return ThrowError(env, "region is freed", "ERR_CLOSED");
+    if (!region_->published) {
+      return ThrowError(env, "only a published region (Context.allocate) can be described to peers",
+                        "ERR_INVALID_ARG");
+    }
+    void* packed = nullptr;
+    size_t size = 0;
+    ucs_status_t st = Ucx().ucp_rkey_pack(region_->shared->context, region_->memh, &packed, &size);
+    if (st != UCS_OK) return ThrowError(env, "ucp_rkey_pack failed: " + StatusText(st), "ERR_UCX");
+    std::string blob = EncodeDescriptor(reinterpret_cast<uintptr_t>(region_->address), region_->length,
+                                        static_cast<const uint8_t*>(packed), size);
+    Ucx().ucp_rkey_buffer_release(packed);
+    return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(blob.data()), blob.size());
+  }
+
+  Napi::Value FreeRegion(const Napi::CallbackInfo& info) {
+    region_->Free();
+    return info.Env().Undefined();
+  }
+
+  NativeRegion* region_ = nullptr;
+};
+
+void FinalizeBuffer(Napi::Env, void*, NativeRegion* region) { region->Unref(); }
+
+}  // namespace
+
+Napi::Object WrapRegion(Napi::Env env, NativeRegion* region) {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  Napi::Object obj = data->regionCtor.New({Napi::External<NativeRegion>::New(env, region)});
+  if (region->published) {
+    // The ArrayBuffer holds its own reference, so the memory cannot be unmapped under a live view
+    // except by an explicit free(), which detaches the buffer first.
+    region->Ref();
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, region->address, region->length, FinalizeBuffer, region);
+    region->buffer = Napi::Weak(ab);
+    obj.DefineProperty(Napi::PropertyDescriptor::Value("buffer", ab, napi_enumerable));
+  }
+  return obj;
+}
+
+NativeRegion* UnwrapRegion(Napi::Value value) {
+  AddonData* data = value.Env().GetInstanceData<AddonData>();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->regionCtor.Value())) return nullptr;
+  return Region::Unwrap(value.As<Napi::Object>())->region();
+}
+
+void InitRegion(Napi::Env env, Napi::Object exports, AddonData* data) {
+  Napi::Function ctor = Region::Define(env);
+  data->regionCtor = Napi::Persistent(ctor);
+  exports.Set("Region", ctor);
+}
+
+}  // namespace peercache

@@ -1,0 +1,754 @@
+// Per-thread UCX workers, endpoints, remote keys, and batched one-sided READ/WRITE.
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <cmath>
+
+#include "common.h"
+#include "descriptor.h"
+
+namespace peercache {
+
+uint64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+
+constexpr unsigned kOpFields = 4;  // remoteOffset, localIndex, localOffset, length
+constexpr uint64_t kCloseDeadlineNs = 2000000000ull;
+
+std::string EpInfo(ucp_ep_h ep) {
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* stream = open_memstream(&text, &size);
+  if (stream == nullptr) return "";
+  Ucx().ucp_ep_print_info(ep, stream);
+  fclose(stream);
+  std::string out(text != nullptr ? text : "", size);
+  free(text);
+  return out;
+}
+
+// Waits for a UCX request (endpoint close) by progressing the worker, bounded by a deadline.
+void WaitRequest(NativeWorker* w, void* request, uint64_t deadlineNs) {
+  const UcxApi& api = Ucx();
+  if (request == nullptr || UCS_PTR_IS_ERR(request)) return;
+  while (api.ucp_request_check_status(request) == UCS_INPROGRESS && NowNs() < deadlineNs) {
+    if (api.ucp_worker_progress(w->worker) == 0) {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  api.ucp_request_free(request);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- remote keys
+
+void NativeRemote::Destroy() {
+  if (rkey != nullptr) Ucx().ucp_rkey_destroy(rkey);
+  rkey = nullptr;
+}
+
+NativeRemote::~NativeRemote() { Destroy(); }
+
+// ---------------------------------------------------------------- endpoints
+
+bool NativeEndpoint::Usable(std::string* why) const {
+  if (closed || ep == nullptr || worker == nullptr) {
+    *why = failure.empty() ? "endpoint is closed" : "endpoint is closed (" + failure + ")";
+    return false;
+  }
+  if (!failure.empty()) {
+    *why = "endpoint failed: " + failure;
+    return false;
+  }
+  return true;
+}
+
+void NativeEndpoint::Close(bool force) {
+  if (closed) return;
+  closed = true;
+  for (NativeRemote* r : remotes) {
+    r->Destroy();
+    r->endpoint = nullptr;
+    r->Unref();
+  }
+  remotes.clear();
+  if (ep != nullptr && worker != nullptr) {
+    ucp_request_param_t param = {};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = (force || !failure.empty() || inflight > 0) ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+    void* req = Ucx().ucp_ep_close_nbx(ep, &param);
+    WaitRequest(worker, req, NowNs() + kCloseDeadlineNs);
+  }
+  ep = nullptr;
+}
+
+NativeEndpoint::~NativeEndpoint() {}
+
+// ---------------------------------------------------------------- batches
+
+void Batch::ReleaseRefs() {
+  for (NativeRegion* r : locals) r->Unref();
+  locals.clear();
+  if (remote != nullptr) remote->Unref();
+  remote = nullptr;
+  if (endpoint != nullptr) {
+    --endpoint->inflight;
+    endpoint->Unref();
+  }
+  endpoint = nullptr;
+  delete deferred;
+  deferred = nullptr;
+}
+
+namespace {
+
+void OnOpDone(void* request, ucs_status_t status, void* userData) {
+  Batch* b = static_cast<Batch*>(userData);
+  if (status != UCS_OK && b->status == UCS_OK) b->status = status;
+  --b->remaining;
+  Ucx().ucp_request_free(request);
+}
+
+std::string BatchError(const Batch& b) {
+  if (!b.error.empty()) return b.error;
+  return std::string(b.isWrite ? "WRITE" : "READ") + " batch of " + std::to_string(b.count) +
+         " ops failed: " + StatusText(b.status);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- workers
+
+NativeWorker::NativeWorker(AddonData* a, SharedContext* s) : addon(a), shared(s) { RetainContext(shared); }
+
+NativeWorker::~NativeWorker() { ReleaseContext(shared); }
+
+namespace {
+
+void OnPoll(uv_poll_t* handle, int, int) { static_cast<NativeWorker*>(handle->data)->OnWake(); }
+void OnTimer(uv_timer_t* handle) { static_cast<NativeWorker*>(handle->data)->OnWake(); }
+void FreeHandle(uv_handle_t* handle) { free(handle); }
+
+}  // namespace
+
+bool NativeWorker::Init(std::string* error) {
+  const UcxApi& api = Ucx();
+  ucp_worker_params_t params = {};
+  params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  ucs_status_t st = api.ucp_worker_create(shared->context, &params, &worker);
+  if (st != UCS_OK) {
+    *error = "ucp_worker_create failed: " + StatusText(st);
+    worker = nullptr;
+    return false;
+  }
+  st = api.ucp_worker_get_efd(worker, &efd);
+  if (st != UCS_OK) {
+    *error = "ucp_worker_get_efd failed: " + StatusText(st);
+    api.ucp_worker_destroy(worker);
+    worker = nullptr;
+    return false;
+  }
+  poll = static_cast<uv_poll_t*>(calloc(1, sizeof(uv_poll_t)));
+  timer = static_cast<uv_timer_t*>(calloc(1, sizeof(uv_timer_t)));
+  uv_poll_init(addon->loop, poll, efd);
+  uv_timer_init(addon->loop, timer);
+  poll->data = this;
+  timer->data = this;
+  // The poll lets an idle worker answer peers (connection set-up) without a spinning thread; it
+  // must not keep the process alive on its own.
+  uv_poll_start(poll, UV_READABLE, OnPoll);
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll));
+  // A slow heartbeat progresses transports that raise no events; it too keeps nothing alive.
+  uv_timer_start(timer, OnTimer, 20, 20);
+  uv_unref(reinterpret_cast<uv_handle_t*>(timer));
+  api.ucp_worker_arm(worker);
+  return true;
+}
+
+unsigned NativeWorker::Drain() {
+  if (worker == nullptr) return 0;
+  unsigned total = 0;
+  for (int i = 0; i < 1024; ++i) {
+    unsigned n = Ucx().ucp_worker_progress(worker);
+    total += n;
+    if (n == 0) break;
+  }
+  return total;
+}
+
+void NativeWorker::Kick() {
+  if (pending.empty() || closed) return;
+  if (!timerActive) {
+    // While a batch waits: a 1 ms fallback tick (the efd wakes us sooner where transports signal),
+    // and a ref so the process stays alive until the promise settles.
+    timerActive = true;
+    uv_timer_start(timer, OnTimer, 1, 1);
+    uv_ref(reinterpret_cast<uv_handle_t*>(timer));
+  }
+}
+
+void NativeWorker::OnWake() {
+  if (closed || worker == nullptr) return;
+  Drain();
+  if (!pending.empty()) {
+    Napi::Env env = addon->env;
+    Napi::HandleScope handles(env);
+    Napi::AsyncContext asyncContext(env, "peercache:batch");
+    Napi::CallbackScope scope(env, asyncContext);
+    uint64_t now = NowNs();
+    std::vector<Batch*> still;
+    std::vector<Batch*> snapshot;
+    snapshot.swap(pending);
+    for (Batch* b : snapshot) {
+      if (!b->settled && b->remaining > 0 && now > b->deadlineNs) {
+        b->error = std::string(b->isWrite ? "WRITE" : "READ") + " batch of " + std::to_string(b->count) +
+                   " ops timed out (peer unresponsive); the endpoint was closed";
+        if (b->endpoint != nullptr) {
+          b->endpoint->failure = "a batch timed out";
+          NativeEndpoint* ep = b->endpoint;
+          ep->Ref();
+          ep->Close(true);  // completes the outstanding requests with errors
+          ep->Unref();
+        }
+        b->settled = true;
+        b->deferred->Reject(MakeError(env, b->error, "ERR_TIMEOUT").Value());
+      } else if (!b->settled && b->remaining == 0) {
+        b->settled = true;
+        if (b->status == UCS_OK) {
+          b->deferred->Resolve(env.Undefined());
+        } else {
+          b->deferred->Reject(MakeError(env, BatchError(*b), "ERR_TRANSFER").Value());
+        }
+      }
+      if (b->settled && b->remaining == 0) {
+        b->ReleaseRefs();
+        delete b;
+      } else {
+        still.push_back(b);
+      }
+    }
+    for (Batch* b : pending) still.push_back(b);  // posted while we settled others
+    pending.swap(still);
+  }
+  // Settling ran JS (microtasks), which may have closed this worker.
+  if (closed) return;
+  if (pending.empty() && timerActive) {
+    timerActive = false;
+    uv_timer_start(timer, OnTimer, 20, 20);
+    uv_unref(reinterpret_cast<uv_handle_t*>(timer));
+  }
+  // Re-arm the event fd; BUSY means events arrived meanwhile: the next tick or poll handles them.
+  if (Ucx().ucp_worker_arm(worker) == UCS_ERR_BUSY) Drain();
+}
+
+void NativeWorker::Close() {
+  if (closed) return;
+  closed = true;
+  for (NativeEndpoint* e : endpoints) {
+    e->Close(true);
+    e->worker = nullptr;
+    e->Unref();
+  }
+  endpoints.clear();
+  // Batches still waiting: their requests were completed (with errors) by the forced closes; drop
+  // them. Their promises are rejected when possible.
+  for (Batch* b : pending) {
+    if (!b->settled && b->deferred != nullptr) {
+      Napi::Env env = addon->env;
+      Napi::HandleScope handles(env);
+      b->settled = true;
+      b->deferred->Reject(MakeError(env, "worker closed while a batch was in flight", "ERR_CLOSED").Value());
+    }
+    b->ReleaseRefs();
+    delete b;
+  }
+  pending.clear();
+  if (poll != nullptr) {
+    uv_poll_stop(poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll), FreeHandle);
+    poll = nullptr;
+  }
+  if (timer != nullptr) {
+    uv_timer_stop(timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(timer), FreeHandle);
+    timer = nullptr;
+  }
+  if (worker != nullptr) Ucx().ucp_worker_destroy(worker);
+  worker = nullptr;
+  RemoveFrom(addon->workers, this);
+}
+
+// ---------------------------------------------------------------- JS classes
+
+namespace {
+
+class Remote : public Napi::ObjectWrap<Remote> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Remote",
+                       {
+                           InstanceAccessor<&Remote::Base>("base"),
+                           InstanceAccessor<&Remote::Length>("length"),
+                       });
+  }
+  explicit Remote(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Remote>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      ThrowError(info.Env(), "Remote cannot be constructed directly; use Endpoint.attach", "ERR_INVALID_ARG");
+      return;
+    }
+    remote_ = info[0].As<Napi::External<NativeRemote>>().Data();
+  }
+  ~Remote() override {
+    if (remote_ != nullptr) remote_->Unref();
+  }
+  NativeRemote* remote() const { return remote_; }
+
+ private:
+  Napi::Value Base(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(remote_->base));
+  }
+  Napi::Value Length(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(remote_->length));
+  }
+  NativeRemote* remote_ = nullptr;
+};
+
+class Endpoint : public Napi::ObjectWrap<Endpoint> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Endpoint",
+                       {
+                           InstanceMethod<&Endpoint::Attach>("attach"),
+                           InstanceMethod<&Endpoint::Read>("read"),
+                           InstanceMethod<&Endpoint::ReadSync>("readSync"),
+                           InstanceMethod<&Endpoint::Write>("write"),
+                           InstanceMethod<&Endpoint::WriteSync>("writeSync"),
+                           InstanceMethod<&Endpoint::Info>("info"),
+                           InstanceMethod<&Endpoint::CloseEp>("close"),
+                           InstanceAccessor<&Endpoint::Failure>("failure"),
+                           InstanceAccessor<&Endpoint::Closed>("closed"),
+                       });
+  }
+  explicit Endpoint(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Endpoint>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      ThrowError(info.Env(), "Endpoint cannot be constructed directly; use Worker.connect", "ERR_INVALID_ARG");
+      return;
+    }
+    ep_ = info[0].As<Napi::External<NativeEndpoint>>().Data();
+  }
+  ~Endpoint() override {
+    if (ep_ != nullptr) ep_->Unref();
+  }
+
+ private:
+  // attach(descriptor): unpack a peer region's rkey on this endpoint.
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string why;
+    if (!ep_->Usable(&why)) return ThrowError(env, why, "ERR_CLOSED");
+    if (info.Length() < 1 || !info[0].IsTypedArray()) {
+      return ThrowError(env, "attach(descriptor): descriptor must be a Uint8Array", "ERR_INVALID_ARG");
+    }
+    Napi::Uint8Array blob = info[0].As<Napi::Uint8Array>();
+    DecodedDescriptor d;
+    std::string bad = DecodeDescriptor(blob.Data(), blob.ByteLength(), &d);
+    if (!bad.empty()) return ThrowError(env, "invalid region descriptor: " + bad, "ERR_BAD_RKEY");
+    ucp_rkey_h rkey = nullptr;
+    ucs_status_t st = Ucx().ucp_ep_rkey_unpack(ep_->ep, d.rkey, &rkey);
+    if (st != UCS_OK) {
+      return ThrowError(env, "cannot unpack the peer's rkey: " + StatusText(st) +
+                                 " (was the region freed, or is the peer on another protocol?)",
+                        "ERR_BAD_RKEY");
+    }
+    NativeRemote* r = new NativeRemote();
+    r->endpoint = ep_;
+    r->rkey = rkey;
+    r->base = d.base;
+    r->length = d.length;
+    r->Ref();  // the endpoint's reference, dropped when it closes
+    ep_->remotes.push_back(r);
+    AddonData* data = env.GetInstanceData<AddonData>();
+    return data->remoteCtor.New({Napi::External<NativeRemote>::New(env, r)});
+  }
+
+  // Validates arguments and posts every op. Returns the batch (caller owns it) or null after
+  // throwing a JS error.
+  Batch* Post(const Napi::CallbackInfo& info, bool isWrite, bool async) {
+    Napi::Env env = info.Env();
+    const char* verb = isWrite ? "write" : "read";
+    std::string why;
+    if (!ep_->Usable(&why)) {
+      ThrowError(env, why, "ERR_CLOSED");
+      return nullptr;
+    }
+    AddonData* data = env.GetInstanceData<AddonData>();
+    if (info.Length() < 6 || !info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(data->remoteCtor.Value()) ||
+        !info[1].IsArray() || !info[2].IsTypedArray() || !info[3].IsNumber() || !info[4].IsNumber() ||
+        !info[5].IsNumber()) {
+      ThrowError(env, std::string(verb) + "(remote, locals, ops: Float64Array, count, fenceAt, timeoutMs): bad arguments",
+                 "ERR_INVALID_ARG");
+      return nullptr;
+    }
+    NativeRemote* remote = Remote::Unwrap(info[0].As<Napi::Object>())->remote();
+    if (remote->rkey == nullptr || remote->endpoint != ep_) {
+      ThrowError(env, "the remote region is not attached to this endpoint (destroyed, or attached elsewhere)",
+                 "ERR_BAD_RKEY");
+      return nullptr;
+    }
+    Napi::Array localsArg = info[1].As<Napi::Array>();
+    std::vector<NativeRegion*> locals;
+    for (uint32_t i = 0; i < localsArg.Length(); ++i) {
+      NativeRegion* r = UnwrapRegion(localsArg.Get(i));
+      if (r == nullptr) {
+        ThrowError(env, "locals[" + std::to_string(i) + "] is not a Region", "ERR_INVALID_ARG");
+        return nullptr;
+      }
+      if (r->freed) {
+        ThrowError(env, "locals[" + std::to_string(i) + "] is freed", "ERR_CLOSED");
+        return nullptr;
+      }
+      locals.push_back(r);
+    }
+    Napi::TypedArray ta = info[2].As<Napi::TypedArray>();
+    if (ta.TypedArrayType() != napi_float64_array) {
+      ThrowError(env, "ops must be a Float64Array of [remoteOffset, localIndex, localOffset, length] quads",
+                 "ERR_INVALID_ARG");
+      return nullptr;
+    }
+    Napi::Float64Array ops = info[2].As<Napi::Float64Array>();
+    double countD = info[3].As<Napi::Number>().DoubleValue();
+    if (!(countD >= 1) || std::floor(countD) != countD || countD * kOpFields > ops.ElementLength()) {
+      ThrowError(env, "count must be a positive integer with 4*count <= ops.length", "ERR_INVALID_ARG");
+      return nullptr;
+    }
+    size_t count = static_cast<size_t>(countD);
+    double fenceAtD = info[4].As<Napi::Number>().DoubleValue();
+    double timeoutMs = info[5].As<Napi::Number>().DoubleValue();
+    if (!(timeoutMs > 0)) {
+      ThrowError(env, "timeoutMs must be > 0: every wait has a deadline", "ERR_INVALID_ARG");
+      return nullptr;
+    }
+    const double* q = ops.Data();
+    // Validate everything before posting anything: a bad op must not leave half a batch in flight.
+    for (size_t i = 0; i < count; ++i) {
+      double roff = q[i * kOpFields], lidx = q[i * kOpFields + 1], loff = q[i * kOpFields + 2],
+             len = q[i * kOpFields + 3];
+      std::string at = "op " + std::to_string(i) + ": ";
+      if (!(len >= 1) || std::floor(len) != len) {
+        ThrowError(env, at + "length must be a positive integer (got " + std::to_string(len) + ")", "ERR_INVALID_ARG");
+        return nullptr;
+      }
+      if (!(lidx >= 0) || std::floor(lidx) != lidx || lidx >= locals.size()) {
+        ThrowError(env, at + "local region index out of range", "ERR_INVALID_ARG");
+        return nullptr;
+      }
+      NativeRegion* l = locals[static_cast<size_t>(lidx)];
+      if (!(loff >= 0) || std::floor(loff) != loff || loff + len > static_cast<double>(l->length)) {
+        ThrowError(env, at + "local range [" + std::to_string(static_cast<uint64_t>(loff)) + ", +" +
+                            std::to_string(static_cast<uint64_t>(len)) + ") is outside the registered " +
+                            std::to_string(l->length) + " bytes",
+                   "ERR_OUT_OF_RANGE");
+        return nullptr;
+      }
+      if (!(roff >= 0) || std::floor(roff) != roff || roff + len > static_cast<double>(remote->length)) {
+        ThrowError(env, at + "remote range [" + std::to_string(static_cast<uint64_t>(roff)) + ", +" +
+                            std::to_string(static_cast<uint64_t>(len)) + ") is outside the peer's " +
+                            std::to_string(remote->length) + "-byte region",
+                   "ERR_OUT_OF_RANGE");
+        return nullptr;
+      }
+    }
+    const UcxApi& api = Ucx();
+    Batch* b = new Batch();
+    b->endpoint = ep_;
+    ep_->Ref();
+    ++ep_->inflight;
+    b->remote = remote;
+    remote->Ref();
+    b->locals = locals;
+    for (NativeRegion* r : locals) r->Ref();
+    b->isWrite = isWrite;
+    b->async = async;
+    b->count = static_cast<int>(count);
+    b->deadlineNs = NowNs() + static_cast<uint64_t>(timeoutMs * 1e6);
+    size_t fenceAt = (fenceAtD >= 1 && fenceAtD < countD) ? static_cast<size_t>(fenceAtD) : count;
+    NativeWorker* w = ep_->worker;
+    ucp_request_param_t param = {};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
+    param.cb.send = OnOpDone;
+    param.user_data = b;
+    for (size_t i = 0; i < count; ++i) {
+      if (i == fenceAt) {
+        ucs_status_t fs = api.ucp_worker_fence(w->worker);
+        if (fs != UCS_OK) {
+          b->status = fs;
+          b->error = "ucp_worker_fence failed: " + StatusText(fs);
+          break;
+        }
+      }
+      NativeRegion* l = locals[static_cast<size_t>(q[i * kOpFields + 1])];
+      uint8_t* local = l->address + static_cast<size_t>(q[i * kOpFields + 2]);
+      size_t len = static_cast<size_t>(q[i * kOpFields + 3]);
+      uint64_t raddr = remote->base + static_cast<uint64_t>(q[i * kOpFields]);
+      param.memh = l->memh;
+      ucs_status_ptr_t sp = isWrite ? api.ucp_put_nbx(ep_->ep, local, len, raddr, remote->rkey, &param)
+                                    : api.ucp_get_nbx(ep_->ep, local, len, raddr, remote->rkey, &param);
+      if (sp == nullptr) continue;  // completed in place
+      if (UCS_PTR_IS_ERR(sp)) {
+        b->status = UCS_PTR_STATUS(sp);
+        break;  // ops already posted still complete through the callback
+      }
+      ++b->remaining;
+    }
+    return b;
+  }
+
+  // Waits for a batch on the calling thread: progress, then sleep on the worker's event fd (capped
+  // at 1 ms for transports that raise no events) until done or the deadline.
+  void WaitSync(Batch* b) {
+    NativeWorker* w = b->endpoint->worker;
+    const UcxApi& api = Ucx();
+    while (b->remaining > 0) {
+      if (w->Drain() > 0) continue;
+      if (b->remaining == 0) break;
+      uint64_t now = NowNs();
+      if (now > b->deadlineNs) {
+        b->error = std::string(b->isWrite ? "WRITE" : "READ") + " batch of " + std::to_string(b->count) +
+                   " ops timed out (peer unresponsive); the endpoint was closed";
+        b->endpoint->failure = "a batch timed out";
+        b->endpoint->Close(true);
+        break;
+      }
+      if (api.ucp_worker_arm(w->worker) == UCS_ERR_BUSY) continue;
+      struct pollfd pfd = {w->efd, POLLIN, 0};
+      ::poll(&pfd, 1, 1);
+    }
+  }
+
+  Napi::Value Sync(const Napi::CallbackInfo& info, bool isWrite) {
+    Napi::Env env = info.Env();
+    Batch* b = Post(info, isWrite, false);
+    if (b == nullptr) return env.Undefined();
+    WaitSync(b);
+    bool ok = b->status == UCS_OK && b->error.empty();
+    std::string err = ok ? "" : BatchError(*b);
+    bool timedOut = b->remaining > 0;
+    if (b->remaining == 0) {
+      b->ReleaseRefs();
+      delete b;
+    } else {
+      // Forced close completes the requests later; the worker frees the batch then.
+      b->settled = true;
+      b->endpoint->worker->pending.push_back(b);
+      b->endpoint->worker->Kick();
+    }
+    if (!ok || timedOut) return ThrowError(env, err, timedOut ? "ERR_TIMEOUT" : "ERR_TRANSFER");
+    return env.Undefined();
+  }
+
+  Napi::Value Async(const Napi::CallbackInfo& info, bool isWrite) {
+    Napi::Env env = info.Env();
+    Batch* b = Post(info, isWrite, true);
+    if (b == nullptr) return env.Undefined();
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    Napi::Promise promise = deferred.Promise();
+    if (b->remaining == 0) {
+      // The common case on shm: every op completed in place.
+      if (b->status == UCS_OK && b->error.empty()) {
+        deferred.Resolve(env.Undefined());
+      } else {
+        deferred.Reject(MakeError(env, BatchError(*b), "ERR_TRANSFER").Value());
+      }
+      b->ReleaseRefs();
+      delete b;
+      return promise;
+    }
+    b->deferred = new Napi::Promise::Deferred(deferred);
+    NativeWorker* w = b->endpoint->worker;
+    w->pending.push_back(b);
+    w->Kick();
+    return promise;
+  }
+
+  Napi::Value Read(const Napi::CallbackInfo& info) { return Async(info, false); }
+  Napi::Value ReadSync(const Napi::CallbackInfo& info) { return Sync(info, false); }
+  Napi::Value Write(const Napi::CallbackInfo& info) { return Async(info, true); }
+  Napi::Value WriteSync(const Napi::CallbackInfo& info) { return Sync(info, true); }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    std::string why;
+    if (!ep_->Usable(&why)) return ThrowError(info.Env(), why, "ERR_CLOSED");
+    return Napi::String::New(info.Env(), EpInfo(ep_->ep));
+  }
+  Napi::Value CloseEp(const Napi::CallbackInfo& info) {
+    ep_->Close(false);
+    return info.Env().Undefined();
+  }
+  Napi::Value Failure(const Napi::CallbackInfo& info) {
+    if (ep_->failure.empty()) return info.Env().Null();
+    return Napi::String::New(info.Env(), ep_->failure);
+  }
+  Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ep_->closed); }
+
+  NativeEndpoint* ep_ = nullptr;
+};
+
+void OnPeerError(void* arg, ucp_ep_h, ucs_status_t status) {
+  NativeEndpoint* e = static_cast<NativeEndpoint*>(arg);
+  if (e->failure.empty()) e->failure = "peer failed: " + StatusText(status);
+}
+
+class Worker : public Napi::ObjectWrap<Worker> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Worker",
+                       {
+                           InstanceMethod<&Worker::Address>("address"),
+                           InstanceMethod<&Worker::Connect>("connect"),
+                           InstanceMethod<&Worker::Progress>("progress"),
+                           InstanceMethod<&Worker::CloseWorker>("close"),
+                           InstanceAccessor<&Worker::Pending>("pending"),
+                       });
+  }
+
+  explicit Worker(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Worker>(info) {
+    Napi::Env env = info.Env();
+    std::string error;
+    SharedContext* sc = info.Length() > 0 ? UnwrapContext(info[0], &error) : nullptr;
+    if (sc == nullptr) {
+      ThrowError(env, "Worker(context): " + (error.empty() ? std::string("expected a Context") : error),
+                 "ERR_INVALID_ARG");
+      return;
+    }
+    AddonData* data = env.GetInstanceData<AddonData>();
+    NativeWorker* w = new NativeWorker(data, sc);
+    if (!w->Init(&error)) {
+      w->Unref();
+      ThrowError(env, error, "ERR_UCX");
+      return;
+    }
+    w->Ref();  // the addon's list holds one reference until Close
+    data->workers.push_back(w);
+    worker_ = w;
+  }
+
+  ~Worker() override {
+    if (worker_ != nullptr) {
+      // A worker no JS code can reach any more is closed (its endpoints with it).
+      if (!worker_->closed) {
+        worker_->Close();
+        worker_->Unref();
+      }
+      worker_->Unref();
+    }
+  }
+
+ private:
+  bool Check(Napi::Env env) {
+    if (worker_ != nullptr && !worker_->closed) return true;
+    ThrowError(env, "Worker is closed", "ERR_CLOSED");
+    return false;
+  }
+
+  Napi::Value Address(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Check(env)) return env.Undefined();
+    ucp_address_t* addr = nullptr;
+    size_t len = 0;
+    ucs_status_t st = Ucx().ucp_worker_get_address(worker_->worker, &addr, &len);
+    if (st != UCS_OK) return ThrowError(env, "ucp_worker_get_address failed: " + StatusText(st), "ERR_UCX");
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(addr), len);
+    Ucx().ucp_worker_release_address(worker_->worker, addr);
+    return out;
+  }
+
+  // connect(peerAddress, { peerErrors }): an endpoint to a peer worker (its own QP on RDMA).
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Check(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) {
+      return ThrowError(env, "connect(address): address must be a Uint8Array from the peer's Worker.address()",
+                        "ERR_INVALID_ARG");
+    }
+    Napi::Uint8Array blob = info[0].As<Napi::Uint8Array>();
+    if (blob.ByteLength() < 8) {
+      return ThrowError(env, "connect(address): the worker address is too short to be valid", "ERR_INVALID_ARG");
+    }
+    // UCX's peer-failure handling needs transports that can detect it: RDMA can, 1.13's
+    // shared-memory transports cannot (ep creation then fails), so it is on for rdma only.
+    bool peerErrors = worker_->shared->protocol == "rdma";
+    if (info.Length() > 1 && info[1].IsObject()) {
+      Napi::Value pe = info[1].As<Napi::Object>().Get("peerErrors");
+      if (pe.IsBoolean()) peerErrors = pe.As<Napi::Boolean>().Value();
+    }
+    NativeEndpoint* e = new NativeEndpoint();
+    e->worker = worker_;
+    ucp_ep_params_t params = {};
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
+    params.address = reinterpret_cast<const ucp_address_t*>(blob.Data());
+    if (peerErrors) {
+      params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+      params.err_handler.cb = OnPeerError;
+      params.err_handler.arg = e;
+    }
+    ucs_status_t st = Ucx().ucp_ep_create(worker_->worker, &params, &e->ep);
+    if (st != UCS_OK) {
+      e->ep = nullptr;
+      e->closed = true;
+      e->Unref();
+      return ThrowError(env, "cannot connect to the peer: " + StatusText(st) +
+                                 " (is it on the same protocol, and for shm on this host?)",
+                        "ERR_CONNECT");
+    }
+    e->Ref();  // the worker's reference
+    worker_->endpoints.push_back(e);
+    AddonData* data = env.GetInstanceData<AddonData>();
+    return data->endpointCtor.New({Napi::External<NativeEndpoint>::New(env, e)});
+  }
+
+  Napi::Value Progress(const Napi::CallbackInfo& info) {
+    if (!Check(info.Env())) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), worker_->Drain());
+  }
+
+  Napi::Value Pending(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), worker_ ? static_cast<double>(worker_->pending.size()) : 0);
+  }
+
+  Napi::Value CloseWorker(const Napi::CallbackInfo& info) {
+    if (worker_ != nullptr && !worker_->closed) {
+      worker_->Close();
+      worker_->Unref();  // the addon list's reference
+    }
+    return info.Env().Undefined();
+  }
+
+  NativeWorker* worker_ = nullptr;
+};
+
+}  // namespace
+
+void InitWorker(Napi::Env env, Napi::Object exports, AddonData* data) {
+  Napi::Function worker = Worker::Define(env);
+  Napi::Function endpoint = Endpoint::Define(env);
+  Napi::Function remote = Remote::Define(env);
+  data->workerCtor = Napi::Persistent(worker);
+  data->endpointCtor = Napi::Persistent(endpoint);
+  data->remoteCtor = Napi::Persistent(remote);
+  exports.Set("Worker", worker);
+  exports.Set("Endpoint", endpoint);
+  exports.Set("Remote", remote);
+}
+
+}  // namespace peercache

@@ -1,0 +1,106 @@
+/**
+ * Loads the prebuilt N-API addon (node-gyp-build: build/Release, then prebuilds/<platform>-<arch>)
+ * and declares its surface. The only module that touches the binary; it never throws at import:
+ * a missing or broken binary becomes `NativeUnavailable`, so the package still loads (TCP only).
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface UcxStatus {
+  available: boolean;
+  library: string | null;
+  version: string | null;
+  error: string | null;
+}
+
+export interface NativeContext {
+  readonly protocol: string;
+  readonly tls: string;
+  readonly devices: string;
+  describe(): string;
+  allocate(bytes: number): NativeRegion;
+  register(view: Uint8Array): NativeRegion;
+  close(): void;
+}
+
+export interface NativeRegion {
+  readonly address: number;
+  readonly length: number;
+  readonly published: boolean;
+  readonly freed: boolean;
+  /** Present on published regions only. */
+  readonly buffer?: ArrayBuffer;
+  descriptor(): Uint8Array;
+  free(): void;
+}
+
+export interface NativeRemote {
+  readonly base: number;
+  readonly length: number;
+}
+
+export interface NativeEndpoint {
+  attach(descriptor: Uint8Array): NativeRemote;
+  read(remote: NativeRemote, locals: NativeRegion[], ops: Float64Array, count: number, fenceAt: number, timeoutMs: number): Promise<void>;
+  readSync(remote: NativeRemote, locals: NativeRegion[], ops: Float64Array, count: number, fenceAt: number, timeoutMs: number): void;
+  write(remote: NativeRemote, locals: NativeRegion[], ops: Float64Array, count: number, fenceAt: number, timeoutMs: number): Promise<void>;
+  writeSync(remote: NativeRemote, locals: NativeRegion[], ops: Float64Array, count: number, fenceAt: number, timeoutMs: number): void;
+  info(): string;
+  close(): void;
+  readonly failure: string | null;
+  readonly closed: boolean;
+}
+
+export interface NativeWorker {
+  address(): Uint8Array;
+  connect(address: Uint8Array, options?: { peerErrors?: boolean }): NativeEndpoint;
+  progress(): number;
+  close(): void;
+  readonly pending: number;
+}
+
+export interface NativeBinding {
+  readonly abiVersion: number;
+  ucx(): UcxStatus;
+  describeHost(): string;
+  Context: new (options: { protocol: string; devices?: readonly string[]; ibPort?: number; gidIndex?: number; tls?: string }) => NativeContext;
+  Worker: new (context: NativeContext) => NativeWorker;
+}
+
+export const EXPECTED_ABI_VERSION = 1;
+
+export type NativeLoad =
+  | { ok: true; binding: NativeBinding; path: string }
+  | { ok: false; error: string };
+
+export const packageRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+let cached: NativeLoad | undefined;
+
+export function loadNative(): NativeLoad {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  try {
+    const nodeGypBuild = require('node-gyp-build') as { (dir: string): unknown; resolve(dir: string): string };
+    const path = nodeGypBuild.resolve(packageRoot);
+    const binding = require(path) as NativeBinding;
+    if (binding.abiVersion !== EXPECTED_ABI_VERSION) {
+      cached = {
+        ok: false,
+        error: `the native addon at ${path} has interface version ${binding.abiVersion}, this package needs ${EXPECTED_ABI_VERSION}: rebuild it (npm run build:native) or reinstall peercache`,
+      };
+    } else {
+      cached = { ok: true, binding, path };
+    }
+  } catch (err) {
+    cached = { ok: false, error: `the peercache native addon could not be loaded: ${(err as Error).message.split('\n')[0]}` };
+  }
+  return cached;
+}
+
+/** The binding, or an Error that says why it is unavailable. */
+export function requireNative(): NativeBinding {
+  const load = loadNative();
+  if (!load.ok) throw Object.assign(new Error(load.error), { code: 'ERR_NO_NATIVE' });
+  return load.binding;
+}

@@ -1,0 +1,100 @@
+/**
+ * The data-plane contract every transport implements (UCX `rdma`/`shm` in ucx.ts, the pure
+ * TypeScript `tcp` fallback in tcp.ts). The store above uses only this file's types.
+ *
+ * Model: one `TransportNode` per thread that moves data. A node publishes memory peers can READ
+ * (`allocate`), registers local memory as READ destination / WRITE source (`register`), and opens
+ * endpoints to peers (`connect`, from the peer's `address()` blob). A reader `attach`es the
+ * publisher's region `descriptor()` on an endpoint and posts batches of one-sided ops.
+ */
+
+export type Protocol = 'rdma' | 'shm' | 'tcp';
+export const PROTOCOLS: readonly Protocol[] = ['rdma', 'shm', 'tcp'];
+
+export interface TransportOptions {
+  protocol: Protocol;
+  /** RDMA device names (rails), e.g. ['mlx5_0']; empty: UCX picks. */
+  devices?: readonly string[];
+  /** RDMA port (default 1). */
+  ibPort?: number;
+  /** RoCE GID index; undefined: UCX picks. */
+  gidIndex?: number;
+  /** tcp: the address to bind and advertise (default 127.0.0.1). */
+  host?: string;
+  /** Default deadline of one batch (default 10 000 ms). Every wait has one. */
+  timeoutMs?: number;
+}
+
+/** Memory this node publishes: peers READ (and WRITE) it one-sidedly. */
+export interface PublishedRegion {
+  /** A view of the whole region (detached after free()). */
+  readonly bytes: Uint8Array;
+  readonly length: number;
+  /** The blob a peer passes to `Endpoint.attach()` to reach this region. */
+  descriptor(): Uint8Array;
+  free(): void;
+}
+
+/** Local memory registered as the destination of READs / source of WRITEs. */
+export interface LocalRegion {
+  readonly bytes: Uint8Array;
+  readonly length: number;
+  free(): void;
+}
+
+/** A peer's published region, attached on one endpoint. */
+export interface RemoteRegion {
+  readonly length: number;
+}
+
+/**
+ * Ops of one batch: `count` quads in a Float64Array,
+ * `[remoteOffset, localIndex, localOffset, length]`, where `localIndex` picks one of the batch's
+ * `locals`. Offsets are bytes from the start of the remote / local region.
+ */
+export interface BatchOptions {
+  /** Ops at index >= fenceAt start only after every op before it completed (a fence). */
+  fenceAt?: number;
+  /** Deadline of this batch, overriding the node's default. */
+  timeoutMs?: number;
+}
+
+export interface Endpoint {
+  attach(descriptor: Uint8Array): RemoteRegion;
+  /** One-sided READ of every op into the local regions; one completion for the batch. */
+  read(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void>;
+  /** One-sided WRITE of every op from the local regions. */
+  write(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void>;
+  /** The transports (lanes) this endpoint actually uses, e.g. ['sysv/memory', 'posix/memory']. */
+  lanes(): string[];
+  /** Why the endpoint failed (peer died, a batch timed out), or null. */
+  readonly failure: string | null;
+  close(): void;
+}
+
+export interface TransportNode {
+  readonly protocol: Protocol;
+  /** The transports this node was restricted to (e.g. 'posix,sysv,cma,self'; 'tcp (smoke)'). */
+  readonly transports: string;
+  /** True when figures measured over this node are smoke tests, not publishable. */
+  readonly smokeOnly: boolean;
+  /** What a peer passes to `connect()`. */
+  address(): Uint8Array;
+  connect(peerAddress: Uint8Array): Promise<Endpoint>;
+  allocate(bytes: number): PublishedRegion;
+  register(view: Uint8Array): LocalRegion;
+  close(): Promise<void>;
+}
+
+/** Error with a stable `code` (ERR_PROTOCOL_UNAVAILABLE, ERR_TIMEOUT, ERR_OUT_OF_RANGE, ...). */
+export class TransportError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'TransportError';
+    this.code = code;
+  }
+}
+
+export const OP_FIELDS = 4;
+export const DEFAULT_BATCH_TIMEOUT_MS = 10_000;

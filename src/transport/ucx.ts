@@ -1,0 +1,240 @@
+/**
+ * The UCX data plane (`rdma`, `shm`): a typed wrapper over the native addon. One UCX worker per
+ * TransportNode (create one per thread); endpoints are that worker's (its own QPs on RDMA).
+ */
+import { requireNative, type NativeContext, type NativeEndpoint, type NativeRegion, type NativeRemote, type NativeWorker } from './native.js';
+import {
+  DEFAULT_BATCH_TIMEOUT_MS,
+  TransportError,
+  type BatchOptions,
+  type Endpoint,
+  type LocalRegion,
+  type Protocol,
+  type PublishedRegion,
+  type RemoteRegion,
+  type TransportNode,
+  type TransportOptions,
+} from './types.js';
+
+function asTransportError(err: unknown): TransportError {
+  if (err instanceof TransportError) return err;
+  const e = err as { code?: string; message?: string };
+  return new TransportError(e.code ?? 'ERR_UCX', e.message ?? String(err));
+}
+
+/** Lanes from `ucp_ep_print_info` text: "lane[0]:  1:sysv/memory.0 md[1] ..." -> "sysv/memory". */
+export function parseLanes(info: string): string[] {
+  const lanes = new Set<string>();
+  for (const m of info.matchAll(/lane\[\d+\]:\s+\d+:(\S+?)(?:\.\d+)?\s/g)) lanes.add(m[1]);
+  return [...lanes];
+}
+
+class UcxPublished implements PublishedRegion {
+  readonly bytes: Uint8Array;
+  readonly length: number;
+  constructor(readonly native: NativeRegion) {
+    this.bytes = new Uint8Array(native.buffer as ArrayBuffer);
+    this.length = native.length;
+  }
+  descriptor(): Uint8Array {
+    return this.native.descriptor();
+  }
+  free(): void {
+    this.native.free();
+  }
+}
+
+class UcxLocal implements LocalRegion {
+  readonly length: number;
+  constructor(readonly native: NativeRegion, readonly bytes: Uint8Array) {
+    this.length = bytes.byteLength;
+  }
+  free(): void {
+    this.native.free();
+  }
+}
+
+class UcxRemote implements RemoteRegion {
+  constructor(readonly native: NativeRemote) {}
+  get length(): number {
+    return this.native.length;
+  }
+}
+
+function nativeLocals(locals: readonly LocalRegion[]): NativeRegion[] {
+  return locals.map((l) => {
+    if (!(l instanceof UcxLocal)) throw new TransportError('ERR_INVALID_ARG', 'local region was not registered with this UCX transport');
+    return l.native;
+  });
+}
+
+function nativeRemote(remote: RemoteRegion): NativeRemote {
+  if (!(remote instanceof UcxRemote)) throw new TransportError('ERR_INVALID_ARG', 'remote region was not attached on a UCX endpoint');
+  return remote.native;
+}
+
+export class UcxEndpoint implements Endpoint {
+  constructor(private readonly native: NativeEndpoint, private readonly defaultTimeoutMs: number) {}
+
+  attach(descriptor: Uint8Array): RemoteRegion {
+    try {
+      return new UcxRemote(this.native.attach(descriptor));
+    } catch (err) {
+      throw asTransportError(err);
+    }
+  }
+
+  read(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void> {
+    try {
+      return this.native
+        .read(nativeRemote(remote), nativeLocals(locals), ops, count, options?.fenceAt ?? 0, options?.timeoutMs ?? this.defaultTimeoutMs)
+        .catch((err: unknown) => Promise.reject(asTransportError(err)));
+    } catch (err) {
+      return Promise.reject(asTransportError(err));
+    }
+  }
+
+  /** The blocking form: waits on the worker's event fd; no Promise, no event-loop turn. */
+  readSync(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): void {
+    try {
+      this.native.readSync(nativeRemote(remote), nativeLocals(locals), ops, count, options?.fenceAt ?? 0, options?.timeoutMs ?? this.defaultTimeoutMs);
+    } catch (err) {
+      throw asTransportError(err);
+    }
+  }
+
+  write(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void> {
+    try {
+      return this.native
+        .write(nativeRemote(remote), nativeLocals(locals), ops, count, options?.fenceAt ?? 0, options?.timeoutMs ?? this.defaultTimeoutMs)
+        .catch((err: unknown) => Promise.reject(asTransportError(err)));
+    } catch (err) {
+      return Promise.reject(asTransportError(err));
+    }
+  }
+
+  writeSync(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): void {
+    try {
+      this.native.writeSync(nativeRemote(remote), nativeLocals(locals), ops, count, options?.fenceAt ?? 0, options?.timeoutMs ?? this.defaultTimeoutMs);
+    } catch (err) {
+      throw asTransportError(err);
+    }
+  }
+
+  lanes(): string[] {
+    try {
+      return parseLanes(this.native.info());
+    } catch {
+      return [];
+    }
+  }
+
+  get failure(): string | null {
+    return this.native.failure;
+  }
+
+  close(): void {
+    this.native.close();
+  }
+}
+
+export class UcxTransport implements TransportNode {
+  readonly smokeOnly = false;
+  private closed = false;
+
+  private constructor(
+    readonly protocol: Protocol,
+    private readonly context: NativeContext,
+    private readonly worker: NativeWorker,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Opens the UCX context (shared per process) and this thread's worker. Throws ERR_PROTOCOL_UNAVAILABLE with the reason and the fix. */
+  static open(options: TransportOptions): UcxTransport {
+    if (options.protocol !== 'rdma' && options.protocol !== 'shm') {
+      throw new TransportError('ERR_INVALID_ARG', `UcxTransport supports rdma and shm, not ${options.protocol}`);
+    }
+    let binding;
+    try {
+      binding = requireNative();
+    } catch (err) {
+      throw new TransportError('ERR_PROTOCOL_UNAVAILABLE', `protocol '${options.protocol}' cannot run here: ${(err as Error).message}. Use --protocol tcp (smoke test only)`);
+    }
+    const ucx = binding.ucx();
+    if (!ucx.available) {
+      throw new TransportError('ERR_PROTOCOL_UNAVAILABLE', `protocol '${options.protocol}' cannot run here: ${ucx.error}. Or use --protocol tcp (smoke test only)`);
+    }
+    let context: NativeContext;
+    try {
+      context = new binding.Context({
+        protocol: options.protocol,
+        devices: options.devices ?? [],
+        ibPort: options.ibPort ?? 1,
+        gidIndex: options.gidIndex ?? -1,
+      });
+    } catch (err) {
+      throw asTransportError(err);
+    }
+    let worker: NativeWorker;
+    try {
+      worker = new binding.Worker(context);
+    } catch (err) {
+      context.close();
+      throw asTransportError(err);
+    }
+    return new UcxTransport(options.protocol, context, worker, options.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS);
+  }
+
+  get transports(): string {
+    return this.context.tls;
+  }
+
+  /** UCX's own description of the context (components, memory domains, resources). */
+  describe(): string {
+    return this.context.describe();
+  }
+
+  address(): Uint8Array {
+    return this.worker.address();
+  }
+
+  async connect(peerAddress: Uint8Array): Promise<UcxEndpoint> {
+    return this.connectSync(peerAddress);
+  }
+
+  connectSync(peerAddress: Uint8Array): UcxEndpoint {
+    try {
+      return new UcxEndpoint(this.worker.connect(peerAddress), this.timeoutMs);
+    } catch (err) {
+      throw asTransportError(err);
+    }
+  }
+
+  allocate(bytes: number): PublishedRegion {
+    try {
+      return new UcxPublished(this.context.allocate(bytes));
+    } catch (err) {
+      throw asTransportError(err);
+    }
+  }
+
+  register(view: Uint8Array): LocalRegion {
+    try {
+      return new UcxLocal(this.context.register(view), view);
+    } catch (err) {
+      throw asTransportError(err);
+    }
+  }
+
+  /** Progress the worker by hand (rarely needed: an idle worker is progressed from its event fd). */
+  progress(): number {
+    return this.worker.progress();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.worker.close();
+    this.context.close();
+  }
+}
