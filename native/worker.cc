@@ -440,28 +440,29 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
     }
     const double* q = ops.Data();
     // Validate everything before posting anything: a bad op must not leave half a batch in flight.
+    // (Messages are built only on failure: this loop runs for every op of every batch.)
     for (size_t i = 0; i < count; ++i) {
       double roff = q[i * kOpFields], lidx = q[i * kOpFields + 1], loff = q[i * kOpFields + 2],
              len = q[i * kOpFields + 3];
-      std::string at = "op " + std::to_string(i) + ": ";
       if (!(len >= 1) || std::floor(len) != len) {
-        ThrowError(env, at + "length must be a positive integer (got " + std::to_string(len) + ")", "ERR_INVALID_ARG");
+        ThrowError(env, "op " + std::to_string(i) + ": length must be a positive integer (got " + std::to_string(len) + ")",
+                   "ERR_INVALID_ARG");
         return nullptr;
       }
       if (!(lidx >= 0) || std::floor(lidx) != lidx || lidx >= locals.size()) {
-        ThrowError(env, at + "local region index out of range", "ERR_INVALID_ARG");
+        ThrowError(env, "op " + std::to_string(i) + ": local region index out of range", "ERR_INVALID_ARG");
         return nullptr;
       }
       NativeRegion* l = locals[static_cast<size_t>(lidx)];
       if (!(loff >= 0) || std::floor(loff) != loff || loff + len > static_cast<double>(l->length)) {
-        ThrowError(env, at + "local range [" + std::to_string(static_cast<uint64_t>(loff)) + ", +" +
+        ThrowError(env, "op " + std::to_string(i) + ": local range [" + std::to_string(static_cast<uint64_t>(loff)) + ", +" +
                             std::to_string(static_cast<uint64_t>(len)) + ") is outside the registered " +
                             std::to_string(l->length) + " bytes",
                    "ERR_OUT_OF_RANGE");
         return nullptr;
       }
       if (!(roff >= 0) || std::floor(roff) != roff || roff + len > static_cast<double>(remote->length)) {
-        ThrowError(env, at + "remote range [" + std::to_string(static_cast<uint64_t>(roff)) + ", +" +
+        ThrowError(env, "op " + std::to_string(i) + ": remote range [" + std::to_string(static_cast<uint64_t>(roff)) + ", +" +
                             std::to_string(static_cast<uint64_t>(len)) + ") is outside the peer's " +
                             std::to_string(remote->length) + "-byte region",
                    "ERR_OUT_OF_RANGE");

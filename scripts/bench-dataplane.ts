@@ -1,0 +1,185 @@
+/**
+ * The data plane against ucx_perftest, side by side in one run (issue 4's speed check).
+ *
+ *   npx tsx scripts/bench-dataplane.ts [--seconds 2] [--out bench-results/dataplane-shm.md]
+ *
+ * For 4 KiB, 128 KiB and 1 MiB: our shm READ (batch 32, one thread, one buffer reused: cache-hot)
+ * in its async (Promise) and blocking forms, and `ucx_perftest -t ucp_get -O 32` across two
+ * processes under the same UCX transports; the ratio of each. Then the latency of a batch of one
+ * 4 KiB READ, and READ over a 512 MiB working set next to memcpy over the same working set.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { UcxTransport, type UcxEndpoint } from '../src/transport/ucx.js';
+import type { LocalRegion, RemoteRegion } from '../src/transport/types.js';
+import { spawnFixture } from '../test/helpers/child.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const seconds = Number(flag('--seconds', '2'));
+const out = flag('--out', '');
+const SHM_TLS = 'posix,sysv,cma,self';
+const BATCH = 32;
+const GB = 1e9;
+
+function perftest(size: number): number {
+  const port = String(13000 + Math.floor(Math.random() * 2000));
+  const env = { ...process.env, UCX_TLS: SHM_TLS, UCX_PROTO_ENABLE: 'n' };
+  const server = spawn('ucx_perftest', ['-p', port], { env, stdio: 'ignore' });
+  try {
+    execFileSync('sleep', ['0.5']);
+    const iterations = Math.max(2000, Math.min(200_000, Math.floor((seconds * 20e9) / size)));
+    const text = execFileSync('ucx_perftest', ['127.0.0.1', '-p', port, '-t', 'ucp_get', '-s', String(size), '-O', String(BATCH), '-n', String(iterations), '-w', String(Math.floor(iterations / 10))], { env, encoding: 'utf8' });
+    const final = text.split('\n').find((l) => l.startsWith('Final:'));
+    if (!final) throw new Error(`ucx_perftest printed no Final line:\n${text}`);
+    const cols = final.trim().split(/\s+/);
+    // Final: iterations, lat p50, lat avg, lat overall, bw avg (MB/s, 2^20), bw overall, ...
+    return (Number(cols[6]) * 2 ** 20) / GB;
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+interface Setup { ep: UcxEndpoint; remote: RemoteRegion; local: LocalRegion; dst: Uint8Array }
+
+function ops(count: number, f: (i: number) => [number, number, number]): Float64Array {
+  const q = new Float64Array(count * 4);
+  for (let i = 0; i < count; i++) {
+    const [remote, local, length] = f(i);
+    q.set([remote, 0, local, length], i * 4);
+  }
+  return q;
+}
+
+async function rate(run: () => Promise<void> | void, bytesPerCall: number): Promise<number> {
+  const warmEnd = performance.now() + 300;
+  while (performance.now() < warmEnd) await run();
+  let calls = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  while (performance.now() < end) {
+    await run();
+    calls++;
+  }
+  return (calls * bytesPerCall) / ((performance.now() - t0) / 1000) / GB;
+}
+
+function rateSync(run: () => void, bytesPerCall: number): number {
+  const warmEnd = performance.now() + 300;
+  while (performance.now() < warmEnd) run();
+  let calls = 0;
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  while (performance.now() < end) {
+    run();
+    calls++;
+  }
+  return (calls * bytesPerCall) / ((performance.now() - t0) / 1000) / GB;
+}
+
+const fmt = (x: number, d = 2) => x.toFixed(d);
+const lines: string[] = [];
+const log = (s: string) => {
+  console.log(s);
+  lines.push(s);
+};
+
+const regionBytes = 512 << 20;
+const child = spawnFixture(new URL('../test/fixtures/ucx-publisher.ts', import.meta.url), [String(regionBytes), 'shm', '1']);
+const node = UcxTransport.open({ protocol: 'shm' });
+try {
+  const ready = (await child.ready) as { address: string; descriptor: string };
+  const ep = await node.connect(Buffer.from(ready.address, 'base64'));
+  const remote = ep.attach(Buffer.from(ready.descriptor, 'base64'));
+  const dst = new Uint8Array(regionBytes);
+  const local = node.register(dst);
+  const s: Setup = { ep, remote, local, dst };
+  log(`# Data plane vs ucx_perftest (shm)`);
+  log('');
+  log(`- date: ${new Date().toISOString()}`);
+  log(`- command: \`npx tsx scripts/bench-dataplane.ts ${args.join(' ')}\``);
+  log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${execFileSync('ucx_info', ['-v'], { encoding: 'utf8' }).match(/Version ([\d.]+)/)?.[1]}`);
+  log(`- lanes: ${ep.lanes().join(', ')}; UCX_TLS=${SHM_TLS}; GB/s = 10^9 B/s; ${seconds} s per figure`);
+  log('');
+  log('## Cache-hot: batch 32, one thread, one buffer reused (matched to `ucx_perftest -t ucp_get -O 32`)');
+  log('');
+  log('| block | ours async GB/s | ours blocking GB/s | ucx_perftest GB/s | async ratio | blocking ratio | target |');
+  log('|---|---|---|---|---|---|---|');
+  for (const size of [4096, 131072, 1048576]) {
+    const q = ops(BATCH, () => [0, 0, size]);
+    const asyncRate = await rate(() => s.ep.read(s.remote, [s.local], q, BATCH), size * BATCH);
+    const syncRate = rateSync(() => s.ep.readSync(s.remote, [s.local], q, BATCH), size * BATCH);
+    const ref = perftest(size);
+    const target = size === 4096 ? 0.5 : 0.9;
+    const label = size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`;
+    log(`| ${label} | ${fmt(asyncRate)} | ${fmt(syncRate)} | ${fmt(ref)} | ${fmt(asyncRate / ref)} | ${fmt(syncRate / ref)} | >= ${target} ${asyncRate / ref >= target ? 'PASS' : 'FAIL'} |`);
+  }
+  log('');
+  const one = ops(1, () => [0, 0, 4096]);
+  const samples: number[] = [];
+  for (let i = 0; i < 20000; i++) {
+    const t0 = process.hrtime.bigint();
+    await s.ep.read(s.remote, [s.local], one, 1);
+    if (i >= 2000) samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  samples.sort((a, b) => a - b);
+  const syncSamples: number[] = [];
+  for (let i = 0; i < 20000; i++) {
+    const t0 = process.hrtime.bigint();
+    s.ep.readSync(s.remote, [s.local], one, 1);
+    if (i >= 2000) syncSamples.push(Number(process.hrtime.bigint() - t0) / 1000);
+  }
+  syncSamples.sort((a, b) => a - b);
+  const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+  log(`## Latency of a batch of one 4 KiB READ`);
+  log('');
+  log(`| form | p50 µs | p99 µs |`);
+  log(`|---|---|---|`);
+  log(`| async (await) | ${fmt(pct(samples, 50))} | ${fmt(pct(samples, 99))} |`);
+  log(`| blocking | ${fmt(pct(syncSamples, 50))} | ${fmt(pct(syncSamples, 99))} |`);
+  log('');
+  log(`## Over a 512 MiB working set (every page distinct, cache-cold), batch 32`);
+  log('');
+  log('| block | ours async GB/s | memcpy GB/s (same working set, one thread) | ratio | target |');
+  log('|---|---|---|---|---|');
+  const src = new Uint8Array(regionBytes);
+  src.fill(1);
+  // Fault every page in first (the reader's mapping of the publisher's segment and our own
+  // buffer): steady state, not first-touch page faults, is what users meet.
+  await s.ep.read(s.remote, [s.local], ops(512, (i) => [i * (1 << 20), i * (1 << 20), 1 << 20]), 512);
+  for (const size of [131072, 1048576]) {
+    const pages = regionBytes / size;
+    let cursor = 0;
+    const q = new Float64Array(BATCH * 4);
+    const readWs = await rate(() => {
+      for (let i = 0; i < BATCH; i++) {
+        const p = (cursor + i) % pages;
+        q[i * 4] = p * size;
+        q[i * 4 + 1] = 0;
+        q[i * 4 + 2] = p * size;
+        q[i * 4 + 3] = size;
+      }
+      cursor = (cursor + BATCH) % pages;
+      return s.ep.read(s.remote, [s.local], q, BATCH);
+    }, size * BATCH);
+    let mcursor = 0;
+    const copyWs = rateSync(() => {
+      for (let i = 0; i < BATCH; i++) {
+        const p = (mcursor + i) % pages;
+        dst.set(src.subarray(p * size, (p + 1) * size), p * size);
+      }
+      mcursor = (mcursor + BATCH) % pages;
+    }, size * BATCH);
+    const label = size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`;
+    log(`| ${label} | ${fmt(readWs)} | ${fmt(copyWs)} | ${fmt(readWs / copyWs)} | >= 0.9 ${readWs / copyWs >= 0.9 ? 'PASS' : 'FAIL'} |`);
+  }
+  ep.close();
+} finally {
+  await node.close();
+  await child.kill();
+}
+if (out) writeFileSync(out, lines.join('\n') + '\n');

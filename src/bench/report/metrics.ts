@@ -1,0 +1,223 @@
+/**
+ * Builds report rows from measured counters. Every rate divides by the measured window
+ * (`elapsedNs`), not the configured duration, and is 0 when the window is not positive — never
+ * NaN or Infinity. Latencies arrive in ns and leave in µs (2 dp), null when there was no sample.
+ */
+import type { Protocol } from '../../transport/types.js';
+import { round, roundOrNull, isoSeconds } from './format.js';
+import {
+  REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, SMOKE_LABEL, TOOL_NAME,
+  type Host, type JsonValue, type LatUnit, type Meta, type MetaCore, type Phase, type Report, type Row, type RowOp, type System,
+} from './types.js';
+
+/** A latency summary in ns (integers or floats), e.g. from an HdrHistogram. */
+export interface LatencySummary {
+  count: number;
+  min_ns: number;
+  max_ns: number;
+  mean_ns: number;
+  p50_ns: number;
+  p90_ns: number;
+  p95_ns: number;
+  p99_ns: number;
+  p999_ns: number;
+}
+
+export interface RowInput {
+  /** Default 'peercache'. */
+  system?: System;
+  path: string;
+  op: RowOp;
+  protocol: Protocol;
+  /** Bytes per component object. */
+  blockSize: number;
+  /** Components per page: 1 (mla) or 2 (mha, k+v). Default 1. */
+  components?: number;
+  batchSize: number;
+  threads: number;
+  /** Used for tokens_per_s only; default 0. */
+  tokensPerPage?: number;
+  /** Batch calls completed in the window. */
+  calls: number;
+  /** Pages asked for; default `pages`. get: the hit-rate denominator. */
+  pagesRequested?: number;
+  /** Logical pages completed: get = pages found and read (hits), set = written, exists = probed. */
+  pages: number;
+  /** Component reads/writes; default exists → pagesRequested, else pages × components. */
+  ops?: number;
+  /** Payload bytes moved; default exists → 0, else ops × blockSize. */
+  bytes?: number;
+  /** Failed calls; default 0. */
+  errors?: number;
+  /** The measured window in ns (process.hrtime.bigint() differences are accepted). */
+  elapsedNs: number | bigint;
+  latency: LatencySummary | null;
+  /** 'get' → hit_rate = pages / pagesRequested; 'none' → null. Default: 'get' for op get. */
+  hitRate?: 'get' | 'none';
+  /** Default 'single'. */
+  phase?: Phase;
+  /** Default 'batch_call'. */
+  latUnit?: LatUnit;
+  note?: string;
+  /** Default true. */
+  ok?: boolean;
+  /** Default: the protocol is tcp. A smoke row's note carries SMOKE_LABEL. */
+  smoke?: boolean;
+  transports?: readonly string[];
+  /** HdrHistogram V2 compressed base64 of the samples, or null. */
+  histogram?: string | null;
+  /** Client CPU% over the window (100 = one core), or null. */
+  cpu?: number | null;
+  /** RSS per worker in bytes, or null. */
+  rss?: number | null;
+  extra?: Record<string, number | null>;
+}
+
+/** tcp is a functional fallback: its figures are smoke tests, never published. */
+export function isSmokeProtocol(protocol: string): boolean {
+  return protocol === 'tcp';
+}
+
+/** The rate `count / seconds`, 0 when the window is not positive or not finite. */
+export function rate(count: number, seconds: number): number {
+  return seconds > 0 && Number.isFinite(seconds) ? count / seconds : 0;
+}
+
+function counter(name: string, v: number | undefined, fallback: number): number {
+  const x = v ?? fallback;
+  // A bad counter is a harness bug; fail loudly rather than publish a NaN row.
+  if (!Number.isFinite(x) || x < 0) throw new RangeError(`makeRow: ${name} must be a finite number >= 0, got ${x}`);
+  return x;
+}
+
+function withSmoke(note: string, smoke: boolean): string {
+  if (!smoke || note.includes(SMOKE_LABEL)) return note;
+  return note ? `${note} [${SMOKE_LABEL}]` : SMOKE_LABEL;
+}
+
+function us(ns: number | undefined): number | null {
+  return ns === undefined ? null : roundOrNull(ns / 1000, 2);
+}
+
+export function makeRow(input: RowInput): Row {
+  const components = counter('components', input.components, 1);
+  const blockSize = counter('blockSize', input.blockSize, 0);
+  const pages = counter('pages', input.pages, 0);
+  const pagesRequested = counter('pagesRequested', input.pagesRequested, pages);
+  const ops = counter('ops', input.ops, input.op === 'exists' ? pagesRequested : pages * components);
+  const bytes = counter('bytes', input.bytes, input.op === 'exists' ? 0 : ops * blockSize);
+  const calls = counter('calls', input.calls, 0);
+  const errors = counter('errors', input.errors, 0);
+  const tokensPerPage = counter('tokensPerPage', input.tokensPerPage, 0);
+  const elapsedNsRaw = typeof input.elapsedNs === 'bigint' ? Number(input.elapsedNs) : input.elapsedNs;
+  const seconds = Number.isFinite(elapsedNsRaw) && elapsedNsRaw > 0 ? elapsedNsRaw / 1e9 : 0;
+  const pagesPerS = rate(pages, seconds);
+  const lat = input.latency && input.latency.count > 0 ? input.latency : null;
+  const hitMode = input.hitRate ?? (input.op === 'get' ? 'get' : 'none');
+  const smoke = input.smoke ?? isSmokeProtocol(input.protocol);
+  const row: Row = {
+    system: input.system ?? 'peercache',
+    path: input.path,
+    protocol: input.protocol,
+    block_size: blockSize,
+    batch_size: input.batchSize,
+    threads: input.threads,
+    duration_s: round(seconds, 3),
+    ops,
+    bytes_total: bytes,
+    throughput_gbps: round(rate(bytes, seconds) / 1e9, 4),
+    ops_per_s: round(rate(ops, seconds), 1),
+    lat_us_mean: us(lat?.mean_ns),
+    lat_us_p50: us(lat?.p50_ns),
+    lat_us_p90: us(lat?.p90_ns),
+    lat_us_p95: us(lat?.p95_ns),
+    lat_us_p99: us(lat?.p99_ns),
+    lat_us_p999: us(lat?.p999_ns),
+    lat_us_max: us(lat?.max_ns),
+    op: input.op,
+    pages,
+    pages_per_s: round(pagesPerS, 1),
+    // From the unrounded page rate, so tokens/s does not inherit pages/s's rounding × tokens.
+    tokens_per_s: round(pagesPerS * tokensPerPage, 1),
+    hit_rate: hitMode === 'get' && pagesRequested > 0 ? Math.min(1, pages / pagesRequested) : null,
+    note: withSmoke(input.note ?? '', smoke),
+    ok: input.ok ?? true,
+    peak: false,
+    smoke,
+    phase: input.phase ?? 'single',
+    lat_unit: input.latUnit ?? 'batch_call',
+    calls,
+    pages_requested: pagesRequested,
+    errors,
+    cpu_client_pct: roundOrNull(input.cpu, 1),
+    rss_per_worker_bytes: input.rss === null || input.rss === undefined || !Number.isFinite(input.rss) ? null : Math.round(input.rss),
+    transports: [...(input.transports ?? [])],
+    histogram: input.histogram ?? null,
+  };
+  if (input.extra) {
+    const extra: Record<string, number | null> = {};
+    for (const [k, v] of Object.entries(input.extra)) extra[k] = v === null || !Number.isFinite(v) ? null : v;
+    row.extra = extra;
+  }
+  return row;
+}
+
+/** What identifies a row that could not run. */
+export type FailedRowInput = Pick<RowInput, 'path' | 'op' | 'protocol' | 'blockSize' | 'batchSize' | 'threads'> &
+  Partial<Pick<RowInput, 'system' | 'components' | 'tokensPerPage' | 'phase' | 'latUnit' | 'smoke' | 'transports' | 'errors' | 'calls' | 'elapsedNs' | 'extra'>>;
+
+/** A row for a point that could not run: ok false, zero counters and rates, null latencies; `note` says why. */
+export function failedRow(partial: FailedRowInput, note: string): Row {
+  return makeRow({
+    ...partial,
+    calls: partial.calls ?? 0,
+    pages: 0,
+    pagesRequested: 0,
+    ops: 0,
+    bytes: 0,
+    elapsedNs: partial.elapsedNs ?? 0,
+    latency: null,
+    histogram: null,
+    hitRate: 'none',
+    note,
+    ok: false,
+  });
+}
+
+/** Meta as the caller gives it: smoke/publishable default from the protocol, transports to []. */
+export type MetaInput = Omit<MetaCore, 'smoke' | 'publishable' | 'transports'> &
+  Partial<Pick<MetaCore, 'smoke' | 'publishable' | 'transports'>> & { [key: string]: JsonValue | undefined };
+
+export interface ReportInput {
+  command: string;
+  host: Host;
+  meta: MetaInput;
+  results: Row[];
+  notes?: string[];
+  /** The run's start; default now. */
+  date?: Date;
+  /** Default host.package_version. */
+  toolVersion?: string;
+}
+
+/** Assembles a schema_version 1 report. */
+export function makeReport(input: ReportInput): Report {
+  const smoke = input.meta.smoke ?? isSmokeProtocol(input.meta.protocol);
+  const meta: Meta = {
+    ...input.meta,
+    smoke,
+    publishable: smoke ? false : (input.meta.publishable ?? true),
+    transports: [...(input.meta.transports ?? [])],
+  };
+  return {
+    schema: REPORT_SCHEMA_ID,
+    schema_version: REPORT_SCHEMA_VERSION,
+    created_at: isoSeconds(input.date ?? new Date()),
+    tool: { name: TOOL_NAME, version: input.toolVersion ?? input.host.package_version },
+    command: input.command,
+    host: input.host,
+    meta,
+    results: input.results,
+    notes: [...(input.notes ?? [])],
+  };
+}

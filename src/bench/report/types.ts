@@ -1,0 +1,142 @@
+/**
+ * The benchmark report model: the TypeScript twin of `schema/report.schema.json` (schema_version 1).
+ * Row keeps the original PeerCache `BenchResult` field names and order (so existing tooling keeps
+ * reading it), then appends typed fields. Every latency is in µs and is `null`, never NaN, when
+ * there was no sample; rates are decimal (10^9 bytes = 1 GB).
+ */
+import type { Protocol } from '../../transport/types.js';
+
+export const REPORT_SCHEMA_ID = 'peercache-bench/report' as const;
+export const REPORT_SCHEMA_VERSION = 1 as const;
+export const TOOL_NAME = 'peercache-bench' as const;
+/** Carried by the banner, the Markdown header and every row note of a smoke (tcp) run. */
+export const SMOKE_LABEL = 'smoke — not publishable';
+
+export type System = 'peercache' | 'mooncake';
+/** "" for rows that are not one HiCache operation (e.g. Mooncake's transfer-engine). */
+export type RowOp = 'get' | 'set' | 'exists' | 'read' | '';
+export type Phase = 'latency-baseline' | 'sweep' | 'single';
+/** What one latency sample times: a whole batch call, one page (batch 1), or one transport read. */
+export type LatUnit = 'batch_call' | 'page' | 'read';
+export type Mode = 'suite' | 'latency' | 'throughput' | 'saturation' | 'micro' | 'compare' | 'mooncake' | 'dist';
+export type Layout = 'mla' | 'mha';
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+export interface Row {
+  // --- the original BenchResult fields, in its order ---
+  system: System;
+  /** hicache-get | hicache-set | hicache-exists | transport-read | store-get | transfer-engine */
+  path: string;
+  /** The requested protocol; `transports` says what actually ran. */
+  protocol: Protocol;
+  /** Bytes per component object (a page is 1 component for mla, 2 for mha). */
+  block_size: number;
+  batch_size: number;
+  /** Concurrency (closed-loop workers). */
+  threads: number;
+  /** The measured window in seconds, 3 dp (the denominator of every rate). */
+  duration_s: number;
+  /** Component reads/writes completed; exists: pages probed. */
+  ops: number;
+  bytes_total: number;
+  /** bytes_total / 1e9 / duration, 4 dp. */
+  throughput_gbps: number;
+  /** 1 dp. */
+  ops_per_s: number;
+  lat_us_mean: number | null;
+  lat_us_p50: number | null;
+  lat_us_p90: number | null;
+  lat_us_p95: number | null;
+  lat_us_p99: number | null;
+  lat_us_p999: number | null;
+  lat_us_max: number | null;
+  op: RowOp;
+  /** Logical pages completed (get: pages found and read; set: written; exists: probed). */
+  pages: number;
+  /** 1 dp. */
+  pages_per_s: number;
+  /** pages_per_s × tokens_per_page, 1 dp. */
+  tokens_per_s: number;
+  /** Fraction 0..1 of requested pages found; get rows only, else null. */
+  hit_rate: number | null;
+  note: string;
+  ok: boolean;
+  // --- typed additions ---
+  peak: boolean;
+  smoke: boolean;
+  phase: Phase;
+  lat_unit: LatUnit;
+  /** Batch calls measured. */
+  calls: number;
+  pages_requested: number;
+  /** Failed calls. */
+  errors: number;
+  /** Client process CPU% during the window (100 = one core), or null when not measured. */
+  cpu_client_pct: number | null;
+  rss_per_worker_bytes: number | null;
+  /** Transports (UCX lanes) that actually carried the data, e.g. ['sysv/memory']. */
+  transports: string[];
+  /** HdrHistogram V2 compressed, base64, of the latency samples in ns; null when none. */
+  histogram: string | null;
+  /** Additional numeric measurements not known when the schema was designed. */
+  extra?: Record<string, number | null>;
+}
+
+export interface Host {
+  platform: string;
+  os_release: string;
+  arch: string;
+  cpu_model: string;
+  cpu_count: number;
+  node_version: string;
+  package_version: string;
+  ucx_version: string | null;
+  hostname: string;
+}
+
+export interface Tool {
+  name: typeof TOOL_NAME;
+  version: string;
+}
+
+/** The run's named parameters (Meta adds the open part). */
+export interface MetaCore {
+  mode: Mode;
+  protocol: Protocol;
+  /** true for tcp: a functional check, never a performance figure. */
+  smoke: boolean;
+  /** false whenever smoke. */
+  publishable: boolean;
+  /** Transports that actually ran (union over the run). */
+  transports: string[];
+  device?: string | null;
+  devices?: string[];
+  layout?: Layout;
+  page_size?: number;
+  batch_size?: number;
+  tokens_per_page?: number;
+  concurrencies?: number[];
+  working_set?: number;
+  duration_s?: number;
+  warmup_s?: number;
+}
+
+/** The run's parameters. Open: subcommands add their own keys (see the schema). */
+export interface Meta extends MetaCore {
+  [key: string]: JsonValue | undefined;
+}
+
+export interface Report {
+  schema: typeof REPORT_SCHEMA_ID;
+  schema_version: typeof REPORT_SCHEMA_VERSION;
+  /** UTC, seconds: 2026-11-24T23:05:26Z */
+  created_at: string;
+  tool: Tool;
+  /** The exact command line. */
+  command: string;
+  host: Host;
+  meta: Meta;
+  results: Row[];
+  notes: string[];
+}

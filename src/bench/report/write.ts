@@ -1,0 +1,157 @@
+/**
+ * Writes a report as `<name>.json` + `<name>.md` without ever replacing an earlier run's files.
+ *
+ * - The name is claimed exclusively: `open(<name>.json, 'wx')` creates an empty placeholder, so two
+ *   runs started in the same second get `<name>` and `<name>-1` instead of racing for one file.
+ * - Each file is written atomically: a temp file in the same directory, fsync, rename over the
+ *   final name, then an fsync of the directory. The .md is written first, so a non-empty .json
+ *   means the pair is complete.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileTimestamp } from './format.js';
+import { renderJson, renderMarkdown, type RenderOptions } from './render.js';
+import type { Report } from './types.js';
+
+export { toJsonSafe } from './format.js';
+
+export type ArtifactKind = 'hicache' | 'hicache-dist' | 'micro' | 'compare' | 'mooncake';
+
+export interface ArtifactNameInput {
+  kind: ArtifactKind;
+  /** hicache: latency|throughput|saturation|suite; hicache-dist: the op (get|exists). Required for both. */
+  mode?: string;
+  protocol: string;
+  /** User suffix; sanitised with sanitizeTag. */
+  tag?: string;
+  /** The run's start (UTC in the name). */
+  date: Date;
+}
+
+const SAFE_PART = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * Makes a tag file-name safe: every run of characters outside [A-Za-z0-9._-] becomes one "-",
+ * leading/trailing "-" and "." are dropped (no hidden files, no "..": the tag never leaves the
+ * directory anyway since "/" is replaced). "" means no tag. The CLI rejects such tags up front
+ * (parseTag); this is the writer's own guard.
+ */
+export function sanitizeTag(tag: string): string {
+  return tag.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '');
+}
+
+function part(what: string, value: string | undefined): string {
+  if (!value || !SAFE_PART.test(value)) throw new Error(`artifactName: ${what} ${JSON.stringify(value)} must match [A-Za-z0-9._-]+`);
+  return value;
+}
+
+/**
+ * hicache-<mode>-<protocol>[-<tag>]-<ts> | hicache-dist-<op>-<protocol>[-<tag>]-<ts> |
+ * micro-<protocol>[-<tag>]-<ts> | compare-… | mooncake-…, with ts = UTC %Y%m%d-%H%M%S.
+ */
+export function artifactName(input: ArtifactNameInput): string {
+  const parts: string[] = [input.kind];
+  if (input.kind === 'hicache' || input.kind === 'hicache-dist') parts.push(part('mode', input.mode));
+  parts.push(part('protocol', input.protocol));
+  const tag = sanitizeTag(input.tag ?? '');
+  if (tag) parts.push(tag);
+  if (Number.isNaN(input.date.getTime())) throw new Error('artifactName: invalid date');
+  parts.push(fileTimestamp(input.date));
+  return parts.join('-');
+}
+
+export interface WriteOptions {
+  outDir: string;
+  /** From artifactName(); no extension. */
+  name: string;
+  /** The Markdown body; default renderMarkdown(report, render). */
+  markdown?: string;
+  render?: RenderOptions;
+}
+
+export interface WrittenPaths {
+  json: string;
+  md: string;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** Writes `data` to `path` via a synced temp file in the same directory and a rename. */
+async function writeAtomic(dir: string, path: string, data: string): Promise<void> {
+  const tmp = join(dir, `.${randomBytes(6).toString('hex')}.${process.pid}.tmp`);
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(data, 'utf8');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // Makes the renames durable; some filesystems refuse fsync on a directory, which is harmless here.
+  try {
+    const fh = await open(dir, fsConstants.O_RDONLY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
+/** Claims `<base>.json` exclusively, trying <base>, <base>-1, <base>-2, … */
+async function claim(outDir: string, name: string): Promise<string> {
+  for (let i = 0; i < 10_000; i++) {
+    const base = join(outDir, i === 0 ? name : `${name}-${i}`);
+    if (await exists(`${base}.md`)) continue; // a stray .md of an earlier run is never replaced either
+    try {
+      const fh = await open(`${base}.json`, 'wx', 0o644);
+      await fh.close();
+      return base;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw e;
+    }
+  }
+  throw new Error(`writeReport: no free name for ${name} in ${outDir}`);
+}
+
+/** Creates outDir, picks a free name, writes <name>.md and <name>.json; returns their paths. */
+export async function writeReport(report: Report, options: WriteOptions): Promise<WrittenPaths> {
+  if (!SAFE_PART.test(options.name)) throw new Error(`writeReport: name ${JSON.stringify(options.name)} must match [A-Za-z0-9._-]+`);
+  const json = renderJson(report);
+  const md = options.markdown ?? renderMarkdown(report, options.render);
+  await mkdir(options.outDir, { recursive: true });
+  const base = await claim(options.outDir, options.name);
+  const paths = { json: `${base}.json`, md: `${base}.md` };
+  try {
+    await writeAtomic(options.outDir, paths.md, md);
+    await writeAtomic(options.outDir, paths.json, json);
+  } catch (e) {
+    // Give the name back; the placeholder is ours and still empty (or half-claimed).
+    await rm(paths.json, { force: true });
+    await rm(paths.md, { force: true });
+    throw e;
+  }
+  await syncDir(options.outDir);
+  return paths;
+}
