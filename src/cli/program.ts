@@ -1,0 +1,158 @@
+/**
+ * The peercache-bench program: dispatches subcommands (citty, loaded lazily), rejects unknown
+ * flags (citty accepts them silently), and turns errors into one line and an exit code:
+ * 2 for usage errors, 1 for failures. Never process.exit here: tests and the bin share it.
+ */
+import { runCommand, type ArgsDef, type CommandDef, type CommandMeta } from 'citty';
+import { packageVersion } from '../bench/report/host.js';
+import { UsageError } from './parse.js';
+import type { CommandResult } from './shared.js';
+
+type Loader = () => Promise<CommandDef<ArgsDef>>;
+
+/** Commands load on use; a command whose module is absent reports itself as not available. */
+function lazy(file: string, exported: string): Loader {
+  return async () => {
+    const mod = (await import(new URL(`./commands/${file}.js`, import.meta.url).href)) as Record<string, CommandDef<ArgsDef>>;
+    return mod[exported];
+  };
+}
+
+const commands: Record<string, { summary: string; load: Loader }> = {
+  latency: { summary: 'single in-flight op tail (concurrency 1, batch 1): per-page latency of get, set, exists', load: lazy('hicache', 'latency') },
+  throughput: { summary: 'sustained throughput and tail at one concurrency', load: lazy('hicache', 'throughput') },
+  saturation: { summary: 'throughput/latency curve over a concurrency sweep, and the PEAK', load: lazy('hicache', 'saturation') },
+  suite: { summary: 'the full baseline: latency + get/set/exists saturation', load: lazy('hicache', 'suite') },
+  micro: { summary: 'the bare data-plane READ (and the store get path) between two processes', load: lazy('micro', 'default') },
+  mooncake: { summary: "wraps Mooncake's official transfer_engine_bench", load: lazy('mooncake', 'default') },
+  compare: { summary: 'peercache micro vs Mooncake at matched block sizes', load: lazy('compare', 'default') },
+  serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('dist', 'serve') },
+  drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('dist', 'drive') },
+  doctor: { summary: 'what this host can run: addon, UCX, transports, RDMA devices, each protocol', load: lazy('doctor', 'default') },
+};
+
+export interface ProgramIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const defaultIo: ProgramIo = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+function rootUsage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    `peercache-bench ${packageVersion()}: publishable KV-page transfer benchmarks for disaggregated LLM serving`,
+    '',
+    'USAGE peercache-bench <command> [options]      (peercache-bench <command> --help for its options)',
+    '',
+    'COMMANDS',
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Headline numbers need --protocol rdma on a host with an RDMA NIC; --protocol shm measures the same',
+    'one-sided path between processes on one host; --protocol tcp is a smoke test, never publishable.',
+    'Results: ./peercache-bench-results/<name>.{json,md}. Start with: peercache-bench doctor',
+    '',
+  ].join('\n');
+}
+
+/** A plain, aligned help text (citty's colours codes even when stdout is not a terminal). */
+async function renderHelp(name: string, command: CommandDef<ArgsDef>, args: ArgsDef): Promise<string> {
+  const meta = (typeof command.meta === 'function' ? await (command.meta as () => CommandMeta | Promise<CommandMeta>)() : await command.meta) ?? {};
+  const rows = Object.entries(args).map(([flag, def]) => {
+    const hint = def.type === 'boolean' ? '' : ` <${'valueHint' in def && def.valueHint ? def.valueHint : flag.replace(/^.*-/, '')}>`;
+    const dflt = def.default === undefined || def.default === '' || def.type === 'boolean' ? '' : ` (default: ${String(def.default)})`;
+    const choices = 'options' in def && def.options ? ` [${def.options.join('|')}]` : '';
+    return [`--${flag}${hint}`, `${def.description ?? ''}${choices}${dflt}`] as const;
+  });
+  const width = Math.min(34, Math.max(...rows.map(([f]) => f.length)));
+  const lines = [`peercache-bench ${name}: ${meta.description ?? ''}`, '', `USAGE peercache-bench ${name} [options]`, '', 'OPTIONS'];
+  for (const [flag, text] of rows) {
+    lines.push(flag.length > width ? `  ${flag}\n  ${' '.repeat(width)}  ${text}` : `  ${flag.padEnd(width)}  ${text}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Names a command accepts: --flag, --no-flag for booleans, camelCase twins, aliases. */
+function acceptedFlags(args: ArgsDef): Set<string> {
+  const names = new Set<string>(['help', 'h']);
+  for (const [name, def] of Object.entries(args)) {
+    const camel = name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+    for (const n of [name, camel]) {
+      names.add(n);
+      if (def.type === 'boolean') names.add(`no-${n}`);
+    }
+    const aliases = 'alias' in def && def.alias ? ([] as string[]).concat(def.alias) : [];
+    for (const a of aliases) names.add(a);
+  }
+  return names;
+}
+
+function checkFlags(name: string, args: ArgsDef, rawArgs: string[]): void {
+  const accepted = acceptedFlags(args);
+  for (const token of rawArgs) {
+    if (token === '--') break;
+    const m = /^--?([^=]+)/.exec(token);
+    if (!m || /^-\d/.test(token)) continue;
+    const flag = m[1];
+    if (!accepted.has(flag)) {
+      const known = [...accepted].filter((a) => a.length > 1 && !/[A-Z]/.test(a));
+      const near = known.find((k) => k.startsWith(flag.slice(0, 4)) || flag.startsWith(k.slice(0, 4)));
+      throw new UsageError(`unknown option ${token.split('=')[0]} for '${name}'${near ? ` (did you mean --${near}?)` : ''}`);
+    }
+    const def = args[flag] ?? args[flag.replace(/^no-/, '')];
+    if (def && def.type !== 'boolean' && !token.includes('=')) {
+      const next = rawArgs[rawArgs.indexOf(token) + 1];
+      if (next === undefined || (next.startsWith('--') && next.length > 2)) throw new UsageError(`option ${token} needs a value`);
+    }
+  }
+}
+
+export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<number> {
+  const name = argv.find((a) => !a.startsWith('-'));
+  if (!name) {
+    if (argv.includes('--version') || argv.includes('-v')) {
+      io.out(`${packageVersion()}\n`);
+      return 0;
+    }
+    io.out(rootUsage());
+    return argv.length === 0 || argv.includes('--help') || argv.includes('-h') ? 0 : 2;
+  }
+  const entry = commands[name];
+  if (!entry) {
+    io.err(`peercache-bench: unknown command '${name}'. Commands: ${Object.keys(commands).join(', ')}\n`);
+    return 2;
+  }
+  const rawArgs = argv.filter((a, i) => i !== argv.indexOf(name));
+  let command: CommandDef<ArgsDef>;
+  try {
+    command = await entry.load();
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
+      io.err(`peercache-bench ${name}: not available in this version yet\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const argsDef = (typeof command.args === 'function' ? await (command.args as () => ArgsDef | Promise<ArgsDef>)() : await command.args) ?? {};
+  if (rawArgs.includes('--help') || rawArgs.includes('-h')) {
+    io.out(await renderHelp(name, command, argsDef));
+    return 0;
+  }
+  try {
+    checkFlags(name, argsDef, rawArgs);
+    const { result } = await runCommand(command, { rawArgs });
+    return (result as CommandResult | undefined)?.exitCode ?? 0;
+  } catch (err) {
+    if (err instanceof UsageError || (err as Error).name === 'UsageError' || (err as Error).name === 'CLIError') {
+      io.err(`peercache-bench ${name}: ${(err as Error).message}\nRun 'peercache-bench ${name} --help' for the options.\n`);
+      return 2;
+    }
+    const e = err as Error & { code?: string };
+    io.err(`peercache-bench ${name}: ${e.message}\n`);
+    if (process.env.PEERCACHE_DEBUG) io.err(`${e.stack}\n`);
+    return 1;
+  }
+}
