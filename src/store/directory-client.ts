@@ -1,0 +1,362 @@
+/**
+ * `EmbeddedDirectory`: the Directory a node uses to talk to a DirectoryServer over one TCP
+ * connection. Requests are pipelined (matched by request id) and each has a deadline.
+ *
+ * Failure model, deliberately simple (reference §2.8 §6.1: the original reconnected and retried,
+ * running non-idempotent calls twice, and blocked forever when nobody answered):
+ * - a request that gets no answer in `requestTimeoutMs` rejects; it is never retried;
+ * - when the connection drops, every pending request rejects with "directory connection lost: …"
+ *   and every later call fails at once with the same message. There is no silent reconnect in
+ *   this version: the server dropped this node and its entries when the connection closed, so
+ *   the owner (the store) must re-join and re-publish on a fresh client, if it wants to;
+ * - a heartbeat ping keeps the server's idle timer fed and detects a server that stopped
+ *   answering (its host vanished): a ping without answer ends the connection.
+ */
+import net from 'node:net';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameDecoder,
+  FrameKind,
+  PROTOCOL_VERSION,
+  WireError,
+  checkFrameLimit,
+  decodeJson,
+  encodeFrame,
+  encodeRequestBody,
+  frameKindName,
+  parseErrorBody,
+  parseEvent,
+  parseLookupResult,
+} from './wire.js';
+import type { Frame, LogHook, Op, Request, ResultMap } from './wire.js';
+
+export interface EmbeddedDirectoryOptions {
+  /** Directory server host (default 127.0.0.1). */
+  host?: string;
+  port: number;
+  authToken?: string;
+  /** TCP connect + hello deadline (default 5000 ms). */
+  connectTimeoutMs?: number;
+  /** Deadline of each request (default 10 000 ms). */
+  requestTimeoutMs?: number;
+  /** Largest frame this client accepts (default 16 MiB); the server keeps responses under it. */
+  maxFrameBytes?: number;
+  /** Ping period when idle (default 5000 ms; 0 disables; keep it under the server's idleTimeoutMs). */
+  heartbeatMs?: number;
+  onLog?: LogHook;
+  /** Called once when the connection is lost (not on close()). */
+  onConnectionLost?: (reason: string) => void;
+}
+
+/** A connect / request error; `code` is the socket error code where there is one (ECONNREFUSED, ...). */
+export class DirectoryError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'DirectoryError';
+  }
+}
+
+interface Pending {
+  op: Op;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class EmbeddedDirectory implements Directory {
+  private readonly decoder: FrameDecoder;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Set<(event: DirectoryEvent) => void>();
+  private readonly log: LogHook;
+  private readonly requestTimeoutMs: number;
+  private readonly where: string;
+  private nextId = 1;
+  /** The largest frame the server accepts (learned at hello). */
+  private serverMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
+  private lost: string | null = null;
+  private userClosed = false;
+  private closing: Promise<void> | null = null;
+  private lastSentAt = Date.now();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private lastError: Error | null = null;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly options: EmbeddedDirectoryOptions,
+  ) {
+    this.log = options.onLog ?? (() => {});
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.where = `${options.host ?? '127.0.0.1'}:${options.port}`;
+    this.decoder = new FrameDecoder((f) => this.onFrame(f), { maxFrameBytes: options.maxFrameBytes, role: 'client' });
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        const msg = err instanceof WireError ? err.message : String(err);
+        this.log('error', `directory client: protocol error from ${this.where}: ${msg}`);
+        this.fail(`protocol error from server: ${msg}`);
+      }
+    });
+    socket.on('error', (err) => {
+      this.lastError = err;
+    });
+    socket.on('close', () => {
+      const e = this.lastError as NodeJS.ErrnoException | null;
+      this.fail(e ? `connection to ${this.where} failed (${e.code ?? e.message})` : `connection to ${this.where} closed by the server`);
+    });
+  }
+
+  /**
+   * Connects and says hello (version, token). Rejects with a DirectoryError naming the address;
+   * its `code` is the socket error's (ECONNREFUSED when nobody listens), 'ETIMEDOUT' past the
+   * deadline, 'EAUTH' when the token is refused.
+   */
+  static async connect(options: EmbeddedDirectoryOptions): Promise<EmbeddedDirectory> {
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port;
+    const where = `${host}:${port}`;
+    checkFrameLimit(options.maxFrameBytes);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port must be in 1..65535, got ${port}`);
+    const timeoutMs = options.connectTimeoutMs ?? 5000;
+    const deadline = Date.now() + timeoutMs;
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new DirectoryError(`directory connect to ${where} timed out after ${timeoutMs} ms`, 'ETIMEDOUT'));
+        }, timeoutMs);
+        socket.once('connect', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        socket.once('error', (err: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          reject(new DirectoryError(`cannot connect to the directory at ${where}: ${err.message}`, err.code, { cause: err }));
+        });
+      });
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    const client = new EmbeddedDirectory(socket, options);
+    try {
+      const hello: Request = { op: 'hello', version: PROTOCOL_VERSION, maxFrameBytes: checkFrameLimit(options.maxFrameBytes) };
+      if (options.authToken !== undefined) hello.token = options.authToken;
+      const result = await client.call('hello', hello, Math.max(1, deadline - Date.now()));
+      if (!isObject(result) || result.version !== PROTOCOL_VERSION || typeof result.maxFrameBytes !== 'number') {
+        throw new DirectoryError(`directory at ${where} sent a malformed hello response`, 'EPROTO');
+      }
+      client.serverMaxFrameBytes = result.maxFrameBytes;
+    } catch (err) {
+      client.userClosed = true; // a failed connect is not a lost connection: no callbacks
+      client.fail('hello failed');
+      socket.destroy();
+      const e = err as DirectoryError;
+      const code = /authentication failed/.test(e.message) ? 'EAUTH' : e.code;
+      throw new DirectoryError(`cannot connect to the directory at ${where}: ${e.message}`, code, { cause: err });
+    }
+    client.startHeartbeat();
+    return client;
+  }
+
+  /** False once the connection is lost or closed. */
+  get isOpen(): boolean {
+    return this.lost === null;
+  }
+
+  /** Why the connection ended, null while open. */
+  get lostReason(): string | null {
+    return this.lost;
+  }
+
+  async join(node: NodeInfo): Promise<NodeInfo[]> {
+    return expectArray(await this.call('join', { op: 'join', node }), 'join');
+  }
+
+  async lookup(keys: readonly string[]): Promise<(Location | null)[]> {
+    const body = await this.call('lookup', { op: 'lookup', keys: keys as string[] });
+    try {
+      return parseLookupResult(body, keys.length);
+    } catch (err) {
+      throw new DirectoryError(`directory lookup: malformed response: ${(err as Error).message}`, 'EPROTO');
+    }
+  }
+
+  async publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
+    const out = expectArray<boolean>(await this.call('publish', { op: 'publish', entries: entries as DirectoryEntry[] }), 'publish');
+    if (out.length !== entries.length) throw new DirectoryError(`directory publish: ${out.length} results for ${entries.length} entries`, 'EPROTO');
+    return out;
+  }
+
+  async remove(entries: readonly RemovalEntry[]): Promise<void> {
+    await this.call('remove', { op: 'remove', entries: entries as RemovalEntry[] });
+  }
+
+  async node(nodeId: string): Promise<NodeInfo | null> {
+    return (await this.call('node', { op: 'node', nodeId })) as NodeInfo | null;
+  }
+
+  async members(): Promise<NodeInfo[]> {
+    return expectArray(await this.call('members', { op: 'members' }), 'members');
+  }
+
+  /** One round trip; resolves with its duration in ms. */
+  async ping(): Promise<number> {
+    const t0 = performance.now();
+    await this.call('ping', { op: 'ping' });
+    return performance.now() - t0;
+  }
+
+  subscribe(listener: (event: DirectoryEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Leaves (the server removes this node and its entries) and closes. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.lost === null) {
+        try {
+          await this.call('leave', { op: 'leave' }, Math.min(this.requestTimeoutMs, 2000));
+        } catch {
+          // Closing anyway: the server drops the node when the connection closes.
+        }
+      }
+      this.userClosed = true;
+      this.listeners.clear();
+      this.fail('directory client closed');
+      if (!this.socket.destroyed) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => this.socket.destroy(), 1000);
+          this.socket.once('close', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          this.socket.end();
+        });
+      }
+    })();
+    return this.closing;
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  private call<O extends Op>(op: O, req: Request, timeoutMs = this.requestTimeoutMs): Promise<ResultMap[O] | unknown> {
+    if (this.userClosed) return Promise.reject(new DirectoryError('directory client is closed', 'ECLOSED'));
+    if (this.lost !== null) return Promise.reject(new DirectoryError(`directory connection lost: ${this.lost}`, 'ECONNLOST'));
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1; // 0 is reserved for events
+    let frame: Buffer;
+    try {
+      frame = encodeFrame(FrameKind.Request, id, encodeRequestBody(req), this.serverMaxFrameBytes);
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      return Promise.reject(new DirectoryError(`directory ${op} request too large: ${err.message}; split the batch`, 'E2BIG'));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new DirectoryError(`directory ${op} timed out after ${timeoutMs} ms (server ${this.where})`, 'ETIMEDOUT'));
+      }, timeoutMs);
+      this.pending.set(id, { op, resolve, reject, timer });
+      this.lastSentAt = Date.now();
+      this.socket.write(frame);
+    });
+  }
+
+  private onFrame(frame: Frame): void {
+    switch (frame.kind) {
+      case FrameKind.Response: {
+        const p = this.take(frame.id);
+        if (p) p.resolve(decodeJson(frame));
+        return;
+      }
+      case FrameKind.Error: {
+        const body = parseErrorBody(decodeJson(frame));
+        const p = this.take(frame.id);
+        if (p) p.reject(new DirectoryError(`directory ${p.op} failed: ${body.message}`, body.code === 'auth' ? 'EAUTH' : body.code));
+        if (body.fatal) {
+          this.log('warn', `directory client: server ${this.where} closed the connection: ${body.message}`);
+          this.fail(`server closed the connection: ${body.message}`);
+        }
+        return;
+      }
+      case FrameKind.Event: {
+        const event = parseEvent(decodeJson(frame));
+        for (const listener of this.listeners) {
+          try {
+            listener(event);
+          } catch (err) {
+            this.log('error', `directory client: event listener threw: ${(err as Error)?.message ?? String(err)}`);
+          }
+        }
+        return;
+      }
+      default:
+        throw new WireError('bad-kind', `unexpected ${frameKindName(frame.kind)} frame from the server`, frame.id);
+    }
+  }
+
+  private take(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (p === undefined) {
+      if (id !== 0) this.log('debug', `directory client: answer to request ${id} came after its deadline; dropped`);
+      return undefined;
+    }
+    this.pending.delete(id);
+    clearTimeout(p.timer);
+    return p;
+  }
+
+  /** Ends the connection for good: pending requests reject, later calls fail fast. */
+  private fail(reason: string): void {
+    if (this.lost !== null) return;
+    this.lost = reason;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    const err = this.userClosed
+      ? new DirectoryError('directory client is closed', 'ECLOSED')
+      : new DirectoryError(`directory connection lost: ${reason}`, 'ECONNLOST');
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    if (!this.userClosed) {
+      this.socket.destroy();
+      this.log('warn', `directory client: connection to ${this.where} lost: ${reason}`);
+      try {
+        this.options.onConnectionLost?.(reason);
+      } catch (e) {
+        this.log('error', `directory client: onConnectionLost threw: ${(e as Error)?.message ?? String(e)}`);
+      }
+    }
+  }
+
+  private startHeartbeat(): void {
+    const period = this.options.heartbeatMs ?? 5000;
+    if (period <= 0) return;
+    this.heartbeat = setInterval(() => {
+      if (this.lost !== null || Date.now() - this.lastSentAt < period) return;
+      this.call('ping', { op: 'ping' }).catch((err: DirectoryError) => {
+        if (err.code === 'ETIMEDOUT') this.fail(`server unresponsive: ${err.message}`);
+      });
+    }, period);
+    this.heartbeat.unref();
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function expectArray<T>(v: unknown, op: string): T[] {
+  if (!Array.isArray(v)) throw new DirectoryError(`directory ${op}: malformed response`, 'EPROTO');
+  return v as T[];
+}

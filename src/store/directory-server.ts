@@ -1,0 +1,636 @@
+/**
+ * The embedded discovery + directory server: membership and the key → Location map, in one
+ * process, on one event loop (every operation is applied atomically between I/O callbacks).
+ *
+ * Departures from the original (reference §2.8–2.10, §6.1), on purpose:
+ * - a node is its connection: when the connection that joined a node closes (leave, crash,
+ *   SIGKILL) the node and all its entries go at once, and every other member gets `node-left`;
+ *   no TTL guessing, no union of stale masters;
+ * - puts and deletes are conditional (first live publisher wins, a node replaces its own entry
+ *   only with a generation at least as new; removal only where owner and generation match);
+ * - frames are versioned and size-limited, connections authenticate with an optional token, and a
+ *   bad connection is closed with a logged reason without affecting anyone else;
+ * - all connections share one event loop (no thread per connection); requests are pipelined.
+ */
+import net from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameDecoder,
+  FrameKind,
+  PROTOCOL_VERSION,
+  WireError,
+  checkFrameLimit,
+  checkRequest,
+  decodeJson,
+  encodeFrame,
+  encodeLookupResult,
+  frameKindName,
+  parseNodeInfo,
+  parseRequest,
+} from './wire.js';
+import type { Frame, LogHook, Request, RequestOf, ResultMap } from './wire.js';
+
+export interface DirectoryServerOptions {
+  /** Address to bind, exactly (default 127.0.0.1). */
+  host?: string;
+  /** Port; 0 picks a free one (see `address`). */
+  port?: number;
+  /** When set, every connection's hello must carry this token. */
+  authToken?: string;
+  /** Largest frame accepted (default 16 MiB). */
+  maxFrameBytes?: number;
+  /** Logger hook; without one the server prints nothing. */
+  onLog?: LogHook;
+  /**
+   * A connection that sends nothing for this long is closed: no hello yet, or a client whose
+   * heartbeats stopped (its host vanished without a FIN). Default 20 000 ms; 0 disables.
+   */
+  idleTimeoutMs?: number;
+  /** listen() backlog (default 1024: dozens of nodes join at once). */
+  backlog?: number;
+}
+
+export interface DirectoryServerStats {
+  members: number;
+  entries: number;
+  connections: number;
+  requests: number;
+  /** Connections closed for a protocol violation, by reason code. */
+  framesRejected: Record<string, number>;
+}
+
+/** An application-level refusal of one request: answered with an error frame, the connection stays. */
+class RequestError extends Error {}
+
+/** One party of the directory: a socket connection or an in-process (local) directory. */
+interface Session {
+  readonly label: string;
+  /** The node this session joined, if any. */
+  nodeId: string | null;
+  /** Pushes an event; `frame` encodes it once for all sockets. */
+  deliver(event: DirectoryEvent, frame: () => Buffer): void;
+}
+
+interface Member {
+  info: NodeInfo;
+  session: Session;
+}
+
+const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
+
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+export class DirectoryServer {
+  private readonly members = new Map<string, Member>();
+  private readonly entries = new Map<string, Location>();
+  /** nodeId → its keys, so a departure removes exactly its entries. */
+  private readonly byNode = new Map<string, Set<string>>();
+  /** Sessions past hello: they receive events. */
+  private readonly sessions = new Set<Session>();
+  private readonly connections = new Set<Connection>();
+  private readonly locals = new Set<LocalDirectory>();
+  private readonly rejected: Record<string, number> = {};
+  private requests = 0;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private sweeper: NodeJS.Timeout | null = null;
+  readonly maxFrameBytes: number;
+  readonly idleTimeoutMs: number;
+  private readonly tokenDigest: Buffer | null;
+  private readonly log: LogHook;
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly address: { host: string; port: number },
+    options: DirectoryServerOptions,
+  ) {
+    this.maxFrameBytes = checkFrameLimit(options.maxFrameBytes);
+    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.tokenDigest = options.authToken !== undefined ? digest(options.authToken) : null;
+    this.log = options.onLog ?? (() => {});
+    server.on('connection', (socket) => this.accept(socket));
+    server.on('error', (err) => this.log('error', `directory server: ${err.message}`));
+    if (this.idleTimeoutMs > 0) {
+      this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, this.idleTimeoutMs / 4)));
+      this.sweeper.unref();
+    }
+  }
+
+  /** Binds exactly `host:port` and starts serving. Rejects with the listen error (its `code` kept). */
+  static async listen(options: DirectoryServerOptions = {}): Promise<DirectoryServer> {
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port ?? 0;
+    checkFrameLimit(options.maxFrameBytes);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be in 0..65535, got ${port}`);
+    if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
+    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        const e = new Error(`directory server cannot listen on ${host}:${port}: ${err.message}`, { cause: err });
+        reject(Object.assign(e, { code: err.code }));
+      };
+      server.once('error', onError);
+      server.listen({ host, port, backlog: options.backlog ?? 1024, exclusive: true }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    const bound = server.address() as net.AddressInfo;
+    const ds = new DirectoryServer(server, { host: bound.address, port: bound.port }, options);
+    ds.log('info', `directory server listening on ${bound.address}:${bound.port}`);
+    return ds;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  stats(): DirectoryServerStats {
+    return {
+      members: this.members.size,
+      entries: this.entries.size,
+      connections: this.connections.size,
+      requests: this.requests,
+      framesRejected: { ...this.rejected },
+    };
+  }
+
+  /**
+   * A Directory served by this process without a socket (the short circuit for the node that
+   * hosts the server). Its liveness is its own: close() removes its node; closing the server
+   * makes its calls fail.
+   */
+  localDirectory(): Directory {
+    if (this.closed) throw new Error('directory server is closed');
+    const local = new LocalDirectory(this);
+    this.locals.add(local);
+    this.sessions.add(local.session);
+    return local;
+  }
+
+  /** Stops listening, closes every connection (their nodes are gone) and resolves when all are closed. */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closed = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.closing = new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      // Everyone is disconnected at once: no node-left events, just an empty directory.
+      for (const local of this.locals) local.detach('directory server closed');
+      this.locals.clear();
+      this.sessions.clear();
+      this.members.clear();
+      this.entries.clear();
+      this.byNode.clear();
+      for (const conn of this.connections) conn.shutdown('directory server shutting down');
+    });
+    this.log('info', `directory server on ${this.address.host}:${this.address.port} closing`);
+    return this.closing;
+  }
+
+  // --- internals shared with Connection and LocalDirectory ------------------------------------
+
+  /** @internal */
+  tokenMatches(token: string | undefined): 'ok' | 'missing' | 'wrong' {
+    if (this.tokenDigest === null) return 'ok';
+    if (token === undefined) return 'missing';
+    // Compare fixed-length digests: constant time whatever the token's length.
+    return timingSafeEqual(digest(token), this.tokenDigest) ? 'ok' : 'wrong';
+  }
+
+  /** @internal */
+  countRejected(code: string): void {
+    this.rejected[code] = (this.rejected[code] ?? 0) + 1;
+  }
+
+  /** @internal */
+  logLine(level: Parameters<LogHook>[0], message: string): void {
+    this.log(level, message);
+  }
+
+  /** @internal Registers a session that passed hello. */
+  admit(session: Session): void {
+    this.sessions.add(session);
+  }
+
+  /** @internal A session went away: its node (if any) leaves with all its entries. */
+  drop(session: Session, reason: string): void {
+    this.sessions.delete(session);
+    this.leave(session, reason);
+  }
+
+  /** @internal The session's node leaves; the session itself stays (it still gets events). */
+  leave(session: Session, reason: string): void {
+    if (session.nodeId === null) return;
+    const id = session.nodeId;
+    session.nodeId = null;
+    this.removeNode(id, reason);
+  }
+
+  /** @internal */
+  forgetLocal(local: LocalDirectory): void {
+    this.locals.delete(local);
+    this.drop(local.session, 'left');
+  }
+
+  /** @internal Applies one request (hello excluded) for a session; throws RequestError on refusal. */
+  execute<O extends Exclude<Request['op'], 'hello'>>(session: Session, req: RequestOf<O>): ResultMap[O];
+  execute(session: Session, req: Exclude<Request, { op: 'hello' }>): ResultMap[keyof ResultMap] {
+    this.requests++;
+    switch (req.op) {
+      case 'join':
+        return this.join(session, req.node);
+      case 'lookup': {
+        const keys = req.keys;
+        const out = new Array<Location | null>(keys.length);
+        for (let i = 0; i < keys.length; i++) out[i] = this.entries.get(keys[i]) ?? null;
+        return out;
+      }
+      case 'publish':
+        return this.publish(req.entries);
+      case 'remove':
+        return this.remove(req.entries);
+      case 'node':
+        return this.members.get(req.nodeId)?.info ?? null;
+      case 'members':
+        return this.memberList();
+      case 'leave':
+        this.leave(session, 'left');
+        return true;
+      case 'ping':
+        return true;
+    }
+  }
+
+  private memberList(): NodeInfo[] {
+    return Array.from(this.members.values(), (m) => m.info);
+  }
+
+  private join(session: Session, node: NodeInfo): NodeInfo[] {
+    const existing = this.members.get(node.nodeId);
+    if (existing && existing.session !== session) {
+      throw new RequestError(
+        `nodeId '${node.nodeId}' is already in use by a live member (connected from ${existing.session.label}); ` +
+          'if that node died, its entry goes when its connection closes or times out',
+      );
+    }
+    if (session.nodeId !== null && session.nodeId !== node.nodeId) {
+      throw new RequestError(`this connection already joined as '${session.nodeId}'; one node per connection`);
+    }
+    // A re-join from the same connection updates the node's info (and tells the others again).
+    this.members.set(node.nodeId, { info: node, session });
+    session.nodeId = node.nodeId;
+    this.log('info', `directory: node '${node.nodeId}' joined from ${session.label} (${this.members.size} members)`);
+    this.broadcast({ type: 'node-joined', node }, session);
+    return this.memberList();
+  }
+
+  private publish(entries: readonly DirectoryEntry[]): boolean[] {
+    const out = new Array<boolean>(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const { key, location } = entries[i];
+      // Only live members may own entries: a dead node's slots must never be advertised.
+      if (!this.members.has(location.nodeId)) {
+        out[i] = false;
+        continue;
+      }
+      const cur = this.entries.get(key);
+      if (cur === undefined) {
+        this.entries.set(key, location);
+        this.ownedBy(location.nodeId).add(key);
+        out[i] = true;
+      } else if (cur.nodeId !== location.nodeId || location.generation < cur.generation) {
+        // First live publisher wins (entries of departed nodes are already gone); a node may
+        // only move its own entry forward.
+        out[i] = false;
+      } else {
+        this.entries.set(key, location);
+        out[i] = true;
+      }
+    }
+    return out;
+  }
+
+  private remove(entries: readonly RemovalEntry[]): number {
+    let removed = 0;
+    for (const { key, nodeId, generation } of entries) {
+      const cur = this.entries.get(key);
+      if (cur === undefined || cur.nodeId !== nodeId || cur.generation !== generation) continue;
+      this.entries.delete(key);
+      this.byNode.get(nodeId)?.delete(key);
+      removed++;
+    }
+    return removed;
+  }
+
+  private ownedBy(nodeId: string): Set<string> {
+    let keys = this.byNode.get(nodeId);
+    if (keys === undefined) {
+      keys = new Set();
+      this.byNode.set(nodeId, keys);
+    }
+    return keys;
+  }
+
+  private removeNode(nodeId: string, reason: string): void {
+    if (!this.members.delete(nodeId)) return;
+    const keys = this.byNode.get(nodeId);
+    if (keys) for (const key of keys) this.entries.delete(key);
+    this.byNode.delete(nodeId);
+    this.log('info', `directory: node '${nodeId}' left (${reason}); ${keys?.size ?? 0} entries removed`);
+    this.broadcast({ type: 'node-left', nodeId, reason }, null);
+  }
+
+  private broadcast(event: DirectoryEvent, origin: Session | null): void {
+    let frame: Buffer | null = null;
+    const encode = (): Buffer => (frame ??= encodeFrame(FrameKind.Event, 0, event, Number.MAX_SAFE_INTEGER));
+    for (const s of this.sessions) if (s !== origin) s.deliver(event, encode);
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const conn: Connection = new Connection(this, socket, () => this.connections.delete(conn));
+    this.connections.add(conn);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const conn of this.connections) conn.checkIdle(now, this.idleTimeoutMs);
+  }
+}
+
+/** One client socket: decoding, hello/auth, dispatch, and its fate when it misbehaves. */
+class Connection implements Session {
+  readonly label: string;
+  nodeId: string | null = null;
+  private readonly decoder: FrameDecoder;
+  private ready = false;
+  private closing = false;
+  private closeReason: string | null = null;
+  private lastError: Error | null = null;
+  private lastSeen = Date.now();
+  private peerMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
+  private waitingDrain = false;
+
+  constructor(
+    private readonly server: DirectoryServer,
+    private readonly socket: net.Socket,
+    onClosed: () => void,
+  ) {
+    this.label = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.decoder = new FrameDecoder((f) => this.onFrame(f), { maxFrameBytes: server.maxFrameBytes, role: 'server' });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 5000);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => {
+      this.lastError = err;
+    });
+    socket.on('close', () => {
+      onClosed();
+      const reason =
+        this.closeReason ?? (this.lastError ? `connection lost: ${(this.lastError as NodeJS.ErrnoException).code ?? this.lastError.message}` : 'connection closed');
+      this.server.drop(this, reason);
+    });
+    socket.on('drain', () => {
+      if (this.waitingDrain) {
+        this.waitingDrain = false;
+        socket.resume();
+      }
+    });
+  }
+
+  deliver(_event: DirectoryEvent, frame: () => Buffer): void {
+    if (!this.closing) this.socket.write(frame());
+  }
+
+  checkIdle(now: number, idleTimeoutMs: number): void {
+    if (this.closing || now - this.lastSeen <= idleTimeoutMs) return;
+    this.reject(
+      new WireError('idle', this.ready ? `no frames for ${idleTimeoutMs} ms (heartbeat missing)` : `no hello within ${idleTimeoutMs} ms`),
+    );
+  }
+
+  /** Server shutdown: tell the peer why, then close. */
+  shutdown(reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.closeReason = reason;
+    this.finish(encodeFrame(FrameKind.Error, 0, { message: reason, fatal: true, code: 'shutdown' }));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return; // discarding what a rejected peer still sends
+    this.lastSeen = Date.now();
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.reject(err);
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    if (this.closing) return;
+    if (frame.kind !== FrameKind.Request) {
+      throw new WireError('bad-kind', `unexpected ${frameKindName(frame.kind)} frame from a client`, frame.id);
+    }
+    let req: Request;
+    try {
+      req = parseRequest(decodeJson(frame));
+    } catch (err) {
+      if (err instanceof WireError) throw new WireError(err.code, err.message, frame.id);
+      throw err;
+    }
+    if (!this.ready) {
+      if (req.op !== 'hello') throw new WireError('no-hello', `request '${req.op}' before hello`, frame.id);
+      this.hello(frame.id, req);
+      return;
+    }
+    if (req.op === 'hello') throw new WireError('bad-message', 'duplicate hello', frame.id);
+    let result: unknown;
+    try {
+      result = this.server.execute(this, req);
+    } catch (err) {
+      if (!(err instanceof RequestError)) throw err;
+      this.send(FrameKind.Error, frame.id, { message: err.message, fatal: false, code: 'refused' });
+      return;
+    }
+    this.reply(frame.id, req.op, req.op === 'lookup' ? encodeLookupResult(result as ResultMap['lookup']) : result);
+  }
+
+  private hello(id: number, req: RequestOf<'hello'>): void {
+    if (req.version !== PROTOCOL_VERSION) {
+      throw new WireError('bad-version', `protocol version ${req.version} not supported (server speaks ${PROTOCOL_VERSION})`, id);
+    }
+    const auth = this.server.tokenMatches(req.token);
+    if (auth !== 'ok') throw new WireError('auth', `authentication failed: ${auth} token`, id);
+    this.ready = true;
+    if (req.maxFrameBytes !== undefined) this.peerMaxFrameBytes = req.maxFrameBytes;
+    this.server.admit(this);
+    const result: ResultMap['hello'] = { version: PROTOCOL_VERSION, maxFrameBytes: this.server.maxFrameBytes };
+    if (req.node !== undefined) {
+      try {
+        result.members = this.server.execute(this, { op: 'join', node: req.node });
+      } catch (err) {
+        if (!(err instanceof RequestError)) throw err;
+        this.send(FrameKind.Error, id, { message: err.message, fatal: false, code: 'refused' });
+        return;
+      }
+    }
+    this.send(FrameKind.Response, id, result);
+  }
+
+  private reply(id: number, op: string, result: unknown): void {
+    let buf: Buffer;
+    try {
+      buf = encodeFrame(FrameKind.Response, id, result, this.peerMaxFrameBytes);
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      // Too big for the client to accept: refuse this request rather than break the connection.
+      this.send(FrameKind.Error, id, { message: `${op} response too large: ${err.message}; split the batch`, fatal: false, code: 'oversized' });
+      return;
+    }
+    this.write(buf);
+  }
+
+  private send(kind: FrameKind, id: number, body: unknown): void {
+    this.write(encodeFrame(kind, id, body, Number.MAX_SAFE_INTEGER));
+  }
+
+  private write(buf: Buffer): void {
+    // Backpressure: a client that does not read its responses stops being read from.
+    if (!this.socket.write(buf) && !this.waitingDrain) {
+      this.waitingDrain = true;
+      this.socket.pause();
+    }
+  }
+
+  /** Protocol violation (or an internal error): count it, log it, tell the peer, close. */
+  private reject(err: unknown): void {
+    if (this.closing) return;
+    this.closing = true;
+    const wire = err instanceof WireError ? err : null;
+    const code = wire?.code ?? 'internal';
+    const message = wire ? wire.message : 'internal error';
+    this.server.countRejected(code);
+    if (wire) this.server.logLine('warn', `directory: closing connection from ${this.label}: ${message}`);
+    else this.server.logLine('error', `directory: internal error on connection from ${this.label}: ${(err as Error)?.stack ?? String(err)}`);
+    this.closeReason = `connection rejected: ${message}`;
+    this.finish(encodeFrame(FrameKind.Error, wire?.requestId ?? 0, { message, fatal: true, code }, Number.MAX_SAFE_INTEGER));
+  }
+
+  private finish(last: Buffer): void {
+    this.server.drop(this, this.closeReason ?? 'connection closed');
+    if (this.waitingDrain) this.socket.resume(); // keep draining (and discarding) input
+    this.socket.end(last);
+    // A peer that never reads or never closes must not hold the socket: destroy after a grace period.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+}
+
+/** The in-process Directory of the serving node: same semantics, no socket, no JSON. */
+class LocalDirectory implements Directory {
+  readonly session: Session;
+  private readonly listeners = new Set<(event: DirectoryEvent) => void>();
+  private lost: string | null = null;
+  private closed = false;
+
+  constructor(private readonly server: DirectoryServer) {
+    const self = this;
+    this.session = {
+      label: 'local',
+      nodeId: null,
+      deliver(event: DirectoryEvent): void {
+        // Deliver after the current operation completes, as a socket would.
+        queueMicrotask(() => self.emit(event));
+      },
+    };
+  }
+
+  detach(reason: string): void {
+    this.lost ??= reason;
+    this.session.nodeId = null;
+  }
+
+  private emit(event: DirectoryEvent): void {
+    if (this.lost !== null) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(cloneEvent(event));
+      } catch (err) {
+        this.server.logLine('error', `directory: event listener threw: ${(err as Error)?.message ?? String(err)}`);
+      }
+    }
+  }
+
+  private run<O extends Exclude<Request['op'], 'hello'>>(req: RequestOf<O>): Promise<ResultMap[O]> {
+    if (this.closed) return Promise.reject(new Error('directory client is closed'));
+    if (this.lost !== null) return Promise.reject(new Error(`directory connection lost: ${this.lost}`));
+    try {
+      // The same validation (and copying) as the wire path: callers cannot alias stored state.
+      const checked = checkRequest(req as Request) as RequestOf<O>;
+      return Promise.resolve(this.server.execute<O>(this.session, checked));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? new Error(`directory ${(req as Request).op} failed: ${err.message}`) : err);
+    }
+  }
+
+  async join(node: NodeInfo): Promise<NodeInfo[]> {
+    return (await this.run<'join'>({ op: 'join', node })).map(cloneNode);
+  }
+
+  async lookup(keys: readonly string[]): Promise<(Location | null)[]> {
+    const locs = await this.run<'lookup'>({ op: 'lookup', keys: keys as string[] });
+    // Copies: the caller must not be able to mutate the directory's entries.
+    for (let i = 0; i < locs.length; i++) {
+      const l = locs[i];
+      if (l !== null) locs[i] = { nodeId: l.nodeId, offset: l.offset, length: l.length, generation: l.generation };
+    }
+    return locs;
+  }
+
+  publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
+    return this.run<'publish'>({ op: 'publish', entries: entries as DirectoryEntry[] });
+  }
+
+  async remove(entries: readonly RemovalEntry[]): Promise<void> {
+    await this.run<'remove'>({ op: 'remove', entries: entries as RemovalEntry[] });
+  }
+
+  async node(nodeId: string): Promise<NodeInfo | null> {
+    const n = await this.run<'node'>({ op: 'node', nodeId });
+    return n === null ? null : cloneNode(n);
+  }
+
+  async members(): Promise<NodeInfo[]> {
+    return (await this.run<'members'>({ op: 'members' })).map(cloneNode);
+  }
+
+  subscribe(listener: (event: DirectoryEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    if (this.lost === null) this.server.forgetLocal(this);
+  }
+}
+
+function cloneNode(n: NodeInfo): NodeInfo {
+  return parseNodeInfo(n);
+}
+
+function cloneEvent(e: DirectoryEvent): DirectoryEvent {
+  return e.type === 'node-joined' ? { type: 'node-joined', node: cloneNode(e.node) } : { ...e };
+}

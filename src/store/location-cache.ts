@@ -1,0 +1,44 @@
+/**
+ * A bounded cache of key locations for the read path. Safe by construction: every READ is
+ * validated against the slot's generation, so a stale entry costs one more lookup and a retry,
+ * never wrong bytes.
+ */
+import type { Location } from './types.js';
+
+export class LocationCache {
+  private readonly map = new Map<string, Location>();
+
+  constructor(readonly maxEntries: number) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get(key: string): Location | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: string, location: Location): void {
+    if (this.maxEntries <= 0) return;
+    this.map.delete(key);
+    if (this.map.size >= this.maxEntries) {
+      // Oldest insertion first: cheap, and good enough for a cache whose misses are safe.
+      const oldest = this.map.keys().next().value as string;
+      this.map.delete(oldest);
+    }
+    this.map.set(key, location);
+  }
+
+  delete(key: string): void {
+    this.map.delete(key);
+  }
+
+  /** Forgets every location on a node (it left, or its endpoint failed). */
+  dropNode(nodeId: string): void {
+    for (const [key, loc] of this.map) if (loc.nodeId === nodeId) this.map.delete(key);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+}

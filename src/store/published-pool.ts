@@ -1,0 +1,176 @@
+/**
+ * The published pool: fixed-size slots in a region peers READ one-sidedly, with LRU eviction and a
+ * generation stamped in every slot, so a reader can never report another key's bytes as a hit.
+ *
+ * Slot layout (stride = SLOT_HEADER_BYTES + slot data, 64-byte aligned):
+ *   [header: u64 generation | u32 key tag | u32 length | padding][data]
+ * Writer protocol: stamp generation 0 (invalid), copy the data, write tag and length, stamp the
+ * new generation. Generations never repeat within a pool. A reader READs the data, then (after a
+ * fence) the header, and accepts the bytes only if the header still holds the generation, tag and
+ * length the directory gave it: a slot rewritten at any point since the lookup fails that check,
+ * because its generation was invalidated before its data was touched.
+ */
+import type { PublishedRegion } from '../transport/types.js';
+
+export const SLOT_HEADER_BYTES = 64;
+/** Bytes of the header a reader fetches to validate a READ. */
+export const SLOT_CHECK_BYTES = 16;
+
+export interface SlotEntry {
+  key: string;
+  slot: number;
+  generation: number;
+  length: number;
+}
+
+/** FNV-1a over the key's UTF-16 code units: a cheap second check beside the generation. */
+export function keyTag(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Checks a fetched slot header (16 bytes at `offset` of `bytes`) against what the directory said. */
+export function headerMatches(bytes: Uint8Array, offset: number, generation: number, tag: number, length: number): boolean {
+  const b = bytes;
+  const o = offset;
+  const lo = (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
+  const hi = (b[o + 4] | (b[o + 5] << 8) | (b[o + 6] << 16) | (b[o + 7] << 24)) >>> 0;
+  if (hi * 0x1_0000_0000 + lo !== generation) return false;
+  const t = (b[o + 8] | (b[o + 9] << 8) | (b[o + 10] << 16) | (b[o + 11] << 24)) >>> 0;
+  const l = (b[o + 12] | (b[o + 13] << 8) | (b[o + 14] << 16) | (b[o + 15] << 24)) >>> 0;
+  return t === tag && l === length;
+}
+
+export class PublishedPool {
+  readonly slotDataBytes: number;
+  readonly slotStride: number;
+  readonly slots: number;
+  private readonly gen64: BigInt64Array;
+  private readonly u32: Uint32Array;
+  /** key -> entry; Map order is the LRU order (oldest first). */
+  private readonly entries = new Map<string, SlotEntry>();
+  private readonly free: number[] = [];
+  private nextGeneration: number;
+
+  constructor(readonly region: PublishedRegion, slotDataBytes: number) {
+    if (!Number.isSafeInteger(slotDataBytes) || slotDataBytes <= 0) throw new RangeError('slotDataBytes must be a positive integer');
+    this.slotDataBytes = slotDataBytes;
+    this.slotStride = Math.ceil((SLOT_HEADER_BYTES + slotDataBytes) / 64) * 64;
+    this.slots = Math.floor(region.length / this.slotStride);
+    if (this.slots < 1) {
+      throw new RangeError(`a published pool of ${region.length} bytes holds no ${slotDataBytes}-byte slot (${this.slotStride} bytes with its header)`);
+    }
+    const buffer = region.bytes.buffer as ArrayBuffer;
+    this.gen64 = new BigInt64Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 8));
+    this.u32 = new Uint32Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 4));
+    for (let s = this.slots - 1; s >= 0; s--) {
+      this.stamp(s, 0);
+      this.free.push(s);
+    }
+    // A random start: a restarted node's slots never repeat a generation a cached reader holds.
+    this.nextGeneration = 1 + Math.floor(Math.random() * 2 ** 40);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get bytesUsed(): number {
+    return this.entries.size * this.slotDataBytes;
+  }
+
+  headerOffset(slot: number): number {
+    return slot * this.slotStride;
+  }
+
+  dataOffset(slot: number): number {
+    return slot * this.slotStride + SLOT_HEADER_BYTES;
+  }
+
+  get(key: string): SlotEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  /** Moves a key to the most-recently-used end. */
+  touch(entry: SlotEntry): void {
+    this.entries.delete(entry.key);
+    this.entries.set(entry.key, entry);
+  }
+
+  /**
+   * Copies `data` into a slot and publishes it under `key` (replacing this node's previous copy).
+   * Returns the new entry and any entries evicted to make room (already invalidated: their
+   * directory entries must be removed, conditionally, by the caller).
+   */
+  publish(key: string, data: Uint8Array): { entry: SlotEntry; evicted: SlotEntry[] } {
+    if (data.byteLength > this.slotDataBytes) {
+      throw new RangeError(`object ${key} is ${data.byteLength} bytes; slots hold at most ${this.slotDataBytes}`);
+    }
+    const evicted: SlotEntry[] = [];
+    const previous = this.entries.get(key);
+    if (previous) {
+      this.release(previous);
+      evicted.push(previous);
+    }
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      const oldest = this.entries.values().next().value as SlotEntry;
+      this.release(oldest);
+      evicted.push(oldest);
+      slot = this.free.pop()!;
+    }
+    const generation = this.nextGeneration++;
+    const header = this.headerOffset(slot);
+    this.stamp(slot, 0);
+    this.region.bytes.set(data, header + SLOT_HEADER_BYTES);
+    this.u32[(header + 8) >>> 2] = keyTag(key);
+    this.u32[(header + 12) >>> 2] = data.byteLength;
+    this.stamp(slot, generation);
+    const entry: SlotEntry = { key, slot, generation, length: data.byteLength };
+    this.entries.set(key, entry);
+    return { entry, evicted };
+  }
+
+  /** Unpublishes a key: its slot is invalidated at once and freed. */
+  remove(key: string): SlotEntry | undefined {
+    const entry = this.entries.get(key);
+    if (entry) this.release(entry);
+    return entry;
+  }
+
+  /** Unpublishes everything; returns what was published. */
+  clear(): SlotEntry[] {
+    const all = [...this.entries.values()];
+    for (const e of all) this.release(e);
+    return all;
+  }
+
+  /** Reads a local object into `dest` if it is still published with this generation (the local path of a get). */
+  copyOut(key: string, generation: number, dest: Uint8Array, destOffset: number): boolean {
+    const entry = this.entries.get(key);
+    if (!entry || entry.generation !== generation || entry.length > dest.byteLength - destOffset) return false;
+    const data = this.dataOffset(entry.slot);
+    dest.set(this.region.bytes.subarray(data, data + entry.length), destOffset);
+    return true;
+  }
+
+  private release(entry: SlotEntry): void {
+    this.stamp(entry.slot, 0);
+    this.entries.delete(entry.key);
+    this.free.push(entry.slot);
+  }
+
+  private stamp(slot: number, generation: number): void {
+    // A 64-bit atomic store: readers on other CPUs never see half a generation, and the stores
+    // around it are not reordered across it.
+    Atomics.store(this.gen64, this.headerOffset(slot) >>> 3, BigInt(generation));
+  }
+}
