@@ -56,7 +56,9 @@ async function rejects(fn: () => Promise<unknown>, pattern: RegExp): Promise<voi
 for (const protocol of ['shm', 'tcp'] as const) {
   for (const layout of ['mla', 'mha'] as const) {
     const s = suite<Ctx>(`${protocol}/${layout}`);
-    s.before(async (ctx) => Object.assign(ctx, await cluster(protocol, layout)));
+    s.before(async (ctx) => {
+      Object.assign(ctx, await cluster(protocol, layout));
+    });
     s.after(async (ctx) => {
       await ctx.decode.close();
       await ctx.prefill.close();
