@@ -6,7 +6,7 @@
  *
  * Wire format (version 1, all integers little endian, u64 = lo u32 + hi u32, values < 2^53):
  *
- *   address blob (40 + host bytes):
+ *   address blob (20 + host bytes):
  *     0 u32 magic 'PCTA'  4 u16 version  6 u16 port  8 8 B node id  16 u16 host bytes  18 u16 0
  *    20 host (UTF-8)
  *
@@ -30,6 +30,15 @@
  * server handles the frames of one connection in arrival order and answers in that order; the
  * client still matches answers by request id. A batch bigger than the frame limits (1 GiB of data,
  * 65 536 ops) is split into several frames, sent back to back.
+ *
+ * Consistency: a READ frame is served whole within one event-loop turn (a snapshot copied into
+ * the answer). A WRITE's payload is copied into the region as it arrives, in op order, so no
+ * 1 GiB staging buffer per connection; like an RDMA WRITE it is not atomic (a concurrent READ may
+ * see part of it, a dropped connection may leave part of it), but bytes land in op order.
+ *
+ * Copies: the server copies a READ's bytes once (region -> pooled answer buffer); the client
+ * reads answers straight into the local views (read(2) into them), so a READ costs one user-space
+ * copy plus the kernel's two. A WRITE is copied once on each side.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
@@ -824,9 +833,9 @@ export class TcpEndpoint implements Endpoint {
 
   /**
    * Validates the whole batch before sending anything, then sends it as one frame (more only past
-   * the frame limits). `fenceAt` needs no work here: the server serves a frame's ops in order
-   * within one event-loop turn and the frames of a connection in order, so every op before the
-   * fence is complete before any op after it starts.
+   * the frame limits). `fenceAt` needs no work here: the server applies a connection's frames in
+   * order and each frame's ops in order (a READ's all within one event-loop turn), so every op
+   * before the fence is complete before any op after it starts.
    */
   private post(kind: number, remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void> {
     const verb = kind === KIND_READ ? 'READ' : 'WRITE';
