@@ -316,7 +316,7 @@ class TcpPublished implements PublishedRegion {
     this.node.unpublish(this);
     // Node 20 has no ArrayBuffer.prototype.transfer; transferring through structuredClone detaches
     // the buffer all the same (no copy), so every view of it, `bytes` included, reads length 0.
-    const ab = this.view.buffer;
+    const ab = this.view.buffer as ArrayBuffer;
     try {
       structuredClone(ab, { transfer: [ab] });
     } catch {

@@ -10,18 +10,9 @@ import {
   type Host, type JsonValue, type LatUnit, type Meta, type MetaCore, type Phase, type Report, type Row, type RowOp, type System,
 } from './types.js';
 
-/** A latency summary in ns (integers or floats), e.g. from an HdrHistogram. */
-export interface LatencySummary {
-  count: number;
-  min_ns: number;
-  max_ns: number;
-  mean_ns: number;
-  p50_ns: number;
-  p90_ns: number;
-  p95_ns: number;
-  p99_ns: number;
-  p999_ns: number;
-}
+/** A latency summary in ns (the shared histogram's; null fields when it holds no sample). */
+export type { LatencySummary } from '../histogram.js';
+import type { LatencySummary } from '../histogram.js';
 
 export interface RowInput {
   /** Default 'peercache'. */
@@ -95,8 +86,8 @@ function withSmoke(note: string, smoke: boolean): string {
   return note ? `${note} [${SMOKE_LABEL}]` : SMOKE_LABEL;
 }
 
-function us(ns: number | undefined): number | null {
-  return ns === undefined ? null : roundOrNull(ns / 1000, 2);
+function us(ns: number | null | undefined): number | null {
+  return ns === undefined || ns === null ? null : roundOrNull(ns / 1000, 2);
 }
 
 export function makeRow(input: RowInput): Row {

@@ -1,0 +1,69 @@
+/**
+ * The producer (prefill) node, in its own process so that `shm` measures a real cross-process
+ * one-sided READ. It serves the embedded directory at the discovery address, publishes the
+ * working sets, prints one JSON line when ready, and serves until its stdin closes (also when
+ * the parent dies) or it gets SIGTERM.
+ */
+import { HostKVPool } from '../../store/host-pool.js';
+import { PeerCacheStore } from '../../store/peer-cache-store.js';
+import { SLOT_HEADER_BYTES } from '../../store/published-pool.js';
+import { createLogger } from '../../log.js';
+import { fillPage, pageSeed } from './pattern.js';
+import type { ProducerConfig } from './producer.js';
+
+const CHUNK = 256;
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as ProducerConfig;
+  const logger = createLogger({ level: cfg.logLevel, name: 'peercache-producer' });
+  const total = cfg.sets.reduce((s, x) => s + x.count, 0);
+  const chunk = Math.max(1, Math.min(CHUNK, total));
+  const host = new HostKVPool({ layout: cfg.layout, pageBytes: cfg.pageBytes, pages: chunk, tokensPerPage: cfg.tokensPerPage, shared: false });
+  const stride = Math.ceil((SLOT_HEADER_BYTES + cfg.pageBytes) / 64) * 64;
+  const store = await PeerCacheStore.open({
+    discoveryAddr: cfg.discoveryAddr,
+    protocol: cfg.protocol,
+    devices: cfg.devices,
+    ibPort: cfg.ibPort,
+    gidIndex: cfg.gidIndex,
+    localHost: cfg.localHost,
+    authToken: cfg.authToken,
+    hostPool: host,
+    globalSegmentBytes: stride * (total * host.components + 64),
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    nodeId: cfg.nodeId,
+    logger,
+  });
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    await store.close().catch(() => {});
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void stop(0));
+  process.on('SIGINT', () => void stop(0));
+  process.stdin.on('end', () => void stop(0));
+  process.stdin.resume();
+  let published = 0;
+  for (const set of cfg.sets) {
+    for (let base = 0; base < set.count; base += chunk) {
+      const n = Math.min(chunk, set.count - base);
+      const keys: string[] = [];
+      for (let i = 0; i < n; i++) {
+        keys.push(`${set.prefix}/${base + i}`);
+        if (cfg.fill) for (let c = 0; c < host.components; c++) fillPage(host.pageView(i, c), pageSeed(base + i, c));
+      }
+      const ok = await store.batchSetV1(keys, host.tokenIndices(Array.from({ length: n }, (_, i) => i)));
+      const bad = ok.indexOf(false);
+      if (bad >= 0) throw new Error(`the producer could not publish ${keys[bad]} (published pool too small?)`);
+      published += n;
+    }
+  }
+  process.stdout.write(JSON.stringify({ ready: true, nodeId: store.nodeId, published, transports: store.transport.transports, pid: process.pid }) + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`producer failed: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,76 @@
+/** Starts and stops the producer (prefill) node process the get/exists sweeps read from. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { LogLevel, Logger } from '../../log.js';
+import type { Layout } from '../../store/host-pool.js';
+import type { Protocol } from '../../transport/types.js';
+import { childExecArgv, moduleFile } from './entry.js';
+
+export interface ProducerConfig {
+  discoveryAddr: string;
+  protocol: Protocol;
+  devices: string[];
+  ibPort: number;
+  gidIndex: number | undefined;
+  localHost: string;
+  authToken: string | undefined;
+  layout: Layout;
+  pageBytes: number;
+  tokensPerPage: number;
+  /** Working sets to publish: keys `<prefix>/0 .. <prefix>/<count-1>`. */
+  sets: { prefix: string; count: number }[];
+  /** Fill pages with the verification pattern (else they hold zeros). */
+  fill: boolean;
+  nodeId: string;
+  logLevel: LogLevel;
+}
+
+export interface ProducerHandle {
+  nodeId: string;
+  pid: number;
+  transports: string;
+  stop(): Promise<void>;
+}
+
+export async function startProducer(cfg: ProducerConfig, logger: Logger, timeoutMs = 120_000): Promise<ProducerHandle> {
+  const child: ChildProcess = spawn(process.execPath, [...childExecArgv(), moduleFile('producer-main'), JSON.stringify(cfg)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (stderr.length > 64 * 1024) stderr = stderr.slice(-32 * 1024);
+    for (const line of d.toString().split('\n')) if (line.trim()) logger.debug(`producer: ${line}`);
+  });
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.stdin!.end();
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+      kill.unref();
+    });
+  const ready = await new Promise<{ nodeId: string; pid: number; transports: string }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the producer process did not become ready within ${timeoutMs / 1000} s`)), timeoutMs);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { ready?: boolean; nodeId: string; pid: number; transports: string };
+        if (msg.ready) {
+          clearTimeout(timer);
+          resolve(msg);
+        }
+      } catch {
+        logger.debug(`producer: ${line}`);
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`the producer process exited (${code ?? signal}) before it was ready: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`));
+    });
+  }).catch(async (err: unknown) => {
+    await stop();
+    throw err;
+  });
+  return { ...ready, stop };
+}

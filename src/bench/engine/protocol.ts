@@ -1,0 +1,78 @@
+/**
+ * The worker protocol, in one place (like piscina's symbols.ts): the shared control block every
+ * row's workers and the main thread use, and the task/result messages.
+ *
+ * Control block (Int32Array over a SharedArrayBuffer):
+ *   [PHASE]            the row's phase, written by main: INIT -> WARMUP -> MEASURE -> STOP
+ *   [READY]            workers that are connected and waiting for WARMUP
+ *   [DONE]             workers that finished
+ *   then per worker w, LIVE_FIELDS counters at LIVE_BASE + w * LIVE_FIELDS, updated per call with
+ *   Atomics so the main thread can draw progress without messages:
+ *   [calls, pages, errors] (measured-window calls only)
+ */
+import type { Layout } from '../../store/host-pool.js';
+import type { Protocol } from '../../transport/types.js';
+
+export const PHASE = 0;
+export const READY = 1;
+export const DONE = 2;
+export const LIVE_BASE = 4;
+export const LIVE_FIELDS = 4;
+export const LIVE_CALLS = 0;
+export const LIVE_PAGES = 1;
+export const LIVE_ERRORS = 2;
+
+export const Phase = { Init: 0, Warmup: 1, Measure: 2, Stop: 3 } as const;
+export type PhaseValue = (typeof Phase)[keyof typeof Phase];
+
+export function controlBytes(workers: number): number {
+  return (LIVE_BASE + workers * LIVE_FIELDS) * 4;
+}
+
+export type BenchOp = 'get' | 'set' | 'exists';
+
+/** What one worker runs for one row. */
+export interface WorkerTask {
+  index: number;
+  threads: number;
+  op: BenchOp;
+  row: number;
+  control: SharedArrayBuffer;
+  histogram: SharedArrayBuffer;
+  store: {
+    discoveryAddr: string;
+    protocol: Protocol;
+    devices: string[];
+    ibPort: number;
+    gidIndex: number | undefined;
+    authToken: string | undefined;
+    localHost: string;
+    timeoutMs: number;
+  };
+  layout: Layout;
+  pageBytes: number;
+  tokensPerPage: number;
+  batchSize: number;
+  /** get/exists: the working set the producer published, as key prefix + count. */
+  keyPrefix: string;
+  workingSet: number;
+  /** set: this worker's published pool, in bytes. */
+  publishBytes: number;
+  /** Verify every byte of every hit page (costs reader CPU). */
+  verify: boolean;
+  /** A stall budget: a worker that cannot connect within it fails the row. */
+  connectTimeoutMs: number;
+}
+
+export interface WorkerResult {
+  index: number;
+  calls: number;
+  pagesRequested: number;
+  pages: number;
+  errors: number;
+  wrongBytes: number;
+  firstError: string | null;
+  lanes: string[];
+  /** The worker's resident-set growth while it set up (a process-wide figure, taken per worker). */
+  rssBytes: number;
+}

@@ -1,0 +1,214 @@
+/**
+ * Runs one row of a sweep: a piscina pool sized exactly to the row's concurrency, one task per
+ * thread, a shared start/stop flag so every worker measures the same window, then the workers'
+ * histograms merged and the row's metrics computed. A worker crash or store error ends that row
+ * with ok:false and a note; it never throws out of here.
+ */
+import { Piscina } from 'piscina';
+import type { Logger } from '../../log.js';
+import { SharedHistogram } from '../histogram.js';
+import { failedRow, makeRow } from '../report/metrics.js';
+import type { Phase as RowPhase, Row } from '../report/types.js';
+import { workerEntry } from './entry.js';
+import { controlBytes, DONE, LIVE_BASE, LIVE_CALLS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, type BenchOp, type WorkerResult, type WorkerTask } from './protocol.js';
+
+export interface RowPlan {
+  op: BenchOp;
+  threads: number;
+  batchSize: number;
+  phase: RowPhase;
+  /** Task fields common to every worker of the row. */
+  task: Omit<WorkerTask, 'index' | 'threads' | 'op' | 'row' | 'control' | 'histogram' | 'batchSize'>;
+  components: number;
+  tokensPerPage: number;
+  warmupS: number;
+  durationS: number;
+  note: string;
+}
+
+export interface RowProgress {
+  row: number;
+  rows: number;
+  op: BenchOp;
+  threads: number;
+  stage: 'starting' | 'warmup' | 'measure' | 'done';
+  elapsedS: number;
+  remainingS: number;
+  pagesPerS: number;
+  gbps: number;
+}
+
+export interface RowContext {
+  index: number;
+  rows: number;
+  signal?: AbortSignal;
+  logger: Logger;
+  onProgress?: (p: RowProgress) => void;
+  /** Deadline for workers to connect (default 120 s: 64 workers on 2 cores take a while). */
+  readyTimeoutMs?: number;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+const pathOf = (op: BenchOp) => `hicache-${op}`;
+
+export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
+  const { threads, op } = plan;
+  const identity = {
+    path: pathOf(op),
+    op,
+    protocol: plan.task.store.protocol,
+    blockSize: plan.task.pageBytes,
+    batchSize: plan.batchSize,
+    threads,
+    components: plan.components,
+    tokensPerPage: plan.tokensPerPage,
+    phase: plan.phase,
+    latUnit: plan.batchSize === 1 ? ('page' as const) : ('batch_call' as const),
+  };
+  const control = new Int32Array(new SharedArrayBuffer(controlBytes(threads)));
+  const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
+  const entry = workerEntry('worker');
+  const rssBefore = process.memoryUsage().rss;
+  const progress = (stage: RowProgress['stage'], elapsedS: number, remainingS: number, pagesPerS = 0) =>
+    ctx.onProgress?.({
+      row: ctx.index,
+      rows: ctx.rows,
+      op,
+      threads,
+      stage,
+      elapsedS,
+      remainingS,
+      pagesPerS,
+      gbps: op === 'exists' ? 0 : (pagesPerS * plan.task.pageBytes * plan.components) / 1e9,
+    });
+  progress('starting', 0, plan.warmupS + plan.durationS);
+  const pool = new Piscina({
+    filename: entry.filename,
+    workerData: entry.workerData,
+    minThreads: threads,
+    maxThreads: threads,
+    idleTimeout: Number.POSITIVE_INFINITY,
+    // Idle workers must keep their event loops running (addon wake-ups, directory events).
+    atomics: 'disabled',
+    concurrentTasksPerWorker: 1,
+    maxQueue: threads,
+  });
+  let firstFailure: string | null = null;
+  const fail = (err: unknown) => {
+    firstFailure ??= (err as Error)?.message ?? String(err);
+    Atomics.store(control, PHASE, Phase.Stop);
+    Atomics.notify(control, PHASE);
+  };
+  const tasks = histograms.map((h, index) =>
+    pool
+      .run({ ...plan.task, index, threads, op, row: ctx.index, control: control.buffer as SharedArrayBuffer, histogram: h.buffer, batchSize: plan.batchSize } satisfies WorkerTask)
+      .then((r) => r as WorkerResult)
+      .catch((err: unknown) => {
+        fail(err);
+        return null;
+      }),
+  );
+  let t0 = 0n;
+  let t1 = 0n;
+  let cpuPct: number | null = null;
+  let rssPerWorker: number | null = null;
+  let aborted = false;
+  try {
+    // Wait until every worker is connected and has made one call.
+    const readyDeadline = Date.now() + (ctx.readyTimeoutMs ?? 120_000);
+    while (Atomics.load(control, READY) < threads && firstFailure === null) {
+      if (ctx.signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      if (Date.now() > readyDeadline) {
+        fail(new Error(`only ${Atomics.load(control, READY)} of ${threads} workers connected within ${(ctx.readyTimeoutMs ?? 120_000) / 1000} s`));
+        break;
+      }
+      await sleep(20);
+    }
+    if (firstFailure === null && !aborted) {
+      if (pool.threads.length !== threads) ctx.logger.warn(`row ${ctx.index}: pool has ${pool.threads.length} threads, expected ${threads}`);
+      rssPerWorker = Math.max(0, Math.round((process.memoryUsage().rss - rssBefore) / threads));
+      Atomics.store(control, PHASE, Phase.Warmup);
+      Atomics.notify(control, PHASE);
+      progress('warmup', 0, plan.warmupS + plan.durationS);
+      await sleep(plan.warmupS * 1000, ctx.signal);
+      const cpu0 = process.cpuUsage();
+      t0 = process.hrtime.bigint();
+      Atomics.store(control, PHASE, Phase.Measure);
+      Atomics.notify(control, PHASE);
+      const endAt = Date.now() + plan.durationS * 1000;
+      while (Date.now() < endAt && firstFailure === null && !ctx.signal?.aborted) {
+        await sleep(Math.min(500, endAt - Date.now()), ctx.signal);
+        const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+        let pages = 0;
+        for (let w = 0; w < threads; w++) pages += Atomics.load(control, LIVE_BASE + w * LIVE_FIELDS + LIVE_PAGES);
+        progress('measure', plan.warmupS + elapsed, Math.max(0, (endAt - Date.now()) / 1000), elapsed > 0 ? pages / elapsed : 0);
+      }
+      aborted = ctx.signal?.aborted ?? false;
+      Atomics.store(control, PHASE, Phase.Stop);
+      t1 = process.hrtime.bigint();
+      Atomics.notify(control, PHASE);
+      const cpu = process.cpuUsage(cpu0);
+      const windowUs = Number(t1 - t0) / 1000;
+      cpuPct = windowUs > 0 ? Math.round(((cpu.user + cpu.system) / windowUs) * 1000) / 10 : null;
+    } else {
+      Atomics.store(control, PHASE, Phase.Stop);
+      Atomics.notify(control, PHASE);
+    }
+    const results = (await Promise.all(tasks)).filter((r): r is WorkerResult => r !== null);
+    progress('done', plan.warmupS + plan.durationS, 0);
+    const merged = SharedHistogram.merge(histograms);
+    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'wrongBytes') => results.reduce((s, r) => s + r[k], 0);
+    const lanes = [...new Set(results.flatMap((r) => r.lanes))];
+    const calls = sum('calls');
+    const errors = sum('errors');
+    const liveCalls = Array.from({ length: threads }, (_, w) => Atomics.load(control, LIVE_BASE + w * LIVE_FIELDS + LIVE_CALLS)).reduce((a, b) => a + b, 0);
+    if (liveCalls !== calls && firstFailure === null) ctx.logger.debug(`row ${ctx.index}: live calls ${liveCalls} vs reported ${calls}`);
+    if (firstFailure !== null || t0 === 0n) {
+      const why = aborted ? 'aborted before it was measured' : `failed: ${firstFailure ?? 'no window measured'}`;
+      return failedRow({ ...identity, transports: lanes, errors, calls }, why);
+    }
+    const wrong = sum('wrongBytes');
+    const firstError = results.find((r) => r.firstError)?.firstError;
+    const notes = [plan.note];
+    if (aborted) notes.push('aborted: partial window');
+    if (errors) notes.push(`${errors} failed calls (first: ${firstError})`);
+    if (wrong) notes.push(`${wrong} hit pages with WRONG bytes`);
+    const ok = calls > 0 && wrong === 0;
+    if (calls === 0) notes.push(`no call completed in the window${firstError ? ` (first error: ${firstError})` : ''}`);
+    return makeRow({
+      ...identity,
+      calls,
+      pagesRequested: sum('pagesRequested'),
+      pages: sum('pages'),
+      errors,
+      elapsedNs: t1 - t0,
+      latency: merged.count > 0 ? merged.summary() : null,
+      hitRate: op === 'get' ? 'get' : 'none',
+      transports: lanes,
+      histogram: merged.count > 0 ? merged.encode() : null,
+      cpu: cpuPct,
+      rss: rssPerWorker,
+      note: notes.filter(Boolean).join('; '),
+      ok,
+    });
+  } catch (err) {
+    return failedRow(identity, `failed: ${(err as Error).message}`);
+  } finally {
+    await pool.destroy().catch(() => {});
+    if (Atomics.load(control, DONE) < threads) ctx.logger.debug(`row ${ctx.index}: ${Atomics.load(control, DONE)} of ${threads} workers closed cleanly`);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * A sweep worker (one piscina thread per concurrency slot). Opens its own store client, so it
+ * drives its own endpoint (its own QP on RDMA), waits for the shared start flag, runs the closed
+ * loop, and records every measured call's latency (integer ns) into its shared histogram: no
+ * message per sample. Only calls that start and end inside the MEASURE phase count.
+ */
+import { HostKVPool } from '../../store/host-pool.js';
+import { PeerCacheStore } from '../../store/peer-cache-store.js';
+import { nowNs } from '../clock.js';
+import { SharedHistogram } from '../histogram.js';
+import { makeDriver } from './drivers.js';
+import { LIVE_BASE, LIVE_CALLS, LIVE_ERRORS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, DONE, type WorkerResult, type WorkerTask } from './protocol.js';
+
+async function waitWhile(control: Int32Array, phase: number): Promise<void> {
+  while (Atomics.load(control, PHASE) === phase) {
+    const w = Atomics.waitAsync(control, PHASE, phase, 1000);
+    if (w.async) await w.value;
+  }
+}
+
+export default async function runWorker(task: WorkerTask): Promise<WorkerResult> {
+  const control = new Int32Array(task.control);
+  const hist = SharedHistogram.attach(task.histogram);
+  const live = LIVE_BASE + task.index * LIVE_FIELDS;
+  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, wrongBytes: 0, firstError: null, lanes: [], rssBytes: 0 };
+  const host = new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
+  const store = await PeerCacheStore.open({
+    ...task.store,
+    hostPool: host,
+    globalSegmentBytes: task.op === 'set' ? task.publishBytes : 0,
+    nodeId: `bench-${process.pid}-r${task.row}-w${task.index}`,
+    maxBytes: Number.MAX_SAFE_INTEGER,
+  });
+  try {
+    const driver = makeDriver({ op: task.op, store, host, batchSize: task.batchSize, index: task.index, row: task.row, keyPrefix: task.keyPrefix, workingSet: task.workingSet, verify: task.verify });
+    // One call before the start flag: connections are set up outside the measured window.
+    await driver.call();
+    Atomics.add(control, READY, 1);
+    Atomics.notify(control, READY);
+    await waitWhile(control, Phase.Init);
+    for (;;) {
+      const phase = Atomics.load(control, PHASE);
+      if (phase === Phase.Stop) break;
+      const t0 = nowNs();
+      try {
+        const out = await driver.call();
+        const t1 = nowNs();
+        if (phase === Phase.Measure && Atomics.load(control, PHASE) === Phase.Measure) {
+          hist.record(t1 - t0);
+          result.calls++;
+          result.pagesRequested += out.pagesRequested;
+          result.pages += out.pages;
+          result.wrongBytes += out.wrongBytes;
+          Atomics.add(control, live + LIVE_CALLS, 1);
+          Atomics.add(control, live + LIVE_PAGES, out.pages);
+        }
+      } catch (err) {
+        if (phase === Phase.Measure) {
+          result.errors++;
+          Atomics.add(control, live + LIVE_ERRORS, 1);
+        }
+        result.firstError ??= (err as Error).message;
+        // A failing store must not spin: back off a little.
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    result.lanes = store.lanes();
+    return result;
+  } finally {
+    await store.close();
+    Atomics.add(control, DONE, 1);
+  }
+}

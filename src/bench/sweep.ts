@@ -1,0 +1,245 @@
+/**
+ * runSweep(): the HiCache benchmark modes (latency, throughput, saturation, suite) as a typed
+ * programmatic API. The CLI is a thin layer over it. Producer/consumer as SGLang drives them: the
+ * producer (prefill) node runs in its own process and publishes the working set; each sweep row
+ * runs its consumers on a worker pool sized to the row's concurrency.
+ */
+import { createServer } from 'node:net';
+import { silentLogger, type Logger, type LogLevel } from '../log.js';
+import type { Layout } from '../store/host-pool.js';
+import { SLOT_HEADER_BYTES } from '../store/published-pool.js';
+import { openTransport } from '../transport/index.js';
+import { loadNative } from '../transport/native.js';
+import type { Protocol } from '../transport/types.js';
+import { collectHost } from './report/host.js';
+import { failedRow, makeReport } from './report/metrics.js';
+import { markPeak } from './report/peak.js';
+import type { Report, Row } from './report/types.js';
+import type { BenchOp } from './engine/protocol.js';
+import { startProducer, type ProducerHandle } from './engine/producer.js';
+import { runRow, type RowPlan, type RowProgress } from './engine/row.js';
+
+export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
+
+export interface SweepOptions {
+  mode: HiCacheMode;
+  /** throughput / saturation: the operation (default get). */
+  op?: BenchOp;
+  /** saturation / suite: the concurrency sweep (default 1,2,4,8,16,32,64); throughput: one value. */
+  concurrencies?: number[];
+  protocol: Protocol;
+  deviceName?: string;
+  devices?: string[];
+  ibPort?: number;
+  gidIndex?: number;
+  /** The address nodes advertise and bind (default 127.0.0.1). */
+  localHost?: string;
+  layout?: Layout;
+  /** Bytes per component object (default 131072). */
+  pageBytes?: number;
+  tokensPerPage?: number;
+  batchSize?: number;
+  durationS?: number;
+  warmupS?: number;
+  /** Distinct pages for get and exists (default 4096). */
+  workingSet?: number;
+  /** Memory budget guard for all pools together (default 8 GiB). */
+  maxBytes?: number;
+  /** Verify every byte of every hit page against its key's pattern (costs reader CPU). */
+  verify?: boolean;
+  /** The exact command line, recorded in the report. */
+  command?: string;
+  signal?: AbortSignal;
+  onProgress?: (p: RowProgress) => void;
+  /** Each row as soon as it is measured. */
+  onRow?: (row: Row) => void;
+  logger?: Logger;
+  logLevel?: LogLevel;
+}
+
+export class SweepConfigError extends Error {
+  override readonly name = 'SweepConfigError';
+}
+
+export const DEFAULT_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
+
+interface Step {
+  op: BenchOp;
+  threads: number;
+  batchSize: number;
+  phase: RowPlan['phase'];
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function plan(o: Required<Pick<SweepOptions, 'mode' | 'op' | 'concurrencies' | 'batchSize'>>): Step[] {
+  const latency = (phase: RowPlan['phase']): Step[] => (['get', 'set', 'exists'] as const).map((op) => ({ op, threads: 1, batchSize: 1, phase }));
+  const sweep = (op: BenchOp): Step[] => o.concurrencies.map((threads) => ({ op, threads, batchSize: o.batchSize, phase: 'sweep' as const }));
+  switch (o.mode) {
+    case 'latency':
+      return latency('single');
+    case 'throughput':
+      return [{ op: o.op, threads: o.concurrencies[0], batchSize: o.batchSize, phase: 'single' }];
+    case 'saturation':
+      return sweep(o.op);
+    case 'suite':
+      return [...latency('latency-baseline'), ...sweep('get'), ...sweep('set'), ...sweep('exists')];
+  }
+}
+
+/** Slots (pages) each set worker publishes into: room for steady-state eviction, the same for every row. */
+export function setPoolPages(batchSize: number, threads: number): number {
+  return Math.max(8 * batchSize, Math.ceil(2048 / threads));
+}
+
+export async function runSweep(options: SweepOptions): Promise<Report> {
+  const logger = options.logger ?? silentLogger;
+  const o = {
+    mode: options.mode,
+    op: options.op ?? 'get',
+    concurrencies: options.concurrencies ?? (options.mode === 'throughput' ? [8] : DEFAULT_CONCURRENCIES),
+    batchSize: options.batchSize ?? 32,
+  };
+  const layout = options.layout ?? 'mla';
+  const components = layout === 'mla' ? 1 : 2;
+  const pageBytes = options.pageBytes ?? 131072;
+  const tokensPerPage = options.tokensPerPage ?? 64;
+  const durationS = options.durationS ?? 10;
+  const warmupS = options.warmupS ?? 2;
+  const maxBytes = options.maxBytes ?? 8 * 2 ** 30;
+  const localHost = options.localHost ?? '127.0.0.1';
+  const devices = options.devices ?? (options.deviceName ? [options.deviceName] : []);
+  if (!o.concurrencies.length || o.concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
+    throw new SweepConfigError('concurrencies must be a non-empty list of positive integers');
+  }
+  for (const [name, v] of [['pageBytes', pageBytes], ['tokensPerPage', tokensPerPage], ['batchSize', o.batchSize]] as const) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new SweepConfigError(`${name} must be a positive integer`);
+  }
+  if (pageBytes % 4 !== 0) throw new SweepConfigError('pageBytes must be a multiple of 4');
+  if (!(durationS > 0) || !(warmupS >= 0)) throw new SweepConfigError('durationS must be > 0 and warmupS >= 0');
+  const steps = plan(o);
+  const maxThreads = Math.max(...steps.map((s) => s.threads));
+  const needsProducer = steps.some((s) => s.op !== 'set');
+  // Working set, as the original sized it: at least two batches per worker of the widest row.
+  const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads);
+  const stride = Math.ceil((SLOT_HEADER_BYTES + pageBytes) / 64) * 64;
+  const pageTotal = stride * components;
+  const producerBytes = needsProducer ? workingSet * pageTotal + Math.min(256, workingSet) * pageBytes * components : 0;
+  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * (setPoolPages(s.batchSize, s.threads) * pageTotal + s.batchSize * pageBytes * components)));
+  const widestRead = Math.max(0, ...steps.filter((s) => s.op !== 'set').map((s) => s.threads * s.batchSize * pageBytes * components));
+  const total = producerBytes + Math.max(widestSet, widestRead);
+  if (total > maxBytes) {
+    throw new SweepConfigError(
+      `this run needs about ${(total / 2 ** 30).toFixed(2)} GiB of pools (producer ${(producerBytes / 2 ** 30).toFixed(2)} GiB for a working set of ${workingSet} pages, consumers ${(Math.max(widestSet, widestRead) / 2 ** 30).toFixed(2)} GiB), over --max-bytes ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower --working-set, --page-size, --batch-size or the largest concurrency, or raise --max-bytes`,
+    );
+  }
+  // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
+  await (await openTransport({ protocol: options.protocol, devices, ibPort: options.ibPort, gidIndex: options.gidIndex, host: localHost })).close();
+  const started = new Date();
+  const native = loadNative();
+  const host = collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
+  const notes: string[] = [];
+  const rows: Row[] = [];
+  const transports = new Set<string>();
+  const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
+  const storeCfg = { discoveryAddr, protocol: options.protocol, devices, ibPort: options.ibPort ?? 1, gidIndex: options.gidIndex, authToken: undefined, localHost, timeoutMs: 10_000 };
+  let producer: ProducerHandle | null = null;
+  try {
+    if (needsProducer) {
+      logger.info(`starting the producer process: ${workingSet} pages of ${pageBytes} B (${layout}) on ${options.protocol} at ${discoveryAddr}`);
+      producer = await startProducer(
+        { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [{ prefix: 'pcbench/get', count: workingSet }], fill: options.verify ?? false, nodeId: 'pcbench-producer', logLevel: options.logLevel ?? 'warning' },
+        logger,
+      );
+    } else {
+      // A set-only run still needs a directory: a producer that publishes nothing serves it.
+      producer = await startProducer(
+        { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [], fill: false, nodeId: 'pcbench-directory', logLevel: options.logLevel ?? 'warning' },
+        logger,
+      );
+    }
+    for (let i = 0; i < steps.length; i++) {
+      const s = steps[i];
+      if (options.signal?.aborted) {
+        notes.push(`aborted by the user before row ${i + 1} of ${steps.length}`);
+        break;
+      }
+      const note =
+        s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet}` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
+      const row = await runRow(
+        {
+          op: s.op,
+          threads: s.threads,
+          batchSize: s.batchSize,
+          phase: s.phase,
+          components,
+          tokensPerPage,
+          warmupS,
+          durationS,
+          note,
+          task: {
+            store: storeCfg,
+            layout,
+            pageBytes,
+            tokensPerPage,
+            keyPrefix: 'pcbench/get',
+            workingSet,
+            publishBytes: setPoolPages(s.batchSize, s.threads) * stride * components,
+            verify: options.verify ?? false,
+            connectTimeoutMs: 60_000,
+          },
+        },
+        { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress },
+      );
+      for (const t of row.transports) transports.add(t);
+      rows.push(row);
+      options.onRow?.(row);
+      logger.info(`row ${i + 1}/${steps.length} ${s.op} x${s.threads}: ${row.ok ? `${row.pages_per_s} pages/s, ${row.throughput_gbps} GB/s` : row.note}`);
+    }
+  } catch (err) {
+    notes.push(`the run stopped early: ${(err as Error).message}`);
+    logger.error((err as Error).message);
+    for (let i = rows.length; i < steps.length; i++) {
+      const s = steps[i];
+      rows.push(failedRow({ path: `hicache-${s.op}`, op: s.op, protocol: options.protocol, blockSize: pageBytes, batchSize: s.batchSize, threads: s.threads, components, tokensPerPage, phase: s.phase }, `not run: ${(err as Error).message}`));
+    }
+  } finally {
+    await producer?.stop();
+  }
+  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+  return makeReport({
+    command: options.command ?? `runSweep(${JSON.stringify({ mode: o.mode, op: o.op, protocol: options.protocol })})`,
+    host,
+    date: started,
+    meta: {
+      mode: o.mode,
+      protocol: options.protocol,
+      transports: [...transports],
+      device: devices[0] ?? null,
+      devices,
+      layout,
+      page_size: pageBytes,
+      batch_size: o.mode === 'latency' ? 1 : o.batchSize,
+      tokens_per_page: tokensPerPage,
+      concurrencies: o.mode === 'latency' ? [1] : o.concurrencies,
+      working_set: workingSet,
+      duration_s: durationS,
+      warmup_s: warmupS,
+      max_bytes: maxBytes,
+      op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
+      verify: options.verify ?? false,
+      producer: 'separate process',
+    },
+    results: markPeak(rows),
+    notes,
+  });
+}

@@ -1,0 +1,100 @@
+/** peercache-bench latency | throughput | saturation | suite: the SGLang HiCache benchmark modes. */
+import { defineCommand } from 'citty';
+import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
+import { PROTOCOLS, TransportError } from '../../transport/types.js';
+import { hicacheArgs, opArg } from '../hicache-args.js';
+import { parseConcurrencies, parseEnum, parseNameList, parsePositiveInt, parseSeconds, parseSize, parseTag, UsageError, parseNonNegativeNumber } from '../parse.js';
+import { createProgress } from '../progress.js';
+import { runAndReport } from '../run-report.js';
+import { loggerFromArgs, type CommandResult } from '../shared.js';
+
+type Args = Record<string, unknown>;
+const str = (args: Args, name: string) => String(args[name] ?? '');
+
+/** Turns parsed flags into SweepOptions; every bad value is a UsageError naming its flag. */
+export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOptions {
+  const devicesText = str(args, 'devices').trim();
+  const gid = str(args, 'gid-index').trim();
+  const options: SweepOptions = {
+    mode,
+    protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
+    deviceName: str(args, 'device-name').trim() || undefined,
+    devices: devicesText ? parseNameList('--devices', devicesText) : undefined,
+    ibPort: parsePositiveInt('--ib-port', str(args, 'ib-port'), { max: 255 }),
+    gidIndex: gid === '' || gid === 'auto' ? undefined : parsePositiveInt('--gid-index', gid, { min: 0, max: 255 }),
+    localHost: str(args, 'local-host').trim() || '127.0.0.1',
+    layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
+    pageBytes: parseSize('--page-size', str(args, 'page-size')),
+    tokensPerPage: parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page')),
+    batchSize: parsePositiveInt('--batch-size', str(args, 'batch-size'), { max: 65536 }),
+    durationS: parseSeconds('--duration', str(args, 'duration')),
+    warmupS: parseNonNegativeNumber('--warmup', str(args, 'warmup')),
+    workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
+    maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
+    verify: args.verify === true,
+  };
+  if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
+  if (mode === 'throughput') {
+    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists'] as const);
+    options.concurrencies = [parsePositiveInt('--concurrency', str(args, 'concurrency'), { max: 4096 })];
+  } else if (mode === 'saturation') {
+    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists'] as const);
+    options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
+  } else if (mode === 'suite') {
+    options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
+  }
+  return options;
+}
+
+function command(mode: HiCacheMode, description: string, extra: Record<string, { type: 'string'; description: string; default: string; valueHint: string }>) {
+  return defineCommand({
+    meta: { name: mode, description },
+    args: { ...extra, ...hicacheArgs },
+    async run({ args }): Promise<CommandResult> {
+      const logger = loggerFromArgs(args);
+      const options = sweepOptionsFromArgs(mode, args);
+      const tag = str(args, 'tag').trim() ? parseTag('--tag', str(args, 'tag')) : undefined;
+      const progress = createProgress();
+      try {
+        return await runAndReport({
+          kind: 'hicache',
+          mode,
+          outDir: str(args, 'out-dir'),
+          tag,
+          json: args.json === true,
+          logger,
+          run: (signal) =>
+            runSweep({
+              ...options,
+              command: ['peercache-bench', mode, ...process.argv.slice(3)].join(' '),
+              signal,
+              logger,
+              logLevel: str(args, 'log-level') as SweepOptions['logLevel'],
+              onProgress: (p) => progress.update(p),
+              onRow: () => progress.clear(),
+            }),
+        });
+      } catch (err) {
+        progress.clear();
+        if (err instanceof SweepConfigError) throw new UsageError(err.message);
+        if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') throw Object.assign(new Error(err.message), { code: err.code });
+        throw err;
+      }
+    },
+  });
+}
+
+const concurrenciesArg = (dflt: string) => ({
+  concurrencies: { type: 'string' as const, description: 'Concurrency sweep: a list (1,2,4,8) or a progression (1,2,4,...,64)', default: dflt, valueHint: 'list' },
+});
+
+export const latency = command('latency', 'single in-flight op tail: concurrency 1, batch 1, per-page latency of get, set and exists', {});
+export const throughput = command('throughput', 'sustained throughput and tail at one concurrency', {
+  ...opArg,
+  concurrency: { type: 'string', description: 'Concurrent workers (each with its own endpoint)', default: '8', valueHint: 'n' },
+});
+export const saturation = command('saturation', 'throughput/latency curve over a concurrency sweep, and the PEAK', {
+  ...opArg,
+  ...concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')),
+});
+export const suite = command('suite', 'the full baseline: latency + get/set/exists saturation', concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')));

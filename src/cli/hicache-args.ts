@@ -1,0 +1,42 @@
+/** Flags of the HiCache modes (latency, throughput, saturation, suite), as the original names them. */
+import type { ArgsDef } from 'citty';
+import { LOG_LEVELS } from '../log.js';
+import { globalArgs } from './shared.js';
+
+export const connectionArgs = {
+  protocol: { type: 'string', description: 'Data plane: rdma (RDMA NIC), shm (one host, same one-sided path), tcp (smoke test, never publishable)', default: 'rdma', valueHint: 'rdma|shm|tcp' },
+  'device-name': { type: 'string', description: 'RDMA device, e.g. mlx5_0 (default: UCX picks)', default: '', valueHint: 'dev' },
+  devices: { type: 'string', description: 'RDMA devices (rails), comma separated; overrides --device-name', default: '', valueHint: 'dev,dev' },
+  'ib-port': { type: 'string', description: 'RDMA port of the device', default: '1', valueHint: 'n' },
+  'gid-index': { type: 'string', description: 'RoCE GID index (default: UCX picks RoCE v2)', default: 'auto', valueHint: 'n|auto' },
+  'local-host': { type: 'string', description: 'Address this host binds and advertises', default: '127.0.0.1', valueHint: 'addr' },
+} as const satisfies ArgsDef;
+
+export const pageArgs = {
+  layout: { type: 'string', description: 'Page layout: mla (1 object per page) or mha (k and v objects)', default: 'mla', valueHint: 'mla|mha' },
+  'page-size': { type: 'string', description: 'Bytes per component object (k or v); k/m suffixes allowed', default: '131072', valueHint: 'bytes' },
+  'tokens-per-page': { type: 'string', description: 'Tokens per page (tokens/s = pages/s x this)', default: '64', valueHint: 'n' },
+  'batch-size': { type: 'string', description: 'Pages per batch call', default: '32', valueHint: 'n' },
+} as const satisfies ArgsDef;
+
+export const runArgs = {
+  duration: { type: 'string', description: 'Measured seconds per row', default: '10', valueHint: 's' },
+  warmup: { type: 'string', description: 'Seconds discarded before measuring', default: '2', valueHint: 's' },
+  'out-dir': { type: 'string', description: 'Where the JSON and Markdown results go', default: './peercache-bench-results', valueHint: 'dir' },
+  tag: { type: 'string', description: 'Suffix for the result file names', default: '', valueHint: 'tag' },
+  json: { type: 'boolean', description: 'Print the JSON report on stdout (the table and logs go to stderr)', default: false },
+} as const satisfies ArgsDef;
+
+export const hicacheArgs = {
+  ...connectionArgs,
+  ...pageArgs,
+  'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: '4096', valueHint: 'pages' },
+  'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: '8g', valueHint: 'bytes' },
+  verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },
+  ...runArgs,
+  ...globalArgs,
+} as const satisfies ArgsDef;
+
+export const opArg = { op: { type: 'string', description: 'Operation: get, set or exists', default: 'get', valueHint: 'get|set|exists' } } as const satisfies ArgsDef;
+
+export { LOG_LEVELS };
