@@ -178,6 +178,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       const row = await runRow(
         {
           op: s.op,
+          path: `hicache-${s.op}`,
+          rowOp: s.op,
           threads: s.threads,
           batchSize: s.batchSize,
           phase: s.phase,
@@ -195,6 +197,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
             workingSet,
             publishBytes: setPoolPages(s.batchSize, s.threads) * stride * components,
             verify: options.verify ?? false,
+            raw: null,
             connectTimeoutMs: 60_000,
           },
         },

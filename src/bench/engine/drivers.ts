@@ -1,15 +1,19 @@
 /**
- * One batch call per op, as SGLang's HiCache drives the store. A driver is the per-worker loop
- * body: the engine times each call; open-loop pacing or verified reads slot in here later.
+ * One batch call per loop iteration, as SGLang's HiCache drives the store (get/set/exists), or
+ * the bare data plane (read), or nothing (noop, the engine's own cost). A session owns what its
+ * driver needs (a store client, or a transport endpoint) for one worker and one row; open-loop
+ * pacing or other workloads slot in here.
  */
-import type { HostKVPool } from '../../store/host-pool.js';
-import type { PeerCacheStore } from '../../store/peer-cache-store.js';
-import type { BenchOp } from './protocol.js';
+import { HostKVPool } from '../../store/host-pool.js';
+import { PeerCacheStore } from '../../store/peer-cache-store.js';
+import { openTransport } from '../../transport/index.js';
+import { OP_FIELDS } from '../../transport/types.js';
 import { pageSeed, verifyPage } from './pattern.js';
+import type { WorkerTask } from './protocol.js';
 
 export interface CallOutcome {
   pagesRequested: number;
-  /** get: pages read and validated; set: pages written; exists: pages probed. */
+  /** get: pages read and validated; set: pages written; exists: pages probed; read: blocks read. */
   pages: number;
   /** Hit pages whose bytes did not match their key (only counted with verify on). */
   wrongBytes: number;
@@ -19,17 +23,11 @@ export interface Driver {
   call(): Promise<CallOutcome>;
 }
 
-export interface DriverOptions {
-  op: BenchOp;
-  store: PeerCacheStore;
-  host: HostKVPool;
-  batchSize: number;
-  /** Distinct, stable index of this worker (spreads key windows like the original: tid * 7919). */
-  index: number;
-  row: number;
-  keyPrefix: string;
-  workingSet: number;
-  verify: boolean;
+export interface Session {
+  driver: Driver;
+  /** Transports (lanes) that carried data. */
+  lanes(): string[];
+  close(): Promise<void>;
 }
 
 /** The key names the producer publishes: `<prefix>/<i>`. */
@@ -37,40 +35,106 @@ export function workingSetKeys(prefix: string, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `${prefix}/${i}`);
 }
 
-export function makeDriver(o: DriverOptions): Driver {
-  const bs = o.batchSize;
-  const indices = o.host.tokenIndices(Array.from({ length: bs }, (_, i) => i));
+export async function openSession(task: WorkerTask): Promise<Session> {
+  if (task.op === 'noop') return noopSession(task.batchSize);
+  if (task.op === 'read') return readSession(task);
+  return storeSession(task);
+}
+
+function noopSession(bs: number): Session {
+  const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+  return { driver: { call: async () => out }, lanes: () => [], close: async () => {} };
+}
+
+/** micro's transport path: READ `batchSize` blocks per call from the producer's raw region. */
+async function readSession(task: WorkerTask): Promise<Session> {
+  if (!task.raw) throw new Error('a read row needs the producer raw region');
+  const bs = task.batchSize;
+  const block = task.pageBytes;
+  const blocks = Math.floor(task.raw.bytes / block);
+  const node = await openTransport({ protocol: task.store.protocol, devices: task.store.devices, ibPort: task.store.ibPort, gidIndex: task.store.gidIndex, host: task.store.localHost, timeoutMs: task.store.timeoutMs });
+  try {
+    const ep = await node.connect(Buffer.from(task.raw.address, 'base64'));
+    const remote = ep.attach(Buffer.from(task.raw.descriptor, 'base64'));
+    const local = node.register(new Uint8Array(bs * block));
+    const ops = new Float64Array(bs * OP_FIELDS);
+    let r = 0;
+    const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+    return {
+      driver: {
+        async call() {
+          const base = task.index * 7919 + r * bs;
+          for (let j = 0; j < bs; j++) {
+            const o = j * OP_FIELDS;
+            ops[o] = ((base + j) % blocks) * block;
+            ops[o + 1] = 0;
+            ops[o + 2] = j * block;
+            ops[o + 3] = block;
+          }
+          r++;
+          await ep.read(remote, [local], ops, bs);
+          return out;
+        },
+      },
+      lanes: () => ep.lanes(),
+      close: async () => {
+        ep.close();
+        local.free();
+        await node.close();
+      },
+    };
+  } catch (err) {
+    await node.close();
+    throw err;
+  }
+}
+
+async function storeSession(task: WorkerTask): Promise<Session> {
+  const host = new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
+  const store = await PeerCacheStore.open({
+    ...task.store,
+    hostPool: host,
+    globalSegmentBytes: task.op === 'set' ? task.publishBytes : 0,
+    nodeId: `bench-${process.pid}-r${task.row}-w${task.index}`,
+    maxBytes: Number.MAX_SAFE_INTEGER,
+  });
+  return { driver: storeDriver(task, store, host), lanes: () => store.lanes(), close: () => store.close() };
+}
+
+function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool): Driver {
+  const bs = task.batchSize;
+  const indices = host.tokenIndices(Array.from({ length: bs }, (_, i) => i));
   const keys = new Array<string>(bs);
   const slots = new Int32Array(bs);
   let r = 0;
-  if (o.op === 'set') {
+  if (task.op === 'set') {
     // Fresh keys on every call, so each call really publishes (a set of an existing key is a no-op).
-    const prefix = `pcbench/set/${process.pid}/${o.row}/${o.index}/`;
+    const prefix = `pcbench/set/${process.pid}/${task.row}/${task.index}/`;
     return {
       async call() {
         for (let j = 0; j < bs; j++) keys[j] = `${prefix}${r}/${j}`;
         r++;
-        const ok = await o.store.batchSetV1(keys, indices);
+        const ok = await store.batchSetV1(keys, indices);
         let pages = 0;
         for (const x of ok) if (x) pages++;
         return { pagesRequested: bs, pages, wrongBytes: 0 };
       },
     };
   }
-  const all = workingSetKeys(o.keyPrefix, o.workingSet);
+  const all = workingSetKeys(task.keyPrefix, task.workingSet);
   const window = () => {
-    const base = o.index * 7919 + r * bs;
+    const base = task.index * 7919 + r * bs;
     for (let j = 0; j < bs; j++) {
-      slots[j] = (base + j) % o.workingSet;
+      slots[j] = (base + j) % task.workingSet;
       keys[j] = all[slots[j]];
     }
     r++;
   };
-  if (o.op === 'exists') {
+  if (task.op === 'exists') {
     return {
       async call() {
         window();
-        await o.store.batchExists(keys);
+        await store.batchExists(keys);
         return { pagesRequested: bs, pages: bs, wrongBytes: 0 };
       },
     };
@@ -78,15 +142,15 @@ export function makeDriver(o: DriverOptions): Driver {
   return {
     async call() {
       window();
-      const ok = await o.store.batchGetV1(keys, indices);
+      const ok = await store.batchGetV1(keys, indices);
       let pages = 0;
       let wrongBytes = 0;
       for (let j = 0; j < bs; j++) {
         if (!ok[j]) continue;
         pages++;
-        if (o.verify) {
-          for (let c = 0; c < o.host.components; c++) {
-            if (!verifyPage(o.host.pageView(j, c), pageSeed(slots[j], c))) {
+        if (task.verify) {
+          for (let c = 0; c < host.components; c++) {
+            if (!verifyPage(host.pageView(j, c), pageSeed(slots[j], c))) {
               wrongBytes++;
               break;
             }

@@ -60,7 +60,18 @@ async function main(): Promise<void> {
       published += n;
     }
   }
-  process.stdout.write(JSON.stringify({ ready: true, nodeId: store.nodeId, published, transports: store.transport.transports, pid: process.pid }) + '\n');
+  let raw: { address: string; descriptor: string; bytes: number } | null = null;
+  if ((cfg.rawBytes ?? 0) > 0) {
+    // micro's transport path reads this region directly: no store, no directory.
+    const region = store.transport.allocate(cfg.rawBytes!);
+    if (cfg.fill) fillPage(region.bytes.subarray(0, region.length - (region.length % 4)), pageSeed(0, 0));
+    raw = {
+      address: Buffer.from(store.transport.address()).toString('base64'),
+      descriptor: Buffer.from(region.descriptor()).toString('base64'),
+      bytes: region.length,
+    };
+  }
+  process.stdout.write(JSON.stringify({ ready: true, nodeId: store.nodeId, published, transports: store.transport.transports, pid: process.pid, raw }) + '\n');
 }
 
 main().catch((err: unknown) => {

@@ -5,6 +5,7 @@ import type { LogLevel, Logger } from '../../log.js';
 import type { Layout } from '../../store/host-pool.js';
 import type { Protocol } from '../../transport/types.js';
 import { childExecArgv, moduleFile } from './entry.js';
+import type { RawRegion } from './protocol.js';
 
 export interface ProducerConfig {
   discoveryAddr: string;
@@ -21,6 +22,8 @@ export interface ProducerConfig {
   sets: { prefix: string; count: number }[];
   /** Fill pages with the verification pattern (else they hold zeros). */
   fill: boolean;
+  /** Bytes of a raw region to publish for bare data-plane READs (micro); 0 for none. */
+  rawBytes?: number;
   nodeId: string;
   logLevel: LogLevel;
 }
@@ -29,6 +32,7 @@ export interface ProducerHandle {
   nodeId: string;
   pid: number;
   transports: string;
+  raw: RawRegion | null;
   stop(): Promise<void>;
 }
 
@@ -50,12 +54,12 @@ export async function startProducer(cfg: ProducerConfig, logger: Logger, timeout
       const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
       kill.unref();
     });
-  const ready = await new Promise<{ nodeId: string; pid: number; transports: string }>((resolve, reject) => {
+  const ready = await new Promise<{ nodeId: string; pid: number; transports: string; raw: RawRegion | null }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the producer process did not become ready within ${timeoutMs / 1000} s`)), timeoutMs);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       try {
-        const msg = JSON.parse(line) as { ready?: boolean; nodeId: string; pid: number; transports: string };
+        const msg = JSON.parse(line) as { ready?: boolean; nodeId: string; pid: number; transports: string; raw: RawRegion | null };
         if (msg.ready) {
           clearTimeout(timer);
           resolve(msg);

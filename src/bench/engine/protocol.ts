@@ -30,12 +30,27 @@ export function controlBytes(workers: number): number {
 }
 
 export type BenchOp = 'get' | 'set' | 'exists';
+/**
+ * The loop body a worker runs: a store operation (get/set/exists through its own store client),
+ * a bare data-plane READ (`read`, micro's transport path: its own endpoint to the producer's raw
+ * region), or nothing (`noop`: the engine's own cost).
+ */
+export type DriverKind = BenchOp | 'read' | 'noop';
+
+/** A raw region a producer publishes for `read` drivers. */
+export interface RawRegion {
+  /** Base64 of the producer's transport address. */
+  address: string;
+  /** Base64 of the region's descriptor. */
+  descriptor: string;
+  bytes: number;
+}
 
 /** What one worker runs for one row. */
 export interface WorkerTask {
   index: number;
   threads: number;
-  op: BenchOp;
+  op: DriverKind;
   row: number;
   control: SharedArrayBuffer;
   histogram: SharedArrayBuffer;
@@ -58,6 +73,8 @@ export interface WorkerTask {
   workingSet: number;
   /** set: this worker's published pool, in bytes. */
   publishBytes: number;
+  /** read: the region to READ blocks of `pageBytes` from (cycling over it). */
+  raw: RawRegion | null;
   /** Verify every byte of every hit page (costs reader CPU). */
   verify: boolean;
   /** A stall budget: a worker that cannot connect within it fails the row. */

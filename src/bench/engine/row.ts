@@ -8,12 +8,18 @@ import { Piscina } from 'piscina';
 import type { Logger } from '../../log.js';
 import { SharedHistogram } from '../histogram.js';
 import { failedRow, makeRow } from '../report/metrics.js';
-import type { Phase as RowPhase, Row } from '../report/types.js';
+import type { LatUnit, Phase as RowPhase, Row, RowOp } from '../report/types.js';
 import { workerEntry } from './entry.js';
-import { controlBytes, DONE, LIVE_BASE, LIVE_CALLS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, type BenchOp, type WorkerResult, type WorkerTask } from './protocol.js';
+import { controlBytes, DONE, LIVE_BASE, LIVE_CALLS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, type DriverKind, type WorkerResult, type WorkerTask } from './protocol.js';
 
 export interface RowPlan {
-  op: BenchOp;
+  /** What each worker's loop runs. */
+  op: DriverKind;
+  /** The row's identity in the report: path (hicache-get, transport-read, ...) and op. */
+  path: string;
+  rowOp: RowOp;
+  /** What one latency sample is (default: page at batch 1, else batch_call). */
+  latUnit?: LatUnit;
   threads: number;
   batchSize: number;
   phase: RowPhase;
@@ -29,7 +35,7 @@ export interface RowPlan {
 export interface RowProgress {
   row: number;
   rows: number;
-  op: BenchOp;
+  op: DriverKind;
   threads: number;
   stage: 'starting' | 'warmup' | 'measure' | 'done';
   elapsedS: number;
@@ -60,13 +66,11 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
-const pathOf = (op: BenchOp) => `hicache-${op}`;
-
 export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
   const { threads, op } = plan;
   const identity = {
-    path: pathOf(op),
-    op,
+    path: plan.path,
+    op: plan.rowOp,
     protocol: plan.task.store.protocol,
     blockSize: plan.task.pageBytes,
     batchSize: plan.batchSize,
@@ -74,7 +78,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
     components: plan.components,
     tokensPerPage: plan.tokensPerPage,
     phase: plan.phase,
-    latUnit: plan.batchSize === 1 ? ('page' as const) : ('batch_call' as const),
+    latUnit: plan.latUnit ?? (plan.batchSize === 1 ? ('page' as const) : ('batch_call' as const)),
   };
   const control = new Int32Array(new SharedArrayBuffer(controlBytes(threads)));
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
@@ -90,7 +94,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
       elapsedS,
       remainingS,
       pagesPerS,
-      gbps: op === 'exists' ? 0 : (pagesPerS * plan.task.pageBytes * plan.components) / 1e9,
+      gbps: op === 'exists' || op === 'noop' ? 0 : (pagesPerS * plan.task.pageBytes * plan.components) / 1e9,
     });
   progress('starting', 0, plan.warmupS + plan.durationS);
   const pool = new Piscina({

@@ -1,14 +1,12 @@
 /**
- * A sweep worker (one piscina thread per concurrency slot). Opens its own store client, so it
- * drives its own endpoint (its own QP on RDMA), waits for the shared start flag, runs the closed
+ * A sweep worker (one piscina thread per concurrency slot). Opens its own store client (or
+ * transport endpoint), so it drives its own endpoint (its own QP on RDMA), waits for the shared start flag, runs the closed
  * loop, and records every measured call's latency (integer ns) into its shared histogram: no
  * message per sample. Only calls that start and end inside the MEASURE phase count.
  */
-import { HostKVPool } from '../../store/host-pool.js';
-import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { nowNs } from '../clock.js';
 import { SharedHistogram } from '../histogram.js';
-import { makeDriver } from './drivers.js';
+import { openSession } from './drivers.js';
 import { LIVE_BASE, LIVE_CALLS, LIVE_ERRORS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, DONE, type WorkerResult, type WorkerTask } from './protocol.js';
 
 async function waitWhile(control: Int32Array, phase: number): Promise<void> {
@@ -23,16 +21,9 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
   const hist = SharedHistogram.attach(task.histogram);
   const live = LIVE_BASE + task.index * LIVE_FIELDS;
   const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, wrongBytes: 0, firstError: null, lanes: [], rssBytes: 0 };
-  const host = new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
-  const store = await PeerCacheStore.open({
-    ...task.store,
-    hostPool: host,
-    globalSegmentBytes: task.op === 'set' ? task.publishBytes : 0,
-    nodeId: `bench-${process.pid}-r${task.row}-w${task.index}`,
-    maxBytes: Number.MAX_SAFE_INTEGER,
-  });
+  const session = await openSession(task);
   try {
-    const driver = makeDriver({ op: task.op, store, host, batchSize: task.batchSize, index: task.index, row: task.row, keyPrefix: task.keyPrefix, workingSet: task.workingSet, verify: task.verify });
+    const { driver } = session;
     // One call before the start flag: connections are set up outside the measured window.
     await driver.call();
     Atomics.add(control, READY, 1);
@@ -64,10 +55,10 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
         await new Promise((r) => setTimeout(r, 5));
       }
     }
-    result.lanes = store.lanes();
+    result.lanes = session.lanes();
     return result;
   } finally {
-    await store.close();
+    await session.close();
     Atomics.add(control, DONE, 1);
   }
 }
