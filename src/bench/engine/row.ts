@@ -52,6 +52,12 @@ export interface RowContext {
   onProgress?: (p: RowProgress) => void;
   /** Deadline for workers to connect (default 120 s: 64 workers on 2 cores take a while). */
   readyTimeoutMs?: number;
+  /**
+   * Called once every worker is connected, before the warmup starts: a multi-process driver
+   * reports ready here and waits for the common start time, so all processes measure the same
+   * window. A rejection fails the row.
+   */
+  beforeStart?: () => Promise<void>;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -141,6 +147,9 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
         break;
       }
       await sleep(20);
+    }
+    if (firstFailure === null && !aborted && ctx.beforeStart) {
+      await ctx.beforeStart().catch(fail);
     }
     if (firstFailure === null && !aborted) {
       if (pool.threads.length !== threads) ctx.logger.warn(`row ${ctx.index}: pool has ${pool.threads.length} threads, expected ${threads}`);
