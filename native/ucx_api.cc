@@ -20,6 +20,14 @@ pthread_once_t g_once = PTHREAD_ONCE_INIT;
 void SetUcxDefaults() {
   setenv("UCX_LOG_LEVEL", "fatal", /*overwrite=*/0);
   setenv("UCX_WARN_UNUSED_ENV_VARS", "n", /*overwrite=*/0);
+  // Embedded in Node, UCX must not patch mmap/munmap/brk (its memory hooks rewrite code while
+  // V8's threads allocate: seen here as SIGSEGV in V8's allocator) nor take SIGSEGV/SIGBUS
+  // (V8 handles WebAssembly bounds checks with them). We register memory explicitly and pass the
+  // handle with every operation, so UCX's registration cache needs no memory events.
+  setenv("UCX_MEM_EVENTS", "no", /*overwrite=*/0);
+  setenv("UCX_MEM_MALLOC_HOOKS", "no", /*overwrite=*/0);
+  setenv("UCX_ERROR_SIGNALS", "", /*overwrite=*/0);
+  setenv("UCX_HANDLE_ERRORS", "none", /*overwrite=*/0);
   setenv("UCX_PROTO_ENABLE", "n", /*overwrite=*/0);
 }
 

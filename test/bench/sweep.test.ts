@@ -1,0 +1,101 @@
+/** runSweep(): the programmatic engine, end to end on shm with real processes and threads. */
+import { test } from 'uvu';
+import { execSync } from 'node:child_process';
+import * as assert from 'uvu/assert';
+import { runSweep, SweepConfigError } from '../../src/bench/sweep.js';
+import type { RowProgress } from '../../src/bench/engine/row.js';
+import { schemaErrors } from '../helpers/schema.js';
+
+const small = { protocol: 'shm' as const, pageBytes: 16384, workingSet: 128, durationS: 0.6, warmupS: 0.2 };
+
+test('a saturation sweep: one row per concurrency, rows merged from per-worker histograms, verified bytes, PEAK marked', async () => {
+  const progress: RowProgress[] = [];
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 3], verify: true, onProgress: (p) => progress.push(p) });
+  assert.is(schemaErrors(report), null);
+  assert.is(report.results.length, 2);
+  const [a, b] = report.results;
+  for (const r of report.results) {
+    assert.ok(r.ok, r.note);
+    assert.is(r.hit_rate, 1);
+    assert.ok(r.calls > 0 && r.lat_us_p50 !== null && r.histogram !== null);
+    assert.is(r.pages, r.calls * 32, 'every call read its whole batch');
+    assert.ok(r.duration_s >= 0.55 && r.duration_s < 2, `window ${r.duration_s}`);
+    assert.ok(r.transports.some((t) => /^(sysv|posix)\//.test(t)), r.transports.join());
+    assert.ok(r.cpu_client_pct !== null && r.rss_per_worker_bytes !== null);
+  }
+  assert.equal([a.threads, b.threads], [1, 3]);
+  assert.is(report.results.filter((r) => r.peak).length, 1);
+  assert.is(report.meta.transports.length > 0, true);
+  assert.ok(progress.some((p) => p.stage === 'measure' || p.stage === 'done'));
+});
+
+test('suite on tcp: latency baseline + get/set/exists sweeps; every row marked smoke', async () => {
+  const report = await runSweep({ ...small, protocol: 'tcp', mode: 'suite', concurrencies: [1, 2], durationS: 0.4 });
+  assert.is(schemaErrors(report), null);
+  assert.equal(report.results.map((r) => `${r.op}x${r.threads}${r.phase === 'latency-baseline' ? 'L' : ''}`), ['getx1L', 'setx1L', 'existsx1L', 'getx1', 'getx2', 'setx1', 'setx2', 'existsx1', 'existsx2']);
+  assert.ok(report.results.every((r) => r.ok && r.smoke), report.results.map((r) => r.note).join(' | '));
+  assert.is(report.meta.publishable, false);
+  assert.is(report.results.filter((r) => r.peak).length, 3, 'one PEAK per op sweep');
+  assert.ok(report.results.slice(0, 3).every((r) => r.batch_size === 1 && r.lat_unit === 'page'));
+});
+
+test('abort: the row in progress keeps what was measured, later rows are not run, the report is still valid', async () => {
+  const controller = new AbortController();
+  const started = Date.now();
+  setTimeout(() => controller.abort(), 1500);
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 2, 4], durationS: 5, signal: controller.signal });
+  assert.ok(Date.now() - started < 8000, 'stopped promptly');
+  assert.is(schemaErrors(report), null);
+  assert.ok(report.results.length >= 1 && report.results.length < 3, `${report.results.length} rows`);
+  assert.ok(report.notes.some((n) => /abort/.test(n)), report.notes.join());
+  const first = report.results[0];
+  assert.ok(first.ok && /aborted: partial window/.test(first.note) && first.duration_s < 5, first.note);
+});
+
+test('bad options are clear errors before anything starts', async () => {
+  for (const [opts, pattern] of [
+    [{ concurrencies: [] }, /concurrencies must be a non-empty list/],
+    [{ concurrencies: [0] }, /concurrencies must be a non-empty list/],
+    [{ pageBytes: 1 << 30 }, /over --max-bytes/],
+    [{ batchSize: 0 }, /batchSize must be a positive integer/],
+  ] as const) {
+    try {
+      await runSweep({ ...small, mode: 'saturation', ...opts });
+      assert.unreachable();
+    } catch (err) {
+      assert.instance(err, SweepConfigError);
+      assert.match((err as Error).message, pattern);
+    }
+  }
+  try {
+    await runSweep({ ...small, mode: 'latency', protocol: 'rdma' });
+  } catch (err) {
+    assert.match((err as Error).message, /protocol 'rdma' cannot run here|no usable/i);
+  }
+});
+
+test('the producer dies after the first row: later rows fail with the reason (ok:false), the sweep goes on, the report is valid', async () => {
+  let killed = false;
+  const report = await runSweep({
+    ...small,
+    mode: 'saturation',
+    op: 'get',
+    concurrencies: [1, 2, 1],
+    onRow: () => {
+      if (!killed) {
+        killed = true;
+        // The producer is this process's child running producer-main.
+        execSync(`pkill -KILL -P ${process.pid} -f producer-main || true`);
+      }
+    },
+  });
+  assert.is(schemaErrors(report), null);
+  assert.is(report.results.length, 3);
+  assert.ok(report.results[0].ok);
+  for (const r of report.results.slice(1)) {
+    assert.not.ok(r.ok, 'rows after the producer died cannot succeed');
+    assert.ok(r.note.length > 0);
+  }
+});
+
+test.run();

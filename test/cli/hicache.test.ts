@@ -1,0 +1,123 @@
+/** The HiCache modes through the real CLI in a child process: artifacts, --json, bad input, Ctrl-C. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { schemaErrors } from '../helpers/schema.js';
+import type { Report } from '../../src/bench/report/types.js';
+
+const quick = ['--page-size', '16k', '--working-set', '128', '--duration', '0.4', '--warmup', '0.2'];
+
+function outDir(): string {
+  return mkdtempSync(join(tmpdir(), 'pcbench-cli-'));
+}
+
+for (const protocol of ['shm', 'tcp'] as const) {
+  test(`suite --protocol ${protocol} end to end: table on stdout, JSON + Markdown written, schema-valid`, async () => {
+    const dir = outDir();
+    try {
+      const r = await runCli(['suite', '--protocol', protocol, '--concurrencies', '1,2', ...quick, '--out-dir', dir, '--tag', 'ci']);
+      assert.is(r.code, 0, r.stderr);
+      const files = readdirSync(dir).sort();
+      assert.is(files.length, 2, files.join());
+      assert.match(files[0], new RegExp(`^hicache-suite-${protocol}-ci-\\d{8}-\\d{6}\\.json$`));
+      const report = JSON.parse(readFileSync(join(dir, files[0]), 'utf8')) as Report;
+      assert.is(schemaErrors(report), null);
+      assert.is(report.results.length, 9);
+      assert.match(report.command, /^peercache-bench suite --protocol/);
+      assert.match(r.stdout, /\| op +\| proto +\| +page \| batch \| threads \| pages\/s/);
+      assert.match(r.stdout, /PEAK/);
+      const md = readFileSync(join(dir, files[1]), 'utf8');
+      assert.match(md, /^# PeerCache HiCache benchmark/);
+      if (protocol === 'tcp') {
+        assert.match(r.stdout, /smoke — not publishable/);
+        assert.match(md, /smoke — not publishable/);
+      } else {
+        assert.not.match(r.stdout, /not publishable/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test('--json prints the report on stdout (the table goes to stderr); a second run never overwrites the first', async () => {
+  const dir = outDir();
+  try {
+    const args = ['throughput', '--protocol', 'shm', '--op', 'exists', '--concurrency', '2', ...quick, '--out-dir', dir, '--json'];
+    const a = await runCli(args);
+    assert.is(a.code, 0, a.stderr);
+    const report = JSON.parse(a.stdout) as Report;
+    assert.is(schemaErrors(report), null);
+    assert.is(report.results.length, 1);
+    assert.is(report.results[0].op, 'exists');
+    assert.match(a.stderr, /\|\s*\*?exists/);
+    const b = await runCli(args);
+    assert.is(b.code, 0, b.stderr);
+    assert.is(readdirSync(dir).length, 4, 'two runs, four files');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad input: one line, exit 2, no stack trace, nothing written', async () => {
+  const dir = outDir();
+  try {
+    const cases: [string[], RegExp][] = [
+      [['suite', '--protocol', 'shm', '--concurency', '8'], /unknown option --concurency/],
+      [['suite', '--protocol', 'shm', '--duration', 'ten'], /--duration/],
+      [['suite', '--protocol', 'shm', '--concurrencies', ''], /--concurrencies/],
+      [['suite', '--protocol', 'shm', '--concurrencies', '0,1'], /--concurrencies/],
+      [['suite', '--protocol', 'shm', '--concurrencies', '1,-2'], /--concurrencies/],
+      [['saturation', '--protocol', 'shm', '--op', 'delete'], /--op/],
+      [['suite', '--protocol', 'ib'], /--protocol/],
+      [['suite', '--protocol', 'shm', '--page-size', '4g', '--max-bytes', '1g'], /over --max-bytes/],
+      [['suite', '--protocol', 'shm', '--batch-size', '0'], /--batch-size/],
+      [['throughput', '--protocol', 'shm', '--concurrency', 'x'], /--concurrency/],
+    ];
+    for (const [args, pattern] of cases) {
+      const r = await runCli([...args, '--out-dir', dir]);
+      assert.is(r.code, 2, `${args.join(' ')} -> ${r.code}: ${r.stderr}`);
+      assert.match(r.stderr, pattern, args.join(' '));
+      assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+    assert.is(readdirSync(dir).length, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rdma on a host without an RDMA NIC: one clear line and exit 1', async () => {
+  const r = await runCli(['latency', ...quick, '--out-dir', outDir()]);
+  if (r.code === 0) return; // a host with an RDMA NIC
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /protocol 'rdma' cannot run here.*--protocol shm/);
+  assert.not.match(r.stderr, /\n\s+at /);
+});
+
+test('Ctrl-C stops cleanly and still writes what was measured', async () => {
+  const dir = outDir();
+  try {
+    let pid = 0;
+    const run = runCli(['saturation', '--protocol', 'shm', '--concurrencies', '1,2,4', '--page-size', '16k', '--working-set', '128', '--duration', '30', '--warmup', '0.2', '--out-dir', dir], {
+      onSpawn: (p) => (pid = p),
+    });
+    await new Promise((r) => setTimeout(r, 4000));
+    process.kill(pid, 'SIGINT');
+    const r = await run;
+    assert.is(r.code, 130, r.stderr);
+    assert.match(r.stderr, /interrupted/);
+    const files = readdirSync(dir);
+    assert.is(files.length, 2, files.join());
+    const report = JSON.parse(readFileSync(join(dir, files.find((f) => f.endsWith('.json'))!), 'utf8')) as Report;
+    assert.is(schemaErrors(report), null);
+    assert.ok(report.results.length >= 1 && report.results[0].ok, JSON.stringify(report.results.map((x) => x.note)));
+    assert.ok(report.results[0].duration_s < 30);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
