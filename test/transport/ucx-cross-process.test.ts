@@ -91,6 +91,31 @@ test('cross-process shm WRITE then READ back, verified (blocking forms too)', as
   });
 });
 
+test('READ and WRITE between two worker threads of one process, bytes verified', async () => {
+  const fixture = new URL('../fixtures/ucx-thread-peer.ts', import.meta.url);
+  const bytes = 32 << 20;
+  const publisher = tsWorker(fixture, { workerData: { role: 'publisher', bytes, seed: 99 } });
+  try {
+    const ready = await new Promise<{ address: string; descriptor: string }>((resolve, reject) => {
+      publisher.once('message', resolve);
+      publisher.once('error', reject);
+    });
+    const reader = tsWorker(fixture, { workerData: { role: 'reader', bytes, seed: 99, ...ready } });
+    const read = await new Promise<{ readVerified?: boolean; error?: string }>((resolve, reject) => {
+      reader.once('message', resolve);
+      reader.once('error', reject);
+    });
+    assert.ok(read.readVerified, read.error ?? 'read bytes differ');
+    const wrote = await new Promise<{ writeVerified: boolean }>((resolve) => {
+      publisher.once('message', resolve);
+      publisher.postMessage('done');
+    });
+    assert.ok(wrote.writeVerified, 'the WRITE landed in the publisher thread\'s region');
+  } finally {
+    await publisher.terminate();
+  }
+});
+
 test('64 worker threads, each with its own UCX worker and endpoint, read one publisher process', async () => {
   const regionBytes = 64 << 20;
   await withPublisher(regionBytes, async ({ address, descriptor }) => {
