@@ -1,2 +1,12 @@
 /** peercache: a KV-cache page store over UCX one-sided READ, and the peercache-bench engine. */
 export * from './transport/index.js';
+export { PeerCacheStore, StoreConfigError, type PeerCacheStoreConfig, type StoreStats } from './store/peer-cache-store.js';
+export { HostKVPool, type HostKVPoolOptions, type HostIndices, type Layout } from './store/host-pool.js';
+export type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './store/types.js';
+export { DirectoryServer } from './store/directory-server.js';
+export { openDirectory } from './store/control-plane.js';
+export { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type SweepOptions, type HiCacheMode } from './bench/sweep.js';
+export type { RowProgress } from './bench/engine/row.js';
+export type { Report, Row, Meta, Host } from './bench/report/types.js';
+export { SharedHistogram } from './bench/histogram.js';
+export { createLogger, type Logger, type LogLevel } from './log.js';
