@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import { execSync } from 'node:child_process';
 import * as assert from 'uvu/assert';
-import { runSweep, SweepConfigError } from '../../src/bench/sweep.js';
+import { runSweep, SweepConfigError, type SweepOptions } from '../../src/bench/sweep.js';
 import type { RowProgress } from '../../src/bench/engine/row.js';
 import { schemaErrors } from '../helpers/schema.js';
 
@@ -53,12 +53,13 @@ test('abort: the row in progress keeps what was measured, later rows are not run
 });
 
 test('bad options are clear errors before anything starts', async () => {
-  for (const [opts, pattern] of [
+  const cases: [Partial<SweepOptions>, RegExp][] = [
     [{ concurrencies: [] }, /concurrencies must be a non-empty list/],
     [{ concurrencies: [0] }, /concurrencies must be a non-empty list/],
     [{ pageBytes: 1 << 30 }, /over --max-bytes/],
     [{ batchSize: 0 }, /batchSize must be a positive integer/],
-  ] as const) {
+  ];
+  for (const [opts, pattern] of cases) {
     try {
       await runSweep({ ...small, mode: 'saturation', ...opts });
       assert.unreachable();

@@ -137,6 +137,7 @@ export function defaultTitle(meta: Pick<Meta, 'mode'>): string {
     case 'compare': return 'PeerCache vs Mooncake baseline';
     case 'mooncake': return 'Mooncake transfer_engine_bench';
     case 'micro': return 'PeerCache data-plane microbench';
+    case 'dist': return 'PeerCache HiCache benchmark, two hosts (serve/drive)';
     default: return 'PeerCache HiCache benchmark';
   }
 }

@@ -1,0 +1,207 @@
+/**
+ * runDrive(): the consumer side of a two-host run, `peercache-bench drive`. It joins the serve
+ * node's directory, checks that both sides agree (layout, page size, working set, protocol,
+ * rails), and sweeps get or exists over the concurrencies against serve's working set, on the same
+ * row engine as the local modes. With `processes` > 1 every row runs in that many driver
+ * processes that share one measurement window and whose histograms are merged.
+ *
+ * serve may go away mid-run: each row is checked against serve's liveness before and after it; a
+ * row during which serve left is ok:false with the reason, the later rows are not run, and the
+ * report (with what was measured) is still returned.
+ */
+import { hostname } from 'node:os';
+import { silentLogger, type Logger, type LogLevel } from '../../log.js';
+import { loadNative } from '../../transport/native.js';
+import { runRow, type RowProgress } from '../engine/row.js';
+import { collectHost } from '../report/host.js';
+import { failedRow, makeReport } from '../report/metrics.js';
+import { markPeak } from '../report/peak.js';
+import type { Report, Row } from '../report/types.js';
+import { DriverNode } from './driver-node.js';
+import { chooseLocalHost } from './net.js';
+import { ATTR, commonDefaults, DistConfigError, type Agreement, type DistCommonOptions } from './params.js';
+import { rowPlan, type DriveOp, type DriveRowsConfig } from './plan.js';
+import { ProcessGroup } from './procs.js';
+
+export interface DriveOptions extends DistCommonOptions {
+  op?: DriveOp;
+  /** Pages per batch call (default 32). */
+  batchSize?: number;
+  /** Concurrency per process (default 1,2,4,8,16,32,64); a row's threads = this × processes. */
+  concurrencies?: number[];
+  durationS?: number;
+  warmupS?: number;
+  /** Driver processes sharing each row's window (default 1: the workers run in this process). */
+  processes?: number;
+  verify?: boolean;
+  /** The exact command line, recorded in the report. */
+  command?: string;
+  signal?: AbortSignal;
+  onProgress?: (p: RowProgress) => void;
+  onRow?: (row: Row) => void;
+  logger?: Logger;
+  logLevel?: LogLevel;
+}
+
+export const DEFAULT_DRIVE_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
+
+/** Before anything connects: the options, with defaults, or a DistConfigError. */
+function validate(options: DriveOptions) {
+  const d = commonDefaults(options);
+  const op = options.op ?? 'get';
+  if (op !== 'get' && op !== 'exists') throw new DistConfigError(`op must be get or exists, got ${String(op)}`);
+  const concurrencies = options.concurrencies ?? DEFAULT_DRIVE_CONCURRENCIES;
+  if (!concurrencies.length || concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
+    throw new DistConfigError('concurrencies must be a non-empty list of positive integers');
+  }
+  const batchSize = options.batchSize ?? 32;
+  const processes = options.processes ?? 1;
+  const durationS = options.durationS ?? 10;
+  const warmupS = options.warmupS ?? 2;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new DistConfigError('batchSize must be a positive integer');
+  if (!Number.isSafeInteger(processes) || processes < 1 || processes > 256) throw new DistConfigError('processes must be an integer in 1..256');
+  if (!(durationS > 0) || !(warmupS >= 0)) throw new DistConfigError('durationS must be > 0 and warmupS >= 0');
+  return { ...d, op, concurrencies, batchSize, processes, durationS, warmupS };
+}
+
+export async function runDrive(options: DriveOptions): Promise<Report> {
+  const logger = options.logger ?? silentLogger;
+  const o = validate(options);
+  const local = await chooseLocalHost(options.discoveryAddr, options.localHost, 'drive');
+  const agreement: Agreement = { layout: o.layout, pageBytes: o.pageBytes, workingSet: o.workingSet, protocol: options.protocol, devices: o.devices };
+  const nodeId = options.nodeId || `pcbench-drive-${hostname()}-${process.pid}`;
+  const nodeCfg = {
+    store: {
+      discoveryAddr: options.discoveryAddr,
+      protocol: options.protocol,
+      devices: o.devices,
+      ibPort: options.ibPort ?? 1,
+      gidIndex: options.gidIndex,
+      authToken: options.authToken,
+      localHost: local.host,
+      timeoutMs: 10_000,
+    },
+    agreement,
+    tokensPerPage: o.tokensPerPage,
+    nodeId,
+    connectTimeoutMs: o.connectTimeoutMs,
+  };
+  const started = new Date();
+  logger.info(`joining ${options.discoveryAddr} as '${nodeId}' (${local.host}, ${local.how}) over ${options.protocol}`);
+  const node = await DriverNode.open(nodeCfg, logger, o.processes > 1 ? { [ATTR.coordinator]: o.processes } : {});
+  const serve = node.serve;
+  logger.info(`serve node '${serve.nodeId}' at ${serve.host} agrees (${o.layout}, ${o.pageBytes} B, ws=${o.workingSet}); transports ${String(serve.attributes[ATTR.transports] ?? serve.protocol)}`);
+  const procTag = o.processes > 1 ? ` x${o.processes}proc` : '';
+  const rowsCfg: DriveRowsConfig = {
+    node: nodeCfg,
+    op: o.op,
+    batchSize: o.batchSize,
+    concurrencies: o.concurrencies,
+    warmupS: o.warmupS,
+    durationS: o.durationS,
+    verify: options.verify ?? false,
+    keyPrefix: node.keyPrefix,
+    readyTimeoutMs: o.connectTimeoutMs,
+    note: `dist batch_${o.op} ${o.layout} ws=${o.workingSet} remote=${options.discoveryAddr}`,
+    logLevel: options.logLevel ?? 'warning',
+  };
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const transports = new Set<string>();
+  const notRun = (from: number, why: string) => {
+    for (let i = from; i < o.concurrencies.length; i++) {
+      const p = rowPlan(rowsCfg, i);
+      rows.push(
+        failedRow(
+          { path: p.path, op: p.rowOp, protocol: options.protocol, blockSize: o.pageBytes, batchSize: o.batchSize, threads: p.threads * o.processes, components: p.components, tokensPerPage: o.tokensPerPage, phase: p.phase },
+          `${rowsCfg.note}${procTag}; not run: ${why}`,
+        ),
+      );
+    }
+  };
+  let group: ProcessGroup | null = null;
+  try {
+    if (o.processes > 1) {
+      logger.info(`starting ${o.processes} driver processes`);
+      group = await ProcessGroup.start(o.processes, rowsCfg, logger);
+    }
+    for (let i = 0; i < o.concurrencies.length; i++) {
+      if (options.signal?.aborted) {
+        notes.push(`aborted by the user before row ${i + 1} of ${o.concurrencies.length}`);
+        break;
+      }
+      const before = await node.serveGone();
+      if (before) {
+        notes.push(`serve went away before row ${i + 1}: ${before}; the remaining rows were not run`);
+        notRun(i, before);
+        break;
+      }
+      let row = group
+        ? await group.runRow({ index: i, signal: options.signal, onProgress: options.onProgress })
+        : await runRow(rowPlan(rowsCfg, i), { index: i, rows: o.concurrencies.length, signal: options.signal, logger, onProgress: options.onProgress, readyTimeoutMs: o.connectTimeoutMs });
+      const after = await node.serveGone();
+      if (after) {
+        const saw = row.op === 'get' && row.pages_requested > 0 ? `, the workers got ${Math.round((row.pages / row.pages_requested) * 1000) / 10}% hits` : '';
+        const errs = row.errors ? ` and ${row.errors} failed calls` : '';
+        row = { ...row, ok: false, note: `serve went away during this row (${after}${saw}${errs}); ${row.note}` };
+        notes.push(`serve went away during row ${i + 1} (${after}): that row is not valid and the remaining rows were not run`);
+      } else if (row.ok && row.op === 'get' && row.hit_rate !== null && row.hit_rate < 1) {
+        row = { ...row, note: `${row.note}; ${row.pages_requested - row.pages} misses on a static working set` };
+      }
+      for (const t of row.transports) transports.add(t);
+      rows.push(row);
+      options.onRow?.(row);
+      logger.info(`row ${i + 1}/${o.concurrencies.length} ${o.op} x${row.threads}: ${row.ok ? `${row.pages_per_s} pages/s, ${row.throughput_gbps} GB/s` : row.note}`);
+      if (after) {
+        notRun(i + 1, after);
+        break;
+      }
+    }
+  } catch (err) {
+    notes.push(`the run stopped early: ${(err as Error).message}`);
+    logger.error((err as Error).message);
+    notRun(rows.length, (err as Error).message);
+  } finally {
+    await group?.close();
+    await node.close().catch(() => {});
+  }
+  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+  const native = loadNative();
+  return makeReport({
+    command: options.command ?? `runDrive(${JSON.stringify({ discoveryAddr: options.discoveryAddr, op: o.op, protocol: options.protocol })})`,
+    host: collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null }),
+    date: started,
+    meta: {
+      mode: 'dist',
+      role: 'drive',
+      op: o.op,
+      protocol: options.protocol,
+      transports: [...transports],
+      device: o.devices[0] ?? null,
+      devices: o.devices,
+      layout: o.layout,
+      page_size: o.pageBytes,
+      batch_size: o.batchSize,
+      tokens_per_page: o.tokensPerPage,
+      concurrencies: o.concurrencies,
+      processes: o.processes,
+      working_set: o.workingSet,
+      duration_s: o.durationS,
+      warmup_s: o.warmupS,
+      verify: options.verify ?? false,
+      remote: options.discoveryAddr,
+      serve_node: serve.nodeId,
+      serve_host: serve.host,
+      serve_transports: String(serve.attributes[ATTR.transports] ?? ''),
+      serve_readers: Number(serve.attributes[ATTR.readers] ?? 0) || null,
+      serve_version: String(serve.attributes[ATTR.version] ?? '') || null,
+      node_id: nodeId,
+      local_host: local.host,
+      local_host_from: local.how,
+      location_cache: true,
+      connect_timeout_s: o.connectTimeoutMs / 1000,
+    },
+    results: markPeak(rows),
+    notes,
+  });
+}

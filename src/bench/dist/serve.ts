@@ -1,0 +1,182 @@
+/**
+ * runServe(): the producer side of a two-host run, `peercache-bench serve`. It hosts the
+ * directory at the discovery address (the first node there serves it), publishes a working set of
+ * pages filled with the verification pattern, and waits until it is told to stop, reporting the
+ * drivers that come and go.
+ *
+ * Unlike the original it publishes at once: our directory is one server, not a hash ring, so a
+ * late reader does not move entries, and entries stay as long as this node lives (no re-publish
+ * loop). `readers` is only what serve expects, for its messages.
+ */
+import { silentLogger, type Logger } from '../../log.js';
+import { HostKVPool } from '../../store/host-pool.js';
+import { PeerCacheStore } from '../../store/peer-cache-store.js';
+import { SLOT_HEADER_BYTES } from '../../store/published-pool.js';
+import type { NodeInfo } from '../../store/types.js';
+import { openTransport } from '../../transport/index.js';
+import { packageVersion } from '../report/host.js';
+import { fillPage, pageSeed } from '../engine/pattern.js';
+import { parseDiscoveryAddr } from '../../store/control-plane.js';
+import { chooseLocalHost, isWildcard } from './net.js';
+import { agreementAttributes, ATTR, commonDefaults, compareAgreement, DIST_KEY_PREFIX, DistConfigError, isDriveNode, type Agreement, type DistCommonOptions } from './params.js';
+
+export interface ServeOptions extends DistCommonOptions {
+  /** Driver processes serve expects (messages only). Default 1. */
+  readers?: number;
+  /** Bytes of the published pool; 0 or undefined = sized to the working set. */
+  globalSegmentBytes?: number;
+  /** Stops serving (Ctrl-C / SIGTERM). */
+  signal?: AbortSignal;
+  logger?: Logger;
+  /** serve's user-facing lines (the banner, drivers joining and leaving). */
+  print?: (line: string) => void;
+}
+
+export interface ServeSummary {
+  nodeId: string;
+  localHost: string;
+  pages: number;
+  transports: string;
+  /** Driver nodes seen over the whole run. */
+  driversSeen: number;
+}
+
+const CHUNK = 256;
+
+/** Published-pool bytes that hold `pages` pages of `components` objects (slot header + data, 64 B aligned). */
+export function servePoolBytes(pages: number, components: number, pageBytes: number): number {
+  const stride = Math.ceil((SLOT_HEADER_BYTES + pageBytes) / 64) * 64;
+  return stride * (pages * components + 64);
+}
+
+const human = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
+
+export async function runServe(options: ServeOptions): Promise<ServeSummary> {
+  const logger = options.logger ?? silentLogger;
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const d = commonDefaults(options);
+  const readers = options.readers ?? 1;
+  if (!Number.isSafeInteger(readers) || readers < 1) throw new DistConfigError('readers must be a positive integer');
+  const components = d.layout === 'mla' ? 1 : 2;
+  const needed = servePoolBytes(d.workingSet, components, d.pageBytes);
+  const segment = options.globalSegmentBytes || needed;
+  if (segment < needed) {
+    throw new DistConfigError(`--global-segment-size ${segment} is too small for ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}): it needs at least ${needed} (0 sizes it automatically)`);
+  }
+  const local = await chooseLocalHost(options.discoveryAddr, options.localHost, 'serve');
+  const agreement: Agreement = { layout: d.layout, pageBytes: d.pageBytes, workingSet: d.workingSet, protocol: options.protocol, devices: d.devices };
+  const chunk = Math.min(CHUNK, d.workingSet);
+  const host = new HostKVPool({ layout: d.layout, pageBytes: d.pageBytes, pages: chunk, tokensPerPage: d.tokensPerPage, shared: false });
+  const nodeId = options.nodeId || 'pcbench-serve';
+  // Fails fast with the transport's own explanation (rdma without a NIC, no UCX), and gives the
+  // transports this protocol runs on, published with the rest at join.
+  const probe = await openTransport({ protocol: options.protocol, devices: d.devices, ibPort: options.ibPort, gidIndex: options.gidIndex, host: local.host });
+  const transports = probe.transports;
+  await probe.close();
+  const store = await PeerCacheStore.open({
+    discoveryAddr: options.discoveryAddr,
+    protocol: options.protocol,
+    devices: d.devices,
+    ibPort: options.ibPort,
+    gidIndex: options.gidIndex,
+    localHost: local.host,
+    authToken: options.authToken,
+    hostPool: host,
+    globalSegmentBytes: segment,
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    nodeId,
+    attributes: {
+      ...agreementAttributes('serve', agreement),
+      [ATTR.tokensPerPage]: d.tokensPerPage,
+      [ATTR.keyPrefix]: DIST_KEY_PREFIX,
+      [ATTR.readers]: readers,
+      [ATTR.transports]: transports,
+      [ATTR.version]: packageVersion(),
+    },
+    logger,
+  });
+  let driversSeen = 0;
+  try {
+    const t0 = Date.now();
+    for (let base = 0; base < d.workingSet; base += chunk) {
+      if (options.signal?.aborted) break;
+      const n = Math.min(chunk, d.workingSet - base);
+      const keys: string[] = [];
+      for (let i = 0; i < n; i++) {
+        keys.push(`${DIST_KEY_PREFIX}/${base + i}`);
+        // Always filled: a driver with --verify checks every byte against its key.
+        for (let c = 0; c < components; c++) fillPage(host.pageView(i, c), pageSeed(base + i, c));
+      }
+      const ok = await store.batchSetV1(keys, host.tokenIndices(Array.from({ length: n }, (_, i) => i)));
+      const bad = ok.indexOf(false);
+      if (bad >= 0) throw new Error(`serve could not publish ${keys[bad]}: the directory refused it (another node publishes the same working set?)`);
+    }
+    if (options.signal?.aborted) return { nodeId, localHost: local.host, pages: store.publishedCount, transports: store.transport.transports, driversSeen };
+    const { host: dh, port: dp } = parseDiscoveryAddr(options.discoveryAddr);
+    const driveHost = isWildcard(dh) ? local.host : dh.includes(':') ? `[${dh}]` : dh;
+    print(
+      `serving ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}, ${human(d.workingSet * components * d.pageBytes)}) as node '${nodeId}' at ${local.host} ` +
+        `(${local.how}), protocol ${options.protocol} (transports ${store.transport.transports}), directory ${options.discoveryAddr}; ` +
+        `published in ${((Date.now() - t0) / 1000).toFixed(1)} s; waiting for ${readers} driver${readers === 1 ? '' : 's'} ` +
+        `(peercache-bench drive --discovery-addr ${driveHost}:${dp} --protocol ${options.protocol} --layout ${d.layout} --page-size ${d.pageBytes} --working-set ${d.workingSet}${d.devices.length ? ` --devices ${d.devices.join(',')}` : ''} ...); Ctrl-C stops`,
+    );
+    const self: NodeInfo = { nodeId, protocol: options.protocol, host: local.host, transportAddress: '', regionDescriptor: null, attributes: agreementAttributes('serve', agreement) };
+    const drivers = new Map<string, NodeInfo>();
+    let announcedAll = false;
+    // Membership polling: cheap (one round trip a second) and enough for messages.
+    while (!options.signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 1000);
+        function done() {
+          clearTimeout(t);
+          options.signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        options.signal?.addEventListener('abort', done, { once: true });
+      });
+      if (options.signal?.aborted) break;
+      let members: NodeInfo[];
+      try {
+        members = await store.members();
+      } catch (err) {
+        logger.warn(`serve: membership check failed: ${(err as Error).message}`);
+        continue;
+      }
+      const now = new Map(members.filter(isDriveNode).map((n) => [n.nodeId, n]));
+      // A --processes N parent only coordinates; its N children are the readers.
+      const readersNow = [...now.values()].filter((n) => n.attributes[ATTR.coordinator] === undefined).length;
+      for (const [id, n] of now) {
+        if (drivers.has(id)) continue;
+        driversSeen++;
+        const mismatches = compareAgreement(self, agreementOf(n));
+        const coordinator = n.attributes[ATTR.coordinator];
+        const role = coordinator === undefined ? `${readersNow} of ${readers} expected` : `coordinating ${String(coordinator)} driver processes`;
+        print(`driver '${id}' joined from ${n.host} (${role})${mismatches.length ? `, but it disagrees on ${mismatches.map((m) => `${m.flag} (serve ${m.serve}, drive ${m.drive})`).join(', ')}: it will stop` : ''}`);
+      }
+      for (const id of drivers.keys()) if (!now.has(id)) print(`driver '${id}' left (${readersNow} reading)`);
+      if (!announcedAll && readersNow >= readers) {
+        print(`all ${readers} expected driver${readers === 1 ? '' : 's'} joined`);
+        announcedAll = true;
+      }
+      if (readersNow === 0) announcedAll = false;
+      drivers.clear();
+      for (const [id, n] of now) drivers.set(id, n);
+    }
+    return { nodeId, localHost: local.host, pages: store.publishedCount, transports: store.transport.transports, driversSeen };
+  } finally {
+    await store.close().catch((err: unknown) => logger.warn(`serve: close: ${(err as Error).message}`));
+  }
+}
+
+/** A driver's published agreement, read back from its attributes. */
+function agreementOf(n: NodeInfo): Agreement {
+  const at = n.attributes;
+  const list = String(at[ATTR.railList] ?? '');
+  return {
+    layout: at[ATTR.layout] === 'mha' ? 'mha' : 'mla',
+    pageBytes: Number(at[ATTR.pageSize]),
+    workingSet: Number(at[ATTR.workingSet]),
+    protocol: n.protocol,
+    devices: list ? list.split(',') : [],
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * peercache-bench serve | drive: the two-host run. serve publishes a working set and waits;
+ * drive sweeps get/exists against it from another host and writes
+ * hicache-dist-<op>-<protocol>[-<tag>]-<ts>.{json,md}.
+ */
+import { defineCommand, type ArgsDef } from 'citty';
+import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/dist/drive.js';
+import { ServeUnavailableError } from '../../bench/dist/driver-node.js';
+import { DistConfigError, DistMismatchError, type DistCommonOptions } from '../../bench/dist/params.js';
+import { runServe } from '../../bench/dist/serve.js';
+import { PROTOCOLS, TransportError } from '../../transport/types.js';
+import { connectionArgs, runArgs } from '../hicache-args.js';
+import { parseConcurrencies, parseEnum, parseNameList, parsePositiveInt, parseSeconds, parseSize, parseTag, parseNonNegativeNumber, UsageError } from '../parse.js';
+import { createProgress } from '../progress.js';
+import { runAndReport } from '../run-report.js';
+import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
+import type { LogLevel } from '../../log.js';
+
+type Args = Record<string, unknown>;
+const str = (args: Args, name: string) => String(args[name] ?? '');
+
+const commonArgs = {
+  'discovery-addr': { type: 'string', description: 'host:port of the directory; serve hosts it (required; the same value on both hosts)', default: '', valueHint: 'host:port' },
+  ...connectionArgs,
+  'local-host': {
+    type: 'string',
+    description: 'Address this node advertises (default: 127.0.0.1 for a loopback --discovery-addr, else the address that routes to it; serve refuses loopback for other hosts)',
+    default: '',
+    valueHint: 'addr',
+  },
+  layout: { type: 'string', description: 'Page layout: mla (1 object per page) or mha (k and v objects); the same on both hosts', default: 'mla', valueHint: 'mla|mha' },
+  'page-size': { type: 'string', description: 'Bytes per component object (k or v); k/m suffixes; the same on both hosts', default: '131072', valueHint: 'bytes' },
+  'tokens-per-page': { type: 'string', description: 'Tokens per page (tokens/s = pages/s x this)', default: '64', valueHint: 'n' },
+  'working-set': { type: 'string', description: 'Distinct pages serve publishes and drive reads; the same on both hosts', default: '4096', valueHint: 'pages' },
+  'node-id': { type: 'string', description: 'This node\'s id (serve: pcbench-serve; drive: pcbench-drive-<host>-<pid>, child i: <id>-<i>)', default: '', valueHint: 'id' },
+  'connect-timeout': { type: 'string', description: 'Deadline of every wait: the directory, the other side, the working set, workers, driver processes', default: '60', valueHint: 's' },
+  'auth-token': { type: 'string', description: 'Shared secret of the directory (serve sets it; drive must pass the same)', default: '', valueHint: 'token' },
+} as const satisfies ArgsDef;
+
+function commonFromArgs(args: Args): DistCommonOptions {
+  const addr = str(args, 'discovery-addr').trim();
+  if (!addr) throw new UsageError('--discovery-addr is required: host:port of the directory serve hosts (e.g. --discovery-addr 10.0.0.5:7600)');
+  const devicesText = str(args, 'devices').trim();
+  const gid = str(args, 'gid-index').trim();
+  const pageBytes = parseSize('--page-size', str(args, 'page-size'));
+  if (pageBytes % 4 !== 0) throw new UsageError(`--page-size: ${pageBytes} is not a multiple of 4 bytes`);
+  return {
+    discoveryAddr: addr,
+    localHost: str(args, 'local-host').trim() || undefined,
+    protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
+    deviceName: str(args, 'device-name').trim() || undefined,
+    devices: devicesText ? parseNameList('--devices', devicesText) : undefined,
+    ibPort: parsePositiveInt('--ib-port', str(args, 'ib-port'), { max: 255 }),
+    gidIndex: gid === '' || gid === 'auto' ? undefined : parsePositiveInt('--gid-index', gid, { min: 0, max: 255 }),
+    layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
+    pageBytes,
+    tokensPerPage: parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page')),
+    workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
+    nodeId: str(args, 'node-id').trim() || undefined,
+    connectTimeoutMs: parseSeconds('--connect-timeout', str(args, 'connect-timeout')) * 1000,
+    authToken: str(args, 'auth-token') || undefined,
+  };
+}
+
+/** Our own errors as the program's: configuration → usage (exit 2), the rest keep their message (exit 1). */
+function translate(err: unknown): never {
+  if (err instanceof DistConfigError) throw new UsageError(err.message);
+  if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') throw Object.assign(new Error(err.message), { code: err.code });
+  throw err;
+}
+
+const DROPPED =
+  'Not taken from the original: --max-channels (each worker has its own endpoint; UCX picks the lanes), --dir-cache-ttl (the location cache is always on and safe: ' +
+  'every READ is validated against the slot generation, so a stale location is a miss, never wrong bytes), --gpu.';
+
+export const serve = defineCommand({
+  meta: {
+    name: 'serve',
+    description:
+      'two hosts, producer side: host the directory at --discovery-addr, publish --working-set pages and wait for drivers until Ctrl-C/SIGTERM. ' +
+      'Entries live as long as this process (no re-publish needed). Refuses to advertise a loopback address to other hosts. ' +
+      DROPPED,
+  },
+  args: {
+    ...commonArgs,
+    readers: { type: 'string', description: 'Driver processes expected (drive --processes N); serve reports when they have joined', default: '1', valueHint: 'n' },
+    'global-segment-size': { type: 'string', description: 'Bytes of the published pool; 0 = sized to the working set; k/m/g suffixes', default: '0', valueHint: 'bytes' },
+    ...globalArgs,
+  },
+  async run({ args }): Promise<CommandResult> {
+    const logger = loggerFromArgs(args);
+    const common = commonFromArgs(args);
+    const segText = str(args, 'global-segment-size').trim();
+    const globalSegmentBytes = segText === '0' ? 0 : parseSize('--global-segment-size', segText);
+    const readers = parsePositiveInt('--readers', str(args, 'readers'), { max: 4096 });
+    const controller = new AbortController();
+    let signals = 0;
+    const onSignal = () => {
+      signals++;
+      if (signals === 1) {
+        process.stderr.write('\nstopping: leaving the cluster (drivers still running will report that serve went away)\n');
+        controller.abort();
+      } else {
+        process.exit(130);
+      }
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      const summary = await runServe({ ...common, readers, globalSegmentBytes, signal: controller.signal, logger });
+      process.stdout.write(`serve stopped: node '${summary.nodeId}', ${summary.pages} objects published, ${summary.driversSeen} driver node(s) seen\n`);
+      return { exitCode: 0 };
+    } catch (err) {
+      return translate(err);
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  },
+});
+
+export const drive = defineCommand({
+  meta: {
+    name: 'drive',
+    description:
+      'two hosts, consumer side: join the serve node at --discovery-addr, check that both sides agree (layout, page size, working set, protocol, rails), ' +
+      'and sweep get or exists over --concurrencies (per process). --processes N runs N driver processes on one common measurement window ' +
+      'and merges their histograms (threads = N x concurrency). Writes hicache-dist-<op>-<protocol>[-<tag>]-<ts>.{json,md}. ' +
+      DROPPED,
+  },
+  args: {
+    ...commonArgs,
+    op: { type: 'string', description: 'Operation: get or exists', default: 'get', valueHint: 'get|exists' },
+    'batch-size': { type: 'string', description: 'Pages per batch call', default: '32', valueHint: 'n' },
+    concurrencies: { type: 'string', description: 'Concurrency sweep per process: a list (1,2,4,8) or a progression (1,2,4,...,64)', default: DEFAULT_DRIVE_CONCURRENCIES.join(','), valueHint: 'list' },
+    processes: { type: 'string', description: 'Driver processes per row, sharing one measurement window (serve --readers N to match)', default: '1', valueHint: 'n' },
+    verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },
+    ...runArgs,
+    ...globalArgs,
+  },
+  async run({ args }): Promise<CommandResult> {
+    const logger = loggerFromArgs(args);
+    const options: DriveOptions = {
+      ...commonFromArgs(args),
+      op: parseEnum('--op', str(args, 'op'), ['get', 'exists'] as const),
+      batchSize: parsePositiveInt('--batch-size', str(args, 'batch-size'), { max: 65536 }),
+      concurrencies: parseConcurrencies('--concurrencies', str(args, 'concurrencies')),
+      processes: parsePositiveInt('--processes', str(args, 'processes'), { max: 256 }),
+      durationS: parseSeconds('--duration', str(args, 'duration')),
+      warmupS: parseNonNegativeNumber('--warmup', str(args, 'warmup')),
+      verify: args.verify === true,
+    };
+    const tag = str(args, 'tag').trim() ? parseTag('--tag', str(args, 'tag')) : undefined;
+    const progress = createProgress();
+    try {
+      return await runAndReport({
+        kind: 'hicache-dist',
+        mode: options.op,
+        outDir: str(args, 'out-dir'),
+        tag,
+        json: args.json === true,
+        logger,
+        run: (signal) =>
+          runDrive({
+            ...options,
+            command: ['peercache-bench', 'drive', ...process.argv.slice(3)].join(' '),
+            signal,
+            logger,
+            logLevel: str(args, 'log-level') as LogLevel,
+            onProgress: (p) => progress.update(p),
+            onRow: () => progress.clear(),
+          }),
+      });
+    } catch (err) {
+      progress.clear();
+      if (err instanceof DistMismatchError || err instanceof ServeUnavailableError) throw err;
+      return translate(err);
+    }
+  },
+});
