@@ -136,7 +136,9 @@ namespace {
 
 void OnPoll(uv_poll_t* handle, int, int) { static_cast<NativeWorker*>(handle->data)->OnWake(); }
 void OnTimer(uv_timer_t* handle) { static_cast<NativeWorker*>(handle->data)->OnWake(); }
-void FreeHandle(uv_handle_t* handle) { free(handle); }
+// The close callback is libc's free itself, not a function of ours: a worker thread's environment
+// can unload this addon before libuv runs the closing handles' callbacks.
+const uv_close_cb kFreeHandle = reinterpret_cast<uv_close_cb>(&free);
 
 }  // namespace
 
@@ -275,12 +277,12 @@ void NativeWorker::Close() {
   pending.clear();
   if (poll != nullptr) {
     uv_poll_stop(poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll), FreeHandle);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll), kFreeHandle);
     poll = nullptr;
   }
   if (timer != nullptr) {
     uv_timer_stop(timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer), FreeHandle);
+    uv_close(reinterpret_cast<uv_handle_t*>(timer), kFreeHandle);
     timer = nullptr;
   }
   if (worker != nullptr) Ucx().ucp_worker_destroy(worker);

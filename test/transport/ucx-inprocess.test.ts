@@ -1,4 +1,6 @@
 import { test } from 'uvu';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 import { loadNative } from '../../src/transport/native.js';
 import { UcxTransport } from '../../src/transport/ucx.js';
@@ -53,6 +55,16 @@ test('rdma on a host without an RDMA device fails with a clear error', () => {
     assert.is(e.code, 'ERR_PROTOCOL_UNAVAILABLE');
     assert.match(e.message, /protocol 'rdma' cannot run here/);
     assert.match(e.message, /--protocol shm/);
+  }
+});
+
+test('worker threads load the addon while the main thread never does; the process exits cleanly', () => {
+  const fixture = fileURLToPath(new URL('../fixtures/addon-in-workers-only.ts', import.meta.url));
+  for (let i = 0; i < 3; i++) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fixture], { encoding: 'utf8', timeout: 60_000 });
+    assert.is(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /"runs":\["ok","ok"\]/);
   }
 });
 
