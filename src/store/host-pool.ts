@@ -5,6 +5,8 @@
  * page-aligned (its controller frees and allocates whole pages).
  */
 
+import { alignedBytes } from '../transport/memory.js';
+
 export type Layout = 'mla' | 'mha';
 
 export interface HostKVPoolOptions {
@@ -13,7 +15,7 @@ export interface HostKVPoolOptions {
   pageBytes: number;
   pages: number;
   tokensPerPage: number;
-  /** Back the pool with a SharedArrayBuffer (default true) so other threads can see it. */
+  /** Back the pool with a SharedArrayBuffer (default true) so other threads can see it. The pool starts on a 4 KiB boundary. */
   shared?: boolean;
 }
 
@@ -44,8 +46,7 @@ export class HostKVPool {
     this.pageStride = pageBytes * this.components;
     const total = this.pageStride * pages;
     if (total > 2 ** 47) throw new RangeError(`HostKVPool: ${total} bytes is too large`);
-    const backing = options.shared === false ? new ArrayBuffer(total) : new SharedArrayBuffer(total);
-    this.buffer = new Uint8Array(backing);
+    this.buffer = alignedBytes(total, options.shared !== false);
   }
 
   get byteLength(): number {

@@ -63,11 +63,12 @@ export interface NativeBinding {
   readonly abiVersion: number;
   ucx(): UcxStatus;
   describeHost(): string;
+  addressOf(view: ArrayBufferView): number;
   Context: new (options: { protocol: string; devices?: readonly string[]; ibPort?: number; gidIndex?: number; tls?: string }) => NativeContext;
   Worker: new (context: NativeContext) => NativeWorker;
 }
 
-export const EXPECTED_ABI_VERSION = 1;
+export const EXPECTED_ABI_VERSION = 2;
 
 export type NativeLoad =
   | { ok: true; binding: NativeBinding; path: string }

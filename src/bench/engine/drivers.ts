@@ -7,6 +7,7 @@
 import { HostKVPool } from '../../store/host-pool.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { openTransport } from '../../transport/index.js';
+import { alignedBytes } from '../../transport/memory.js';
 import { OP_FIELDS } from '../../transport/types.js';
 import { pageSeed, verifyPage } from './pattern.js';
 import type { WorkerTask } from './protocol.js';
@@ -56,7 +57,7 @@ async function readSession(task: WorkerTask): Promise<Session> {
   try {
     const ep = await node.connect(Buffer.from(task.raw.address, 'base64'));
     const remote = ep.attach(Buffer.from(task.raw.descriptor, 'base64'));
-    const local = node.register(new Uint8Array(bs * block));
+    const local = node.register(alignedBytes(bs * block, false));
     const ops = new Float64Array(bs * OP_FIELDS);
     let r = 0;
     const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
