@@ -11,17 +11,24 @@ import { hostname } from 'node:os';
 import { openTransport } from '../transport/index.js';
 import { OP_FIELDS, type LocalRegion, type Protocol, type TransportNode } from '../transport/types.js';
 import { silentLogger, type Logger } from '../log.js';
-import { openDirectory } from './control-plane.js';
+import { isRedisUrl, openConfiguredDirectory, parseDirectoryChoice } from './directory-url.js';
 import { HostKVPool, type HostIndices } from './host-pool.js';
 import { componentSuffixes, objectKeys } from './keys.js';
 import { LocationCache } from './location-cache.js';
 import { PeerSet, type Peer } from './peers.js';
 import { PublishedPool, SLOT_CHECK_BYTES, SLOT_HEADER_BYTES, headerMatches, keyTag, type SlotEntry } from './published-pool.js';
 import type { Directory, DirectoryEntry, Location, NodeInfo, RemovalEntry } from './types.js';
+import type { StoreMetricsSink } from './metrics.js';
+import type { LogHook } from './wire.js';
 
 export interface PeerCacheStoreConfig {
-  /** host:port of the discovery/directory service; the first node there serves it (embedded). */
-  discoveryAddr: string;
+  /** host:port of the embedded discovery/directory service; the first node there serves it. Not needed with a Redis directoryUrl. */
+  discoveryAddr?: string;
+  /**
+   * Which directory: 'embedded' (default, at discoveryAddr) or a Redis/Valkey URL,
+   * redis://[user:password@]host:port[/db][?prefix=&ttl_ms=&poll_ms=] or rediss://… (see directory-url.ts).
+   */
+  directoryUrl?: string;
   protocol: Protocol;
   /** The host this node advertises and binds its tcp transport to (default 127.0.0.1). */
   localHost?: string;
@@ -53,13 +60,15 @@ export interface PeerCacheStoreConfig {
   attributes?: Record<string, string | number | boolean>;
   /** A directory to use instead of the embedded one (e.g. Redis). */
   directory?: Directory;
+  /** Prometheus metrics (metrics.ts createStoreMetrics()); counters are read at scrape time. */
+  metrics?: StoreMetricsSink;
   logger?: Logger;
 }
 
 const CONFIG_KEYS = new Set<string>([
   'discoveryAddr', 'protocol', 'localHost', 'deviceName', 'devices', 'ibPort', 'gidIndex', 'hostPool', 'globalSegmentBytes',
   'slotBytes', 'maxBytes', 'nodeId', 'authToken', 'tpRank', 'ppRank', 'ppSize', 'locationCache', 'locationCacheEntries',
-  'timeoutMs', 'attributes', 'directory', 'logger',
+  'timeoutMs', 'attributes', 'directory', 'logger', 'directoryUrl', 'metrics',
 ]);
 
 export class StoreConfigError extends Error {
@@ -77,6 +86,11 @@ export interface StoreStats {
   evictions: number;
   readErrors: number;
   directoryErrors: number;
+  /** Objects newly published to the directory, and their bytes. */
+  objectsPublished: number;
+  bytesPublished: number;
+  /** Bytes read into the host pool / targets (validated hits). */
+  bytesRead: number;
 }
 
 interface ReadItem {
@@ -104,7 +118,13 @@ function validateConfig(config: PeerCacheStoreConfig): void {
   const unknown = Object.keys(config).filter((k) => !CONFIG_KEYS.has(k));
   if (unknown.length) throw new StoreConfigError(`unknown config key(s): ${unknown.join(', ')} (known: ${[...CONFIG_KEYS].join(', ')})`);
   if (!['rdma', 'shm', 'tcp'].includes(config.protocol)) throw new StoreConfigError(`protocol must be rdma, shm or tcp, got ${String(config.protocol)}`);
-  if (!config.directory && typeof config.discoveryAddr !== 'string') throw new StoreConfigError('discoveryAddr (host:port) is required');
+  let redis = false;
+  try {
+    redis = parseDirectoryChoice(config.directoryUrl).kind === 'redis';
+  } catch (err) {
+    throw new StoreConfigError((err as Error).message);
+  }
+  if (!config.directory && !redis && typeof config.discoveryAddr !== 'string') throw new StoreConfigError('discoveryAddr (host:port) is required (or a redis:// directoryUrl)');
   checkInt('globalSegmentBytes', config.globalSegmentBytes, 0);
   checkInt('slotBytes', config.slotBytes, 1);
   checkInt('maxBytes', config.maxBytes, 1);
@@ -146,6 +166,7 @@ export class PeerCacheStore {
   readonly protocol: Protocol;
   readonly stats: StoreStats = {
     getPages: 0, getHits: 0, staleReads: 0, cacheHits: 0, directoryLookups: 0, setPages: 0, evictions: 0, readErrors: 0, directoryErrors: 0,
+    objectsPublished: 0, bytesPublished: 0, bytesRead: 0,
   };
   private hostPool: HostKVPool | null = null;
   private hostRegion: LocalRegion | null = null;
@@ -157,19 +178,24 @@ export class PeerCacheStore {
   private closed = false;
   private lastYield = performance.now();
   private unsubscribe: () => void = () => {};
+  private readonly directory: Directory;
+  private readonly untrackMetrics: () => void;
 
   private constructor(
     private readonly config: PeerCacheStoreConfig,
     readonly transport: TransportNode,
-    private readonly directory: Directory,
+    directory: Directory,
     private readonly closeDirectory: () => Promise<void>,
     private readonly logger: Logger,
   ) {
     this.nodeId = config.nodeId ?? `${config.localHost ?? hostname()}-${randomBytes(4).toString('hex')}`;
     this.protocol = config.protocol;
+    // Metrics: the directory is timed; every other counter is read from `stats` when scraped.
+    this.directory = config.metrics ? config.metrics.instrumentDirectory(directory, this.nodeId) : directory;
+    this.untrackMetrics = config.metrics ? config.metrics.track(this) : () => {};
     this.cache = new LocationCache(config.locationCache === false ? 0 : (config.locationCacheEntries ?? 65_536));
     this.scratch = new ScratchPool(transport);
-    this.peers = new PeerSet(transport, directory, logger);
+    this.peers = new PeerSet(transport, this.directory, logger);
     this.suffixes = componentSuffixes({
       layout: config.hostPool?.layout ?? 'mla',
       tpRank: config.tpRank ?? 0,
@@ -203,7 +229,9 @@ export class PeerCacheStore {
         directory = config.directory;
         closeDirectory = () => directory.close();
       } else {
-        const opened = await openDirectory({ discoveryAddr: config.discoveryAddr, authToken: config.authToken });
+        // Redis reconnects and re-joins are worth a log line; the embedded path stays as it was.
+        const onLog: LogHook | undefined = isRedisUrl(config.directoryUrl) ? (level, message) => logger[level](message) : undefined;
+        const opened = await openConfiguredDirectory({ directory: config.directoryUrl, discoveryAddr: config.discoveryAddr, authToken: config.authToken, onLog });
         directory = opened.directory;
         // Closing the directory also closes an embedded server this process hosts.
         closeDirectory = () => opened.directory.close();
@@ -375,6 +403,9 @@ export class PeerCacheStore {
         if (!applied[n++]) {
           // Another node already publishes this key: the key exists, our copy is not needed.
           pool.remove(entry.key);
+        } else {
+          this.stats.objectsPublished++;
+          this.stats.bytesPublished += entry.length;
         }
         for (const j of index) ok[j] = true;
       }
@@ -394,7 +425,7 @@ export class PeerCacheStore {
     if (keys.length === 0) return 0;
     const objects = objectKeys(keys, this.suffixes);
     const comps = this.suffixes.length;
-    const locations = await this.lookup(objects);
+    const locations = await this.lookupOrMiss(objects, 'batchExists');
     let n = 0;
     for (; n < keys.length; n++) {
       let all = true;
@@ -402,6 +433,17 @@ export class PeerCacheStore {
       if (!all) break;
     }
     return n;
+  }
+
+  /** A directory that cannot answer (down, reconnecting) makes misses, not errors, as on the get path. */
+  private async lookupOrMiss(keys: readonly string[], what: string): Promise<(Location | null)[]> {
+    try {
+      return await this.lookup(keys);
+    } catch (err) {
+      this.stats.directoryErrors++;
+      this.logger.error(`${what}: directory lookup failed (the keys are misses): ${(err as Error).message}`);
+      return new Array<Location | null>(keys.length).fill(null);
+    }
   }
 
   private async lookup(keys: readonly string[]): Promise<(Location | null)[]> {
@@ -453,7 +495,10 @@ export class PeerCacheStore {
       return true;
     });
     this.stats.getPages += keys.length;
-    for (const r of result) if (r) this.stats.getHits++;
+    let hits = 0;
+    for (const r of result) if (r) hits++;
+    this.stats.getHits += hits;
+    this.stats.bytesRead += hits * comps * host.pageBytes;
     return result;
   }
 
@@ -588,7 +633,7 @@ export class PeerCacheStore {
     if (!Array.isArray(targets) || targets.length !== keys.length) throw new TypeError('batchGet: targets must be an array with one Uint8Array per key');
     if (this.closed) throw new Error('batchGet: the store is closed');
     if (keys.length === 0) return [];
-    const locations = await this.lookup(keys);
+    const locations = await this.lookupOrMiss(keys, 'batchGet');
     const total = locations.reduce((s, l, i) => s + (l && l.length <= targets[i].byteLength ? l.length : 0), 0);
     const staging = this.scratch.acquire(Math.max(total, 1));
     const ok = new Uint8Array(keys.length);
@@ -606,6 +651,7 @@ export class PeerCacheStore {
         if (!ok[i]) return null;
         const it = items.find((x) => x.index === i)!;
         targets[i].set(staging.bytes.subarray(it.localOffset, it.localOffset + it.location.length));
+        this.stats.bytesRead += it.location.length;
         return targets[i];
       });
     } finally {
@@ -620,7 +666,7 @@ export class PeerCacheStore {
   /** Legacy: is this raw key present? */
   async exists(key: string): Promise<boolean> {
     assertKeys([key], 'exists');
-    return (await this.lookup([key]))[0] !== null;
+    return (await this.lookupOrMiss([key], 'exists'))[0] !== null;
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -638,6 +684,7 @@ export class PeerCacheStore {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    this.untrackMetrics();
     this.peers.closeAll();
     try {
       await this.closeDirectory();

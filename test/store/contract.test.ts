@@ -17,12 +17,16 @@ interface Ctx {
   addr: string;
 }
 
+// redis-contract.test.ts runs this whole file again with a Redis directory URL here.
+const directoryUrl = process.env.PEERCACHE_TEST_DIRECTORY_URL;
+
 async function cluster(protocol: Protocol, layout: Layout, options: { locationCache?: boolean } = {}): Promise<Ctx> {
   const addr = `127.0.0.1:${await freePort()}`;
+  const where = directoryUrl ? { directoryUrl } : { discoveryAddr: addr };
   const ppool = new HostKVPool({ layout, pageBytes: PAGE, pages: 64, tokensPerPage: 16 });
   const dpool = new HostKVPool({ layout, pageBytes: PAGE, pages: 64, tokensPerPage: 16 });
-  const prefill = await PeerCacheStore.open({ discoveryAddr: addr, protocol, hostPool: ppool, globalSegmentBytes: 4 << 20, nodeId: 'prefill' });
-  const decode = await PeerCacheStore.open({ discoveryAddr: addr, protocol, hostPool: dpool, nodeId: 'decode', locationCache: options.locationCache });
+  const prefill = await PeerCacheStore.open({ ...where, protocol, hostPool: ppool, globalSegmentBytes: 4 << 20, nodeId: 'prefill' });
+  const decode = await PeerCacheStore.open({ ...where, protocol, hostPool: dpool, nodeId: 'decode', locationCache: options.locationCache });
   return { prefill, decode, ppool, dpool, addr };
 }
 

@@ -1,0 +1,139 @@
+/**
+ * Choosing the directory from one string, as `--directory` and `PeerCacheStoreConfig.directoryUrl`
+ * take it:
+ *   - `embedded` (the default): the embedded server at `discoveryAddr` (see control-plane.ts);
+ *   - `redis://[user:password@]host:port[/db][?options]` or `rediss://…` (TLS): a Redis or Valkey
+ *     the fleet already runs (see redis-directory.ts). Options (query string): `prefix` (key
+ *     prefix, default `peercache:`), `ttl_ms` (node liveness TTL, default 5000), `poll_ms`
+ *     (heartbeat and membership poll period, default min(1000, ttl/3)), `timeout_ms` (per
+ *     request, default 10000), `connect_timeout_ms` (default 5000).
+ * The Redis client is loaded only when a Redis URL is given: embedded users never load it.
+ */
+import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './control-plane.js';
+import { EmbeddedDirectory } from './directory-client.js';
+import type { Directory } from './types.js';
+import type { LogHook } from './wire.js';
+
+export interface RedisUrlParts {
+  tls: boolean;
+  host: string;
+  port: number;
+  db: number;
+  username?: string;
+  password?: string;
+  prefix?: string;
+  ttlMs?: number;
+  pollMs?: number;
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** The URL with its password masked: what messages and logs show. */
+  redacted: string;
+}
+
+export type DirectoryChoice = { kind: 'embedded' } | { kind: 'redis'; url: string; parts: RedisUrlParts };
+
+const QUERY_KEYS = ['prefix', 'ttl_ms', 'poll_ms', 'timeout_ms', 'connect_timeout_ms'] as const;
+
+/** True when `value` names a Redis directory (redis:// or rediss://). */
+export function isRedisUrl(value: string | undefined): value is string {
+  return typeof value === 'string' && /^rediss?:\/\//i.test(value);
+}
+
+/** Masks the password of a redis URL (for messages); returns non-URLs as they are. */
+export function redactUrl(value: string): string {
+  return value.replace(/^(rediss?:\/\/)([^@/]*)@/i, (_m, scheme: string, cred: string) => {
+    const i = cred.indexOf(':');
+    return i < 0 ? `${scheme}***@` : `${scheme}${cred.slice(0, i)}:***@`;
+  });
+}
+
+function positiveInt(v: string, name: string, where: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new RangeError(`${where}: ${name} must be a positive integer (ms), got '${v}'`);
+  return n;
+}
+
+/** Parses a redis:// or rediss:// URL; throws a RangeError that names the (redacted) URL. */
+export function parseRedisUrl(value: string): RedisUrlParts {
+  const redacted = redactUrl(value);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new RangeError(`invalid directory URL '${redacted}': expected redis://[user:password@]host:port[/db] or rediss://…`);
+  }
+  const tls = url.protocol.toLowerCase() === 'rediss:';
+  if (!tls && url.protocol.toLowerCase() !== 'redis:') throw new RangeError(`invalid directory URL '${redacted}': scheme must be redis:// or rediss://`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  if (!host) throw new RangeError(`invalid directory URL '${redacted}': no host`);
+  const port = url.port ? Number(url.port) : 6379;
+  const path = url.pathname.replace(/^\//, '');
+  if (path !== '' && !/^\d{1,5}$/.test(path)) throw new RangeError(`invalid directory URL '${redacted}': the path must be a database number (/0, /1, …), got '/${path}'`);
+  const parts: RedisUrlParts = { tls, host, port, db: path === '' ? 0 : Number(path), redacted };
+  if (url.username) parts.username = decodeURIComponent(url.username);
+  if (url.password) parts.password = decodeURIComponent(url.password);
+  for (const [k, v] of url.searchParams) {
+    switch (k as (typeof QUERY_KEYS)[number]) {
+      case 'prefix':
+        if (v.length === 0) throw new RangeError(`invalid directory URL '${redacted}': prefix must not be empty`);
+        parts.prefix = v;
+        break;
+      case 'ttl_ms':
+        parts.ttlMs = positiveInt(v, k, `directory URL '${redacted}'`);
+        break;
+      case 'poll_ms':
+        parts.pollMs = positiveInt(v, k, `directory URL '${redacted}'`);
+        break;
+      case 'timeout_ms':
+        parts.timeoutMs = positiveInt(v, k, `directory URL '${redacted}'`);
+        break;
+      case 'connect_timeout_ms':
+        parts.connectTimeoutMs = positiveInt(v, k, `directory URL '${redacted}'`);
+        break;
+      default:
+        throw new RangeError(`invalid directory URL '${redacted}': unknown option '${k}' (known: ${QUERY_KEYS.join(', ')})`);
+    }
+  }
+  return parts;
+}
+
+/** `embedded` (or nothing) → the embedded directory; a redis URL → Redis. Throws a RangeError otherwise. */
+export function parseDirectoryChoice(value: string | undefined): DirectoryChoice {
+  if (value === undefined || value === 'embedded') return { kind: 'embedded' };
+  if (isRedisUrl(value)) return { kind: 'redis', url: value, parts: parseRedisUrl(value) };
+  throw new RangeError(`invalid directory '${redactUrl(value)}': expected 'embedded', redis://host:port[/db] or rediss://host:port[/db]`);
+}
+
+export interface OpenConfiguredDirectoryOptions {
+  /** 'embedded' (default) or a redis URL. */
+  directory?: string;
+  /** host:port of the embedded directory (required for 'embedded'). */
+  discoveryAddr?: string;
+  /** The embedded directory's shared token (Redis takes its password from the URL). */
+  authToken?: string;
+  onLog?: LogHook;
+}
+
+/** Opens the chosen directory for a node that will join it (what PeerCacheStore.open does). */
+export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOptions): Promise<OpenedDirectory> {
+  const choice = parseDirectoryChoice(options.directory);
+  if (choice.kind === 'redis') {
+    const { RedisDirectory } = await import('./redis-directory.js');
+    return { directory: await RedisDirectory.connect({ url: choice.url, onLog: options.onLog }), server: null };
+  }
+  if (typeof options.discoveryAddr !== 'string') throw new RangeError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
+  return openDirectory({ discoveryAddr: options.discoveryAddr, authToken: options.authToken, onLog: options.onLog });
+}
+
+/**
+ * A directory client that does not join and never serves: for tools that only look keys up or
+ * watch membership (scanners, dashboards). `target` is a redis URL or the embedded `host:port`.
+ */
+export async function connectDirectoryClient(target: string, options: { authToken?: string; onLog?: LogHook } = {}): Promise<Directory> {
+  if (isRedisUrl(target)) {
+    const { RedisDirectory } = await import('./redis-directory.js');
+    return RedisDirectory.connect({ url: target, onLog: options.onLog });
+  }
+  const { host, port } = parseDiscoveryAddr(target);
+  return EmbeddedDirectory.connect({ host, port, authToken: options.authToken, onLog: options.onLog });
+}

@@ -1,0 +1,374 @@
+/**
+ * RedisDirectory against a real redis-server: the same semantics as the embedded directory
+ * (directory.test.ts), liveness by key expiry (a SIGKILLed node's keys become misses within the
+ * TTL, node-left follows), Redis restarted mid-run, Redis unreachable at start.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import { spawnFixture, type Child } from '../helpers/child.js';
+import { freePort } from '../helpers/ports.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { RedisDirectory } from '../../src/store/redis-directory.js';
+import { parseDirectoryChoice, parseRedisUrl, redactUrl } from '../../src/store/directory-url.js';
+import type { DirectoryEvent, Location, NodeInfo } from '../../src/store/types.js';
+
+const FIXTURE = new URL('../fixtures/directory-node.ts', import.meta.url);
+
+function nodeInfo(nodeId: string): NodeInfo {
+  return {
+    nodeId,
+    protocol: 'tcp',
+    host: '127.0.0.1',
+    transportAddress: Buffer.from(`addr-${nodeId}`).toString('base64'),
+    regionDescriptor: Buffer.from(`region-${nodeId}`).toString('base64'),
+    attributes: { pageSize: 4096, layout: 'mha', mla: false },
+  };
+}
+
+function loc(nodeId: string, offset: number, generation: number, length = 4096): Location {
+  return { nodeId, offset, length, generation };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  throw new Error('expected a rejection');
+}
+
+let redis: RedisServer;
+let prefixes = 0;
+/** A URL with a prefix of its own: tests do not see each other's keys. */
+const url = (q: Record<string, string | number> = {}): string => redis.urlWith({ prefix: `t${++prefixes}:`, ttl_ms: 1000, poll_ms: 100, ...q });
+
+test.before(async () => {
+  redis = await startRedis();
+});
+
+test.after(async () => {
+  await redis.stop();
+});
+
+test('directory URLs: parsing, options, masking, clear errors', () => {
+  const p = parseRedisUrl('rediss://user:s3cr%40t@cache.example:6380/2?prefix=fleet:&ttl_ms=8000&poll_ms=500');
+  assert.equal(
+    { tls: p.tls, host: p.host, port: p.port, db: p.db, username: p.username, password: p.password, prefix: p.prefix, ttlMs: p.ttlMs, pollMs: p.pollMs },
+    { tls: true, host: 'cache.example', port: 6380, db: 2, username: 'user', password: 's3cr@t', prefix: 'fleet:', ttlMs: 8000, pollMs: 500 },
+  );
+  assert.not.match(p.redacted, 's3cr');
+  assert.is(redactUrl('redis://:pw@h:1/0'), 'redis://:***@h:1/0');
+  assert.equal(parseRedisUrl('redis://[::1]').host, '::1');
+  assert.is(parseRedisUrl('redis://h').port, 6379);
+  assert.equal(parseDirectoryChoice(undefined), { kind: 'embedded' });
+  assert.equal(parseDirectoryChoice('embedded'), { kind: 'embedded' });
+  assert.is(parseDirectoryChoice('redis://h:1').kind, 'redis');
+  assert.throws(() => parseDirectoryChoice('etcd://h:1'), /expected 'embedded', redis:\/\/host:port\[\/db\] or rediss:/);
+  assert.throws(() => parseRedisUrl('redis://h:1/db0'), /path must be a database number/);
+  assert.throws(() => parseRedisUrl('redis://h:1/0?ttl=5'), /unknown option 'ttl'/);
+  assert.throws(() => parseRedisUrl('redis://h:1/0?ttl_ms=0'), /ttl_ms must be a positive integer/);
+  assert.throws(() => parseRedisUrl('redis://:hunter2@h:1/x'), (e: Error) => !e.message.includes('hunter2'));
+});
+
+test('join, members, node; events node-joined and node-left', async () => {
+  const u = url();
+  const a = await RedisDirectory.connect({ url: u });
+  const b = await RedisDirectory.connect({ url: u });
+  try {
+    const aEvents: DirectoryEvent[] = [];
+    a.subscribe((e) => aEvents.push(e));
+    assert.equal(await a.join(nodeInfo('a')), [nodeInfo('a')]);
+    const members = await b.join(nodeInfo('b'));
+    assert.equal(members.map((m) => m.nodeId).sort(), ['a', 'b']);
+    assert.equal(await a.node('b'), nodeInfo('b'));
+    assert.is(await a.node('nobody'), null);
+    assert.is((await b.members()).length, 2);
+    await waitFor('node-joined', () => aEvents.length === 1);
+    assert.equal(aEvents[0], { type: 'node-joined', node: nodeInfo('b') });
+    await b.publish([{ key: 'kb', location: loc('b', 0, 1) }]);
+    await b.close();
+    assert.equal(await a.lookup(['kb']), [null], "a closed node's entries are gone at once");
+    assert.is(await a.node('b'), null);
+    await waitFor('node-left', () => aEvents.length === 2);
+    assert.is(aEvents[1].type, 'node-left');
+    assert.is((aEvents[1] as { nodeId: string }).nodeId, 'b');
+    const err = await rejection(b.lookup(['kb']));
+    assert.match(err.message, 'directory client is closed');
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('publish / lookup / remove semantics: first publisher wins, generations, conditional removal', async () => {
+  const u = url();
+  const a = await RedisDirectory.connect({ url: u });
+  const b = await RedisDirectory.connect({ url: u });
+  try {
+    await a.join(nodeInfo('a'));
+    await b.join(nodeInfo('b'));
+    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 5) }, { key: 'k2', location: loc('a', 4096, 5) }]), [true, true]);
+    assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 9) }, { key: 'k3', location: loc('b', 0, 1) }]), [false, true]);
+    assert.equal(await b.lookup(['k1', 'k2', 'k3', 'missing']), [loc('a', 0, 5), loc('a', 4096, 5), loc('b', 0, 1), null]);
+    // The same node replaces with a newer (or the same) generation, not with an older one.
+    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true]);
+    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 6) }]), [false]);
+    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true], 'republishing is idempotent');
+    assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
+    // Entries for a node that is not a live member are refused.
+    assert.equal(await a.publish([{ key: 'k9', location: loc('ghost', 0, 1) }]), [false]);
+    assert.equal(await a.lookup(['k9']), [null]);
+    // Conditional removal: a slow remover with an old generation (or the wrong owner) changes nothing.
+    await b.remove([
+      { key: 'k1', nodeId: 'b', generation: 7 },
+      { key: 'k1', nodeId: 'a', generation: 5 },
+      { key: 'missing', nodeId: 'a', generation: 1 },
+    ]);
+    assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
+    await b.remove([{ key: 'k1', nodeId: 'a', generation: 7 }]);
+    assert.equal(await a.lookup(['k1', 'k2']), [null, loc('a', 4096, 5)]);
+    assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 2) }]), [true]);
+    // When a leaves, its entries go and b may take them.
+    await a.close();
+    assert.equal(await b.lookup(['k1', 'k2', 'k3']), [loc('b', 0, 2), null, loc('b', 0, 1)]);
+    assert.equal(await b.publish([{ key: 'k2', location: loc('b', 4096, 1) }]), [true]);
+    // Empty batches, bad entries.
+    assert.equal(await b.lookup([]), []);
+    assert.equal(await b.publish([]), []);
+    await b.remove([]);
+    assert.match((await rejection(b.publish([{ key: 'x', location: loc('b', -1, 1) }]))).message, /non-negative integers/);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('a nodeId in use by a live member is refused; one node per client; the id is free once it left', async () => {
+  const u = url();
+  const a = await RedisDirectory.connect({ url: u });
+  const b = await RedisDirectory.connect({ url: u });
+  try {
+    await a.join(nodeInfo('same'));
+    const err = await rejection(b.join(nodeInfo('same')));
+    assert.match(err.message, "nodeId same is already in use by a live member");
+    await b.join(nodeInfo('other'));
+    assert.match((await rejection(b.join(nodeInfo('third')))).message, "already joined as 'other'");
+    // A re-join from the same client updates the node's info.
+    const updated = { ...nodeInfo('other'), attributes: { v: 2 } };
+    assert.equal((await b.join(updated)).find((m) => m.nodeId === 'other'), updated);
+    await a.close();
+    const c = await RedisDirectory.connect({ url: u });
+    await c.join(nodeInfo('same'));
+    await c.close();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('batches of 100k keys (one pipeline, one round trip) and many requests in flight', async () => {
+  // A TTL well above what 100k entries take on a 2-core machine: the heartbeat waits behind them.
+  const a = await RedisDirectory.connect({ url: url({ ttl_ms: 10_000, poll_ms: 500 }) });
+  try {
+    await a.join(nodeInfo('a'));
+    const n = 100_000;
+    const entries = Array.from({ length: n }, (_, i) => ({ key: `sha256:${i.toString(16).padStart(64, '0')}`, location: loc('a', i * 4096, 1) }));
+    const t0 = performance.now();
+    const ok = await a.publish(entries);
+    const t1 = performance.now();
+    assert.is(ok.length, n);
+    assert.ok(ok.every(Boolean));
+    const found = await a.lookup(entries.map((e) => e.key));
+    const t2 = performance.now();
+    assert.is(found.length, n);
+    for (let i = 0; i < n; i++) if (found[i]?.offset !== i * 4096) assert.unreachable(`key ${i}`);
+    console.log(`    redis: 100k publish ${(t1 - t0).toFixed(0)} ms, 100k lookup ${(t2 - t1).toFixed(0)} ms`);
+    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => a.lookup([entries[i * 7].key, 'nope'])));
+    results.forEach((r, i) => assert.equal(r, [loc('a', i * 7 * 4096, 1), null]));
+    await a.remove(entries.map((e) => ({ key: e.key, nodeId: 'a', generation: 1 })));
+    assert.equal(await a.lookup([entries[0].key, entries[n - 1].key]), [null, null]);
+  } finally {
+    await a.close();
+  }
+});
+
+test('a SIGKILLed node: its keys are misses within the TTL, node-left follows, its entries are deleted, others take its keys', async () => {
+  const u = url({ ttl_ms: 800, poll_ms: 100 });
+  const watcher = await RedisDirectory.connect({ url: u });
+  let child: Child | undefined;
+  try {
+    await watcher.join(nodeInfo('watcher'));
+    const events: DirectoryEvent[] = [];
+    watcher.subscribe((e) => events.push(e));
+    child = spawnFixture(FIXTURE, ['join', u, 'victim', '50']);
+    const ready = (await child.ready) as { accepted: number; members: number };
+    assert.is(ready.accepted, 50);
+    await waitFor('node-joined', () => events.some((e) => e.type === 'node-joined' && e.node.nodeId === 'victim'));
+    assert.equal(await watcher.lookup(['victim/k0']), [loc('victim', 0, 1)]);
+    child.proc.kill('SIGKILL');
+    const killedAt = Date.now();
+    await waitFor('the keys to become misses', async () => (await watcher.lookup(['victim/k0', 'victim/k49'])).every((l) => l === null), 3000);
+    const missAfter = Date.now() - killedAt;
+    await waitFor('node-left', () => events.some((e) => e.type === 'node-left' && e.nodeId === 'victim'), 3000);
+    const leftAfter = Date.now() - killedAt;
+    console.log(`    ttl 800 ms, poll 100 ms: keys missed ${missAfter} ms after SIGKILL, node-left after ${leftAfter} ms`);
+    assert.ok(missAfter <= 800 + 150, `misses within the TTL: ${missAfter} ms`);
+    assert.ok(leftAfter <= 800 + 2 * 100 + 200, `node-left within TTL + poll: ${leftAfter} ms`);
+    assert.is(await watcher.node('victim'), null);
+    assert.equal((await watcher.members()).map((m) => m.nodeId), ['watcher']);
+    // The sweep deleted the entries (not just hid them), and a live node may take the keys.
+    const probe = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true });
+    await probe.connect();
+    const prefix = new URL(u).searchParams.get('prefix')!;
+    assert.is(await probe.hlen(`${prefix}e`), 0);
+    assert.is(await probe.exists(`${prefix}o:victim`), 0);
+    probe.disconnect();
+    assert.equal(await watcher.publish([{ key: 'victim/k0', location: loc('watcher', 0, 3) }]), [true]);
+  } finally {
+    await child?.kill('SIGKILL');
+    await watcher.close();
+  }
+});
+
+test('a dead node restarted under the same id never serves the old process slots', async () => {
+  const u = url({ ttl_ms: 600, poll_ms: 100 });
+  const reader = await RedisDirectory.connect({ url: u });
+  let first: Child | undefined;
+  let second: RedisDirectory | undefined;
+  try {
+    first = spawnFixture(FIXTURE, ['join', u, 'phoenix', '3']);
+    await first.ready;
+    first.proc.kill('SIGKILL');
+    // Before its TTL runs out the id is still taken...
+    second = await RedisDirectory.connect({ url: u });
+    assert.match((await rejection(second.join(nodeInfo('phoenix')))).message, /already in use/);
+    // ...after it, the new process joins and the old entries are gone, not inherited.
+    await sleep(700);
+    await second.join(nodeInfo('phoenix'));
+    assert.equal(await reader.lookup(['phoenix/k0', 'phoenix/k2']), [null, null]);
+  } finally {
+    await first?.kill('SIGKILL');
+    await second?.close();
+    await reader.close();
+  }
+});
+
+test('Redis restarted mid-run: calls fail fast while it is down (no hang), clients reconnect, re-join and republish', async () => {
+  const u = url({ ttl_ms: 2000, poll_ms: 100 });
+  const logs: string[] = [];
+  const a = await RedisDirectory.connect({ url: u, onLog: (level, m) => logs.push(`${level}: ${m}`) });
+  const b = await RedisDirectory.connect({ url: u });
+  try {
+    await a.join(nodeInfo('a'));
+    await b.join(nodeInfo('b'));
+    const keys = Array.from({ length: 20 }, (_, i) => `r/${i}`);
+    assert.ok((await a.publish(keys.map((key, i) => ({ key, location: loc('a', i * 4096, 1) })))).every(Boolean));
+    await a.remove([{ key: 'r/19', nodeId: 'a', generation: 1 }]);
+    await redis.kill();
+    const t0 = Date.now();
+    const err = await rejection(b.lookup(keys));
+    assert.ok(Date.now() - t0 < 1000, 'a call while Redis is down fails fast');
+    assert.match(err.message, /redis/);
+    await redis.start();
+    // Everything Redis held is gone; the heartbeat re-joins both nodes and a republishes its 19 entries.
+    await waitFor('republished entries', async () => {
+      try {
+        const found = await b.lookup(keys);
+        return found.slice(0, 19).every((l, i) => l?.offset === i * 4096) && found[19] === null;
+      } catch {
+        return false;
+      }
+    }, 5000).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(await b.lookup(keys).catch((x: Error) => x.message))} ${JSON.stringify(a.stats())} ${logs.join('\n')}`);
+    });
+    assert.equal((await b.members()).map((m) => m.nodeId).sort(), ['a', 'b']);
+    const st = a.stats();
+    assert.ok(st.reconnects >= 1 && st.rejoins >= 1 && st.republished === 19, JSON.stringify(st));
+    assert.ok(logs.some((l) => /lost its membership/.test(l)), logs.join('\n'));
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('closing while Redis is down returns at once; the node is gone once Redis is back (its key died with Redis)', async () => {
+  const u = url({ ttl_ms: 1000, poll_ms: 100 });
+  const a = await RedisDirectory.connect({ url: u });
+  const b = await RedisDirectory.connect({ url: u });
+  try {
+    await a.join(nodeInfo('a'));
+    await b.join(nodeInfo('b'));
+    await redis.kill();
+    const t0 = Date.now();
+    await a.close();
+    assert.ok(Date.now() - t0 < 1500, `close took ${Date.now() - t0} ms`);
+    await redis.start();
+    await waitFor('b back, a gone', async () => {
+      const m = await b.members().catch(() => []);
+      return m.length === 1 && m[0].nodeId === 'b';
+    });
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test('Redis unreachable at start: a clear error naming the URL (password masked), no hang', async () => {
+  const port = await freePort();
+  const t0 = Date.now();
+  const err = await rejection(RedisDirectory.connect({ url: `redis://:hunter2@127.0.0.1:${port}/0` }));
+  assert.ok(Date.now() - t0 < 2000, `refused fast: ${Date.now() - t0} ms`);
+  assert.match(err.message, `cannot connect to the Redis directory at redis://:***@127.0.0.1:${port}/0`);
+  assert.match(err.message, /ECONNREFUSED/);
+  assert.not.match(err.message, 'hunter2');
+  assert.is(err.code, 'ECONNREFUSED');
+  // A server that accepts but never answers: the connect deadline holds.
+  const silent = net.createServer(() => {});
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const sport = (silent.address() as net.AddressInfo).port;
+  try {
+    const t1 = Date.now();
+    const e2 = await rejection(RedisDirectory.connect({ url: `redis://127.0.0.1:${sport}/0?connect_timeout_ms=300` }));
+    assert.ok(Date.now() - t1 < 2000, `deadline held: ${Date.now() - t1} ms`);
+    assert.match(e2.message, `cannot connect to the Redis directory at redis://127.0.0.1:${sport}/0`);
+  } finally {
+    silent.close();
+  }
+});
+
+test('a poll period above a third of the TTL is refused before connecting', async () => {
+  const err = await rejection(RedisDirectory.connect({ url: redis.urlWith({ ttl_ms: 300, poll_ms: 200 }) }));
+  assert.match(err.message, /poll_ms \(200\) must be an integer of at most a third of ttl_ms \(300\)/);
+});
+
+test('two prefixes on one Redis are two directories', async () => {
+  const a = await RedisDirectory.connect({ url: url() });
+  const b = await RedisDirectory.connect({ url: url() });
+  try {
+    await a.join(nodeInfo('n'));
+    await b.join(nodeInfo('n'));
+    await a.publish([{ key: 'k', location: loc('n', 0, 1) }]);
+    assert.equal(await b.lookup(['k']), [null]);
+    assert.equal((await b.members()).length, 1);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
+test.run();

@@ -1,0 +1,84 @@
+/**
+ * multi-node.test.ts with the directory on a real redis-server: three nodes in three processes,
+ * one SIGKILLed mid-read. Liveness is a TTL here (no connection to lose), so the dead node's keys
+ * turn into misses within ttl_ms + poll_ms of the kill; until then they may still be hits (its
+ * pool's bytes are still mapped and still validate). No hang, no crash, the survivor keeps serving.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { checkPattern } from '../helpers/pattern.js';
+import { spawnFixture, type Child } from '../helpers/child.js';
+import { startRedis } from '../helpers/redis.js';
+import { HostKVPool } from '../../src/store/host-pool.js';
+import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
+
+const nodeFixture = new URL('../fixtures/store-node.ts', import.meta.url);
+const PAGE = 64 * 1024;
+const TTL_MS = 800;
+const POLL_MS = 100;
+const seed = (key: string) => {
+  let h = 17;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+  return h >>> 0;
+};
+
+for (const protocol of ['shm', 'tcp'] as const) {
+  test(`redis directory, ${protocol}: three nodes in three processes; one SIGKILLed mid-read: misses within the TTL, no hang, the survivor keeps serving`, async () => {
+    const redis = await startRedis();
+    const url = redis.urlWith({ prefix: `mn-${protocol}:`, ttl_ms: TTL_MS, poll_ms: POLL_MS });
+    const children: Child[] = [];
+    let reader: PeerCacheStore | undefined;
+    try {
+      const a = spawnFixture(nodeFixture, [url, protocol, 'node-a', 'a', '32', String(PAGE)]);
+      const b = spawnFixture(nodeFixture, [url, protocol, 'node-b', 'b', '32', String(PAGE)]);
+      children.push(a, b);
+      assert.is(((await a.ready) as { published: number }).published, 32);
+      assert.is(((await b.ready) as { published: number }).published, 32);
+      const host = new HostKVPool({ layout: 'mla', pageBytes: PAGE, pages: 16, tokensPerPage: 16 });
+      reader = await PeerCacheStore.open({ directoryUrl: url, protocol, hostPool: host, nodeId: 'reader', timeoutMs: 2000 });
+      assert.equal((await reader.members()).map((m) => m.nodeId).sort(), ['node-a', 'node-b', 'reader']);
+      const keys = [...Array.from({ length: 8 }, (_, i) => `a/${i}`), ...Array.from({ length: 8 }, (_, i) => `b/${i}`)];
+      const indices = host.tokenIndices(keys.map((_, i) => i));
+      const check = (ok: boolean[]) =>
+        ok.forEach((hit, i) => {
+          if (hit) assert.is(checkPattern(host.pageView(i), seed(keys[i]), 0), -1, `${keys[i]} bytes`);
+        });
+      const first = await reader.batchGetV1(keys, indices);
+      assert.equal(first, keys.map(() => true));
+      check(first);
+      let killedAt = 0;
+      let afterGone = 0;
+      let bHitsAfterGone = 0;
+      let lastBHit = 0;
+      const started = Date.now();
+      while (Date.now() - started < 4000) {
+        if (!killedAt && Date.now() - started > 300) {
+          b.proc.kill('SIGKILL');
+          killedAt = Date.now();
+        }
+        const t0 = Date.now();
+        const ok = await reader.batchGetV1(keys, indices);
+        assert.ok(Date.now() - t0 < 5000, 'a call returned within its deadline');
+        check(ok);
+        assert.ok(ok.slice(0, 8).every(Boolean), 'node-a keys stay hits');
+        const bHits = ok.slice(8).filter(Boolean).length;
+        if (killedAt && bHits) lastBHit = Date.now() - killedAt;
+        if (killedAt && Date.now() - killedAt > TTL_MS + POLL_MS + 300) {
+          afterGone++;
+          bHitsAfterGone += bHits;
+        }
+      }
+      console.log(`    ${protocol}: last hit on the dead node's keys ${lastBHit} ms after SIGKILL (ttl ${TTL_MS} ms, poll ${POLL_MS} ms)`);
+      assert.ok(afterGone > 0);
+      assert.is(bHitsAfterGone, 0, "a dead node's keys are misses once its TTL ran out and the poll saw it go");
+      assert.is(await reader.batchExists(['a/0', 'a/1', 'b/0']), 2);
+      assert.equal((await reader.members()).map((m) => m.nodeId).sort(), ['node-a', 'reader']);
+    } finally {
+      await reader?.close();
+      await Promise.all(children.map((c) => c.kill()));
+      await redis.stop();
+    }
+  });
+}
+
+test.run();
