@@ -47,6 +47,8 @@ export interface SweepOptions {
   maxBytes?: number;
   /** Verify every byte of every hit page against its key's pattern (costs reader CPU). */
   verify?: boolean;
+  /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
+  directory?: string;
   /** The exact command line, recorded in the report. */
   command?: string;
   signal?: AbortSignal;
@@ -151,7 +153,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const rows: Row[] = [];
   const transports = new Set<string>();
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
-  const storeCfg = { discoveryAddr, protocol: options.protocol, devices, ibPort: options.ibPort ?? 1, gidIndex: options.gidIndex, authToken: undefined, localHost, timeoutMs: 10_000 };
+  const directoryUrl = options.directory && options.directory !== 'embedded' ? options.directory : undefined;
+  const storeCfg = { discoveryAddr, directoryUrl, protocol: options.protocol, devices, ibPort: options.ibPort ?? 1, gidIndex: options.gidIndex, authToken: undefined, localHost, timeoutMs: 10_000 };
   let producer: ProducerHandle | null = null;
   try {
     if (needsProducer) {
@@ -241,6 +244,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
       verify: options.verify ?? false,
       producer: 'separate process',
+      directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
     },
     results: markPeak(rows),
     notes,

@@ -27,8 +27,13 @@ export const runArgs = {
   json: { type: 'boolean', description: 'Print the JSON report on stdout (the table and logs go to stderr)', default: false },
 } as const satisfies ArgsDef;
 
+export const directoryArg = {
+  directory: { type: 'string', description: "Directory: 'embedded' (the producer serves it) or redis://host:port[/db] (rediss:// for TLS; password in the URL)", default: 'embedded', valueHint: 'embedded|url' },
+} as const satisfies ArgsDef;
+
 export const hicacheArgs = {
   ...connectionArgs,
+  ...directoryArg,
   ...pageArgs,
   'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: '4096', valueHint: 'pages' },
   'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: '8g', valueHint: 'bytes' },

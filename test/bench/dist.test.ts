@@ -174,6 +174,28 @@ for (const protocol of ['shm', 'tcp'] as const) {
   });
 }
 
+test('serve --metrics-port exposes Prometheus metrics that move when a driver reads', async () => {
+  const dir = await tmp();
+  try {
+    const port = await freePort();
+    const { s, addr } = await serve('shm', ['--metrics-port', String(port)]);
+    await s.waitFor(/^metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/m);
+    const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const before = await scrape();
+    assert.match(before, /# TYPE peercache_pages_published_total counter/);
+    assert.match(before, /peercache_pages_published_total\{node="pcbench-serve"\} 64/);
+    assert.match(before, /peercache_pool_slots\{node="pcbench-serve"\} \d+/);
+    const d = await start(['drive', '--discovery-addr', addr, '--protocol', 'shm', ...SMALL, '--concurrencies', '1', ...quick, '--out-dir', dir]).done;
+    assert.is(d.code, 0, d.stderr);
+    // serve only publishes: its directory-latency histogram and publish counters are what moved.
+    assert.match(await scrape(), /peercache_directory_request_duration_seconds_count\{[^}]*op="publish"[^}]*\} [1-9]/);
+    await s.kill('SIGTERM');
+  } finally {
+    await reapAll();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('--processes 2: one merged row per concurrency, threads summed, one window, histograms merged', async () => {
   const dir = await tmp();
   try {

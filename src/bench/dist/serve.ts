@@ -30,6 +30,10 @@ export interface ServeOptions extends DistCommonOptions {
   logger?: Logger;
   /** serve's user-facing lines (the banner, drivers joining and leaving). */
   print?: (line: string) => void;
+  /** Expose Prometheus metrics (pages published/read/evicted, bytes, pool occupancy, directory latency, errors) on this port; 0 picks one. */
+  metricsPort?: number;
+  /** Address the metrics endpoint binds (default 127.0.0.1). */
+  metricsHost?: string;
 }
 
 export interface ServeSummary {
@@ -73,7 +77,11 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
   const probe = await openTransport({ protocol: options.protocol, devices: d.devices, ibPort: options.ibPort, gidIndex: options.gidIndex, host: local.host });
   const transports = probe.transports;
   await probe.close();
+  // prom-client loads only when metrics are asked for.
+  const metricsModule = options.metricsPort !== undefined ? await import('../../store/metrics.js') : null;
+  const metrics = metricsModule?.createStoreMetrics();
   const store = await PeerCacheStore.open({
+    metrics,
     discoveryAddr: options.discoveryAddr,
     protocol: options.protocol,
     devices: d.devices,
@@ -96,6 +104,11 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
     logger,
   });
   let driversSeen = 0;
+  const metricsServer = metricsModule && metrics ? await metricsModule.startMetricsServer({ port: options.metricsPort!, host: options.metricsHost, registry: metrics }).catch(async (err: unknown) => {
+    await store.close();
+    throw new DistConfigError(`--metrics-port ${options.metricsPort}: ${(err as Error).message}`);
+  }) : null;
+  if (metricsServer) print(`metrics: ${metricsServer.url}`);
   try {
     const t0 = Date.now();
     for (let base = 0; base < d.workingSet; base += chunk) {
@@ -164,6 +177,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
     }
     return { nodeId, localHost: local.host, pages: store.publishedCount, transports: store.transport.transports, driversSeen };
   } finally {
+    await metricsServer?.close();
     await store.close().catch((err: unknown) => logger.warn(`serve: close: ${(err as Error).message}`));
   }
 }

@@ -22,6 +22,7 @@ async function main(): Promise<void> {
   const stride = Math.ceil((SLOT_HEADER_BYTES + cfg.pageBytes) / 64) * 64;
   const store = await PeerCacheStore.open({
     discoveryAddr: cfg.discoveryAddr,
+    directoryUrl: cfg.directoryUrl,
     protocol: cfg.protocol,
     devices: cfg.devices,
     ibPort: cfg.ibPort,

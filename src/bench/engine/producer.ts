@@ -9,6 +9,8 @@ import type { RawRegion } from './protocol.js';
 
 export interface ProducerConfig {
   discoveryAddr: string;
+  /** A redis:// directory instead of the embedded one the producer serves at discoveryAddr. */
+  directoryUrl?: string;
   protocol: Protocol;
   devices: string[];
   ibPort: number;

@@ -56,6 +56,8 @@ export interface WorkerTask {
   histogram: SharedArrayBuffer;
   store: {
     discoveryAddr: string;
+    /** A redis:// directory instead of the embedded one at discoveryAddr. */
+    directoryUrl?: string;
     protocol: Protocol;
     devices: string[];
     ibPort: number;

@@ -85,6 +85,8 @@ export const serve = defineCommand({
     ...commonArgs,
     readers: { type: 'string', description: 'Driver processes expected (drive --processes N); serve reports when they have joined', default: '1', valueHint: 'n' },
     'global-segment-size': { type: 'string', description: 'Bytes of the published pool; 0 = sized to the working set; k/m/g suffixes', default: '0', valueHint: 'bytes' },
+    'metrics-port': { type: 'string', description: 'Serve Prometheus metrics at http://<metrics-host>:<port>/metrics (pages published/read/evicted, bytes, hit ratio, pool occupancy, directory latency, errors); off when empty', default: '', valueHint: 'port' },
+    'metrics-host': { type: 'string', description: 'Address the metrics endpoint binds (0.0.0.0 for a Prometheus on another host)', default: '127.0.0.1', valueHint: 'addr' },
     ...globalArgs,
   },
   async run({ args }): Promise<CommandResult> {
@@ -93,6 +95,9 @@ export const serve = defineCommand({
     const segText = str(args, 'global-segment-size').trim();
     const globalSegmentBytes = segText === '0' ? 0 : parseSize('--global-segment-size', segText);
     const readers = parsePositiveInt('--readers', str(args, 'readers'), { max: 4096 });
+    const metricsText = str(args, 'metrics-port').trim();
+    const metricsPort = metricsText === '' ? undefined : metricsText === '0' ? 0 : parsePositiveInt('--metrics-port', metricsText, { max: 65535 });
+    const metricsHost = str(args, 'metrics-host').trim() || '127.0.0.1';
     const controller = new AbortController();
     let signals = 0;
     const onSignal = () => {
@@ -107,7 +112,7 @@ export const serve = defineCommand({
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     try {
-      const summary = await runServe({ ...common, readers, globalSegmentBytes, signal: controller.signal, logger });
+      const summary = await runServe({ ...common, readers, globalSegmentBytes, metricsPort, metricsHost, signal: controller.signal, logger });
       process.stdout.write(`serve stopped: node '${summary.nodeId}', ${summary.pages} objects published, ${summary.driversSeen} driver node(s) seen\n`);
       return { exitCode: 0 };
     } catch (err) {

@@ -2,6 +2,7 @@
 import { defineCommand } from 'citty';
 import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
 import { PROTOCOLS, TransportError } from '../../transport/types.js';
+import { parseDirectoryChoice } from '../../store/directory-url.js';
 import { hicacheArgs, opArg } from '../hicache-args.js';
 import { parseConcurrencies, parseEnum, parseNameList, parsePositiveInt, parseSeconds, parseSize, parseTag, UsageError, parseNonNegativeNumber } from '../parse.js';
 import { createProgress } from '../progress.js';
@@ -9,6 +10,17 @@ import { runAndReport } from '../run-report.js';
 import { loggerFromArgs, type CommandResult } from '../shared.js';
 
 type Args = Record<string, unknown>;
+
+function parseDirectoryArg(text: string): string | undefined {
+  const t = text.trim();
+  if (!t || t === 'embedded') return undefined;
+  try {
+    parseDirectoryChoice(t);
+  } catch (err) {
+    throw new UsageError(`--directory: ${(err as Error).message}`);
+  }
+  return t;
+}
 const str = (args: Args, name: string) => String(args[name] ?? '');
 
 /** Turns parsed flags into SweepOptions; every bad value is a UsageError naming its flag. */
@@ -32,6 +44,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
     verify: args.verify === true,
+    directory: parseDirectoryArg(str(args, 'directory')),
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
