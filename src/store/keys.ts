@@ -19,10 +19,36 @@ export function componentSuffixes(n: KeyNaming): string[] {
   return [`_${rank}_k`, `_${rank}_v`];
 }
 
-/** Object keys of a batch of page keys, page-major: [k0, v0, k1, v1, ...] for mha. */
-export function objectKeys(keys: readonly string[], suffixes: readonly string[]): string[] {
-  const out = new Array<string>(keys.length * suffixes.length);
-  let j = 0;
-  for (const key of keys) for (const s of suffixes) out[j++] = key + s;
-  return out;
+
+/**
+ * Object keys of page keys, remembered per page key (bounded): a hot read path sees the same page
+ * keys again and again, and building and hashing fresh strings per call costs more than the
+ * 4 KiB READs themselves.
+ */
+export class ObjectKeyNames {
+  private memo = new Map<string, string[]>();
+
+  constructor(private suffixes: readonly string[], private readonly maxEntries = 65_536) {}
+
+  /** Switches the naming (when the host pool's layout becomes known); forgets remembered names. */
+  reset(suffixes: readonly string[]): void {
+    this.suffixes = suffixes;
+    this.memo.clear();
+  }
+
+  of(keys: readonly string[]): string[] {
+    const n = this.suffixes.length;
+    const out = new Array<string>(keys.length * n);
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      let names = this.memo.get(key);
+      if (names === undefined) {
+        names = this.suffixes.map((s) => key + s);
+        if (this.memo.size >= this.maxEntries) this.memo.clear();
+        this.memo.set(key, names);
+      }
+      for (let c = 0; c < n; c++) out[i * n + c] = names[c];
+    }
+    return out;
+  }
 }

@@ -3,10 +3,14 @@
  * validated against the slot's generation, so a stale entry costs one more lookup and a retry,
  * never wrong bytes.
  */
+import { keyTag } from './published-pool.js';
 import type { Location } from './types.js';
 
+/** A cached location and the key tag its slot header must carry (computed once, not per READ). */
+export type CachedLocation = Location & { readonly tag: number };
+
 export class LocationCache {
-  private readonly map = new Map<string, Location>();
+  private readonly map = new Map<string, CachedLocation>();
 
   constructor(readonly maxEntries: number) {}
 
@@ -14,7 +18,7 @@ export class LocationCache {
     return this.map.size;
   }
 
-  get(key: string): Location | undefined {
+  get(key: string): CachedLocation | undefined {
     return this.map.get(key);
   }
 
@@ -26,7 +30,7 @@ export class LocationCache {
       const oldest = this.map.keys().next().value as string;
       this.map.delete(oldest);
     }
-    this.map.set(key, location);
+    this.map.set(key, { ...location, tag: keyTag(key) });
   }
 
   delete(key: string): void {

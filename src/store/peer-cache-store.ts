@@ -13,7 +13,7 @@ import { OP_FIELDS, type LocalRegion, type Protocol, type TransportNode } from '
 import { silentLogger, type Logger } from '../log.js';
 import { isRedisUrl, openConfiguredDirectory, parseDirectoryChoice } from './directory-url.js';
 import { HostKVPool, type HostIndices } from './host-pool.js';
-import { componentSuffixes, objectKeys } from './keys.js';
+import { componentSuffixes, ObjectKeyNames } from './keys.js';
 import { LocationCache } from './location-cache.js';
 import { PeerSet, type Peer } from './peers.js';
 import { PublishedPool, SLOT_CHECK_BYTES, SLOT_HEADER_BYTES, headerMatches, keyTag, type SlotEntry } from './published-pool.js';
@@ -98,6 +98,8 @@ interface ReadItem {
   index: number;
   key: string;
   location: Location;
+  /** The key tag the slot header must carry. */
+  tag: number;
   /** Where the bytes go: a local region and an offset in it. */
   local: LocalRegion;
   localOffset: number;
@@ -175,6 +177,7 @@ export class PeerCacheStore {
   private readonly scratch: ScratchPool;
   private readonly peers: PeerSet;
   private readonly suffixes: string[];
+  private readonly names: ObjectKeyNames;
   private closed = false;
   private lastYield = performance.now();
   private unsubscribe: () => void = () => {};
@@ -202,6 +205,7 @@ export class PeerCacheStore {
       ppRank: config.ppRank ?? 0,
       ppSize: config.ppSize ?? 1,
     });
+    this.names = new ObjectKeyNames(this.suffixes);
   }
 
   /** Opens the data plane, the published pool and the directory, and joins the cluster. */
@@ -268,6 +272,7 @@ export class PeerCacheStore {
       ppRank: this.config.ppRank ?? 0,
       ppSize: this.config.ppSize ?? 1,
     }));
+    this.names.reset(this.suffixes);
   }
 
   private ensurePublishedPool(): void {
@@ -345,7 +350,7 @@ export class PeerCacheStore {
     if (keys.length === 0) return [];
     if (!this.pool) throw new StoreConfigError('batchSetV1: this node has no published pool (globalSegmentBytes is 0)');
     await this.yieldSometimes();
-    const objects = objectKeys(keys, this.suffixes);
+    const objects = this.names.of(keys);
     const comps = this.suffixes.length;
     const sources = objects.map((_, j) => host.pageView(pages[Math.floor(j / comps)], j % comps));
     const ok = await this.publishObjects(objects, sources);
@@ -423,7 +428,7 @@ export class PeerCacheStore {
   async batchExists(keys: readonly string[]): Promise<number> {
     assertKeys(keys, 'batchExists');
     if (keys.length === 0) return 0;
-    const objects = objectKeys(keys, this.suffixes);
+    const objects = this.names.of(keys);
     const comps = this.suffixes.length;
     const locations = await this.lookupOrMiss(objects, 'batchExists');
     let n = 0;
@@ -466,7 +471,7 @@ export class PeerCacheStore {
     const pages = host.pagesOf(hostIndices, keys.length);
     if (keys.length === 0) return [];
     await this.yieldSometimes();
-    const objects = objectKeys(keys, this.suffixes);
+    const objects = this.names.of(keys);
     const comps = this.suffixes.length;
     const ok = new Uint8Array(objects.length);
     const items: (ReadItem | null)[] = new Array(objects.length).fill(null);
@@ -475,7 +480,7 @@ export class PeerCacheStore {
       const loc = this.cache.get(objects[j]);
       if (loc) {
         this.stats.cacheHits++;
-        items[j] = this.readItem(j, objects[j], loc, host.objectOffset(pages[Math.floor(j / comps)], j % comps), true);
+        items[j] = this.readItem(j, objects[j], loc, loc.tag, host.objectOffset(pages[Math.floor(j / comps)], j % comps), true);
       } else {
         missing.push(j);
       }
@@ -502,8 +507,8 @@ export class PeerCacheStore {
     return result;
   }
 
-  private readItem(index: number, key: string, location: Location, hostOffset: number, fromCache: boolean): ReadItem {
-    return { index, key, location, local: this.hostRegion!, localOffset: hostOffset, dest: this.hostPool!.buffer, fromCache };
+  private readItem(index: number, key: string, location: Location, tag: number, hostOffset: number, fromCache: boolean): ReadItem {
+    return { index, key, location, tag, local: this.hostRegion!, localOffset: hostOffset, dest: this.hostPool!.buffer, fromCache };
   }
 
   private async resolveMissing(objects: readonly string[], missing: number[], items: (ReadItem | null)[], pages: number[], comps: number, host: HostKVPool): Promise<void> {
@@ -520,7 +525,7 @@ export class PeerCacheStore {
       const loc = found[m];
       const j = missing[m];
       if (loc && loc.length === host.pageBytes) {
-        items[j] = this.readItem(j, objects[j], loc, host.objectOffset(pages[Math.floor(j / comps)], j % comps), false);
+        items[j] = this.readItem(j, objects[j], loc, keyTag(objects[j]), host.objectOffset(pages[Math.floor(j / comps)], j % comps), false);
       }
     }
   }
@@ -595,7 +600,7 @@ export class PeerCacheStore {
       await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n });
       for (let i = 0; i < n; i++) {
         const it = list[i];
-        if (headerMatches(scratch.bytes, i * SLOT_CHECK_BYTES, it.location.generation, keyTag(it.key), it.location.length)) ok[it.index] = 1;
+        if (headerMatches(scratch.bytes, i * SLOT_CHECK_BYTES, it.location.generation, it.tag, it.location.length)) ok[it.index] = 1;
         else this.noteStale(it, stale);
       }
     } catch (err) {
@@ -642,7 +647,7 @@ export class PeerCacheStore {
     for (let i = 0; i < keys.length; i++) {
       const loc = locations[i];
       if (!loc || loc.length > targets[i].byteLength) continue;
-      items.push({ index: i, key: keys[i], location: loc, local: staging, localOffset: offset, dest: staging.bytes, fromCache: false });
+      items.push({ index: i, key: keys[i], location: loc, tag: keyTag(keys[i]), local: staging, localOffset: offset, dest: staging.bytes, fromCache: false });
       offset += loc.length;
     }
     try {
