@@ -1,0 +1,190 @@
+/**
+ * runCompare(): our micro (transport-read, and store-get unless skipped) and Mooncake's
+ * transfer_engine_bench (unless skipped) at matched block sizes, batch, threads, duration and
+ * warmup, in one report: rows side by side per block size, each of our rows carrying
+ * `extra.ratio_vs_mooncake` (our GB/s / Mooncake's GB/s at that block size; absent when Mooncake
+ * did not run) and a per-block summary line in the notes. Mooncake threads default to ours (the
+ * original compared 1 thread against 4).
+ */
+import { silentLogger, type Logger, type LogLevel } from '../log.js';
+import { loadNative } from '../transport/native.js';
+import { round, humanBytes } from './report/format.js';
+import { collectHost } from './report/host.js';
+import { makeReport } from './report/metrics.js';
+import { markPeak } from './report/peak.js';
+import type { Report, Row } from './report/types.js';
+import { checkProtocol, measureMicro, microNotes, resolveMicro, type MicroConnection, type MicroPoint } from './micro.js';
+import { MOONCAKE_MISSING, mooncakeNotes, mooncakeSeconds, runMooncakeRow, type MooncakeOptions } from './mooncake.js';
+import type { RowProgress } from './engine/row.js';
+
+/** §1.2 D of the original. */
+export const COMPARE_DEFAULT_BLOCK_SIZES = [4096, 65536, 1048576];
+
+export interface CompareStage {
+  /** 0-based row index and the run's row count. */
+  index: number;
+  rows: number;
+  system: 'peercache' | 'mooncake';
+  path: string;
+  blockSize: number;
+}
+
+export interface CompareOptions extends MicroConnection {
+  blockSizes?: number[];
+  batchSize?: number;
+  /** Our workers (default 1). */
+  threads?: number;
+  /** Mooncake initiator threads; default: `threads`. */
+  mooncakeThreads?: number;
+  durationS?: number;
+  warmupS?: number;
+  skipStore?: boolean;
+  skipMooncake?: boolean;
+  /** How Mooncake is found and run. */
+  mooncake?: Pick<MooncakeOptions, 'bin' | 'metadataUrl' | 'mooncakeProtocol' | 'timeoutSlackS' | 'stopGraceMs' | 'targetReadyS' | 'env'>;
+  maxBytes?: number;
+  command?: string;
+  signal?: AbortSignal;
+  onStage?: (s: CompareStage) => void;
+  onProgress?: (p: RowProgress) => void;
+  onStatus?: (line: string) => void;
+  onRow?: (row: Row) => void;
+  logger?: Logger;
+  logLevel?: LogLevel;
+}
+
+/** True for a Mooncake row whose binary was not found (not a failure of anything that ran). */
+export function isMooncakeMissing(row: Row): boolean {
+  return row.system === 'mooncake' && !row.ok && row.note.startsWith(MOONCAKE_MISSING);
+}
+
+/** Our GB/s over Mooncake's at the same block size, on our ok rows; returns one summary line per size. */
+export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] {
+  const lines: string[] = [];
+  for (const size of blockSizes) {
+    const at = rows.filter((r) => r.block_size === size);
+    const mc = at.find((r) => r.system === 'mooncake' && r.ok && r.throughput_gbps > 0);
+    const ours = at.filter((r) => r.system === 'peercache' && r.ok);
+    const parts = ours.map((r) => `${r.path} ${r.throughput_gbps} GB/s`);
+    if (mc) {
+      for (const r of ours) {
+        const ratio = round(r.throughput_gbps / mc.throughput_gbps, 3);
+        r.extra = { ...r.extra, ratio_vs_mooncake: ratio };
+        r.note = `${r.note}; ${ratio}x mooncake`;
+      }
+      parts.push(`mooncake ${mc.throughput_gbps} GB/s`);
+      parts.push(ours.map((r) => `${r.path}/mooncake = ${r.extra?.ratio_vs_mooncake}`).join(', '));
+    } else {
+      parts.push('mooncake: no figure');
+    }
+    const st = ours.find((r) => r.path === 'store-get');
+    if (st?.extra?.ratio_vs_transport !== undefined) parts.push(`store-get/transport-read = ${st.extra.ratio_vs_transport}`);
+    lines.push(`${humanBytes(size)}: ${parts.filter(Boolean).join('; ')}`);
+  }
+  return lines;
+}
+
+export async function runCompare(options: CompareOptions): Promise<Report> {
+  const logger = options.logger ?? silentLogger;
+  const blockSizes = options.blockSizes ?? COMPARE_DEFAULT_BLOCK_SIZES;
+  if (!blockSizes.length) throw new RangeError('compare: blockSizes is empty');
+  const points: MicroPoint[] = blockSizes.map((blockSize) => resolveMicro({ ...options, blockSize, path: options.skipStore ? 'transport' : 'both' }));
+  const p0 = points[0];
+  const mooncakeThreads = options.mooncakeThreads ?? p0.threads;
+  await checkProtocol(p0.connection);
+  const started = new Date();
+  const native = loadNative();
+  const host = collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
+  const perSize = p0.paths.length + (options.skipMooncake ? 0 : 1);
+  const total = perSize * points.length;
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const transports = new Set<string>();
+  let mooncakeBin: string | null = null;
+  let mooncakeProtocol: string | null = null;
+  let mooncakeDurationS: number | null = null;
+  for (const [i, point] of points.entries()) {
+    if (options.signal?.aborted) {
+      notes.push(`aborted by the user before block ${point.blockSize}`);
+      break;
+    }
+    const base = i * perSize;
+    const micro = await measureMicro(point, {
+      signal: options.signal,
+      logger,
+      logLevel: options.logLevel ?? 'warning',
+      onProgress: (p) => {
+        if (p.stage === 'starting') options.onStage?.({ index: p.row, rows: total, system: 'peercache', path: p.op === 'read' ? 'transport-read' : 'store-get', blockSize: point.blockSize });
+        options.onProgress?.(p);
+      },
+      onRow: options.onRow,
+      index: base,
+      rows: total,
+    });
+    rows.push(...micro.rows);
+    notes.push(...micro.notes);
+    for (const t of micro.transports) transports.add(t);
+    if (options.skipMooncake || options.signal?.aborted) continue;
+    options.onStage?.({ index: base + point.paths.length, rows: total, system: 'mooncake', path: 'transfer-engine', blockSize: point.blockSize });
+    const mc = await runMooncakeRow({
+      ...options.mooncake,
+      protocol: point.connection.protocol,
+      deviceName: point.connection.devices.join(',') || undefined,
+      localHost: point.connection.localHost,
+      blockSize: point.blockSize,
+      batchSize: point.batchSize,
+      threads: mooncakeThreads,
+      durationS: point.durationS,
+      warmupS: point.warmupS,
+      signal: options.signal,
+      logger,
+      onStatus: options.onStatus,
+    });
+    mooncakeBin ??= mc.bin;
+    mooncakeProtocol = mc.mooncakeProtocol;
+    mooncakeDurationS = mc.mooncakeDurationS;
+    for (const t of mc.row.transports) transports.add(t);
+    rows.push(mc.row);
+    options.onRow?.(mc.row);
+  }
+  const summary = addRatios(rows, blockSizes);
+  notes.push(
+    'side by side per block size; ratio = our GB/s / Mooncake GB/s at the same block size (extra.ratio_vs_mooncake, "Nx mooncake" in the note); store-get rows also carry extra.ratio_vs_transport',
+    ...summary,
+    ...microNotes(p0),
+  );
+  if (!options.skipMooncake) {
+    const mc = mooncakeSeconds(p0.durationS, p0.warmupS);
+    notes.push(...mooncakeNotes(mooncakeThreads, mc.warmupS, mc.durationS, p0.durationS));
+    if (mooncakeThreads !== p0.threads) notes.push(`NOT matched: Mooncake ran ${mooncakeThreads} threads against our ${p0.threads}`);
+  }
+  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+  return makeReport({
+    command: options.command ?? `runCompare(${JSON.stringify({ protocol: p0.connection.protocol, blockSizes })})`,
+    host,
+    date: started,
+    meta: {
+      mode: 'compare',
+      protocol: p0.connection.protocol,
+      transports: [...transports],
+      device: p0.connection.devices[0] ?? null,
+      devices: p0.connection.devices,
+      layout: 'mla',
+      batch_size: p0.batchSize,
+      concurrencies: [p0.threads],
+      duration_s: p0.durationS,
+      warmup_s: p0.warmupS,
+      block_sizes: blockSizes,
+      threads: p0.threads,
+      mooncake_threads: options.skipMooncake ? null : mooncakeThreads,
+      skip_store: options.skipStore ?? false,
+      skip_mooncake: options.skipMooncake ?? false,
+      mooncake_bin: mooncakeBin,
+      mooncake_protocol: mooncakeProtocol,
+      mooncake_duration_s: mooncakeDurationS,
+      metadata_server: options.skipMooncake ? null : options.mooncake?.metadataUrl || 'P2PHANDSHAKE',
+    },
+    results: markPeak(rows),
+    notes,
+  });
+}

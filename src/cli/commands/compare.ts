@@ -1,0 +1,99 @@
+/** peercache-bench compare: our micro and Mooncake's transfer_engine_bench at matched block sizes. */
+import { defineCommand } from 'citty';
+import { COMPARE_DEFAULT_BLOCK_SIZES, isMooncakeMissing, runCompare, type CompareOptions } from '../../bench/compare.js';
+import type { Report } from '../../bench/report/types.js';
+import { connectionArgs } from '../hicache-args.js';
+import { parsePositiveInt, parseSize, parseSizeList, UsageError } from '../parse.js';
+import { createProgress } from '../progress.js';
+import { runAndReport } from '../run-report.js';
+import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
+import { connectionFromArgs, mapRunError, MAX_THREADS, maxBytesArg, microRunArgs, runShapeFromArgs, str, tagFromArgs, type Args } from './micro.js';
+import { mooncakeArgs, mooncakeFromArgs } from './mooncake.js';
+
+const KIB = 1024;
+const sizeText = (n: number) => (n % (KIB * KIB) === 0 ? `${n / KIB / KIB}m` : n % KIB === 0 ? `${n / KIB}k` : String(n));
+
+export function compareOptionsFromArgs(args: Args): CompareOptions {
+  const blockSizes = parseSizeList('--block-sizes', str(args, 'block-sizes'));
+  const bad = blockSizes.find((n) => n % 4 !== 0);
+  if (bad !== undefined) throw new UsageError(`--block-sizes: ${bad} is not a multiple of 4 bytes`);
+  const shape = runShapeFromArgs(args);
+  const mt = str(args, 'mooncake-threads').trim();
+  const mooncake = args['skip-mooncake'] === true ? undefined : mooncakeFromArgs(args);
+  return {
+    ...connectionFromArgs(args),
+    ...shape,
+    blockSizes,
+    mooncakeThreads: mt === '' || mt === 'same' ? shape.threads : parsePositiveInt('--mooncake-threads', mt, { max: MAX_THREADS }),
+    skipStore: args['skip-store'] === true,
+    skipMooncake: args['skip-mooncake'] === true,
+    mooncake,
+    maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
+  };
+}
+
+/**
+ * runAndReport's exit code counts every failed row; compare succeeds when what ran succeeded and
+ * the only failures are Mooncake rows whose binary is not installed (the rows say how to get it).
+ */
+export function compareExitCode(code: number, report: Report | null): number {
+  if (code !== 1 || !report) return code;
+  const failed = report.results.filter((r) => !r.ok);
+  const ran = report.results.filter((r) => r.ok).length;
+  return ran > 0 && failed.every(isMooncakeMissing) ? 0 : code;
+}
+
+export default defineCommand({
+  meta: { name: 'compare', description: "peercache micro (transport-read, store-get) vs Mooncake's transfer_engine_bench at matched block sizes, threads and batch" },
+  args: {
+    ...connectionArgs,
+    'block-sizes': { type: 'string', description: 'Block sizes to compare, comma separated; k/m suffixes allowed', default: COMPARE_DEFAULT_BLOCK_SIZES.map(sizeText).join(','), valueHint: 'list' },
+    ...microRunArgs,
+    'mooncake-threads': { type: 'string', description: 'Mooncake initiator threads; same: our --threads (the original used 4 against 1)', default: 'same', valueHint: 'n|same' },
+    'skip-store': { type: 'boolean', description: 'Leave out the store-get rows', default: false },
+    'skip-mooncake': { type: 'boolean', description: 'Leave out the Mooncake rows', default: false },
+    ...mooncakeArgs,
+    ...maxBytesArg,
+    ...globalArgs,
+  },
+  async run({ args }): Promise<CommandResult> {
+    const logger = loggerFromArgs(args);
+    const options = compareOptionsFromArgs(args);
+    const tag = tagFromArgs(args);
+    const tty = process.stderr.isTTY === true;
+    const progress = createProgress();
+    let report: Report | null = null;
+    try {
+      const result = await runAndReport({
+        kind: 'compare',
+        outDir: str(args, 'out-dir'),
+        tag,
+        json: args.json === true,
+        logger,
+        run: async (signal) => {
+          report = await runCompare({
+            ...options,
+            command: ['peercache-bench', 'compare', ...process.argv.slice(3)].join(' '),
+            signal,
+            logger,
+            logLevel: str(args, 'log-level') as CompareOptions['logLevel'],
+            onStage: (s) => {
+              progress.clear();
+              if (tty) process.stderr.write(`[run ${s.index + 1}/${s.rows}] ${s.system} ${s.path}  block=${sizeText(s.blockSize)}\n`);
+            },
+            onProgress: (p) => progress.update(p),
+            onStatus: (line) => {
+              if (tty) process.stderr.write(`  ${line}\n`);
+            },
+            onRow: () => progress.clear(),
+          });
+          return report;
+        },
+      });
+      return { exitCode: compareExitCode(result.exitCode, report) };
+    } catch (err) {
+      progress.clear();
+      throw mapRunError(err);
+    }
+  },
+});

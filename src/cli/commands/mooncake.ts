@@ -1,0 +1,78 @@
+/** peercache-bench mooncake: Mooncake's official transfer_engine_bench as a row of our report. */
+import { defineCommand, type ArgsDef } from 'citty';
+import { MOONCAKE_DEFAULTS, runMooncake, type MooncakeOptions } from '../../bench/mooncake.js';
+import { PROTOCOLS } from '../../transport/types.js';
+import { parseEnum, parsePositiveInt, UsageError } from '../parse.js';
+import { runAndReport } from '../run-report.js';
+import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
+import { blockSizeFromArgs, microRunArgs, runShapeFromArgs, str, tagFromArgs, type Args } from './micro.js';
+
+/** Mooncake's flags, shared with compare. */
+export const mooncakeArgs = {
+  'mooncake-bin': { type: 'string', description: 'transfer_engine_bench to run: a path, or a name on PATH (install Mooncake yourself)', default: 'transfer_engine_bench', valueHint: 'path' },
+  'metadata-url': { type: 'string', description: "Mooncake metadata service (http://h:p/metadata, etcd://h:p); empty: P2PHANDSHAKE, the target's segment id read from its log", default: '', valueHint: 'url' },
+  'mooncake-protocol': { type: 'string', description: "Mooncake's --protocol; auto: rdma for rdma, tcp otherwise (it has no shared-memory DRAM transport)", default: 'auto', valueHint: 'auto|rdma|tcp|...' },
+  'mooncake-timeout': { type: 'string', description: 'Seconds an initiator run may take beyond its duration before its process group is killed', default: String(MOONCAKE_DEFAULTS.timeoutSlackS), valueHint: 's' },
+} as const satisfies ArgsDef;
+
+export function mooncakeFromArgs(args: Args): Pick<MooncakeOptions, 'bin' | 'metadataUrl' | 'mooncakeProtocol' | 'timeoutSlackS'> {
+  const proto = str(args, 'mooncake-protocol').trim();
+  if (!/^[a-z_]+$/i.test(proto)) throw new UsageError(`--mooncake-protocol: ${JSON.stringify(proto)} is not a protocol name (e.g. auto, rdma, tcp)`);
+  const url = str(args, 'metadata-url').trim();
+  if (url && !/^(P2PHANDSHAKE|(https?|etcd|redis):\/\/\S+|[^\s/]+:\d+)$/.test(url)) {
+    throw new UsageError(`--metadata-url: ${JSON.stringify(url)} is not a Mooncake metadata address (http://h:p/metadata, etcd://h:p, redis://h:p)`);
+  }
+  return {
+    bin: str(args, 'mooncake-bin').trim() || undefined,
+    metadataUrl: url || undefined,
+    mooncakeProtocol: proto === 'auto' ? undefined : proto,
+    timeoutSlackS: parsePositiveInt('--mooncake-timeout', str(args, 'mooncake-timeout'), { max: 86_400 }),
+  };
+}
+
+export default defineCommand({
+  meta: { name: 'mooncake', description: "Mooncake's official transfer_engine_bench (target + initiator on this host), reported in our schema" },
+  args: {
+    protocol: { type: 'string', description: 'Our protocol the row is matched to: rdma, shm or tcp (Mooncake runs tcp for shm and tcp)', default: 'rdma', valueHint: 'rdma|shm|tcp' },
+    'device-name': { type: 'string', description: 'RDMA device(s) for Mooncake --device_name (default: --auto_discovery)', default: '', valueHint: 'dev' },
+    'local-host': { type: 'string', description: 'Address both Mooncake sides bind and advertise (MC_TCP_BIND_ADDRESS)', default: '127.0.0.1', valueHint: 'addr' },
+    'block-size': { type: 'string', description: 'Bytes per request; k/m suffixes allowed', default: String(MOONCAKE_DEFAULTS.blockSize), valueHint: 'bytes' },
+    ...microRunArgs,
+    threads: { type: 'string', description: 'Mooncake initiator threads (default: ours, 1; the original used 4)', default: String(MOONCAKE_DEFAULTS.threads), valueHint: 'n' },
+    duration: { type: 'string', description: 'Measured seconds (Mooncake takes whole seconds: rounded, at least 1)', default: String(MOONCAKE_DEFAULTS.durationS), valueHint: 's' },
+    warmup: { type: 'string', description: 'Seconds of a discarded initiator run first (rounded up); 0: none', default: String(MOONCAKE_DEFAULTS.warmupS), valueHint: 's' },
+    ...mooncakeArgs,
+    ...globalArgs,
+  },
+  async run({ args }): Promise<CommandResult> {
+    const logger = loggerFromArgs(args);
+    const shape = runShapeFromArgs(args);
+    const options: MooncakeOptions = {
+      protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
+      deviceName: str(args, 'device-name').trim() || undefined,
+      localHost: str(args, 'local-host').trim() || '127.0.0.1',
+      blockSize: blockSizeFromArgs('--block-size', str(args, 'block-size')),
+      ...shape,
+      ...mooncakeFromArgs(args),
+    };
+    const tag = tagFromArgs(args);
+    const tty = process.stderr.isTTY === true;
+    return runAndReport({
+      kind: 'mooncake',
+      outDir: str(args, 'out-dir'),
+      tag,
+      json: args.json === true,
+      logger,
+      run: (signal) =>
+        runMooncake({
+          ...options,
+          command: ['peercache-bench', 'mooncake', ...process.argv.slice(3)].join(' '),
+          signal,
+          logger,
+          onStatus: (line) => {
+            if (tty) process.stderr.write(`${line}\n`);
+          },
+        }),
+    });
+  },
+});

@@ -1,0 +1,94 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv2020Import from 'ajv/dist/2020.js';
+import { microBlocks, microBytes, resolveMicro, MicroConfigError } from '../../src/bench/micro.js';
+import type { Report } from '../../src/bench/report/types.js';
+import { SMOKE_LABEL } from '../../src/bench/report/types.js';
+import { runCli } from '../helpers/cli.js';
+
+type AjvCtor = typeof Ajv2020Import extends { default: infer C } ? C : typeof Ajv2020Import;
+const Ajv2020 = ((Ajv2020Import as unknown as { default?: AjvCtor }).default ?? Ajv2020Import) as AjvCtor;
+const ajv = new Ajv2020({ allErrors: true, strict: true });
+const validate = ajv.compile(JSON.parse(readFileSync(new URL('../../schema/report.schema.json', import.meta.url), 'utf8')) as object);
+
+const dirs: string[] = [];
+
+async function microRun(protocol: 'shm' | 'tcp') {
+  const dir = await mkdtemp(join(tmpdir(), 'pc-micro-'));
+  dirs.push(dir);
+  const r = await runCli(['micro', '--protocol', protocol, '--path', 'both', '--threads', '2', '--block-size', '16k', '--batch-size', '8', '--duration', '0.5', '--warmup', '0.2', '--out-dir', dir, '--tag', 't']);
+  assert.is(r.code, 0, r.stderr);
+  const files = (await readdir(dir)).sort();
+  assert.equal(files.map((f) => f.replace(/\d{8}-\d{6}/, 'TS')), [`micro-${protocol}-t-TS.json`, `micro-${protocol}-t-TS.md`]);
+  const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as Report;
+  assert.ok(validate(report), ajv.errorsText(validate.errors));
+  const md = await readFile(join(dir, files[1]), 'utf8');
+  return { r, report, md };
+}
+
+function checkRows(report: Report, protocol: string) {
+  assert.is(report.meta.mode, 'micro');
+  assert.is(report.meta.protocol, protocol);
+  assert.is(report.meta.threads, 2);
+  assert.equal(report.results.map((row) => row.path), ['transport-read', 'store-get']);
+  assert.equal(report.results.map((row) => row.op), ['read', 'get']);
+  for (const row of report.results) {
+    assert.ok(row.ok, `${row.path}: ${row.note}`);
+    assert.is(row.threads, 2, 'really 2 workers');
+    assert.is(row.block_size, 16384);
+    assert.is(row.batch_size, 8);
+    assert.is(row.lat_unit, 'batch_call');
+    assert.ok(row.calls > 0 && row.bytes_total === row.ops * 16384);
+    assert.ok(row.transports.length > 0, 'lanes reported');
+    assert.ok(row.lat_us_p50! > 0);
+    // The per-READ figure is the batch latency / batch size, labelled as amortised.
+    assert.ok(Math.abs(row.extra!.amortised_us_per_read_p50! - row.lat_us_p50! / 8) <= 0.001, 'p50 / batch');
+    assert.match(row.note, /\(amortised, not a latency\)/);
+  }
+  assert.is(report.results[1].hit_rate, 1);
+  assert.ok(typeof report.results[1].extra!.ratio_vs_transport === 'number');
+}
+
+test('micro on shm: transport-read and store-get with 2 workers, artifacts schema-valid', async () => {
+  const { r, report, md } = await microRun('shm');
+  checkRows(report, 'shm');
+  assert.not.ok(report.meta.smoke);
+  for (const row of report.results) assert.ok(row.transports.some((t) => /^(sysv|posix|cma)\//.test(t)), row.transports.join());
+  assert.match(md, /^# PeerCache data-plane microbench/);
+  assert.match(md, /\| op +\| proto +\| page/, 'the HiCache table, as the original micro printed');
+  assert.match(r.stdout, /amortised/);
+});
+
+test('micro on tcp: the same rows, marked smoke', async () => {
+  const { report, md } = await microRun('tcp');
+  checkRows(report, 'tcp');
+  assert.ok(report.meta.smoke);
+  for (const row of report.results) {
+    assert.ok(row.smoke);
+    assert.ok(row.note.includes(SMOKE_LABEL));
+  }
+  assert.match(md, /smoke/);
+});
+
+test('the plan: both paths over the same span of blocks; the memory guard', () => {
+  assert.is(microBlocks(64), 512);
+  assert.is(microBlocks(128), 1024);
+  const p = resolveMicro({ protocol: 'shm', path: 'both', blockSize: 131072, threads: 2 });
+  assert.equal(p.paths, ['transport', 'store']);
+  assert.is(p.batchSize, 64);
+  assert.is(p.durationS, 5);
+  assert.is(p.warmupS, 1);
+  assert.ok(microBytes(p) > 512 * 131072 * 2);
+  assert.throws(() => resolveMicro({ protocol: 'shm', blockSize: 1 << 20, batchSize: 4096, maxBytes: 1 << 30 }), (e: unknown) => e instanceof MicroConfigError && /--max-bytes/.test((e as Error).message));
+  assert.throws(() => resolveMicro({ protocol: 'shm', threads: 0 }), (e: unknown) => e instanceof MicroConfigError);
+});
+
+test.after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+test.run();
