@@ -9,7 +9,7 @@
  */
 import { createServer } from 'node:net';
 import { silentLogger, type Logger, type LogLevel } from '../log.js';
-import { SLOT_HEADER_BYTES } from '../store/published-pool.js';
+import { publishedPoolBytes } from '../store/published-pool.js';
 import { openTransport } from '../transport/index.js';
 import { loadNative } from '../transport/native.js';
 import type { Protocol } from '../transport/types.js';
@@ -95,9 +95,8 @@ export function microBlocks(batchSize: number): number {
 
 /** Bytes the run needs: the producer's raw region and published pages, plus every worker's buffer. */
 export function microBytes(p: Pick<MicroPoint, 'blockSize' | 'batchSize' | 'threads' | 'paths' | 'blocks'>): number {
-  const stride = Math.ceil((SLOT_HEADER_BYTES + p.blockSize) / 64) * 64;
   const raw = p.paths.includes('transport') ? p.blocks * p.blockSize : 0;
-  const pages = p.paths.includes('store') ? (p.blocks + 64) * stride + Math.min(256, p.blocks) * p.blockSize : 0;
+  const pages = p.paths.includes('store') ? publishedPoolBytes(p.blocks + 64, p.blockSize) + Math.min(256, p.blocks) * p.blockSize : 0;
   return raw + pages + p.threads * p.batchSize * p.blockSize;
 }
 

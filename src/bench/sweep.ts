@@ -7,7 +7,7 @@
 import { createServer } from 'node:net';
 import { silentLogger, type Logger, type LogLevel } from '../log.js';
 import type { Layout } from '../store/host-pool.js';
-import { SLOT_HEADER_BYTES } from '../store/published-pool.js';
+import { publishedPoolBytes } from '../store/published-pool.js';
 import { openTransport } from '../transport/index.js';
 import { loadNative } from '../transport/native.js';
 import type { Protocol } from '../transport/types.js';
@@ -133,10 +133,9 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const needsProducer = steps.some((s) => s.op !== 'set');
   // Working set, as the original sized it: at least two batches per worker of the widest row.
   const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads);
-  const stride = Math.ceil((SLOT_HEADER_BYTES + pageBytes) / 64) * 64;
-  const pageTotal = stride * components;
-  const producerBytes = needsProducer ? workingSet * pageTotal + Math.min(256, workingSet) * pageBytes * components : 0;
-  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * (setPoolPages(s.batchSize, s.threads) * pageTotal + s.batchSize * pageBytes * components)));
+  const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads) * components, pageBytes);
+  const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
+  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * (setPoolBytes(s) + s.batchSize * pageBytes * components)));
   const widestRead = Math.max(0, ...steps.filter((s) => s.op !== 'set').map((s) => s.threads * s.batchSize * pageBytes * components));
   const total = producerBytes + Math.max(widestSet, widestRead);
   if (total > maxBytes) {
@@ -198,7 +197,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
             tokensPerPage,
             keyPrefix: 'pcbench/get',
             workingSet,
-            publishBytes: setPoolPages(s.batchSize, s.threads) * stride * components,
+            publishBytes: setPoolBytes(s),
             verify: options.verify ?? false,
             raw: null,
             connectTimeoutMs: 60_000,

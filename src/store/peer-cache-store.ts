@@ -16,7 +16,8 @@ import { HostKVPool, type HostIndices } from './host-pool.js';
 import { componentSuffixes, ObjectKeyNames } from './keys.js';
 import { LocationCache } from './location-cache.js';
 import { PeerSet, type Peer } from './peers.js';
-import { PublishedPool, SLOT_CHECK_BYTES, SLOT_HEADER_BYTES, headerMatches, keyTag, type SlotEntry } from './published-pool.js';
+import { PublishedPool, SLOT_CHECK_BYTES, headerMatches, keyTag, type SlotEntry } from './published-pool.js';
+import { POOL_DATA_BASE, POOL_STRIDE } from './peers.js';
 import type { Directory, DirectoryEntry, Location, NodeInfo, RemovalEntry } from './types.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { LogHook } from './wire.js';
@@ -290,7 +291,14 @@ export class PeerCacheStore {
       host: this.config.localHost ?? '127.0.0.1',
       transportAddress: Buffer.from(this.transport.address()).toString('base64'),
       regionDescriptor: this.pool ? Buffer.from(this.pool.region.descriptor()).toString('base64') : null,
-      attributes: { ...(this.config.attributes ?? {}), layout: this.hostPool?.layout ?? '', pageBytes: this.pool?.slotDataBytes ?? 0 },
+      attributes: {
+        ...(this.config.attributes ?? {}),
+        layout: this.hostPool?.layout ?? '',
+        pageBytes: this.pool?.slotDataBytes ?? 0,
+        // Readers find a slot's header from its data offset with these (published-pool.ts).
+        [POOL_DATA_BASE]: this.pool?.dataBase ?? 0,
+        [POOL_STRIDE]: this.pool?.slotStride ?? 0,
+      },
     };
   }
 
@@ -569,6 +577,17 @@ export class PeerCacheStore {
   }
 
   private async readFromPeer(peer: Peer, list: ReadItem[], ok: Uint8Array, stale: ReadItem[]): Promise<void> {
+    // A location that is no slot of this peer's pool (a corrupt or foreign entry) is a miss.
+    const headers = list.map((it) => peer.headerOffset(it.location.offset));
+    if (headers.includes(-1)) {
+      const keep = list.filter((it, i) => {
+        if (headers[i] >= 0) return true;
+        this.noteStale(it, stale);
+        return false;
+      });
+      if (!keep.length) return;
+      return this.readFromPeer(peer, keep, ok, stale);
+    }
     const n = list.length;
     const scratch = this.scratch.acquire(n * SLOT_CHECK_BYTES);
     const locals: LocalRegion[] = [];
@@ -591,7 +610,7 @@ export class PeerCacheStore {
     for (let i = 0; i < n; i++) {
       // After the fence: the header of every slot, read once its data has been read.
       const o = (n + i) * OP_FIELDS;
-      ops[o] = list[i].location.offset - SLOT_HEADER_BYTES;
+      ops[o] = headers[i];
       ops[o + 1] = scratchIndex;
       ops[o + 2] = i * SLOT_CHECK_BYTES;
       ops[o + 3] = SLOT_CHECK_BYTES;

@@ -4,13 +4,20 @@
  */
 import type { Endpoint, RemoteRegion, TransportNode } from '../transport/types.js';
 import type { Logger } from '../log.js';
+import { headerOffsetFor, type PoolGeometry } from './published-pool.js';
 import type { Directory, NodeInfo } from './types.js';
+
+/** Node attributes that describe a published pool's geometry. */
+export const POOL_DATA_BASE = 'poolDataBase';
+export const POOL_STRIDE = 'poolStride';
 
 export interface Peer {
   nodeId: string;
   info: NodeInfo;
   endpoint: Endpoint;
   remote: RemoteRegion;
+  /** The header offset of the slot whose data starts at `dataOffset` (-1: not a slot of this pool). */
+  headerOffset(dataOffset: number): number;
 }
 
 export class PeerSet {
@@ -39,6 +46,13 @@ export class PeerSet {
   private async connect(nodeId: string): Promise<Peer | null> {
     const info = await this.directory.node(nodeId);
     if (!info || !info.regionDescriptor) return null;
+    const dataBase = info.attributes[POOL_DATA_BASE];
+    const stride = info.attributes[POOL_STRIDE];
+    if (typeof dataBase !== 'number' || typeof stride !== 'number' || stride <= 0) {
+      this.logger.warn(`node ${nodeId} does not describe its pool geometry (an incompatible peercache version?): its keys are misses here`);
+      return null;
+    }
+    const geometry: Pick<PoolGeometry, 'dataBase' | 'stride'> = { dataBase, stride };
     if (info.protocol !== this.transport.protocol) {
       this.logger.warn(`node ${nodeId} speaks ${info.protocol}, this node ${this.transport.protocol}: its keys are misses here`);
       return null;
@@ -46,7 +60,7 @@ export class PeerSet {
     try {
       const endpoint = await this.transport.connect(Buffer.from(info.transportAddress, 'base64'));
       const remote = endpoint.attach(Buffer.from(info.regionDescriptor, 'base64'));
-      const peer: Peer = { nodeId, info, endpoint, remote };
+      const peer: Peer = { nodeId, info, endpoint, remote, headerOffset: (offset) => headerOffsetFor(geometry, offset) };
       this.peers.set(nodeId, peer);
       this.logger.debug(`connected to ${nodeId} (${info.host}) over ${endpoint.lanes().join(', ') || this.transport.transports}`);
       return peer;

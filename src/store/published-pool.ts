@@ -2,8 +2,12 @@
  * The published pool: fixed-size slots in a region peers READ one-sidedly, with LRU eviction and a
  * generation stamped in every slot, so a reader can never report another key's bytes as a hit.
  *
- * Slot layout (stride = SLOT_HEADER_BYTES + slot data, 64-byte aligned):
- *   [header: u64 generation | u32 key tag | u32 length | padding][data]
+ * Region layout: a header table (one 64-byte header per slot, its own cache line), then the slot
+ * data, each slot starting on a 4 KiB boundary (64 B for slots under 4 KiB) so the READ into a
+ * page-aligned host buffer copies aligned memory:
+ *   [header 0 | header 1 | ... ][pad to 4 KiB][slot 0 data][slot 1 data] ...
+ *   header = u64 generation | u32 key tag | u32 length | padding
+ * Readers learn the geometry (data base, stride) from the node's attributes (`poolGeometry`).
  * Writer protocol: stamp generation 0 (invalid), copy the data, write tag and length, stamp the
  * new generation. Generations never repeat within a pool. A reader READs the data, then (after a
  * fence) the header, and accepts the bytes only if the header still holds the generation, tag and
@@ -15,6 +19,47 @@ import type { PublishedRegion } from '../transport/types.js';
 export const SLOT_HEADER_BYTES = 64;
 /** Bytes of the header a reader fetches to validate a READ. */
 export const SLOT_CHECK_BYTES = 16;
+const PAGE = 4096;
+
+const roundUp = (n: number, to: number) => Math.ceil(n / to) * to;
+
+/** Where slots live in a published region; published to readers as node attributes. */
+export interface PoolGeometry {
+  /** Byte offset of slot 0's data. */
+  dataBase: number;
+  /** Bytes from one slot's data to the next. */
+  stride: number;
+  slots: number;
+}
+
+/** Bytes between slot data starts: 4 KiB aligned for page-sized slots. */
+export function slotStride(slotDataBytes: number): number {
+  return slotDataBytes >= PAGE ? roundUp(slotDataBytes, PAGE) : roundUp(slotDataBytes, 64);
+}
+
+function dataBaseFor(slots: number): number {
+  return roundUp(slots * SLOT_HEADER_BYTES, PAGE);
+}
+
+/** The region size that holds exactly `slots` slots of `slotDataBytes`. */
+export function publishedPoolBytes(slots: number, slotDataBytes: number): number {
+  return dataBaseFor(slots) + slots * slotStride(slotDataBytes);
+}
+
+/** The most slots of `slotDataBytes` a region of `regionBytes` holds, and where they are. */
+export function poolGeometry(regionBytes: number, slotDataBytes: number): PoolGeometry {
+  const stride = slotStride(slotDataBytes);
+  let slots = Math.floor(regionBytes / (stride + SLOT_HEADER_BYTES));
+  while (slots > 0 && publishedPoolBytes(slots, slotDataBytes) > regionBytes) slots--;
+  return { dataBase: dataBaseFor(slots), stride, slots };
+}
+
+/** A reader's view of a peer's pool: the header offset of the slot whose data is at `dataOffset`, or -1 if that is no slot. */
+export function headerOffsetFor(geometry: Pick<PoolGeometry, 'dataBase' | 'stride'>, dataOffset: number): number {
+  const rel = dataOffset - geometry.dataBase;
+  if (rel < 0 || rel % geometry.stride !== 0) return -1;
+  return (rel / geometry.stride) * SLOT_HEADER_BYTES;
+}
 
 export interface SlotEntry {
   key: string;
@@ -48,6 +93,7 @@ export function headerMatches(bytes: Uint8Array, offset: number, generation: num
 export class PublishedPool {
   readonly slotDataBytes: number;
   readonly slotStride: number;
+  readonly dataBase: number;
   readonly slots: number;
   private readonly gen64: BigInt64Array;
   private readonly u32: Uint32Array;
@@ -59,10 +105,12 @@ export class PublishedPool {
   constructor(readonly region: PublishedRegion, slotDataBytes: number) {
     if (!Number.isSafeInteger(slotDataBytes) || slotDataBytes <= 0) throw new RangeError('slotDataBytes must be a positive integer');
     this.slotDataBytes = slotDataBytes;
-    this.slotStride = Math.ceil((SLOT_HEADER_BYTES + slotDataBytes) / 64) * 64;
-    this.slots = Math.floor(region.length / this.slotStride);
+    const geometry = poolGeometry(region.length, slotDataBytes);
+    this.slotStride = geometry.stride;
+    this.dataBase = geometry.dataBase;
+    this.slots = geometry.slots;
     if (this.slots < 1) {
-      throw new RangeError(`a published pool of ${region.length} bytes holds no ${slotDataBytes}-byte slot (${this.slotStride} bytes with its header)`);
+      throw new RangeError(`a published pool of ${region.length} bytes holds no ${slotDataBytes}-byte slot (${publishedPoolBytes(1, slotDataBytes)} bytes with its header)`);
     }
     const buffer = region.bytes.buffer as ArrayBuffer;
     this.gen64 = new BigInt64Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 8));
@@ -83,12 +131,16 @@ export class PublishedPool {
     return this.entries.size * this.slotDataBytes;
   }
 
+  get geometry(): PoolGeometry {
+    return { dataBase: this.dataBase, stride: this.slotStride, slots: this.slots };
+  }
+
   headerOffset(slot: number): number {
-    return slot * this.slotStride;
+    return slot * SLOT_HEADER_BYTES;
   }
 
   dataOffset(slot: number): number {
-    return slot * this.slotStride + SLOT_HEADER_BYTES;
+    return this.dataBase + slot * this.slotStride;
   }
 
   get(key: string): SlotEntry | undefined {
@@ -130,7 +182,7 @@ export class PublishedPool {
     const generation = this.nextGeneration++;
     const header = this.headerOffset(slot);
     this.stamp(slot, 0);
-    this.region.bytes.set(data, header + SLOT_HEADER_BYTES);
+    this.region.bytes.set(data, this.dataOffset(slot));
     this.u32[(header + 8) >>> 2] = keyTag(key);
     this.u32[(header + 12) >>> 2] = data.byteLength;
     this.stamp(slot, generation);

@@ -11,7 +11,7 @@
 import { silentLogger, type Logger } from '../../log.js';
 import { HostKVPool } from '../../store/host-pool.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
-import { SLOT_HEADER_BYTES } from '../../store/published-pool.js';
+import { publishedPoolBytes } from '../../store/published-pool.js';
 import type { NodeInfo } from '../../store/types.js';
 import { openTransport } from '../../transport/index.js';
 import { packageVersion } from '../report/host.js';
@@ -49,8 +49,7 @@ const CHUNK = 256;
 
 /** Published-pool bytes that hold `pages` pages of `components` objects (slot header + data, 64 B aligned). */
 export function servePoolBytes(pages: number, components: number, pageBytes: number): number {
-  const stride = Math.ceil((SLOT_HEADER_BYTES + pageBytes) / 64) * 64;
-  return stride * (pages * components + 64);
+  return publishedPoolBytes(pages * components + 64, pageBytes);
 }
 
 const human = (n: number) => (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);

@@ -6,7 +6,7 @@
  */
 import { HostKVPool } from '../../store/host-pool.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
-import { SLOT_HEADER_BYTES } from '../../store/published-pool.js';
+import { publishedPoolBytes } from '../../store/published-pool.js';
 import { createLogger } from '../../log.js';
 import { fillPage, pageSeed } from './pattern.js';
 import type { ProducerConfig } from './producer.js';
@@ -19,7 +19,6 @@ async function main(): Promise<void> {
   const total = cfg.sets.reduce((s, x) => s + x.count, 0);
   const chunk = Math.max(1, Math.min(CHUNK, total));
   const host = new HostKVPool({ layout: cfg.layout, pageBytes: cfg.pageBytes, pages: chunk, tokensPerPage: cfg.tokensPerPage, shared: false });
-  const stride = Math.ceil((SLOT_HEADER_BYTES + cfg.pageBytes) / 64) * 64;
   const store = await PeerCacheStore.open({
     discoveryAddr: cfg.discoveryAddr,
     directoryUrl: cfg.directoryUrl,
@@ -30,7 +29,7 @@ async function main(): Promise<void> {
     localHost: cfg.localHost,
     authToken: cfg.authToken,
     hostPool: host,
-    globalSegmentBytes: stride * (total * host.components + 64),
+    globalSegmentBytes: publishedPoolBytes(total * host.components + 64, cfg.pageBytes),
     maxBytes: Number.MAX_SAFE_INTEGER,
     nodeId: cfg.nodeId,
     logger,
