@@ -41,6 +41,7 @@ struct UcxApi {
   X(ucp_rkey_buffer_release)              \
   X(ucp_ep_rkey_unpack)                   \
   X(ucp_rkey_destroy)                     \
+  X(ucp_rkey_ptr)                         \
   X(ucp_get_nbx)                          \
   X(ucp_put_nbx)                          \
   X(ucp_request_check_status)             \

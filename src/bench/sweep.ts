@@ -176,7 +176,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
         break;
       }
       const note =
-        s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet}` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
+        s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
       const row = await runRow(
         {
           op: s.op,

@@ -112,6 +112,9 @@ export interface OpenConfiguredDirectoryOptions {
   /** The embedded directory's shared token (Redis takes its password from the URL). */
   authToken?: string;
   onLog?: LogHook;
+  /** Deadlines of the embedded directory's connect and requests (default 5 s / 10 s). */
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 /** Opens the chosen directory for a node that will join it (what PeerCacheStore.open does). */
@@ -122,7 +125,13 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
     return { directory: await RedisDirectory.connect({ url: choice.url, onLog: options.onLog }), server: null };
   }
   if (typeof options.discoveryAddr !== 'string') throw new RangeError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
-  return openDirectory({ discoveryAddr: options.discoveryAddr, authToken: options.authToken, onLog: options.onLog });
+  return openDirectory({
+    discoveryAddr: options.discoveryAddr,
+    authToken: options.authToken,
+    onLog: options.onLog,
+    connectTimeoutMs: options.connectTimeoutMs,
+    requestTimeoutMs: options.requestTimeoutMs,
+  });
 }
 
 /**

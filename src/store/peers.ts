@@ -30,6 +30,12 @@ export class PeerSet {
     private readonly logger: Logger,
   ) {}
 
+  /** The peer if it is connected and healthy, without waiting (the read fast path). */
+  connected(nodeId: string): Peer | undefined {
+    const peer = this.peers.get(nodeId);
+    return peer && peer.endpoint.failure === null ? peer : undefined;
+  }
+
   /** The peer, connected; null if the node is unknown, gone, or publishes nothing. */
   resolve(nodeId: string): Promise<Peer | null> {
     const peer = this.peers.get(nodeId);

@@ -61,11 +61,23 @@ class UcxRemote implements RemoteRegion {
   }
 }
 
+// A caller that passes the same locals array call after call (the store's read fast path) gets
+// its native list back without a new array per batch; the entries are re-checked every time.
+const localsCache = new WeakMap<readonly LocalRegion[], { regions: LocalRegion[]; native: NativeRegion[] }>();
+
 function nativeLocals(locals: readonly LocalRegion[]): NativeRegion[] {
-  return locals.map((l) => {
+  const hit = localsCache.get(locals);
+  if (hit && hit.regions.length === locals.length) {
+    let same = true;
+    for (let i = 0; i < locals.length; i++) if (hit.regions[i] !== locals[i]) same = false;
+    if (same) return hit.native;
+  }
+  const native = locals.map((l) => {
     if (!(l instanceof UcxLocal)) throw new TransportError('ERR_INVALID_ARG', 'local region was not registered with this UCX transport');
     return l.native;
   });
+  localsCache.set(locals, { regions: [...locals], native });
+  return native;
 }
 
 function nativeRemote(remote: RemoteRegion): NativeRemote {

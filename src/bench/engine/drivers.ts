@@ -98,7 +98,15 @@ async function storeSession(task: WorkerTask): Promise<Session> {
     globalSegmentBytes: task.op === 'set' ? task.publishBytes : 0,
     nodeId: `bench-${process.pid}-r${task.row}-w${task.index}`,
     maxBytes: Number.MAX_SAFE_INTEGER,
+    // 64 workers on 2 cores starve the producer process that serves the directory while they
+    // start: give it time rather than fail the row.
+    directoryTimeoutMs: task.connectTimeoutMs,
   });
+  if (task.op === 'get') {
+    // Steady state, reached before the window: one lookup of the whole working set fills the
+    // (safe, validated) location cache, as a long-running decode node's would be.
+    await store.batchExists(workingSetKeys(task.keyPrefix, task.workingSet));
+  }
   return { driver: storeDriver(task, store, host), lanes: () => store.lanes(), close: () => store.close() };
 }
 
