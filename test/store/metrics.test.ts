@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { fillPattern } from '../helpers/pattern.js';
 import { freePort } from '../helpers/ports.js';
 import { HostKVPool } from '../../src/store/host-pool.js';
+import { publishedPoolBytes } from '../../src/store/published-pool.js';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
 import { createStoreMetrics, startMetricsServer } from '../../src/store/metrics.js';
 
@@ -33,7 +34,7 @@ test('GET /metrics: names, types and counts that move after set and get', async 
   const ppool = new HostKVPool({ layout: 'mla', pageBytes: PAGE, pages: 16, tokensPerPage: 16 });
   const dpool = new HostKVPool({ layout: 'mla', pageBytes: PAGE, pages: 16, tokensPerPage: 16 });
   // 8 slots: publishing 10 pages evicts 2.
-  const prefill = await PeerCacheStore.open({ discoveryAddr: addr, protocol: 'shm', hostPool: ppool, globalSegmentBytes: 8 * (PAGE + 64), nodeId: 'prefill', metrics });
+  const prefill = await PeerCacheStore.open({ discoveryAddr: addr, protocol: 'shm', hostPool: ppool, globalSegmentBytes: publishedPoolBytes(8, PAGE), nodeId: 'prefill', metrics });
   const decode = await PeerCacheStore.open({ discoveryAddr: addr, protocol: 'shm', hostPool: dpool, nodeId: 'decode', metrics });
   try {
     const before = await scrape(server.url);
