@@ -4,6 +4,7 @@
  * histograms merged and the row's metrics computed. A worker crash or store error ends that row
  * with ok:false and a note; it never throws out of here.
  */
+import { readFileSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import type { Logger } from '../../log.js';
 import { SharedHistogram } from '../histogram.js';
@@ -60,6 +61,21 @@ export interface RowContext {
   beforeStart?: () => Promise<void>;
 }
 
+/**
+ * This process's private resident memory (RssAnon): the shared-memory mappings of a peer's
+ * segment count in the plain RSS once per worker that maps them, although they are the same
+ * physical pages; they must not count as memory per worker.
+ */
+function privateRss(): number {
+  try {
+    const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    /* not Linux */
+  }
+  return process.memoryUsage().rss;
+}
+
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
@@ -89,7 +105,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
   const control = new Int32Array(new SharedArrayBuffer(controlBytes(threads)));
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
   const entry = workerEntry('worker');
-  const rssBefore = process.memoryUsage().rss;
+  const rssBefore = privateRss();
   const progress = (stage: RowProgress['stage'], elapsedS: number, remainingS: number, pagesPerS = 0) =>
     ctx.onProgress?.({
       row: ctx.index,
@@ -153,7 +169,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
     }
     if (firstFailure === null && !aborted) {
       if (pool.threads.length !== threads) ctx.logger.warn(`row ${ctx.index}: pool has ${pool.threads.length} threads, expected ${threads}`);
-      rssPerWorker = Math.max(0, Math.round((process.memoryUsage().rss - rssBefore) / threads));
+      rssPerWorker = Math.max(0, Math.round((privateRss() - rssBefore) / threads));
       Atomics.store(control, PHASE, Phase.Warmup);
       Atomics.notify(control, PHASE);
       progress('warmup', 0, plan.warmupS + plan.durationS);
