@@ -8,43 +8,19 @@
  * processes under the same UCX transports, alternated in rounds; the ratio of the medians. Then the latency of a batch of one
  * 4 KiB READ, and READ over a 512 MiB working set next to memcpy over the same working set.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { UcxTransport, type UcxEndpoint } from '../src/transport/ucx.js';
 import { alignedBytes } from '../src/transport/memory.js';
 import type { LocalRegion, RemoteRegion } from '../src/transport/types.js';
 import { spawnFixture } from '../test/helpers/child.js';
+import { perftest, SHM_TLS, ucxVersion } from './lib/perftest.js';
+import { args, flag, reportLog } from './lib/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const seconds = Number(flag('--seconds', '1'));
 const rounds = Number(flag('--rounds', '5'));
 const out = flag('--out', '');
-const SHM_TLS = 'posix,sysv,cma,self';
 const BATCH = 32;
 const GB = 1e9;
-
-function perftest(size: number): number {
-  const port = String(13000 + Math.floor(Math.random() * 2000));
-  const env = { ...process.env, UCX_TLS: SHM_TLS, UCX_PROTO_ENABLE: 'n' };
-  const server = spawn('ucx_perftest', ['-p', port], { env, stdio: 'ignore' });
-  try {
-    execFileSync('sleep', ['0.5']);
-    const iterations = Math.max(2000, Math.min(400_000, Math.floor((seconds * 30e9) / size)));
-    const text = execFileSync('ucx_perftest', ['127.0.0.1', '-p', port, '-t', 'ucp_get', '-s', String(size), '-O', String(BATCH), '-n', String(iterations), '-w', String(Math.floor(iterations / 10))], { env, encoding: 'utf8' });
-    const final = text.split('\n').find((l) => l.startsWith('Final:'));
-    if (!final) throw new Error(`ucx_perftest printed no Final line:\n${text}`);
-    const cols = final.trim().split(/\s+/);
-    // Final: iterations, lat p50, lat avg, lat overall, bw avg (MB/s, 2^20), bw overall, ...
-    return (Number(cols[6]) * 2 ** 20) / GB;
-  } finally {
-    server.kill('SIGKILL');
-  }
-}
 
 interface Setup { ep: UcxEndpoint; remote: RemoteRegion; local: LocalRegion; dst: Uint8Array }
 
@@ -84,11 +60,7 @@ function rateSync(run: () => void, bytesPerCall: number): number {
 }
 
 const fmt = (x: number, d = 2) => x.toFixed(d);
-const lines: string[] = [];
-const log = (s: string) => {
-  console.log(s);
-  lines.push(s);
-};
+const { log, save } = reportLog();
 
 const regionBytes = 512 << 20;
 const child = spawnFixture(new URL('../test/fixtures/ucx-publisher.ts', import.meta.url), [String(regionBytes), 'shm', '1']);
@@ -104,7 +76,7 @@ try {
   log('');
   log(`- date: ${new Date().toISOString()}`);
   log(`- command: \`npx tsx scripts/bench-dataplane.ts ${args.join(' ')}\``);
-  log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${execFileSync('ucx_info', ['-v'], { encoding: 'utf8' }).match(/Version ([\d.]+)/)?.[1]}`);
+  log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${ucxVersion()}`);
   log(`- lanes: ${ep.lanes().join(', ')}; UCX_TLS=${SHM_TLS}; GB/s = 10^9 B/s; ${rounds} alternating rounds of ~${seconds} s each, medians; local buffers page-aligned`);
   log('');
   log('## Cache-hot: batch 32, one thread, one buffer reused (matched to `ucx_perftest -t ucp_get -O 32`)');
@@ -120,7 +92,7 @@ try {
     for (let round = 0; round < rounds; round++) {
       a.push(await rate(() => s.ep.read(s.remote, [s.local], q, BATCH), size * BATCH));
       b.push(rateSync(() => s.ep.readSync(s.remote, [s.local], q, BATCH), size * BATCH));
-      c.push(perftest(size));
+      c.push(perftest({ size, outstanding: BATCH, seconds, bytesPerS: 30e9, maxIterations: 400_000 }));
     }
     const [asyncRate, syncRate, ref] = [median(a), median(b), median(c)];
     const target = size === 4096 ? 0.5 : 0.9;
@@ -191,4 +163,4 @@ try {
   await node.close();
   await child.kill();
 }
-if (out) writeFileSync(out, lines.join('\n') + '\n');
+save(out);

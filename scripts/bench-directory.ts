@@ -20,7 +20,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { spawnFixture, type Child } from '../test/helpers/child.js';
 import { freePort } from '../test/helpers/ports.js';
@@ -32,12 +31,8 @@ import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { createStoreMetrics } from '../src/store/metrics.js';
 import type { Directory, NodeInfo } from '../src/store/types.js';
+import { args, flag, reportLog } from './lib/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string): string => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const SELF = new URL(import.meta.url);
 const BATCH = 32;
 const PAGE = 128 * 1024;
@@ -80,11 +75,7 @@ const rounds = Number(flag('--rounds', '3'));
 const keyCount = Number(flag('--keys', '10000'));
 const out = flag('--out', '');
 const parts = new Set(flag('--parts', '1,2,3').split(',').map(Number));
-const lines: string[] = [];
-const log = (s = ''): void => {
-  console.log(s);
-  lines.push(s);
-};
+const { log, save } = reportLog();
 const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -359,5 +350,5 @@ try {
   await Promise.all(children.map((c) => c.kill()));
   await redis.stop();
 }
-if (out) writeFileSync(out, lines.join('\n') + '\n');
+save(out);
 process.exit(0);

@@ -5,22 +5,16 @@
  *
  *   npx tsx scripts/bench-engine.ts [--seconds 3] [--out bench-results/engine.md]
  */
-import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import hdr from 'hdr-histogram-js';
 import { runRow } from '../src/bench/engine/row.js';
 import { SharedHistogram } from '../src/bench/histogram.js';
 import { silentLogger } from '../src/log.js';
+import { args, flag, reportLog } from './lib/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const seconds = Number(flag('--seconds', '3'));
 const out = flag('--out', '');
-const lines: string[] = [];
-const log = (s: string) => {
-  console.log(s);
-  lines.push(s);
-};
+const { log, save } = reportLog();
 
 async function noopRow(threads: number) {
   return runRow(
@@ -82,4 +76,4 @@ log(`| SharedHistogram.record (CPU time) | ${oursNs.toFixed(1)} ns | <= 25 ns ${
 log(`| hdr-histogram-js recordValue (JS, 64-bit buckets, CPU time), same run | ${jsNs.toFixed(1)} ns | ratio ${(jsNs / oursNs).toFixed(1)}x |`);
 log('');
 log(`One no-op call's p50 through the engine: ${one.lat_us_p50} µs (the await of an async call plus two clock reads).`);
-if (out) writeFileSync(out, lines.join('\n') + '\n');
+save(out);

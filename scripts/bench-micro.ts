@@ -15,11 +15,10 @@
  * this process, one client thread, the raw READ loop and `batchGetV1` over the same producer,
  * alternated in 250 ms bursts. GB/s = 10^9 B/s.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
+import { resolveConnection, storeConfig } from '../src/bench/engine/connection.js';
 import { workingSetKeys } from '../src/bench/engine/drivers.js';
+import { freePort } from '../src/bench/engine/net.js';
 import { startProducer } from '../src/bench/engine/producer.js';
 import { microBlocks, runMicro } from '../src/bench/micro.js';
 import type { Report } from '../src/bench/report/types.js';
@@ -29,37 +28,16 @@ import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { openTransport } from '../src/transport/index.js';
 import { alignedBytes } from '../src/transport/memory.js';
 import { OP_FIELDS } from '../src/transport/types.js';
+import { perftest, SHM_TLS, ucxVersion } from './lib/perftest.js';
+import { args, flag, reportLog } from './lib/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const runs = Number(flag('--runs', '5'));
 const durationS = Number(flag('--duration', '3'));
 const warmupS = Number(flag('--warmup', '1'));
 const block = Number(flag('--block-size', '131072'));
 const batch = 64;
 const out = flag('--out', '');
-const SHM_TLS = 'posix,sysv,cma,self';
 const GB = 1e9;
-
-function perftest(size: number): number {
-  const port = String(13000 + Math.floor(Math.random() * 2000));
-  const env = { ...process.env, UCX_TLS: SHM_TLS, UCX_PROTO_ENABLE: 'n' };
-  const server = spawn('ucx_perftest', ['-p', port], { env, stdio: 'ignore' });
-  try {
-    execFileSync('sleep', ['0.5']);
-    const iterations = Math.max(2000, Math.min(200_000, Math.floor((durationS * 20e9) / size)));
-    const text = execFileSync('ucx_perftest', ['127.0.0.1', '-p', port, '-t', 'ucp_get', '-s', String(size), '-O', String(batch), '-n', String(iterations), '-w', String(Math.floor(iterations / 10))], { env, encoding: 'utf8' });
-    const final = text.split('\n').find((l) => l.startsWith('Final:'));
-    if (!final) throw new Error(`ucx_perftest printed no Final line:\n${text}`);
-    // Final: iterations, lat p50, lat avg, lat overall, bw avg (MB/s = 2^20 B/s), bw overall, ...
-    return (Number(final.trim().split(/\s+/)[6]) * 2 ** 20) / GB;
-  } finally {
-    server.kill('SIGKILL');
-  }
-}
 
 /** memcpy (TypedArray.set) with micro's transport access pattern: batch blocks per call from a span of blocks. */
 function memcpySpan(size: number): number {
@@ -103,7 +81,7 @@ const steps: Record<string, (f: Partial<RunFigures>) => Promise<void>> = {
     f.transport2 = gbps(await runMicro({ protocol: 'shm', blockSize: block, batchSize: batch, threads: 2, durationS, warmupS, path: 'transport' }), 'transport-read');
   },
   perftest: async (f) => {
-    f.perftest = perftest(block);
+    f.perftest = perftest({ size: block, outstanding: batch, seconds: durationS, bytesPerS: 20e9, maxIterations: 200_000 });
   },
   memcpy: async (f) => {
     f.memcpy = memcpySpan(block);
@@ -120,14 +98,7 @@ for (let i = 0; i < runs; i++) {
 /** Raw READ vs batchGetV1 from one client thread, alternated in short bursts (drift cancels). */
 async function storeCost(size: number, cycles: number): Promise<{ raw: number; get: number; ratio: number }> {
   const blocks = microBlocks(batch);
-  const port = await new Promise<number>((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(p));
-    });
-  });
-  const store = { discoveryAddr: `127.0.0.1:${port}`, protocol: 'shm' as const, devices: [], ibPort: 1, gidIndex: undefined, authToken: undefined, localHost: '127.0.0.1', timeoutMs: 10_000 };
+  const store = storeConfig(resolveConnection({ protocol: 'shm' }), { discoveryAddr: `127.0.0.1:${await freePort()}` });
   const producer = await startProducer({ ...store, layout: 'mla', pageBytes: size, tokensPerPage: 64, sets: [{ prefix: 'cost', count: blocks }], rawBytes: blocks * size, fill: false, nodeId: 'cost-producer', logLevel: 'warning' }, silentLogger);
   const node = await openTransport({ protocol: 'shm', host: '127.0.0.1' });
   const host = new HostKVPool({ layout: 'mla', pageBytes: size, pages: batch, tokensPerPage: 64, shared: false });
@@ -190,18 +161,14 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const fmt = (x: number) => x.toFixed(2);
-const lines: string[] = [];
-const log = (s: string) => {
-  console.log(s);
-  lines.push(s);
-};
+const { log, save } = reportLog();
 const ratio = (a: keyof RunFigures, b: keyof RunFigures) => results.map((r) => r[a] / r[b]);
 const label = block >= 1 << 20 ? `${block >> 20} MiB` : `${block >> 10} KiB`;
 log(`# micro speed checks (shm, ${label}, batch ${batch})`);
 log('');
 log(`- date: ${new Date().toISOString()}`);
 log(`- command: \`npx tsx scripts/bench-micro.ts ${args.join(' ')}\``);
-log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${execFileSync('ucx_info', ['-v'], { encoding: 'utf8' }).match(/Version ([\d.]+)/)?.[1]}; 1-min load average at each run's start: ${results.map((r) => r.load.toFixed(1)).join(', ')}`);
+log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${ucxVersion()}; 1-min load average at each run's start: ${results.map((r) => r.load.toFixed(1)).join(', ')}`);
 log(`- each micro row: ${durationS} s measured after ${warmupS} s warmup, producer in its own process; ${runs} runs, order rotated per run; medians below`);
 log(`- micro equivalents: \`peercache-bench micro --protocol shm --path both --block-size ${block} --threads 1 --duration ${durationS} --warmup ${warmupS}\` and \`... --path transport --threads 2\``);
 log(`- ucx_perftest: \`UCX_TLS=${SHM_TLS} UCX_PROTO_ENABLE=n ucx_perftest 127.0.0.1 -t ucp_get -s ${block} -O ${batch}\` (one ${label} buffer on each side: cache-hot); micro reads ${batch} blocks per call over ${microBlocks(batch)} blocks (${((microBlocks(batch) * block) / 2 ** 20).toFixed(0)} MiB)`);
@@ -238,4 +205,4 @@ for (const size of [4096, block]) {
   const c = await storeCost(size, 24);
   log(`| ${size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`} | ${fmt(c.raw)} | ${fmt(c.get)} | ${fmt(c.ratio)} |`);
 }
-if (out) writeFileSync(out, lines.join('\n') + '\n');
+save(out);

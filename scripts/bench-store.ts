@@ -9,40 +9,29 @@
  * >= 0.85), the p50/p99 of batchExists on 32 keys and of the directory round trip alone, and a
  * batch-1 batchGetV1 with the cache on and off (what the cache saves).
  */
-import { writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { createServer } from 'node:net';
+import { freePort } from '../src/bench/engine/net.js';
 import { startProducer } from '../src/bench/engine/producer.js';
 import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { EmbeddedDirectory } from '../src/store/directory-client.js';
 import { openTransport } from '../src/transport/index.js';
 import { silentLogger } from '../src/log.js';
+import { args, flag, reportLog } from './lib/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const seconds = Number(flag('--seconds', '3'));
 const workingSet = Number(flag('--working-set', '4096'));
 const out = flag('--out', '');
 const PAGE = 131072;
 const BATCH = 32;
 
-const port = await new Promise<number>((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const p = (s.address() as { port: number }).port;
-    s.close(() => resolve(p));
-  });
-});
+const port = await freePort();
 const discoveryAddr = `127.0.0.1:${port}`;
 const producer = await startProducer(
   { discoveryAddr, protocol: 'shm', devices: [], ibPort: 1, gidIndex: undefined, localHost: '127.0.0.1', authToken: undefined, layout: 'mla', pageBytes: PAGE, tokensPerPage: 64, sets: [{ prefix: 'ws', count: workingSet }], fill: false, rawBytes: workingSet * PAGE, nodeId: 'producer', logLevel: 'warning' },
   silentLogger,
 );
-const lines: string[] = [];
-const log = (s: string) => {
-  console.log(s);
-  lines.push(s);
-};
+const { log, save } = reportLog();
 
 async function timeLoop(fn: (i: number) => Promise<unknown>): Promise<{ callsPerS: number; samples: number[] }> {
   const warm = performance.now() + 500;
@@ -124,4 +113,4 @@ try {
 } finally {
   await producer.stop();
 }
-if (out) writeFileSync(out, lines.join('\n') + '\n');
+save(out);

@@ -9,10 +9,10 @@
  *
  *   npm run build && npx tsx scripts/bench-suite.ts [--rounds 2] [--duration 5] [--warmup 1] [--out bench-results/suite-speed-shm.md]
  */
-import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import type { Row } from '../src/bench/report/types.js';
 import { built } from './lib/built.js';
+import { args, flag, reportLog } from './lib/cli.js';
 
 const { runSweep } = await built<typeof import('../src/bench/sweep.js')>('bench/sweep.js');
 const { runRow } = await built<typeof import('../src/bench/engine/row.js')>('bench/engine/row.js');
@@ -43,19 +43,13 @@ async function bareRead(threads: number): Promise<number> {
   }
 }
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const rounds = Number(flag('--rounds', '2'));
 const durationS = Number(flag('--duration', '10'));
 const warmupS = Number(flag('--warmup', '2'));
 const out = flag('--out', '');
 const concurrencies = [1, 2, 4, 8, 16, 32, 64];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const lines: string[] = [];
-const log = (s: string) => {
-  console.log(s);
-  lines.push(s);
-};
+const { log, save } = reportLog();
 
 const bare: number[] = [];
 const bare64: number[] = [];
@@ -97,4 +91,4 @@ log(`| get PEAK / bare READ | ${(peak.gbps / bareG).toFixed(2)} | >= 0.85 ${peak
 log(`| get at concurrency 64 / get PEAK | ${(at64.gbps / peak.gbps).toFixed(2)} | >= 0.8 ${at64.gbps / peak.gbps >= 0.8 ? 'PASS' : 'FAIL'} |`);
 log(`| every row ok | ${perConc.every((x) => x.ok)} | |`);
 log(`| for reference: the bare READ at 64 threads / the bare READ | ${(median(bare64) / bareG).toFixed(2)} (${median(bare64).toFixed(2)} GB/s) | |`);
-if (out) writeFileSync(out, lines.join('\n') + '\n');
+save(out);

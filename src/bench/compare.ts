@@ -6,16 +6,16 @@
  * did not run) and a per-block summary line in the notes. Mooncake threads default to ours (the
  * original compared 1 thread against 4).
  */
-import { silentLogger, type Logger, type LogLevel } from '../log.js';
-import { loadNative } from '../transport/native.js';
+import { silentLogger } from '../log.js';
 import { round, humanBytes } from './report/format.js';
-import { collectHost } from './report/host.js';
-import { makeReport } from './report/metrics.js';
+import { collectLocalHost } from './report/host.js';
+import { makeReport, noteAborted } from './report/metrics.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
-import { checkProtocol, measureMicro, microNotes, resolveMicro, type MicroConnection, type MicroPoint } from './micro.js';
+import { checkProtocol, type ConnectionOptions } from './engine/connection.js';
+import { measureMicro, microNotes, resolveMicro, type MicroPoint } from './micro.js';
 import { MOONCAKE_MISSING, mooncakeNotes, mooncakeSeconds, runMooncakeRow, type MooncakeOptions } from './mooncake.js';
-import type { RowProgress } from './engine/row.js';
+import type { RunControl } from './engine/row.js';
 
 /** §1.2 D of the original. */
 export const COMPARE_DEFAULT_BLOCK_SIZES = [4096, 65536, 1048576];
@@ -29,7 +29,7 @@ export interface CompareStage {
   blockSize: number;
 }
 
-export interface CompareOptions extends MicroConnection {
+export interface CompareOptions extends ConnectionOptions, RunControl {
   blockSizes?: number[];
   batchSize?: number;
   /** Our workers (default 1). */
@@ -43,14 +43,8 @@ export interface CompareOptions extends MicroConnection {
   /** How Mooncake is found and run. */
   mooncake?: Pick<MooncakeOptions, 'bin' | 'metadataUrl' | 'mooncakeProtocol' | 'timeoutSlackS' | 'stopGraceMs' | 'targetReadyS' | 'env'>;
   maxBytes?: number;
-  command?: string;
-  signal?: AbortSignal;
   onStage?: (s: CompareStage) => void;
-  onProgress?: (p: RowProgress) => void;
   onStatus?: (line: string) => void;
-  onRow?: (row: Row) => void;
-  logger?: Logger;
-  logLevel?: LogLevel;
 }
 
 /** True for a Mooncake row whose binary was not found (not a failure of anything that ran). */
@@ -93,8 +87,7 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
   const mooncakeThreads = options.mooncakeThreads ?? p0.threads;
   await checkProtocol(p0.connection);
   const started = new Date();
-  const native = loadNative();
-  const host = collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
+  const host = collectLocalHost();
   const perSize = p0.paths.length + (options.skipMooncake ? 0 : 1);
   const total = perSize * points.length;
   const rows: Row[] = [];
@@ -158,7 +151,7 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
     notes.push(...mooncakeNotes(mooncakeThreads, mc.warmupS, mc.durationS, p0.durationS));
     if (mooncakeThreads !== p0.threads) notes.push(`NOT matched: Mooncake ran ${mooncakeThreads} threads against our ${p0.threads}`);
   }
-  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+  noteAborted(notes, options.signal);
   return makeReport({
     command: options.command ?? `runCompare(${JSON.stringify({ protocol: p0.connection.protocol, blockSizes })})`,
     host,

@@ -7,19 +7,17 @@
  * figure is reported separately as what it is, an amortised cost (batch latency / batch size, in
  * `extra.amortised_us_per_read_*`), never as a latency; the producer runs in its own process.
  */
-import { createServer } from 'node:net';
 import { silentLogger, type Logger, type LogLevel } from '../log.js';
 import { publishedPoolBytes } from '../store/published-pool.js';
-import { openTransport } from '../transport/index.js';
-import { loadNative } from '../transport/native.js';
-import type { Protocol } from '../transport/types.js';
 import { round } from './report/format.js';
-import { collectHost } from './report/host.js';
-import { failedRow, makeReport } from './report/metrics.js';
+import { collectLocalHost } from './report/host.js';
+import { failedRow, makeReport, noteAborted } from './report/metrics.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
+import { checkProtocol, resolveConnection, storeConfig, type Connection, type ConnectionOptions } from './engine/connection.js';
+import { freePort } from './engine/net.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
-import { runRow, type RowPlan, type RowProgress } from './engine/row.js';
+import { runRow, type RowPlan, type RowProgress, type RunControl } from './engine/row.js';
 
 export type MicroPath = 'transport' | 'store' | 'both';
 /** One measured path: the row's `path` is `transport-read` or `store-get`. */
@@ -35,17 +33,7 @@ export const MICRO_DEFAULTS = {
   maxBytes: 8 * 2 ** 30,
 };
 
-export interface MicroConnection {
-  protocol: Protocol;
-  deviceName?: string;
-  devices?: string[];
-  ibPort?: number;
-  gidIndex?: number;
-  /** The address nodes advertise and bind (default 127.0.0.1). */
-  localHost?: string;
-}
-
-export interface MicroOptions extends MicroConnection {
+export interface MicroOptions extends ConnectionOptions, RunControl {
   /** Bytes per READ (transport) and per page (store); default 65536. */
   blockSize?: number;
   /** READs (pages) per batch call; default 64. */
@@ -58,13 +46,6 @@ export interface MicroOptions extends MicroConnection {
   path?: MicroPath;
   /** Memory budget guard for the producer's regions plus the workers' buffers (default 8 GiB). */
   maxBytes?: number;
-  /** The exact command line, recorded in the report. */
-  command?: string;
-  signal?: AbortSignal;
-  onProgress?: (p: RowProgress) => void;
-  onRow?: (row: Row) => void;
-  logger?: Logger;
-  logLevel?: LogLevel;
 }
 
 export class MicroConfigError extends Error {
@@ -73,7 +54,7 @@ export class MicroConfigError extends Error {
 
 /** The resolved parameters of one block size's micro rows. */
 export interface MicroPoint {
-  connection: Required<Pick<MicroConnection, 'protocol' | 'localHost' | 'ibPort'>> & { devices: string[]; gidIndex: number | undefined };
+  connection: Connection;
   blockSize: number;
   batchSize: number;
   threads: number;
@@ -112,9 +93,8 @@ export function resolveMicro(options: MicroOptions & { blockSize?: number }): Mi
   }
   if (blockSize % 4 !== 0) throw new MicroConfigError(`blockSize ${blockSize} is not a multiple of 4 bytes`);
   if (!(durationS > 0) || !(warmupS >= 0)) throw new MicroConfigError('durationS must be > 0 and warmupS >= 0');
-  const devices = options.devices ?? (options.deviceName ? [options.deviceName] : []);
   const point: MicroPoint = {
-    connection: { protocol: options.protocol, localHost: options.localHost ?? '127.0.0.1', ibPort: options.ibPort ?? 1, devices, gidIndex: options.gidIndex },
+    connection: resolveConnection(options),
     blockSize,
     batchSize,
     threads,
@@ -131,22 +111,6 @@ export function resolveMicro(options: MicroOptions & { blockSize?: number }): Mi
     );
   }
   return point;
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Opens and closes one node: rdma without a NIC (or no UCX) fails here, with the transport's own reason. */
-export async function checkProtocol(c: MicroPoint['connection']): Promise<void> {
-  await (await openTransport({ protocol: c.protocol, devices: c.devices, ibPort: c.ibPort, gidIndex: c.gidIndex, host: c.localHost })).close();
 }
 
 export function rowPathName(p: MicroRowPath): string {
@@ -204,7 +168,7 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
     latUnit: 'batch_call' as const,
   });
   const discoveryAddr = `${c.localHost}:${await freePort(c.localHost)}`;
-  const storeCfg = { discoveryAddr, protocol: c.protocol, devices: c.devices, ibPort: c.ibPort, gidIndex: c.gidIndex, authToken: undefined, localHost: c.localHost, timeoutMs: 10_000 };
+  const storeCfg = storeConfig(c, { discoveryAddr });
   const prefix = 'pcbench/micro';
   let producer: ProducerHandle | null = null;
   try {
@@ -284,8 +248,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
   const point = resolveMicro(options);
   await checkProtocol(point.connection);
   const started = new Date();
-  const native = loadNative();
-  const host = collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
+  const host = collectLocalHost();
   const result = await measureMicro(point, {
     signal: options.signal,
     logger,
@@ -296,7 +259,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
     rows: point.paths.length,
   });
   const notes = [...result.notes, ...microNotes(point)];
-  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+  noteAborted(notes, options.signal);
   return makeReport({
     command: options.command ?? `runMicro(${JSON.stringify({ protocol: options.protocol, path: options.path ?? MICRO_DEFAULTS.path })})`,
     host,

@@ -17,16 +17,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { silentLogger, type Logger } from '../log.js';
-import { loadNative } from '../transport/native.js';
 import type { Protocol } from '../transport/types.js';
 import { round } from './report/format.js';
-import { collectHost } from './report/host.js';
+import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, makeRow } from './report/metrics.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
+import { freePort } from './engine/net.js';
 
 export const MOONCAKE_BIN_NAME = 'transfer_engine_bench';
 /** Every row of a missing binary starts with this (compare tells such rows from real failures). */
@@ -305,17 +304,6 @@ export function mooncakeProtocolFor(protocol: Protocol): string {
   return protocol === 'rdma' ? 'rdma' : 'tcp';
 }
 
-function freePort(host: string): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
 interface Resolved {
   protocol: Protocol;
   mcProtocol: string;
@@ -518,8 +506,7 @@ function resultRow(identity: { system: 'mooncake'; path: string; op: 'read'; pro
 
 export async function runMooncake(options: MooncakeReportOptions): Promise<Report> {
   const started = new Date();
-  const native = loadNative();
-  const host = collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
+  const host = collectLocalHost();
   const out = await runMooncakeRow(options);
   const r = resolveOptions(options);
   const notes = mooncakeNotes(r.threads, r.warmupS, r.durationS, options.durationS ?? MOONCAKE_DEFAULTS.durationS);

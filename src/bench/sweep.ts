@@ -4,36 +4,27 @@
  * producer (prefill) node runs in its own process and publishes the working set; each sweep row
  * runs its consumers on a worker pool sized to the row's concurrency.
  */
-import { createServer } from 'node:net';
-import { silentLogger, type Logger, type LogLevel } from '../log.js';
+import { silentLogger } from '../log.js';
 import type { Layout } from '../store/host-pool.js';
 import { publishedPoolBytes } from '../store/published-pool.js';
-import { openTransport } from '../transport/index.js';
-import { loadNative } from '../transport/native.js';
-import type { Protocol } from '../transport/types.js';
-import { collectHost } from './report/host.js';
-import { failedRow, makeReport } from './report/metrics.js';
+import { collectLocalHost } from './report/host.js';
+import { failedRow, makeReport, noteAborted } from './report/metrics.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
+import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
+import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
-import { runRow, type RowPlan, type RowProgress } from './engine/row.js';
+import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
 
-export interface SweepOptions {
+export interface SweepOptions extends ConnectionOptions, RunControl {
   mode: HiCacheMode;
   /** throughput / saturation: the operation (default get). */
   op?: BenchOp;
   /** saturation / suite: the concurrency sweep (default 1,2,4,8,16,32,64); throughput: one value. */
   concurrencies?: number[];
-  protocol: Protocol;
-  deviceName?: string;
-  devices?: string[];
-  ibPort?: number;
-  gidIndex?: number;
-  /** The address nodes advertise and bind (default 127.0.0.1). */
-  localHost?: string;
   layout?: Layout;
   /** Bytes per component object (default 131072). */
   pageBytes?: number;
@@ -49,14 +40,6 @@ export interface SweepOptions {
   verify?: boolean;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
-  /** The exact command line, recorded in the report. */
-  command?: string;
-  signal?: AbortSignal;
-  onProgress?: (p: RowProgress) => void;
-  /** Each row as soon as it is measured. */
-  onRow?: (row: Row) => void;
-  logger?: Logger;
-  logLevel?: LogLevel;
 }
 
 export class SweepConfigError extends Error {
@@ -70,17 +53,6 @@ interface Step {
   threads: number;
   batchSize: number;
   phase: RowPlan['phase'];
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function plan(o: Required<Pick<SweepOptions, 'mode' | 'op' | 'concurrencies' | 'batchSize'>>): Step[] {
@@ -118,8 +90,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const durationS = options.durationS ?? 10;
   const warmupS = options.warmupS ?? 2;
   const maxBytes = options.maxBytes ?? 8 * 2 ** 30;
-  const localHost = options.localHost ?? '127.0.0.1';
-  const devices = options.devices ?? (options.deviceName ? [options.deviceName] : []);
+  const connection = resolveConnection(options);
+  const { localHost, devices } = connection;
   if (!o.concurrencies.length || o.concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
     throw new SweepConfigError('concurrencies must be a non-empty list of positive integers');
   }
@@ -144,16 +116,15 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
     );
   }
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
-  await (await openTransport({ protocol: options.protocol, devices, ibPort: options.ibPort, gidIndex: options.gidIndex, host: localHost })).close();
+  await checkProtocol(connection);
   const started = new Date();
-  const native = loadNative();
-  const host = collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
+  const host = collectLocalHost();
   const notes: string[] = [];
   const rows: Row[] = [];
   const transports = new Set<string>();
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
   const directoryUrl = options.directory && options.directory !== 'embedded' ? options.directory : undefined;
-  const storeCfg = { discoveryAddr, directoryUrl, protocol: options.protocol, devices, ibPort: options.ibPort ?? 1, gidIndex: options.gidIndex, authToken: undefined, localHost, timeoutMs: 10_000 };
+  const storeCfg = storeConfig(connection, { discoveryAddr, directoryUrl });
   let producer: ProducerHandle | null = null;
   try {
     if (needsProducer) {
@@ -220,7 +191,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   } finally {
     await producer?.stop();
   }
-  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+  noteAborted(notes, options.signal);
   return makeReport({
     command: options.command ?? `runSweep(${JSON.stringify({ mode: o.mode, op: o.op, protocol: options.protocol })})`,
     host,

@@ -1,7 +1,13 @@
-/** Flags of the HiCache modes (latency, throughput, saturation, suite), as the original names them. */
+/**
+ * Flags of the HiCache modes (latency, throughput, saturation, suite), as the original names them;
+ * the connection flags (shared with micro, compare, serve and drive) with their parser.
+ */
 import type { ArgsDef } from 'citty';
+import type { ConnectionOptions } from '../bench/engine/connection.js';
 import { LOG_LEVELS } from '../log.js';
-import { globalArgs } from './shared.js';
+import { PROTOCOLS } from '../transport/types.js';
+import { parseEnum, parseNameList, parsePositiveInt } from './parse.js';
+import { globalArgs, str, type Args } from './shared.js';
 
 export const connectionArgs = {
   protocol: { type: 'string', description: 'Data plane: rdma (RDMA NIC), shm (one host, same one-sided path), tcp (smoke test, never publishable)', default: 'rdma', valueHint: 'rdma|shm|tcp' },
@@ -11,6 +17,20 @@ export const connectionArgs = {
   'gid-index': { type: 'string', description: 'RoCE GID index (default: UCX picks RoCE v2)', default: 'auto', valueHint: 'n|auto' },
   'local-host': { type: 'string', description: 'Address this host binds and advertises', default: '127.0.0.1', valueHint: 'addr' },
 } as const satisfies ArgsDef;
+
+/** --protocol, --device-name, --devices, --ib-port, --gid-index, --local-host (empty: `localHost`). */
+export function connectionFromArgs(args: Args, localHost?: string): ConnectionOptions {
+  const devicesText = str(args, 'devices').trim();
+  const gid = str(args, 'gid-index').trim();
+  return {
+    protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
+    deviceName: str(args, 'device-name').trim() || undefined,
+    devices: devicesText ? parseNameList('--devices', devicesText) : undefined,
+    ibPort: parsePositiveInt('--ib-port', str(args, 'ib-port'), { max: 255 }),
+    gidIndex: gid === '' || gid === 'auto' ? undefined : parsePositiveInt('--gid-index', gid, { min: 0, max: 255 }),
+    localHost: str(args, 'local-host').trim() || localHost,
+  };
+}
 
 export const pageArgs = {
   layout: { type: 'string', description: 'Page layout: mla (1 object per page) or mha (k and v objects)', default: 'mla', valueHint: 'mla|mha' },

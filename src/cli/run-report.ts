@@ -2,14 +2,19 @@
  * What every measuring subcommand does around its run: Ctrl-C stops cleanly (the first one
  * finishes the current row's window and keeps what was measured; a second one exits at once),
  * the report is written (JSON + Markdown) even when rows failed, and the table goes to stdout
- * (or the JSON with --json, the table then to stderr).
+ * (or the JSON with --json, the table then to stderr); a live progress line while it runs; the
+ * run's own errors turned into the program's.
  */
 import { resolve } from 'node:path';
+import type { RunControl } from '../bench/engine/row.js';
 import type { Report } from '../bench/report/types.js';
 import { renderConsole } from '../bench/report/render.js';
 import { writeReport, artifactName, type ArtifactKind } from '../bench/report/write.js';
-import type { Logger } from '../log.js';
-import type { CommandResult } from './shared.js';
+import type { Logger, LogLevel } from '../log.js';
+import { TransportError } from '../transport/types.js';
+import { UsageError } from './parse.js';
+import { createProgress } from './progress.js';
+import { str, tagFromArgs, type Args, type CommandResult } from './shared.js';
 
 export interface ReportRun {
   kind: ArtifactKind;
@@ -22,27 +27,38 @@ export interface ReportRun {
   run(signal: AbortSignal): Promise<Report>;
 }
 
-export async function runAndReport(r: ReportRun): Promise<CommandResult> {
+/**
+ * Runs `run` with Ctrl-C / SIGTERM handled: the first one prints `message` and aborts the signal
+ * `run` got, a second one exits at once (130).
+ */
+export async function withInterrupts<T>(message: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   let interrupts = 0;
-  const onSigint = () => {
+  const onSignal = () => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write('\ninterrupted: finishing the current row and writing what was measured (Ctrl-C again to quit now)\n');
+      process.stderr.write(message);
       controller.abort();
     } else {
       process.exit(130);
     }
   };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
-  let report: Report;
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
-    report = await r.run(controller.signal);
+    return await run(controller.signal);
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
+}
+
+export async function runAndReport(r: ReportRun): Promise<CommandResult> {
+  let signal: AbortSignal | undefined;
+  const report = await withInterrupts('\ninterrupted: finishing the current row and writing what was measured (Ctrl-C again to quit now)\n', (s) => {
+    signal = s;
+    return r.run(s);
+  });
   const name = artifactName({ kind: r.kind, mode: r.mode, protocol: report.meta.protocol, tag: r.tag || undefined, date: new Date(report.created_at) });
   const paths = await writeReport(report, { outDir: resolve(r.outDir), name });
   const table = renderConsole(report, { color: process.stdout.isTTY === true && !r.json });
@@ -55,6 +71,66 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
   process.stderr.write(`wrote ${paths.json}\nwrote ${paths.md}\n`);
   const failed = report.results.filter((row) => !row.ok).length;
   if (failed) r.logger.warn(`${failed} of ${report.results.length} rows failed; see their notes`);
-  if (controller.signal.aborted) return { exitCode: 130 };
+  if (signal?.aborted) return { exitCode: 130 };
   return { exitCode: failed ? 1 : 0 };
+}
+
+/** An error class of a run's own option validation (SweepConfigError, MicroConfigError, DistConfigError). */
+export type ConfigErrorClass = abstract new (...args: never[]) => Error;
+
+/**
+ * Our own errors as the program's: a configuration error becomes a usage error (exit 2), a
+ * protocol this host cannot run keeps its message and code (exit 1), anything else is left as is.
+ */
+export function toProgramError(err: unknown, configError?: ConfigErrorClass): unknown {
+  if (configError && err instanceof configError) return new UsageError(err.message);
+  if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') return Object.assign(new Error(err.message), { code: err.code });
+  return err;
+}
+
+/** What a measuring command hands its run (the run's RunControl, all of it set): spread into the run's options. */
+export type RunHooks = Required<Omit<RunControl, 'onRow'>> & { onRow: () => void };
+
+export interface MeasureCommand {
+  /** The subcommand's name, for the recorded command line. */
+  name: string;
+  kind: ArtifactKind;
+  mode?: string;
+  /** The parsed flags: --out-dir, --tag, --json and --log-level are read here. */
+  args: Args;
+  logger: Logger;
+  /** The run's configuration error, reported as a usage error. */
+  configError?: ConfigErrorClass;
+  run(hooks: RunHooks, progress: { clear(): void }): Promise<Report>;
+}
+
+/** runAndReport with the progress line, the command line and the error translation of every measuring command. */
+export async function runMeasureCommand(c: MeasureCommand): Promise<CommandResult> {
+  const tag = tagFromArgs(c.args);
+  const progress = createProgress();
+  try {
+    return await runAndReport({
+      kind: c.kind,
+      mode: c.mode,
+      outDir: str(c.args, 'out-dir'),
+      tag,
+      json: c.args.json === true,
+      logger: c.logger,
+      run: (signal) =>
+        c.run(
+          {
+            command: ['peercache-bench', c.name, ...process.argv.slice(3)].join(' '),
+            signal,
+            logger: c.logger,
+            logLevel: str(c.args, 'log-level') as LogLevel,
+            onProgress: (p) => progress.update(p),
+            onRow: () => progress.clear(),
+          },
+          progress,
+        ),
+    });
+  } catch (err) {
+    progress.clear();
+    throw toProgramError(err, c.configError);
+  }
 }

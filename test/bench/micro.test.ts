@@ -1,19 +1,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020Import from 'ajv/dist/2020.js';
 import { microBlocks, microBytes, resolveMicro, MicroConfigError } from '../../src/bench/micro.js';
 import type { Report } from '../../src/bench/report/types.js';
 import { SMOKE_LABEL } from '../../src/bench/report/types.js';
 import { runCli } from '../helpers/cli.js';
-
-type AjvCtor = typeof Ajv2020Import extends { default: infer C } ? C : typeof Ajv2020Import;
-const Ajv2020 = ((Ajv2020Import as unknown as { default?: AjvCtor }).default ?? Ajv2020Import) as AjvCtor;
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-const validate = ajv.compile(JSON.parse(readFileSync(new URL('../../schema/report.schema.json', import.meta.url), 'utf8')) as object);
+import { errorsOf, validate } from '../helpers/schema.js';
 
 const dirs: string[] = [];
 
@@ -25,7 +19,7 @@ async function microRun(protocol: 'shm' | 'tcp') {
   const files = (await readdir(dir)).sort();
   assert.equal(files.map((f) => f.replace(/\d{8}-\d{6}/, 'TS')), [`micro-${protocol}-t-TS.json`, `micro-${protocol}-t-TS.md`]);
   const report = JSON.parse(await readFile(join(dir, files[0]), 'utf8')) as Report;
-  assert.ok(validate(report), ajv.errorsText(validate.errors));
+  assert.ok(validate(report), errorsOf());
   const md = await readFile(join(dir, files[1]), 'utf8');
   return { r, report, md };
 }

@@ -4,7 +4,6 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv2020Import from 'ajv/dist/2020.js';
 import { failedRow, makeReport, makeRow, type LatencySummary, type RowInput } from '../../src/bench/report/metrics.js';
 import { markPeak, peakKey } from '../../src/bench/report/peak.js';
 import { fileTimestamp, humanBytes, humanCount, isoSeconds, thousands, toJsonSafe } from '../../src/bench/report/format.js';
@@ -12,14 +11,7 @@ import { formats, hicacheCells, render, renderConsole, renderMarkdown, SMOKE_BAN
 import { artifactName, sanitizeTag, writeReport } from '../../src/bench/report/write.js';
 import { collectHost, packageVersion } from '../../src/bench/report/host.js';
 import { SMOKE_LABEL, type Host, type Report, type Row } from '../../src/bench/report/types.js';
-
-// ajv is CommonJS: under ESM the default import may be the module object carrying `.default`.
-type AjvCtor = typeof Ajv2020Import extends { default: infer C } ? C : typeof Ajv2020Import;
-const Ajv2020 = ((Ajv2020Import as unknown as { default?: AjvCtor }).default ?? Ajv2020Import) as AjvCtor;
-const schema: unknown = JSON.parse(readFileSync(new URL('../../schema/report.schema.json', import.meta.url), 'utf8'));
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-const validate = ajv.compile(schema as object);
-const errorsOf = (): string => ajv.errorsText(validate.errors);
+import { errorsOf, validate } from '../helpers/schema.js';
 
 const KiB = 1024;
 const SEC = 1e9;

@@ -1,21 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Ajv2020Import from 'ajv/dist/2020.js';
 import { addRatios, isMooncakeMissing } from '../../src/bench/compare.js';
 import { failedRow, makeRow } from '../../src/bench/report/metrics.js';
 import type { Report } from '../../src/bench/report/types.js';
 import { compareExitCode } from '../../src/cli/commands/compare.js';
 import { runCli } from '../helpers/cli.js';
-
-type AjvCtor = typeof Ajv2020Import extends { default: infer C } ? C : typeof Ajv2020Import;
-const Ajv2020 = ((Ajv2020Import as unknown as { default?: AjvCtor }).default ?? Ajv2020Import) as AjvCtor;
-const ajv = new Ajv2020({ allErrors: true, strict: true });
-const validate = ajv.compile(JSON.parse(readFileSync(new URL('../../schema/report.schema.json', import.meta.url), 'utf8')) as object);
+import { errorsOf, validate } from '../helpers/schema.js';
 
 const fake = fileURLToPath(new URL('../fixtures/transfer_engine_bench', import.meta.url));
 const dirs: string[] = [];
@@ -32,7 +26,7 @@ async function compare(args: string[], env: NodeJS.ProcessEnv = {}) {
   const files = (await readdir(dir)).sort();
   const json = files.find((f) => f.endsWith('.json'));
   const report = json ? (JSON.parse(await readFile(join(dir, json), 'utf8')) as Report) : null;
-  if (report) assert.ok(validate(report), ajv.errorsText(validate.errors));
+  if (report) assert.ok(validate(report), errorsOf());
   return { r, files, report, md: json ? await readFile(join(dir, json.replace(/\.json$/, '.md')), 'utf8') : '' };
 }
 

@@ -1,65 +1,29 @@
+/**
+ * The directory's semantics on both kinds (the embedded server, and RedisDirectory on a real
+ * redis-server), then the embedded server and client on their own: frame limits, auth, malformed
+ * control messages, timeouts, connection loss, a SIGKILLed member, openDirectory. Redis on its own
+ * (URLs, liveness by key expiry, restarts): redis-directory.test.ts.
+ */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { DirectoryServer } from '../../src/store/directory-server.js';
 import { EmbeddedDirectory } from '../../src/store/directory-client.js';
 import type { EmbeddedDirectoryOptions } from '../../src/store/directory-client.js';
 import { openDirectory, parseDiscoveryAddr } from '../../src/store/control-plane.js';
+import { RedisDirectory } from '../../src/store/redis-directory.js';
 import { FrameDecoder, FrameKind, PROTOCOL_VERSION, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/wire.js';
 import type { Frame, LogLevel } from '../../src/store/wire.js';
-import type { DirectoryEvent, Location, NodeInfo } from '../../src/store/types.js';
+import type { Directory, DirectoryEvent, Location, NodeInfo } from '../../src/store/types.js';
+import { spawnFixture } from '../helpers/child.js';
+import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
+import { freePort } from '../helpers/ports.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/directory-node.ts', import.meta.url));
-
-function nodeInfo(nodeId: string): NodeInfo {
-  return {
-    nodeId,
-    protocol: 'tcp',
-    host: '127.0.0.1',
-    transportAddress: Buffer.from(`addr-${nodeId}`).toString('base64'),
-    regionDescriptor: Buffer.from(`region-${nodeId}`).toString('base64'),
-    attributes: { pageSize: 4096, layout: 'mha', mla: false },
-  };
-}
-
-function loc(nodeId: string, offset: number, generation: number, length = 4096): Location {
-  return { nodeId, offset, length, generation };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 3000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
+const FIXTURE = new URL('../fixtures/directory-node.ts', import.meta.url);
 
 function connect(server: DirectoryServer, extra: Partial<EmbeddedDirectoryOptions> = {}): Promise<EmbeddedDirectory> {
   return EmbeddedDirectory.connect({ host: server.address.host, port: server.address.port, ...extra });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** Captures a server's log lines. */
@@ -68,128 +32,204 @@ function logSink(): { lines: string[]; onLog: (level: LogLevel, message: string)
   return { lines, onLog: (level, message) => lines.push(`${level}: ${message}`) };
 }
 
-test('join, members, node; events node-joined and node-left', async () => {
-  const server = await DirectoryServer.listen({ host: '127.0.0.1', port: 0 });
-  const a = await connect(server);
-  const b = await connect(server);
-  try {
-    const aEvents: DirectoryEvent[] = [];
-    a.subscribe((e) => aEvents.push(e));
-    assert.equal(await a.join(nodeInfo('a')), [nodeInfo('a')]);
-    const members = await b.join(nodeInfo('b'));
-    assert.equal(members.map((m) => m.nodeId).sort(), ['a', 'b']);
-    assert.equal(await a.node('b'), nodeInfo('b'));
-    assert.is(await a.node('nobody'), null);
-    assert.is((await b.members()).length, 2);
-    await waitFor('node-joined', () => aEvents.length === 1);
-    assert.equal(aEvents[0], { type: 'node-joined', node: nodeInfo('b') });
-    await b.publish([{ key: 'kb', location: loc('b', 0, 1) }]);
-    await b.close();
-    await waitFor('node-left', () => aEvents.length === 2);
-    assert.equal(aEvents[1], { type: 'node-left', nodeId: 'b', reason: 'left' });
-    assert.equal(await a.lookup(['kb']), [null], "a closed node's entries are gone");
-    assert.is(await a.node('b'), null);
-    assert.equal(server.stats().members, 1);
-    // A closed client fails fast.
-    assert.match((await rejection(b.lookup(['kb']))).message, 'directory client is closed');
-  } finally {
-    await a.close();
-    await b.close();
-    await server.close();
-  }
+/** One directory for one test: its clients connect to it; close() ends it. */
+interface Setup {
+  connect(): Promise<Directory>;
+  /** The embedded directory's server (its stats); null on Redis. */
+  server: DirectoryServer | null;
+  close(): Promise<void>;
+}
+
+interface Kind {
+  name: 'embedded' | 'redis';
+  /** A fresh directory; `redis` are options of the Redis URL. */
+  open(redis?: Record<string, string | number>): Promise<Setup>;
+  /** How long events may take to arrive. */
+  waitMs: number;
+}
+
+let redis: RedisServer | undefined;
+let prefixes = 0;
+
+const kinds: Kind[] = [
+  {
+    name: 'embedded',
+    waitMs: 3000,
+    async open() {
+      const server = await DirectoryServer.listen();
+      return { connect: () => connect(server), server, close: () => server.close() };
+    },
+  },
+  {
+    name: 'redis',
+    waitMs: 5000,
+    async open(q = {}) {
+      redis ??= await startRedis();
+      // A prefix of its own: tests do not see each other's keys.
+      const url = redis.urlWith({ prefix: `t${++prefixes}:`, ttl_ms: 1000, poll_ms: 100, ...q });
+      return { connect: () => RedisDirectory.connect({ url }), server: null, close: async () => {} };
+    },
+  },
+];
+
+test.after(async () => {
+  await redis?.stop();
 });
 
-test('publish / lookup / remove semantics: first publisher wins, generations, conditional removal', async () => {
-  const server = await DirectoryServer.listen();
-  const a = await connect(server);
-  const b = await connect(server);
-  try {
-    await a.join(nodeInfo('a'));
-    await b.join(nodeInfo('b'));
-    // First live publisher wins; the second publisher is refused.
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 5) }, { key: 'k2', location: loc('a', 4096, 5) }]), [true, true]);
-    assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 9) }, { key: 'k3', location: loc('b', 0, 1) }]), [false, true]);
-    assert.equal(await b.lookup(['k1', 'k2', 'k3', 'missing']), [loc('a', 0, 5), loc('a', 4096, 5), loc('b', 0, 1), null]);
-    // The same node replaces with a newer (or the same) generation, not with an older one.
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true]);
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 6) }]), [false]);
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true], 'republishing is idempotent');
-    assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
-    // Entries for a node that is not a live member are refused.
-    assert.equal(await a.publish([{ key: 'k9', location: loc('ghost', 0, 1) }]), [false]);
-    assert.equal(await a.lookup(['k9']), [null]);
-    // Conditional removal: a mismatched owner or generation leaves the entry alone.
-    await b.remove([
-      { key: 'k1', nodeId: 'b', generation: 7 },
-      { key: 'k1', nodeId: 'a', generation: 5 },
-      { key: 'missing', nodeId: 'a', generation: 1 },
-    ]);
-    assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
-    await b.remove([{ key: 'k1', nodeId: 'a', generation: 7 }]);
-    assert.equal(await a.lookup(['k1', 'k2']), [null, loc('a', 4096, 5)]);
-    // Once removed, another node may publish the key.
-    assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 2) }]), [true]);
-    // When a leaves, its entries go and b may take them.
-    await a.close();
-    assert.equal(await b.lookup(['k1', 'k2', 'k3']), [loc('b', 0, 2), null, loc('b', 0, 1)]);
-    assert.equal(await b.publish([{ key: 'k2', location: loc('b', 4096, 1) }]), [true]);
-    assert.is(server.stats().entries, 3);
-  } finally {
-    await a.close();
-    await b.close();
-    await server.close();
-  }
-});
+for (const kind of kinds) {
+  test(`${kind.name}: join, members, node; events node-joined and node-left`, async () => {
+    const d = await kind.open();
+    const a = await d.connect();
+    const b = await d.connect();
+    try {
+      const aEvents: DirectoryEvent[] = [];
+      a.subscribe((e) => aEvents.push(e));
+      assert.equal(await a.join(nodeInfo('a')), [nodeInfo('a')]);
+      const members = await b.join(nodeInfo('b'));
+      assert.equal(members.map((m) => m.nodeId).sort(), ['a', 'b']);
+      assert.equal(await a.node('b'), nodeInfo('b'));
+      assert.is(await a.node('nobody'), null);
+      assert.is((await b.members()).length, 2);
+      await waitFor('node-joined', () => aEvents.length === 1, kind.waitMs);
+      assert.equal(aEvents[0], { type: 'node-joined', node: nodeInfo('b') });
+      await b.publish([{ key: 'kb', location: loc('b', 0, 1) }]);
+      await b.close();
+      if (kind.name === 'redis') {
+        // Redis: close() itself deletes the node and its entries; the others' poll sees it later.
+        assert.equal(await a.lookup(['kb']), [null], "a closed node's entries are gone at once");
+        assert.is(await a.node('b'), null);
+      }
+      await waitFor('node-left', () => aEvents.length === 2, kind.waitMs);
+      if (d.server) {
+        assert.equal(aEvents[1], { type: 'node-left', nodeId: 'b', reason: 'left' });
+        assert.equal(await a.lookup(['kb']), [null], "a closed node's entries are gone");
+        assert.is(await a.node('b'), null);
+        assert.equal(d.server.stats().members, 1);
+      } else {
+        assert.is(aEvents[1].type, 'node-left');
+        assert.is((aEvents[1] as { nodeId: string }).nodeId, 'b');
+      }
+      // A closed client fails fast.
+      assert.match((await rejection(b.lookup(['kb']))).message, 'directory client is closed');
+    } finally {
+      await a.close();
+      await b.close();
+      await d.close();
+    }
+  });
 
-test('a nodeId in use by a live member is refused; the connection stays usable', async () => {
-  const server = await DirectoryServer.listen();
-  const a = await connect(server);
-  const b = await connect(server);
-  try {
-    await a.join(nodeInfo('same'));
-    const err = await rejection(b.join(nodeInfo('same')));
-    assert.match(err.message, "nodeId 'same' is already in use by a live member");
-    assert.ok(b.isOpen);
-    await b.join(nodeInfo('other'));
-    assert.match((await rejection(b.join(nodeInfo('third')))).message, "already joined as 'other'");
-    assert.is((await b.members()).length, 2);
-    await a.close();
-    // Once the first one left, the id is free again.
-    const c = await connect(server);
-    await c.join(nodeInfo('same'));
-    await c.close();
-  } finally {
-    await a.close();
-    await b.close();
-    await server.close();
-  }
-});
+  test(`${kind.name}: publish / lookup / remove semantics: first publisher wins, generations, conditional removal`, async () => {
+    const d = await kind.open();
+    const a = await d.connect();
+    const b = await d.connect();
+    try {
+      await a.join(nodeInfo('a'));
+      await b.join(nodeInfo('b'));
+      // First live publisher wins; the second publisher is refused.
+      assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 5) }, { key: 'k2', location: loc('a', 4096, 5) }]), [true, true]);
+      assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 9) }, { key: 'k3', location: loc('b', 0, 1) }]), [false, true]);
+      assert.equal(await b.lookup(['k1', 'k2', 'k3', 'missing']), [loc('a', 0, 5), loc('a', 4096, 5), loc('b', 0, 1), null]);
+      // The same node replaces with a newer (or the same) generation, not with an older one.
+      assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true]);
+      assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 6) }]), [false]);
+      assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true], 'republishing is idempotent');
+      assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
+      // Entries for a node that is not a live member are refused.
+      assert.equal(await a.publish([{ key: 'k9', location: loc('ghost', 0, 1) }]), [false]);
+      assert.equal(await a.lookup(['k9']), [null]);
+      // Conditional removal: a slow remover with an old generation (or the wrong owner) changes nothing.
+      await b.remove([
+        { key: 'k1', nodeId: 'b', generation: 7 },
+        { key: 'k1', nodeId: 'a', generation: 5 },
+        { key: 'missing', nodeId: 'a', generation: 1 },
+      ]);
+      assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
+      await b.remove([{ key: 'k1', nodeId: 'a', generation: 7 }]);
+      assert.equal(await a.lookup(['k1', 'k2']), [null, loc('a', 4096, 5)]);
+      // Once removed, another node may publish the key.
+      assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 2) }]), [true]);
+      // When a leaves, its entries go and b may take them.
+      await a.close();
+      assert.equal(await b.lookup(['k1', 'k2', 'k3']), [loc('b', 0, 2), null, loc('b', 0, 1)]);
+      assert.equal(await b.publish([{ key: 'k2', location: loc('b', 4096, 1) }]), [true]);
+      if (d.server) {
+        assert.is(d.server.stats().entries, 3);
+      } else {
+        // Empty batches, bad entries.
+        assert.equal(await b.lookup([]), []);
+        assert.equal(await b.publish([]), []);
+        await b.remove([]);
+        assert.match((await rejection(b.publish([{ key: 'x', location: loc('b', -1, 1) }]))).message, /non-negative integers/);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      await d.close();
+    }
+  });
 
-test('batches of 100k keys in one frame, and pipelined requests on one connection', async () => {
-  const server = await DirectoryServer.listen();
-  const a = await connect(server);
-  try {
-    await a.join(nodeInfo('a'));
-    const n = 100_000;
-    const entries = Array.from({ length: n }, (_, i) => ({ key: `sha256:${i.toString(16).padStart(64, '0')}`, location: loc('a', i * 4096, 1) }));
-    const t0 = performance.now();
-    const ok = await a.publish(entries);
-    const t1 = performance.now();
-    assert.is(ok.length, n);
-    assert.ok(ok.every(Boolean));
-    const found = await a.lookup(entries.map((e) => e.key));
-    const t2 = performance.now();
-    assert.is(found.length, n);
-    for (let i = 0; i < n; i++) if (found[i]?.offset !== i * 4096) assert.unreachable(`key ${i}`);
-    console.log(`    100k publish ${(t1 - t0).toFixed(0)} ms, 100k lookup ${(t2 - t1).toFixed(0)} ms`);
-    // Pipelining: many requests in flight, each answered with its own result.
-    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => a.lookup([entries[i * 7].key, 'nope'])));
-    results.forEach((r, i) => assert.equal(r, [loc('a', i * 7 * 4096, 1), null]));
-  } finally {
-    await a.close();
-    await server.close();
-  }
-});
+  test(`${kind.name}: a nodeId in use by a live member is refused; one node per client; the id is free once it left`, async () => {
+    const d = await kind.open();
+    const a = await d.connect();
+    const b = await d.connect();
+    try {
+      await a.join(nodeInfo('same'));
+      const err = await rejection(b.join(nodeInfo('same')));
+      assert.match(err.message, kind.name === 'embedded' ? "nodeId 'same' is already in use by a live member" : 'nodeId same is already in use by a live member');
+      // The connection stays usable.
+      if (b instanceof EmbeddedDirectory) assert.ok(b.isOpen);
+      await b.join(nodeInfo('other'));
+      assert.match((await rejection(b.join(nodeInfo('third')))).message, "already joined as 'other'");
+      if (d.server) {
+        assert.is((await b.members()).length, 2);
+      } else {
+        // A re-join from the same client updates the node's info.
+        const updated = { ...nodeInfo('other'), attributes: { v: 2 } };
+        assert.equal((await b.join(updated)).find((m) => m.nodeId === 'other'), updated);
+      }
+      await a.close();
+      // Once the first one left, the id is free again.
+      const c = await d.connect();
+      await c.join(nodeInfo('same'));
+      await c.close();
+    } finally {
+      await a.close();
+      await b.close();
+      await d.close();
+    }
+  });
+
+  test(`${kind.name}: batches of 100k keys in one request, and many requests in flight`, async () => {
+    // Redis: a TTL well above what 100k entries take on a 2-core machine: the heartbeat waits behind them.
+    const d = await kind.open({ ttl_ms: 10_000, poll_ms: 500 });
+    const a = await d.connect();
+    try {
+      await a.join(nodeInfo('a'));
+      const n = 100_000;
+      const entries = Array.from({ length: n }, (_, i) => ({ key: `sha256:${i.toString(16).padStart(64, '0')}`, location: loc('a', i * 4096, 1) }));
+      const t0 = performance.now();
+      const ok = await a.publish(entries);
+      const t1 = performance.now();
+      assert.is(ok.length, n);
+      assert.ok(ok.every(Boolean));
+      const found = await a.lookup(entries.map((e) => e.key));
+      const t2 = performance.now();
+      assert.is(found.length, n);
+      for (let i = 0; i < n; i++) if (found[i]?.offset !== i * 4096) assert.unreachable(`key ${i}`);
+      console.log(`    ${kind.name}: 100k publish ${(t1 - t0).toFixed(0)} ms, 100k lookup ${(t2 - t1).toFixed(0)} ms`);
+      // Pipelining: many requests in flight, each answered with its own result.
+      const results = await Promise.all(Array.from({ length: 500 }, (_, i) => a.lookup([entries[i * 7].key, 'nope'])));
+      results.forEach((r, i) => assert.equal(r, [loc('a', i * 7 * 4096, 1), null]));
+      if (!d.server) {
+        await a.remove(entries.map((e) => ({ key: e.key, nodeId: 'a', generation: 1 })));
+        assert.equal(await a.lookup([entries[0].key, entries[n - 1].key]), [null, null]);
+      }
+    } finally {
+      await a.close();
+      await d.close();
+    }
+  });
+}
 
 test('a request over the server frame limit is refused locally; a response over the client limit is refused, not fatal', async () => {
   const server = await DirectoryServer.listen({ maxFrameBytes: 4096 });
@@ -486,44 +526,28 @@ test('connection loss: pending requests reject with "directory connection lost",
   }
 });
 
-async function spawnNode(args: string[]): Promise<{ child: ChildProcess; ready: Promise<{ ready: boolean; served?: boolean; accepted?: number; error?: string }> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  const ready = new Promise<{ ready: boolean; served?: boolean; accepted?: number; error?: string }>((resolve, reject) => {
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve(JSON.parse(out.slice(0, nl)));
-    });
-    child.once('exit', (code) => reject(new Error(`fixture exited (${code}) before ready: ${out} ${err}`)));
-  });
-  ready.catch(() => {});
-  return { child, ready };
-}
-
-async function killAndReap(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGKILL');
-  await exited;
+/** What a directory-node fixture prints once it joined and published. */
+interface NodeReady {
+  ready: boolean;
+  served?: boolean;
+  accepted?: number;
+  error?: string;
 }
 
 test('a SIGKILLed member: its entries become misses at once, others get node-left, the server keeps serving', async () => {
   const server = await DirectoryServer.listen();
   const watcher = await connect(server);
-  const { child, ready } = await spawnNode(['join', `127.0.0.1:${server.address.port}`, 'victim', '1000']);
+  const child = spawnFixture(FIXTURE, ['join', `127.0.0.1:${server.address.port}`, 'victim', '1000']);
   try {
     await watcher.join(nodeInfo('watcher'));
     const events: DirectoryEvent[] = [];
     watcher.subscribe((e) => events.push(e));
-    const r = await ready;
+    const r = (await child.ready) as unknown as NodeReady;
     assert.equal(r.accepted, 1000);
     const keys = Array.from({ length: 1000 }, (_, i) => `victim/k${i}`);
     assert.ok((await watcher.lookup(keys)).every((l) => l?.nodeId === 'victim'));
     const t0 = performance.now();
-    child.kill('SIGKILL');
+    child.proc.kill('SIGKILL');
     const left = await waitFor('node-left', () => events.find((e) => e.type === 'node-left'), 2000);
     const tEvent = performance.now() - t0;
     assert.equal(left, { type: 'node-left', nodeId: 'victim', reason: (left as { reason: string }).reason });
@@ -540,7 +564,7 @@ test('a SIGKILLed member: its entries become misses at once, others get node-lef
     assert.equal(await again.publish([{ key: 'victim/k0', location: loc('victim', 0, 2) }]), [true]);
     await again.close();
   } finally {
-    await killAndReap(child);
+    await child.kill('SIGKILL');
     await watcher.close();
     await server.close();
   }
@@ -600,9 +624,9 @@ test('openDirectory: many concurrent openers on one address (in-process and in c
     for (const o of [...opened].sort((x, y) => Number(x.server !== null) - Number(y.server !== null))) await o.directory.close();
   }
   const port2 = await freePort();
-  const children = await Promise.all(Array.from({ length: 4 }, (_, i) => spawnNode(['open', `127.0.0.1:${port2}`, `c${i}`, '10'])));
+  const children = Array.from({ length: 4 }, (_, i) => spawnFixture(FIXTURE, ['open', `127.0.0.1:${port2}`, `c${i}`, '10']));
   try {
-    const results = await Promise.all(children.map((c) => c.ready));
+    const results = (await Promise.all(children.map((c) => c.ready))) as unknown as NodeReady[];
     assert.ok(results.every((r) => r.ready && r.accepted === 10), JSON.stringify(results));
     assert.is(results.filter((r) => r.served).length, 1, JSON.stringify(results));
     const probe = await EmbeddedDirectory.connect({ port: port2 });
@@ -610,7 +634,7 @@ test('openDirectory: many concurrent openers on one address (in-process and in c
     assert.ok((await probe.lookup(['c0/k0', 'c3/k9'])).every((l) => l !== null));
     await probe.close();
   } finally {
-    await Promise.all(children.map((c) => killAndReap(c.child)));
+    await Promise.all(children.map((c) => c.kill('SIGKILL')));
   }
 });
 

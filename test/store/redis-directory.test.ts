@@ -1,7 +1,8 @@
 /**
- * RedisDirectory against a real redis-server: the same semantics as the embedded directory
- * (directory.test.ts), liveness by key expiry (a SIGKILLed node's keys become misses within the
- * TTL, node-left follows), Redis restarted mid-run, Redis unreachable at start.
+ * RedisDirectory against a real redis-server, what only Redis has: directory URLs, liveness by
+ * key expiry (a SIGKILLed node's keys become misses within the TTL, node-left follows), Redis
+ * restarted mid-run, Redis unreachable at start, prefixes. The semantics it shares with the
+ * embedded directory run on both in directory.test.ts.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,45 +13,10 @@ import { freePort } from '../helpers/ports.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { RedisDirectory } from '../../src/store/redis-directory.js';
 import { parseDirectoryChoice, parseRedisUrl, redactUrl } from '../../src/store/directory-url.js';
-import type { DirectoryEvent, Location, NodeInfo } from '../../src/store/types.js';
+import type { DirectoryEvent } from '../../src/store/types.js';
+import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
 
 const FIXTURE = new URL('../fixtures/directory-node.ts', import.meta.url);
-
-function nodeInfo(nodeId: string): NodeInfo {
-  return {
-    nodeId,
-    protocol: 'tcp',
-    host: '127.0.0.1',
-    transportAddress: Buffer.from(`addr-${nodeId}`).toString('base64'),
-    regionDescriptor: Buffer.from(`region-${nodeId}`).toString('base64'),
-    attributes: { pageSize: 4096, layout: 'mha', mla: false },
-  };
-}
-
-function loc(nodeId: string, offset: number, generation: number, length = 4096): Location {
-  return { nodeId, offset, length, generation };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error & { code?: string };
-  }
-  throw new Error('expected a rejection');
-}
 
 let redis: RedisServer;
 let prefixes = 0;
@@ -85,128 +51,6 @@ test('directory URLs: parsing, options, masking, clear errors', () => {
   assert.throws(() => parseRedisUrl('redis://:hunter2@h:1/x'), (e: Error) => !e.message.includes('hunter2'));
 });
 
-test('join, members, node; events node-joined and node-left', async () => {
-  const u = url();
-  const a = await RedisDirectory.connect({ url: u });
-  const b = await RedisDirectory.connect({ url: u });
-  try {
-    const aEvents: DirectoryEvent[] = [];
-    a.subscribe((e) => aEvents.push(e));
-    assert.equal(await a.join(nodeInfo('a')), [nodeInfo('a')]);
-    const members = await b.join(nodeInfo('b'));
-    assert.equal(members.map((m) => m.nodeId).sort(), ['a', 'b']);
-    assert.equal(await a.node('b'), nodeInfo('b'));
-    assert.is(await a.node('nobody'), null);
-    assert.is((await b.members()).length, 2);
-    await waitFor('node-joined', () => aEvents.length === 1);
-    assert.equal(aEvents[0], { type: 'node-joined', node: nodeInfo('b') });
-    await b.publish([{ key: 'kb', location: loc('b', 0, 1) }]);
-    await b.close();
-    assert.equal(await a.lookup(['kb']), [null], "a closed node's entries are gone at once");
-    assert.is(await a.node('b'), null);
-    await waitFor('node-left', () => aEvents.length === 2);
-    assert.is(aEvents[1].type, 'node-left');
-    assert.is((aEvents[1] as { nodeId: string }).nodeId, 'b');
-    const err = await rejection(b.lookup(['kb']));
-    assert.match(err.message, 'directory client is closed');
-  } finally {
-    await a.close();
-    await b.close();
-  }
-});
-
-test('publish / lookup / remove semantics: first publisher wins, generations, conditional removal', async () => {
-  const u = url();
-  const a = await RedisDirectory.connect({ url: u });
-  const b = await RedisDirectory.connect({ url: u });
-  try {
-    await a.join(nodeInfo('a'));
-    await b.join(nodeInfo('b'));
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 5) }, { key: 'k2', location: loc('a', 4096, 5) }]), [true, true]);
-    assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 9) }, { key: 'k3', location: loc('b', 0, 1) }]), [false, true]);
-    assert.equal(await b.lookup(['k1', 'k2', 'k3', 'missing']), [loc('a', 0, 5), loc('a', 4096, 5), loc('b', 0, 1), null]);
-    // The same node replaces with a newer (or the same) generation, not with an older one.
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true]);
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 0, 6) }]), [false]);
-    assert.equal(await a.publish([{ key: 'k1', location: loc('a', 8192, 7) }]), [true], 'republishing is idempotent');
-    assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
-    // Entries for a node that is not a live member are refused.
-    assert.equal(await a.publish([{ key: 'k9', location: loc('ghost', 0, 1) }]), [false]);
-    assert.equal(await a.lookup(['k9']), [null]);
-    // Conditional removal: a slow remover with an old generation (or the wrong owner) changes nothing.
-    await b.remove([
-      { key: 'k1', nodeId: 'b', generation: 7 },
-      { key: 'k1', nodeId: 'a', generation: 5 },
-      { key: 'missing', nodeId: 'a', generation: 1 },
-    ]);
-    assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
-    await b.remove([{ key: 'k1', nodeId: 'a', generation: 7 }]);
-    assert.equal(await a.lookup(['k1', 'k2']), [null, loc('a', 4096, 5)]);
-    assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 2) }]), [true]);
-    // When a leaves, its entries go and b may take them.
-    await a.close();
-    assert.equal(await b.lookup(['k1', 'k2', 'k3']), [loc('b', 0, 2), null, loc('b', 0, 1)]);
-    assert.equal(await b.publish([{ key: 'k2', location: loc('b', 4096, 1) }]), [true]);
-    // Empty batches, bad entries.
-    assert.equal(await b.lookup([]), []);
-    assert.equal(await b.publish([]), []);
-    await b.remove([]);
-    assert.match((await rejection(b.publish([{ key: 'x', location: loc('b', -1, 1) }]))).message, /non-negative integers/);
-  } finally {
-    await a.close();
-    await b.close();
-  }
-});
-
-test('a nodeId in use by a live member is refused; one node per client; the id is free once it left', async () => {
-  const u = url();
-  const a = await RedisDirectory.connect({ url: u });
-  const b = await RedisDirectory.connect({ url: u });
-  try {
-    await a.join(nodeInfo('same'));
-    const err = await rejection(b.join(nodeInfo('same')));
-    assert.match(err.message, "nodeId same is already in use by a live member");
-    await b.join(nodeInfo('other'));
-    assert.match((await rejection(b.join(nodeInfo('third')))).message, "already joined as 'other'");
-    // A re-join from the same client updates the node's info.
-    const updated = { ...nodeInfo('other'), attributes: { v: 2 } };
-    assert.equal((await b.join(updated)).find((m) => m.nodeId === 'other'), updated);
-    await a.close();
-    const c = await RedisDirectory.connect({ url: u });
-    await c.join(nodeInfo('same'));
-    await c.close();
-  } finally {
-    await a.close();
-    await b.close();
-  }
-});
-
-test('batches of 100k keys (one pipeline, one round trip) and many requests in flight', async () => {
-  // A TTL well above what 100k entries take on a 2-core machine: the heartbeat waits behind them.
-  const a = await RedisDirectory.connect({ url: url({ ttl_ms: 10_000, poll_ms: 500 }) });
-  try {
-    await a.join(nodeInfo('a'));
-    const n = 100_000;
-    const entries = Array.from({ length: n }, (_, i) => ({ key: `sha256:${i.toString(16).padStart(64, '0')}`, location: loc('a', i * 4096, 1) }));
-    const t0 = performance.now();
-    const ok = await a.publish(entries);
-    const t1 = performance.now();
-    assert.is(ok.length, n);
-    assert.ok(ok.every(Boolean));
-    const found = await a.lookup(entries.map((e) => e.key));
-    const t2 = performance.now();
-    assert.is(found.length, n);
-    for (let i = 0; i < n; i++) if (found[i]?.offset !== i * 4096) assert.unreachable(`key ${i}`);
-    console.log(`    redis: 100k publish ${(t1 - t0).toFixed(0)} ms, 100k lookup ${(t2 - t1).toFixed(0)} ms`);
-    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => a.lookup([entries[i * 7].key, 'nope'])));
-    results.forEach((r, i) => assert.equal(r, [loc('a', i * 7 * 4096, 1), null]));
-    await a.remove(entries.map((e) => ({ key: e.key, nodeId: 'a', generation: 1 })));
-    assert.equal(await a.lookup([entries[0].key, entries[n - 1].key]), [null, null]);
-  } finally {
-    await a.close();
-  }
-});
-
 test('a SIGKILLed node: its keys are misses within the TTL, node-left follows, its entries are deleted, others take its keys', async () => {
   const u = url({ ttl_ms: 800, poll_ms: 100 });
   const watcher = await RedisDirectory.connect({ url: u });
@@ -218,7 +62,7 @@ test('a SIGKILLed node: its keys are misses within the TTL, node-left follows, i
     child = spawnFixture(FIXTURE, ['join', u, 'victim', '50']);
     const ready = (await child.ready) as { accepted: number; members: number };
     assert.is(ready.accepted, 50);
-    await waitFor('node-joined', () => events.some((e) => e.type === 'node-joined' && e.node.nodeId === 'victim'));
+    await waitFor('node-joined', () => events.some((e) => e.type === 'node-joined' && e.node.nodeId === 'victim'), 5000);
     assert.equal(await watcher.lookup(['victim/k0']), [loc('victim', 0, 1)]);
     child.proc.kill('SIGKILL');
     const killedAt = Date.now();
@@ -321,7 +165,7 @@ test('closing while Redis is down returns at once; the node is gone once Redis i
     await waitFor('b back, a gone', async () => {
       const m = await b.members().catch(() => []);
       return m.length === 1 && m[0].nodeId === 'b';
-    });
+    }, 5000);
   } finally {
     await a.close();
     await b.close();

@@ -6,6 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection, sleep } from '../helpers/directory.js';
 import { checkPattern, fillPattern } from '../helpers/pattern.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis } from '../helpers/redis.js';
@@ -13,16 +14,6 @@ import { HostKVPool } from '../../src/store/host-pool.js';
 import { PeerCacheStore, StoreConfigError } from '../../src/store/peer-cache-store.js';
 
 const PAGE = 8192;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 test('Redis restarted mid-run: reads miss while it is down, nothing crashes, then the nodes re-join, republish and hit again', async () => {
   const redis = await startRedis();

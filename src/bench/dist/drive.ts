@@ -10,11 +10,11 @@
  * report (with what was measured) is still returned.
  */
 import { hostname } from 'node:os';
-import { silentLogger, type Logger, type LogLevel } from '../../log.js';
-import { loadNative } from '../../transport/native.js';
-import { runRow, type RowProgress } from '../engine/row.js';
-import { collectHost } from '../report/host.js';
-import { failedRow, makeReport } from '../report/metrics.js';
+import { silentLogger } from '../../log.js';
+import { resolveConnection, storeConfig } from '../engine/connection.js';
+import { runRow, type RunControl } from '../engine/row.js';
+import { collectLocalHost } from '../report/host.js';
+import { failedRow, makeReport, noteAborted } from '../report/metrics.js';
 import { markPeak } from '../report/peak.js';
 import type { Report, Row } from '../report/types.js';
 import { DriverNode } from './driver-node.js';
@@ -23,7 +23,7 @@ import { ATTR, commonDefaults, DistConfigError, type Agreement, type DistCommonO
 import { rowPlan, type DriveOp, type DriveRowsConfig } from './plan.js';
 import { ProcessGroup } from './procs.js';
 
-export interface DriveOptions extends DistCommonOptions {
+export interface DriveOptions extends DistCommonOptions, RunControl {
   op?: DriveOp;
   /** Pages per batch call (default 32). */
   batchSize?: number;
@@ -34,13 +34,6 @@ export interface DriveOptions extends DistCommonOptions {
   /** Driver processes sharing each row's window (default 1: the workers run in this process). */
   processes?: number;
   verify?: boolean;
-  /** The exact command line, recorded in the report. */
-  command?: string;
-  signal?: AbortSignal;
-  onProgress?: (p: RowProgress) => void;
-  onRow?: (row: Row) => void;
-  logger?: Logger;
-  logLevel?: LogLevel;
 }
 
 export const DEFAULT_DRIVE_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
@@ -71,16 +64,7 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
   const agreement: Agreement = { layout: o.layout, pageBytes: o.pageBytes, workingSet: o.workingSet, protocol: options.protocol, devices: o.devices };
   const nodeId = options.nodeId || `pcbench-drive-${hostname()}-${process.pid}`;
   const nodeCfg = {
-    store: {
-      discoveryAddr: options.discoveryAddr,
-      protocol: options.protocol,
-      devices: o.devices,
-      ibPort: options.ibPort ?? 1,
-      gidIndex: options.gidIndex,
-      authToken: options.authToken,
-      localHost: local.host,
-      timeoutMs: 10_000,
-    },
+    store: storeConfig(resolveConnection(options, local.host), { discoveryAddr: options.discoveryAddr, authToken: options.authToken }),
     agreement,
     tokensPerPage: o.tokensPerPage,
     nodeId,
@@ -165,11 +149,10 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
     await group?.close();
     await node.close().catch(() => {});
   }
-  if (options.signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
-  const native = loadNative();
+  noteAborted(notes, options.signal);
   return makeReport({
     command: options.command ?? `runDrive(${JSON.stringify({ discoveryAddr: options.discoveryAddr, op: o.op, protocol: options.protocol })})`,
-    host: collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null }),
+    host: collectLocalHost(),
     date: started,
     meta: {
       mode: 'dist',

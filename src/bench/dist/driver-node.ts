@@ -10,12 +10,12 @@ import { DirectoryError, EmbeddedDirectory } from '../../store/directory-client.
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Logger } from '../../log.js';
-import type { WorkerTask } from '../engine/protocol.js';
+import type { StoreConfig } from '../engine/connection.js';
 import { agreementAttributes, ATTR, compareAgreement, DistMismatchError, isServeNode, type Agreement } from './params.js';
 
 /** Everything a driver node needs; JSON-serialisable (children get it on their command line). */
 export interface DriverNodeConfig {
-  store: WorkerTask['store'];
+  store: StoreConfig;
   agreement: Agreement;
   tokensPerPage: number;
   nodeId: string;

@@ -6,19 +6,16 @@
 import type { Layout } from '../../store/host-pool.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Protocol } from '../../transport/types.js';
+import { resolveDevices, type ConnectionOptions } from '../engine/connection.js';
 
 /** The connection and page parameters both subcommands take. */
-export interface DistCommonOptions {
+export interface DistCommonOptions extends ConnectionOptions {
   /** host:port of the directory; serve hosts it (the first node there serves it). */
   discoveryAddr: string;
   /** The address this node advertises; '' or undefined = detect (see net.ts). */
   localHost?: string;
-  protocol: Protocol;
-  deviceName?: string;
   /** RDMA rails; must match in count on both sides. */
   devices?: string[];
-  ibPort?: number;
-  gidIndex?: number;
   layout?: Layout;
   /** Bytes per component object (default 131072). */
   pageBytes?: number;
@@ -134,7 +131,7 @@ export function commonDefaults(o: DistCommonOptions): Required<Pick<DistCommonOp
     tokensPerPage: o.tokensPerPage ?? 64,
     workingSet: o.workingSet ?? 4096,
     connectTimeoutMs: o.connectTimeoutMs ?? 60_000,
-    devices: o.devices ?? (o.deviceName ? [o.deviceName] : []),
+    devices: resolveDevices(o),
   };
   for (const [name, v] of [['pageBytes', d.pageBytes], ['tokensPerPage', d.tokensPerPage], ['workingSet', d.workingSet]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new DistConfigError(`${name} must be a positive integer, got ${v}`);

@@ -3,20 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { LogLevel, Logger } from '../../log.js';
 import type { Layout } from '../../store/host-pool.js';
-import type { Protocol } from '../../transport/types.js';
+import type { StoreConfig } from './connection.js';
 import { childExecArgv, moduleFile } from './entry.js';
 import type { RawRegion } from './protocol.js';
 
-export interface ProducerConfig {
-  discoveryAddr: string;
-  /** A redis:// directory instead of the embedded one the producer serves at discoveryAddr. */
-  directoryUrl?: string;
-  protocol: Protocol;
-  devices: string[];
-  ibPort: number;
-  gidIndex: number | undefined;
-  localHost: string;
-  authToken: string | undefined;
+/** The producer's store is opened with its own default timeout: `timeoutMs` is the workers'. */
+export interface ProducerConfig extends Omit<StoreConfig, 'timeoutMs'> {
   layout: Layout;
   pageBytes: number;
   tokensPerPage: number;

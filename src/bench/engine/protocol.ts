@@ -11,7 +11,7 @@
  *   [calls, pages, errors] (measured-window calls only)
  */
 import type { Layout } from '../../store/host-pool.js';
-import type { Protocol } from '../../transport/types.js';
+import type { StoreConfig } from './connection.js';
 
 export const PHASE = 0;
 export const READY = 1;
@@ -54,18 +54,7 @@ export interface WorkerTask {
   row: number;
   control: SharedArrayBuffer;
   histogram: SharedArrayBuffer;
-  store: {
-    discoveryAddr: string;
-    /** A redis:// directory instead of the embedded one at discoveryAddr. */
-    directoryUrl?: string;
-    protocol: Protocol;
-    devices: string[];
-    ibPort: number;
-    gidIndex: number | undefined;
-    authToken: string | undefined;
-    localHost: string;
-    timeoutMs: number;
-  };
+  store: StoreConfig;
   layout: Layout;
   pageBytes: number;
   tokensPerPage: number;

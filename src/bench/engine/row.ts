@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Piscina } from 'piscina';
-import type { Logger } from '../../log.js';
+import type { Logger, LogLevel } from '../../log.js';
 import { SharedHistogram } from '../histogram.js';
 import { failedRow, makeRow } from '../report/metrics.js';
 import type { LatUnit, Phase as RowPhase, Row, RowOp } from '../report/types.js';
@@ -43,6 +43,18 @@ export interface RowProgress {
   remainingS: number;
   pagesPerS: number;
   gbps: number;
+}
+
+/** What a caller hands a measuring run (runSweep, runMicro, runCompare, runDrive). */
+export interface RunControl {
+  /** The exact command line, recorded in the report. */
+  command?: string;
+  signal?: AbortSignal;
+  onProgress?: (p: RowProgress) => void;
+  /** Each row as soon as it is measured. */
+  onRow?: (row: Row) => void;
+  logger?: Logger;
+  logLevel?: LogLevel;
 }
 
 export interface RowContext {

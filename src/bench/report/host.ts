@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { loadNative } from '../../transport/native.js';
 import type { Host } from './types.js';
 
 let cachedVersion: string | undefined;
@@ -45,4 +46,10 @@ export function collectHost(options: HostOptions): Host {
     ucx_version: options.ucxVersion,
     hostname: os.hostname(),
   };
+}
+
+/** This host, with the UCX version of the loaded addon (null when it is not loaded). */
+export function collectLocalHost(): Host {
+  const native = loadNative();
+  return collectHost({ ucxVersion: native.ok ? native.binding.ucx().version : null });
 }

@@ -212,3 +212,8 @@ export function makeReport(input: ReportInput): Report {
     notes: [...(input.notes ?? [])],
   };
 }
+
+/** An aborted run's reports say so once (a note naming where it stopped may already be there). */
+export function noteAborted(notes: string[], signal: AbortSignal | undefined): void {
+  if (signal?.aborted && !notes.some((n) => n.startsWith('aborted'))) notes.push('aborted by the user: rows measured so far are kept');
+}

@@ -2,12 +2,12 @@
 import { defineCommand } from 'citty';
 import { COMPARE_DEFAULT_BLOCK_SIZES, isMooncakeMissing, runCompare, type CompareOptions } from '../../bench/compare.js';
 import type { Report } from '../../bench/report/types.js';
-import { connectionArgs } from '../hicache-args.js';
+import { MicroConfigError } from '../../bench/micro.js';
+import { connectionArgs, connectionFromArgs } from '../hicache-args.js';
 import { parsePositiveInt, parseSize, parseSizeList, UsageError } from '../parse.js';
-import { createProgress } from '../progress.js';
-import { runAndReport } from '../run-report.js';
-import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
-import { connectionFromArgs, mapRunError, MAX_THREADS, maxBytesArg, microRunArgs, runShapeFromArgs, str, tagFromArgs, type Args } from './micro.js';
+import { runMeasureCommand } from '../run-report.js';
+import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
+import { MAX_THREADS, maxBytesArg, microRunArgs, runShapeFromArgs } from './micro.js';
 import { mooncakeArgs, mooncakeFromArgs } from './mooncake.js';
 
 const KIB = 1024;
@@ -21,7 +21,7 @@ export function compareOptionsFromArgs(args: Args): CompareOptions {
   const mt = str(args, 'mooncake-threads').trim();
   const mooncake = args['skip-mooncake'] === true ? undefined : mooncakeFromArgs(args);
   return {
-    ...connectionFromArgs(args),
+    ...connectionFromArgs(args, '127.0.0.1'),
     ...shape,
     blockSizes,
     mooncakeThreads: mt === '' || mt === 'same' ? shape.threads : parsePositiveInt('--mooncake-threads', mt, { max: MAX_THREADS }),
@@ -59,41 +59,29 @@ export default defineCommand({
   async run({ args }): Promise<CommandResult> {
     const logger = loggerFromArgs(args);
     const options = compareOptionsFromArgs(args);
-    const tag = tagFromArgs(args);
     const tty = process.stderr.isTTY === true;
-    const progress = createProgress();
     let report: Report | null = null;
-    try {
-      const result = await runAndReport({
-        kind: 'compare',
-        outDir: str(args, 'out-dir'),
-        tag,
-        json: args.json === true,
-        logger,
-        run: async (signal) => {
-          report = await runCompare({
-            ...options,
-            command: ['peercache-bench', 'compare', ...process.argv.slice(3)].join(' '),
-            signal,
-            logger,
-            logLevel: str(args, 'log-level') as CompareOptions['logLevel'],
-            onStage: (s) => {
-              progress.clear();
-              if (tty) process.stderr.write(`[run ${s.index + 1}/${s.rows}] ${s.system} ${s.path}  block=${sizeText(s.blockSize)}\n`);
-            },
-            onProgress: (p) => progress.update(p),
-            onStatus: (line) => {
-              if (tty) process.stderr.write(`  ${line}\n`);
-            },
-            onRow: () => progress.clear(),
-          });
-          return report;
-        },
-      });
-      return { exitCode: compareExitCode(result.exitCode, report) };
-    } catch (err) {
-      progress.clear();
-      throw mapRunError(err);
-    }
+    const result = await runMeasureCommand({
+      name: 'compare',
+      kind: 'compare',
+      args,
+      logger,
+      configError: MicroConfigError,
+      run: async (hooks, progress) => {
+        report = await runCompare({
+          ...options,
+          ...hooks,
+          onStage: (s) => {
+            progress.clear();
+            if (tty) process.stderr.write(`[run ${s.index + 1}/${s.rows}] ${s.system} ${s.path}  block=${sizeText(s.blockSize)}\n`);
+          },
+          onStatus: (line) => {
+            if (tty) process.stderr.write(`  ${line}\n`);
+          },
+        });
+        return report;
+      },
+    });
+    return { exitCode: compareExitCode(result.exitCode, report) };
   },
 });

@@ -5,19 +5,12 @@
  */
 import { defineCommand, type ArgsDef } from 'citty';
 import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/dist/drive.js';
-import { ServeUnavailableError } from '../../bench/dist/driver-node.js';
-import { DistConfigError, DistMismatchError, type DistCommonOptions } from '../../bench/dist/params.js';
+import { DistConfigError, type DistCommonOptions } from '../../bench/dist/params.js';
 import { runServe } from '../../bench/dist/serve.js';
-import { PROTOCOLS, TransportError } from '../../transport/types.js';
-import { connectionArgs, runArgs } from '../hicache-args.js';
-import { parseConcurrencies, parseEnum, parseNameList, parsePositiveInt, parseSeconds, parseSize, parseTag, parseNonNegativeNumber, UsageError } from '../parse.js';
-import { createProgress } from '../progress.js';
-import { runAndReport } from '../run-report.js';
-import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
-import type { LogLevel } from '../../log.js';
-
-type Args = Record<string, unknown>;
-const str = (args: Args, name: string) => String(args[name] ?? '');
+import { connectionArgs, connectionFromArgs, runArgs } from '../hicache-args.js';
+import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, parseNonNegativeNumber, UsageError } from '../parse.js';
+import { runMeasureCommand, toProgramError, withInterrupts } from '../run-report.js';
+import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 const commonArgs = {
   'discovery-addr': { type: 'string', description: 'host:port of the directory; serve hosts it (required; the same value on both hosts)', default: '', valueHint: 'host:port' },
@@ -40,18 +33,12 @@ const commonArgs = {
 function commonFromArgs(args: Args): DistCommonOptions {
   const addr = str(args, 'discovery-addr').trim();
   if (!addr) throw new UsageError('--discovery-addr is required: host:port of the directory serve hosts (e.g. --discovery-addr 10.0.0.5:7600)');
-  const devicesText = str(args, 'devices').trim();
-  const gid = str(args, 'gid-index').trim();
   const pageBytes = parseSize('--page-size', str(args, 'page-size'));
   if (pageBytes % 4 !== 0) throw new UsageError(`--page-size: ${pageBytes} is not a multiple of 4 bytes`);
   return {
     discoveryAddr: addr,
-    localHost: str(args, 'local-host').trim() || undefined,
-    protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
-    deviceName: str(args, 'device-name').trim() || undefined,
-    devices: devicesText ? parseNameList('--devices', devicesText) : undefined,
-    ibPort: parsePositiveInt('--ib-port', str(args, 'ib-port'), { max: 255 }),
-    gidIndex: gid === '' || gid === 'auto' ? undefined : parsePositiveInt('--gid-index', gid, { min: 0, max: 255 }),
+    // Empty --local-host: detected (see bench/dist/net.ts).
+    ...connectionFromArgs(args),
     layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
     pageBytes,
     tokensPerPage: parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page')),
@@ -60,13 +47,6 @@ function commonFromArgs(args: Args): DistCommonOptions {
     connectTimeoutMs: parseSeconds('--connect-timeout', str(args, 'connect-timeout')) * 1000,
     authToken: str(args, 'auth-token') || undefined,
   };
-}
-
-/** Our own errors as the program's: configuration → usage (exit 2), the rest keep their message (exit 1). */
-function translate(err: unknown): never {
-  if (err instanceof DistConfigError) throw new UsageError(err.message);
-  if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') throw Object.assign(new Error(err.message), { code: err.code });
-  throw err;
 }
 
 const DROPPED =
@@ -98,28 +78,14 @@ export const serve = defineCommand({
     const metricsText = str(args, 'metrics-port').trim();
     const metricsPort = metricsText === '' ? undefined : metricsText === '0' ? 0 : parsePositiveInt('--metrics-port', metricsText, { max: 65535 });
     const metricsHost = str(args, 'metrics-host').trim() || '127.0.0.1';
-    const controller = new AbortController();
-    let signals = 0;
-    const onSignal = () => {
-      signals++;
-      if (signals === 1) {
-        process.stderr.write('\nstopping: leaving the cluster (drivers still running will report that serve went away)\n');
-        controller.abort();
-      } else {
-        process.exit(130);
-      }
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
     try {
-      const summary = await runServe({ ...common, readers, globalSegmentBytes, metricsPort, metricsHost, signal: controller.signal, logger });
+      const summary = await withInterrupts('\nstopping: leaving the cluster (drivers still running will report that serve went away)\n', (signal) =>
+        runServe({ ...common, readers, globalSegmentBytes, metricsPort, metricsHost, signal, logger }),
+      );
       process.stdout.write(`serve stopped: node '${summary.nodeId}', ${summary.pages} objects published, ${summary.driversSeen} driver node(s) seen\n`);
       return { exitCode: 0 };
     } catch (err) {
-      return translate(err);
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      throw toProgramError(err, DistConfigError);
     }
   },
 });
@@ -155,31 +121,7 @@ export const drive = defineCommand({
       warmupS: parseNonNegativeNumber('--warmup', str(args, 'warmup')),
       verify: args.verify === true,
     };
-    const tag = str(args, 'tag').trim() ? parseTag('--tag', str(args, 'tag')) : undefined;
-    const progress = createProgress();
-    try {
-      return await runAndReport({
-        kind: 'hicache-dist',
-        mode: options.op,
-        outDir: str(args, 'out-dir'),
-        tag,
-        json: args.json === true,
-        logger,
-        run: (signal) =>
-          runDrive({
-            ...options,
-            command: ['peercache-bench', 'drive', ...process.argv.slice(3)].join(' '),
-            signal,
-            logger,
-            logLevel: str(args, 'log-level') as LogLevel,
-            onProgress: (p) => progress.update(p),
-            onRow: () => progress.clear(),
-          }),
-      });
-    } catch (err) {
-      progress.clear();
-      if (err instanceof DistMismatchError || err instanceof ServeUnavailableError) throw err;
-      return translate(err);
-    }
+    // DistMismatchError and ServeUnavailableError keep their message (exit 1).
+    return runMeasureCommand({ name: 'drive', kind: 'hicache-dist', mode: options.op, args, logger, configError: DistConfigError, run: (hooks) => runDrive({ ...options, ...hooks }) });
   },
 });

@@ -1,15 +1,11 @@
 /** peercache-bench latency | throughput | saturation | suite: the SGLang HiCache benchmark modes. */
 import { defineCommand } from 'citty';
 import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
-import { PROTOCOLS, TransportError } from '../../transport/types.js';
 import { parseDirectoryChoice } from '../../store/directory-url.js';
-import { hicacheArgs, opArg } from '../hicache-args.js';
-import { parseConcurrencies, parseEnum, parseNameList, parsePositiveInt, parseSeconds, parseSize, parseTag, UsageError, parseNonNegativeNumber } from '../parse.js';
-import { createProgress } from '../progress.js';
-import { runAndReport } from '../run-report.js';
-import { loggerFromArgs, type CommandResult } from '../shared.js';
-
-type Args = Record<string, unknown>;
+import { connectionFromArgs, hicacheArgs, opArg } from '../hicache-args.js';
+import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
+import { runMeasureCommand } from '../run-report.js';
+import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 function parseDirectoryArg(text: string): string | undefined {
   const t = text.trim();
@@ -21,20 +17,12 @@ function parseDirectoryArg(text: string): string | undefined {
   }
   return t;
 }
-const str = (args: Args, name: string) => String(args[name] ?? '');
 
 /** Turns parsed flags into SweepOptions; every bad value is a UsageError naming its flag. */
 export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOptions {
-  const devicesText = str(args, 'devices').trim();
-  const gid = str(args, 'gid-index').trim();
   const options: SweepOptions = {
     mode,
-    protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
-    deviceName: str(args, 'device-name').trim() || undefined,
-    devices: devicesText ? parseNameList('--devices', devicesText) : undefined,
-    ibPort: parsePositiveInt('--ib-port', str(args, 'ib-port'), { max: 255 }),
-    gidIndex: gid === '' || gid === 'auto' ? undefined : parsePositiveInt('--gid-index', gid, { min: 0, max: 255 }),
-    localHost: str(args, 'local-host').trim() || '127.0.0.1',
+    ...connectionFromArgs(args, '127.0.0.1'),
     layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
     pageBytes: parseSize('--page-size', str(args, 'page-size')),
     tokensPerPage: parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page')),
@@ -66,33 +54,15 @@ function command(mode: HiCacheMode, description: string, extra: Record<string, {
     async run({ args }): Promise<CommandResult> {
       const logger = loggerFromArgs(args);
       const options = sweepOptionsFromArgs(mode, args);
-      const tag = str(args, 'tag').trim() ? parseTag('--tag', str(args, 'tag')) : undefined;
-      const progress = createProgress();
-      try {
-        return await runAndReport({
-          kind: 'hicache',
-          mode,
-          outDir: str(args, 'out-dir'),
-          tag,
-          json: args.json === true,
-          logger,
-          run: (signal) =>
-            runSweep({
-              ...options,
-              command: ['peercache-bench', mode, ...process.argv.slice(3)].join(' '),
-              signal,
-              logger,
-              logLevel: str(args, 'log-level') as SweepOptions['logLevel'],
-              onProgress: (p) => progress.update(p),
-              onRow: () => progress.clear(),
-            }),
-        });
-      } catch (err) {
-        progress.clear();
-        if (err instanceof SweepConfigError) throw new UsageError(err.message);
-        if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') throw Object.assign(new Error(err.message), { code: err.code });
-        throw err;
-      }
+      return runMeasureCommand({
+        name: mode,
+        kind: 'hicache',
+        mode,
+        args,
+        logger,
+        configError: SweepConfigError,
+        run: (hooks) => runSweep({ ...options, ...hooks }),
+      });
     },
   });
 }

@@ -3,9 +3,9 @@ import { defineCommand, type ArgsDef } from 'citty';
 import { MOONCAKE_DEFAULTS, runMooncake, type MooncakeOptions } from '../../bench/mooncake.js';
 import { PROTOCOLS } from '../../transport/types.js';
 import { parseEnum, parsePositiveInt, UsageError } from '../parse.js';
-import { runAndReport } from '../run-report.js';
-import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
-import { blockSizeFromArgs, microRunArgs, runShapeFromArgs, str, tagFromArgs, type Args } from './micro.js';
+import { runMeasureCommand } from '../run-report.js';
+import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
+import { blockSizeFromArgs, microRunArgs, runShapeFromArgs } from './micro.js';
 
 /** Mooncake's flags, shared with compare. */
 export const mooncakeArgs = {
@@ -55,18 +55,17 @@ export default defineCommand({
       ...shape,
       ...mooncakeFromArgs(args),
     };
-    const tag = tagFromArgs(args);
     const tty = process.stderr.isTTY === true;
-    return runAndReport({
+    return runMeasureCommand({
+      name: 'mooncake',
       kind: 'mooncake',
-      outDir: str(args, 'out-dir'),
-      tag,
-      json: args.json === true,
+      args,
       logger,
-      run: (signal) =>
+      // No rows to draw progress for: Mooncake prints its own status lines.
+      run: ({ command, signal }) =>
         runMooncake({
           ...options,
-          command: ['peercache-bench', 'mooncake', ...process.argv.slice(3)].join(' '),
+          command,
           signal,
           logger,
           onStatus: (line) => {

@@ -1,0 +1,34 @@
+/**
+ * What every speed-check script shares: its flags (`--name value`), and its Markdown report,
+ * printed line by line as it is measured and written to `--out` at the end.
+ */
+import { writeFileSync } from 'node:fs';
+
+/** The script's own arguments. */
+export const args = process.argv.slice(2);
+
+/** The value after `name` on the command line, or `fallback`. */
+export function flag(name: string, fallback: string): string {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : fallback;
+}
+
+export interface ReportLog {
+  /** Prints one line and keeps it. */
+  log(line?: string): void;
+  /** Writes the kept lines to `path`; nothing when `path` is empty. */
+  save(path: string): void;
+}
+
+export function reportLog(): ReportLog {
+  const lines: string[] = [];
+  return {
+    log(line = '') {
+      console.log(line);
+      lines.push(line);
+    },
+    save(path) {
+      if (path) writeFileSync(path, lines.join('\n') + '\n');
+    },
+  };
+}
