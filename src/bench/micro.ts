@@ -20,6 +20,13 @@ import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RowProgress, type RunControl } from './engine/row.js';
 
 export type MicroPath = 'transport' | 'store' | 'both';
+/**
+ * Where the transport path's READs go. `spread` (default): each READ of a batch reads its own
+ * block of a span of blocks into its own local block, so the span is read from memory, as the
+ * store reads distinct pages. `hot`: ucx_perftest's pattern, every READ reads one remote block into
+ * one local block, so both stay in cache; only for comparing with ucx_perftest.
+ */
+export type MicroPattern = 'spread' | 'hot';
 /** One measured path: the row's `path` is `transport-read` or `store-get`. */
 export type MicroRowPath = 'transport' | 'store';
 
@@ -30,6 +37,7 @@ export const MICRO_DEFAULTS = {
   durationS: 5,
   warmupS: 1,
   path: 'transport' as MicroPath,
+  pattern: 'spread' as MicroPattern,
   maxBytes: 8 * 2 ** 30,
 };
 
@@ -44,6 +52,8 @@ export interface MicroOptions extends ConnectionOptions, RunControl {
   warmupS?: number;
   /** Default 'transport', as the original. */
   path?: MicroPath;
+  /** Default 'spread'; 'hot' is ucx_perftest's one-buffer pattern (transport path only). */
+  pattern?: MicroPattern;
   /** Memory budget guard for the producer's regions plus the workers' buffers (default 8 GiB). */
   maxBytes?: number;
 }
@@ -61,7 +71,8 @@ export interface MicroPoint {
   durationS: number;
   warmupS: number;
   paths: MicroRowPath[];
-  /** Blocks the transport path cycles over, and pages the store path's working set holds. */
+  pattern: MicroPattern;
+  /** Blocks the transport path cycles over (1 when hot), and pages the store path's working set holds. */
   blocks: number;
 }
 
@@ -75,10 +86,11 @@ export function microBlocks(batchSize: number): number {
 }
 
 /** Bytes the run needs: the producer's raw region and published pages, plus every worker's buffer. */
-export function microBytes(p: Pick<MicroPoint, 'blockSize' | 'batchSize' | 'threads' | 'paths' | 'blocks'>): number {
+export function microBytes(p: Pick<MicroPoint, 'blockSize' | 'batchSize' | 'threads' | 'paths' | 'blocks' | 'pattern'>): number {
   const raw = p.paths.includes('transport') ? p.blocks * p.blockSize : 0;
   const pages = p.paths.includes('store') ? publishedPoolBytes(p.blocks + 64, p.blockSize) + Math.min(256, p.blocks) * p.blockSize : 0;
-  return raw + pages + p.threads * p.batchSize * p.blockSize;
+  const perWorker = p.pattern === 'hot' ? 1 : p.batchSize;
+  return raw + pages + p.threads * perWorker * p.blockSize;
 }
 
 export function resolveMicro(options: MicroOptions & { blockSize?: number }): MicroPoint {
@@ -88,6 +100,11 @@ export function resolveMicro(options: MicroOptions & { blockSize?: number }): Mi
   const durationS = options.durationS ?? MICRO_DEFAULTS.durationS;
   const warmupS = options.warmupS ?? MICRO_DEFAULTS.warmupS;
   const path = options.path ?? MICRO_DEFAULTS.path;
+  const pattern = options.pattern ?? MICRO_DEFAULTS.pattern;
+  if (pattern !== 'spread' && pattern !== 'hot') throw new MicroConfigError(`pattern must be spread or hot, got ${String(pattern)}`);
+  if (pattern === 'hot' && path !== 'transport') {
+    throw new MicroConfigError(`pattern hot (ucx_perftest's one-buffer pattern) measures the transport path only, not --path ${path}: use --path transport`);
+  }
   for (const [name, v] of [['blockSize', blockSize], ['batchSize', batchSize], ['threads', threads]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new MicroConfigError(`${name} must be a positive integer, got ${v}`);
   }
@@ -101,7 +118,8 @@ export function resolveMicro(options: MicroOptions & { blockSize?: number }): Mi
     durationS,
     warmupS,
     paths: path === 'both' ? ['transport', 'store'] : [path],
-    blocks: microBlocks(batchSize),
+    pattern,
+    blocks: pattern === 'hot' ? 1 : microBlocks(batchSize),
   };
   const maxBytes = options.maxBytes ?? MICRO_DEFAULTS.maxBytes;
   const need = microBytes(point);
@@ -207,7 +225,9 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
         durationS: p.durationS,
         note:
           path === 'transport'
-            ? `one-sided READ, ${p.batchSize} blocks/call over ${p.blocks} in the producer process`
+            ? p.pattern === 'hot'
+              ? `one-sided READ, ${p.batchSize} READs/call of one block into one local block (hot, ucx_perftest's pattern)`
+              : `one-sided READ, ${p.batchSize} blocks/call over ${p.blocks} in the producer process`
             : `batch_get_v1 (location cache, READ, slot-header check), ws=${p.blocks}`,
         task: {
           store: storeCfg,
@@ -218,6 +238,7 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
           workingSet: path === 'store' ? p.blocks : 0,
           publishBytes: 0,
           raw: path === 'transport' ? producer.raw : null,
+          readPattern: p.pattern,
           verify: false,
           connectTimeoutMs: 60_000,
         },
@@ -279,6 +300,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
       warmup_s: point.warmupS,
       threads: point.threads,
       path: options.path ?? MICRO_DEFAULTS.path,
+      pattern: point.pattern,
       lat_unit: 'batch_call',
       producer: 'separate process',
     },
@@ -288,9 +310,11 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
 }
 
 /** What a reader of a micro table must know. */
-export function microNotes(p: Pick<MicroPoint, 'threads' | 'batchSize' | 'blocks'>): string[] {
+export function microNotes(p: Pick<MicroPoint, 'threads' | 'batchSize' | 'blocks' | 'pattern'>): string[] {
   return [
     `latency columns time one batch call of ${p.batchSize} blocks (lat_unit batch_call); extra.amortised_us_per_read_* (and "p50/${p.batchSize}" in the note) is that latency / ${p.batchSize}: an amortised cost per READ (store-get: per page, its data READ plus its header READ), not a latency`,
-    `${p.threads} worker thread(s), each with its own endpoint (transport-read) or store client (store-get); both paths cycle over ${p.blocks} blocks in the producer process`,
+    p.pattern === 'hot'
+      ? `${p.threads} worker thread(s), each with its own endpoint; pattern hot: every READ reads the same remote block into the same local block (ucx_perftest's pattern), so both stay in cache: a figure to compare with ucx_perftest, not with a KV cache, which reads distinct pages from memory`
+      : `${p.threads} worker thread(s), each with its own endpoint (transport-read) or store client (store-get); both paths cycle over ${p.blocks} blocks in the producer process`,
   ];
 }

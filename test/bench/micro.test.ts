@@ -68,6 +68,23 @@ test('micro on tcp: the same rows, marked smoke', async () => {
   assert.match(md, /smoke/);
 });
 
+test("micro --pattern hot: ucx_perftest's one-buffer pattern, transport only, labelled", async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pc-micro-'));
+  dirs.push(dir);
+  const r = await runCli(['micro', '--protocol', 'shm', '--pattern', 'hot', '--block-size', '64k', '--batch-size', '16', '--duration', '0.5', '--warmup', '0.2', '--out-dir', dir, '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as Report;
+  assert.ok(validate(report), errorsOf());
+  assert.is(report.meta.pattern, 'hot');
+  assert.is(report.meta.working_set, 1);
+  assert.equal(report.results.map((row) => row.path), ['transport-read']);
+  const row = report.results[0];
+  assert.ok(row.ok, row.note);
+  assert.ok(row.bytes_total === row.ops * 65536 && row.ops > 0);
+  assert.match(row.note, /hot, ucx_perftest's pattern/);
+  assert.ok(report.notes.some((n) => /pattern hot/.test(n)));
+});
+
 test('the plan: both paths over the same span of blocks; the memory guard', () => {
   assert.is(microBlocks(64), 512);
   assert.is(microBlocks(128), 1024);
@@ -79,6 +96,12 @@ test('the plan: both paths over the same span of blocks; the memory guard', () =
   assert.ok(microBytes(p) > 512 * 131072 * 2);
   assert.throws(() => resolveMicro({ protocol: 'shm', blockSize: 1 << 20, batchSize: 4096, maxBytes: 1 << 30 }), (e: unknown) => e instanceof MicroConfigError && /--max-bytes/.test((e as Error).message));
   assert.throws(() => resolveMicro({ protocol: 'shm', threads: 0 }), (e: unknown) => e instanceof MicroConfigError);
+  // hot: one remote block, one local block per worker; the store path has no hot pattern.
+  const hot = resolveMicro({ protocol: 'shm', pattern: 'hot', blockSize: 131072, threads: 4 });
+  assert.is(hot.blocks, 1);
+  assert.is(microBytes(hot), 131072 + 4 * 131072);
+  assert.is(resolveMicro({ protocol: 'shm' }).pattern, 'spread');
+  assert.throws(() => resolveMicro({ protocol: 'shm', pattern: 'hot', path: 'store' }), (e: unknown) => e instanceof MicroConfigError && /--path transport/.test((e as Error).message));
 });
 
 test.after(async () => {

@@ -89,6 +89,8 @@ test('bad input: one line, exit 2, no stack trace', async () => {
     ['micro', '--path', 'sideways'],
     ['micro', '--protocol', 'carrier-pigeon'],
     ['micro', '--duration', '-1'],
+    ['micro', '--pattern', 'lukewarm'],
+    ['micro', '--pattern', 'hot', '--path', 'both'],
     ['mooncake', '--threads', '0'],
     ['mooncake', '--metadata-url', 'not a url'],
     ['mooncake', '--mooncake-timeout', 'soon'],
@@ -111,7 +113,7 @@ test('bad input: one line, exit 2, no stack trace', async () => {
 
 test('--help explains every flag with its default', async () => {
   for (const [cmd, expect] of [
-    ['micro', [/--block-size <bytes>.*\(default: 65536\)/, /--batch-size <n>.*\(default: 64\)/, /--threads <n>.*\(default: 1\)/, /--duration <s>.*\(default: 5\)/, /--warmup <s>.*\(default: 1\)/, /--path <transport\|store\|both>.*\(default: transport\)/]],
+    ['micro', [/--block-size <bytes>.*\(default: 65536\)/, /--batch-size <n>.*\(default: 64\)/, /--threads <n>.*\(default: 1\)/, /--duration <s>.*\(default: 5\)/, /--warmup <s>.*\(default: 1\)/, /--path <transport\|store\|both>.*\(default: transport\)/, /--pattern <spread\|hot>.*\(default: spread\)/]],
     ['mooncake', [/--mooncake-bin <path>.*\(default: transfer_engine_bench\)/, /--threads <n>.*\(default: 1\)/, /--metadata-url <url>.*P2PHANDSHAKE/, /--warmup <s>.*\(default: 1\)/]],
     ['compare', [/--block-sizes <list>.*\(default: 4k,64k,1m\)/, /--mooncake-threads <n\|same>.*\(default: same\)/, /--skip-mooncake/, /--skip-store/, /--duration <s>.*\(default: 5\)/]],
   ] as const) {

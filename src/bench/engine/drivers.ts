@@ -52,12 +52,13 @@ async function readSession(task: WorkerTask): Promise<Session> {
   if (!task.raw) throw new Error('a read row needs the producer raw region');
   const bs = task.batchSize;
   const block = task.pageBytes;
-  const blocks = Math.floor(task.raw.bytes / block);
+  const hot = task.readPattern === 'hot';
+  const blocks = hot ? 1 : Math.floor(task.raw.bytes / block);
   const node = await openTransport({ protocol: task.store.protocol, devices: task.store.devices, ibPort: task.store.ibPort, gidIndex: task.store.gidIndex, host: task.store.localHost, timeoutMs: task.store.timeoutMs });
   try {
     const ep = await node.connect(Buffer.from(task.raw.address, 'base64'));
     const remote = ep.attach(Buffer.from(task.raw.descriptor, 'base64'));
-    const local = node.register(alignedBytes(bs * block, false));
+    const local = node.register(alignedBytes((hot ? 1 : bs) * block, false));
     const ops = new Float64Array(bs * OP_FIELDS);
     let r = 0;
     const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
@@ -69,7 +70,7 @@ async function readSession(task: WorkerTask): Promise<Session> {
             const o = j * OP_FIELDS;
             ops[o] = ((base + j) % blocks) * block;
             ops[o + 1] = 0;
-            ops[o + 2] = j * block;
+            ops[o + 2] = hot ? 0 : j * block;
             ops[o + 3] = block;
           }
           r++;

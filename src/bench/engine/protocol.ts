@@ -66,6 +66,9 @@ export interface WorkerTask {
   publishBytes: number;
   /** read: the region to READ blocks of `pageBytes` from (cycling over it). */
   raw: RawRegion | null;
+  /** read: `spread` (default) cycles over the region, each READ into its own local block; `hot`
+   * reads the region's first block into one local block (ucx_perftest's pattern). */
+  readPattern?: 'spread' | 'hot';
   /** Verify every byte of every hit page (costs reader CPU). */
   verify: boolean;
   /** A stall budget: a worker that cannot connect within it fails the row. */

@@ -46,6 +46,7 @@ export function microOptionsFromArgs(args: Args): MicroOptions {
     ...runShapeFromArgs(args),
     blockSize: blockSizeFromArgs('--block-size', str(args, 'block-size')),
     path: parseEnum('--path', str(args, 'path'), ['transport', 'store', 'both'] as const),
+    pattern: parseEnum('--pattern', str(args, 'pattern'), ['spread', 'hot'] as const),
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
   };
 }
@@ -56,6 +57,12 @@ export default defineCommand({
     ...connectionArgs,
     'block-size': { type: 'string', description: 'Bytes per READ (and per page on the store path); k/m suffixes allowed', default: String(MICRO_DEFAULTS.blockSize), valueHint: 'bytes' },
     path: { type: 'string', description: 'transport: raw one-sided READ; store: batch_get_v1 through the store; both', default: MICRO_DEFAULTS.path, valueHint: 'transport|store|both' },
+    pattern: {
+      type: 'string',
+      description: "spread: each READ of a batch reads its own block of a span (from memory, like distinct KV pages); hot: every READ reads one block into one local buffer, ucx_perftest's cache-hot pattern (transport path only)",
+      default: MICRO_DEFAULTS.pattern,
+      valueHint: 'spread|hot',
+    },
     ...microRunArgs,
     ...maxBytesArg,
     ...globalArgs,
