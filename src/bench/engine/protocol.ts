@@ -71,6 +71,8 @@ export interface WorkerTask {
   readPattern?: 'spread' | 'hot';
   /** Verify every byte of every hit page (costs reader CPU). */
   verify: boolean;
+  /** The row's warmup: also bounds the calls a worker makes before it reports ready. */
+  warmupMs: number;
   /** A stall budget: a worker that cannot connect within it fails the row. */
   connectTimeoutMs: number;
 }

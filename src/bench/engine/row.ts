@@ -25,7 +25,7 @@ export interface RowPlan {
   batchSize: number;
   phase: RowPhase;
   /** Task fields common to every worker of the row. */
-  task: Omit<WorkerTask, 'index' | 'threads' | 'op' | 'row' | 'control' | 'histogram' | 'batchSize'>;
+  task: Omit<WorkerTask, 'index' | 'threads' | 'op' | 'row' | 'control' | 'histogram' | 'batchSize' | 'warmupMs'>;
   components: number;
   tokensPerPage: number;
   warmupS: number;
@@ -150,7 +150,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
   };
   const tasks = histograms.map((h, index) =>
     pool
-      .run({ ...plan.task, index, threads, op, row: ctx.index, control: control.buffer as SharedArrayBuffer, histogram: h.buffer, batchSize: plan.batchSize } satisfies WorkerTask)
+      .run({ ...plan.task, index, threads, op, row: ctx.index, control: control.buffer as SharedArrayBuffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
       .then((r) => r as WorkerResult)
       .catch((err: unknown) => {
         fail(err);
