@@ -57,7 +57,9 @@ const sweeps: Row[][] = [];
 const loads: string[] = [];
 for (let r = 0; r < rounds; r++) {
   loads.push(loadavg()[0].toFixed(1));
-  bare.push(Math.max(await bareRead(1), await bareRead(2), await bareRead(4)));
+  const byThreads = [await bareRead(1), await bareRead(2), await bareRead(4)];
+  console.error(`round ${r + 1}: bare READ at 1, 2, 4 threads: ${byThreads.map((g) => g.toFixed(2)).join(', ')} GB/s`);
+  bare.push(Math.max(...byThreads));
   bare64.push(await bareRead(64));
   const report = await runSweep({ mode: 'saturation', op: 'get', protocol: 'shm', concurrencies, durationS, warmupS });
   sweeps.push(report.results);

@@ -45,6 +45,7 @@ export function collectHost(options: HostOptions): Host {
     package_version: packageVersion(),
     ucx_version: options.ucxVersion,
     hostname: os.hostname(),
+    glibc_tunables: process.env.GLIBC_TUNABLES || null,
   };
 }
 

@@ -159,7 +159,7 @@ export function metaLine(meta: Meta): string {
 
 /** "<platform> <cpu_model> | cpus=<n> | node <v> | ucx <v>" */
 export function hostLine(host: Host): string {
-  return `${host.platform} ${host.cpu_model} | cpus=${host.cpu_count} | node ${host.node_version} | ucx ${host.ucx_version ?? '-'}`;
+  return `${host.platform} ${host.cpu_model} | cpus=${host.cpu_count} | node ${host.node_version} | ucx ${host.ucx_version ?? '-'}${host.glibc_tunables ? ` | GLIBC_TUNABLES=${host.glibc_tunables}` : ''}`;
 }
 
 function isSmoke(report: Report): boolean {

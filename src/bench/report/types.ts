@@ -93,6 +93,8 @@ export interface Host {
   package_version: string;
   ucx_version: string | null;
   hostname: string;
+  /** GLIBC_TUNABLES as the process started (it decides how libc's memcpy, which does the shm READ, copies); null when unset. */
+  glibc_tunables?: string | null;
 }
 
 export interface Tool {
