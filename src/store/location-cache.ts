@@ -6,8 +6,25 @@
 import { keyTag } from './published-pool.js';
 import type { Location } from './types.js';
 
-/** A cached location and the key tag its slot header must carry (computed once, not per READ). */
-export type CachedLocation = Location & { readonly tag: number };
+/**
+ * A cached location and the key tag its slot header must carry (computed once, not per READ).
+ * A class, so every entry has one hidden class: entries spread from wire objects took several
+ * (Smi and double fields), which left the read path's property loads megamorphic.
+ */
+export class CachedLocation implements Location {
+  readonly nodeId: string;
+  readonly offset: number;
+  readonly length: number;
+  readonly generation: number;
+  readonly tag: number;
+  constructor(location: Location, tag: number) {
+    this.nodeId = location.nodeId;
+    this.offset = location.offset;
+    this.length = location.length;
+    this.generation = location.generation;
+    this.tag = tag;
+  }
+}
 
 export class LocationCache {
   private readonly map = new Map<string, CachedLocation>();
@@ -30,7 +47,7 @@ export class LocationCache {
       const oldest = this.map.keys().next().value as string;
       this.map.delete(oldest);
     }
-    this.map.set(key, { ...location, tag: keyTag(key) });
+    this.map.set(key, new CachedLocation(location, keyTag(key)));
   }
 
   delete(key: string): void {
