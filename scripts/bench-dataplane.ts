@@ -15,6 +15,7 @@ import type { LocalRegion, RemoteRegion } from '../src/transport/types.js';
 import { spawnFixture } from '../test/helpers/child.js';
 import { perftest, SHM_TLS, ucxVersion } from './lib/perftest.js';
 import { args, flag, reportLog } from './lib/cli.js';
+import { median } from './lib/stats.js';
 
 const seconds = Number(flag('--seconds', '1'));
 const rounds = Number(flag('--rounds', '5'));
@@ -85,7 +86,6 @@ try {
   log('|---|---|---|---|---|---|---|');
   // Alternate ours and ucx_perftest in several short rounds and compare medians: this machine's
   // load drifts, and a single long window of each would measure the drift.
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const size of [4096, 131072, 1048576]) {
     const q = ops(BATCH, () => [0, 0, size]);
     const a: number[] = [], b: number[] = [], c: number[] = [];

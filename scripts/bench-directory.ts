@@ -32,6 +32,7 @@ import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { createStoreMetrics } from '../src/store/metrics.js';
 import type { Directory, NodeInfo } from '../src/store/types.js';
 import { args, flag, reportLog } from './lib/cli.js';
+import { median } from './lib/stats.js';
 
 const SELF = new URL(import.meta.url);
 const BATCH = 32;
@@ -78,7 +79,6 @@ const parts = new Set(flag('--parts', '1,2,3').split(',').map(Number));
 const { log, save } = reportLog();
 const fmt = (x: number, d = 1): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function nodeInfo(nodeId: string): NodeInfo {

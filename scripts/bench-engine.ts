@@ -11,6 +11,7 @@ import { runRow } from '../src/bench/engine/row.js';
 import { SharedHistogram } from '../src/bench/histogram.js';
 import { silentLogger } from '../src/log.js';
 import { args, flag, reportLog } from './lib/cli.js';
+import { median } from './lib/stats.js';
 
 const seconds = Number(flag('--seconds', '3'));
 const out = flag('--out', '');
@@ -56,7 +57,6 @@ function recordCost(record: (v: number) => void, n = 10_000_000): number {
   return ((c.user + c.system) * 1000) / n;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ours = SharedHistogram.create();
 const js = hdr.build({ bitBucketSize: 64, numberOfSignificantValueDigits: 3, highestTrackableValue: 3.6e12, autoResize: false });
 const oursNs = median([0, 1, 2].map(() => recordCost((v) => ours.record(v))));

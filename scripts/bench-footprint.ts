@@ -24,6 +24,7 @@ import { openTransport } from '../src/transport/index.js';
 import { alignedBytes } from '../src/transport/memory.js';
 import { OP_FIELDS } from '../src/transport/types.js';
 import { args, flag, reportLog } from './lib/cli.js';
+import { median } from './lib/stats.js';
 
 const PAGE = 131072;
 const BATCH = 32;
@@ -76,11 +77,6 @@ async function spanRates(): Promise<number[]> {
     await producer.stop();
   }
   return rates.map(median);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 if (args.includes('--child')) {

@@ -33,6 +33,7 @@ import { alignedBytes } from '../src/transport/memory.js';
 import { OP_FIELDS } from '../src/transport/types.js';
 import { perftest, SHM_TLS, ucxVersion } from './lib/perftest.js';
 import { args, flag, reportLog } from './lib/cli.js';
+import { median } from './lib/stats.js';
 
 const runs = Number(flag('--runs', '5'));
 const durationS = Number(flag('--duration', '3'));
@@ -162,10 +163,6 @@ async function storeCost(size: number, cycles: number): Promise<{ raw: number; g
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const fmt = (x: number) => x.toFixed(2);
 const { log, save } = reportLog();
 const ratio = (a: keyof RunFigures, b: keyof RunFigures) => results.map((r) => r[a] / r[b]);

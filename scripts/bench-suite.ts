@@ -13,6 +13,7 @@ import { cpus, loadavg } from 'node:os';
 import type { Row } from '../src/bench/report/types.js';
 import { built } from './lib/built.js';
 import { args, flag, reportLog } from './lib/cli.js';
+import { median } from './lib/stats.js';
 
 const { runSweep } = await built<typeof import('../src/bench/sweep.js')>('bench/sweep.js');
 const { runRow } = await built<typeof import('../src/bench/engine/row.js')>('bench/engine/row.js');
@@ -48,7 +49,6 @@ const durationS = Number(flag('--duration', '10'));
 const warmupS = Number(flag('--warmup', '2'));
 const out = flag('--out', '');
 const concurrencies = [1, 2, 4, 8, 16, 32, 64];
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const { log, save } = reportLog();
 
 const bare: number[] = [];
