@@ -32,7 +32,9 @@ export interface RedisUrlParts {
 
 export type DirectoryChoice = { kind: 'embedded' } | { kind: 'redis'; url: string; parts: RedisUrlParts };
 
-const QUERY_KEYS = ['prefix', 'ttl_ms', 'poll_ms', 'timeout_ms', 'connect_timeout_ms'] as const;
+/** The URL's millisecond options and the fields they set. */
+const MS_OPTIONS = { ttl_ms: 'ttlMs', poll_ms: 'pollMs', timeout_ms: 'timeoutMs', connect_timeout_ms: 'connectTimeoutMs' } as const;
+const QUERY_KEYS = ['prefix', ...Object.keys(MS_OPTIONS)];
 
 /** True when `value` names a Redis directory (redis:// or rediss://). */
 export function isRedisUrl(value: string | undefined): value is string {
@@ -73,25 +75,13 @@ export function parseRedisUrl(value: string): RedisUrlParts {
   if (url.username) parts.username = decodeURIComponent(url.username);
   if (url.password) parts.password = decodeURIComponent(url.password);
   for (const [k, v] of url.searchParams) {
-    switch (k as (typeof QUERY_KEYS)[number]) {
-      case 'prefix':
-        if (v.length === 0) throw new RangeError(`invalid directory URL '${redacted}': prefix must not be empty`);
-        parts.prefix = v;
-        break;
-      case 'ttl_ms':
-        parts.ttlMs = positiveInt(v, k, `directory URL '${redacted}'`);
-        break;
-      case 'poll_ms':
-        parts.pollMs = positiveInt(v, k, `directory URL '${redacted}'`);
-        break;
-      case 'timeout_ms':
-        parts.timeoutMs = positiveInt(v, k, `directory URL '${redacted}'`);
-        break;
-      case 'connect_timeout_ms':
-        parts.connectTimeoutMs = positiveInt(v, k, `directory URL '${redacted}'`);
-        break;
-      default:
-        throw new RangeError(`invalid directory URL '${redacted}': unknown option '${k}' (known: ${QUERY_KEYS.join(', ')})`);
+    if (k === 'prefix') {
+      if (v.length === 0) throw new RangeError(`invalid directory URL '${redacted}': prefix must not be empty`);
+      parts.prefix = v;
+    } else if (Object.hasOwn(MS_OPTIONS, k)) {
+      parts[MS_OPTIONS[k as keyof typeof MS_OPTIONS]] = positiveInt(v, k, `directory URL '${redacted}'`);
+    } else {
+      throw new RangeError(`invalid directory URL '${redacted}': unknown option '${k}' (known: ${QUERY_KEYS.join(', ')})`);
     }
   }
   return parts;
