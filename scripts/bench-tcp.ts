@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { TcpTransport } from '../src/transport/tcp.js';
+import { TcpTransport } from '../src/transport/tcp/index.js';
 import type { Endpoint, LocalRegion, RemoteRegion } from '../src/transport/types.js';
 
 const seconds = Number(process.argv[2] ?? 2);

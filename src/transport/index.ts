@@ -1,5 +1,5 @@
 /** Opens the transport a protocol names; never falls back to another one. */
-import { TcpTransport } from './tcp.js';
+import { TcpTransport } from './tcp/index.js';
 import { UcxTransport } from './ucx.js';
 import { PROTOCOLS, TransportError, type TransportNode, type TransportOptions } from './types.js';
 
@@ -13,5 +13,5 @@ export async function openTransport(options: TransportOptions): Promise<Transpor
 
 export * from './types.js';
 export { UcxTransport, UcxEndpoint, parseLanes } from './ucx.js';
-export { TcpTransport } from './tcp.js';
+export { TcpTransport } from './tcp/index.js';
 export { loadNative } from './native.js';

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadNative } from './native.js';
-import { TcpTransport } from './tcp.js';
+import { TcpTransport } from './tcp/index.js';
 import { UcxTransport } from './ucx.js';
 import type { Protocol } from './types.js';
 

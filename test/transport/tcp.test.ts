@@ -4,7 +4,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp.js';
+import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type Endpoint, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';
 import { fillPattern, findMismatch } from '../fixtures/tcp-publisher.js';
 

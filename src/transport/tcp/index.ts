@@ -1,0 +1,116 @@
+/**
+ * The pure-TypeScript TCP fallback (`--protocol tcp`): the same one-sided READ/WRITE contract as
+ * ucx.ts, served by a small TCP server in each node. Smoke tests only (no RDMA, no zero copy), but
+ * not careless: access tokens checked, every range checked on both sides, every wait bounded.
+ *
+ * Files: wire.ts (wire format, header reader, buffer pool), regions.ts (published and local
+ * memory), server.ts (the data-plane server), endpoint.ts (the client side), and this node.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  DEFAULT_BATCH_TIMEOUT_MS,
+  TransportError,
+  type LocalRegion,
+  type PublishedRegion,
+  type TransportNode,
+  type TransportOptions,
+} from '../types.js';
+import { TcpEndpoint } from './endpoint.js';
+import { RegionTable, TcpLocal } from './regions.js';
+import { TcpServer } from './server.js';
+import { BufferPool, NODE_ID_BYTES, decodeTcpAddress, encodeTcpAddress } from './wire.js';
+
+export { TCP_WIRE, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor, type TcpAddress, type TcpDescriptor } from './wire.js';
+export { TcpEndpoint } from './endpoint.js';
+
+export class TcpTransport implements TransportNode {
+  readonly protocol = 'tcp' as const;
+  readonly transports = 'tcp (smoke, not publishable)';
+  readonly smokeOnly = true;
+  /** 16 hex digits, random per node: descriptors and addresses name it, HELLO confirms it. */
+  readonly nodeId: string;
+  /** Where the server reports a connection it closed and why (default: console.warn). */
+  log: (line: string) => void = (line) => console.warn(line);
+
+  private readonly endpoints = new Set<TcpEndpoint>();
+  private closed = false;
+  private readonly addressBlob: Uint8Array;
+
+  private constructor(
+    private readonly server: TcpServer,
+    private readonly regions: RegionTable,
+    private readonly pool: BufferPool,
+    readonly host: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.nodeId = regions.nodeId;
+    this.addressBlob = encodeTcpAddress({ host, port: server.port, nodeId: this.nodeId });
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  /** Starts the node's server on `host` (default 127.0.0.1), an ephemeral port. */
+  static async open(options: TransportOptions): Promise<TcpTransport> {
+    if (options.protocol !== 'tcp') throw new TransportError('ERR_INVALID_ARG', `TcpTransport supports tcp, not ${options.protocol}`);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
+    if (!(timeoutMs > 0)) throw new TransportError('ERR_INVALID_ARG', 'timeoutMs must be > 0: every wait has a deadline');
+    const host = options.host ?? '127.0.0.1';
+    const regions = new RegionTable(randomBytes(NODE_ID_BYTES).toString('hex'));
+    // Frame buffers shared by this node's server and endpoints.
+    const pool = new BufferPool(128 << 20);
+    // The server logs through the node's (replaceable) `log`.
+    let node: TcpTransport | null = null;
+    const server = await TcpServer.listen(host, regions, pool, (line) => (node === null ? console.warn(line) : node.log(line)));
+    node = new TcpTransport(server, regions, pool, host, timeoutMs);
+    return node;
+  }
+
+  private check(): void {
+    if (this.closed) throw new TransportError('ERR_CLOSED', 'TcpTransport is closed');
+  }
+
+  address(): Uint8Array {
+    this.check();
+    return this.addressBlob.slice();
+  }
+
+  async connect(peerAddress: Uint8Array): Promise<TcpEndpoint> {
+    this.check();
+    const peer = decodeTcpAddress(peerAddress);
+    const ep = await TcpEndpoint.open(this.pool, peer, this.timeoutMs, (closed) => this.endpoints.delete(closed));
+    if (this.closed) {
+      ep.close();
+      throw new TransportError('ERR_CLOSED', 'TcpTransport is closed');
+    }
+    this.endpoints.add(ep);
+    return ep;
+  }
+
+  allocate(bytes: number): PublishedRegion {
+    this.check();
+    if (typeof bytes !== 'number' || !(bytes >= 1) || !Number.isInteger(bytes)) {
+      throw new TransportError('ERR_INVALID_ARG', 'allocate(bytes): bytes must be a positive integer');
+    }
+    return this.regions.allocate(bytes);
+  }
+
+  register(view: Uint8Array): LocalRegion {
+    this.check();
+    if (!(view instanceof Uint8Array)) {
+      throw new TransportError('ERR_INVALID_ARG', 'register(view): view must be a Uint8Array (over an ArrayBuffer or SharedArrayBuffer)');
+    }
+    if (view.byteLength === 0) throw new TransportError('ERR_INVALID_ARG', 'register(view): cannot register an empty view');
+    return new TcpLocal(view);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const ep of [...this.endpoints]) ep.close();
+    const stopped = this.server.close();
+    this.regions.freeAll();
+    await stopped;
+  }
+}
