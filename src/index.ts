@@ -1,6 +1,8 @@
 /** peercache: a KV-cache page store over UCX one-sided READ, and the peercache-bench engine. */
 export * from './transport/index.js';
-export { PeerCacheStore, StoreConfigError, type PeerCacheStoreConfig, type StoreStats } from './store/peer-cache-store.js';
+export { PeerCacheStore } from './store/peer-cache-store.js';
+export { StoreConfigError, type PeerCacheStoreConfig } from './store/config.js';
+export type { StoreStats } from './store/stats.js';
 export { HostKVPool, type HostKVPoolOptions, type HostIndices, type Layout } from './store/host-pool.js';
 export type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './store/types.js';
 export { DirectoryServer } from './store/directory-server.js';

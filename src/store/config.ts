@@ -1,0 +1,113 @@
+/**
+ * PeerCacheStore's configuration: its options, their checks, and the checks of call arguments.
+ * The known-key list is derived from the config type (CONFIG_KEYS below), so a new option cannot
+ * be forgotten there.
+ */
+import type { Logger } from '../log.js';
+import type { Protocol } from '../transport/types.js';
+import { parseDirectoryChoice } from './directory-url.js';
+import { HostKVPool } from './host-pool.js';
+import type { StoreMetricsSink } from './metrics.js';
+import type { Directory } from './types.js';
+
+export interface PeerCacheStoreConfig {
+  /** host:port of the embedded discovery/directory service; the first node there serves it. Not needed with a Redis directoryUrl. */
+  discoveryAddr?: string;
+  /**
+   * Which directory: 'embedded' (default, at discoveryAddr) or a Redis/Valkey URL,
+   * redis://[user:password@]host:port[/db][?prefix=&ttl_ms=&poll_ms=] or rediss://… (see directory-url.ts).
+   */
+  directoryUrl?: string;
+  protocol: Protocol;
+  /** The host this node advertises and binds its tcp transport to (default 127.0.0.1). */
+  localHost?: string;
+  /** RDMA device, e.g. mlx5_0. */
+  deviceName?: string;
+  /** RDMA devices (rails); overrides deviceName. */
+  devices?: readonly string[];
+  ibPort?: number;
+  gidIndex?: number;
+  /** The host KV pool: the source of sets and the destination of gets (can also be registered later). */
+  hostPool?: HostKVPool;
+  /** Bytes of the published pool this node serves reads from; 0 = this node publishes nothing. */
+  globalSegmentBytes?: number;
+  /** Bytes per published slot when no host pool gives the page size (legacy set/get only). */
+  slotBytes?: number;
+  /** Guard: host pool + published pool may not exceed this (default 8 GiB). */
+  maxBytes?: number;
+  nodeId?: string;
+  authToken?: string;
+  tpRank?: number;
+  ppRank?: number;
+  ppSize?: number;
+  /** Cache key locations for batchGetV1 (default on; safe: READs are validated). */
+  locationCache?: boolean;
+  locationCacheEntries?: number;
+  /** Deadline of one data-plane batch (default 10 s). */
+  timeoutMs?: number;
+  /** Deadline of a directory connect or request (default 5 s to connect, 10 s per request). */
+  directoryTimeoutMs?: number;
+  /** Attributes published with this node (dist runs check layout/page size/working set at join). */
+  attributes?: Record<string, string | number | boolean>;
+  /** A directory to use instead of the embedded one (e.g. Redis). */
+  directory?: Directory;
+  /** Prometheus metrics (metrics.ts createStoreMetrics()); counters are read at scrape time. */
+  metrics?: StoreMetricsSink;
+  logger?: Logger;
+}
+
+/** Every key of PeerCacheStoreConfig, exactly: the compiler rejects a missing or an extra one. */
+const CONFIG_KEY_TABLE = {
+  discoveryAddr: true, protocol: true, localHost: true, deviceName: true, devices: true, ibPort: true, gidIndex: true, hostPool: true,
+  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, tpRank: true, ppRank: true, ppSize: true,
+  locationCache: true, locationCacheEntries: true, timeoutMs: true, directoryTimeoutMs: true, attributes: true, directory: true,
+  logger: true, directoryUrl: true, metrics: true,
+} as const satisfies Record<keyof PeerCacheStoreConfig, true>;
+
+export const CONFIG_KEYS: ReadonlySet<string> = new Set(Object.keys(CONFIG_KEY_TABLE));
+
+export const DEFAULT_MAX_BYTES = 8 * 2 ** 30;
+
+export class StoreConfigError extends Error {
+  override readonly name = 'StoreConfigError';
+}
+
+function checkInt(name: string, v: unknown, min: number): void {
+  if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < min)) {
+    throw new StoreConfigError(`${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+}
+
+/** Throws a StoreConfigError naming the first bad option. */
+export function validateConfig(config: PeerCacheStoreConfig): void {
+  if (config === null || typeof config !== 'object') throw new StoreConfigError('PeerCacheStore.open(config): config must be an object');
+  const unknown = Object.keys(config).filter((k) => !CONFIG_KEYS.has(k));
+  if (unknown.length) throw new StoreConfigError(`unknown config key(s): ${unknown.join(', ')} (known: ${[...CONFIG_KEYS].join(', ')})`);
+  if (!['rdma', 'shm', 'tcp'].includes(config.protocol)) throw new StoreConfigError(`protocol must be rdma, shm or tcp, got ${String(config.protocol)}`);
+  let redis = false;
+  try {
+    redis = parseDirectoryChoice(config.directoryUrl).kind === 'redis';
+  } catch (err) {
+    throw new StoreConfigError((err as Error).message);
+  }
+  if (!config.directory && !redis && typeof config.discoveryAddr !== 'string') throw new StoreConfigError('discoveryAddr (host:port) is required (or a redis:// directoryUrl)');
+  checkInt('globalSegmentBytes', config.globalSegmentBytes, 0);
+  checkInt('slotBytes', config.slotBytes, 1);
+  checkInt('maxBytes', config.maxBytes, 1);
+  checkInt('tpRank', config.tpRank, 0);
+  checkInt('ppRank', config.ppRank, 0);
+  checkInt('ppSize', config.ppSize, 1);
+  checkInt('locationCacheEntries', config.locationCacheEntries, 0);
+  checkInt('ibPort', config.ibPort, 1);
+  if (config.hostPool !== undefined && !(config.hostPool instanceof HostKVPool)) throw new StoreConfigError('hostPool must be a HostKVPool');
+  if (config.timeoutMs !== undefined && !(config.timeoutMs > 0)) throw new StoreConfigError('timeoutMs must be > 0');
+  if (config.directoryTimeoutMs !== undefined && !(config.directoryTimeoutMs > 0)) throw new StoreConfigError('directoryTimeoutMs must be > 0');
+}
+
+/** A call's keys: an array of non-empty strings (a TypeError naming the first bad one otherwise). */
+export function assertKeys(keys: readonly string[], what: string): void {
+  if (!Array.isArray(keys)) throw new TypeError(`${what}: keys must be an array of strings`);
+  for (let i = 0; i < keys.length; i++) {
+    if (typeof keys[i] !== 'string' || keys[i].length === 0) throw new TypeError(`${what}: keys[${i}] must be a non-empty string`);
+  }
+}

@@ -1,0 +1,412 @@
+/**
+ * The read path of PeerCacheStore: key locations (looked up, cached), READs from peers into the
+ * host pool with every object validated against its slot header, and the fast path of the steady
+ * state (every location cached, one peer): one op list in reused buffers, one native call.
+ */
+import { UcxEndpoint } from '../transport/index.js';
+import { OP_FIELDS, type LocalRegion, type TransportNode } from '../transport/types.js';
+import type { Logger } from '../log.js';
+import type { HostKVPool } from './host-pool.js';
+import { LocationCache, type CachedLocation } from './location-cache.js';
+import type { Peer, PeerSet } from './peers.js';
+import { SLOT_CHECK_BYTES, headerMatches, keyTag, type PublishedPool } from './published-pool.js';
+import type { StoreStats } from './stats.js';
+import type { Directory, Location } from './types.js';
+
+/** What the reader shares with the store that owns it. */
+export interface PageReaderContext {
+  nodeId: string;
+  transport: TransportNode;
+  directory: Directory;
+  peers: PeerSet;
+  stats: StoreStats;
+  logger: Logger;
+  /** Entries of the location cache (0: no cache). */
+  cacheEntries: number;
+  /** This node's own published pool (its keys are copied, not READ), if any. */
+  localPool(): PublishedPool | null;
+}
+
+interface ReadItem {
+  /** Index into the batch's object list. */
+  index: number;
+  key: string;
+  location: Location;
+  /** The key tag the slot header must carry. */
+  tag: number;
+  /** Where the bytes go: a local region and an offset in it. */
+  local: LocalRegion;
+  localOffset: number;
+  dest: Uint8Array;
+  fromCache: boolean;
+}
+
+/** What the read fast path reuses from call to call: the op list, the header scratch, the locals. */
+interface FastReadBuffers {
+  ops: Float64Array;
+  scratch: LocalRegion;
+  locals: LocalRegion[];
+  locations: CachedLocation[];
+  capacity: number;
+}
+
+/** Registered scratch space for slot headers fetched to validate READs; reused across calls. */
+class ScratchPool {
+  private readonly free: LocalRegion[] = [];
+  constructor(private readonly transport: TransportNode) {}
+  acquire(bytes: number): LocalRegion {
+    const i = this.free.findIndex((r) => r.length >= bytes);
+    if (i >= 0) return this.free.splice(i, 1)[0];
+    return this.transport.register(new Uint8Array(Math.max(bytes, 64 * SLOT_CHECK_BYTES)));
+  }
+  release(region: LocalRegion): void {
+    this.free.push(region);
+  }
+  freeAll(): void {
+    for (const r of this.free.splice(0)) r.free();
+  }
+}
+
+export class PageReader {
+  private readonly cache: LocationCache;
+  private readonly scratch: ScratchPool;
+  private hostPool: HostKVPool | null = null;
+  private hostRegion: LocalRegion | null = null;
+  /** The fast path's reused buffers; `fastInUse` while an asynchronous READ fills them (concurrent calls take the general path). */
+  private fast: FastReadBuffers | null = null;
+  private fastInUse = false;
+
+  constructor(private readonly ctx: PageReaderContext) {
+    this.cache = new LocationCache(ctx.cacheEntries);
+    this.scratch = new ScratchPool(ctx.transport);
+  }
+
+  /** The host pool and its registration: the destination of batchGetV1. */
+  setHost(pool: HostKVPool, region: LocalRegion): void {
+    this.hostPool = pool;
+    this.hostRegion = region;
+  }
+
+  /** Forgets every cached location on a node (it left, or its endpoint failed). */
+  forgetNode(nodeId: string): void {
+    this.cache.dropNode(nodeId);
+  }
+
+  /** Forgets every cached location (this node cleared its pool). */
+  forgetAll(): void {
+    this.cache.clear();
+  }
+
+  /** Looks keys up in the directory (one round trip) and refreshes the location cache with the answer. */
+  async lookup(keys: readonly string[]): Promise<(Location | null)[]> {
+    this.ctx.stats.directoryLookups++;
+    const found = await this.ctx.directory.lookup(keys);
+    for (let i = 0; i < keys.length; i++) {
+      const loc = found[i];
+      if (loc) this.cache.set(keys[i], loc);
+      else this.cache.delete(keys[i]);
+    }
+    return found;
+  }
+
+  /** A directory that cannot answer (down, reconnecting) makes misses, not errors, as on the get path. */
+  async lookupOrMiss(keys: readonly string[], what: string): Promise<(Location | null)[]> {
+    try {
+      return await this.lookup(keys);
+    } catch (err) {
+      this.ctx.stats.directoryErrors++;
+      this.ctx.logger.error(`${what}: directory lookup failed (the keys are misses): ${(err as Error).message}`);
+      return new Array<Location | null>(keys.length).fill(null);
+    }
+  }
+
+  /**
+   * READs `objects` (`comps` per page) into the host pool's `pages`; one bool per page (true =
+   * every component read and validated).
+   */
+  async getPages(objects: readonly string[], pages: readonly number[], comps: number, host: HostKVPool): Promise<boolean[]> {
+    const { stats } = this.ctx;
+    const keyCount = pages.length;
+    const attempt = this.tryFastGet(objects, pages, comps, host);
+    if (attempt === true || (attempt !== false && (await attempt))) {
+      stats.cacheHits += objects.length;
+      stats.getPages += keyCount;
+      stats.getHits += keyCount;
+      stats.bytesRead += objects.length * host.pageBytes;
+      return new Array<boolean>(keyCount).fill(true);
+    }
+    const ok = new Uint8Array(objects.length);
+    const items: (ReadItem | null)[] = new Array(objects.length).fill(null);
+    const missing: number[] = [];
+    for (let j = 0; j < objects.length; j++) {
+      const loc = this.cache.get(objects[j]);
+      if (loc) {
+        stats.cacheHits++;
+        items[j] = this.readItem(j, objects[j], loc, loc.tag, host.objectOffset(pages[Math.floor(j / comps)], j % comps), true);
+      } else {
+        missing.push(j);
+      }
+    }
+    await this.resolveMissing(objects, missing, items, pages, comps, host);
+    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok);
+    if (retry.length) {
+      // Stale cached locations: one directory lookup for those keys, then one more READ.
+      const again = retry.map((it) => it.index);
+      for (const j of again) items[j] = null;
+      for (const it of retry) this.cache.delete(it.key);
+      await this.resolveMissing(objects, again, items, pages, comps, host);
+      await this.readAll(again.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok);
+    }
+    const result = new Array<boolean>(keyCount);
+    let hits = 0;
+    for (let i = 0; i < keyCount; i++) {
+      let all = true;
+      for (let c = 0; c < comps; c++) if (!ok[i * comps + c]) all = false;
+      result[i] = all;
+      if (all) hits++;
+    }
+    stats.getPages += keyCount;
+    stats.getHits += hits;
+    stats.bytesRead += hits * comps * host.pageBytes;
+    return result;
+  }
+
+  /** Legacy batchGet: READs raw keys into `targets` through registered staging; each element is the target on a hit, else null. */
+  async getRaw(keys: readonly string[], targets: readonly Uint8Array[]): Promise<(Uint8Array | null)[]> {
+    const locations = await this.lookupOrMiss(keys, 'batchGet');
+    const total = locations.reduce((s, l, i) => s + (l && l.length <= targets[i].byteLength ? l.length : 0), 0);
+    const staging = this.scratch.acquire(Math.max(total, 1));
+    const ok = new Uint8Array(keys.length);
+    const items: ReadItem[] = [];
+    let offset = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const loc = locations[i];
+      if (!loc || loc.length > targets[i].byteLength) continue;
+      items.push({ index: i, key: keys[i], location: loc, tag: keyTag(keys[i]), local: staging, localOffset: offset, dest: staging.bytes, fromCache: false });
+      offset += loc.length;
+    }
+    try {
+      await this.readAll(items, ok);
+      return keys.map((_, i) => {
+        if (!ok[i]) return null;
+        const it = items.find((x) => x.index === i)!;
+        targets[i].set(staging.bytes.subarray(it.localOffset, it.localOffset + it.location.length));
+        this.ctx.stats.bytesRead += it.location.length;
+        return targets[i];
+      });
+    } finally {
+      this.scratch.release(staging);
+    }
+  }
+
+  /** Frees the registered scratch and fast-path buffers (the store is closing). */
+  close(): void {
+    this.scratch.freeAll();
+    this.fast?.scratch.free();
+    this.fast = null;
+  }
+
+  /**
+   * The steady-state read: every object's location is cached and on one remote peer. One op list
+   * (data READs, a fence, header READs) built straight into reused buffers, one native call, one
+   * validation loop: no per-object allocation. Returns false when it does not apply or any object
+   * failed validation; the general path then does the whole batch (and its retries) again.
+   */
+  private tryFastGet(objects: readonly string[], pages: readonly number[], comps: number, host: HostKVPool): boolean | Promise<boolean> {
+    if (this.fastInUse || this.cache.maxEntries <= 0) return false;
+    const n = objects.length;
+    const first = this.cache.get(objects[0]);
+    if (!first || first.nodeId === this.ctx.nodeId) return false;
+    const peer = this.ctx.peers.connected(first.nodeId);
+    if (!peer) return false;
+    const f = this.fastBuffers(n);
+    const { ops, locations } = f;
+    const pageBytes = host.pageBytes;
+    const stride = host.pageStride;
+    for (let j = 0; j < n; j++) {
+      const loc = j === 0 ? first : this.cache.get(objects[j]);
+      if (!loc || loc.nodeId !== first.nodeId || loc.length !== pageBytes) return false;
+      const header = peer.headerOffset(loc.offset);
+      if (header < 0) return false;
+      locations[j] = loc;
+      const o = j * OP_FIELDS;
+      ops[o] = loc.offset;
+      ops[o + 1] = 0;
+      ops[o + 2] = pages[(j / comps) | 0] * stride + (j % comps) * pageBytes;
+      ops[o + 3] = pageBytes;
+      const h = (n + j) * OP_FIELDS;
+      ops[h] = header;
+      ops[h + 1] = 1;
+      ops[h + 2] = j * SLOT_CHECK_BYTES;
+      ops[h + 3] = SLOT_CHECK_BYTES;
+    }
+    const endpoint = peer.endpoint;
+    if (this.ctx.transport.protocol === 'shm' && endpoint instanceof UcxEndpoint) {
+      // Over shared memory a READ is a copy that completes inside the call either way: the
+      // blocking form skips the Promise round trips.
+      try {
+        endpoint.readSync(peer.remote, f.locals, ops, 2 * n, { fenceAt: n });
+      } catch {
+        return false; // the general path reads again, logs and counts the error
+      }
+      return this.fastValidate(f, n);
+    }
+    this.fastInUse = true;
+    return endpoint.read(peer.remote, f.locals, ops, 2 * n, { fenceAt: n }).then(
+      () => {
+        this.fastInUse = false;
+        return this.fastValidate(f, n);
+      },
+      () => {
+        this.fastInUse = false;
+        return false;
+      },
+    );
+  }
+
+  private fastValidate(f: FastReadBuffers, n: number): boolean {
+    const { locations } = f;
+    const scratch = f.scratch.bytes;
+    for (let j = 0; j < n; j++) {
+      const loc = locations[j];
+      if (!headerMatches(scratch, j * SLOT_CHECK_BYTES, loc.generation, loc.tag, loc.length)) return false;
+    }
+    return true;
+  }
+
+  private fastBuffers(objects: number): FastReadBuffers {
+    if (this.fast && this.fast.capacity >= objects) return this.fast;
+    this.fast?.scratch.free();
+    const capacity = Math.max(objects, 64);
+    const scratch = this.ctx.transport.register(new Uint8Array(capacity * SLOT_CHECK_BYTES));
+    this.fast = {
+      ops: new Float64Array(2 * capacity * OP_FIELDS),
+      scratch,
+      locals: [this.hostRegion!, scratch],
+      locations: new Array<CachedLocation>(capacity),
+      capacity,
+    };
+    return this.fast;
+  }
+
+  private readItem(index: number, key: string, location: Location, tag: number, hostOffset: number, fromCache: boolean): ReadItem {
+    return { index, key, location, tag, local: this.hostRegion!, localOffset: hostOffset, dest: this.hostPool!.buffer, fromCache };
+  }
+
+  private async resolveMissing(objects: readonly string[], missing: number[], items: (ReadItem | null)[], pages: readonly number[], comps: number, host: HostKVPool): Promise<void> {
+    if (!missing.length) return;
+    let found: (Location | null)[];
+    try {
+      found = await this.lookup(missing.map((j) => objects[j]));
+    } catch (err) {
+      this.ctx.stats.directoryErrors++;
+      this.ctx.logger.error(`batchGetV1: directory lookup failed: ${(err as Error).message}`);
+      return;
+    }
+    for (let m = 0; m < missing.length; m++) {
+      const loc = found[m];
+      const j = missing[m];
+      if (loc && loc.length === host.pageBytes) {
+        items[j] = this.readItem(j, objects[j], loc, keyTag(objects[j]), host.objectOffset(pages[Math.floor(j / comps)], j % comps), false);
+      }
+    }
+  }
+
+  /**
+   * READs every item (grouped by owner, one batch per owner, owners in parallel) and validates
+   * each against its slot header. Marks `ok`; returns the cached items that failed validation.
+   */
+  private async readAll(items: ReadItem[], ok: Uint8Array): Promise<ReadItem[]> {
+    const byNode = new Map<string, ReadItem[]>();
+    for (const it of items) {
+      const list = byNode.get(it.location.nodeId);
+      if (list) list.push(it);
+      else byNode.set(it.location.nodeId, [it]);
+    }
+    const stale: ReadItem[] = [];
+    await Promise.all(
+      [...byNode].map(async ([nodeId, list]) => {
+        if (nodeId === this.ctx.nodeId) {
+          const pool = this.ctx.localPool();
+          for (const it of list) {
+            if (pool?.copyOut(it.key, it.location.generation, it.dest, it.localOffset)) ok[it.index] = 1;
+            else this.noteStale(it, stale);
+          }
+          return;
+        }
+        const peer = await this.ctx.peers.resolve(nodeId);
+        if (!peer) {
+          this.cache.dropNode(nodeId);
+          return;
+        }
+        await this.readFromPeer(peer, list, ok, stale);
+      }),
+    );
+    return stale;
+  }
+
+  private noteStale(it: ReadItem, stale: ReadItem[]): void {
+    this.ctx.stats.staleReads++;
+    if (it.fromCache) stale.push(it);
+    else this.cache.delete(it.key);
+  }
+
+  private async readFromPeer(peer: Peer, list: ReadItem[], ok: Uint8Array, stale: ReadItem[]): Promise<void> {
+    // A location that is no slot of this peer's pool (a corrupt or foreign entry) is a miss.
+    const headers = list.map((it) => peer.headerOffset(it.location.offset));
+    if (headers.includes(-1)) {
+      const keep = list.filter((it, i) => {
+        if (headers[i] >= 0) return true;
+        this.noteStale(it, stale);
+        return false;
+      });
+      if (!keep.length) return;
+      return this.readFromPeer(peer, keep, ok, stale);
+    }
+    const n = list.length;
+    const scratch = this.scratch.acquire(n * SLOT_CHECK_BYTES);
+    const locals: LocalRegion[] = [];
+    const localIndex = new Map<LocalRegion, number>();
+    const ops = new Float64Array(2 * n * OP_FIELDS);
+    for (let i = 0; i < n; i++) {
+      const it = list[i];
+      let li = localIndex.get(it.local);
+      if (li === undefined) {
+        li = locals.push(it.local) - 1;
+        localIndex.set(it.local, li);
+      }
+      const o = i * OP_FIELDS;
+      ops[o] = it.location.offset;
+      ops[o + 1] = li;
+      ops[o + 2] = it.localOffset;
+      ops[o + 3] = it.location.length;
+    }
+    const scratchIndex = locals.push(scratch) - 1;
+    for (let i = 0; i < n; i++) {
+      // After the fence: the header of every slot, read once its data has been read.
+      const o = (n + i) * OP_FIELDS;
+      ops[o] = headers[i];
+      ops[o + 1] = scratchIndex;
+      ops[o + 2] = i * SLOT_CHECK_BYTES;
+      ops[o + 3] = SLOT_CHECK_BYTES;
+    }
+    const { stats, logger, peers } = this.ctx;
+    try {
+      await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n });
+      for (let i = 0; i < n; i++) {
+        const it = list[i];
+        if (headerMatches(scratch.bytes, i * SLOT_CHECK_BYTES, it.location.generation, it.tag, it.location.length)) ok[it.index] = 1;
+        else this.noteStale(it, stale);
+      }
+    } catch (err) {
+      stats.readErrors++;
+      logger.warn(`READ of ${n} objects from ${peer.nodeId} failed (they are misses): ${(err as Error).message}`);
+      if (peer.endpoint.failure !== null) {
+        peers.drop(peer.nodeId, peer.endpoint.failure);
+        this.cache.dropNode(peer.nodeId);
+      }
+    } finally {
+      this.scratch.release(scratch);
+    }
+  }
+}
