@@ -81,7 +81,7 @@ export interface TransportNode {
   /** What a peer passes to `connect()`. */
   address(): Uint8Array;
   connect(peerAddress: Uint8Array): Promise<Endpoint>;
-  allocate(bytes: number): PublishedRegion;
+  allocate(bytes: number, options?: { remoteWritable?: boolean }): PublishedRegion;
   register(view: Uint8Array): LocalRegion;
   close(): Promise<void>;
 }

@@ -297,7 +297,7 @@ test('in one process: READ and WRITE, 64 MiB in 128 KiB pages, batches of 1 and 
   const a = await TcpTransport.open({ protocol: 'tcp' });
   const b = await TcpTransport.open({ protocol: 'tcp' });
   try {
-    const published = a.allocate(REGION);
+    const published = a.allocate(REGION, { remoteWritable: true });
     fillPattern(published.bytes, 11);
     const ep = await b.connect(a.address());
     assert.equal(ep.lanes(), ['tcp']);
@@ -722,13 +722,57 @@ test('garbage and oversized frames: that connection is closed, the server keeps 
   }
 });
 
+test('published regions are read-only to peers by default: a WRITE with the right token is refused, bytes unchanged', async () => {
+  const a = await TcpTransport.open({ protocol: 'tcp' });
+  const b = await TcpTransport.open({ protocol: 'tcp' });
+  const raws: net.Socket[] = [];
+  try {
+    const published = a.allocate(MiB);
+    published.bytes.fill(0x5a);
+    const ep = await b.connect(a.address());
+    const remote = ep.attach(published.descriptor()); // this peer holds the region's token
+    const src = new Uint8Array(64 << 10).fill(0xee);
+    const local = b.register(src);
+    await rejects(ep.write(remote, [local], ops([0, 0, 0, 4096], [MiB - 4096, 0, 0, 4096]), 2), 'ERR_READ_ONLY', /WRITE batch of 2 ops refused by peer 127\.0\.0\.1:\d+: region \d+ is read-only to peers/);
+    assert.ok(published.bytes.every((x) => x === 0x5a), 'the refused WRITE changed nothing');
+    assert.is(ep.failure, null, 'a refusal does not fail the endpoint');
+    // The same by hand: HELLO, then a WRITE frame with the right token and its payload.
+    const d = decodeTcpDescriptor(published.descriptor());
+    const s = await rawConnect(decodeTcpAddress(a.address()).port);
+    raws.push(s);
+    s.write(rawRequest(TCP_WIRE.kinds.hello, 0, 0, 0, 0, null));
+    const hello = await readExactly(s, TCP_WIRE.responseHeaderBytes);
+    await readExactly(s, hello.readUInt32LE(16));
+    s.write(Buffer.concat([rawRequest(TCP_WIRE.kinds.write, 5, 1, 4096, d.regionId, d.token, [[0, 4096]]), Buffer.alloc(4096, 0xee)]));
+    const h = await readExactly(s, TCP_WIRE.responseHeaderBytes);
+    assert.is(h.readUInt32LE(8), 5);
+    assert.is(h[6], TCP_WIRE.status.readOnly);
+    assert.match((await readExactly(s, h.readUInt32LE(16))).toString(), /region \d+ is read-only to peers/);
+    assert.ok(published.bytes.every((x) => x === 0x5a), 'the raw WRITE changed nothing');
+    // READs on the same connection and endpoint still work.
+    const dst = new Uint8Array(4096);
+    await ep.read(remote, [b.register(dst)], ops([0, 0, 0, 4096]), 1);
+    assert.ok(dst.every((x) => x === 0x5a));
+    // Opting in makes a region writable.
+    const writable = a.allocate(MiB, { remoteWritable: true });
+    const wremote = ep.attach(writable.descriptor());
+    await ep.write(wremote, [local], ops([4096, 0, 0, 4096]), 1);
+    assert.ok(writable.bytes.subarray(4096, 8192).every((x) => x === 0xee));
+    assert.ok(writable.bytes.subarray(0, 4096).every((x) => x === 0));
+  } finally {
+    for (const s of raws) s.destroy();
+    await b.close();
+    await a.close();
+  }
+});
+
 test('a batch over the frame limits is split and still lands whole', async () => {
   // 70 000 ops of 16 bytes: more than one frame's 65 536 ops.
   const a = await TcpTransport.open({ protocol: 'tcp' });
   const b = await TcpTransport.open({ protocol: 'tcp' });
   try {
     const n = 70_000;
-    const published = a.allocate(n * 16);
+    const published = a.allocate(n * 16, { remoteWritable: true });
     fillPattern(published.bytes, 17);
     const ep = await b.connect(a.address());
     const remote = ep.attach(published.descriptor());

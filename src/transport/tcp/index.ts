@@ -88,12 +88,18 @@ export class TcpTransport implements TransportNode {
     return ep;
   }
 
-  allocate(bytes: number): PublishedRegion {
+  /**
+   * Publishes a region. Peers may only READ it unless `remoteWritable` is set: the store never
+   * writes remotely, so a WRITE frame into a published region is refused (ERR_READ_ONLY).
+   */
+  allocate(bytes: number, options?: { remoteWritable?: boolean }): PublishedRegion {
     this.check();
     if (typeof bytes !== 'number' || !(bytes >= 1) || !Number.isInteger(bytes)) {
       throw new TransportError('ERR_INVALID_ARG', 'allocate(bytes): bytes must be a positive integer');
     }
-    return this.regions.allocate(bytes);
+    const remoteWritable = options?.remoteWritable ?? false;
+    if (typeof remoteWritable !== 'boolean') throw new TransportError('ERR_INVALID_ARG', 'allocate(bytes, options): remoteWritable must be a boolean');
+    return this.regions.allocate(bytes, remoteWritable);
   }
 
   register(view: Uint8Array): LocalRegion {

@@ -27,6 +27,7 @@ import {
   STATUS_INVALID,
   STATUS_OK,
   STATUS_OUT_OF_RANGE,
+  STATUS_READ_ONLY,
   TOKEN_BYTES,
   encodeResponse,
   readU64,
@@ -227,6 +228,9 @@ class ServerConnection {
     if (this.count === 0) return { status: STATUS_INVALID, reason: 'a batch has at least one op' };
     const region = this.server.regions.lookup(this.regionId, this.token);
     if ('status' in region) return region;
+    if (this.kind === KIND_WRITE && !region.remoteWritable) {
+      return { status: STATUS_READ_ONLY, reason: `region ${this.regionId} is read-only to peers (its node did not allocate it remoteWritable)` };
+    }
     let bytes = 0;
     const ops = this.ops;
     for (let i = 0; i < this.count; i++) {

@@ -51,6 +51,8 @@ export const STATUS_OK = 0;
 export const STATUS_BAD_RKEY = 1;
 export const STATUS_OUT_OF_RANGE = 2;
 export const STATUS_INVALID = 3;
+/** A WRITE into a region its node did not allocate remote-writable. */
+export const STATUS_READ_ONLY = 4;
 
 /** Data bytes one frame may carry (a WRITE's payload, a READ's answer). */
 export const MAX_FRAME_DATA = 1 << 30;
@@ -68,7 +70,7 @@ export const TCP_WIRE = {
   responseHeaderBytes: RESPONSE_HEADER,
   opBytes: OP_BYTES,
   kinds: { hello: KIND_HELLO, read: KIND_READ, write: KIND_WRITE },
-  status: { ok: STATUS_OK, badRkey: STATUS_BAD_RKEY, outOfRange: STATUS_OUT_OF_RANGE, invalid: STATUS_INVALID },
+  status: { ok: STATUS_OK, badRkey: STATUS_BAD_RKEY, outOfRange: STATUS_OUT_OF_RANGE, invalid: STATUS_INVALID, readOnly: STATUS_READ_ONLY },
   maxFrameData: MAX_FRAME_DATA,
   maxFrameOps: MAX_FRAME_OPS,
 } as const;
@@ -220,6 +222,7 @@ export function errorStatusCode(status: number): string {
   if (status === STATUS_BAD_RKEY) return 'ERR_BAD_RKEY';
   if (status === STATUS_OUT_OF_RANGE) return 'ERR_OUT_OF_RANGE';
   if (status === STATUS_INVALID) return 'ERR_INVALID_ARG';
+  if (status === STATUS_READ_ONLY) return 'ERR_READ_ONLY';
   return 'ERR_TRANSFER';
 }
 
