@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type Endpoint, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';
 import { fillPattern, findMismatch } from '../fixtures/tcp-publisher.js';
+import { closedByPeer, rawConnect, rawHello, rawRequest, readExactly, within } from './tcp-raw.js';
 
 const MiB = 1 << 20;
 const PAGE = 128 << 10;
@@ -15,15 +16,6 @@ const PAGES = REGION / PAGE;
 const fixture = fileURLToPath(new URL('../fixtures/tcp-publisher.ts', import.meta.url));
 
 // ------------------------------------------------------------------------------------ helpers
-
-/** Fails the test instead of hanging it. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (a hang)`)), ms);
-  });
-  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
-}
 
 async function rejects(p: Promise<unknown>, code: string, message: RegExp, ms = 15_000): Promise<TransportError> {
   let err: unknown = null;
@@ -204,64 +196,6 @@ async function moveAndVerify(node: TcpTransport, ep: Endpoint, remote: RemoteReg
   await ep.read(remote, [local], back, PAGES);
   for (let j = 0; j < PAGES; j++) assertPage(dst, seed + 3, perm[j] * PAGE, j * PAGE, `batch-of-1024 WRITE, page ${perm[j]}`);
   assert.is(ep.failure, null);
-}
-
-/** Encodes a request frame by hand (what a broken or malicious client could send). */
-function rawRequest(kind: number, id: number, count: number, payload: number, regionId: number, token: Uint8Array | null, quads: number[][] = []): Buffer {
-  const out = Buffer.alloc(TCP_WIRE.requestHeaderBytes + quads.length * TCP_WIRE.opBytes);
-  out.writeUInt32LE(TCP_WIRE.requestMagic, 0);
-  out[4] = TCP_WIRE.version;
-  out[5] = kind;
-  out.writeUInt32LE(id, 8);
-  out.writeUInt32LE(count, 12);
-  out.writeUInt32LE(payload % 2 ** 32, 16);
-  out.writeUInt32LE(Math.floor(payload / 2 ** 32), 20);
-  out.writeUInt32LE(regionId, 24);
-  if (token !== null) Buffer.from(token).copy(out, 32);
-  quads.forEach(([roff, len], i) => {
-    const at = TCP_WIRE.requestHeaderBytes + i * TCP_WIRE.opBytes;
-    out.writeUInt32LE(roff % 2 ** 32, at);
-    out.writeUInt32LE(Math.floor(roff / 2 ** 32), at + 4);
-    out.writeUInt32LE(len % 2 ** 32, at + 8);
-  });
-  return out;
-}
-
-function rawConnect(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
-    s.once('error', reject);
-  });
-}
-
-/** Resolves once the server has closed the socket (any data it sent is drained and ignored). */
-function closedByPeer(s: net.Socket): Promise<void> {
-  s.resume();
-  s.on('error', () => undefined);
-  return within(new Promise<void>((resolve) => s.once('close', () => resolve())), 5_000, 'the server closing a bad connection');
-}
-
-/** Reads exactly n bytes from a raw socket. */
-function readExactly(s: net.Socket, n: number): Promise<Buffer> {
-  return within(
-    new Promise<Buffer>((resolve, reject) => {
-      let got = Buffer.alloc(0);
-      const onData = (c: Buffer): void => {
-        got = Buffer.concat([got, c]);
-        if (got.length >= n) {
-          s.off('data', onData);
-          s.pause();
-          if (got.length > n) s.unshift(got.subarray(n));
-          resolve(got.subarray(0, n));
-        }
-      };
-      s.on('data', onData);
-      s.once('close', () => reject(new Error('the socket closed')));
-      s.resume();
-    }),
-    5_000,
-    'a raw answer',
-  );
 }
 
 // -------------------------------------------------------------------------------------- tests
@@ -686,7 +620,7 @@ test('garbage and oversized frames: that connection is closed, the server keeps 
 
     // The server checks every range itself (not only the client): a hand-made READ outside the
     // region is refused with a reason, and the connection goes on serving.
-    const s = await rawConnect(port);
+    const s = await rawHello(port);
     raws.push(s);
     s.write(rawRequest(TCP_WIRE.kinds.read, 7, 1, 0, d.regionId, d.token, [[MiB - 8, 16]]));
     const h1 = await readExactly(s, TCP_WIRE.responseHeaderBytes);
@@ -738,11 +672,8 @@ test('published regions are read-only to peers by default: a WRITE with the righ
     assert.is(ep.failure, null, 'a refusal does not fail the endpoint');
     // The same by hand: HELLO, then a WRITE frame with the right token and its payload.
     const d = decodeTcpDescriptor(published.descriptor());
-    const s = await rawConnect(decodeTcpAddress(a.address()).port);
+    const s = await rawHello(decodeTcpAddress(a.address()).port);
     raws.push(s);
-    s.write(rawRequest(TCP_WIRE.kinds.hello, 0, 0, 0, 0, null));
-    const hello = await readExactly(s, TCP_WIRE.responseHeaderBytes);
-    await readExactly(s, hello.readUInt32LE(16));
     s.write(Buffer.concat([rawRequest(TCP_WIRE.kinds.write, 5, 1, 4096, d.regionId, d.token, [[0, 4096]]), Buffer.alloc(4096, 0xee)]));
     const h = await readExactly(s, TCP_WIRE.responseHeaderBytes);
     assert.is(h.readUInt32LE(8), 5);

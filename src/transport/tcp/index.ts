@@ -17,11 +17,12 @@ import {
 } from '../types.js';
 import { TcpEndpoint } from './endpoint.js';
 import { RegionTable, TcpLocal } from './regions.js';
-import { TcpServer } from './server.js';
+import { TcpServer, serverLimits, type TcpServerStats } from './server.js';
 import { BufferPool, NODE_ID_BYTES, decodeTcpAddress, encodeTcpAddress } from './wire.js';
 
 export { TCP_WIRE, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor, type TcpAddress, type TcpDescriptor } from './wire.js';
 export { TcpEndpoint } from './endpoint.js';
+export { ANSWER_OVERHEAD_BYTES, TCP_SERVER_LIMITS, type TcpServerStats } from './server.js';
 
 export class TcpTransport implements TransportNode {
   readonly protocol = 'tcp' as const;
@@ -57,14 +58,20 @@ export class TcpTransport implements TransportNode {
     const timeoutMs = options.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
     if (!(timeoutMs > 0)) throw new TransportError('ERR_INVALID_ARG', 'timeoutMs must be > 0: every wait has a deadline');
     const host = options.host ?? '127.0.0.1';
+    const limits = serverLimits(options.tcpLimits);
     const regions = new RegionTable(randomBytes(NODE_ID_BYTES).toString('hex'));
     // Frame buffers shared by this node's server and endpoints.
     const pool = new BufferPool(128 << 20);
     // The server logs through the node's (replaceable) `log`.
     let node: TcpTransport | null = null;
-    const server = await TcpServer.listen(host, regions, pool, (line) => (node === null ? console.warn(line) : node.log(line)));
+    const server = await TcpServer.listen(host, regions, pool, limits, (line) => (node === null ? console.warn(line) : node.log(line)));
     node = new TcpTransport(server, regions, pool, host, timeoutMs);
     return node;
+  }
+
+  /** What the node's server holds now (connections, queued answer bytes, refusals). */
+  serverStats(): TcpServerStats {
+    return this.server.stats();
   }
 
   private check(): void {
