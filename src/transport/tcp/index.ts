@@ -17,12 +17,14 @@ import {
 } from '../types.js';
 import { TcpEndpoint } from './endpoint.js';
 import { RegionTable, TcpLocal } from './regions.js';
-import { TcpServer, serverLimits, type TcpServerStats } from './server.js';
+import { serverLimits } from './limits.js';
+import { TcpServer, type TcpServerStats } from './server.js';
 import { BufferPool, NODE_ID_BYTES, decodeTcpAddress, encodeTcpAddress } from './wire.js';
 
 export { TCP_WIRE, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor, type TcpAddress, type TcpDescriptor } from './wire.js';
 export { TcpEndpoint } from './endpoint.js';
-export { ANSWER_OVERHEAD_BYTES, TCP_SERVER_LIMITS, type TcpServerStats } from './server.js';
+export { ANSWER_OVERHEAD_BYTES, TCP_SERVER_LIMITS } from './limits.js';
+export type { TcpServerStats } from './server.js';
 
 export class TcpTransport implements TransportNode {
   readonly protocol = 'tcp' as const;
