@@ -4,7 +4,8 @@
  * not careless: access tokens checked, every range checked on both sides, every wait bounded.
  *
  * Files: wire.ts (wire format, header reader, buffer pool), regions.ts (published and local
- * memory), server.ts (the data-plane server), endpoint.ts (the client side), and this node.
+ * memory), server.ts (the data-plane server) and limits.ts (its limits), endpoint.ts (the client
+ * side), and this node.
  */
 import { randomBytes } from 'node:crypto';
 import {
