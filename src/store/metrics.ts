@@ -244,7 +244,16 @@ export interface MetricsServerOptions {
   host?: string;
   /** What to serve: a registry, or a StoreMetrics (its registry). */
   registry: Registry | StoreMetrics;
+  /** A client must have sent its request headers within this long (default METRICS_HEADERS_TIMEOUT_MS). */
+  headersTimeoutMs?: number;
+  /** ... and its whole request within this long (default METRICS_REQUEST_TIMEOUT_MS; >= headersTimeoutMs). */
+  requestTimeoutMs?: number;
 }
+
+/** Slow-header clients are dropped after this long, not after Node's default 60 s. */
+export const METRICS_HEADERS_TIMEOUT_MS = 5_000;
+/** A whole request (a GET has no body) gets this long. */
+export const METRICS_REQUEST_TIMEOUT_MS = 10_000;
 
 export interface MetricsServer {
   readonly host: string;
@@ -262,7 +271,19 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   const registry = options.registry instanceof StoreMetrics ? options.registry.registry : options.registry;
   const host = options.host ?? '127.0.0.1';
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new RangeError(`metrics port must be in 0..65535, got ${options.port}`);
-  const server = http.createServer((req, res) => {
+  const headersTimeout = options.headersTimeoutMs ?? METRICS_HEADERS_TIMEOUT_MS;
+  const requestTimeout = options.requestTimeoutMs ?? Math.max(METRICS_REQUEST_TIMEOUT_MS, headersTimeout);
+  for (const [name, v] of [['headersTimeoutMs', headersTimeout], ['requestTimeoutMs', requestTimeout]] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > 0x7fffffff) throw new RangeError(`metrics ${name} must be a positive integer (ms), got ${v}`);
+  }
+  if (headersTimeout > requestTimeout) throw new RangeError(`metrics headersTimeoutMs (${headersTimeout}) must not exceed requestTimeoutMs (${requestTimeout})`);
+  const serverOptions: http.ServerOptions = {
+    headersTimeout,
+    requestTimeout,
+    // Node checks both timeouts only this often (default 30 s): check often enough to honour them.
+    connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(headersTimeout / 4))),
+  };
+  const server = http.createServer(serverOptions, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();

@@ -13,5 +13,5 @@ export async function openTransport(options: TransportOptions): Promise<Transpor
 
 export * from './types.js';
 export { UcxTransport, UcxEndpoint, parseLanes } from './ucx.js';
-export { TcpTransport } from './tcp/index.js';
+export { TcpTransport, TCP_SERVER_LIMITS } from './tcp/index.js';
 export { loadNative } from './native.js';

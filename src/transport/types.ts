@@ -23,6 +23,26 @@ export interface TransportOptions {
   host?: string;
   /** Default deadline of one batch (default 10 000 ms). Every wait has one. */
   timeoutMs?: number;
+  /** tcp: limits of the node's data-plane server (each defaults to TCP_SERVER_LIMITS). */
+  tcpLimits?: Partial<TcpServerLimits>;
+}
+
+/**
+ * What the tcp data-plane server holds per peer, enforced before it allocates: a peer that never
+ * says HELLO, trickles a frame, stops reading its answers or opens too many connections costs a
+ * bounded amount of memory and time.
+ */
+export interface TcpServerLimits {
+  /** A connection must complete its HELLO frame within this long of connecting (ms). */
+  helloTimeoutMs: number;
+  /** A connection is closed when no complete frame arrived for this long (ms); bytes of an unfinished frame do not count. */
+  idleTimeoutMs: number;
+  /** Connections served at once; more are closed as they arrive. */
+  maxConnections: number;
+  /** Answer bytes (plus a fixed cost per answer) queued unsent on one connection before the server stops reading it. */
+  maxQueuedAnswerBytes: number;
+  /** The same over all connections: past it, connections wait for answers to drain before more are made. */
+  maxTotalAnswerBytes: number;
 }
 
 /** Memory this node publishes: peers READ (and WRITE) it one-sidedly. */
@@ -81,7 +101,7 @@ export interface TransportNode {
   /** What a peer passes to `connect()`. */
   address(): Uint8Array;
   connect(peerAddress: Uint8Array): Promise<Endpoint>;
-  allocate(bytes: number): PublishedRegion;
+  allocate(bytes: number, options?: { remoteWritable?: boolean }): PublishedRegion;
   register(view: Uint8Array): LocalRegion;
   close(): Promise<void>;
 }

@@ -2,6 +2,7 @@
  * /metrics over HTTP: Prometheus text format, the metric names, and counts that move after a set
  * and a get (two stores on shm sharing one registry, each labelled by node).
  */
+import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fillPattern } from '../helpers/pattern.js';
@@ -106,6 +107,52 @@ test('startMetricsServer: a port in use is a clear error; default process metric
     }
   } finally {
     await a.close();
+  }
+});
+
+test('startMetricsServer: a client that sends its headers slowly is dropped after headersTimeoutMs, not 60 s', async () => {
+  const server = await startMetricsServer({ port: 0, registry: createStoreMetrics(), headersTimeoutMs: 300, requestTimeoutMs: 600 });
+  const sockets: net.Socket[] = [];
+  let drip: NodeJS.Timeout | undefined;
+  try {
+    const slow = net.connect({ host: '127.0.0.1', port: server.port });
+    const silent = net.connect({ host: '127.0.0.1', port: server.port });
+    sockets.push(slow, silent);
+    const closed = (s: net.Socket): Promise<number> =>
+      new Promise<number>((resolve) => {
+        s.on('error', () => undefined);
+        s.resume();
+        s.once('close', () => resolve(Date.now()));
+      });
+    const slowClosed = closed(slow);
+    const silentClosed = closed(silent);
+    const t0 = Date.now();
+    slow.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+    // One header byte every 50 ms: the headers never finish.
+    drip = setInterval(() => slow.writable && slow.write('X'), 50);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('slow-header clients still connected after 10 s')), 10_000)));
+    const [a, b] = await Promise.race([Promise.all([slowClosed, silentClosed]), deadline]).finally(() => clearTimeout(timer));
+    assert.ok(a - t0 < 10_000 && b - t0 < 10_000);
+    // The server still answers others.
+    assert.is((await scrape(server.url)).status, 200);
+  } finally {
+    clearInterval(drip);
+    for (const s of sockets) s.destroy();
+    await server.close();
+  }
+});
+
+test('startMetricsServer: bad timeouts are refused', async () => {
+  for (const [opts, re] of [
+    [{ headersTimeoutMs: 0 }, /headersTimeoutMs must be a positive integer/],
+    [{ requestTimeoutMs: 1.5 }, /requestTimeoutMs must be a positive integer/],
+    [{ headersTimeoutMs: 2_000, requestTimeoutMs: 1_000 }, /headersTimeoutMs \(2000\) must not exceed requestTimeoutMs \(1000\)/],
+  ] as const) {
+    let err: unknown = null;
+    await startMetricsServer({ port: 0, registry: createStoreMetrics(), ...opts }).then((s) => s.close(), (e: unknown) => (err = e));
+    assert.instance(err, RangeError, JSON.stringify(opts));
+    assert.match((err as Error).message, re);
   }
 });
 

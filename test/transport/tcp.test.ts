@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type Endpoint, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';
 import { fillPattern, findMismatch } from '../fixtures/tcp-publisher.js';
+import { closedByPeer, rawConnect, rawHello, rawRequest, readExactly, within } from './tcp-raw.js';
 
 const MiB = 1 << 20;
 const PAGE = 128 << 10;
@@ -15,15 +16,6 @@ const PAGES = REGION / PAGE;
 const fixture = fileURLToPath(new URL('../fixtures/tcp-publisher.ts', import.meta.url));
 
 // ------------------------------------------------------------------------------------ helpers
-
-/** Fails the test instead of hanging it. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (a hang)`)), ms);
-  });
-  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
-}
 
 async function rejects(p: Promise<unknown>, code: string, message: RegExp, ms = 15_000): Promise<TransportError> {
   let err: unknown = null;
@@ -206,64 +198,6 @@ async function moveAndVerify(node: TcpTransport, ep: Endpoint, remote: RemoteReg
   assert.is(ep.failure, null);
 }
 
-/** Encodes a request frame by hand (what a broken or malicious client could send). */
-function rawRequest(kind: number, id: number, count: number, payload: number, regionId: number, token: Uint8Array | null, quads: number[][] = []): Buffer {
-  const out = Buffer.alloc(TCP_WIRE.requestHeaderBytes + quads.length * TCP_WIRE.opBytes);
-  out.writeUInt32LE(TCP_WIRE.requestMagic, 0);
-  out[4] = TCP_WIRE.version;
-  out[5] = kind;
-  out.writeUInt32LE(id, 8);
-  out.writeUInt32LE(count, 12);
-  out.writeUInt32LE(payload % 2 ** 32, 16);
-  out.writeUInt32LE(Math.floor(payload / 2 ** 32), 20);
-  out.writeUInt32LE(regionId, 24);
-  if (token !== null) Buffer.from(token).copy(out, 32);
-  quads.forEach(([roff, len], i) => {
-    const at = TCP_WIRE.requestHeaderBytes + i * TCP_WIRE.opBytes;
-    out.writeUInt32LE(roff % 2 ** 32, at);
-    out.writeUInt32LE(Math.floor(roff / 2 ** 32), at + 4);
-    out.writeUInt32LE(len % 2 ** 32, at + 8);
-  });
-  return out;
-}
-
-function rawConnect(port: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
-    s.once('error', reject);
-  });
-}
-
-/** Resolves once the server has closed the socket (any data it sent is drained and ignored). */
-function closedByPeer(s: net.Socket): Promise<void> {
-  s.resume();
-  s.on('error', () => undefined);
-  return within(new Promise<void>((resolve) => s.once('close', () => resolve())), 5_000, 'the server closing a bad connection');
-}
-
-/** Reads exactly n bytes from a raw socket. */
-function readExactly(s: net.Socket, n: number): Promise<Buffer> {
-  return within(
-    new Promise<Buffer>((resolve, reject) => {
-      let got = Buffer.alloc(0);
-      const onData = (c: Buffer): void => {
-        got = Buffer.concat([got, c]);
-        if (got.length >= n) {
-          s.off('data', onData);
-          s.pause();
-          if (got.length > n) s.unshift(got.subarray(n));
-          resolve(got.subarray(0, n));
-        }
-      };
-      s.on('data', onData);
-      s.once('close', () => reject(new Error('the socket closed')));
-      s.resume();
-    }),
-    5_000,
-    'a raw answer',
-  );
-}
-
 // -------------------------------------------------------------------------------------- tests
 
 test('open: identity, address and descriptor blobs, argument checks', async () => {
@@ -297,7 +231,7 @@ test('in one process: READ and WRITE, 64 MiB in 128 KiB pages, batches of 1 and 
   const a = await TcpTransport.open({ protocol: 'tcp' });
   const b = await TcpTransport.open({ protocol: 'tcp' });
   try {
-    const published = a.allocate(REGION);
+    const published = a.allocate(REGION, { remoteWritable: true });
     fillPattern(published.bytes, 11);
     const ep = await b.connect(a.address());
     assert.equal(ep.lanes(), ['tcp']);
@@ -686,7 +620,7 @@ test('garbage and oversized frames: that connection is closed, the server keeps 
 
     // The server checks every range itself (not only the client): a hand-made READ outside the
     // region is refused with a reason, and the connection goes on serving.
-    const s = await rawConnect(port);
+    const s = await rawHello(port);
     raws.push(s);
     s.write(rawRequest(TCP_WIRE.kinds.read, 7, 1, 0, d.regionId, d.token, [[MiB - 8, 16]]));
     const h1 = await readExactly(s, TCP_WIRE.responseHeaderBytes);
@@ -722,13 +656,54 @@ test('garbage and oversized frames: that connection is closed, the server keeps 
   }
 });
 
+test('published regions are read-only to peers by default: a WRITE with the right token is refused, bytes unchanged', async () => {
+  const a = await TcpTransport.open({ protocol: 'tcp' });
+  const b = await TcpTransport.open({ protocol: 'tcp' });
+  const raws: net.Socket[] = [];
+  try {
+    const published = a.allocate(MiB);
+    published.bytes.fill(0x5a);
+    const ep = await b.connect(a.address());
+    const remote = ep.attach(published.descriptor()); // this peer holds the region's token
+    const src = new Uint8Array(64 << 10).fill(0xee);
+    const local = b.register(src);
+    await rejects(ep.write(remote, [local], ops([0, 0, 0, 4096], [MiB - 4096, 0, 0, 4096]), 2), 'ERR_READ_ONLY', /WRITE batch of 2 ops refused by peer 127\.0\.0\.1:\d+: region \d+ is read-only to peers/);
+    assert.ok(published.bytes.every((x) => x === 0x5a), 'the refused WRITE changed nothing');
+    assert.is(ep.failure, null, 'a refusal does not fail the endpoint');
+    // The same by hand: HELLO, then a WRITE frame with the right token and its payload.
+    const d = decodeTcpDescriptor(published.descriptor());
+    const s = await rawHello(decodeTcpAddress(a.address()).port);
+    raws.push(s);
+    s.write(Buffer.concat([rawRequest(TCP_WIRE.kinds.write, 5, 1, 4096, d.regionId, d.token, [[0, 4096]]), Buffer.alloc(4096, 0xee)]));
+    const h = await readExactly(s, TCP_WIRE.responseHeaderBytes);
+    assert.is(h.readUInt32LE(8), 5);
+    assert.is(h[6], TCP_WIRE.status.readOnly);
+    assert.match((await readExactly(s, h.readUInt32LE(16))).toString(), /region \d+ is read-only to peers/);
+    assert.ok(published.bytes.every((x) => x === 0x5a), 'the raw WRITE changed nothing');
+    // READs on the same connection and endpoint still work.
+    const dst = new Uint8Array(4096);
+    await ep.read(remote, [b.register(dst)], ops([0, 0, 0, 4096]), 1);
+    assert.ok(dst.every((x) => x === 0x5a));
+    // Opting in makes a region writable.
+    const writable = a.allocate(MiB, { remoteWritable: true });
+    const wremote = ep.attach(writable.descriptor());
+    await ep.write(wremote, [local], ops([4096, 0, 0, 4096]), 1);
+    assert.ok(writable.bytes.subarray(4096, 8192).every((x) => x === 0xee));
+    assert.ok(writable.bytes.subarray(0, 4096).every((x) => x === 0));
+  } finally {
+    for (const s of raws) s.destroy();
+    await b.close();
+    await a.close();
+  }
+});
+
 test('a batch over the frame limits is split and still lands whole', async () => {
   // 70 000 ops of 16 bytes: more than one frame's 65 536 ops.
   const a = await TcpTransport.open({ protocol: 'tcp' });
   const b = await TcpTransport.open({ protocol: 'tcp' });
   try {
     const n = 70_000;
-    const published = a.allocate(n * 16);
+    const published = a.allocate(n * 16, { remoteWritable: true });
     fillPattern(published.bytes, 17);
     const ep = await b.connect(a.address());
     const remote = ep.attach(published.descriptor());

@@ -377,7 +377,7 @@ export class TcpEndpoint implements Endpoint {
     this.hello = null;
     if (hello !== null) {
       const cause = this.lastSocketError ?? why;
-      hello.reject(new TransportError('ERR_CONNECT', `cannot connect to the peer at ${this.peer}: ${cause} (is its tcp transport open?)`));
+      hello.reject(new TransportError('ERR_CONNECT', `cannot connect to the peer at ${this.peer}: ${cause} (is its tcp transport open, and under its connection limit?)`));
     }
   }
 

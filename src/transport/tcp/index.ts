@@ -4,7 +4,8 @@
  * not careless: access tokens checked, every range checked on both sides, every wait bounded.
  *
  * Files: wire.ts (wire format, header reader, buffer pool), regions.ts (published and local
- * memory), server.ts (the data-plane server), endpoint.ts (the client side), and this node.
+ * memory), server.ts (the data-plane server) and limits.ts (its limits), endpoint.ts (the client
+ * side), and this node.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -17,11 +18,14 @@ import {
 } from '../types.js';
 import { TcpEndpoint } from './endpoint.js';
 import { RegionTable, TcpLocal } from './regions.js';
-import { TcpServer } from './server.js';
+import { serverLimits } from './limits.js';
+import { TcpServer, type TcpServerStats } from './server.js';
 import { BufferPool, NODE_ID_BYTES, decodeTcpAddress, encodeTcpAddress } from './wire.js';
 
 export { TCP_WIRE, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor, type TcpAddress, type TcpDescriptor } from './wire.js';
 export { TcpEndpoint } from './endpoint.js';
+export { ANSWER_OVERHEAD_BYTES, TCP_SERVER_LIMITS } from './limits.js';
+export type { TcpServerStats } from './server.js';
 
 export class TcpTransport implements TransportNode {
   readonly protocol = 'tcp' as const;
@@ -57,14 +61,20 @@ export class TcpTransport implements TransportNode {
     const timeoutMs = options.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
     if (!(timeoutMs > 0)) throw new TransportError('ERR_INVALID_ARG', 'timeoutMs must be > 0: every wait has a deadline');
     const host = options.host ?? '127.0.0.1';
+    const limits = serverLimits(options.tcpLimits);
     const regions = new RegionTable(randomBytes(NODE_ID_BYTES).toString('hex'));
     // Frame buffers shared by this node's server and endpoints.
     const pool = new BufferPool(128 << 20);
     // The server logs through the node's (replaceable) `log`.
     let node: TcpTransport | null = null;
-    const server = await TcpServer.listen(host, regions, pool, (line) => (node === null ? console.warn(line) : node.log(line)));
+    const server = await TcpServer.listen(host, regions, pool, limits, (line) => (node === null ? console.warn(line) : node.log(line)));
     node = new TcpTransport(server, regions, pool, host, timeoutMs);
     return node;
+  }
+
+  /** What the node's server holds now (connections, queued answer bytes, refusals). */
+  serverStats(): TcpServerStats {
+    return this.server.stats();
   }
 
   private check(): void {
@@ -88,12 +98,18 @@ export class TcpTransport implements TransportNode {
     return ep;
   }
 
-  allocate(bytes: number): PublishedRegion {
+  /**
+   * Publishes a region. Peers may only READ it unless `remoteWritable` is set: the store never
+   * writes remotely, so a WRITE frame into a published region is refused (ERR_READ_ONLY).
+   */
+  allocate(bytes: number, options?: { remoteWritable?: boolean }): PublishedRegion {
     this.check();
     if (typeof bytes !== 'number' || !(bytes >= 1) || !Number.isInteger(bytes)) {
       throw new TransportError('ERR_INVALID_ARG', 'allocate(bytes): bytes must be a positive integer');
     }
-    return this.regions.allocate(bytes);
+    const remoteWritable = options?.remoteWritable ?? false;
+    if (typeof remoteWritable !== 'boolean') throw new TransportError('ERR_INVALID_ARG', 'allocate(bytes, options): remoteWritable must be a boolean');
+    return this.regions.allocate(bytes, remoteWritable);
   }
 
   register(view: Uint8Array): LocalRegion {

@@ -32,6 +32,8 @@ export class TcpPublished implements PublishedRegion {
     readonly id: number,
     length: number,
     readonly token: Buffer,
+    /** Whether peers may WRITE into it (default false: the store never writes remotely). */
+    readonly remoteWritable: boolean,
   ) {
     const ab = new ArrayBuffer(length);
     this.view = new Uint8Array(ab);
@@ -71,12 +73,12 @@ export class RegionTable implements ServedRegions {
 
   constructor(readonly nodeId: string) {}
 
-  allocate(bytes: number): TcpPublished {
+  allocate(bytes: number, remoteWritable: boolean): TcpPublished {
     if (this.nextId > 0xffffffff) throw new TransportError('ERR_ALLOC', 'this node ran out of region ids');
     const id = this.nextId++;
     let region: TcpPublished;
     try {
-      region = new TcpPublished(this, id, bytes, randomBytes(TOKEN_BYTES));
+      region = new TcpPublished(this, id, bytes, randomBytes(TOKEN_BYTES), remoteWritable);
     } catch (err) {
       throw new TransportError('ERR_ALLOC', `cannot allocate a published region of ${bytes} bytes: ${(err as Error).message}`);
     }

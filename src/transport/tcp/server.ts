@@ -3,13 +3,25 @@
  * (wire.ts), and the server answers from the node's published regions, reached only through the
  * ServedRegions interface (lookup by id and token).
  *
- * Consistency: a READ frame is served whole within one event-loop turn (a snapshot copied into
- * the answer). A WRITE's payload is copied into the region as it arrives, in op order, so no
+ * Consistency: a READ frame is copied out of the region within one event-loop turn (a snapshot
+ * into the answer). A WRITE's payload is copied into the region as it arrives, in op order, so no
  * staging buffer per connection; like an RDMA WRITE it is not atomic (a concurrent READ may see
  * part of it, a dropped connection may leave part of it), but bytes land in op order.
+ *
+ * Limits (TcpServerLimits, defaults in TCP_SERVER_LIMITS), all enforced before memory is spent on
+ * a peer: before its HELLO a connection may send only the 48-byte HELLO, within helloTimeoutMs
+ * of connecting; after it, a frame's region and token are checked from its header, so a refused
+ * frame's ops and payload are skipped, never buffered; a connection with no complete frame for
+ * idleTimeoutMs is closed, however many bytes of an unfinished one trickle in; connections past
+ * maxConnections are closed as they arrive; and every answer (READ data, acknowledgement, error)
+ * is charged to its connection's and to the server's answer budget before it is made: a
+ * connection whose queued answers are at its budget is not read until they drain, and when the
+ * server's total is reached, connections wait their turn. The one-frame exception (an answer is
+ * always allowed when nothing is queued) makes progress certain; MAX_FRAME_DATA bounds it.
  */
 import net from 'node:net';
-import { TransportError } from '../types.js';
+import { TransportError, type TcpServerLimits } from '../types.js';
+import { ANSWER_OVERHEAD_BYTES } from './limits.js';
 import type { Refusal, ServedRegions, TcpPublished } from './regions.js';
 import {
   FrameHeaderReader,
@@ -19,6 +31,7 @@ import {
   MAX_FRAME_DATA,
   MAX_FRAME_OPS,
   MAX_REASON_BYTES,
+  NODE_ID_BYTES,
   OP_BYTES,
   REQUEST_HEADER,
   REQUEST_MAGIC,
@@ -27,6 +40,7 @@ import {
   STATUS_INVALID,
   STATUS_OK,
   STATUS_OUT_OF_RANGE,
+  STATUS_READ_ONLY,
   TOKEN_BYTES,
   encodeResponse,
   readU64,
@@ -34,32 +48,51 @@ import {
   type BufferPool,
 } from './wire.js';
 
-/** The server stops reading a connection while this much of its answers is queued unsent. */
-const SERVER_SEND_HIGH_WATER = 64 << 20;
+/** Connection closures logged per window; past it, one line says how many were not. */
+const LOG_LINES_PER_WINDOW = 20;
+const LOG_WINDOW_MS = 10_000;
+
+/** What the server holds now, for tests and metrics. */
+export interface TcpServerStats {
+  connections: number;
+  /** Answer bytes (with ANSWER_OVERHEAD_BYTES each) made and not yet handed to the kernel. */
+  queuedAnswerBytes: number;
+  /** Connections closed on arrival because the server was at maxConnections. */
+  refusedConnections: number;
+}
 
 /** The listening side of one node. */
 export class TcpServer {
   private readonly connections = new Set<ServerConnection>();
+  /** Connections waiting for the total answer budget, in arrival order. */
+  private readonly waiting = new Set<ServerConnection>();
+  private queuedTotal = 0;
+  private refused = 0;
+  private wakeScheduled = false;
   private closed = false;
+  private readonly sweeper: NodeJS.Timeout;
+  private logWindowStart = -Infinity;
+  private logLines = 0;
+  private logDropped = 0;
 
   private constructor(
     private readonly server: net.Server,
     readonly port: number,
     readonly regions: ServedRegions,
     readonly pool: BufferPool,
-    readonly log: (line: string) => void,
+    readonly limits: TcpServerLimits,
+    private readonly sink: (line: string) => void,
   ) {
-    server.on('connection', (socket: net.Socket) => {
-      if (this.closed) {
-        socket.destroy();
-        return;
-      }
-      this.connections.add(new ServerConnection(this, socket));
-    });
+    server.on('connection', (socket: net.Socket) => this.accept(socket));
+    // Deadlines are checked by one sweep, not a timer per connection (frames must stay cheap):
+    // a connection is closed at most a quarter of its deadline late.
+    const every = Math.max(5, Math.min(1_000, Math.min(limits.helloTimeoutMs, limits.idleTimeoutMs) / 4));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
   }
 
   /** Listens on `host`, an ephemeral port; rejects with ERR_PROTOCOL_UNAVAILABLE when it cannot. */
-  static listen(host: string, regions: ServedRegions, pool: BufferPool, log: (line: string) => void): Promise<TcpServer> {
+  static listen(host: string, regions: ServedRegions, pool: BufferPool, limits: TcpServerLimits, log: (line: string) => void): Promise<TcpServer> {
     return new Promise<TcpServer>((resolve, reject) => {
       const server = net.createServer();
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -70,20 +103,101 @@ export class TcpServer {
         server.off('error', onError);
         server.on('error', () => undefined);
         const port = (server.address() as net.AddressInfo).port;
-        resolve(new TcpServer(server, port, regions, pool, log));
+        resolve(new TcpServer(server, port, regions, pool, limits, log));
       });
     });
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.refused++;
+      socket.on('error', () => undefined);
+      this.log(`peercache tcp: refused a connection from ${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}: at the limit of ${this.limits.maxConnections} connections (tcpLimits.maxConnections)`);
+      socket.destroy();
+      return;
+    }
+    this.connections.add(new ServerConnection(this, socket, performance.now()));
+  }
+
+  /** Logs a line, at most LOG_LINES_PER_WINDOW per window: a flood of bad peers cannot flood the log. */
+  log(line: string): void {
+    const now = performance.now();
+    if (now - this.logWindowStart >= LOG_WINDOW_MS) {
+      if (this.logDropped > 0) this.sink(`peercache tcp: ${this.logDropped} more lines like the above were not logged`);
+      this.logWindowStart = now;
+      this.logLines = 0;
+      this.logDropped = 0;
+    }
+    if (this.logLines < LOG_LINES_PER_WINDOW) {
+      this.logLines++;
+      this.sink(line);
+    } else {
+      this.logDropped++;
+    }
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const c of this.connections) c.checkDeadlines(now);
+  }
+
+  /** Takes `cost` from the total answer budget for `c`, or queues `c` to be woken when there is some. */
+  take(c: ServerConnection, cost: number): boolean {
+    const first = this.waiting.size === 0 || this.waiting.values().next().value === c;
+    if (first && (this.queuedTotal === 0 || this.queuedTotal + cost <= this.limits.maxTotalAnswerBytes)) {
+      this.waiting.delete(c);
+      this.queuedTotal += cost;
+      return true;
+    }
+    this.waiting.add(c);
+    return false;
+  }
+
+  /** Gives `cost` back to the total budget (the answer reached the kernel, or its connection died). */
+  release(cost: number): void {
+    this.queuedTotal -= cost;
+    if (this.waiting.size > 0 && !this.wakeScheduled) {
+      this.wakeScheduled = true;
+      setImmediate(() => this.wake());
+    }
+  }
+
+  private wake(): void {
+    this.wakeScheduled = false;
+    // In order; stop at the first that still cannot go (it keeps its place).
+    for (const c of [...this.waiting]) {
+      c.resume();
+      if (this.waiting.has(c)) return;
+    }
+  }
+
+  stats(): TcpServerStats {
+    return { connections: this.connections.size, queuedAnswerBytes: this.queuedTotal, refusedConnections: this.refused };
+  }
+
+  /** `c` no longer waits for the total budget (it is gone, or waits for its own answers first). */
+  leave(c: ServerConnection): void {
+    if (this.waiting.delete(c) && this.waiting.size > 0 && !this.wakeScheduled) {
+      this.wakeScheduled = true;
+      setImmediate(() => this.wake());
+    }
   }
 
   /** @internal */
   drop(c: ServerConnection): void {
     this.connections.delete(c);
+    this.leave(c);
   }
 
   /** Closes every connection and stops listening. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.sweeper);
     for (const c of [...this.connections]) c.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -93,12 +207,16 @@ const enum Stage {
   Header,
   Ops,
   Payload,
+  /** The frame is in; its answer waits for budget. */
+  Answer,
 }
 
 /** One accepted connection: decodes request frames as they stream in and answers them in order. */
 class ServerConnection {
   private stage = Stage.Header;
   private readonly header = new FrameHeaderReader(REQUEST_HEADER, REQUEST_MAGIC, ' (not a peercache tcp client?)');
+  private helloed = false;
+  private lastFrameAt: number;
   // The frame being decoded.
   private kind = 0;
   private id = 0;
@@ -106,35 +224,47 @@ class ServerConnection {
   private payload = 0;
   private regionId = 0;
   private readonly token = Buffer.alloc(TOKEN_BYTES);
+  /** The frame's region (token checked from its header), or null once it is refused. */
+  private region: TcpPublished | null = null;
+  private refusal: Refusal | null = null;
+  /** Bytes a READ frame's answer carries (the sum of its ops' lengths). */
+  private readBytes = 0;
   private ops: Buffer = Buffer.alloc(0);
   private opsFill = 0;
-  // A WRITE's payload streams straight into the region, op by op (or is skipped after an error).
-  private wRegion: TcpPublished | null = null;
-  private wError: Refusal | null = null;
+  // A WRITE's payload streams straight into the region, op by op (or is skipped when refused).
   private wOp = 0;
   private wOpDone = 0;
   private wLeft = 0;
-  // Backpressure: while too much of our answers is unsent, stop decoding (and reading).
-  private blocked = false;
+  // Answer budget: what this connection's unsent answers cost, and whether reading waits for it.
+  private queued = 0;
+  private stalled = false;
+  private resumeScheduled = false;
   private backlog: Buffer | null = null;
   private dead = false;
 
   constructor(
     private readonly server: TcpServer,
     readonly socket: net.Socket,
+    private readonly connectedAt: number,
   ) {
+    this.lastFrameAt = connectedAt;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // A client going away is normal; it must never surface as an uncaught 'error'.
     socket.on('error', () => undefined);
-    socket.on('close', () => {
-      this.dead = true;
-      server.drop(this);
-    });
+    socket.on('close', () => this.onClose());
   }
 
   private get peer(): string {
     return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+  }
+
+  private onClose(): void {
+    this.dead = true;
+    // Answers still queued are dropped with the socket: their budget is free again.
+    if (this.queued > 0) this.server.release(this.queued);
+    this.queued = 0;
+    this.server.drop(this);
   }
 
   private protocolError(reason: string): void {
@@ -144,12 +274,26 @@ class ServerConnection {
     this.socket.destroy();
   }
 
+  checkDeadlines(now: number): void {
+    const limits = this.server.limits;
+    if (!this.helloed) {
+      if (now - this.connectedAt > limits.helloTimeoutMs) this.protocolError(`no HELLO within ${limits.helloTimeoutMs} ms of connecting`);
+    } else if (now - this.lastFrameAt > limits.idleTimeoutMs) {
+      this.protocolError(`no complete frame for ${limits.idleTimeoutMs} ms (idle, or a frame trickling in)`);
+    }
+  }
+
   private onData(chunk: Buffer): void {
     if (this.dead) return;
-    if (this.blocked) {
+    if (this.stalled) {
+      // Paused, but a chunk already read may still arrive.
       this.backlog = this.backlog === null ? chunk : Buffer.concat([this.backlog, chunk]);
       return;
     }
+    this.run(chunk);
+  }
+
+  private run(chunk: Buffer): void {
     try {
       this.decode(chunk);
     } catch (err) {
@@ -158,31 +302,34 @@ class ServerConnection {
     }
   }
 
+  /** Budget came free: answer the waiting frame, then go on with what was read meanwhile. */
+  resume(): void {
+    if (this.dead || !this.stalled) return;
+    if (!this.answer()) return;
+    this.stalled = false;
+    const rest = this.backlog;
+    this.backlog = null;
+    if (rest !== null) this.run(rest);
+    if (!this.stalled && !this.dead) this.socket.resume();
+  }
+
   private decode(chunk: Buffer): void {
     let pos = 0;
     const end = chunk.length;
-    while (pos < end && !this.dead) {
-      if (this.blocked) {
-        this.backlog = chunk.subarray(pos);
+    while (!this.dead) {
+      if (this.stage === Stage.Answer && !this.answer()) {
+        // No budget for this answer yet: stop reading the connection until there is.
+        this.stalled = true;
+        if (pos < end) this.backlog = chunk.subarray(pos);
+        this.socket.pause();
         return;
       }
+      if (pos >= end) return;
       if (this.stage === Stage.Header) {
         pos = this.header.take(chunk, pos, end);
         if (this.header.complete) this.onHeader(this.header.buf, this.header.at);
       } else if (this.stage === Stage.Ops) {
-        const need = this.count * OP_BYTES;
-        if (this.opsFill === 0 && end - pos >= need) {
-          this.ops = chunk.subarray(pos, pos + need); // no copy: socket chunks are never reused
-          pos += need;
-          this.onOps();
-        } else {
-          if (this.opsFill === 0) this.ops = Buffer.allocUnsafe(need);
-          const n = Math.min(need - this.opsFill, end - pos);
-          chunk.copy(this.ops, this.opsFill, pos, pos + n);
-          this.opsFill += n;
-          pos += n;
-          if (this.opsFill === need) this.onOps();
-        }
+        pos = this.takeOps(chunk, pos, end);
       } else {
         pos = this.onPayload(chunk, pos, end);
       }
@@ -202,6 +349,7 @@ class ServerConnection {
     }
     if (kind !== KIND_WRITE && payload !== 0) return this.protocolError('a HELLO or READ frame carries no payload');
     if (kind === KIND_HELLO && count !== 0) return this.protocolError('a HELLO frame carries no ops');
+    if (!this.helloed && kind !== KIND_HELLO) return this.protocolError(`the first frame must be HELLO, not ${kind === KIND_READ ? 'READ' : 'WRITE'}`);
     this.kind = kind;
     this.id = b.readUInt32LE(at + 8);
     this.count = count;
@@ -209,24 +357,51 @@ class ServerConnection {
     this.regionId = b.readUInt32LE(at + 24);
     b.copy(this.token, 0, at + 32, at + 48);
     this.opsFill = 0;
+    this.refusal = null;
+    this.region = null;
     if (kind === KIND_HELLO) {
-      this.send(encodeResponse(KIND_HELLO, STATUS_OK, this.id, Buffer.from(this.server.regions.nodeId, 'hex')));
-      return;
+      this.helloed = true;
+      return this.frameIn();
     }
+    // Region and token are checked now, from the header: a refused frame's ops and payload are
+    // skipped as they arrive, never buffered.
     if (count === 0) {
-      // No ops: nothing to decode; a WRITE's payload (if any) is skipped, then refused.
-      this.ops = Buffer.alloc(0);
-      this.onOps();
-      return;
+      this.refusal = { status: STATUS_INVALID, reason: 'a batch has at least one op' };
+    } else {
+      const found = this.server.regions.lookup(this.regionId, this.token);
+      if ('status' in found) this.refusal = found;
+      else if (kind === KIND_WRITE && !found.remoteWritable) {
+        this.refusal = { status: STATUS_READ_ONLY, reason: `region ${this.regionId} is read-only to peers (its node did not allocate it remoteWritable)` };
+      } else this.region = found;
     }
-    this.stage = Stage.Ops;
+    if (count > 0) this.stage = Stage.Ops;
+    else this.afterOps();
   }
 
-  /** Checks the frame's region, token and every op's range: the region and the bytes moved, or why not. */
-  private check(): Refusal | { region: TcpPublished; bytes: number } {
-    if (this.count === 0) return { status: STATUS_INVALID, reason: 'a batch has at least one op' };
-    const region = this.server.regions.lookup(this.regionId, this.token);
-    if ('status' in region) return region;
+  private takeOps(chunk: Buffer, pos: number, end: number): number {
+    const need = this.count * OP_BYTES;
+    if (this.refusal !== null) {
+      const n = Math.min(need - this.opsFill, end - pos);
+      this.opsFill += n;
+      if (this.opsFill === need) this.afterOps();
+      return pos + n;
+    }
+    if (this.opsFill === 0 && end - pos >= need) {
+      this.ops = chunk.subarray(pos, pos + need); // no copy: socket chunks are never reused
+      this.afterOps();
+      return pos + need;
+    }
+    if (this.opsFill === 0) this.ops = Buffer.allocUnsafe(need);
+    const n = Math.min(need - this.opsFill, end - pos);
+    chunk.copy(this.ops, this.opsFill, pos, pos + n);
+    this.opsFill += n;
+    if (this.opsFill === need) this.afterOps();
+    return pos + n;
+  }
+
+  /** Every op of an accepted frame within the region, and the bytes they move; or the refusal. */
+  private checkOps(region: TcpPublished): Refusal | number {
+    if (region.freed) return { status: STATUS_BAD_RKEY, reason: `region ${this.regionId} was freed` };
     let bytes = 0;
     const ops = this.ops;
     for (let i = 0; i < this.count; i++) {
@@ -242,60 +417,41 @@ class ServerConnection {
       bytes += len;
     }
     if (bytes > MAX_FRAME_DATA) return { status: STATUS_INVALID, reason: `frame moves ${bytes} bytes, over the limit of ${MAX_FRAME_DATA}` };
-    return { region, bytes };
+    return bytes;
   }
 
-  private onOps(): void {
-    this.stage = Stage.Header;
-    const c = this.check();
-    if (this.kind === KIND_READ) {
-      if ('status' in c) return this.sendError(c.status, c.reason);
-      // Served whole within this turn, ops in order (so any fence holds), into one buffer: a
-      // snapshot of the region now, not a view of live memory the kernel would copy later.
-      const out = this.server.pool.acquire(RESPONSE_HEADER + c.bytes);
-      writeResponseHeader(out, KIND_READ, STATUS_OK, this.id, c.bytes);
-      let at = RESPONSE_HEADER;
-      const src = c.region.buf;
-      const ops = this.ops;
-      for (let i = 0; i < this.count; i++) {
-        const roff = readU64(ops, i * OP_BYTES);
-        const len = readU64(ops, i * OP_BYTES + 8);
-        src.copy(out, at, roff, roff + len);
-        at += len;
-      }
-      this.send(out, true);
-      return;
+  private afterOps(): void {
+    if (this.region !== null) {
+      const checked = this.checkOps(this.region);
+      if (typeof checked === 'number') this.readBytes = checked;
+      else this.refuse(checked);
     }
+    if (this.kind === KIND_READ) return this.frameIn();
     // WRITE: the payload follows.
+    if (this.region !== null && this.readBytes !== this.payload) {
+      this.refuse({ status: STATUS_INVALID, reason: `payload of ${this.payload} bytes does not match the ops' ${this.readBytes} bytes` });
+    }
     this.wOp = 0;
     this.wOpDone = 0;
     this.wLeft = this.payload;
-    if ('status' in c) {
-      this.wRegion = null;
-      this.wError = c;
-    } else if (c.bytes !== this.payload) {
-      this.wRegion = null;
-      this.wError = { status: STATUS_INVALID, reason: `payload of ${this.payload} bytes does not match the ops' ${c.bytes} bytes` };
-    } else {
-      this.wRegion = c.region;
-      this.wError = null;
-    }
-    if (this.wLeft === 0) this.finishWrite();
+    if (this.wLeft === 0) this.frameIn();
     else this.stage = Stage.Payload;
+  }
+
+  private refuse(refusal: Refusal): void {
+    this.region = null;
+    this.refusal = refusal;
   }
 
   private onPayload(chunk: Buffer, pos: number, end: number): number {
     const take = Math.min(this.wLeft, end - pos);
-    const region = this.wRegion;
-    if (region !== null && region.freed) {
-      this.wRegion = null;
-      this.wError = { status: STATUS_BAD_RKEY, reason: `region ${this.regionId} was freed during the write` };
-    }
-    if (this.wRegion !== null) {
+    if (this.region !== null && this.region.freed) this.refuse({ status: STATUS_BAD_RKEY, reason: `region ${this.regionId} was freed during the write` });
+    const region = this.region;
+    if (region !== null) {
       // Copy into the region op by op, in op order.
       let p = pos;
       const stop = pos + take;
-      const dst = this.wRegion.buf;
+      const dst = region.buf;
       while (p < stop) {
         const roff = readU64(this.ops, this.wOp * OP_BYTES);
         const len = readU64(this.ops, this.wOp * OP_BYTES + 8);
@@ -310,47 +466,87 @@ class ServerConnection {
       }
     }
     this.wLeft -= take;
-    if (this.wLeft === 0) {
-      this.stage = Stage.Header;
-      this.finishWrite();
-    }
+    if (this.wLeft === 0) this.frameIn();
     return pos + take;
   }
 
-  private finishWrite(): void {
-    const err = this.wError;
-    this.wRegion = null;
-    this.wError = null;
-    if (err !== null) this.sendError(err.status, err.reason);
-    else this.send(encodeResponse(KIND_WRITE, STATUS_OK, this.id, null));
+  /** The whole frame has arrived: the idle clock restarts, and its answer is next. */
+  private frameIn(): void {
+    this.lastFrameAt = performance.now();
+    this.stage = Stage.Answer;
   }
 
-  private sendError(status: number, reason: string): void {
-    const body = Buffer.from(reason, 'utf8').subarray(0, MAX_REASON_BYTES);
-    this.send(encodeResponse(this.kind, status, this.id, body));
+  /** Makes and sends the current frame's answer if the budget allows; false when it must wait. */
+  private answer(): boolean {
+    // A READ waiting for budget may outlive its region.
+    if (this.kind === KIND_READ && this.region !== null && this.region.freed) this.refuse({ status: STATUS_BAD_RKEY, reason: `region ${this.regionId} was freed` });
+    const refusal = this.refusal;
+    if (refusal !== null) {
+      const body = Buffer.from(refusal.reason, 'utf8').subarray(0, MAX_REASON_BYTES);
+      const cost = this.reserve(RESPONSE_HEADER + body.length);
+      if (cost < 0) return false;
+      this.send(encodeResponse(this.kind, refusal.status, this.id, body), cost, false);
+    } else if (this.kind === KIND_HELLO) {
+      const cost = this.reserve(RESPONSE_HEADER + NODE_ID_BYTES);
+      if (cost < 0) return false;
+      this.send(encodeResponse(KIND_HELLO, STATUS_OK, this.id, Buffer.from(this.server.regions.nodeId, 'hex')), cost, false);
+    } else if (this.kind === KIND_WRITE) {
+      const cost = this.reserve(RESPONSE_HEADER);
+      if (cost < 0) return false;
+      this.send(encodeResponse(KIND_WRITE, STATUS_OK, this.id, null), cost, false);
+    } else {
+      const cost = this.reserve(RESPONSE_HEADER + this.readBytes);
+      if (cost < 0) return false;
+      // Copied whole within this turn, ops in order (so any fence holds), into one buffer: a
+      // snapshot of the region now, not a view of live memory the kernel would copy later.
+      const out = this.server.pool.acquire(RESPONSE_HEADER + this.readBytes);
+      writeResponseHeader(out, KIND_READ, STATUS_OK, this.id, this.readBytes);
+      let at = RESPONSE_HEADER;
+      const src = (this.region as TcpPublished).buf;
+      const ops = this.ops;
+      for (let i = 0; i < this.count; i++) {
+        const roff = readU64(ops, i * OP_BYTES);
+        const len = readU64(ops, i * OP_BYTES + 8);
+        src.copy(out, at, roff, roff + len);
+        at += len;
+      }
+      this.send(out, cost, true);
+    }
+    this.stage = Stage.Header;
+    this.region = null;
+    this.refusal = null;
+    this.ops = Buffer.alloc(0);
+    return true;
   }
 
-  private send(frame: Buffer, pooled = false): void {
+  /** Charges an answer of `bytes` to this connection and the server; its cost, or -1 to wait. */
+  private reserve(bytes: number): number {
+    const cost = bytes + ANSWER_OVERHEAD_BYTES;
+    // Over this connection's budget: its own answers draining wake it (see send).
+    if (this.queued > 0 && this.queued + cost > this.server.limits.maxQueuedAnswerBytes) {
+      this.server.leave(this);
+      return -1;
+    }
+    if (!this.server.take(this, cost)) return -1;
+    this.queued += cost;
+    return cost;
+  }
+
+  private send(frame: Buffer, cost: number, pooled: boolean): void {
     const pool = this.server.pool;
-    if (this.dead) {
+    this.socket.write(frame, () => {
       if (pooled) pool.release(frame);
-      return;
-    }
-    if (pooled) this.socket.write(frame, () => pool.release(frame));
-    else this.socket.write(frame);
-    if (this.socket.writableLength > SERVER_SEND_HIGH_WATER && !this.blocked) {
-      this.blocked = true;
-      this.socket.pause();
-      this.socket.once('drain', () => this.unblock());
-    }
-  }
-
-  private unblock(): void {
-    this.blocked = false;
-    const rest = this.backlog;
-    this.backlog = null;
-    if (rest !== null && rest.length > 0) this.onData(rest);
-    if (!this.blocked && !this.dead) this.socket.resume();
+      if (this.dead) return; // onClose gave the budget back
+      this.queued -= cost;
+      this.server.release(cost);
+      if (this.stalled && !this.resumeScheduled) {
+        this.resumeScheduled = true;
+        setImmediate(() => {
+          this.resumeScheduled = false;
+          this.resume();
+        });
+      }
+    });
   }
 
   destroy(): void {

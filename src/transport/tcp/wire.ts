@@ -25,8 +25,9 @@
  *
  * A connection opens with HELLO (the client checks it reached the node its address names). The
  * server handles the frames of one connection in arrival order and answers in that order; the
- * client still matches answers by request id. A batch bigger than the frame limits is split into
- * several frames, sent back to back.
+ * client still matches answers by request id. A batch bigger than the frame limits (16 MiB of
+ * data, 65 536 ops) is split into several frames, sent back to back. Before its HELLO a
+ * connection may send nothing else.
  */
 import { TransportError } from '../types.js';
 
@@ -51,9 +52,14 @@ export const STATUS_OK = 0;
 export const STATUS_BAD_RKEY = 1;
 export const STATUS_OUT_OF_RANGE = 2;
 export const STATUS_INVALID = 3;
+/** A WRITE into a region its node did not allocate remote-writable. */
+export const STATUS_READ_ONLY = 4;
 
-/** Data bytes one frame may carry (a WRITE's payload, a READ's answer). */
-export const MAX_FRAME_DATA = 1 << 30;
+/**
+ * Data bytes one frame may carry (a WRITE's payload, a READ's answer): what the server allocates
+ * for one answer at most, so it stays well under its answer budgets. Larger batches are split.
+ */
+export const MAX_FRAME_DATA = 16 << 20;
 /** Ops one request frame may carry: the op list is buffered whole, so it stays small (1 MiB). */
 export const MAX_FRAME_OPS = 1 << 16;
 export const MAX_REASON_BYTES = 1 << 16;
@@ -68,7 +74,7 @@ export const TCP_WIRE = {
   responseHeaderBytes: RESPONSE_HEADER,
   opBytes: OP_BYTES,
   kinds: { hello: KIND_HELLO, read: KIND_READ, write: KIND_WRITE },
-  status: { ok: STATUS_OK, badRkey: STATUS_BAD_RKEY, outOfRange: STATUS_OUT_OF_RANGE, invalid: STATUS_INVALID },
+  status: { ok: STATUS_OK, badRkey: STATUS_BAD_RKEY, outOfRange: STATUS_OUT_OF_RANGE, invalid: STATUS_INVALID, readOnly: STATUS_READ_ONLY },
   maxFrameData: MAX_FRAME_DATA,
   maxFrameOps: MAX_FRAME_OPS,
 } as const;
@@ -220,6 +226,7 @@ export function errorStatusCode(status: number): string {
   if (status === STATUS_BAD_RKEY) return 'ERR_BAD_RKEY';
   if (status === STATUS_OUT_OF_RANGE) return 'ERR_OUT_OF_RANGE';
   if (status === STATUS_INVALID) return 'ERR_INVALID_ARG';
+  if (status === STATUS_READ_ONLY) return 'ERR_READ_ONLY';
   return 'ERR_TRANSFER';
 }
 
