@@ -84,6 +84,8 @@ export type ConfigErrorClass = abstract new (...args: never[]) => Error;
  */
 export function toProgramError(err: unknown, configError?: ConfigErrorClass): unknown {
   if (configError && err instanceof configError) return new UsageError(err.message);
+  // A directory that would be open to other hosts without a token: the fix is a flag.
+  if ((err as { code?: unknown } | null)?.code === 'ERR_AUTH_REQUIRED') return new UsageError((err as Error).message);
   if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') return Object.assign(new Error(err.message), { code: err.code });
   return err;
 }

@@ -37,6 +37,8 @@ export interface PeerCacheStoreConfig {
   maxBytes?: number;
   nodeId?: string;
   authToken?: string;
+  /** Host the embedded directory on a non-loopback address without a token (trusted networks only). */
+  insecure?: boolean;
   tpRank?: number;
   ppRank?: number;
   ppSize?: number;
@@ -59,7 +61,7 @@ export interface PeerCacheStoreConfig {
 /** Every key of PeerCacheStoreConfig, exactly: the compiler rejects a missing or an extra one. */
 const CONFIG_KEY_TABLE = {
   discoveryAddr: true, protocol: true, localHost: true, deviceName: true, devices: true, ibPort: true, gidIndex: true, hostPool: true,
-  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, tpRank: true, ppRank: true, ppSize: true,
+  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
   locationCache: true, locationCacheEntries: true, timeoutMs: true, directoryTimeoutMs: true, attributes: true, directory: true,
   logger: true, directoryUrl: true, metrics: true,
 } as const satisfies Record<keyof PeerCacheStoreConfig, true>;

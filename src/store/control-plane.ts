@@ -22,6 +22,8 @@ export interface OpenDirectoryOptions {
   /** `host:port` (IPv6 as `[addr]:port`); port 1..65535: the others must be able to find it. */
   discoveryAddr: string;
   authToken?: string;
+  /** Serve a non-loopback address without a token (see DirectoryServerOptions.insecure). */
+  insecure?: boolean;
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   maxFrameBytes?: number;
@@ -89,6 +91,7 @@ export async function openDirectory(options: OpenDirectoryOptions): Promise<Open
         host,
         port,
         authToken: options.authToken,
+        insecure: options.insecure,
         maxFrameBytes: options.maxFrameBytes,
         idleTimeoutMs: options.idleTimeoutMs,
         onLog: options.onLog,

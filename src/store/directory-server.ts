@@ -31,14 +31,20 @@ import {
   parseRequest,
 } from './wire.js';
 import type { Frame, LogHook, Request, RequestOf, ResultMap } from './wire.js';
+import { isLoopback } from './loopback.js';
 
 export interface DirectoryServerOptions {
   /** Address to bind, exactly (default 127.0.0.1). */
   host?: string;
   /** Port; 0 picks a free one (see `address`). */
   port?: number;
-  /** When set, every connection's hello must carry this token. */
+  /**
+   * When set, every connection's hello must carry this token. Required to bind a non-loopback
+   * address unless `insecure` is set (as Redis' protected mode: no open directory by accident).
+   */
   authToken?: string;
+  /** Serve a non-loopback address without a token (trusted networks only; logged as a warning). */
+  insecure?: boolean;
   /** Largest frame accepted (default 16 MiB). */
   maxFrameBytes?: number;
   /** Logger hook; without one the server prints nothing. */
@@ -50,6 +56,18 @@ export interface DirectoryServerOptions {
   idleTimeoutMs?: number;
   /** listen() backlog (default 1024: dozens of nodes join at once). */
   backlog?: number;
+}
+
+/** Binding a non-loopback address without an auth token is refused (code ERR_AUTH_REQUIRED). */
+export class AuthRequiredError extends Error {
+  override readonly name = 'AuthRequiredError';
+  readonly code = 'ERR_AUTH_REQUIRED';
+  constructor(host: string, port: number) {
+    super(
+      `refusing to serve the directory on ${host}:${port} without an auth token: other hosts could join, publish and learn region access tokens. ` +
+        'Set the same secret on every node (--auth-token <secret>, or PEERCACHE_AUTH_TOKEN in the environment), or opt out on a trusted network with --insecure',
+    );
+  }
 }
 
 export interface DirectoryServerStats {
@@ -127,6 +145,10 @@ export class DirectoryServer {
     checkFrameLimit(options.maxFrameBytes);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be in 0..65535, got ${port}`);
     if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
+    if (options.authToken === undefined && !isLoopback(host)) {
+      if (!options.insecure) throw new AuthRequiredError(host, port);
+      options.onLog?.('warn', `directory server on ${host}:${port} runs WITHOUT authentication (insecure): any host that reaches this port can join, publish and learn region access tokens`);
+    }
     const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -251,9 +273,9 @@ export class DirectoryServer {
         return out;
       }
       case 'publish':
-        return this.publish(req.entries);
+        return this.publish(this.joinedNode(session, 'publish'), req.entries);
       case 'remove':
-        return this.remove(req.entries);
+        return this.remove(this.joinedNode(session, 'remove'), req.entries);
       case 'node':
         return this.members.get(req.nodeId)?.info ?? null;
       case 'members':
@@ -289,12 +311,19 @@ export class DirectoryServer {
     return this.memberList();
   }
 
-  private publish(entries: readonly DirectoryEntry[]): boolean[] {
+  /** The node a session joined as: only that node's entries may be published or removed by it. */
+  private joinedNode(session: Session, op: string): string {
+    if (session.nodeId === null) throw new RequestError(`${op} refused: this connection has not joined as a node`);
+    return session.nodeId;
+  }
+
+  private publish(nodeId: string, entries: readonly DirectoryEntry[]): boolean[] {
     const out = new Array<boolean>(entries.length);
     for (let i = 0; i < entries.length; i++) {
       const { key, location } = entries[i];
-      // Only live members may own entries: a dead node's slots must never be advertised.
-      if (!this.members.has(location.nodeId)) {
+      // A session publishes for its own node only (no squatting another member's keys or
+      // generations); only live members may own entries.
+      if (location.nodeId !== nodeId || !this.members.has(location.nodeId)) {
         out[i] = false;
         continue;
       }
@@ -315,11 +344,11 @@ export class DirectoryServer {
     return out;
   }
 
-  private remove(entries: readonly RemovalEntry[]): number {
+  private remove(owner: string, entries: readonly RemovalEntry[]): number {
     let removed = 0;
     for (const { key, nodeId, generation } of entries) {
       const cur = this.entries.get(key);
-      if (cur === undefined || cur.nodeId !== nodeId || cur.generation !== generation) continue;
+      if (nodeId !== owner || cur === undefined || cur.nodeId !== nodeId || cur.generation !== generation) continue;
       this.entries.delete(key);
       this.byNode.get(nodeId)?.delete(key);
       removed++;

@@ -101,6 +101,8 @@ export interface OpenConfiguredDirectoryOptions {
   discoveryAddr?: string;
   /** The embedded directory's shared token (Redis takes its password from the URL). */
   authToken?: string;
+  /** Serve a non-loopback embedded directory without a token (see DirectoryServerOptions.insecure). */
+  insecure?: boolean;
   onLog?: LogHook;
   /** Deadlines of the embedded directory's connect and requests (default 5 s / 10 s). */
   connectTimeoutMs?: number;
@@ -118,6 +120,7 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
   return openDirectory({
     discoveryAddr: options.discoveryAddr,
     authToken: options.authToken,
+    insecure: options.insecure,
     onLog: options.onLog,
     connectTimeoutMs: options.connectTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs,

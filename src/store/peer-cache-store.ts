@@ -105,6 +105,7 @@ export class PeerCacheStore {
           directory: config.directoryUrl,
           discoveryAddr: config.discoveryAddr,
           authToken: config.authToken,
+          insecure: config.insecure,
           onLog,
           connectTimeoutMs: config.directoryTimeoutMs,
           requestTimeoutMs: config.directoryTimeoutMs,

@@ -336,9 +336,21 @@ export class RedisDirectory implements Directory {
     return out;
   }
 
-  async publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
-    if (entries.length === 0) return this.run('publish', null, []).then(() => []);
-    for (const e of entries) checkEntry(e);
+  /** The node this client joined as: a client publishes and removes its own node's entries only. */
+  private joinedNode(op: string): string {
+    if (this.self === null) throw new DirectoryError(`directory ${op} refused: this client has not joined as a node`, 'refused');
+    return this.self.info.nodeId;
+  }
+
+  async publish(all: readonly DirectoryEntry[]): Promise<boolean[]> {
+    if (all.length === 0) return this.run('publish', null, []).then(() => []);
+    for (const e of all) checkEntry(e);
+    const me = this.joinedNode('publish');
+    // Entries of other nodes are refused here, as the embedded server refuses them (on Redis this
+    // is a courtesy, not a boundary: whoever holds the Redis password can write anything).
+    const mine = all.every((e) => e.location.nodeId === me);
+    const entries = mine ? all : all.filter((e) => e.location.nodeId === me);
+    if (entries.length === 0) return all.map(() => false);
     const args = chunks(entries).map((c) => {
       const a = new Array<string>(1 + 5 * c.length);
       a[0] = this.prefix;
@@ -355,7 +367,6 @@ export class RedisDirectory implements Directory {
     const replies = await this.runChunks('publish', 'pcDirPublish', args);
     const out = new Array<boolean>(entries.length);
     let i = 0;
-    const me = this.self?.info.nodeId;
     for (const reply of replies) {
       if (!Array.isArray(reply)) throw new DirectoryError('directory publish: malformed reply from Redis', 'EPROTO');
       for (const v of reply as unknown[]) {
@@ -366,15 +377,20 @@ export class RedisDirectory implements Directory {
       }
     }
     if (i !== entries.length) throw new DirectoryError(`directory publish: ${i} results for ${entries.length} entries`, 'EPROTO');
-    return out;
+    if (mine) return out;
+    let j = 0;
+    return all.map((e) => (e.location.nodeId === me ? out[j++] : false));
   }
 
-  async remove(entries: readonly RemovalEntry[]): Promise<void> {
-    if (entries.length === 0) {
+  async remove(all: readonly RemovalEntry[]): Promise<void> {
+    if (all.length === 0) {
       await this.run('remove', null, []);
       return;
     }
-    for (const r of entries) checkRemoval(r);
+    for (const r of all) checkRemoval(r);
+    const me = this.joinedNode('remove');
+    const entries = all.filter((r) => r.nodeId === me);
+    if (entries.length === 0) return;
     const args = chunks(entries).map((c) => {
       const a = new Array<string>(1 + 3 * c.length);
       a[0] = this.prefix;
@@ -386,7 +402,6 @@ export class RedisDirectory implements Directory {
       return a;
     });
     await this.runChunks('remove', 'pcDirRemove', args);
-    const me = this.self?.info.nodeId;
     for (const r of entries) {
       if (r.nodeId === me && this.owned.get(r.key)?.generation === r.generation) this.owned.delete(r.key);
     }

@@ -144,7 +144,10 @@ for (const kind of kinds) {
         { key: 'missing', nodeId: 'a', generation: 1 },
       ]);
       assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)]);
+      // Another member cannot remove a's entry even with the owner and generation a lookup gave it.
       await b.remove([{ key: 'k1', nodeId: 'a', generation: 7 }]);
+      assert.equal(await a.lookup(['k1']), [loc('a', 8192, 7)], 'a member removed another member\'s entry');
+      await a.remove([{ key: 'k1', nodeId: 'a', generation: 7 }]);
       assert.equal(await a.lookup(['k1', 'k2']), [null, loc('a', 4096, 5)]);
       // Once removed, another node may publish the key.
       assert.equal(await b.publish([{ key: 'k1', location: loc('b', 0, 2) }]), [true]);
@@ -162,6 +165,33 @@ for (const kind of kinds) {
         assert.match((await rejection(b.publish([{ key: 'x', location: loc('b', -1, 1) }]))).message, /non-negative integers/);
       }
     } finally {
+      await a.close();
+      await b.close();
+      await d.close();
+    }
+  });
+
+  test(`${kind.name}: a session publishes and removes only its own node's entries; one that never joined mutates nothing`, async () => {
+    const d = await kind.open();
+    const a = await d.connect();
+    const b = await d.connect();
+    const stranger = await d.connect();
+    try {
+      await a.join(nodeInfo('a'));
+      await b.join(nodeInfo('b'));
+      assert.equal(await a.publish([{ key: 'k', location: loc('a', 0, 3) }]), [true]);
+      // b squats a's keys under a's nodeId with the largest generation: refused.
+      const squat = { key: 'k2', location: loc('a', 0, Number.MAX_SAFE_INTEGER) };
+      assert.equal(await b.publish([squat, { key: 'k', location: loc('a', 0, Number.MAX_SAFE_INTEGER) }, { key: 'kb', location: loc('b', 0, 1) }]), [false, false, true]);
+      assert.equal(await a.publish([{ key: 'k2', location: loc('a', 4096, 1) }]), [true], "the owner's own publish must not be blocked");
+      // A session that never joined can neither remove nor publish.
+      const removal = stranger.remove([{ key: 'k', nodeId: 'a', generation: 3 }]);
+      assert.match((await rejection(removal)).message, /not joined/);
+      assert.match((await rejection(stranger.publish([{ key: 'k3', location: loc('a', 0, 9) }]))).message, /not joined/);
+      assert.equal(await a.lookup(['k', 'k2', 'k3']), [loc('a', 0, 3), loc('a', 4096, 1), null]);
+      assert.equal(await b.lookup(['kb']), [loc('b', 0, 1)]);
+    } finally {
+      await stranger.close();
       await a.close();
       await b.close();
       await d.close();
@@ -647,6 +677,21 @@ test('openDirectory validates the address and fails with a clear error', async (
   // Nobody listens at a non-local address: this host cannot serve it either.
   const err = await rejection(openDirectory({ discoveryAddr: '192.0.2.1:7600', connectTimeoutMs: 300 }));
   assert.match(err.message, /192\.0\.2\.1:7600/);
+});
+
+test('a directory on a non-loopback address needs a token (refused before binding), unless insecure', async () => {
+  for (const host of ['0.0.0.0', '::', '192.0.2.1']) {
+    const err = await rejection(DirectoryServer.listen({ host, port: 0 }));
+    assert.is((err as { code?: string }).code, 'ERR_AUTH_REQUIRED', host);
+    assert.match(err.message, /without an auth token/);
+    assert.match(err.message, /--auth-token/);
+    assert.match(err.message, /--insecure/);
+  }
+  const viaOpen = await rejection(openDirectory({ discoveryAddr: '0.0.0.0:1', maxAttempts: 1 }));
+  assert.is((viaOpen as { code?: string }).code, 'ERR_AUTH_REQUIRED');
+  // Loopback needs none; a token makes any address acceptable (not bound here: loopback only in tests).
+  const local = await DirectoryServer.listen({ host: '127.0.0.1', port: 0 });
+  await local.close();
 });
 
 test('auth through openDirectory: a joiner without the token is refused', async () => {

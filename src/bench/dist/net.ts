@@ -12,10 +12,8 @@ import { networkInterfaces } from 'node:os';
 import { parseDiscoveryAddr } from '../../store/control-plane.js';
 import { DistConfigError, type DistRole } from './params.js';
 
-export function isLoopback(addr: string): boolean {
-  const a = addr.toLowerCase();
-  return a === 'localhost' || a === '::1' || /^127\./.test(a) || /^::ffff:127\./.test(a);
-}
+export { isLoopback } from '../../store/loopback.js';
+import { isLoopback } from '../../store/loopback.js';
 
 export function isWildcard(addr: string): boolean {
   return addr === '0.0.0.0' || addr === '::' || addr === '[::]';

@@ -26,6 +26,8 @@ export interface DistCommonOptions extends ConnectionOptions {
   /** Deadline of every wait: directory, serve node, working set, workers, child processes (default 60 s). */
   connectTimeoutMs?: number;
   authToken?: string;
+  /** serve: host the directory on a non-loopback address without a token. */
+  insecure?: boolean;
 }
 
 /** The working set's key prefix: `<prefix>/<i>` for i in [0, working set). */

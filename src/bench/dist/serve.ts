@@ -88,6 +88,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
     gidIndex: options.gidIndex,
     localHost: local.host,
     authToken: options.authToken,
+    insecure: options.insecure,
     hostPool: host,
     globalSegmentBytes: segment,
     maxBytes: Number.MAX_SAFE_INTEGER,

@@ -27,7 +27,13 @@ const commonArgs = {
   'working-set': { type: 'string', description: 'Distinct pages serve publishes and drive reads; the same on both hosts', default: '4096', valueHint: 'pages' },
   'node-id': { type: 'string', description: 'This node\'s id (serve: pcbench-serve; drive: pcbench-drive-<host>-<pid>, child i: <id>-<i>)', default: '', valueHint: 'id' },
   'connect-timeout': { type: 'string', description: 'Deadline of every wait: the directory, the other side, the working set, workers, driver processes', default: '60', valueHint: 's' },
-  'auth-token': { type: 'string', description: 'Shared secret of the directory (serve sets it; drive must pass the same)', default: '', valueHint: 'token' },
+  'auth-token': {
+    type: 'string',
+    description: 'Shared secret of the directory (serve sets it; drive must pass the same; default: $PEERCACHE_AUTH_TOKEN). Required when the directory is not on loopback, unless --insecure',
+    default: '',
+    valueHint: 'token',
+  },
+  insecure: { type: 'boolean', description: 'Serve the directory on a non-loopback address without --auth-token (trusted networks only; logged as a warning)', default: false },
 } as const satisfies ArgsDef;
 
 function commonFromArgs(args: Args): DistCommonOptions {
@@ -45,7 +51,8 @@ function commonFromArgs(args: Args): DistCommonOptions {
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
     nodeId: str(args, 'node-id').trim() || undefined,
     connectTimeoutMs: parseSeconds('--connect-timeout', str(args, 'connect-timeout')) * 1000,
-    authToken: str(args, 'auth-token') || undefined,
+    authToken: str(args, 'auth-token') || process.env.PEERCACHE_AUTH_TOKEN || undefined,
+    insecure: args.insecure === true,
   };
 }
 
