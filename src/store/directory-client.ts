@@ -18,6 +18,7 @@ import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameDecoder,
   FrameKind,
+  LIMITS,
   PROTOCOL_VERSION,
   WireError,
   checkFrameLimit,
@@ -179,6 +180,7 @@ export class EmbeddedDirectory implements Directory {
   }
 
   async lookup(keys: readonly string[]): Promise<(Location | null)[]> {
+    if (keys.length > LIMITS.keysPerRequest) return (await Promise.all(slices(keys).map((s) => this.lookup(s)))).flat();
     const body = await this.call('lookup', { op: 'lookup', keys: keys as string[] });
     try {
       return parseLookupResult(body, keys.length);
@@ -188,12 +190,17 @@ export class EmbeddedDirectory implements Directory {
   }
 
   async publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
+    if (entries.length > LIMITS.keysPerRequest) return (await Promise.all(slices(entries).map((s) => this.publish(s)))).flat();
     const out = expectArray<boolean>(await this.call('publish', { op: 'publish', entries: entries as DirectoryEntry[] }), 'publish');
     if (out.length !== entries.length) throw new DirectoryError(`directory publish: ${out.length} results for ${entries.length} entries`, 'EPROTO');
     return out;
   }
 
   async remove(entries: readonly RemovalEntry[]): Promise<void> {
+    if (entries.length > LIMITS.keysPerRequest) {
+      await Promise.all(slices(entries).map((s) => this.remove(s)));
+      return;
+    }
     await this.call('remove', { op: 'remove', entries: entries as RemovalEntry[] });
   }
 
@@ -359,4 +366,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function expectArray<T>(v: unknown, op: string): T[] {
   if (!Array.isArray(v)) throw new DirectoryError(`directory ${op}: malformed response`, 'EPROTO');
   return v as T[];
+}
+
+/** A batch in requests of at most LIMITS.keysPerRequest keys (the server refuses larger ones). */
+function slices<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += LIMITS.keysPerRequest) out.push(items.slice(i, i + LIMITS.keysPerRequest));
+  return out;
 }

@@ -19,6 +19,7 @@ import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameDecoder,
   FrameKind,
+  LIMITS,
   PROTOCOL_VERSION,
   WireError,
   checkFrameLimit,
@@ -32,6 +33,11 @@ import {
 } from './wire.js';
 import type { Frame, LogHook, Request, RequestOf, ResultMap } from './wire.js';
 import { isLoopback } from './loopback.js';
+
+function positive(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
 
 export interface DirectoryServerOptions {
   /** Address to bind, exactly (default 127.0.0.1). */
@@ -56,7 +62,22 @@ export interface DirectoryServerOptions {
   idleTimeoutMs?: number;
   /** listen() backlog (default 1024: dozens of nodes join at once). */
   backlog?: number;
+  /** A connection must complete its hello (and token check) this soon after connecting (default 5 000 ms). */
+  helloTimeoutMs?: number;
+  /** Outgoing bytes (responses, events) queued for one connection before it is closed as not reading (default 64 MiB). */
+  maxQueuedBytes?: number;
+  /** Entries one node may own at once; publishes past it are refused (default 16 777 216). */
+  maxEntriesPerNode?: number;
+  /** Connections served at once; more are closed on arrival (default 4096). */
+  maxConnections?: number;
 }
+
+export const DIRECTORY_SERVER_DEFAULTS = {
+  helloTimeoutMs: 5_000,
+  maxQueuedBytes: 64 * 1024 * 1024,
+  maxEntriesPerNode: 16 * 1024 * 1024,
+  maxConnections: 4096,
+} as const;
 
 /** Binding a non-loopback address without an auth token is refused (code ERR_AUTH_REQUIRED). */
 export class AuthRequiredError extends Error {
@@ -118,6 +139,10 @@ export class DirectoryServer {
   private sweeper: NodeJS.Timeout | null = null;
   readonly maxFrameBytes: number;
   readonly idleTimeoutMs: number;
+  readonly helloTimeoutMs: number;
+  readonly maxQueuedBytes: number;
+  readonly maxEntriesPerNode: number;
+  readonly maxConnections: number;
   private readonly tokenDigest: Buffer | null;
   private readonly log: LogHook;
 
@@ -128,14 +153,17 @@ export class DirectoryServer {
   ) {
     this.maxFrameBytes = checkFrameLimit(options.maxFrameBytes);
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.helloTimeoutMs = positive('helloTimeoutMs', options.helloTimeoutMs ?? DIRECTORY_SERVER_DEFAULTS.helloTimeoutMs);
+    this.maxQueuedBytes = positive('maxQueuedBytes', options.maxQueuedBytes ?? DIRECTORY_SERVER_DEFAULTS.maxQueuedBytes);
+    this.maxEntriesPerNode = positive('maxEntriesPerNode', options.maxEntriesPerNode ?? DIRECTORY_SERVER_DEFAULTS.maxEntriesPerNode);
+    this.maxConnections = positive('maxConnections', options.maxConnections ?? DIRECTORY_SERVER_DEFAULTS.maxConnections);
     this.tokenDigest = options.authToken !== undefined ? digest(options.authToken) : null;
     this.log = options.onLog ?? (() => {});
     server.on('connection', (socket) => this.accept(socket));
     server.on('error', (err) => this.log('error', `directory server: ${err.message}`));
-    if (this.idleTimeoutMs > 0) {
-      this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, this.idleTimeoutMs / 4)));
-      this.sweeper.unref();
-    }
+    const period = Math.min(this.helloTimeoutMs, this.idleTimeoutMs > 0 ? this.idleTimeoutMs : Infinity);
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, period / 4)));
+    this.sweeper.unref();
   }
 
   /** Binds exactly `host:port` and starts serving. Rejects with the listen error (its `code` kept). */
@@ -329,8 +357,13 @@ export class DirectoryServer {
       }
       const cur = this.entries.get(key);
       if (cur === undefined) {
+        const owned = this.ownedBy(location.nodeId);
+        if (owned.size >= this.maxEntriesPerNode) {
+          out[i] = false;
+          continue;
+        }
         this.entries.set(key, location);
-        this.ownedBy(location.nodeId).add(key);
+        owned.add(key);
         out[i] = true;
       } else if (cur.nodeId !== location.nodeId || location.generation < cur.generation) {
         // First live publisher wins (entries of departed nodes are already gone); a node may
@@ -385,13 +418,18 @@ export class DirectoryServer {
       socket.destroy();
       return;
     }
+    if (this.connections.size >= this.maxConnections) {
+      this.countRejected('too-many-connections');
+      socket.destroy();
+      return;
+    }
     const conn: Connection = new Connection(this, socket, () => this.connections.delete(conn));
     this.connections.add(conn);
   }
 
   private sweep(): void {
     const now = Date.now();
-    for (const conn of this.connections) conn.checkIdle(now, this.idleTimeoutMs);
+    for (const conn of this.connections) conn.checkIdle(now, this.idleTimeoutMs, this.helloTimeoutMs);
   }
 }
 
@@ -404,7 +442,9 @@ class Connection implements Session {
   private closing = false;
   private closeReason: string | null = null;
   private lastError: Error | null = null;
+  /** When the last complete frame arrived: a trickle of bytes does not keep a connection alive. */
   private lastSeen = Date.now();
+  private readonly connectedAt = Date.now();
   private peerMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   private waitingDrain = false;
 
@@ -414,7 +454,8 @@ class Connection implements Session {
     onClosed: () => void,
   ) {
     this.label = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    this.decoder = new FrameDecoder((f) => this.onFrame(f), { maxFrameBytes: server.maxFrameBytes, role: 'server' });
+    // Until hello (and its token) passed, only a small frame is accepted: nothing large is buffered for a stranger.
+    this.decoder = new FrameDecoder((f) => this.onFrame(f), { maxFrameBytes: Math.min(LIMITS.helloFrameBytes, server.maxFrameBytes), role: 'server' });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 5000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -436,14 +477,26 @@ class Connection implements Session {
   }
 
   deliver(_event: DirectoryEvent, frame: () => Buffer): void {
-    if (!this.closing) this.socket.write(frame());
+    if (this.closing) return;
+    this.socket.write(frame());
+    this.checkQueued();
   }
 
-  checkIdle(now: number, idleTimeoutMs: number): void {
-    if (this.closing || now - this.lastSeen <= idleTimeoutMs) return;
-    this.reject(
-      new WireError('idle', this.ready ? `no frames for ${idleTimeoutMs} ms (heartbeat missing)` : `no hello within ${idleTimeoutMs} ms`),
-    );
+  /** A session that does not read what it is sent is closed before its queue grows without bound. */
+  private checkQueued(): void {
+    const queued = this.socket.writableLength;
+    if (queued > this.server.maxQueuedBytes) {
+      this.reject(new WireError('slow-reader', `${(queued / 2 ** 20).toFixed(1)} MiB queued for it, more than ${(this.server.maxQueuedBytes / 2 ** 20).toFixed(1)} MiB: it does not read its events`));
+    }
+  }
+
+  checkIdle(now: number, idleTimeoutMs: number, helloTimeoutMs: number): void {
+    if (this.closing) return;
+    if (!this.ready && now - this.connectedAt > helloTimeoutMs) {
+      this.reject(new WireError('idle', `no hello within ${helloTimeoutMs} ms of connecting`));
+    } else if (idleTimeoutMs > 0 && now - this.lastSeen > idleTimeoutMs) {
+      this.reject(new WireError('idle', this.ready ? `no frames for ${idleTimeoutMs} ms (heartbeat missing)` : `no hello within ${idleTimeoutMs} ms`));
+    }
   }
 
   /** Server shutdown: tell the peer why, then close. */
@@ -456,7 +509,6 @@ class Connection implements Session {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return; // discarding what a rejected peer still sends
-    this.lastSeen = Date.now();
     try {
       this.decoder.push(chunk);
     } catch (err) {
@@ -466,6 +518,7 @@ class Connection implements Session {
 
   private onFrame(frame: Frame): void {
     if (this.closing) return;
+    this.lastSeen = Date.now();
     if (frame.kind !== FrameKind.Request) {
       throw new WireError('bad-kind', `unexpected ${frameKindName(frame.kind)} frame from a client`, frame.id);
     }
@@ -500,6 +553,7 @@ class Connection implements Session {
     const auth = this.server.tokenMatches(req.token);
     if (auth !== 'ok') throw new WireError('auth', `authentication failed: ${auth} token`, id);
     this.ready = true;
+    this.decoder.setMaxFrameBytes(this.server.maxFrameBytes);
     if (req.maxFrameBytes !== undefined) this.peerMaxFrameBytes = req.maxFrameBytes;
     this.server.admit(this);
     const result: ResultMap['hello'] = { version: PROTOCOL_VERSION, maxFrameBytes: this.server.maxFrameBytes };
@@ -538,6 +592,7 @@ class Connection implements Session {
       this.waitingDrain = true;
       this.socket.pause();
     }
+    this.checkQueued();
   }
 
   /** Protocol violation (or an internal error): count it, log it, tell the peer, close. */

@@ -19,6 +19,26 @@ export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** The largest payload length the u32 header can carry. */
 export const MAX_FRAME_LIMIT = 0xffff_ffff;
 
+/**
+ * Limits every message is checked against before it is acted on (the directory's explicit
+ * bounds; see README "Security"). A client splits larger batches itself.
+ */
+export const LIMITS = {
+  /** Keys in one lookup / publish / remove request. */
+  keysPerRequest: 65_536,
+  /** Characters of one key. */
+  keyChars: 1024,
+  /** Characters of a node id or host. */
+  idChars: 256,
+  /** Characters of a node's transport address or region descriptor (base64 blobs). */
+  blobChars: 64 * 1024,
+  /** Attributes of one node, and characters of one attribute name or string value. */
+  attributes: 64,
+  attributeChars: 1024,
+  /** The largest frame a connection may send before its hello passed (a hello may carry its node). */
+  helloFrameBytes: 256 * 1024,
+} as const;
+
 export const FrameKind = { Request: 1, Response: 2, Event: 3, Error: 4 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 const KIND_NAMES: Record<FrameKind, string> = { 1: 'request', 2: 'response', 3: 'event', 4: 'error' };
@@ -47,7 +67,8 @@ export type WireErrorCode =
   | 'unknown-op'
   | 'no-hello'
   | 'auth'
-  | 'idle';
+  | 'idle'
+  | 'slow-reader';
 
 /** A protocol violation: the connection that produced it is closed. */
 export class WireError extends Error {
@@ -121,7 +142,7 @@ export interface FrameDecoderOptions {
  * the decoder stays failed: the connection is to be closed.
  */
 export class FrameDecoder {
-  private readonly maxFrameBytes: number;
+  private maxFrameBytes: number;
   private readonly role: string;
   private chunks: Buffer[] = [];
   private head = 0; // read offset into chunks[0]
@@ -135,6 +156,11 @@ export class FrameDecoder {
   ) {
     this.maxFrameBytes = checkFrameLimit(options.maxFrameBytes);
     this.role = options.role ?? 'this side';
+  }
+
+  /** Changes the limit for frames whose header has not been read yet (a server raises it after hello). */
+  setMaxFrameBytes(limit: number): void {
+    this.maxFrameBytes = checkFrameLimit(limit);
   }
 
   /** Unread bytes held (a partial frame), for tests and stats. */
@@ -299,18 +325,24 @@ export function parseNodeInfo(v: unknown, where = 'node'): NodeInfo {
   if (rd !== null && typeof rd !== 'string') bad(`${where}.regionDescriptor must be a string or null`);
   const attrsIn = v.attributes;
   if (!isRecord(attrsIn)) bad(`${where}.attributes must be an object`);
+  if (rd !== null) capped(rd, LIMITS.blobChars, `${where}.regionDescriptor`);
   const attributes: Record<string, string | number | boolean> = {};
-  for (const [k, a] of Object.entries(attrsIn)) {
+  const names = Object.keys(attrsIn);
+  if (names.length > LIMITS.attributes) bad(`${where}.attributes: ${names.length} attributes, more than the limit of ${LIMITS.attributes}`);
+  for (const k of names) {
+    const a = attrsIn[k];
+    capped(k, LIMITS.attributeChars, `${where}.attributes name`);
     if (typeof a !== 'string' && typeof a !== 'boolean' && !(typeof a === 'number' && Number.isFinite(a))) {
-      bad(`${where}.attributes.${k} must be a string, finite number or boolean`);
+      bad(`${where}.attributes.${k.slice(0, 64)} must be a string, finite number or boolean`);
     }
+    if (typeof a === 'string') capped(a, LIMITS.attributeChars, `${where}.attributes.${k.slice(0, 64)}`);
     attributes[k] = a;
   }
   return {
-    nodeId: str(v.nodeId, `${where}.nodeId`),
+    nodeId: capped(str(v.nodeId, `${where}.nodeId`), LIMITS.idChars, `${where}.nodeId`),
     protocol: protocol as Protocol,
-    host: str(v.host, `${where}.host`, false),
-    transportAddress: str(v.transportAddress, `${where}.transportAddress`, false),
+    host: capped(str(v.host, `${where}.host`, false), LIMITS.idChars, `${where}.host`),
+    transportAddress: capped(str(v.transportAddress, `${where}.transportAddress`, false), LIMITS.blobChars, `${where}.transportAddress`),
     regionDescriptor: rd,
     attributes,
   };
@@ -329,8 +361,18 @@ export function parseLocation(v: unknown, where = 'location'): Location {
 
 function parseKeys(v: unknown, where = 'keys'): string[] {
   const keys = array(v, where);
-  for (let i = 0; i < keys.length; i++) if (typeof keys[i] !== 'string') bad(`${where}[${i}] must be a string`);
+  if (keys.length > LIMITS.keysPerRequest) bad(`${where}: ${keys.length} keys in one request, more than the limit of ${LIMITS.keysPerRequest}; split the batch`);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    if (typeof k !== 'string') bad(`${where}[${i}] must be a string`);
+    if (k.length > LIMITS.keyChars) bad(`${where}[${i}] is ${k.length} characters long, more than the limit of ${LIMITS.keyChars}`);
+  }
   return keys as string[];
+}
+
+function capped(s: string, max: number, where: string): string {
+  if (s.length > max) bad(`${where} is ${s.length} characters long, more than the limit of ${max}`);
+  return s;
 }
 
 /** Validates logical (object-form) entries, copying each: the in-process path's input check. */

@@ -376,7 +376,7 @@ test('malformed control messages close only that connection, with a logged reaso
     oversized.writeUInt32BE(0xfff0_0000, 0);
     const cases: { name: string; bytes: Buffer[]; reason: RegExp }[] = [
       { name: 'garbage bytes', bytes: [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')], reason: /protocol version 47 not supported/ },
-      { name: 'oversized frame header', bytes: [oversized], reason: /frame of 4293918720 bytes exceeds the limit of 16777216 bytes/ },
+      { name: 'oversized frame header', bytes: [oversized], reason: /frame of 4293918720 bytes exceeds the limit of 262144 bytes/ },
       {
         name: 'wrong version',
         bytes: [encodeRawFrame(FrameKind.Request, 1, Buffer.from(JSON.stringify({ op: 'hello', version: 9 })), 9)],

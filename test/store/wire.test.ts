@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import {
   FrameDecoder,
   FrameKind,
+  LIMITS,
   HEADER_BYTES,
   PROTOCOL_VERSION,
   WireError,
@@ -70,14 +71,15 @@ test('several frames in one chunk, and a big frame spread over many chunks', () 
   a.decoder.push(many);
   assert.equal(a.frames.map((f) => (decodeJson(f) as { i: number }).i), Array.from({ length: 100 }, (_, i) => i));
 
-  const keys = Array.from({ length: 100_000 }, (_, i) => `key-${i}`);
+  const keys = Array.from({ length: LIMITS.keysPerRequest }, (_, i) => `key-${i}`);
   const big = encodeFrame(FrameKind.Request, 7, { op: 'lookup', keys });
   const b = collect();
   const t0 = performance.now();
   for (let off = 0; off < big.length; off += 65536) b.decoder.push(big.subarray(off, off + 65536));
   const ms = performance.now() - t0;
   assert.is(b.frames.length, 1);
-  assert.equal((parseRequest(decodeJson(b.frames[0])) as { keys: string[] }).keys.length, 100_000);
+  assert.equal((parseRequest(decodeJson(b.frames[0])) as { keys: string[] }).keys.length, LIMITS.keysPerRequest);
+  assert.throws(() => parseRequest({ op: 'lookup', keys: [...keys, 'one-more'] }), /more than the limit of 65536; split the batch/);
   assert.ok(ms < 200, `decoding ${big.length} bytes in 64 KiB chunks took ${ms.toFixed(1)} ms`);
 });
 
