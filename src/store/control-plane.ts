@@ -14,6 +14,7 @@
  * of attempts and then fails naming the address.
  */
 import { DirectoryServer } from './directory-server.js';
+import { RejoiningDirectory } from './rejoining-directory.js';
 import { DirectoryError, EmbeddedDirectory } from './directory-client.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
 import type { LogHook } from './wire.js';
@@ -39,6 +40,11 @@ export interface OpenDirectoryOptions {
    * (default true). Semantics are the same.
    */
   localShortCircuit?: boolean;
+  /**
+   * A node that joined someone else's directory reconnects when it is lost, joins again as the
+   * same node and republishes what it holds (default true; see rejoining-directory.ts).
+   */
+  rejoin?: boolean;
 }
 
 export interface OpenedDirectory {
@@ -62,6 +68,19 @@ export function parseDiscoveryAddr(addr: string): { host: string; port: number }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function openDirectory(options: OpenDirectoryOptions): Promise<OpenedDirectory> {
+  parseDiscoveryAddr(options.discoveryAddr);
+  if (options.rejoin === false) return openOnce(options);
+  let opened = false;
+  const directory = await RejoiningDirectory.open({
+    // The first open keeps its bounded attempts; a reconnect makes one attempt per backoff step.
+    reopen: (onLost) => openOnce(opened ? { ...options, maxAttempts: 1 } : options, onLost),
+    onLog: options.onLog,
+  });
+  opened = true;
+  return { directory, server: directory.hostedServer };
+}
+
+async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reason: string) => void): Promise<OpenedDirectory> {
   const { host, port } = parseDiscoveryAddr(options.discoveryAddr);
   const where = `${host}:${port}`;
   const maxAttempts = Math.max(1, options.maxAttempts ?? 8);
@@ -74,6 +93,7 @@ export async function openDirectory(options: OpenDirectoryOptions): Promise<Open
     maxFrameBytes: options.maxFrameBytes,
     heartbeatMs: options.heartbeatMs,
     onLog: options.onLog,
+    onConnectionLost,
   };
   let lastError: unknown = null;
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
