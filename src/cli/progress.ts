@@ -24,3 +24,8 @@ export function createProgress(stream: NodeJS.WriteStream = process.stderr): { u
     },
   };
 }
+
+/** ANSI styling only on a terminal and only when NO_COLOR is unset or empty (no-color.org). */
+export function colorFor(isTty: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  return isTty && !env.NO_COLOR;
+}

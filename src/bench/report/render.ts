@@ -18,6 +18,8 @@ export interface RenderOptions {
   title?: string;
   /** Which table; default compact for compare/mooncake, hicache otherwise. */
   table?: TableKind;
+  /** The plot's file name beside the Markdown (embedded as an image when set). */
+  plotFile?: string;
 }
 
 interface Column {
