@@ -28,6 +28,7 @@ const commands: Record<string, { summary: string; load: Loader }> = {
   compare: { summary: 'peercache micro vs Mooncake at matched block sizes', load: lazy('compare', 'default') },
   serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('dist', 'serve') },
   drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('dist', 'drive') },
+  report: { summary: 'render, diff (a.json b.json) or --merge saved JSON reports: Markdown, CSV, JSON, plot', load: lazy('report', 'default') },
   doctor: { summary: 'what this host can run: addon, UCX, transports, RDMA devices, each protocol', load: lazy('doctor', 'default') },
 };
 

@@ -7,7 +7,7 @@ import { compile, type TopLevelSpec } from 'vega-lite';
 import { parse, View } from 'vega';
 import { humanCount, iecBytes } from './format.js';
 import { latencyPer } from './render.js';
-import type { Report, Row } from './types.js';
+import { SMOKE_LABEL, type Report, type Row } from './types.js';
 
 /**
  * A labelled point on a panel's throughput line. PEAK comes from the rows; an SLO peak or a knee
@@ -100,7 +100,7 @@ function panel(report: Report, s: SweepSeries, markers: PlotMarker[], width: num
   };
   return {
     title: {
-      text: `${s.series}: ${iecBytes(first.block_size)} pages${layout}, batch ${first.batch_size}, ${report.meta.protocol}`,
+      text: `${s.series}: ${iecBytes(first.block_size)} pages${layout}, batch ${first.batch_size}, ${report.meta.protocol}${report.meta.smoke ? ` (${SMOKE_LABEL})` : ''}`,
       anchor: 'start',
     },
     width,
