@@ -9,14 +9,14 @@
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { RunControl } from '../bench/engine/row.js';
-import type { Report } from '../bench/report/types.js';
+import type { Report, Row } from '../bench/report/types.js';
 import { plotReport } from '../bench/report/plot.js';
 import { renderConsole, renderJson } from '../bench/report/render.js';
 import { artifactName, describeFsError, OutDirError, prepareOutDir, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
 import type { Logger, LogLevel } from '../log.js';
 import { TransportError } from '../transport/types.js';
 import { UsageError } from './parse.js';
-import { colorFor, createProgress } from './progress.js';
+import { colorFor, createProgress, phaseNamer } from './progress.js';
 import { str, tagFromArgs, type Args, type CommandResult } from './shared.js';
 
 export interface ReportRun {
@@ -143,7 +143,7 @@ export function toProgramError(err: unknown, configError?: ConfigErrorClass): un
 }
 
 /** What a measuring command hands its run (the run's RunControl, all of it set): spread into the run's options. */
-export type RunHooks = Required<Omit<RunControl, 'onRow'>> & { onRow: () => void };
+export type RunHooks = Required<Omit<RunControl, 'onRow'>> & { onRow: (row: Row) => void };
 
 export interface MeasureCommand {
   /** The subcommand's name, for the recorded command line. */
@@ -161,7 +161,7 @@ export interface MeasureCommand {
 /** runAndReport with the progress line, the command line and the error translation of every measuring command. */
 export async function runMeasureCommand(c: MeasureCommand): Promise<CommandResult> {
   const tag = tagFromArgs(c.args);
-  const progress = createProgress();
+  const progress = createProgress({ phaseOf: phaseNamer(c.kind, c.mode) });
   try {
     return await runAndReport({
       kind: c.kind,
@@ -179,7 +179,7 @@ export async function runMeasureCommand(c: MeasureCommand): Promise<CommandResul
             logger: c.logger,
             logLevel: str(c.args, 'log-level') as LogLevel,
             onProgress: (p) => progress.update(p),
-            onRow: () => progress.clear(),
+            onRow: (row) => progress.row(row),
           },
           progress,
         ),
