@@ -14,7 +14,7 @@ export const connectionArgs = {
   'device-name': { type: 'string', description: 'RDMA device, e.g. mlx5_0 (default: UCX picks)', default: '', valueHint: 'dev' },
   devices: { type: 'string', description: 'RDMA devices (rails), comma separated; overrides --device-name', default: '', valueHint: 'dev,dev' },
   'ib-port': { type: 'string', description: 'RDMA port of the device', default: '1', valueHint: 'n' },
-  'gid-index': { type: 'string', description: 'RoCE GID index (default: UCX picks RoCE v2)', default: 'auto', valueHint: 'n|auto' },
+  'gid-index': { type: 'string', description: 'RoCE GID index; auto lets UCX pick a RoCE v2 GID', default: 'auto', valueHint: 'n|auto' },
   'local-host': { type: 'string', description: 'Address this host binds and advertises', default: '127.0.0.1', valueHint: 'addr' },
 } as const satisfies ArgsDef;
 

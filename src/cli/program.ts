@@ -28,6 +28,7 @@ const commands: Record<string, { summary: string; load: Loader }> = {
   compare: { summary: 'peercache micro vs Mooncake at matched block sizes', load: lazy('compare', 'default') },
   serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('dist', 'serve') },
   drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('dist', 'drive') },
+  report: { summary: 'render, diff (a.json b.json) or --merge saved JSON reports: Markdown, CSV, JSON, plot', load: lazy('report', 'default') },
   doctor: { summary: 'what this host can run: addon, UCX, transports, RDMA devices, each protocol', load: lazy('doctor', 'default') },
 };
 
@@ -53,7 +54,7 @@ function rootUsage(): string {
     '',
     'Headline numbers need --protocol rdma on a host with an RDMA NIC; --protocol shm measures the same',
     'one-sided path between processes on one host; --protocol tcp is a smoke test, never publishable.',
-    'Results: ./peercache-bench-results/<name>.{json,md}. Start with: peercache-bench doctor',
+    'Results: ./peercache-bench-results/<name>.{json,md,svg}; peercache-bench report renders, diffs or merges them. Start with: peercache-bench doctor',
     '',
   ].join('\n');
 }
@@ -63,7 +64,9 @@ async function renderHelp(name: string, command: CommandDef<ArgsDef>, args: Args
   const meta = (typeof command.meta === 'function' ? await (command.meta as () => CommandMeta | Promise<CommandMeta>)() : await command.meta) ?? {};
   const rows = Object.entries(args).map(([flag, def]) => {
     const hint = def.type === 'boolean' ? '' : ` <${'valueHint' in def && def.valueHint ? def.valueHint : flag.replace(/^.*-/, '')}>`;
-    const dflt = def.default === undefined || def.default === '' || def.type === 'boolean' ? '' : ` (default: ${String(def.default)})`;
+    // A description that already explains its default (e.g. "(default: any)") is not given a second one.
+    const dflt =
+      def.default === undefined || def.default === '' || def.type === 'boolean' || /\(default:/.test(def.description ?? '') ? '' : ` (default: ${String(def.default)})`;
     const choices = 'options' in def && def.options ? ` [${def.options.join('|')}]` : '';
     return [`--${flag}${hint}`, `${def.description ?? ''}${choices}${dflt}`] as const;
   });
@@ -117,8 +120,13 @@ export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<n
       io.out(`${packageVersion()}\n`);
       return 0;
     }
-    io.out(rootUsage());
-    return argv.length === 0 || argv.includes('--help') || argv.includes('-h') ? 0 : 2;
+    // No command is a usage error (exit 2, usage on stderr); --help asks for it (exit 0, stdout).
+    if (argv.includes('--help') || argv.includes('-h')) {
+      io.out(rootUsage());
+      return 0;
+    }
+    io.err(rootUsage());
+    return 2;
   }
   const entry = commands[name];
   if (!entry) {

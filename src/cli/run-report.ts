@@ -1,31 +1,53 @@
 /**
- * What every measuring subcommand does around its run: Ctrl-C stops cleanly (the first one
- * finishes the current row's window and keeps what was measured; a second one exits at once),
- * the report is written (JSON + Markdown) even when rows failed, and the table goes to stdout
+ * What every measuring subcommand does around its run: --out-dir checked before measuring;
+ * Ctrl-C stops cleanly (the first one cuts the current row's window short and keeps what was
+ * measured; a second one exits at once), the report is written (JSON + Markdown + plot) even when
+ * rows failed, and to a temporary directory when --out-dir fails at the end, and the table goes to stdout
  * (or the JSON with --json, the table then to stderr); a live progress line while it runs; the
  * run's own errors turned into the program's.
  */
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { RunControl } from '../bench/engine/row.js';
-import type { Report } from '../bench/report/types.js';
-import { renderConsole } from '../bench/report/render.js';
-import { writeReport, artifactName, type ArtifactKind } from '../bench/report/write.js';
+import type { Report, Row } from '../bench/report/types.js';
+import { plotReport } from '../bench/report/plot.js';
+import { renderConsole, renderJson } from '../bench/report/render.js';
+import { artifactName, describeFsError, OutDirError, prepareOutDir, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
 import type { Logger, LogLevel } from '../log.js';
 import { TransportError } from '../transport/types.js';
 import { UsageError } from './parse.js';
-import { createProgress } from './progress.js';
+import { colorFor, createProgress, phaseNamer } from './progress.js';
 import { str, tagFromArgs, type Args, type CommandResult } from './shared.js';
 
 export interface ReportRun {
   kind: ArtifactKind;
   /** The mode (hicache) or op (dist) that names the artifact. */
   mode?: string;
+  /** The subcommand, for the one-line errors. */
+  name?: string;
   outDir: string;
   tag?: string;
   json: boolean;
   logger: Logger;
   run(signal: AbortSignal): Promise<Report>;
+  /** Where the table, the JSON and the messages go; default process.stdout / process.stderr. */
+  io?: ReportIo;
 }
+
+export interface ReportIo {
+  out(text: string): void;
+  err(text: string): void;
+  /** Whether `out` is a terminal (colour). */
+  outIsTty?: boolean;
+}
+
+const processIo: ReportIo = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  get outIsTty() {
+    return process.stdout.isTTY === true;
+  },
+};
 
 /**
  * Runs `run` with Ctrl-C / SIGTERM handled: the first one prints `message` and aborts the signal
@@ -54,25 +76,57 @@ export async function withInterrupts<T>(message: string, run: (signal: AbortSign
 }
 
 export async function runAndReport(r: ReportRun): Promise<CommandResult> {
+  const io = r.io ?? processIo;
+  const who = `peercache-bench${r.name ? ` ${r.name}` : ''}`;
+  // A bad --out-dir is found before measuring, not after a six-minute suite.
+  try {
+    await prepareOutDir(r.outDir);
+  } catch (e) {
+    if (!(e instanceof OutDirError)) throw e;
+    io.err(`${who}: --out-dir ${r.outDir}: ${e.message}\n`);
+    return { exitCode: 2 };
+  }
   let signal: AbortSignal | undefined;
-  const report = await withInterrupts('\ninterrupted: finishing the current row and writing what was measured (Ctrl-C again to quit now)\n', (s) => {
+  const report = await withInterrupts('\ninterrupted: stopping the current row now and writing what was measured (Ctrl-C again to quit at once)\n', (s) => {
     signal = s;
     return r.run(s);
   });
   const name = artifactName({ kind: r.kind, mode: r.mode, protocol: report.meta.protocol, tag: r.tag || undefined, date: new Date(report.created_at) });
-  const paths = await writeReport(report, { outDir: resolve(r.outDir), name });
-  const table = renderConsole(report, { color: process.stdout.isTTY === true && !r.json });
-  if (r.json) {
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
-    process.stderr.write(table + '\n');
-  } else {
-    process.stdout.write(table + '\n');
+  const svg = await plotReport(report).catch((e: unknown) => {
+    r.logger.warn(`no plot: ${(e as Error).message}`);
+    return undefined;
+  });
+  let paths: WrittenPaths | undefined;
+  let writeError: unknown;
+  try {
+    paths = await writeReport(report, { outDir: resolve(r.outDir), name, svg });
+  } catch (e) {
+    writeError = e;
   }
-  process.stderr.write(`wrote ${paths.json}\nwrote ${paths.md}\n`);
+  const table = renderConsole(report, { color: colorFor(io.outIsTty === true && !r.json) });
+  if (r.json) {
+    io.out(JSON.stringify(report, null, 2) + '\n');
+    io.err(table + '\n');
+  } else {
+    io.out(table + '\n');
+  }
   const failed = report.results.filter((row) => !row.ok).length;
   if (failed) r.logger.warn(`${failed} of ${report.results.length} rows failed; see their notes`);
-  if (signal?.aborted) return { exitCode: 130 };
-  return { exitCode: failed ? 1 : 0 };
+  if (paths) {
+    io.err([paths.json, paths.md, ...(paths.svg ? [paths.svg] : [])].map((p) => `wrote ${p}\n`).join(''));
+    if (signal?.aborted) return { exitCode: 130 };
+    return { exitCode: failed ? 1 : 0 };
+  }
+  // Writing failed after measuring: the run is kept somewhere and the user is told where.
+  io.err(`${who}: could not write the report to ${resolve(r.outDir)}: ${describeFsError(writeError)}\n`);
+  const fallback = await writeReport(report, { outDir: join(tmpdir(), 'peercache-bench-results'), name, svg }).catch(() => undefined);
+  if (fallback) {
+    io.err(`${who}: the report is saved instead in ${fallback.json} (and .md${fallback.svg ? ', .svg' : ''} beside it)\n`);
+  } else if (!r.json) {
+    io.err(`${who}: no temporary file either; the JSON report follows on stdout\n`);
+    io.out(renderJson(report));
+  }
+  return { exitCode: 1 };
 }
 
 /** An error class of a run's own option validation (SweepConfigError, MicroConfigError, DistConfigError). */
@@ -91,7 +145,7 @@ export function toProgramError(err: unknown, configError?: ConfigErrorClass): un
 }
 
 /** What a measuring command hands its run (the run's RunControl, all of it set): spread into the run's options. */
-export type RunHooks = Required<Omit<RunControl, 'onRow'>> & { onRow: () => void };
+export type RunHooks = Required<Omit<RunControl, 'onRow'>> & { onRow: (row: Row) => void };
 
 export interface MeasureCommand {
   /** The subcommand's name, for the recorded command line. */
@@ -109,10 +163,11 @@ export interface MeasureCommand {
 /** runAndReport with the progress line, the command line and the error translation of every measuring command. */
 export async function runMeasureCommand(c: MeasureCommand): Promise<CommandResult> {
   const tag = tagFromArgs(c.args);
-  const progress = createProgress();
+  const progress = createProgress({ phaseOf: phaseNamer(c.kind, c.mode) });
   try {
     return await runAndReport({
       kind: c.kind,
+      name: c.name,
       mode: c.mode,
       outDir: str(c.args, 'out-dir'),
       tag,
@@ -126,7 +181,7 @@ export async function runMeasureCommand(c: MeasureCommand): Promise<CommandResul
             logger: c.logger,
             logLevel: str(c.args, 'log-level') as LogLevel,
             onProgress: (p) => progress.update(p),
-            onRow: () => progress.clear(),
+            onRow: (row) => progress.row(row),
           },
           progress,
         ),

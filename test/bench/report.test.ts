@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { failedRow, makeReport, makeRow, type LatencySummary, type RowInput } from '../../src/bench/report/metrics.js';
 import { markPeak, peakKey } from '../../src/bench/report/peak.js';
-import { fileTimestamp, humanBytes, humanCount, isoSeconds, thousands, toJsonSafe } from '../../src/bench/report/format.js';
-import { formats, hicacheCells, render, renderConsole, renderMarkdown, SMOKE_BANNER } from '../../src/bench/report/render.js';
+import { fileTimestamp, humanBytes, humanCount, iecBytes, isoSeconds, thousands, toJsonSafe } from '../../src/bench/report/format.js';
+import { formats, hicacheCells, render, renderConsole, renderMarkdown, setupSentence, SMOKE_BANNER } from '../../src/bench/report/render.js';
 import { artifactName, sanitizeTag, writeReport } from '../../src/bench/report/write.js';
 import { collectHost, packageVersion } from '../../src/bench/report/host.js';
-import { SMOKE_LABEL, type Host, type Report, type Row } from '../../src/bench/report/types.js';
+import { SMOKE_LABEL, type Host, type JsonValue, type Meta, type Report, type Row } from '../../src/bench/report/types.js';
 import { errorsOf, validate } from '../helpers/schema.js';
 
 const KiB = 1024;
@@ -269,6 +269,11 @@ test('format: human_bytes / human_count / thousands / timestamps', () => {
   assert.is(humanBytes(512), '512B');
   assert.is(humanBytes(1 << 20), '1MB');
   assert.is(humanBytes(3 * 1024 ** 3), '3GB');
+  assert.is(iecBytes(131072), '128 KiB');
+  assert.is(iecBytes(1536), '1.5 KiB');
+  assert.is(iecBytes(512), '512 B');
+  assert.is(iecBytes(1 << 20), '1 MiB');
+  assert.is(iecBytes(null), '-');
   assert.is(humanCount(500), '500');
   assert.is(humanCount(32000), '32K');
   assert.is(humanCount(1234.5), '1.23K');
@@ -286,28 +291,63 @@ test('render: HiCache table columns and formats', () => {
   assert.match(md, /^# PeerCache HiCache benchmark\n/);
   assert.match(md, /\n- created: 2026-11-24T23:05:26Z\n/);
   assert.match(md, /\n- command: `peercache-bench suite --protocol shm`\n/);
-  assert.match(md, /\n- meta: mode=suite, protocol=shm, .*concurrencies=\[1,2,4\].*smoke=false, publishable=true/);
-  assert.match(md, /\n- host: linux Test CPU @ 2\.0GHz \| cpus=2 \| node v20\.20\.2 \| ucx 1\.13\.1\n/);
+  // host and meta are readable lists, one item a line
+  assert.match(md, /\n- mode: suite\n- protocol: shm\n/);
+  assert.match(md, /\n- concurrencies: 1, 2, 4\n/);
+  assert.match(md, /\n- page_size: 128 KiB \(131072 bytes\)\n/);
+  assert.match(md, /\n- host: box \(linux 6\.1\.0, x64\)\n- CPU: Test CPU @ 2\.0GHz, 2 CPUs\n- node v20\.20\.2, peercache 0\.1\.0, UCX 1\.13\.1\n/);
+  assert.ok(md.split('\n').every((l) => l.startsWith('|') || l.length < 200), 'no long meta line');
   const lines = md.split('\n');
-  const head = lines.find((l) => l.startsWith('| op'))!;
+  const head = lines.filter((l) => l.startsWith('| op')).pop()!;
   assert.equal(head.split('|').slice(1, -1).map((c) => c.trim()), [
-    'op', 'proto', 'page', 'batch', 'threads', 'pages/s', 'tokens/s', 'GB/s', 'p50 µs', 'p95 µs', 'p99 µs', 'p999 µs', 'max µs', 'hit%', 'note',
+    'op', 'layout', 'proto', 'page', 'batch', 'threads', 'pages/s', 'tokens/s', 'GB/s', 'p50 µs', 'p95 µs', 'p99 µs', 'p999 µs', 'max µs',
+    'latency per', 'hit%', 'calls', 'client CPU %', 'RSS/worker', 'note',
   ]);
   const sep = lines[lines.indexOf(head) + 1];
-  assert.match(sep, /^\| -+ \| -+ \| -+: \|/);
-  assert.equal(hicacheCells(rows[0]), ['get', 'shm', '128KB', '32', '1', '500', '32K', '0.066', '100.0', '160.0', '200.0', '250.0', '300.0', '100', '']);
-  assert.equal(hicacheCells(rows[1]), ['get', 'shm', '128KB', '32', '2', '1.23K', '79.01K', '0.162', '100.0', '160.0', '200.0', '250.0', '300.0', '99', 'PEAK; batch_get_v1 mla']);
+  assert.match(sep, /^\| -+ \| -+ \| -+ \| -+: \|/);
+  assert.equal(hicacheCells(rows[0]), ['get', 'shm', '128 KiB', '32', '1', '500', '32K', '0.066', '100.0', '160.0', '200.0', '250.0', '300.0', '100', '']);
+  assert.equal(hicacheCells(rows[1]), ['get', 'shm', '128 KiB', '32', '2', '1.23K', '79.01K', '0.162', '100.0', '160.0', '200.0', '250.0', '300.0', '99', 'PEAK; batch_get_v1 mla']);
   const peakLine = lines.find((l) => l.includes('PEAK'))!;
   assert.match(peakLine, /\*\*1\.23K\*\*/, 'md bolds the PEAK pages/s');
+  assert.match(peakLine, /\| mla +\| shm /, 'layout is a column');
+  assert.match(peakLine, /\| call of 32 pages \|/, 'latency unit per row');
   assert.match(md, /\n## Notes\n\n- a note\n$/);
-  // Every table line has the same number of cells (valid GFM).
-  const table = lines.filter((l) => l.startsWith('|'));
-  assert.ok(table.every((l) => l.split(' | ').length === 15), 'cells per line');
+  // Every line of the results table has the same number of cells (valid GFM).
+  const table = lines.slice(lines.indexOf(head)).filter((l) => l.startsWith('|'));
+  assert.ok(table.every((l) => l.split(' | ').length === 20), 'cells per line');
+});
+
+test('render: the suite Markdown opens with the seed baseline table, filled in', () => {
+  const lat1 = getRow({ phase: 'latency-baseline', batchSize: 1, latUnit: 'page', calls: 1000 });
+  const sweep = (op: 'get' | 'set' | 'exists', path: string) =>
+    markPeak([getRow({ op, path, threads: 1, hitRate: op === 'get' ? 'get' : 'none' }), getRow({ op, path, threads: 4, pages: 3000, hitRate: op === 'get' ? 'get' : 'none' })]);
+  const rows = [lat1, ...sweep('get', 'hicache-get'), ...sweep('set', 'hicache-set'), ...sweep('exists', 'hicache-exists')];
+  const md = renderMarkdown(report(rows), { plotFile: 'run 1.svg' });
+  const lines = md.split('\n');
+  assert.is(lines[2].split('|').slice(1, -1).map((c) => c.trim()).join(','), 'op,layout,page,batch,threads,pages/s,tokens/s,GB/s,p50 µs,p99 µs,p999 µs,latency per');
+  const cells = (l: string): string[] => l.split('|').slice(1, -1).map((c) => c.trim());
+  assert.equal(cells(lines[4]).slice(0, 5), ['get (latency)', 'mla', '128 KiB', '1', '1']);
+  assert.is(cells(lines[4])[11], 'page');
+  assert.equal(cells(lines[5]).slice(0, 5), ['get (peak)', 'mla', '128 KiB', '32', '4']);
+  assert.is(cells(lines[5])[11], 'call of 32 pages');
+  assert.is(cells(lines[6])[0], 'set (peak)');
+  assert.is(cells(lines[7])[0], 'exists (peak)');
+  assert.is(cells(lines[7])[7], '–', 'exists moves no payload');
+  assert.match(md, /\nLoopback: producer and consumer ran on one host, over shm /);
+  assert.match(md, /\n!\[throughput and latency vs concurrency\]\(run%201\.svg\)\n/);
+});
+
+test('render: loopback vs cross-node sentence', () => {
+  const meta = (m: Record<string, JsonValue>) => ({ meta: { ...report([]).meta, ...m } as Meta });
+  assert.match(setupSentence(meta({ protocol: 'rdma', device: 'mlx5_0' })), /^Loopback: .*NIC loops back.*RDMA \(UCX one-sided READ\) on mlx5_0\.$/);
+  assert.match(setupSentence(meta({ mode: 'dist', protocol: 'rdma', serve_host: '10.0.0.2', local_host: '10.0.0.1' })), /^Cross-node: this host \(10\.0\.0\.1\) drove the serve node at 10\.0\.0\.2, over RDMA/);
+  assert.match(setupSentence(meta({ mode: 'dist', protocol: 'shm', serve_host: '127.0.0.1', local_host: '127.0.0.1' })), /^Loopback: serve and drive ran on one host/);
+  assert.match(setupSentence(meta({ protocol: 'tcp' })), /smoke test/);
 });
 
 test('render: ok:false row shows n/a and -; latency-baseline tagged', () => {
   const f = failedRow({ path: 'hicache-get', op: 'get', protocol: 'shm', blockSize: 131072, batchSize: 32, threads: 8 }, 'worker crashed');
-  assert.equal(hicacheCells(f), ['get', 'shm', '128KB', '32', '8', 'n/a', 'n/a', 'n/a', '-', '-', '-', '-', '-', '-', 'worker crashed']);
+  assert.equal(hicacheCells(f), ['get', 'shm', '128 KiB', '32', '8', 'n/a', 'n/a', 'n/a', '-', '-', '-', '-', '-', '-', 'worker crashed']);
   const b = getRow({ phase: 'latency-baseline', batchSize: 1, latUnit: 'page', latency: null, path: 'hicache-set', op: 'set' });
   const cells = hicacheCells(b);
   assert.is(cells[8], '-');
@@ -362,7 +402,7 @@ test('render: compact table for compare', () => {
   const lines = md.split('\n').filter((l) => l.startsWith('|'));
   assert.equal(lines[0].split('|').slice(1, -1).map((c) => c.trim()), ['system', 'path', 'proto', 'block', 'batch', 'threads', 'GB/s', 'ops/s', 'p50 µs', 'p99 µs', 'note']);
   const cells = (l: string): string[] => l.split('|').slice(1, -1).map((c) => c.trim());
-  assert.equal(cells(lines[2]).slice(0, 10), ['peercache', 'transport-read', 'shm', '4KB', '64', '1', '**0.144**', '35,167', '100.0', '200.0']);
+  assert.equal(cells(lines[2]).slice(0, 10), ['peercache', 'transport-read', 'shm', '4 KiB', '64', '1', '**0.144**', '35,167', '100.0', '200.0']);
   assert.equal(cells(lines[3]).slice(6, 10), ['**0.020**', '4,883', '-', '-']);
   assert.equal(cells(lines[4]).slice(6, 11), ['n/a', 'n/a', '-', '-', 'mooncake not installed']);
   assert.match(renderMarkdown(r, { title: 'Custom' }), /^# Custom\n/);

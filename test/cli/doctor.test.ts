@@ -38,9 +38,15 @@ test('--help explains the options with their defaults', async () => {
   const r = await runCli(['doctor', '--help']);
   assert.is(r.code, 0);
   assert.match(r.stdout, /--log-level <level>.*\(default: warning\)/);
+  assert.match(r.stdout, /\n  --json +Print the findings as JSON on stdout\n/);
+  // No command is a usage error: exit 2 with the usage on stderr; --help is exit 0 on stdout.
   const root = await runCli([]);
-  assert.is(root.code, 0);
-  assert.match(root.stdout, /COMMANDS/);
+  assert.is(root.code, 2);
+  assert.match(root.stderr, /COMMANDS/);
+  const help = await runCli(['--help']);
+  assert.is(help.code, 0);
+  assert.match(help.stdout, /COMMANDS/);
+  assert.match(help.stdout, /\n  report +render, diff/);
 });
 
 test.run();

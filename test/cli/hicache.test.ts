@@ -21,7 +21,8 @@ for (const protocol of ['shm', 'tcp'] as const) {
       const r = await runCli(['suite', '--protocol', protocol, '--concurrencies', '1,2', ...quick, '--out-dir', dir, '--tag', 'ci']);
       assert.is(r.code, 0, r.stderr);
       const files = readdirSync(dir).sort();
-      assert.is(files.length, 2, files.join());
+      assert.is(files.length, 3, files.join());
+      assert.match(files[2], /\.svg$/, 'the sweep plot beside the JSON and Markdown');
       assert.match(files[0], new RegExp(`^hicache-suite-${protocol}-ci-\\d{8}-\\d{6}\\.json$`));
       const report = JSON.parse(readFileSync(join(dir, files[0]), 'utf8')) as Report;
       assert.is(schemaErrors(report), null);
@@ -109,7 +110,7 @@ test('Ctrl-C stops cleanly and still writes what was measured', async () => {
     const r = await run;
     assert.is(r.code, 130, r.stderr);
     assert.match(r.stderr, /interrupted/);
-    const files = readdirSync(dir);
+    const files = readdirSync(dir).filter((f) => !f.endsWith('.svg'));
     assert.is(files.length, 2, files.join());
     const report = JSON.parse(readFileSync(join(dir, files.find((f) => f.endsWith('.json'))!), 'utf8')) as Report;
     assert.is(schemaErrors(report), null);

@@ -163,12 +163,17 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
         driversSeen++;
         const mismatches = compareAgreement(self, agreementOf(n));
         const coordinator = n.attributes[ATTR.coordinator];
-        const role = coordinator === undefined ? `${readersNow} of ${readers} expected` : `coordinating ${String(coordinator)} driver processes`;
+        const role =
+          coordinator !== undefined
+            ? `coordinating ${String(coordinator)} driver processes`
+            : readersNow <= readers
+              ? `${readersNow} of ${readers} expected reading`
+              : `${readersNow} reading, more than the ${readers} expected`;
         print(`driver '${id}' joined from ${n.host} (${role})${mismatches.length ? `, but it disagrees on ${mismatches.map((m) => `${m.flag} (serve ${m.serve}, drive ${m.drive})`).join(', ')}: it will stop` : ''}`);
       }
       for (const id of drivers.keys()) if (!now.has(id)) print(`driver '${id}' left (${readersNow} reading)`);
       if (!announcedAll && readersNow >= readers) {
-        print(`all ${readers} expected driver${readers === 1 ? '' : 's'} joined`);
+        print(readers === 1 ? 'the expected driver joined' : `all ${readers} expected drivers joined`);
         announcedAll = true;
       }
       if (readersNow === 0) announcedAll = false;

@@ -30,6 +30,19 @@ export function humanBytes(n: number): string {
   return Number.isInteger(v) ? `${v}${units[i]}` : `${v.toFixed(1)}${units[i]}`;
 }
 
+/** IEC sizes for tables: 131072 → "128 KiB", 1536 → "1.5 KiB", 512 → "512 B", 1048576 → "1 MiB". */
+export function iecBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '-';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return Number.isInteger(v) ? `${v} ${units[i]}` : `${v.toFixed(1)} ${units[i]}`;
+}
+
 /** 1000-based ""/K/M/G; 2 dp unless whole (500 → "500", 32000 → "32K", 1234.5 → "1.23K"). */
 export function humanCount(x: number): string {
   if (!Number.isFinite(x)) return '-';

@@ -3,7 +3,7 @@
  * columns and number formats. The console table is padded for reading in a terminal and is also
  * valid Markdown; the Markdown table adds alignment markers and escapes `|` in cells.
  */
-import { fixed, humanBytes, humanCount, thousands, toJsonSafe } from './format.js';
+import { fixed, humanCount, iecBytes, thousands, toJsonSafe } from './format.js';
 import { SMOKE_LABEL, type Host, type Meta, type Report, type Row } from './types.js';
 
 export type Format = 'md' | 'console' | 'json';
@@ -18,23 +18,81 @@ export interface RenderOptions {
   title?: string;
   /** Which table; default compact for compare/mooncake, hicache otherwise. */
   table?: TableKind;
+  /** The plot's file name beside the Markdown (embedded as an image when set). */
+  plotFile?: string;
 }
 
-interface Column {
+/**
+ * A table column: its header, alignment and how a row becomes its cell. Tables are lists of these,
+ * so a new row field (a confidence interval, a knee, …) is one more entry, in one place.
+ */
+export interface Column {
   header: string;
   right: boolean;
+  cell(row: Row, ctx: CellContext): string;
 }
 
-const HICACHE_COLUMNS: Column[] = [
-  ['op', false], ['proto', false], ['page', true], ['batch', true], ['threads', true],
-  ['pages/s', true], ['tokens/s', true], ['GB/s', true], ['p50 µs', true], ['p95 µs', true],
-  ['p99 µs', true], ['p999 µs', true], ['max µs', true], ['hit%', true], ['note', false],
-].map(([header, right]) => ({ header: header as string, right: right as boolean }));
+/** What a cell may need besides its row (report-level facts). */
+export interface CellContext {
+  /** The run's page layout (meta.layout); rows do not carry it. */
+  layout?: string;
+}
 
-const COMPACT_COLUMNS: Column[] = [
-  ['system', false], ['path', false], ['proto', false], ['block', true], ['batch', true],
-  ['threads', true], ['GB/s', true], ['ops/s', true], ['p50 µs', true], ['p99 µs', true], ['note', false],
-].map(([header, right]) => ({ header: header as string, right: right as boolean }));
+const col = (header: string, right: boolean, cell: (row: Row, ctx: CellContext) => string): Column => ({ header, right, cell });
+const latCell = (pick: (row: Row) => number | null) => (row: Row): string => (row.ok ? fixed(pick(row), 1) : '-');
+const rate = (pick: (row: Row) => string) => (row: Row): string => (row.ok ? pick(row) : 'n/a');
+
+/** GB/s; exists moves no payload, so it has none ("–"), not 0.000. */
+export function gbpsCell(row: Row): string {
+  if (!row.ok) return 'n/a';
+  return row.op === 'exists' ? '–' : row.throughput_gbps.toFixed(3);
+}
+
+/** What one latency sample timed: "page" (batch 1 or latency mode), "call of N pages", or "read". */
+export function latencyPer(row: Row): string {
+  if (row.lat_unit === 'read') return row.batch_size > 1 ? `call of ${row.batch_size} reads` : 'read';
+  if (row.lat_unit === 'page' || row.batch_size === 1) return 'page';
+  return `call of ${row.batch_size} pages`;
+}
+
+const C = {
+  op: col('op', false, (r) => r.op || r.path),
+  layout: col('layout', false, (_r, ctx) => ctx.layout ?? '-'),
+  proto: col('proto', false, (r) => r.protocol),
+  page: col('page', true, (r) => iecBytes(r.block_size)),
+  batch: col('batch', true, (r) => String(r.batch_size)),
+  threads: col('threads', true, (r) => String(r.threads)),
+  pagesPerS: col('pages/s', true, rate((r) => humanCount(r.pages_per_s))),
+  tokensPerS: col('tokens/s', true, rate((r) => humanCount(r.tokens_per_s))),
+  gbps: col('GB/s', true, gbpsCell),
+  p50: col('p50 µs', true, latCell((r) => r.lat_us_p50)),
+  p95: col('p95 µs', true, latCell((r) => r.lat_us_p95)),
+  p99: col('p99 µs', true, latCell((r) => r.lat_us_p99)),
+  p999: col('p999 µs', true, latCell((r) => r.lat_us_p999)),
+  max: col('max µs', true, latCell((r) => r.lat_us_max)),
+  latPer: col('latency per', false, latencyPer),
+  hit: col('hit%', true, (r) => (!r.ok || r.hit_rate === null || !Number.isFinite(r.hit_rate) ? '-' : String(Math.round(r.hit_rate * 100)))),
+  calls: col('calls', true, (r) => thousands(r.calls)),
+  cpu: col('client CPU %', true, (r) => fixed(r.cpu_client_pct, 0)),
+  rss: col('RSS/worker', true, (r) => iecBytes(r.rss_per_worker_bytes)),
+  note: col('note', false, (r) => noteCell(r)),
+  // compact (compare, mooncake)
+  system: col('system', false, (r) => r.system),
+  path: col('path', false, (r) => r.path),
+  block: col('block', true, (r) => iecBytes(r.block_size)),
+  opsPerS: col('ops/s', true, rate((r) => thousands(r.ops_per_s))),
+} satisfies Record<string, Column>;
+
+/** The console HiCache table (a terminal's width). */
+export const HICACHE_COLUMNS: Column[] = [C.op, C.proto, C.page, C.batch, C.threads, C.pagesPerS, C.tokensPerS, C.gbps, C.p50, C.p95, C.p99, C.p999, C.max, C.hit, C.note];
+/** The Markdown HiCache table: every measured field a reader compares, the latency unit per row. */
+export const HICACHE_MD_COLUMNS: Column[] = [
+  C.op, C.layout, C.proto, C.page, C.batch, C.threads, C.pagesPerS, C.tokensPerS, C.gbps, C.p50, C.p95, C.p99, C.p999, C.max,
+  C.latPer, C.hit, C.calls, C.cpu, C.rss, C.note,
+];
+export const COMPACT_COLUMNS: Column[] = [C.system, C.path, C.proto, C.block, C.batch, C.threads, C.gbps, C.opsPerS, C.p50, C.p99, C.note];
+/** The seed page's baseline template, plus the latency unit. */
+export const BASELINE_COLUMNS: Column[] = [C.op, C.layout, C.page, C.batch, C.threads, C.pagesPerS, C.tokensPerS, C.gbps, C.p50, C.p99, C.p999, C.latPer];
 
 const BOLD = '\x1b[1m';
 const RESET_BOLD = '\x1b[22m';
@@ -51,62 +109,45 @@ export function noteCell(row: Row): string {
   return parts.join('; ');
 }
 
-/** One HiCache-table row's cells, in HICACHE_COLUMNS order. */
-export function hicacheCells(row: Row): string[] {
-  const na = !row.ok;
-  const lat = (x: number | null): string => (na ? '-' : fixed(x, 1));
-  return [
-    row.op || row.path,
-    row.protocol,
-    humanBytes(row.block_size),
-    String(row.batch_size),
-    String(row.threads),
-    na ? 'n/a' : humanCount(row.pages_per_s),
-    na ? 'n/a' : humanCount(row.tokens_per_s),
-    na ? 'n/a' : row.throughput_gbps.toFixed(3),
-    lat(row.lat_us_p50),
-    lat(row.lat_us_p95),
-    lat(row.lat_us_p99),
-    lat(row.lat_us_p999),
-    lat(row.lat_us_max),
-    na || row.hit_rate === null || !Number.isFinite(row.hit_rate) ? '-' : String(Math.round(row.hit_rate * 100)),
-    noteCell(row),
-  ];
+/** One console HiCache-table row's cells, in HICACHE_COLUMNS order. */
+export function hicacheCells(row: Row, ctx: CellContext = {}): string[] {
+  return HICACHE_COLUMNS.map((c) => c.cell(row, ctx));
 }
 
 /** One compact-table row's cells, in COMPACT_COLUMNS order (GB/s unbolded). */
-export function compactCells(row: Row): string[] {
-  const na = !row.ok;
-  const lat = (x: number | null): string => (na ? '-' : fixed(x, 1));
-  return [
-    row.system,
-    row.path,
-    row.protocol,
-    humanBytes(row.block_size),
-    String(row.batch_size),
-    String(row.threads),
-    na ? 'n/a' : row.throughput_gbps.toFixed(3),
-    na ? 'n/a' : thousands(row.ops_per_s),
-    lat(row.lat_us_p50),
-    lat(row.lat_us_p99),
-    noteCell(row),
-  ];
+export function compactCells(row: Row, ctx: CellContext = {}): string[] {
+  return COMPACT_COLUMNS.map((c) => c.cell(row, ctx));
 }
 
 function mdEscape(cell: string): string {
   return cell.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
 }
 
+export interface TableOptions {
+  color?: boolean;
+  /** Overrides the kind's columns (e.g. BASELINE_COLUMNS). */
+  columns?: Column[];
+  /** Row labels replacing the op cell (the baseline's "get (peak)"). */
+  labels?: string[];
+  ctx?: CellContext;
+}
+
+function columnsFor(kind: TableKind, target: Target): Column[] {
+  if (kind === 'compact') return COMPACT_COLUMNS;
+  return target === 'md' ? HICACHE_MD_COLUMNS : HICACHE_COLUMNS;
+}
+
 /** A pipe table: padded columns; Markdown also gets alignment colons and escaped cells. */
-export function renderTable(rows: readonly Row[], kind: TableKind, target: Target, opts: { color?: boolean } = {}): string {
-  const columns = kind === 'hicache' ? HICACHE_COLUMNS : COMPACT_COLUMNS;
-  const emphasis = kind === 'hicache' ? 5 /* pages/s */ : 6; /* GB/s */
-  const body = rows.map((row) => {
-    const cells = kind === 'hicache' ? hicacheCells(row) : compactCells(row);
+export function renderTable(rows: readonly Row[], kind: TableKind, target: Target, opts: TableOptions = {}): string {
+  const columns = opts.columns ?? columnsFor(kind, target);
+  const ctx = opts.ctx ?? {};
+  // Markdown: compact GB/s is always bold (as the original); hicache bolds the PEAK's pages/s.
+  const emphasis = columns.indexOf(kind === 'hicache' ? C.pagesPerS : C.gbps);
+  const body = rows.map((row, r) => {
+    const cells = columns.map((c) => (c === C.op && opts.labels ? opts.labels[r] : c.cell(row, ctx)));
     if (target === 'md') {
       const out = cells.map(mdEscape);
-      // Markdown: compact GB/s is always bold (as the original); hicache bolds the PEAK's pages/s.
-      if ((kind === 'compact' && row.ok) || (kind === 'hicache' && row.peak)) out[emphasis] = `**${out[emphasis]}**`;
+      if (emphasis >= 0 && !opts.labels && ((kind === 'compact' && row.ok) || (kind === 'hicache' && row.peak))) out[emphasis] = `**${out[emphasis]}**`;
       return out;
     }
     // Console without colour: an asterisk before the op marks the PEAK row.
@@ -126,6 +167,45 @@ export function renderTable(rows: readonly Row[], kind: TableKind, target: Targe
     out.push(target === 'console' && opts.color && rows[r].peak ? `${BOLD}${text}${RESET_BOLD}` : text);
   });
   return out.join('\n');
+}
+
+/**
+ * The seed page's baseline rows: get (latency) — the latency-baseline get — then the PEAK of
+ * each op's sweep. Rows that the run did not measure are left out.
+ */
+export function baselineRows(rows: readonly Row[]): { label: string; row: Row }[] {
+  const out: { label: string; row: Row }[] = [];
+  const latency = rows.find((r) => r.op === 'get' && r.phase === 'latency-baseline' && r.ok);
+  if (latency) out.push({ label: 'get (latency)', row: latency });
+  for (const op of ['get', 'set', 'exists'] as const) {
+    const peak = rows.find((r) => r.op === op && r.peak && r.phase !== 'latency-baseline');
+    if (peak) out.push({ label: `${op} (peak)`, row: peak });
+  }
+  return out;
+}
+
+const LOOPBACK = /^(127\.|localhost$|::1$|0\.0\.0\.0$)/;
+
+/** One sentence: where producer and consumer ran (loopback or cross-node) and over what. */
+export function setupSentence(report: Pick<Report, 'meta'>): string {
+  const m = report.meta;
+  const device = m.devices && m.devices.length ? m.devices.join(', ') : m.device;
+  const proto =
+    m.protocol === 'rdma'
+      ? `RDMA (UCX one-sided READ)${device ? ` on ${device}` : ''}`
+      : m.protocol === 'shm'
+        ? 'shm (UCX shared memory between processes: the same one-sided READ path, no NIC)'
+        : 'tcp (a functional smoke test, not a performance figure)';
+  if (m.mode === 'dist') {
+    const serve = typeof m.serve_host === 'string' ? m.serve_host : typeof m.remote === 'string' ? m.remote.replace(/:\d+$/, '') : '';
+    const local = typeof m.local_host === 'string' ? m.local_host : '';
+    const oneHost = !serve || LOOPBACK.test(serve) || serve === local;
+    return oneHost
+      ? `Loopback: serve and drive ran on one host, over ${proto}; this is not a cross-node figure.`
+      : `Cross-node: this host${local ? ` (${local})` : ''} drove the serve node at ${serve}, over ${proto}.`;
+  }
+  const loop = m.protocol === 'rdma' ? ' (the NIC loops back: not fabric behaviour; use serve/drive on two hosts for a cross-node figure)' : '';
+  return `Loopback: producer and consumer ran on one host${loop}, over ${proto}.`;
 }
 
 export function defaultTable(meta: Pick<Meta, 'mode'>): TableKind {
@@ -186,17 +266,52 @@ function codeSpan(text: string): string {
   return `${fence}${padded}${fence}`;
 }
 
+/** Byte-valued meta keys, shown as KiB/MiB/GiB in the Markdown. */
+const BYTE_KEYS = new Set(['page_size', 'max_bytes', 'block_size', 'working_set_bytes']);
+
+function metaItem(key: string, v: unknown): string {
+  if (typeof v === 'number' && BYTE_KEYS.has(key)) return `${iecBytes(v)} (${v} bytes)`;
+  if (Array.isArray(v) && key === 'block_sizes') return v.map((x) => (typeof x === 'number' ? iecBytes(x) : metaValue(x))).join(', ');
+  if (Array.isArray(v)) return v.length ? v.map(metaValue).join(', ') : '-';
+  return metaValue(v);
+}
+
+/** The host block as a Markdown list. */
+export function hostList(host: Host): string[] {
+  return [
+    `- host: ${host.hostname} (${host.platform} ${host.os_release}, ${host.arch})`,
+    `- CPU: ${host.cpu_model}, ${host.cpu_count} CPUs`,
+    `- node ${host.node_version}, peercache ${host.package_version}, UCX ${host.ucx_version ?? '-'}`,
+    ...(host.glibc_tunables ? [`- GLIBC_TUNABLES: ${codeSpan(host.glibc_tunables)}`] : []),
+  ];
+}
+
+/** The meta block as a Markdown list, one parameter per line. */
+export function metaList(meta: Meta): string[] {
+  return Object.entries(meta)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `- ${k}: ${mdEscape(metaItem(k, v))}`);
+}
+
 export function renderMarkdown(report: Report, opts: RenderOptions = {}): string {
   const lines: string[] = [`# ${opts.title ?? defaultTitle(report.meta)}`, ''];
   if (isSmoke(report)) {
     lines.push(`> **${SMOKE_LABEL}**: protocol \`${report.meta.protocol}\` is a functional check, not a performance scenario; do not publish these figures.`, '');
   }
-  lines.push(`- created: ${report.created_at}`);
-  lines.push(`- command: ${codeSpan(report.command)}`);
-  lines.push(`- tool: ${report.tool.name} ${report.tool.version}`);
-  lines.push(`- meta: ${metaLine(report.meta)}`);
-  lines.push(`- host: ${hostLine(report.host)}`);
-  lines.push('', renderTable(report.results, opts.table ?? defaultTable(report.meta), 'md'));
+  const kind = opts.table ?? defaultTable(report.meta);
+  const ctx: CellContext = { layout: report.meta.layout };
+  const baseline = kind === 'hicache' ? baselineRows(report.results) : [];
+  if (baseline.length) {
+    lines.push(
+      renderTable(baseline.map((b) => b.row), 'hicache', 'md', { columns: BASELINE_COLUMNS, labels: baseline.map((b) => b.label), ctx }),
+      '',
+    );
+  }
+  lines.push(setupSentence(report), '');
+  if (opts.plotFile) lines.push(`![throughput and latency vs concurrency](${encodeURI(opts.plotFile)})`, '');
+  lines.push('## Host', '', ...hostList(report.host), '');
+  lines.push('## Run', '', `- created: ${report.created_at}`, `- command: ${codeSpan(report.command)}`, `- tool: ${report.tool.name} ${report.tool.version}`, ...metaList(report.meta), '');
+  lines.push('## Results', '', renderTable(report.results, kind, 'md', { ctx }));
   if (report.notes.length) lines.push('', '## Notes', '', ...report.notes.map((n) => `- ${n.replace(/\r?\n/g, ' ')}`));
   return `${lines.join('\n')}\n`;
 }

@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileTimestamp } from './format.js';
 import { renderJson, renderMarkdown, type RenderOptions } from './render.js';
 import type { Report } from './types.js';
@@ -66,14 +66,20 @@ export interface WriteOptions {
   outDir: string;
   /** From artifactName(); no extension. */
   name: string;
-  /** The Markdown body; default renderMarkdown(report, render). */
-  markdown?: string;
+  /**
+   * The Markdown body, or a function of the plot's file name (known only once the name is
+   * claimed); default renderMarkdown(report, { ...render, plotFile }).
+   */
+  markdown?: string | ((files: { svg?: string }) => string);
+  /** A plot to write beside the report as <name>.svg (and embed in the default Markdown). */
+  svg?: string;
   render?: RenderOptions;
 }
 
 export interface WrittenPaths {
   json: string;
   md: string;
+  svg?: string;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -84,6 +90,73 @@ async function exists(path: string): Promise<boolean> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
+}
+
+/** The output directory cannot be created or written; the message is one line naming the directory. */
+export class OutDirError extends Error {
+  override name = 'OutDirError';
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'not a directory',
+  EEXIST: 'already exists',
+  EISDIR: 'is a directory',
+};
+
+/** A file-system error as a few words ("permission denied"), never a stack. */
+export function describeFsError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return (e.code && ERRNO_TEXT[e.code]) ?? e.message ?? String(err);
+}
+
+/**
+ * Makes sure `outDir` exists (creating the missing parts) and that files can be created in it,
+ * by creating and removing a probe file. Called before measuring, so a bad --out-dir costs
+ * nothing. Deliberately not `mkdir({ recursive: true })`: under /proc it loops forever (ENOENT on
+ * the child, EEXIST on the parent, again and again).
+ */
+export async function prepareOutDir(outDir: string): Promise<string> {
+  const dir = resolve(outDir);
+  const missing: string[] = [];
+  for (let cur = dir; ; ) {
+    let isDir: boolean;
+    try {
+      isDir = (await stat(cur)).isDirectory();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new OutDirError(`${cur}: ${describeFsError(e)}`);
+      missing.unshift(cur);
+      const up = dirname(cur);
+      if (up === cur) throw new OutDirError(`${dir}: ${describeFsError(e)}`);
+      cur = up;
+      continue;
+    }
+    if (!isDir) throw new OutDirError(`${cur} is a file, not a directory`);
+    break;
+  }
+  for (const d of missing) {
+    try {
+      await mkdir(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(d).then((s) => s.isDirectory(), () => false))) continue;
+      throw new OutDirError(`cannot create ${d}: ${describeFsError(e)}`);
+    }
+  }
+  const probe = join(dir, `.peercache-write-test.${process.pid}.${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await open(probe, 'wx', 0o644);
+    await fh.close();
+  } catch (e) {
+    throw new OutDirError(`cannot create files in ${dir}: ${describeFsError(e)}`);
+  }
+  await rm(probe, { force: true });
+  return dir;
 }
 
 /** Writes `data` to `path` via a synced temp file in the same directory and a rename. */
@@ -135,21 +208,27 @@ async function claim(outDir: string, name: string): Promise<string> {
   throw new Error(`writeReport: no free name for ${name} in ${outDir}`);
 }
 
-/** Creates outDir, picks a free name, writes <name>.md and <name>.json; returns their paths. */
+/** Creates outDir, picks a free name, writes <name>.svg (if any), <name>.md, <name>.json; returns their paths. */
 export async function writeReport(report: Report, options: WriteOptions): Promise<WrittenPaths> {
   if (!SAFE_PART.test(options.name)) throw new Error(`writeReport: name ${JSON.stringify(options.name)} must match [A-Za-z0-9._-]+`);
   const json = renderJson(report);
-  const md = options.markdown ?? renderMarkdown(report, options.render);
-  await mkdir(options.outDir, { recursive: true });
+  await prepareOutDir(options.outDir);
   const base = await claim(options.outDir, options.name);
-  const paths = { json: `${base}.json`, md: `${base}.md` };
+  const paths: WrittenPaths = { json: `${base}.json`, md: `${base}.md`, ...(options.svg ? { svg: `${base}.svg` } : {}) };
+  const plotFile = paths.svg ? basename(paths.svg) : undefined;
+  const md =
+    typeof options.markdown === 'function'
+      ? options.markdown({ svg: plotFile })
+      : (options.markdown ?? renderMarkdown(report, { ...options.render, plotFile }));
   try {
+    if (paths.svg && options.svg) await writeAtomic(options.outDir, paths.svg, options.svg);
     await writeAtomic(options.outDir, paths.md, md);
     await writeAtomic(options.outDir, paths.json, json);
   } catch (e) {
     // Give the name back; the placeholder is ours and still empty (or half-claimed).
     await rm(paths.json, { force: true });
     await rm(paths.md, { force: true });
+    if (paths.svg) await rm(paths.svg, { force: true });
     throw e;
   }
   await syncDir(options.outDir);

@@ -49,7 +49,7 @@ export default defineCommand({
     ...connectionArgs,
     'block-sizes': { type: 'string', description: 'Block sizes to compare, comma separated; k/m suffixes allowed', default: COMPARE_DEFAULT_BLOCK_SIZES.map(sizeText).join(','), valueHint: 'list' },
     ...microRunArgs,
-    'mooncake-threads': { type: 'string', description: 'Mooncake initiator threads; same: our --threads (the original used 4 against 1)', default: 'same', valueHint: 'n|same' },
+    'mooncake-threads': { type: 'string', description: 'Mooncake initiator threads; same: as many as --threads, so both sides run the same concurrency', default: 'same', valueHint: 'n|same' },
     'skip-store': { type: 'boolean', description: 'Leave out the store-get rows', default: false },
     'skip-mooncake': { type: 'boolean', description: 'Leave out the Mooncake rows', default: false },
     ...mooncakeArgs,

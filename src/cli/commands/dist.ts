@@ -57,7 +57,7 @@ function commonFromArgs(args: Args): DistCommonOptions {
 }
 
 const DROPPED =
-  'Not taken from the original: --max-channels (each worker has its own endpoint; UCX picks the lanes), --dir-cache-ttl (the location cache is always on and safe: ' +
+  'Not offered: --max-channels (each worker has its own endpoint; UCX picks the lanes), --dir-cache-ttl (the location cache is always on and safe: ' +
   'every READ is validated against the slot generation, so a stale location is a miss, never wrong bytes), --gpu.';
 
 export const serve = defineCommand({

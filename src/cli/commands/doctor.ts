@@ -29,7 +29,11 @@ export function renderDoctor(p: HostProbe): string {
       }
     }
   }
-  out.push(`limits  locked memory ${mib(p.limits.lockedMemoryBytes)} (RDMA registers host buffers: raise with \`ulimit -l unlimited\`), /dev/shm free ${mib(p.limits.devShmFreeBytes)}`);
+  const locked = p.limits.lockedMemoryBytes;
+  // RDMA pins (registers) the host pool and the published pool: a few MiB of locked memory is not enough.
+  const lowLocked = locked !== null && locked !== Number.POSITIVE_INFINITY && locked < 2 ** 30;
+  out.push(`limits  locked memory ${mib(locked)} (RDMA registers host buffers: raise with \`ulimit -l unlimited\`), /dev/shm free ${mib(p.limits.devShmFreeBytes)}`);
+  if (lowLocked && p.rdmaDevices.length) out.push(`WARNING locked memory ${mib(locked)} is too low for --protocol rdma: raise it (\`ulimit -l unlimited\`, memlock in /etc/security/limits.conf, or LimitMEMLOCK=infinity)`);
   out.push('');
   out.push('protocols:');
   for (const c of p.protocols) out.push(`  ${mark(c.ok)} ${c.protocol.padEnd(5)} ${c.detail}`);

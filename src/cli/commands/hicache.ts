@@ -26,7 +26,8 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
     pageBytes: parseSize('--page-size', str(args, 'page-size')),
     tokensPerPage: parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page')),
-    batchSize: parsePositiveInt('--batch-size', str(args, 'batch-size'), { max: 65536 }),
+    // latency is batch 1 by definition: it has no --batch-size.
+    batchSize: mode === 'latency' ? 1 : parsePositiveInt('--batch-size', str(args, 'batch-size'), { max: 65536 }),
     durationS: parseSeconds('--duration', str(args, 'duration')),
     warmupS: parseNonNegativeNumber('--warmup', str(args, 'warmup')),
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
@@ -47,10 +48,12 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
   return options;
 }
 
+const { 'batch-size': _batchSize, ...withoutBatchSize } = hicacheArgs;
+
 function command(mode: HiCacheMode, description: string, extra: Record<string, { type: 'string'; description: string; default: string; valueHint: string }>) {
   return defineCommand({
     meta: { name: mode, description },
-    args: { ...extra, ...hicacheArgs },
+    args: { ...extra, ...(mode === 'latency' ? withoutBatchSize : hicacheArgs) },
     async run({ args }): Promise<CommandResult> {
       const logger = loggerFromArgs(args);
       const options = sweepOptionsFromArgs(mode, args);

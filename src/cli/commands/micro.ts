@@ -12,7 +12,7 @@ export const MAX_THREADS = 256;
 /** Flags micro, mooncake and compare share: batch, threads, window, output. */
 export const microRunArgs = {
   'batch-size': { type: 'string', description: 'READs (pages) per batch call', default: String(MICRO_DEFAULTS.batchSize), valueHint: 'n' },
-  threads: { type: 'string', description: 'Concurrent workers, each with its own endpoint (really run, unlike the original)', default: String(MICRO_DEFAULTS.threads), valueHint: 'n' },
+  threads: { type: 'string', description: 'Concurrent workers, each with its own endpoint', default: String(MICRO_DEFAULTS.threads), valueHint: 'n' },
   duration: { type: 'string', description: 'Measured seconds per row', default: String(MICRO_DEFAULTS.durationS), valueHint: 's' },
   warmup: { type: 'string', description: 'Seconds discarded before measuring', default: String(MICRO_DEFAULTS.warmupS), valueHint: 's' },
   'out-dir': { type: 'string', description: 'Where the JSON and Markdown results go', default: './peercache-bench-results', valueHint: 'dir' },

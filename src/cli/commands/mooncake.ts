@@ -38,7 +38,7 @@ export default defineCommand({
     'local-host': { type: 'string', description: 'Address both Mooncake sides bind and advertise (MC_TCP_BIND_ADDRESS)', default: '127.0.0.1', valueHint: 'addr' },
     'block-size': { type: 'string', description: 'Bytes per request; k/m suffixes allowed', default: String(MOONCAKE_DEFAULTS.blockSize), valueHint: 'bytes' },
     ...microRunArgs,
-    threads: { type: 'string', description: 'Mooncake initiator threads (default: ours, 1; the original used 4)', default: String(MOONCAKE_DEFAULTS.threads), valueHint: 'n' },
+    threads: { type: 'string', description: 'Mooncake initiator threads (1 matches peercache micro\'s one thread)', default: String(MOONCAKE_DEFAULTS.threads), valueHint: 'n' },
     duration: { type: 'string', description: 'Measured seconds (Mooncake takes whole seconds: rounded, at least 1)', default: String(MOONCAKE_DEFAULTS.durationS), valueHint: 's' },
     warmup: { type: 'string', description: 'Seconds of a discarded initiator run first (rounded up); 0: none', default: String(MOONCAKE_DEFAULTS.warmupS), valueHint: 's' },
     ...mooncakeArgs,

@@ -1,0 +1,173 @@
+/**
+ * The sweep plot: throughput vs concurrency (or vs offered load, once rows carry it) on the left
+ * axis, p50/p99 latency on a second (log) axis, the PEAK marked; one panel per op. Built as a
+ * Vega-Lite spec and rendered to SVG headless by Vega (no browser, no canvas, no native build).
+ */
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { parse, View } from 'vega';
+import { humanCount, iecBytes } from './format.js';
+import { latencyPer } from './render.js';
+import { SMOKE_LABEL, type Report, type Row } from './types.js';
+
+/**
+ * A labelled point on a panel's throughput line. PEAK comes from the rows; an SLO peak or a knee
+ * (once the report has them) is one more marker: `markers(report)` in PlotOptions.
+ */
+export interface PlotMarker {
+  /** The panel (row.op, or row.path when op is empty). */
+  series: string;
+  /** The x value it marks (threads, or the offered load). */
+  x: number;
+  label: string;
+}
+
+export interface PlotOptions {
+  /** Extra markers besides PEAK (SLO peak, knee). */
+  markers?: (report: Report) => PlotMarker[];
+  /** Panel width in px (default 560). */
+  width?: number;
+}
+
+/** One sweep: the rows of one op over more than one x value. */
+export interface SweepSeries {
+  series: string;
+  rows: Row[];
+}
+
+const seriesOf = (row: Row): string => row.op || row.path;
+
+/** An open-loop row's offered load (pages/s), when the row records one; else the sweep is closed-loop. */
+function offeredLoad(row: Row): number | undefined {
+  const v = row.extra?.offered_pages_per_s;
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+/** The report's sweeps (rows of the sweep phase, grouped by op, at least two x values each). */
+export function sweeps(report: Report): SweepSeries[] {
+  const groups = new Map<string, Row[]>();
+  for (const row of report.results) {
+    if (row.phase !== 'sweep' || !row.ok) continue;
+    const key = seriesOf(row);
+    groups.set(key, [...(groups.get(key) ?? []), row]);
+  }
+  const openLoop = (rows: Row[]) => rows.every((r) => offeredLoad(r) !== undefined);
+  return [...groups]
+    .map(([series, rows]) => ({ series, rows: [...rows].sort((a, b) => xOf(a, openLoop(rows)) - xOf(b, openLoop(rows))) }))
+    .filter((s) => new Set(s.rows.map((r) => xOf(r, openLoop(s.rows)))).size >= 2);
+}
+
+function xOf(row: Row, openLoop: boolean): number {
+  return openLoop ? offeredLoad(row)! : row.threads;
+}
+
+const COLORS = { 'pages/s': '#1f77b4', 'p50 µs': '#2ca02c', 'p99 µs': '#d62728' } as const;
+
+function panel(report: Report, s: SweepSeries, markers: PlotMarker[], width: number): Record<string, unknown> {
+  const openLoop = s.rows.every((r) => offeredLoad(r) !== undefined);
+  const xTitle = openLoop ? 'offered load (pages/s)' : 'concurrency (workers)';
+  const xs = s.rows.map((r) => xOf(r, openLoop));
+  const values = s.rows.flatMap((r) => {
+    const x = xOf(r, openLoop);
+    return [
+      { x, metric: 'pages/s', value: r.pages_per_s },
+      ...(r.lat_us_p50 !== null ? [{ x, metric: 'p50 µs', value: r.lat_us_p50 }] : []),
+      ...(r.lat_us_p99 !== null ? [{ x, metric: 'p99 µs', value: r.lat_us_p99 }] : []),
+    ];
+  });
+  const peak = s.rows.find((r) => r.peak);
+  const marks = [
+    ...(peak ? [{ x: xOf(peak, openLoop), value: peak.pages_per_s, label: `PEAK ${humanCount(peak.pages_per_s)} pages/s` }] : []),
+    ...markers
+      .filter((m) => m.series === s.series)
+      .map((m) => ({ x: m.x, value: s.rows.find((r) => xOf(r, openLoop) === m.x)?.pages_per_s ?? null, label: m.label }))
+      .filter((m) => m.value !== null),
+  ];
+  const first = s.rows[0];
+  const layout = typeof report.meta.layout === 'string' ? ` (${report.meta.layout})` : '';
+  const x = {
+    field: 'x',
+    type: 'quantitative',
+    title: xTitle,
+    scale: openLoop ? { type: 'linear', zero: false } : { type: 'log', base: 2 },
+    axis: openLoop ? {} : { values: xs, format: 'd' },
+  };
+  const color = {
+    field: 'metric',
+    type: 'nominal',
+    title: null,
+    scale: { domain: Object.keys(COLORS), range: Object.values(COLORS) },
+    legend: { orient: 'top' },
+  };
+  return {
+    title: {
+      text: `${s.series}: ${iecBytes(first.block_size)} pages${layout}, batch ${first.batch_size}, ${report.meta.protocol}${report.meta.smoke ? ` (${SMOKE_LABEL})` : ''}`,
+      anchor: 'start',
+    },
+    width,
+    height: 240,
+    data: { values },
+    layer: [
+      {
+        layer: [
+          {
+            transform: [{ filter: "datum.metric === 'pages/s'" }],
+            mark: { type: 'line', point: true, strokeWidth: 2.5 },
+            encoding: { x, y: { field: 'value', type: 'quantitative', title: 'throughput (pages/s)', axis: { format: '~s', titleColor: COLORS['pages/s'] } }, color },
+          },
+          ...(marks.length
+            ? [
+                {
+                  data: { values: marks },
+                  layer: [
+                    { mark: { type: 'point', shape: 'diamond', size: 160, filled: true, color: '#000' }, encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'value', type: 'quantitative' } } },
+                    {
+                      mark: { type: 'text', dy: -14, fontWeight: 'bold', fontSize: 12 },
+                      encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
+                    },
+                  ],
+                },
+              ]
+            : []),
+        ],
+      },
+      {
+        transform: [{ filter: "datum.metric !== 'pages/s'" }],
+        mark: { type: 'line', point: true, strokeDash: [6, 3] },
+        encoding: {
+          x,
+          y: { field: 'value', type: 'quantitative', title: `latency µs (per ${latencyPer(first)})`, scale: { type: 'log' }, axis: { orient: 'right', format: '~s', grid: false } },
+          color,
+        },
+      },
+    ],
+    resolve: { scale: { y: 'independent' } },
+  };
+}
+
+/** The Vega-Lite spec of the report's sweeps, or undefined when the report has none. */
+export function plotSpec(report: Report, opts: PlotOptions = {}): TopLevelSpec | undefined {
+  const all = sweeps(report);
+  if (!all.length) return undefined;
+  const markers = opts.markers?.(report) ?? [];
+  const panels = all.map((s) => panel(report, s, markers, opts.width ?? 560));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    background: 'white',
+    padding: 12,
+    config: { font: 'sans-serif', view: { stroke: '#ccc' } },
+    vconcat: panels,
+    spacing: 36,
+  } as unknown as TopLevelSpec;
+}
+
+/** The report's sweep plot as an SVG document, or undefined when the report has no sweep. */
+export async function plotReport(report: Report, opts: PlotOptions = {}): Promise<string | undefined> {
+  const spec = plotSpec(report, opts);
+  if (!spec) return undefined;
+  const view = new View(parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
