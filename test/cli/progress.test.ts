@@ -87,7 +87,11 @@ function underPty(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: numbe
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const cmd = [process.execPath, '--import', 'tsx', cliEntry, ...args].map(quote).join(' ');
   return new Promise((resolve) => {
-    const child = spawn('script', ['-q', '-e', '-c', cmd, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    // The test runner sets NO_COLOR for every test file: only what `env` says applies here.
+    const base = { ...process.env };
+    delete base.NO_COLOR;
+    delete base.FORCE_COLOR;
+    const child = spawn('script', ['-q', '-e', '-c', cmd, '/dev/null'], { env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
