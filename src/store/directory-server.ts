@@ -33,6 +33,7 @@ import {
 } from './wire.js';
 import type { Frame, LogHook, Request, RequestOf, ResultMap } from './wire.js';
 import { isLoopback } from './loopback.js';
+import { printable } from './printable.js';
 
 function positive(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
@@ -324,7 +325,7 @@ export class DirectoryServer {
     const existing = this.members.get(node.nodeId);
     if (existing && existing.session !== session) {
       throw new RequestError(
-        `nodeId '${node.nodeId}' is already in use by a live member (connected from ${existing.session.label}); ` +
+        `nodeId '${printable(node.nodeId)}' is already in use by a live member (connected from ${existing.session.label}); ` +
           'if that node died, its entry goes when its connection closes or times out',
       );
     }
@@ -334,7 +335,7 @@ export class DirectoryServer {
     // A re-join from the same connection updates the node's info (and tells the others again).
     this.members.set(node.nodeId, { info: node, session });
     session.nodeId = node.nodeId;
-    this.log('info', `directory: node '${node.nodeId}' joined from ${session.label} (${this.members.size} members)`);
+    this.log('info', `directory: node '${printable(node.nodeId)}' joined from ${session.label} (${this.members.size} members)`);
     this.broadcast({ type: 'node-joined', node }, session);
     return this.memberList();
   }
@@ -403,7 +404,7 @@ export class DirectoryServer {
     const keys = this.byNode.get(nodeId);
     if (keys) for (const key of keys) this.entries.delete(key);
     this.byNode.delete(nodeId);
-    this.log('info', `directory: node '${nodeId}' left (${reason}); ${keys?.size ?? 0} entries removed`);
+    this.log('info', `directory: node '${printable(nodeId)}' left (${reason}); ${keys?.size ?? 0} entries removed`);
     this.broadcast({ type: 'node-left', nodeId, reason }, null);
   }
 

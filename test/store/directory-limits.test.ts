@@ -10,6 +10,7 @@ import { DirectoryServer } from '../../src/store/directory-server.js';
 import { EmbeddedDirectory } from '../../src/store/directory-client.js';
 import { FrameKind, LIMITS, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/wire.js';
 import type { LogLevel } from '../../src/store/wire.js';
+import { printable } from '../../src/store/printable.js';
 import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
 
 function logSink(): { lines: string[]; onLog: (level: LogLevel, message: string) => void } {
@@ -144,6 +145,27 @@ test('connections past maxConnections are closed on arrival', async () => {
     assert.is(server.stats().connections, 4);
     for (const s of sockets) s.destroy();
   } finally {
+    await server.close();
+  }
+});
+
+test('peer-chosen ids are logged escaped: no terminal escape sequences reach the operator', async () => {
+  const log = logSink();
+  const server = await DirectoryServer.listen({ onLog: log.onLog });
+  const c = await EmbeddedDirectory.connect({ port: server.address.port });
+  try {
+    await c.join(nodeInfo('evil\x1b[2J\x1b]0;owned\x07\r\nforged line'));
+    await c.close();
+    await waitFor('left', () => log.lines.some((l) => /left/.test(l)), 2000);
+    const joined = log.lines.filter((l) => /evil/.test(l));
+    assert.ok(joined.length >= 2, log.lines.join('\n'));
+    for (const l of joined) {
+      assert.not.match(l, /[\x00-\x1f\x7f]/, `raw control character in: ${JSON.stringify(l)}`);
+      assert.match(l, /evil\\x1b\[2J\\x1b\]0;owned\\x07\\x0d\\x0aforged line/);
+    }
+    assert.is(printable('a\u009bb\u2028c'), 'a\\x9bb\\u2028c');
+  } finally {
+    await c.close();
     await server.close();
   }
 });

@@ -8,6 +8,7 @@
  * late reader does not move entries, and entries stay as long as this node lives (no re-publish
  * loop). `readers` is only what serve expects, for its messages.
  */
+import { printable } from '../../store/printable.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { HostKVPool } from '../../store/host-pool.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
@@ -165,13 +166,17 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
         const coordinator = n.attributes[ATTR.coordinator];
         const role =
           coordinator !== undefined
-            ? `coordinating ${String(coordinator)} driver processes`
+            ? `coordinating ${printable(coordinator)} driver processes`
             : readersNow <= readers
               ? `${readersNow} of ${readers} expected reading`
               : `${readersNow} reading, more than the ${readers} expected`;
-        print(`driver '${id}' joined from ${n.host} (${role})${mismatches.length ? `, but it disagrees on ${mismatches.map((m) => `${m.flag} (serve ${m.serve}, drive ${m.drive})`).join(', ')}: it will stop` : ''}`);
+        // Ids, hosts and attribute values are the peer's words: printed escaped.
+        print(
+          `driver '${printable(id)}' joined from ${printable(n.host)} (${role})` +
+            (mismatches.length ? `, but it disagrees on ${mismatches.map((m) => `${m.flag} (serve ${printable(m.serve)}, drive ${printable(m.drive)})`).join(', ')}: it will stop` : ''),
+        );
       }
-      for (const id of drivers.keys()) if (!now.has(id)) print(`driver '${id}' left (${readersNow} reading)`);
+      for (const id of drivers.keys()) if (!now.has(id)) print(`driver '${printable(id)}' left (${readersNow} reading)`);
       if (!announcedAll && readersNow >= readers) {
         print(readers === 1 ? 'the expected driver joined' : `all ${readers} expected drivers joined`);
         announcedAll = true;
