@@ -260,10 +260,16 @@ class Context : public Napi::ObjectWrap<Context> {
       return ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
     }
     const UcxApi& api = Ucx();
+    // allocate(bytes, remoteWritable): peers may only READ unless asked otherwise. Enforced by RDMA
+    // NICs (no remote-write access on the memory region); UCX 1.13's shared-memory transports map
+    // segments read-write whatever the flags say (measured: test/transport/ucx-read-only.test.ts).
+    bool remoteWritable = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
     ucp_mem_map_params_t params = {};
-    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_PROT;
     params.length = static_cast<size_t>(bytes);
     params.flags = UCP_MEM_MAP_ALLOCATE;
+    params.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE | UCP_MEM_MAP_PROT_REMOTE_READ |
+                  (remoteWritable ? UCP_MEM_MAP_PROT_REMOTE_WRITE : 0);
     ucp_mem_h memh = nullptr;
     ucs_status_t st = api.ucp_mem_map(shared_->context, &params, &memh);
     if (st != UCS_OK) {

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "descriptor.h"
+#include "peer_blobs.h"
 
 namespace peercache {
 
@@ -379,12 +380,22 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
     Napi::Uint8Array blob = info[0].As<Napi::Uint8Array>();
     DecodedDescriptor d;
     std::string bad = DecodeDescriptor(blob.Data(), blob.ByteLength(), &d);
+    if (bad.empty()) bad = CheckPackedRkey(d.rkey, d.rkeySize);
     if (!bad.empty()) return ThrowError(env, "invalid region descriptor: " + bad, "ERR_BAD_RKEY");
     ucp_rkey_h rkey = nullptr;
     ucs_status_t st = Ucx().ucp_ep_rkey_unpack(ep_->ep, d.rkey, &rkey);
     if (st != UCS_OK) {
       return ThrowError(env, "cannot unpack the peer's rkey: " + StatusText(st) +
                                  " (was the region freed, or is the peer on another protocol?)",
+                        "ERR_BAD_RKEY");
+    }
+    // Where the rkey maps the peer's segment into this process (shm), a READ is a memcpy from the
+    // mapped address: the whole claimed range must be mapped here, or the descriptor lies.
+    void* mapped = nullptr;
+    if (Ucx().ucp_rkey_ptr(rkey, d.base, &mapped) == UCS_OK && mapped != nullptr && !ReadableRange(mapped, d.length)) {
+      Ucx().ucp_rkey_destroy(rkey);
+      return ThrowError(env, "invalid region descriptor: its range of " + std::to_string(d.length) +
+                                 " bytes is not inside the memory the peer's key maps (damaged or forged blob)",
                         "ERR_BAD_RKEY");
     }
     PrefaultMapping(rkey, d.base, d.length);
@@ -682,13 +693,20 @@ class Worker : public Napi::ObjectWrap<Worker> {
   Napi::Value Address(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Check(env)) return env.Undefined();
+    std::string own;
+    if (!OwnAddress(&own)) return ThrowError(env, "ucp_worker_get_address failed", "ERR_UCX");
+    // Framed with the UCX version and a checksum: a peer checks both before UCX parses it.
+    std::string framed = EncodeAddress(reinterpret_cast<const uint8_t*>(own.data()), own.size(), Ucx().version);
+    return Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(framed.data()), framed.size());
+  }
+
+  bool OwnAddress(std::string* out) {
     ucp_address_t* addr = nullptr;
     size_t len = 0;
-    ucs_status_t st = Ucx().ucp_worker_get_address(worker_->worker, &addr, &len);
-    if (st != UCS_OK) return ThrowError(env, "ucp_worker_get_address failed: " + StatusText(st), "ERR_UCX");
-    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<uint8_t*>(addr), len);
+    if (Ucx().ucp_worker_get_address(worker_->worker, &addr, &len) != UCS_OK) return false;
+    out->assign(reinterpret_cast<const char*>(addr), len);
     Ucx().ucp_worker_release_address(worker_->worker, addr);
-    return out;
+    return len > 0;
   }
 
   // connect(peerAddress, { peerErrors }): an endpoint to a peer worker (its own QP on RDMA).
@@ -700,9 +718,13 @@ class Worker : public Napi::ObjectWrap<Worker> {
                         "ERR_INVALID_ARG");
     }
     Napi::Uint8Array blob = info[0].As<Napi::Uint8Array>();
-    if (blob.ByteLength() < 8) {
-      return ThrowError(env, "connect(address): the worker address is too short to be valid", "ERR_INVALID_ARG");
-    }
+    std::string own;
+    if (!OwnAddress(&own)) return ThrowError(env, "ucp_worker_get_address failed", "ERR_UCX");
+    const uint8_t* peerAddress = nullptr;
+    size_t peerAddressSize = 0;
+    std::string bad = DecodeAddress(blob.Data(), blob.ByteLength(), Ucx().version, static_cast<uint8_t>(own[0]),
+                                    &peerAddress, &peerAddressSize);
+    if (!bad.empty()) return ThrowError(env, "connect(address): invalid peer worker address: " + bad, "ERR_BAD_ADDRESS");
     // UCX's peer-failure handling needs transports that can detect it: RDMA can, 1.13's
     // shared-memory transports cannot (ep creation then fails), so it is on for rdma only.
     bool peerErrors = worker_->shared->protocol == "rdma";
@@ -714,7 +736,7 @@ class Worker : public Napi::ObjectWrap<Worker> {
     e->worker = worker_;
     ucp_ep_params_t params = {};
     params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS;
-    params.address = reinterpret_cast<const ucp_address_t*>(blob.Data());
+    params.address = reinterpret_cast<const ucp_address_t*>(peerAddress);
     if (peerErrors) {
       params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
       params.err_mode = UCP_ERR_HANDLING_MODE_PEER;

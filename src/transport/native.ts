@@ -18,7 +18,8 @@ export interface NativeContext {
   readonly tls: string;
   readonly devices: string;
   describe(): string;
-  allocate(bytes: number): NativeRegion;
+  /** A published region; peers may only READ it unless `remoteWritable`. */
+  allocate(bytes: number, remoteWritable?: boolean): NativeRegion;
   register(view: Uint8Array): NativeRegion;
   close(): void;
 }

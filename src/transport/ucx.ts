@@ -222,9 +222,9 @@ export class UcxTransport implements TransportNode {
     }
   }
 
-  allocate(bytes: number): PublishedRegion {
+  allocate(bytes: number, options: { remoteWritable?: boolean } = {}): PublishedRegion {
     try {
-      return new UcxPublished(this.context.allocate(bytes));
+      return new UcxPublished(this.context.allocate(bytes, options.remoteWritable === true));
     } catch (err) {
       throw asTransportError(err);
     }

@@ -185,7 +185,7 @@ test('bad input: clear errors, never a crash or a hang', async () => {
       await expectTransportError(() => ep.read(remote, [freed], new Float64Array([0, 0, 0, 16]), 1), 'ERR_CLOSED', /freed/);
       ep.close();
       await expectTransportError(() => ep.read(remote, [local], new Float64Array([0, 0, 0, 16]), 1), 'ERR_CLOSED', /endpoint is closed/);
-      await expectTransportError(() => node.connect(new Uint8Array(4)), 'ERR_INVALID_ARG', /too short/);
+      await expectTransportError(() => node.connect(new Uint8Array(4)), 'ERR_BAD_ADDRESS', /too short/);
     } finally {
       await node.close();
     }
