@@ -135,6 +135,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       );
     } else {
       // A set-only run still needs a directory: a producer that publishes nothing serves it.
+      logger.info(`starting the directory process (a producer that publishes nothing) on ${options.protocol} at ${discoveryAddr}`);
       producer = await startProducer(
         { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [], fill: false, nodeId: 'pcbench-directory', logLevel: options.logLevel ?? 'warning' },
         logger,
