@@ -14,7 +14,7 @@ import { freePort } from '../src/bench/engine/net.js';
 import { startProducer } from '../src/bench/engine/producer.js';
 import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
-import { EmbeddedDirectory } from '../src/store/directory-client.js';
+import { EmbeddedDirectory } from '../src/store/directory/client.js';
 import { openTransport } from '../src/transport/index.js';
 import { silentLogger } from '../src/log.js';
 import { args, flag, reportLog } from './lib/cli.js';

@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../log.js';
 import type { Protocol } from '../transport/types.js';
-import { parseDirectoryChoice } from './directory-url.js';
+import { parseDirectoryChoice } from './directory/url.js';
 import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';

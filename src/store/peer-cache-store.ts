@@ -12,7 +12,7 @@ import { openTransport } from '../transport/index.js';
 import type { LocalRegion, Protocol, TransportNode } from '../transport/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { assertKeys, DEFAULT_MAX_BYTES, StoreConfigError, validateConfig, type PeerCacheStoreConfig } from './config.js';
-import { isRedisUrl, openConfiguredDirectory } from './directory-url.js';
+import { isRedisUrl, openConfiguredDirectory } from './directory/url.js';
 import { HostKVPool, type HostIndices } from './host-pool.js';
 import { componentSuffixes, ObjectKeyNames } from './keys.js';
 import { PageReader } from './page-reader.js';
@@ -20,7 +20,7 @@ import { PeerSet, POOL_DATA_BASE, POOL_STRIDE } from './peers.js';
 import { PublishedPool, type SlotEntry } from './published-pool.js';
 import { newStoreStats, type StoreStats } from './stats.js';
 import type { Directory, DirectoryEntry, NodeInfo, RemovalEntry } from './types.js';
-import type { LogHook } from './wire.js';
+import type { LogHook } from './directory/framing.js';
 
 export { StoreConfigError, type PeerCacheStoreConfig } from './config.js';
 export type { StoreStats } from './stats.js';

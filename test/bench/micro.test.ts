@@ -53,7 +53,7 @@ test('micro on shm: transport-read and store-get with 2 workers, artifacts schem
   assert.not.ok(report.meta.smoke);
   for (const row of report.results) assert.ok(row.transports.some((t) => /^(sysv|posix|cma)\//.test(t)), row.transports.join());
   assert.match(md, /^# PeerCache data-plane microbench/);
-  assert.match(md, /\| op +\| proto +\| page/, 'the HiCache table, as the original micro printed');
+  assert.match(md, /\| op +\| layout +\| proto +\| +page/, 'the HiCache table: op, layout, proto, page, …');
   assert.match(r.stdout, /amortised/);
 });
 

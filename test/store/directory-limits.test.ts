@@ -6,10 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
-import { DirectoryServer } from '../../src/store/directory-server.js';
-import { EmbeddedDirectory } from '../../src/store/directory-client.js';
-import { FrameKind, LIMITS, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/wire.js';
-import type { LogLevel } from '../../src/store/wire.js';
+import { DirectoryServer } from '../../src/store/directory/server.js';
+import { EmbeddedDirectory } from '../../src/store/directory/client.js';
+import { FrameKind, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
+import { LIMITS } from '../../src/store/directory/messages.js';
+import type { LogLevel } from '../../src/store/directory/framing.js';
 import { printable } from '../../src/store/printable.js';
 import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
 

@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EmbeddedDirectory } from '../../src/store/directory-client.js';
+import { EmbeddedDirectory } from '../../src/store/directory/client.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { sleep } from '../helpers/directory.js';
 import { freePort } from '../helpers/ports.js';

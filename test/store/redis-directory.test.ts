@@ -11,8 +11,8 @@ import { Redis } from 'ioredis';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { RedisDirectory } from '../../src/store/redis-directory.js';
-import { parseDirectoryChoice, parseRedisUrl, redactUrl } from '../../src/store/directory-url.js';
+import { RedisDirectory } from '../../src/store/directory/redis.js';
+import { parseDirectoryChoice, parseRedisUrl, redactUrl } from '../../src/store/directory/url.js';
 import type { DirectoryEvent } from '../../src/store/types.js';
 import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
 

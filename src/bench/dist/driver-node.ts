@@ -5,8 +5,8 @@
  * node so every row can say whether serve was alive for its whole window.
  */
 import { HostKVPool } from '../../store/host-pool.js';
-import { parseDiscoveryAddr } from '../../store/control-plane.js';
-import { DirectoryError, EmbeddedDirectory } from '../../store/directory-client.js';
+import { parseDiscoveryAddr } from '../../store/directory/open.js';
+import { DirectoryError, EmbeddedDirectory } from '../../store/directory/client.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Logger } from '../../log.js';

@@ -9,7 +9,7 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { parseDiscoveryAddr } from '../../store/control-plane.js';
+import { parseDiscoveryAddr } from '../../store/directory/open.js';
 import { DistConfigError, type DistRole } from './params.js';
 
 export { isLoopback } from '../../store/loopback.js';

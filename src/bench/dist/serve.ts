@@ -17,7 +17,7 @@ import type { NodeInfo } from '../../store/types.js';
 import { openTransport } from '../../transport/index.js';
 import { packageVersion } from '../report/host.js';
 import { fillPage, pageSeed } from '../engine/pattern.js';
-import { parseDiscoveryAddr } from '../../store/control-plane.js';
+import { parseDiscoveryAddr } from '../../store/directory/open.js';
 import { chooseLocalHost, isWildcard } from './net.js';
 import { agreementAttributes, ATTR, commonDefaults, compareAgreement, DIST_KEY_PREFIX, DistConfigError, isDriveNode, type Agreement, type DistCommonOptions } from './params.js';
 

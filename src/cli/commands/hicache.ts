@@ -1,7 +1,7 @@
 /** peercache-bench latency | throughput | saturation | suite: the SGLang HiCache benchmark modes. */
 import { defineCommand } from 'citty';
 import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
-import { parseDirectoryChoice } from '../../store/directory-url.js';
+import { parseDirectoryChoice } from '../../store/directory/url.js';
 import { connectionFromArgs, hicacheArgs, opArg } from '../hicache-args.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
 import { runMeasureCommand } from '../run-report.js';

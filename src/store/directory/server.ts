@@ -14,26 +14,13 @@
  */
 import net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  FrameDecoder,
-  FrameKind,
-  LIMITS,
-  PROTOCOL_VERSION,
-  WireError,
-  checkFrameLimit,
-  checkRequest,
-  decodeJson,
-  encodeFrame,
-  encodeLookupResult,
-  frameKindName,
-  parseNodeInfo,
-  parseRequest,
-} from './wire.js';
-import type { Frame, LogHook, Request, RequestOf, ResultMap } from './wire.js';
-import { isLoopback } from './loopback.js';
-import { printable } from './printable.js';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
+import { LIMITS, checkRequest, encodeLookupResult, parseNodeInfo, parseRequest } from './messages.js';
+import type { Frame, LogHook } from './framing.js';
+import type { Request, RequestOf, ResultMap } from './messages.js';
+import { isLoopback } from '../loopback.js';
+import { printable } from '../printable.js';
 
 function positive(name: string, v: number): number {
   if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);

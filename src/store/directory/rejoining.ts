@@ -8,9 +8,9 @@
  * The client remembers what it published and did not remove: the directory server keeps no
  * state across its own death, so the members are the only ones who know.
  */
-import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
-import type { DirectoryServer } from './directory-server.js';
-import type { LogHook } from './wire.js';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
+import type { DirectoryServer } from './server.js';
+import type { LogHook } from './framing.js';
 
 export interface Reopened {
   directory: Directory;

@@ -13,24 +13,11 @@
  *   answering (its host vanished): a ping without answer ends the connection.
  */
 import net from 'node:net';
-import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  FrameDecoder,
-  FrameKind,
-  LIMITS,
-  PROTOCOL_VERSION,
-  WireError,
-  checkFrameLimit,
-  decodeJson,
-  encodeFrame,
-  encodeRequestBody,
-  frameKindName,
-  parseErrorBody,
-  parseEvent,
-  parseLookupResult,
-} from './wire.js';
-import type { Frame, LogHook, Op, Request, ResultMap } from './wire.js';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
+import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
+import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseLookupResult } from './messages.js';
+import type { Frame, LogHook } from './framing.js';
+import type { Op, Request, ResultMap } from './messages.js';
 
 export interface EmbeddedDirectoryOptions {
   /** Directory server host (default 127.0.0.1). */

@@ -1,18 +1,18 @@
 /**
  * Choosing the directory from one string, as `--directory` and `PeerCacheStoreConfig.directoryUrl`
  * take it:
- *   - `embedded` (the default): the embedded server at `discoveryAddr` (see control-plane.ts);
+ *   - `embedded` (the default): the embedded server at `discoveryAddr` (see open.ts);
  *   - `redis://[user:password@]host:port[/db][?options]` or `rediss://…` (TLS): a Redis or Valkey
- *     the fleet already runs (see redis-directory.ts). Options (query string): `prefix` (key
+ *     the fleet already runs (see redis.ts). Options (query string): `prefix` (key
  *     prefix, default `peercache:`), `ttl_ms` (node liveness TTL, default 5000), `poll_ms`
  *     (heartbeat and membership poll period, default min(1000, ttl/3)), `timeout_ms` (per
  *     request, default 10000), `connect_timeout_ms` (default 5000).
  * The Redis client is loaded only when a Redis URL is given: embedded users never load it.
  */
-import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './control-plane.js';
-import { EmbeddedDirectory } from './directory-client.js';
-import type { Directory } from './types.js';
-import type { LogHook } from './wire.js';
+import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './open.js';
+import { EmbeddedDirectory } from './client.js';
+import type { Directory } from '../types.js';
+import type { LogHook } from './framing.js';
 
 export interface RedisUrlParts {
   tls: boolean;
@@ -113,7 +113,7 @@ export interface OpenConfiguredDirectoryOptions {
 export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOptions): Promise<OpenedDirectory> {
   const choice = parseDirectoryChoice(options.directory);
   if (choice.kind === 'redis') {
-    const { RedisDirectory } = await import('./redis-directory.js');
+    const { RedisDirectory } = await import('./redis.js');
     return { directory: await RedisDirectory.connect({ url: choice.url, onLog: options.onLog }), server: null };
   }
   if (typeof options.discoveryAddr !== 'string') throw new RangeError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
@@ -133,7 +133,7 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
  */
 export async function connectDirectoryClient(target: string, options: { authToken?: string; onLog?: LogHook } = {}): Promise<Directory> {
   if (isRedisUrl(target)) {
-    const { RedisDirectory } = await import('./redis-directory.js');
+    const { RedisDirectory } = await import('./redis.js');
     return RedisDirectory.connect({ url: target, onLog: options.onLog });
   }
   const { host, port } = parseDiscoveryAddr(target);

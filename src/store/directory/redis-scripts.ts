@@ -4,7 +4,7 @@
  * never read-then-written from a client, and a slow publisher can never erase a newer entry.
  * Lookups are not scripts: a plain HMGET (the cheapest batched read Redis has: a few µs of server
  * time for 32 keys, where any EVALSHA costs 20 µs or more), filtered by the client (see
- * redis-directory.ts).
+ * redis.ts).
  *
  * Keyspace (P = the prefix, default `peercache:`):
  *   P e          hash   object key -> "<generation>:<offset>:<length>:<incarnation>:<nodeId>"

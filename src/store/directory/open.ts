@@ -13,11 +13,11 @@
  * Unlike the original (reference §2.10), opening never blocks forever: it makes a bounded number
  * of attempts and then fails naming the address.
  */
-import { DirectoryServer } from './directory-server.js';
-import { RejoiningDirectory } from './rejoining-directory.js';
-import { DirectoryError, EmbeddedDirectory } from './directory-client.js';
-import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
-import type { LogHook } from './wire.js';
+import { DirectoryServer } from './server.js';
+import { RejoiningDirectory } from './rejoining.js';
+import { DirectoryError, EmbeddedDirectory } from './client.js';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
+import type { LogHook } from './framing.js';
 
 export interface OpenDirectoryOptions {
   /** `host:port` (IPv6 as `[addr]:port`); port 1..65535: the others must be able to find it. */
@@ -42,7 +42,7 @@ export interface OpenDirectoryOptions {
   localShortCircuit?: boolean;
   /**
    * A node that joined someone else's directory reconnects when it is lost, joins again as the
-   * same node and republishes what it holds (default true; see rejoining-directory.ts).
+   * same node and republishes what it holds (default true; see rejoining.ts).
    */
   rejoin?: boolean;
 }

@@ -1,21 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import {
-  FrameDecoder,
-  FrameKind,
-  LIMITS,
-  HEADER_BYTES,
-  PROTOCOL_VERSION,
-  WireError,
-  decodeJson,
-  encodeFrame,
-  encodeLookupResult,
-  encodeRawFrame,
-  encodeRequestBody,
-  parseLookupResult,
-  parseRequest,
-} from '../../src/store/wire.js';
-import type { Frame } from '../../src/store/wire.js';
+import { FrameDecoder, FrameKind, HEADER_BYTES, PROTOCOL_VERSION, WireError, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
+import { LIMITS, encodeLookupResult, encodeRequestBody, parseLookupResult, parseRequest } from '../../src/store/directory/messages.js';
+import type { Frame } from '../../src/store/directory/framing.js';
 
 function collect(maxFrameBytes?: number): { decoder: FrameDecoder; frames: Frame[] } {
   const frames: Frame[] = [];

@@ -1,7 +1,7 @@
 /**
  * `RedisDirectory`: the Directory on a Redis (or Valkey) server the fleet already operates, for
  * clusters that outgrow one embedded directory process. Same semantics as the embedded one
- * (directory-server.ts); the data model and the atomic scripts are in redis-scripts.ts.
+ * (server.ts); the data model and the atomic scripts are in redis-scripts.ts.
  *
  * - One round trip per call: a lookup is one HMGET, a mutation one EVALSHA (batches past CHUNK
  *   keys go as several commands in one pipeline, still one round trip).
@@ -24,11 +24,12 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
-import { DirectoryError } from './directory-client.js';
-import { parseRedisUrl, type RedisUrlParts } from './directory-url.js';
+import { DirectoryError } from './client.js';
+import { parseRedisUrl, type RedisUrlParts } from './url.js';
 import { scriptSource, SCRIPTS, type ScriptName } from './redis-scripts.js';
-import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
-import { parseNodeInfo, type LogHook } from './wire.js';
+import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
+import { type LogHook } from './framing.js';
+import { parseNodeInfo } from './messages.js';
 
 export interface RedisDirectoryOptions {
   /** redis://[user:password@]host:port[/db][?prefix=&ttl_ms=&poll_ms=&timeout_ms=&connect_timeout_ms=] or rediss://… */
