@@ -10,7 +10,7 @@ import type { CommandResult } from './shared.js';
 
 type Loader = () => Promise<CommandDef<ArgsDef>>;
 
-/** Commands load on use; a command whose module is absent reports itself as not available. */
+/** Commands load on use, so `--help` and one command do not load every module. */
 function lazy(file: string, exported: string): Loader {
   return async () => {
     const mod = (await import(new URL(`./commands/${file}.js`, import.meta.url).href)) as Record<string, CommandDef<ArgsDef>>;
@@ -26,8 +26,8 @@ const commands: Record<string, { summary: string; load: Loader }> = {
   micro: { summary: 'the bare data-plane READ (and the store get path) between two processes', load: lazy('micro', 'default') },
   mooncake: { summary: "wraps Mooncake's official transfer_engine_bench", load: lazy('mooncake', 'default') },
   compare: { summary: 'peercache micro vs Mooncake at matched block sizes', load: lazy('compare', 'default') },
-  serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('dist', 'serve') },
-  drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('dist', 'drive') },
+  serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('cluster', 'serve') },
+  drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('cluster', 'drive') },
   report: { summary: 'render, diff (a.json b.json) or --merge saved JSON reports: Markdown, CSV, JSON, plot', load: lazy('report', 'default') },
   doctor: { summary: 'what this host can run: addon, UCX, transports, RDMA devices, each protocol', load: lazy('doctor', 'default') },
 };
@@ -139,8 +139,9 @@ export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<n
     command = await entry.load();
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
-      io.err(`peercache-bench ${name}: not available in this version yet\n`);
-      return 2;
+      // Every command ships; a missing module is a broken install, not a missing feature.
+      io.err(`peercache-bench ${name}: this install is incomplete (${(err as Error).message.split('\n')[0]}); reinstall peercache\n`);
+      return 1;
     }
     throw err;
   }

@@ -3,7 +3,7 @@ import { defineCommand } from 'citty';
 import { COMPARE_DEFAULT_BLOCK_SIZES, isMooncakeMissing, runCompare, type CompareOptions } from '../../bench/compare.js';
 import type { Report } from '../../bench/report/types.js';
 import { MicroConfigError } from '../../bench/micro.js';
-import { connectionArgs, connectionFromArgs } from '../hicache-args.js';
+import { connectionArgs, connectionFromArgs } from '../flags.js';
 import { parsePositiveInt, parseSize, parseSizeList, UsageError } from '../parse.js';
 import { runMeasureCommand } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';

@@ -2,7 +2,7 @@
 import { defineCommand } from 'citty';
 import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
 import { parseDirectoryChoice } from '../../store/directory/url.js';
-import { connectionFromArgs, hicacheArgs, opArg } from '../hicache-args.js';
+import { connectionFromArgs, hicacheArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
 import { runMeasureCommand } from '../run-report.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';

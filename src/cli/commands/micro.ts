@@ -1,7 +1,7 @@
 /** peercache-bench micro: the bare data-plane READ and the store get path between two processes. */
 import { defineCommand, type ArgsDef } from 'citty';
 import { MICRO_DEFAULTS, MicroConfigError, runMicro, type MicroOptions } from '../../bench/micro.js';
-import { connectionArgs, connectionFromArgs } from '../hicache-args.js';
+import { connectionArgs, connectionFromArgs } from '../flags.js';
 import { parseEnum, parseNonNegativeNumber, parsePositiveInt, parseSeconds, parseSize, UsageError } from '../parse.js';
 import { runMeasureCommand } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';

@@ -4,10 +4,10 @@
  * hicache-dist-<op>-<protocol>[-<tag>]-<ts>.{json,md}.
  */
 import { defineCommand, type ArgsDef } from 'citty';
-import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/dist/drive.js';
-import { DistConfigError, type DistCommonOptions } from '../../bench/dist/params.js';
-import { runServe } from '../../bench/dist/serve.js';
-import { connectionArgs, connectionFromArgs, runArgs } from '../hicache-args.js';
+import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/cluster/drive.js';
+import { DistConfigError, type DistCommonOptions } from '../../bench/cluster/params.js';
+import { runServe } from '../../bench/cluster/serve.js';
+import { connectionArgs, connectionFromArgs, runArgs } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, parseNonNegativeNumber, UsageError } from '../parse.js';
 import { runMeasureCommand, toProgramError, withInterrupts } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
@@ -43,7 +43,7 @@ function commonFromArgs(args: Args): DistCommonOptions {
   if (pageBytes % 4 !== 0) throw new UsageError(`--page-size: ${pageBytes} is not a multiple of 4 bytes`);
   return {
     discoveryAddr: addr,
-    // Empty --local-host: detected (see bench/dist/net.ts).
+    // Empty --local-host: detected (see bench/cluster/net.ts).
     ...connectionFromArgs(args),
     layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
     pageBytes,

@@ -13,9 +13,9 @@ import { freePort } from '../helpers/ports.js';
 import { SharedHistogram } from '../../src/bench/histogram.js';
 import { makeRow } from '../../src/bench/report/metrics.js';
 import type { Report } from '../../src/bench/report/types.js';
-import { mergeProcessRows, type MergeIdentity } from '../../src/bench/dist/merge.js';
-import { compareAgreement, agreementAttributes, DistMismatchError } from '../../src/bench/dist/params.js';
-import { hostAddresses } from '../../src/bench/dist/net.js';
+import { mergeProcessRows, type MergeIdentity } from '../../src/bench/cluster/merge.js';
+import { compareAgreement, agreementAttributes, DistMismatchError } from '../../src/bench/cluster/params.js';
+import { hostAddresses } from '../../src/bench/cluster/net.js';
 
 interface Running {
   proc: ChildProcess;

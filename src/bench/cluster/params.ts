@@ -31,7 +31,7 @@ export interface DistCommonOptions extends ConnectionOptions {
 }
 
 /** The working set's key prefix: `<prefix>/<i>` for i in [0, working set). */
-export const DIST_KEY_PREFIX = 'pcbench/dist/get';
+export const DIST_KEY_PREFIX = 'pcbench/cluster/get';
 
 /** Attribute names (prefixed: the store adds its own `layout` and `pageBytes`). */
 export const ATTR = {
