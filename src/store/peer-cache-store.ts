@@ -182,6 +182,8 @@ export class PeerCacheStore {
         this.reader.forgetNode(event.nodeId);
         this.peers.drop(event.nodeId, event.reason);
       }
+      // A node that left or joined again is another process: its past failures do not count.
+      this.peers.forget(event.type === 'node-left' ? event.nodeId : event.node.nodeId);
     });
     await this.directory.join(this.nodeInfo());
   }

@@ -5,6 +5,7 @@
 import type { Endpoint, RemoteRegion, TransportNode } from '../transport/types.js';
 import type { Logger } from '../log.js';
 import { headerOffsetFor, type PoolGeometry } from './published-pool.js';
+import { printable } from './printable.js';
 import type { Directory, NodeInfo } from './types.js';
 
 /** Node attributes that describe a published pool's geometry. */
@@ -20,9 +21,26 @@ export interface Peer {
   headerOffset(dataOffset: number): number;
 }
 
+/** How long a node that could not be used is left alone: doubling from the first to the last. */
+export const PEER_RETRY_FIRST_MS = 1000;
+export const PEER_RETRY_MAX_MS = 10_000;
+
+/** A node that could not be used: its keys are misses until `retryAt`, and its reason is logged once per attempt. */
+interface FailedPeer {
+  retryAt: number;
+  failures: number;
+  /** Lookups answered as misses since the last attempt (said in the next message). */
+  missed: number;
+}
+
 export class PeerSet {
   private readonly peers = new Map<string, Peer>();
   private readonly pending = new Map<string, Promise<Peer | null>>();
+  /**
+   * Nodes whose blobs were refused or that could not be reached. A hostile or broken peer costs
+   * one attempt and one log line per back-off period, not one per lookup.
+   */
+  private readonly failed = new Map<string, FailedPeer>();
 
   constructor(
     private readonly transport: TransportNode,
@@ -41,6 +59,11 @@ export class PeerSet {
     const peer = this.peers.get(nodeId);
     if (peer && peer.endpoint.failure === null) return Promise.resolve(peer);
     if (peer) this.drop(nodeId, `endpoint failed: ${peer.endpoint.failure}`);
+    const failed = this.failed.get(nodeId);
+    if (failed && Date.now() < failed.retryAt) {
+      failed.missed++;
+      return Promise.resolve(null);
+    }
     let p = this.pending.get(nodeId);
     if (!p) {
       p = this.connect(nodeId).finally(() => this.pending.delete(nodeId));
@@ -54,26 +77,46 @@ export class PeerSet {
     if (!info || !info.regionDescriptor) return null;
     const dataBase = info.attributes[POOL_DATA_BASE];
     const stride = info.attributes[POOL_STRIDE];
-    if (typeof dataBase !== 'number' || typeof stride !== 'number' || stride <= 0) {
-      this.logger.warn(`node ${nodeId} does not describe its pool geometry (an incompatible peercache version?): its keys are misses here`);
-      return null;
+    if (typeof dataBase !== 'number' || typeof stride !== 'number' || !Number.isSafeInteger(dataBase) || !Number.isSafeInteger(stride) || dataBase < 0 || stride <= 0) {
+      return this.refuse(nodeId, 'it does not describe its pool geometry (an incompatible peercache version?)');
     }
     const geometry: Pick<PoolGeometry, 'dataBase' | 'stride'> = { dataBase, stride };
     if (info.protocol !== this.transport.protocol) {
-      this.logger.warn(`node ${nodeId} speaks ${info.protocol}, this node ${this.transport.protocol}: its keys are misses here`);
-      return null;
+      return this.refuse(nodeId, `it speaks ${info.protocol}, this node ${this.transport.protocol}`);
     }
+    let endpoint: Endpoint | undefined;
     try {
-      const endpoint = await this.transport.connect(Buffer.from(info.transportAddress, 'base64'));
+      endpoint = await this.transport.connect(Buffer.from(info.transportAddress, 'base64'));
       const remote = endpoint.attach(Buffer.from(info.regionDescriptor, 'base64'));
       const peer: Peer = { nodeId, info, endpoint, remote, headerOffset: (offset) => headerOffsetFor(geometry, offset) };
       this.peers.set(nodeId, peer);
-      this.logger.debug(`connected to ${nodeId} (${info.host}) over ${endpoint.lanes().join(', ') || this.transport.transports}`);
+      this.failed.delete(nodeId);
+      this.logger.debug(`connected to ${nodeId} (${printable(info.host)}) over ${endpoint.lanes().join(', ') || this.transport.transports}`);
       return peer;
     } catch (err) {
-      this.logger.warn(`cannot reach node ${nodeId} (${info.host}): ${(err as Error).message}`);
-      return null;
+      try {
+        endpoint?.close();
+      } catch {
+        /* already failed */
+      }
+      return this.refuse(nodeId, `cannot reach it at ${printable(info.host)}: ${(err as Error).message}`);
     }
+  }
+
+  /** Remembers a node that cannot be used and says why, once per back-off period. */
+  private refuse(nodeId: string, reason: string): null {
+    const previous = this.failed.get(nodeId);
+    const failures = (previous?.failures ?? 0) + 1;
+    const backoffMs = Math.min(PEER_RETRY_MAX_MS, PEER_RETRY_FIRST_MS * 2 ** (failures - 1));
+    const missed = previous?.missed ? ` (${previous.missed} lookups were misses since the last attempt)` : '';
+    this.logger.warn(`node ${printable(nodeId)}: ${reason}; its keys are misses here, next attempt in ${backoffMs / 1000} s${missed}`);
+    this.failed.set(nodeId, { retryAt: Date.now() + backoffMs, failures, missed: 0 });
+    return null;
+  }
+
+  /** Forgets a node's failures (it left; a node of that name that joins later starts afresh). */
+  forget(nodeId: string): void {
+    this.failed.delete(nodeId);
   }
 
   /** Lanes in use across peers (what actually ran). */
