@@ -20,7 +20,6 @@ import { PeerSet, POOL_DATA_BASE, POOL_STRIDE } from './peers.js';
 import { PublishedPool, type SlotEntry } from './published-pool.js';
 import { newStoreStats, type StoreStats } from './stats.js';
 import type { Directory, DirectoryEntry, NodeInfo, RemovalEntry } from './types.js';
-import type { LogHook } from './directory/framing.js';
 
 export { StoreConfigError, type PeerCacheStoreConfig } from './config.js';
 export type { StoreStats } from './stats.js';
@@ -91,6 +90,7 @@ export class PeerCacheStore {
       gidIndex: config.gidIndex,
       host: config.localHost,
       timeoutMs: config.timeoutMs,
+      logger,
     });
     let directory: Directory;
     let closeDirectory: () => Promise<void>;
@@ -99,14 +99,12 @@ export class PeerCacheStore {
         directory = config.directory;
         closeDirectory = () => directory.close();
       } else {
-        // Redis reconnects and re-joins are worth a log line; the embedded path stays as it was.
-        const onLog: LogHook | undefined = isRedisUrl(config.directoryUrl) ? (level, message) => logger[level](message) : undefined;
         const opened = await openConfiguredDirectory({
           directory: config.directoryUrl,
           discoveryAddr: config.discoveryAddr,
           authToken: config.authToken,
           insecure: config.insecure,
-          onLog,
+          logger,
           connectTimeoutMs: config.directoryTimeoutMs,
           requestTimeoutMs: config.directoryTimeoutMs,
         });

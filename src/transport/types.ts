@@ -11,6 +11,8 @@
 export type Protocol = 'rdma' | 'shm' | 'tcp';
 export const PROTOCOLS: readonly Protocol[] = ['rdma', 'shm', 'tcp'];
 
+import type { Logger } from '../log.js';
+
 export interface TransportOptions {
   protocol: Protocol;
   /** RDMA device names (rails), e.g. ['mlx5_0']; empty: UCX picks. */
@@ -25,6 +27,8 @@ export interface TransportOptions {
   timeoutMs?: number;
   /** tcp: limits of the node's data-plane server (each defaults to TCP_SERVER_LIMITS). */
   tcpLimits?: Partial<TcpServerLimits>;
+  /** Where the node reports what peers did to it (tcp: a connection closed and why); default: warnings to stderr. */
+  logger?: Logger;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FrameDecoder, FrameKind, HEADER_BYTES, PROTOCOL_VERSION, WireError, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
+import { FrameDecoder, FrameKind, FRAME_HEADER_BYTES, PROTOCOL_VERSION, WireError, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
 import { LIMITS, encodeLookupResult, encodeRequestBody, parseLookupResult, parseRequest } from '../../src/store/directory/messages.js';
 import type { Frame } from '../../src/store/directory/framing.js';
 
@@ -23,12 +23,12 @@ function catchWire(fn: () => void): WireError {
 test('header layout: u32 BE length | version | kind | u32 BE id | JSON', () => {
   const buf = encodeFrame(FrameKind.Request, 0x01020304, { op: 'ping' });
   const json = Buffer.from(JSON.stringify({ op: 'ping' }));
-  assert.is(buf.length, HEADER_BYTES + json.length);
+  assert.is(buf.length, FRAME_HEADER_BYTES + json.length);
   assert.is(buf.readUInt32BE(0), json.length);
   assert.is(buf[4], PROTOCOL_VERSION);
   assert.is(buf[5], FrameKind.Request);
   assert.is(buf.readUInt32BE(6), 0x01020304);
-  assert.equal(buf.subarray(HEADER_BYTES), json);
+  assert.equal(buf.subarray(FRAME_HEADER_BYTES), json);
 });
 
 test('round trip with the stream split at every byte boundary', () => {

@@ -5,19 +5,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { memoryLogger } from '../helpers/log.js';
 import net from 'node:net';
 import { DirectoryServer } from '../../src/store/directory/server.js';
 import { EmbeddedDirectory } from '../../src/store/directory/client.js';
 import { FrameKind, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
 import { LIMITS } from '../../src/store/directory/messages.js';
-import type { LogLevel } from '../../src/store/directory/framing.js';
 import { printable } from '../../src/store/printable.js';
 import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
 
-function logSink(): { lines: string[]; onLog: (level: LogLevel, message: string) => void } {
-  const lines: string[] = [];
-  return { lines, onLog: (level, message) => lines.push(`${level}: ${message}`) };
-}
 
 async function rawSocket(port: number): Promise<net.Socket & { closedAt?: number }> {
   const socket = net.connect({ host: '127.0.0.1', port }) as net.Socket & { closedAt?: number };
@@ -28,8 +24,8 @@ async function rawSocket(port: number): Promise<net.Socket & { closedAt?: number
 }
 
 test('before hello only a small frame is accepted: a stranger cannot make the server buffer a large one', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ logger: log.logger });
   try {
     const sockets = await Promise.all(Array.from({ length: 8 }, () => rawSocket(server.address.port)));
     // Each announces a 8 MiB request (under the 16 MiB post-hello limit) and sends 1 MiB of it.
@@ -49,8 +45,8 @@ test('before hello only a small frame is accepted: a stranger cannot make the se
 });
 
 test('a trickle of bytes does not keep a connection alive: hello must complete within its deadline', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ helloTimeoutMs: 300, idleTimeoutMs: 10_000, onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ helloTimeoutMs: 300, idleTimeoutMs: 10_000, logger: log.logger });
   try {
     const s = await rawSocket(server.address.port);
     s.resume();
@@ -74,8 +70,8 @@ test('a trickle of bytes does not keep a connection alive: hello must complete w
 });
 
 test('a session that does not read its events is closed once its queue passes the limit', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ maxQueuedBytes: 256 * 1024, onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ maxQueuedBytes: 256 * 1024, logger: log.logger });
   const members: EmbeddedDirectory[] = [];
   try {
     // The non-reader: says hello, then never reads.
@@ -151,8 +147,8 @@ test('connections past maxConnections are closed on arrival', async () => {
 });
 
 test('peer-chosen ids are logged escaped: no terminal escape sequences reach the operator', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ logger: log.logger });
   const c = await EmbeddedDirectory.connect({ port: server.address.port });
   try {
     await c.join(nodeInfo('evil\x1b[2J\x1b]0;owned\x07\r\nforged line'));

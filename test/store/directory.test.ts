@@ -6,6 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { memoryLogger } from '../helpers/log.js';
 import net from 'node:net';
 import { DirectoryServer } from '../../src/store/directory/server.js';
 import { EmbeddedDirectory } from '../../src/store/directory/client.js';
@@ -13,7 +14,7 @@ import type { EmbeddedDirectoryOptions } from '../../src/store/directory/client.
 import { openDirectory, parseDiscoveryAddr } from '../../src/store/directory/open.js';
 import { RedisDirectory } from '../../src/store/directory/redis.js';
 import { FrameDecoder, FrameKind, PROTOCOL_VERSION, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
-import type { Frame, LogLevel } from '../../src/store/directory/framing.js';
+import type { Frame } from '../../src/store/directory/framing.js';
 import type { Directory, DirectoryEvent, Location, NodeInfo } from '../../src/store/types.js';
 import { spawnFixture } from '../helpers/child.js';
 import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
@@ -26,11 +27,6 @@ function connect(server: DirectoryServer, extra: Partial<EmbeddedDirectoryOption
   return EmbeddedDirectory.connect({ host: server.address.host, port: server.address.port, ...extra });
 }
 
-/** Captures a server's log lines. */
-function logSink(): { lines: string[]; onLog: (level: LogLevel, message: string) => void } {
-  const lines: string[] = [];
-  return { lines, onLog: (level, message) => lines.push(`${level}: ${message}`) };
-}
 
 /** One directory for one test: its clients connect to it; close() ends it. */
 interface Setup {
@@ -316,8 +312,8 @@ test('64 clients joining concurrently', async () => {
 });
 
 test('auth token: missing and wrong tokens are rejected, the right one accepted', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ authToken: 's3cret', onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ authToken: 's3cret', logger: log.logger });
   try {
     const missing = await rejection(connect(server));
     assert.match(missing.message, 'authentication failed: missing token');
@@ -365,8 +361,8 @@ function hello(token?: string): Buffer {
 }
 
 test('malformed control messages close only that connection, with a logged reason; the server keeps serving', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ authToken: 'tok', onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ authToken: 'tok', logger: log.logger });
   const port = server.address.port;
   const good = await connect(server, { authToken: 'tok' });
   try {
@@ -446,8 +442,8 @@ test('a hello may carry the node: hello + join in one round trip', async () => {
 });
 
 test('an oversized header closes the connection without the body being sent', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ maxFrameBytes: 1024, onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ maxFrameBytes: 1024, logger: log.logger });
   try {
     const socket = net.connect({ host: '127.0.0.1', port: server.address.port });
     socket.on('error', () => {});
@@ -466,8 +462,8 @@ test('an oversized header closes the connection without the body being sent', as
 });
 
 test('a connection that never says hello is closed after the idle timeout', async () => {
-  const log = logSink();
-  const server = await DirectoryServer.listen({ idleTimeoutMs: 200, onLog: log.onLog });
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ idleTimeoutMs: 200, logger: log.logger });
   try {
     const t0 = Date.now();
     const { closed } = await rawExchange(server.address.port, []);

@@ -7,6 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { memoryLogger } from '../helpers/log.js';
 import { checkPattern } from '../helpers/pattern.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { freePort } from '../helpers/ports.js';
@@ -63,14 +64,7 @@ function forge(f: Forgery, honest: NodeInfo, honestLoc: Location): { info: NodeI
 test('forged members: their keys are misses with a reason logged once per back-off, the honest node still hits, the reader lives', async () => {
   const port = await freePort();
   const discoveryAddr = `127.0.0.1:${port}`;
-  const warnings: string[] = [];
-  const logger = {
-    debug() {},
-    info() {},
-    warn: (m: string) => void warnings.push(m),
-    error: (m: string) => void warnings.push(m),
-    enabled: () => true,
-  };
+  const { lines: warnings, logger } = memoryLogger();
   const host = new HostKVPool({ layout: 'mla', pageBytes: PAGE, pages: 16, tokensPerPage: 16 });
   const reader = await PeerCacheStore.open({ discoveryAddr, protocol: 'shm', hostPool: host, globalSegmentBytes: 1 << 20, nodeId: 'reader', logger });
   const children: Child[] = [];

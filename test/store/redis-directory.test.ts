@@ -6,6 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { memoryLogger } from '../helpers/log.js';
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import { spawnFixture, type Child } from '../helpers/child.js';
@@ -114,8 +115,8 @@ test('a dead node restarted under the same id never serves the old process slots
 
 test('Redis restarted mid-run: calls fail fast while it is down (no hang), clients reconnect, re-join and republish', async () => {
   const u = url({ ttl_ms: 2000, poll_ms: 100 });
-  const logs: string[] = [];
-  const a = await RedisDirectory.connect({ url: u, onLog: (level, m) => logs.push(`${level}: ${m}`) });
+  const { lines: logs, logger } = memoryLogger();
+  const a = await RedisDirectory.connect({ url: u, logger });
   const b = await RedisDirectory.connect({ url: u });
   try {
     await a.join(nodeInfo('a'));

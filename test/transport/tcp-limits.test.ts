@@ -10,6 +10,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { memoryLogger } from '../helpers/log.js';
 import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type TcpServerLimits } from '../../src/transport/types.js';
 import { closedByPeer, rawConnect, rawHello, rawRequest, within } from './tcp-raw.js';
@@ -40,9 +41,8 @@ interface Node {
 }
 
 async function publisher(limits: Partial<TcpServerLimits>, regionBytes = MiB): Promise<Node> {
-  const node = await TcpTransport.open({ protocol: 'tcp', tcpLimits: limits });
-  const logs: string[] = [];
-  node.log = (line) => logs.push(line);
+  const { lines: logs, logger } = memoryLogger();
+  const node = await TcpTransport.open({ protocol: 'tcp', tcpLimits: limits, logger });
   const region = node.allocate(regionBytes);
   region.bytes.fill(0x3c);
   const d = decodeTcpDescriptor(region.descriptor());

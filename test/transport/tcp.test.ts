@@ -4,6 +4,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { memoryLogger } from '../helpers/log.js';
 import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type Endpoint, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';
 import { fillPattern, findMismatch } from '../fixtures/tcp-publisher.js';
@@ -581,10 +582,9 @@ test('a hung peer: the batch times out, the endpoint closes, later calls say why
 });
 
 test('garbage and oversized frames: that connection is closed, the server keeps serving', async () => {
-  const a = await TcpTransport.open({ protocol: 'tcp' });
+  const { lines: logs, logger } = memoryLogger();
+  const a = await TcpTransport.open({ protocol: 'tcp', logger });
   const b = await TcpTransport.open({ protocol: 'tcp' });
-  const logs: string[] = [];
-  a.log = (line) => logs.push(line);
   const raws: net.Socket[] = [];
   try {
     const published = a.allocate(MiB);

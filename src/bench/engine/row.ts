@@ -9,7 +9,7 @@ import { Piscina } from 'piscina';
 import type { Logger, LogLevel } from '../../log.js';
 import { SharedHistogram } from '../histogram.js';
 import { failedRow, makeRow } from '../report/metrics.js';
-import type { LatUnit, Phase as RowPhase, Row, RowOp } from '../report/types.js';
+import type { LatUnit, RowPhase, Row, RowOp } from '../report/types.js';
 import { workerEntry } from './entry.js';
 import { controlBytes, DONE, LIVE_BASE, LIVE_CALLS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, type DriverKind, type WorkerResult, type WorkerTask } from './protocol.js';
 

@@ -7,7 +7,7 @@ import type { Protocol } from '../../transport/types.js';
 import { round, roundOrNull, isoSeconds } from './format.js';
 import {
   REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, SMOKE_LABEL, TOOL_NAME,
-  type Host, type JsonValue, type LatUnit, type Meta, type MetaCore, type Phase, type Report, type Row, type RowOp, type System,
+  type Host, type JsonValue, type LatUnit, type Meta, type MetaCore, type RowPhase, type Report, type Row, type RowOp, type System,
 } from './types.js';
 
 /** A latency summary in ns (the shared histogram's; null fields when it holds no sample). */
@@ -46,7 +46,7 @@ export interface RowInput {
   /** 'get' → hit_rate = pages / pagesRequested; 'none' → null. Default: 'get' for op get. */
   hitRate?: 'get' | 'none';
   /** Default 'single'. */
-  phase?: Phase;
+  phase?: RowPhase;
   /** Default 'batch_call'. */
   latUnit?: LatUnit;
   note?: string;

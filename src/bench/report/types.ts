@@ -5,6 +5,7 @@
  * there was no sample; rates are decimal (10^9 bytes = 1 GB).
  */
 import type { Protocol } from '../../transport/types.js';
+import type { Layout } from '../../store/host-pool.js';
 
 export const REPORT_SCHEMA_ID = 'peercache-bench/report' as const;
 export const REPORT_SCHEMA_VERSION = 1 as const;
@@ -15,11 +16,12 @@ export const SMOKE_LABEL = 'smoke — not publishable';
 export type System = 'peercache' | 'mooncake';
 /** "" for rows that are not one HiCache operation (e.g. Mooncake's transfer-engine). */
 export type RowOp = 'get' | 'set' | 'exists' | 'read' | '';
-export type Phase = 'latency-baseline' | 'sweep' | 'single';
+/** Where a row sits in a run: the latency baseline, a point of a sweep, or a single measurement. */
+export type RowPhase = 'latency-baseline' | 'sweep' | 'single';
 /** What one latency sample times: a whole batch call, one page (batch 1), or one transport read. */
 export type LatUnit = 'batch_call' | 'page' | 'read';
 export type Mode = 'suite' | 'latency' | 'throughput' | 'saturation' | 'micro' | 'compare' | 'mooncake' | 'dist';
-export type Layout = 'mla' | 'mha';
+export type { Layout };
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -65,7 +67,7 @@ export interface Row {
   // --- typed additions ---
   peak: boolean;
   smoke: boolean;
-  phase: Phase;
+  phase: RowPhase;
   lat_unit: LatUnit;
   /** Batch calls measured. */
   calls: number;

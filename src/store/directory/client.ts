@@ -16,7 +16,8 @@ import net from 'node:net';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseLookupResult } from './messages.js';
-import type { Frame, LogHook } from './framing.js';
+import type { Frame } from './framing.js';
+import { silentLogger, type Logger } from '../../log.js';
 import type { Op, Request, ResultMap } from './messages.js';
 
 export interface EmbeddedDirectoryOptions {
@@ -32,7 +33,7 @@ export interface EmbeddedDirectoryOptions {
   maxFrameBytes?: number;
   /** Ping period when idle (default 5000 ms; 0 disables; keep it under the server's idleTimeoutMs). */
   heartbeatMs?: number;
-  onLog?: LogHook;
+  logger?: Logger;
   /** Called once when the connection is lost (not on close()). */
   onConnectionLost?: (reason: string) => void;
 }
@@ -60,7 +61,7 @@ export class EmbeddedDirectory implements Directory {
   private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(event: DirectoryEvent) => void>();
-  private readonly log: LogHook;
+  private readonly log: Logger;
   private readonly requestTimeoutMs: number;
   private readonly where: string;
   private nextId = 1;
@@ -77,7 +78,7 @@ export class EmbeddedDirectory implements Directory {
     private readonly socket: net.Socket,
     private readonly options: EmbeddedDirectoryOptions,
   ) {
-    this.log = options.onLog ?? (() => {});
+    this.log = options.logger ?? silentLogger;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.where = `${options.host ?? '127.0.0.1'}:${options.port}`;
     this.decoder = new FrameDecoder((f) => this.onFrame(f), { maxFrameBytes: options.maxFrameBytes, role: 'client' });
@@ -86,7 +87,7 @@ export class EmbeddedDirectory implements Directory {
         this.decoder.push(chunk);
       } catch (err) {
         const msg = err instanceof WireError ? err.message : String(err);
-        this.log('error', `directory client: protocol error from ${this.where}: ${msg}`);
+        this.log.error(`directory client: protocol error from ${this.where}: ${msg}`);
         this.fail(`protocol error from server: ${msg}`);
       }
     });
@@ -277,7 +278,7 @@ export class EmbeddedDirectory implements Directory {
         const p = this.take(frame.id);
         if (p) p.reject(new DirectoryError(`directory ${p.op} failed: ${body.message}`, body.code === 'auth' ? 'EAUTH' : body.code));
         if (body.fatal) {
-          this.log('warn', `directory client: server ${this.where} closed the connection: ${body.message}`);
+          this.log.warn(`directory client: server ${this.where} closed the connection: ${body.message}`);
           this.fail(`server closed the connection: ${body.message}`);
         }
         return;
@@ -288,7 +289,7 @@ export class EmbeddedDirectory implements Directory {
           try {
             listener(event);
           } catch (err) {
-            this.log('error', `directory client: event listener threw: ${(err as Error)?.message ?? String(err)}`);
+            this.log.error(`directory client: event listener threw: ${(err as Error)?.message ?? String(err)}`);
           }
         }
         return;
@@ -301,7 +302,7 @@ export class EmbeddedDirectory implements Directory {
   private take(id: number): Pending | undefined {
     const p = this.pending.get(id);
     if (p === undefined) {
-      if (id !== 0) this.log('debug', `directory client: answer to request ${id} came after its deadline; dropped`);
+      if (id !== 0) this.log.debug(`directory client: answer to request ${id} came after its deadline; dropped`);
       return undefined;
     }
     this.pending.delete(id);
@@ -324,11 +325,11 @@ export class EmbeddedDirectory implements Directory {
     this.pending.clear();
     if (!this.userClosed) {
       this.socket.destroy();
-      this.log('warn', `directory client: connection to ${this.where} lost: ${reason}`);
+      this.log.warn(`directory client: connection to ${this.where} lost: ${reason}`);
       try {
         this.options.onConnectionLost?.(reason);
       } catch (e) {
-        this.log('error', `directory client: onConnectionLost threw: ${(e as Error)?.message ?? String(e)}`);
+        this.log.error(`directory client: onConnectionLost threw: ${(e as Error)?.message ?? String(e)}`);
       }
     }
   }

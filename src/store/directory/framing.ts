@@ -11,7 +11,7 @@
  */
 
 export const PROTOCOL_VERSION = 1;
-export const HEADER_BYTES = 10;
+export const FRAME_HEADER_BYTES = 10;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** The largest payload length the u32 header can carry. */
 export const MAX_FRAME_LIMIT = 0xffff_ffff;
@@ -32,9 +32,6 @@ export interface Frame {
   payload: Buffer;
 }
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-/** Logger hook of the server and client; without one nothing is printed. */
-export type LogHook = (level: LogLevel, message: string) => void;
 
 export type WireErrorCode =
   | 'oversized'
@@ -72,12 +69,12 @@ export function checkFrameLimit(value: number | undefined, what = 'maxFrameBytes
 
 /** Builds one frame around raw payload bytes (tests use `version` to forge foreign frames). */
 export function encodeRawFrame(kind: number, id: number, payload: Uint8Array, version = PROTOCOL_VERSION): Buffer {
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+  const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
   buf.writeUInt32BE(payload.length, 0);
   buf[4] = version;
   buf[5] = kind;
   buf.writeUInt32BE(id >>> 0, 6);
-  buf.set(payload, HEADER_BYTES);
+  buf.set(payload, FRAME_HEADER_BYTES);
   return buf;
 }
 
@@ -89,12 +86,12 @@ export function encodeFrame(kind: FrameKind, id: number, body: unknown, maxFrame
     throw new WireError('oversized', `frame of ${length} bytes exceeds the limit of ${maxFrameBytes} bytes`, id);
   }
   // One allocation and one UTF-8 pass; the header goes in front of the JSON.
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + length);
+  const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
   buf.writeUInt32BE(length, 0);
   buf[4] = PROTOCOL_VERSION;
   buf[5] = kind;
   buf.writeUInt32BE(id >>> 0, 6);
-  buf.write(json, HEADER_BYTES, length, 'utf8');
+  buf.write(json, FRAME_HEADER_BYTES, length, 'utf8');
   return buf;
 }
 
@@ -165,8 +162,8 @@ export class FrameDecoder {
   private drain(): void {
     for (;;) {
       if (this.header === null) {
-        if (this.buffered < HEADER_BYTES) return;
-        const h = this.take(HEADER_BYTES);
+        if (this.buffered < FRAME_HEADER_BYTES) return;
+        const h = this.take(FRAME_HEADER_BYTES);
         const length = h.readUInt32BE(0);
         const version = h[4];
         const kind = h[5];

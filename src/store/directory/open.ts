@@ -17,7 +17,7 @@ import { DirectoryServer } from './server.js';
 import { RejoiningDirectory } from './rejoining.js';
 import { DirectoryError, EmbeddedDirectory } from './client.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
-import type { LogHook } from './framing.js';
+import type { Logger } from '../../log.js';
 
 export interface OpenDirectoryOptions {
   /** `host:port` (IPv6 as `[addr]:port`); port 1..65535: the others must be able to find it. */
@@ -32,7 +32,7 @@ export interface OpenDirectoryOptions {
   heartbeatMs?: number;
   /** Server idle timeout, when this process serves (see DirectoryServerOptions.idleTimeoutMs). */
   idleTimeoutMs?: number;
-  onLog?: LogHook;
+  logger?: Logger;
   /** Connect / serve attempts before giving up (default 8). */
   maxAttempts?: number;
   /**
@@ -74,7 +74,7 @@ export async function openDirectory(options: OpenDirectoryOptions): Promise<Open
   const directory = await RejoiningDirectory.open({
     // The first open keeps its bounded attempts; a reconnect makes one attempt per backoff step.
     reopen: (onLost) => openOnce(opened ? { ...options, maxAttempts: 1 } : options, onLost),
-    onLog: options.onLog,
+    logger: options.logger,
   });
   opened = true;
   return { directory, server: directory.hostedServer };
@@ -92,7 +92,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
     requestTimeoutMs: options.requestTimeoutMs,
     maxFrameBytes: options.maxFrameBytes,
     heartbeatMs: options.heartbeatMs,
-    onLog: options.onLog,
+    logger: options.logger,
     onConnectionLost,
   };
   let lastError: unknown = null;
@@ -114,7 +114,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
         insecure: options.insecure,
         maxFrameBytes: options.maxFrameBytes,
         idleTimeoutMs: options.idleTimeoutMs,
-        onLog: options.onLog,
+        logger: options.logger,
       });
     } catch (err) {
       lastError = err;
@@ -129,7 +129,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
       }
       throw err;
     }
-    options.onLog?.('info', `directory: serving discovery + directory at ${where} in this process`);
+    options.logger?.info(`directory: serving discovery + directory at ${where} in this process`);
     try {
       const inner =
         options.localShortCircuit === false ? await EmbeddedDirectory.connect(clientOptions) : server.localDirectory();

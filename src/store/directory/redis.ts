@@ -28,7 +28,7 @@ import { DirectoryError } from './client.js';
 import { parseRedisUrl, type RedisUrlParts } from './url.js';
 import { scriptSource, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
-import { type LogHook } from './framing.js';
+import { silentLogger, type Logger } from '../../log.js';
 import { parseNodeInfo } from './messages.js';
 
 export interface RedisDirectoryOptions {
@@ -50,7 +50,7 @@ export interface RedisDirectoryOptions {
   connectTimeoutMs?: number;
   /** Republish this node's entries after it had to join again (default true). */
   republish?: boolean;
-  onLog?: LogHook;
+  logger?: Logger;
 }
 
 export interface RedisDirectoryStats {
@@ -136,7 +136,7 @@ export class RedisDirectory implements Directory {
   /** TTL of the liveness key: the bound less one poll (the time others take to notice). */
   private readonly keyTtlMs: number;
   private lastTickAt = 0;
-  private readonly log: LogHook;
+  private readonly log: Logger;
   private readonly listeners = new Set<(event: DirectoryEvent) => void>();
   private readonly calls = new Map<ScriptName, ScriptCall>();
   /** This node's info and incarnation once joined. */
@@ -164,25 +164,25 @@ export class RedisDirectory implements Directory {
     this.ttlMs = timing.ttlMs;
     this.pollMs = timing.pollMs;
     this.keyTtlMs = this.ttlMs - this.pollMs;
-    this.log = options.onLog ?? (() => {});
+    this.log = options.logger ?? silentLogger;
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
       const fn = (redis as unknown as Record<string, ScriptCall | undefined>)[name];
       if (typeof fn !== 'function') throw new Error(`redis script ${name} was not defined`);
       this.calls.set(name, fn.bind(redis));
     }
     redis.on('error', (err: Error) => {
-      if (this.down === null) this.log('warn', `directory: redis ${this.where}: ${err.message}`);
+      if (this.down === null) this.log.warn(`directory: redis ${this.where}: ${err.message}`);
     });
     redis.on('close', () => {
       if (this.closed || this.down !== null) return;
       this.down = 'connection lost';
-      this.log('warn', `directory: connection to redis ${this.where} lost; reconnecting (calls fail until it is back)`);
+      this.log.warn(`directory: connection to redis ${this.where} lost; reconnecting (calls fail until it is back)`);
     });
     redis.on('ready', () => {
       if (this.down === null) return;
       this.down = null;
       this.counters.reconnects++;
-      this.log('info', `directory: reconnected to redis ${this.where}`);
+      this.log.info(`directory: reconnected to redis ${this.where}`);
       void this.tick(false, true); // membership first: re-join at once if Redis lost us
     });
   }
@@ -440,7 +440,7 @@ export class RedisDirectory implements Directory {
           await this.script('pcDirLeave')(this.prefix, self.info.nodeId, self.inc);
         } catch (err) {
           // Its liveness key expires by itself: the entries go within the TTL.
-          this.log('debug', `directory: leave on ${this.where} failed: ${(err as Error).message}`);
+          this.log.debug(`directory: leave on ${this.where} failed: ${(err as Error).message}`);
         }
       }
       await Promise.race([this.redis.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
@@ -534,7 +534,7 @@ export class RedisDirectory implements Directory {
       } catch (err) {
         this.counters.tickErrors++;
         if (initial) throw err;
-        this.log('debug', `directory: heartbeat on ${this.where} failed: ${(err as Error).message}`);
+        this.log.debug(`directory: heartbeat on ${this.where} failed: ${(err as Error).message}`);
       } finally {
         clearTimeout(timer);
         if (this.tickSeq === seq) this.ticking = null;
@@ -551,7 +551,7 @@ export class RedisDirectory implements Directory {
     try {
       reply = await this.script('pcDirJoin')(this.prefix, self.info.nodeId, inc, String(this.keyTtlMs), JSON.stringify(self.info));
     } catch (err) {
-      this.log('error', `directory: node '${self.info.nodeId}' lost its membership on ${this.where} and cannot join again: ${this.error('join', err).message}`);
+      this.log.error(`directory: node '${self.info.nodeId}' lost its membership on ${this.where} and cannot join again: ${this.error('join', err).message}`);
       return;
     }
     if (this.self !== self) return; // closed meanwhile
@@ -559,7 +559,7 @@ export class RedisDirectory implements Directory {
     this.counters.rejoins++;
     this.applyMembers(reply, 0, true);
     const entries = [...this.owned].map(([key, location]) => ({ key, location }));
-    this.log('warn', `directory: node '${self.info.nodeId}' had lost its membership on ${this.where} (Redis restarted, or no heartbeat for ${this.ttlMs} ms); joined again, republishing ${entries.length} entries`);
+    this.log.warn(`directory: node '${self.info.nodeId}' had lost its membership on ${this.where} (Redis restarted, or no heartbeat for ${this.ttlMs} ms); joined again, republishing ${entries.length} entries`);
     if (this.options.republish === false || entries.length === 0) {
       this.owned.clear();
       return;
@@ -573,7 +573,7 @@ export class RedisDirectory implements Directory {
       }
       this.counters.republished += n;
     } catch (err) {
-      this.log('warn', `directory: republishing after the re-join failed: ${(err as Error).message}`);
+      this.log.warn(`directory: republishing after the re-join failed: ${(err as Error).message}`);
     }
   }
 
@@ -607,7 +607,7 @@ export class RedisDirectory implements Directory {
       try {
         listener(event.type === 'node-joined' ? { type: 'node-joined', node: parseNodeInfo(event.node) } : { ...event });
       } catch (err) {
-        this.log('error', `directory: event listener threw: ${(err as Error)?.message ?? String(err)}`);
+        this.log.error(`directory: event listener threw: ${(err as Error)?.message ?? String(err)}`);
       }
     }
   }

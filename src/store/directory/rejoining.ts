@@ -10,7 +10,7 @@
  */
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import type { DirectoryServer } from './server.js';
-import type { LogHook } from './framing.js';
+import type { Logger } from '../../log.js';
 
 export interface Reopened {
   directory: Directory;
@@ -20,7 +20,7 @@ export interface Reopened {
 export interface RejoinOptions {
   /** Opens a fresh directory connection; `onLost` must be called when that connection is lost. */
   reopen(onLost: (reason: string) => void): Promise<Reopened>;
-  onLog?: LogHook;
+  logger?: Logger;
   /** First retry delay (default 100 ms), doubled per failed attempt up to `maxBackoffMs` (default 2000 ms). */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
@@ -129,7 +129,7 @@ export class RejoiningDirectory implements Directory {
 
   private lost(epoch: number, reason: string): void {
     if (this.closed || epoch !== this.epoch || this.reconnecting) return;
-    this.options.onLog?.('warn', `directory: connection lost (${reason}); reconnecting, then rejoining with ${this.held.size} entries`);
+    this.options.logger?.warn(`directory: connection lost (${reason}); reconnecting, then rejoining with ${this.held.size} entries`);
     this.reconnecting = this.reconnect().finally(() => (this.reconnecting = null));
   }
 
@@ -145,7 +145,7 @@ export class RejoiningDirectory implements Directory {
       try {
         next = await this.options.reopen((reason) => this.lost(epoch, reason));
       } catch (err) {
-        this.options.onLog?.('debug', `directory: reconnect attempt ${attempt + 1} failed: ${(err as Error).message}`);
+        this.options.logger?.debug(`directory: reconnect attempt ${attempt + 1} failed: ${(err as Error).message}`);
         continue;
       }
       if (this.closed) {
@@ -162,11 +162,11 @@ export class RejoiningDirectory implements Directory {
         await this.restore();
       } catch (err) {
         // The new connection failed while rejoining: its onLost starts the next round.
-        this.options.onLog?.('warn', `directory: rejoin failed: ${(err as Error).message}`);
+        this.options.logger?.warn(`directory: rejoin failed: ${(err as Error).message}`);
         return;
       }
       this.rejoins++;
-      this.options.onLog?.('info', `directory: rejoined after ${Date.now() - t0} ms (${next.server ? 'now serving it' : 'joined'}), ${this.held.size} entries republished`);
+      this.options.logger?.info(`directory: rejoined after ${Date.now() - t0} ms (${next.server ? 'now serving it' : 'joined'}), ${this.held.size} entries republished`);
       return;
     }
   }

@@ -17,7 +17,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, checkRequest, encodeLookupResult, parseNodeInfo, parseRequest } from './messages.js';
-import type { Frame, LogHook } from './framing.js';
+import type { Frame } from './framing.js';
+import { silentLogger, type Logger } from '../../log.js';
 import type { Request, RequestOf, ResultMap } from './messages.js';
 import { isLoopback } from '../loopback.js';
 import { printable } from '../printable.js';
@@ -42,7 +43,7 @@ export interface DirectoryServerOptions {
   /** Largest frame accepted (default 16 MiB). */
   maxFrameBytes?: number;
   /** Logger hook; without one the server prints nothing. */
-  onLog?: LogHook;
+  logger?: Logger;
   /**
    * A connection that sends nothing for this long is closed: no hello yet, or a client whose
    * heartbeats stopped (its host vanished without a FIN). Default 20 000 ms; 0 disables.
@@ -132,7 +133,7 @@ export class DirectoryServer {
   readonly maxEntriesPerNode: number;
   readonly maxConnections: number;
   private readonly tokenDigest: Buffer | null;
-  private readonly log: LogHook;
+  private readonly log: Logger;
 
   private constructor(
     private readonly server: net.Server,
@@ -146,9 +147,9 @@ export class DirectoryServer {
     this.maxEntriesPerNode = positive('maxEntriesPerNode', options.maxEntriesPerNode ?? DIRECTORY_SERVER_DEFAULTS.maxEntriesPerNode);
     this.maxConnections = positive('maxConnections', options.maxConnections ?? DIRECTORY_SERVER_DEFAULTS.maxConnections);
     this.tokenDigest = options.authToken !== undefined ? digest(options.authToken) : null;
-    this.log = options.onLog ?? (() => {});
+    this.log = options.logger ?? silentLogger;
     server.on('connection', (socket) => this.accept(socket));
-    server.on('error', (err) => this.log('error', `directory server: ${err.message}`));
+    server.on('error', (err) => this.log.error(`directory server: ${err.message}`));
     const period = Math.min(this.helloTimeoutMs, this.idleTimeoutMs > 0 ? this.idleTimeoutMs : Infinity);
     this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, period / 4)));
     this.sweeper.unref();
@@ -163,7 +164,7 @@ export class DirectoryServer {
     if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
     if (options.authToken === undefined && !isLoopback(host)) {
       if (!options.insecure) throw new AuthRequiredError(host, port);
-      options.onLog?.('warn', `directory server on ${host}:${port} runs WITHOUT authentication (insecure): any host that reaches this port can join, publish and learn region access tokens`);
+      options.logger?.warn(`directory server on ${host}:${port} runs WITHOUT authentication (insecure): any host that reaches this port can join, publish and learn region access tokens`);
     }
     const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
     await new Promise<void>((resolve, reject) => {
@@ -179,7 +180,7 @@ export class DirectoryServer {
     });
     const bound = server.address() as net.AddressInfo;
     const ds = new DirectoryServer(server, { host: bound.address, port: bound.port }, options);
-    ds.log('info', `directory server listening on ${bound.address}:${bound.port}`);
+    ds.log.info(`directory server listening on ${bound.address}:${bound.port}`);
     return ds;
   }
 
@@ -226,7 +227,7 @@ export class DirectoryServer {
       this.byNode.clear();
       for (const conn of this.connections) conn.shutdown('directory server shutting down');
     });
-    this.log('info', `directory server on ${this.address.host}:${this.address.port} closing`);
+    this.log.info(`directory server on ${this.address.host}:${this.address.port} closing`);
     return this.closing;
   }
 
@@ -246,8 +247,8 @@ export class DirectoryServer {
   }
 
   /** @internal */
-  logLine(level: Parameters<LogHook>[0], message: string): void {
-    this.log(level, message);
+  logLine(level: 'debug' | 'info' | 'warn' | 'error', message: string): void {
+    this.log[level](message);
   }
 
   /** @internal Registers a session that passed hello. */
@@ -322,7 +323,7 @@ export class DirectoryServer {
     // A re-join from the same connection updates the node's info (and tells the others again).
     this.members.set(node.nodeId, { info: node, session });
     session.nodeId = node.nodeId;
-    this.log('info', `directory: node '${printable(node.nodeId)}' joined from ${session.label} (${this.members.size} members)`);
+    this.log.info(`directory: node '${printable(node.nodeId)}' joined from ${session.label} (${this.members.size} members)`);
     this.broadcast({ type: 'node-joined', node }, session);
     return this.memberList();
   }
@@ -391,7 +392,7 @@ export class DirectoryServer {
     const keys = this.byNode.get(nodeId);
     if (keys) for (const key of keys) this.entries.delete(key);
     this.byNode.delete(nodeId);
-    this.log('info', `directory: node '${printable(nodeId)}' left (${reason}); ${keys?.size ?? 0} entries removed`);
+    this.log.info(`directory: node '${printable(nodeId)}' left (${reason}); ${keys?.size ?? 0} entries removed`);
     this.broadcast({ type: 'node-left', nodeId, reason }, null);
   }
 

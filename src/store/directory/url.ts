@@ -12,7 +12,7 @@
 import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './open.js';
 import { EmbeddedDirectory } from './client.js';
 import type { Directory } from '../types.js';
-import type { LogHook } from './framing.js';
+import type { Logger } from '../../log.js';
 
 export interface RedisUrlParts {
   tls: boolean;
@@ -103,7 +103,7 @@ export interface OpenConfiguredDirectoryOptions {
   authToken?: string;
   /** Serve a non-loopback embedded directory without a token (see DirectoryServerOptions.insecure). */
   insecure?: boolean;
-  onLog?: LogHook;
+  logger?: Logger;
   /** Deadlines of the embedded directory's connect and requests (default 5 s / 10 s). */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -114,14 +114,14 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
   const choice = parseDirectoryChoice(options.directory);
   if (choice.kind === 'redis') {
     const { RedisDirectory } = await import('./redis.js');
-    return { directory: await RedisDirectory.connect({ url: choice.url, onLog: options.onLog }), server: null };
+    return { directory: await RedisDirectory.connect({ url: choice.url, logger: options.logger }), server: null };
   }
   if (typeof options.discoveryAddr !== 'string') throw new RangeError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
   return openDirectory({
     discoveryAddr: options.discoveryAddr,
     authToken: options.authToken,
     insecure: options.insecure,
-    onLog: options.onLog,
+    logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs,
   });
@@ -131,11 +131,11 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
  * A directory client that does not join and never serves: for tools that only look keys up or
  * watch membership (scanners, dashboards). `target` is a redis URL or the embedded `host:port`.
  */
-export async function connectDirectoryClient(target: string, options: { authToken?: string; onLog?: LogHook } = {}): Promise<Directory> {
+export async function connectDirectoryClient(target: string, options: { authToken?: string; logger?: Logger } = {}): Promise<Directory> {
   if (isRedisUrl(target)) {
     const { RedisDirectory } = await import('./redis.js');
-    return RedisDirectory.connect({ url: target, onLog: options.onLog });
+    return RedisDirectory.connect({ url: target, logger: options.logger });
   }
   const { host, port } = parseDiscoveryAddr(target);
-  return EmbeddedDirectory.connect({ host, port, authToken: options.authToken, onLog: options.onLog });
+  return EmbeddedDirectory.connect({ host, port, authToken: options.authToken, logger: options.logger });
 }

@@ -7,6 +7,7 @@
  * memory), server.ts (the data-plane server) and limits.ts (its limits), endpoint.ts (the client
  * side), and this node.
  */
+import { createLogger } from '../../log.js';
 import { randomBytes } from 'node:crypto';
 import {
   DEFAULT_BATCH_TIMEOUT_MS,
@@ -33,8 +34,6 @@ export class TcpTransport implements TransportNode {
   readonly smokeOnly = true;
   /** 16 hex digits, random per node: descriptors and addresses name it, HELLO confirms it. */
   readonly nodeId: string;
-  /** Where the server reports a connection it closed and why (default: console.warn). */
-  log: (line: string) => void = (line) => console.warn(line);
 
   private readonly endpoints = new Set<TcpEndpoint>();
   private closed = false;
@@ -65,11 +64,9 @@ export class TcpTransport implements TransportNode {
     const regions = new RegionTable(randomBytes(NODE_ID_BYTES).toString('hex'));
     // Frame buffers shared by this node's server and endpoints.
     const pool = new BufferPool(128 << 20);
-    // The server logs through the node's (replaceable) `log`.
-    let node: TcpTransport | null = null;
-    const server = await TcpServer.listen(host, regions, pool, limits, (line) => (node === null ? console.warn(line) : node.log(line)));
-    node = new TcpTransport(server, regions, pool, host, timeoutMs);
-    return node;
+    const logger = options.logger ?? createLogger();
+    const server = await TcpServer.listen(host, regions, pool, limits, (line) => logger.warn(line));
+    return new TcpTransport(server, regions, pool, host, timeoutMs);
   }
 
   /** What the node's server holds now (connections, queued answer bytes, refusals). */
