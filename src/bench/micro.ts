@@ -18,6 +18,7 @@ import { checkProtocol, resolveConnection, storeConfig, type Connection, type Co
 import { freePort } from './engine/net.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RowProgress, type RunControl } from './engine/row.js';
+import { ConfigError } from '../errors.js';
 
 export type MicroPath = 'transport' | 'store' | 'both';
 /**
@@ -58,8 +59,8 @@ export interface MicroOptions extends ConnectionOptions, RunControl {
   maxBytes?: number;
 }
 
-export class MicroConfigError extends Error {
-  override readonly name = 'MicroConfigError';
+export class MicroConfigError extends ConfigError {
+  override name = 'MicroConfigError';
 }
 
 /** The resolved parameters of one block size's micro rows. */
@@ -103,7 +104,7 @@ export function resolveMicro(options: MicroOptions & { blockSize?: number }): Mi
   const pattern = options.pattern ?? MICRO_DEFAULTS.pattern;
   if (pattern !== 'spread' && pattern !== 'hot') throw new MicroConfigError(`pattern must be spread or hot, got ${String(pattern)}`);
   if (pattern === 'hot' && path !== 'transport') {
-    throw new MicroConfigError(`pattern hot (ucx_perftest's one-buffer pattern) measures the transport path only, not --path ${path}: use --path transport`);
+    throw new MicroConfigError(`pattern hot (ucx_perftest's one-buffer pattern) measures the transport path only, not {path} ${path}: use {path} transport`);
   }
   for (const [name, v] of [['blockSize', blockSize], ['batchSize', batchSize], ['threads', threads]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new MicroConfigError(`${name} must be a positive integer, got ${v}`);
@@ -125,7 +126,7 @@ export function resolveMicro(options: MicroOptions & { blockSize?: number }): Mi
   const need = microBytes(point);
   if (need > maxBytes) {
     throw new MicroConfigError(
-      `block ${blockSize} B x ${point.blocks} blocks plus ${threads} x ${batchSize} blocks of worker buffers need about ${(need / 2 ** 30).toFixed(2)} GiB, over --max-bytes ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower --block-size, --batch-size or --threads, or raise --max-bytes`,
+      `block ${blockSize} B x ${point.blocks} blocks plus ${threads} x ${batchSize} blocks of worker buffers need about ${(need / 2 ** 30).toFixed(2)} GiB, over {maxBytes} ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower {blockSize}, {batchSize} or {threads}, or raise {maxBytes}`,
     );
   }
   return point;

@@ -16,6 +16,7 @@ import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
+import { ConfigError } from '../errors.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
 
@@ -42,8 +43,8 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   directory?: string;
 }
 
-export class SweepConfigError extends Error {
-  override readonly name = 'SweepConfigError';
+export class SweepConfigError extends ConfigError {
+  override name = 'SweepConfigError';
 }
 
 export const DEFAULT_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
@@ -112,7 +113,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const total = producerBytes + Math.max(widestSet, widestRead);
   if (total > maxBytes) {
     throw new SweepConfigError(
-      `this run needs about ${(total / 2 ** 30).toFixed(2)} GiB of pools (producer ${(producerBytes / 2 ** 30).toFixed(2)} GiB for a working set of ${workingSet} pages, consumers ${(Math.max(widestSet, widestRead) / 2 ** 30).toFixed(2)} GiB), over --max-bytes ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower --working-set, --page-size, --batch-size or the largest concurrency, or raise --max-bytes`,
+      `this run needs about ${(total / 2 ** 30).toFixed(2)} GiB of pools (producer ${(producerBytes / 2 ** 30).toFixed(2)} GiB for a working set of ${workingSet} pages, consumers ${(Math.max(widestSet, widestRead) / 2 ** 30).toFixed(2)} GiB), over {maxBytes} ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower {workingSet}, {pageBytes}, {batchSize} or the largest of {concurrencies}, or raise {maxBytes}`,
     );
   }
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).

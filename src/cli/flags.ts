@@ -65,3 +65,14 @@ export const hicacheArgs = {
 export const opArg = { op: { type: 'string', description: 'Operation: get, set or exists', default: 'get', valueHint: 'get|set|exists' } } as const satisfies ArgsDef;
 
 export { LOG_LEVELS };
+
+/** Option names whose flag is not their kebab-case spelling. */
+const FLAG_OF_OPTION: Record<string, string> = {
+  pageBytes: '--page-size',
+  concurrencies: '--concurrencies',
+};
+
+/** The flag that sets an option of the library (`maxBytes` → `--max-bytes`). */
+export function flagFor(option: string): string {
+  return FLAG_OF_OPTION[option] ?? `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}

@@ -14,6 +14,8 @@ import { plotReport } from '../bench/report/plot.js';
 import { renderConsole, renderJson } from '../bench/report/render.js';
 import { artifactName, describeFsError, OutDirError, prepareOutDir, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
 import type { Logger, LogLevel } from '../log.js';
+import { ConfigError, PeercacheError } from '../errors.js';
+import { flagFor } from './flags.js';
 import { TransportError } from '../transport/types.js';
 import { UsageError } from './parse.js';
 import { colorFor, createProgress, phaseNamer } from './progress.js';
@@ -136,11 +138,18 @@ export type ConfigErrorClass = abstract new (...args: never[]) => Error;
  * Our own errors as the program's: a configuration error becomes a usage error (exit 2), a
  * protocol this host cannot run keeps its message and code (exit 1), anything else is left as is.
  */
+/** An error's message with the options it names written as this CLI's flags. */
+export function asFlags(err: unknown): string {
+  return err instanceof PeercacheError ? err.render(flagFor) : (err as Error).message;
+}
+
 export function toProgramError(err: unknown, configError?: ConfigErrorClass): unknown {
-  if (configError && err instanceof configError) return new UsageError(err.message);
-  // A directory that would be open to other hosts without a token: the fix is a flag.
-  if ((err as { code?: unknown } | null)?.code === 'ERR_AUTH_REQUIRED') return new UsageError((err as Error).message);
-  if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') return Object.assign(new Error(err.message), { code: err.code });
+  // Configuration errors (a directory open to other hosts without a token among them): the fix is a flag.
+  if (err instanceof ConfigError || (configError && err instanceof configError)) return new UsageError(asFlags(err));
+  if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') {
+    return Object.assign(new Error(`${err.render(flagFor)}. \`peercache-bench doctor\` shows what this host can run`), { code: err.code });
+  }
+  if (err instanceof PeercacheError) return Object.assign(new Error(err.render(flagFor)), { code: err.code });
   return err;
 }
 

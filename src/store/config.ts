@@ -9,6 +9,7 @@ import { parseDirectoryChoice } from './directory/url.js';
 import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';
+import { ConfigError } from '../errors.js';
 
 export interface PeerCacheStoreConfig {
   /** host:port of the embedded discovery/directory service; the first node there serves it. Not needed with a Redis directoryUrl. */
@@ -70,8 +71,8 @@ export const CONFIG_KEYS: ReadonlySet<string> = new Set(Object.keys(CONFIG_KEY_T
 
 export const DEFAULT_MAX_BYTES = 8 * 2 ** 30;
 
-export class StoreConfigError extends Error {
-  override readonly name = 'StoreConfigError';
+export class StoreConfigError extends ConfigError {
+  override name = 'StoreConfigError';
 }
 
 function checkInt(name: string, v: unknown, min: number): void {

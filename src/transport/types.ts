@@ -12,6 +12,7 @@ export type Protocol = 'rdma' | 'shm' | 'tcp';
 export const PROTOCOLS: readonly Protocol[] = ['rdma', 'shm', 'tcp'];
 
 import type { Logger } from '../log.js';
+import { PeercacheError, type ErrorCode } from '../errors.js';
 
 export interface TransportOptions {
   protocol: Protocol;
@@ -111,12 +112,10 @@ export interface TransportNode {
 }
 
 /** Error with a stable `code` (ERR_PROTOCOL_UNAVAILABLE, ERR_TIMEOUT, ERR_OUT_OF_RANGE, ...). */
-export class TransportError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'TransportError';
-    this.code = code;
+export class TransportError extends PeercacheError {
+  override name = 'TransportError';
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
   }
 }
 

@@ -170,11 +170,11 @@ export class UcxTransport implements TransportNode {
     try {
       binding = requireNative();
     } catch (err) {
-      throw new TransportError('ERR_PROTOCOL_UNAVAILABLE', `protocol '${options.protocol}' cannot run here: ${(err as Error).message}. Use --protocol tcp (smoke test only)`);
+      throw new TransportError('ERR_PROTOCOL_UNAVAILABLE', `protocol '${options.protocol}' cannot run here: ${(err as Error).message}. Use {protocol} tcp (smoke test only)`);
     }
     const ucx = binding.ucx();
     if (!ucx.available) {
-      throw new TransportError('ERR_PROTOCOL_UNAVAILABLE', `protocol '${options.protocol}' cannot run here: ${ucx.error}. Or use --protocol tcp (smoke test only)`);
+      throw new TransportError('ERR_PROTOCOL_UNAVAILABLE', `protocol '${options.protocol}' cannot run here: ${ucx.error}. Or use {protocol} tcp (smoke test only)`);
     }
     let context: NativeContext;
     try {

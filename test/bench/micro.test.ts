@@ -7,6 +7,7 @@ import { microBlocks, microBytes, resolveMicro, MicroConfigError } from '../../s
 import type { Report } from '../../src/bench/report/types.js';
 import { SMOKE_LABEL } from '../../src/bench/report/types.js';
 import { runCli } from '../helpers/cli.js';
+import { flagFor } from '../../src/cli/flags.js';
 import { errorsOf, validate } from '../helpers/schema.js';
 
 const dirs: string[] = [];
@@ -107,14 +108,14 @@ test('the plan: both paths over the same span of blocks; the memory guard', () =
   assert.is(p.durationS, 5);
   assert.is(p.warmupS, 1);
   assert.ok(microBytes(p) > 512 * 131072 * 2);
-  assert.throws(() => resolveMicro({ protocol: 'shm', blockSize: 1 << 20, batchSize: 4096, maxBytes: 1 << 30 }), (e: unknown) => e instanceof MicroConfigError && /--max-bytes/.test((e as Error).message));
+  assert.throws(() => resolveMicro({ protocol: 'shm', blockSize: 1 << 20, batchSize: 4096, maxBytes: 1 << 30 }), (e: unknown) => e instanceof MicroConfigError && /raise maxBytes$/.test((e as Error).message) && /raise --max-bytes$/.test(e.render(flagFor)));
   assert.throws(() => resolveMicro({ protocol: 'shm', threads: 0 }), (e: unknown) => e instanceof MicroConfigError);
   // hot: one remote block, one local block per worker; the store path has no hot pattern.
   const hot = resolveMicro({ protocol: 'shm', pattern: 'hot', blockSize: 131072, threads: 4 });
   assert.is(hot.blocks, 1);
   assert.is(microBytes(hot), 131072 + 4 * 131072);
   assert.is(resolveMicro({ protocol: 'shm' }).pattern, 'spread');
-  assert.throws(() => resolveMicro({ protocol: 'shm', pattern: 'hot', path: 'store' }), (e: unknown) => e instanceof MicroConfigError && /--path transport/.test((e as Error).message));
+  assert.throws(() => resolveMicro({ protocol: 'shm', pattern: 'hot', path: 'store' }), (e: unknown) => e instanceof MicroConfigError && /use path transport/.test((e as Error).message) && /use --path transport/.test(e.render(flagFor)));
 });
 
 test.after(async () => {

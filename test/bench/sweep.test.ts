@@ -56,7 +56,7 @@ test('bad options are clear errors before anything starts', async () => {
   const cases: [Partial<SweepOptions>, RegExp][] = [
     [{ concurrencies: [] }, /concurrencies must be a non-empty list/],
     [{ concurrencies: [0] }, /concurrencies must be a non-empty list/],
-    [{ pageBytes: 1 << 30 }, /over --max-bytes/],
+    [{ pageBytes: 1 << 30 }, /over maxBytes .*: lower workingSet, pageBytes, batchSize or the largest of concurrencies, or raise maxBytes$/],
     [{ batchSize: 0 }, /batchSize must be a positive integer/],
   ];
   for (const [opts, pattern] of cases) {

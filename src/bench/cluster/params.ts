@@ -7,6 +7,7 @@ import type { Layout } from '../../store/host-pool.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Protocol } from '../../transport/types.js';
 import { resolveDevices, type ConnectionOptions } from '../engine/connection.js';
+import { ConfigError } from '../../errors.js';
 
 /** The connection and page parameters both subcommands take. */
 export interface DistCommonOptions extends ConnectionOptions {
@@ -144,6 +145,6 @@ export function commonDefaults(o: DistCommonOptions): Required<Pick<DistCommonOp
 }
 
 /** A bad option value or combination; the CLI turns it into a usage error. */
-export class DistConfigError extends Error {
-  override readonly name = 'DistConfigError';
+export class DistConfigError extends ConfigError {
+  override name = 'DistConfigError';
 }

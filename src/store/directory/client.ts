@@ -17,6 +17,7 @@ import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, Rem
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseLookupResult } from './messages.js';
 import type { Frame } from './framing.js';
+import { PeercacheError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Op, Request, ResultMap } from './messages.js';
 
@@ -38,15 +39,14 @@ export interface EmbeddedDirectoryOptions {
   onConnectionLost?: (reason: string) => void;
 }
 
-/** A connect / request error; `code` is the socket error code where there is one (ECONNREFUSED, ...). */
-export class DirectoryError extends Error {
-  constructor(
-    message: string,
-    readonly code?: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'DirectoryError';
+/**
+ * A connect / request error; `code` is ERR_TIMEOUT past a deadline, else the socket error's code
+ * where there is one (ECONNREFUSED, ...), EAUTH for a refused token, EPROTO for a protocol error.
+ */
+export class DirectoryError extends PeercacheError {
+  override name = 'DirectoryError';
+  constructor(message: string, code = 'ERR_DIRECTORY', options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
@@ -102,7 +102,7 @@ export class EmbeddedDirectory implements Directory {
 
   /**
    * Connects and says hello (version, token). Rejects with a DirectoryError naming the address;
-   * its `code` is the socket error's (ECONNREFUSED when nobody listens), 'ETIMEDOUT' past the
+   * its `code` is the socket error's (ECONNREFUSED when nobody listens), 'ERR_TIMEOUT' past the
    * deadline, 'EAUTH' when the token is refused.
    */
   static async connect(options: EmbeddedDirectoryOptions): Promise<EmbeddedDirectory> {
@@ -117,7 +117,7 @@ export class EmbeddedDirectory implements Directory {
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
-          reject(new DirectoryError(`directory connect to ${where} timed out after ${timeoutMs} ms`, 'ETIMEDOUT'));
+          reject(new DirectoryError(`directory connect to ${where} timed out after ${timeoutMs} ms`, 'ERR_TIMEOUT'));
         }, timeoutMs);
         socket.once('connect', () => {
           clearTimeout(timer);
@@ -258,7 +258,7 @@ export class EmbeddedDirectory implements Directory {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new DirectoryError(`directory ${op} timed out after ${timeoutMs} ms (server ${this.where})`, 'ETIMEDOUT'));
+        reject(new DirectoryError(`directory ${op} timed out after ${timeoutMs} ms (server ${this.where})`, 'ERR_TIMEOUT'));
       }, timeoutMs);
       this.pending.set(id, { op, resolve, reject, timer });
       this.lastSentAt = Date.now();
@@ -340,7 +340,7 @@ export class EmbeddedDirectory implements Directory {
     this.heartbeat = setInterval(() => {
       if (this.lost !== null || Date.now() - this.lastSentAt < period) return;
       this.call('ping', { op: 'ping' }).catch((err: DirectoryError) => {
-        if (err.code === 'ETIMEDOUT') this.fail(`server unresponsive: ${err.message}`);
+        if (err.code === 'ERR_TIMEOUT') this.fail(`server unresponsive: ${err.message}`);
       });
     }, period);
     this.heartbeat.unref();

@@ -234,7 +234,7 @@ export class RedisDirectory implements Directory {
       await Promise.race([
         redis.connect(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DirectoryError(`timed out after ${connectTimeoutMs} ms`, 'ETIMEDOUT')), connectTimeoutMs);
+          timer = setTimeout(() => reject(new DirectoryError(`timed out after ${connectTimeoutMs} ms`, 'ERR_TIMEOUT')), connectTimeoutMs);
         }),
       ]);
       everReady = true;
@@ -462,7 +462,7 @@ export class RedisDirectory implements Directory {
       return new DirectoryError(`directory ${op} failed: the connection to redis ${this.where} is down; reconnecting`, 'ECONNLOST', { cause: err });
     }
     const timeout = /timed? ?out/i.test(e.message ?? '');
-    const code = timeout ? 'ETIMEDOUT' : /^INUSE /.test(e.message ?? '') ? 'refused' : (e.code ?? 'EREDIS');
+    const code = timeout ? 'ERR_TIMEOUT' : /^INUSE /.test(e.message ?? '') ? 'refused' : (e.code ?? 'EREDIS');
     const message = (e.message ?? String(err)).replace(/^INUSE /, '');
     return new DirectoryError(`directory ${op} failed (redis ${this.where}): ${message}`, code, { cause: err });
   }
@@ -523,7 +523,7 @@ export class RedisDirectory implements Directory {
         const reply = await Promise.race([
           call,
           new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new DirectoryError(`heartbeat unanswered for ${this.ttlMs} ms`, 'ETIMEDOUT')), this.ttlMs);
+            timer = setTimeout(() => reject(new DirectoryError(`heartbeat unanswered for ${this.ttlMs} ms`, 'ERR_TIMEOUT')), this.ttlMs);
           }),
         ]);
         if (!Array.isArray(reply) || reply.length < 3) throw new DirectoryError('directory tick: malformed reply from Redis', 'EPROTO');

@@ -18,6 +18,7 @@ import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, Rem
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, checkRequest, encodeLookupResult, parseNodeInfo, parseRequest } from './messages.js';
 import type { Frame } from './framing.js';
+import { ConfigError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Request, RequestOf, ResultMap } from './messages.js';
 import { isLoopback } from '../loopback.js';
@@ -69,13 +70,13 @@ export const DIRECTORY_SERVER_DEFAULTS = {
 } as const;
 
 /** Binding a non-loopback address without an auth token is refused (code ERR_AUTH_REQUIRED). */
-export class AuthRequiredError extends Error {
-  override readonly name = 'AuthRequiredError';
-  readonly code = 'ERR_AUTH_REQUIRED';
+export class AuthRequiredError extends ConfigError {
+  override name = 'AuthRequiredError';
+  override readonly code = 'ERR_AUTH_REQUIRED';
   constructor(host: string, port: number) {
     super(
       `refusing to serve the directory on ${host}:${port} without an auth token: other hosts could join, publish and learn region access tokens. ` +
-        'Set the same secret on every node (--auth-token <secret>, or PEERCACHE_AUTH_TOKEN in the environment), or opt out on a trusted network with --insecure',
+        'Set the same secret on every node ({authToken} <secret>, or PEERCACHE_AUTH_TOKEN in the environment), or opt out on a trusted network with {insecure}',
     );
   }
 }
