@@ -1,6 +1,6 @@
 // Keep the prebuild loadable on glibc 2.28 (RHEL 8, Ubuntu 20.04, Debian 10) although it is built on a
 // newer glibc: symbols that moved into libc in 2.34 would otherwise bind to GLIBC_2.34. The old
-// versions still exist in every later glibc. Measured with `objdump -T`; see test/prebuild.test.ts.
+// versions still exist in every later glibc. Measured with `objdump -T`; see test/package/prebuild.test.ts.
 #pragma once
 
 #if defined(__linux__) && defined(__x86_64__) && defined(__GLIBC__)

@@ -1,5 +1,5 @@
 /**
- * The data plane against ucx_perftest, side by side in one run (issue 4's speed check).
+ * The data plane against ucx_perftest, side by side in one run.
  *
  *   npx tsx scripts/bench-dataplane.ts [--seconds 1] [--rounds 5] [--out bench-results/dataplane-shm.md]
  *

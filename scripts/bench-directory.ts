@@ -1,5 +1,5 @@
 /**
- * Directory benchmark: embedded vs Redis (issue 8).
+ * Directory benchmark: embedded vs Redis (the directory's speed check: round trips per batch, embedded vs Redis).
  *
  *   npx tsx scripts/bench-directory.ts [--seconds 3] [--rounds 3] [--keys 10000] [--parts 1,2,3] [--out bench-results/directory-redis.md]
  *

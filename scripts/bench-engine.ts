@@ -1,5 +1,5 @@
 /**
- * The engine must never be the bottleneck (issue 6): a row of the real engine (piscina worker,
+ * The engine must never be the bottleneck: a row of the real engine (piscina worker,
  * shared start/stop flag, SharedArrayBuffer histogram) with a no-op operation, and the cost of one
  * histogram record next to hdr-histogram-js's recordValue, measured side by side in one run.
  *

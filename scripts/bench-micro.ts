@@ -1,5 +1,5 @@
 /**
- * micro's speed checks (issue 7), side by side in one run, repeated and reduced to medians:
+ * micro's speed checks , side by side in one run, repeated and reduced to medians:
  *
  *   npx tsx scripts/bench-micro.ts [--runs 5] [--duration 3] [--warmup 1] [--block-size 131072] [--out bench-results/micro-speed.md]
  *

@@ -1,5 +1,5 @@
 /**
- * The store's read path against the bare data-plane READ of the same bytes (issue 5's speed
+ * The store's read path against the bare data-plane READ of the same bytes (the store's speed
  * check), side by side in one run, on shm: mla 128 KiB pages, batch 32, one reader thread, the
  * producer in its own process.
  *

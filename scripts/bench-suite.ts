@@ -1,5 +1,5 @@
 /**
- * The suite's speed checks (issue 6), side by side in one run on shm with the seed's parameters
+ * The suite's speed checks , side by side in one run on shm with the seed's parameters
  * (mla, 128 KiB pages, batch 32):
  * - the get PEAK of a saturation sweep against the bare data-plane READ (micro transport-read) at
  *   the same block and batch: target >= 0.85;

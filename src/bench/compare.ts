@@ -17,7 +17,7 @@ import { measureMicro, microNotes, resolveMicro, type MicroPoint } from './micro
 import { MOONCAKE_MISSING, mooncakeNotes, mooncakeSeconds, runMooncakeRow, type MooncakeOptions } from './mooncake.js';
 import type { RunControl } from './engine/row.js';
 
-/** §1.2 D of the original. */
+/** The block sizes the original PeerCache compare used (4 KiB, 64 KiB, 1 MiB). */
 export const COMPARE_DEFAULT_BLOCK_SIZES = [4096, 65536, 1048576];
 
 export interface CompareStage {

@@ -1,6 +1,6 @@
 /**
  * The data-plane contract every transport implements (UCX `rdma`/`shm` in ucx.ts, the pure
- * TypeScript `tcp` fallback in tcp.ts). The store above uses only this file's types.
+ * TypeScript `tcp` fallback in tcp/). The store sees transports only through this file.
  *
  * Model: one `TransportNode` per thread that moves data. A node publishes memory peers can READ
  * (`allocate`), registers local memory as READ destination / WRITE source (`register`), and opens

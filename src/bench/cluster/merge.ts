@@ -1,7 +1,7 @@
 /**
  * One row from the rows N driver processes measured in the same window (--processes N).
  *
- * The original summed each process's rate over its own, unaligned window (reference §6.2). Here
+ * The original PeerCache bench summed each process's rate over its own, unaligned window. Here
  * the processes started their warmup at one common wall-clock time, so their windows overlap;
  * the merged row adds the counters, merges the latency histograms (percentiles of the union of
  * samples, not averaged percentiles), and divides by the union of the windows: from the earliest

@@ -2,7 +2,7 @@
  * Which address a dist node advertises. The original auto-detected it by connecting a UDP
  * socket towards the discovery host; for `--discovery-addr 0.0.0.0:P` (its documented command)
  * that yields 127.0.0.1, so the serve node told remote readers to READ from their own loopback
- * (reference §1.6). Here a serve node that would advertise loopback to other hosts refuses, and
+ * (a defect of the original PeerCache bench). Here a serve node that would advertise loopback to other hosts refuses, and
  * says which flag fixes it.
  */
 import { createSocket } from 'node:dgram';

@@ -1,8 +1,9 @@
 /**
- * `EmbeddedDirectory`: the Directory a node uses to talk to a DirectoryServer over one TCP
+ * `EmbeddedDirectory` (a client, despite its name: the directory it talks to is embedded in some
+ * node's process): the Directory a node uses to talk to a DirectoryServer over one TCP
  * connection. Requests are pipelined (matched by request id) and each has a deadline.
  *
- * Failure model, deliberately simple (reference §2.8 §6.1: the original reconnected and retried,
+ * Failure model, deliberately simple (the original PeerCache client reconnected and retried,
  * running non-idempotent calls twice, and blocked forever when nobody answered):
  * - a request that gets no answer in `requestTimeoutMs` rejects; it is never retried;
  * - when the connection drops, every pending request rejects with "directory connection lost: …"

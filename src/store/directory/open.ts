@@ -10,7 +10,7 @@
  * directory standalone (`peercache-bench serve`, i.e. `DirectoryServer.listen`) and let every
  * node join it.
  *
- * Unlike the original (reference §2.10), opening never blocks forever: it makes a bounded number
+ * Unlike the original PeerCache, whose discovery client retried forever, opening never blocks forever: it makes a bounded number
  * of attempts and then fails naming the address.
  */
 import { DirectoryServer } from './server.js';

@@ -2,7 +2,8 @@
  * The embedded discovery + directory server: membership and the key → Location map, in one
  * process, on one event loop (every operation is applied atomically between I/O callbacks).
  *
- * Departures from the original (reference §2.8–2.10, §6.1), on purpose:
+ * Departures from the original PeerCache's discovery server (which kept members by TTL, merged
+ * stale masters and spoke unversioned frames), on purpose:
  * - a node is its connection: when the connection that joined a node closes (leave, crash,
  *   SIGKILL) the node and all its entries go at once, and every other member gets `node-left`;
  *   no TTL guessing, no union of stale masters;
