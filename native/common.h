@@ -47,6 +47,8 @@ struct SharedContext {
   std::string tls;
   std::string netDevices;
   ucp_context_h context = nullptr;
+  // This context's memory domain names by index (segment_check.h).
+  std::vector<std::string> mdNames;
   int refs = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include "segment_check.h"
 #include "glibc_compat.h"
 
 namespace peercache {
@@ -131,6 +132,7 @@ SharedContext* AcquireContext(const ContextOptions& o, std::string* error) {
     delete sc;
     return nullptr;
   }
+  sc->mdNames = ParseMdNames(DescribeContext(sc->context));
   sc->refs = 1;
   g_contexts->push_back(sc);
   pthread_mutex_unlock(&g_contextsMutex);

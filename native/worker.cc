@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "common.h"
+#include "segment_check.h"
 #include "descriptor.h"
 #include "peer_blobs.h"
 
@@ -382,6 +383,9 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
     std::string bad = DecodeDescriptor(blob.Data(), blob.ByteLength(), &d);
     if (bad.empty()) bad = CheckPackedRkey(d.rkey, d.rkeySize);
     if (!bad.empty()) return ThrowError(env, "invalid region descriptor: " + bad, "ERR_BAD_RKEY");
+    // UCX dies on an rkey it cannot unpack (see segment_check.h): find out first.
+    bad = CheckPeerSegments(d.rkey, d.rkeySize, ep_->worker->shared->mdNames);
+    if (!bad.empty()) return ThrowError(env, "the peer's region cannot be mapped: " + bad, "ERR_BAD_RKEY");
     ucp_rkey_h rkey = nullptr;
     ucs_status_t st = Ucx().ucp_ep_rkey_unpack(ep_->ep, d.rkey, &rkey);
     if (st != UCS_OK) {

@@ -32,7 +32,10 @@ export function parseLanes(info: string): string[] {
 class UcxPublished implements PublishedRegion {
   readonly bytes: Uint8Array;
   readonly length: number;
-  constructor(readonly native: NativeRegion) {
+  constructor(
+    readonly native: NativeRegion,
+    private readonly onFree: (region: UcxPublished) => void,
+  ) {
     this.bytes = new Uint8Array(native.buffer as ArrayBuffer);
     this.length = native.length;
   }
@@ -40,6 +43,7 @@ class UcxPublished implements PublishedRegion {
     return this.native.descriptor();
   }
   free(): void {
+    this.onFree(this);
     this.native.free();
   }
 }
@@ -153,6 +157,13 @@ export class UcxEndpoint implements Endpoint {
 export class UcxTransport implements TransportNode {
   readonly smokeOnly = false;
   private closed = false;
+  /**
+   * Every region this node published and has not freed. Peers hold its descriptor and READ it
+   * whenever they like: it must not be unmapped because the caller dropped its object and the
+   * collector ran (that unmapped a producer's region under its readers, who then crashed inside
+   * UCX). It lives until free() or close().
+   */
+  private readonly published = new Set<UcxPublished>();
 
   private constructor(
     readonly protocol: Protocol,
@@ -224,7 +235,9 @@ export class UcxTransport implements TransportNode {
 
   allocate(bytes: number, options: { remoteWritable?: boolean } = {}): PublishedRegion {
     try {
-      return new UcxPublished(this.context.allocate(bytes, options.remoteWritable === true));
+      const region = new UcxPublished(this.context.allocate(bytes, options.remoteWritable === true), (r) => this.published.delete(r));
+      this.published.add(region);
+      return region;
     } catch (err) {
       throw asTransportError(err);
     }
@@ -246,6 +259,7 @@ export class UcxTransport implements TransportNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const region of [...this.published]) region.free();
     this.worker.close();
     this.context.close();
   }

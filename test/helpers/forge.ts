@@ -3,7 +3,7 @@
  * a garbage or foreign worker address — each with its checksum recomputed, so only the checks that
  * look at the content (not the checksum) can refuse it.
  */
-export type ForgedDescriptorKind = 'base-moved' | 'short-rkey';
+export type ForgedDescriptorKind = 'base-moved' | 'short-rkey' | 'segment-id';
 export type ForgedAddressKind = 'garbage-address' | 'address-version' | 'ucx-version';
 
 const ADDRESS_ENVELOPE_MAGIC = 0x41574350; // 'PCWA'
@@ -26,6 +26,24 @@ export function forgeDescriptor(descriptor: Buffer, kind: ForgedDescriptorKind):
   if (kind === 'base-moved') {
     d.writeBigUInt64LE(d.readBigUInt64LE(8) + (1n << 40n), 8);
     return resum(d);
+  }
+  if (kind === 'segment-id') {
+    // The sysv domain's key (12 bytes) starts with its segment id: one that names no segment, as a
+    // peer that lies (or restarted) would give. Packed rkey: u64 domain map, u8 memory type, then
+    // per domain a size byte and its key.
+    const rkey = d.subarray(32);
+    const map = rkey.readBigUInt64LE(0);
+    let off = 9;
+    for (let bit = 0n; bit < 64n; bit++) {
+      if (!((map >> bit) & 1n)) continue;
+      const size = rkey[off];
+      if (size === 12) {
+        rkey.writeUInt32LE(0x7ffffff0, off + 1);
+        return resum(d);
+      }
+      off += 1 + size;
+    }
+    throw new Error('no 12-byte (sysv) key in this rkey');
   }
   const out = Buffer.concat([d.subarray(0, 32), Buffer.from([0x0b, 0, 0, 0])]);
   out.writeUInt32LE(4, 24);
