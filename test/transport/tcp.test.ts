@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type Endpoint, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';
-import { fillPattern, findMismatch } from '../fixtures/tcp-publisher.js';
+import { fillPattern, findMismatch } from '../../src/bench/engine/pattern.js';
 import { closedByPeer, rawConnect, rawHello, rawRequest, readExactly, within } from './tcp-raw.js';
 
 const MiB = 1 << 20;
@@ -61,7 +61,7 @@ function permutation(n: number, seed: number): number[] {
 }
 
 function assertPage(view: Uint8Array, seed: number, viewOffset: number, patternOffset: number, what: string): void {
-  const bad = findMismatch(view, seed, viewOffset, patternOffset, PAGE);
+  const bad = findMismatch(view, seed, patternOffset, viewOffset, PAGE);
   if (bad !== -1) assert.unreachable(`${what}: byte ${bad} of the page differs`);
 }
 
@@ -712,7 +712,7 @@ test('a batch over the frame limits is split and still lands whole', async () =>
     const q = new Float64Array(n * 4);
     for (let i = 0; i < n; i++) q.set([i * 16, 0, (n - 1 - i) * 16, 16], i * 4);
     await ep.read(remote, [local], q, n);
-    for (let i = 0; i < n; i++) if (findMismatch(dst, 17, (n - 1 - i) * 16, i * 16, 16) !== -1) assert.unreachable(`op ${i}`);
+    for (let i = 0; i < n; i++) if (findMismatch(dst, 17, i * 16, (n - 1 - i) * 16, 16) !== -1) assert.unreachable(`op ${i}`);
     dst.reverse();
     await ep.write(remote, [local], ops([0, 0, 0, n * 16]), 1);
     assert.ok(Buffer.from(published.bytes).equals(Buffer.from(dst)));
