@@ -243,7 +243,7 @@ test('--processes 2: a driver process killed mid-row fails that row with the rea
     const { report } = await readReport(dir);
     const [first, second] = report.results;
     assert.not.ok(first.ok);
-    assert.match(first.note, /process \d: drive process \d \(pid \d+\) exited \(SIGKILL\)/);
+    assert.match(first.note, /process \d: drive process \d \(pid \d+\) exited \(killed by SIGKILL\)/);
     assert.ok(second.ok, second.note);
     assert.is(second.threads, 4);
   } finally {
