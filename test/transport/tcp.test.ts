@@ -1,4 +1,5 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { ChildProc } from '../../src/bench/child-process.js';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -74,34 +75,13 @@ interface Publisher {
 }
 
 async function spawnPublisher(bytes: number, seed: number): Promise<Publisher> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', fixture, String(bytes), String(seed)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  let buffered = '';
-  const lines: string[] = [];
-  const waiters: ((line: string) => void)[] = [];
-  proc.stdout.on('data', (c: Buffer) => {
-    buffered += c.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      const w = waiters.shift();
-      if (w !== undefined) w(line);
-      else lines.push(line);
-    }
-  });
+  // Every stdout line is a message, in order: the JSON address line, then the answers ("freed").
+  const child = new ChildProc<string>({ label: 'the publisher child', command: process.execPath, args: ['--import', 'tsx', fixture, String(bytes), String(seed)], lifetime: 'stdin', parseMessage: (l) => l });
+  const proc = child.proc as ChildProcessWithoutNullStreams;
   const nextLine = (): Promise<string> =>
-    within(
-      new Promise<string>((resolve, reject) => {
-        const l = lines.shift();
-        if (l !== undefined) return resolve(l);
-        waiters.push(resolve);
-        proc.once('exit', (code, signal) => reject(new Error(`publisher exited (${code ?? signal}): ${stderr}`)));
-      }),
-      30_000,
-      'the publisher child',
-    );
+    child.next(() => true, 30_000, 'line from the publisher child').catch((err: Error) => {
+      throw new Error(err.message.startsWith('exited') ? `publisher ${err.message}: ${child.stderr()}` : `the publisher child: ${err.message}`);
+    });
   try {
     const first = JSON.parse(await nextLine()) as { address: string; descriptor: string; length: number };
     return {

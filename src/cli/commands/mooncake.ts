@@ -55,9 +55,9 @@ export function mooncakeFromArgs(args: Args): Pick<MooncakeOptions, 'bin' | 'met
 export default defineCommand({
   meta: { name: 'mooncake', description: "Mooncake's official transfer_engine_bench (target + initiator on this host), reported in our schema" },
   args: {
-    protocol: { type: 'string', description: 'Our protocol the row is matched to: rdma, shm or tcp (Mooncake runs tcp for shm and tcp)', default: 'rdma', valueHint: 'rdma|shm|tcp' },
+    protocol: { type: 'string', description: "Our protocol the row is matched to: rdma, shm or tcp (Mooncake runs tcp for shm and tcp: a smoke row; the row fails if Mooncake's log shows another transport than it was asked for)", default: 'rdma', valueHint: 'rdma|shm|tcp' },
     'device-name': { type: 'string', description: 'RDMA device(s) for Mooncake --device_name (default: --auto_discovery)', default: '', valueHint: 'dev' },
-    'local-host': { type: 'string', description: 'Address both Mooncake sides bind and advertise (MC_TCP_BIND_ADDRESS)', default: '127.0.0.1', valueHint: 'addr' },
+    'local-host': { type: 'string', description: 'Address both Mooncake sides bind and advertise (--local_server_name; MC_TCP_BIND_ADDRESS with a metadata server); IPv6 as ::1 or [::1] (sets MC_USE_IPV6=1)', default: '127.0.0.1', valueHint: 'addr' },
     'block-size': { type: 'string', description: 'Bytes per request; k/m suffixes allowed', default: String(MOONCAKE_DEFAULTS.blockSize), valueHint: 'bytes' },
     ...microRunArgs,
     threads: { type: 'string', description: `Mooncake initiator threads (1 here, matching peercache micro's one thread; transfer_engine_bench's own default is ${MOONCAKE_OWN_DEFAULTS.threads})`, default: String(MOONCAKE_DEFAULTS.threads), valueHint: 'n' },
