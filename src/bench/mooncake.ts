@@ -205,7 +205,10 @@ export function judgeTransport(asked: string, target: InstalledTransports, initi
   return {
     used,
     transports,
-    mismatch: `Mooncake was asked for --protocol=${asked} but ran ${used}${why.length ? ` (${why.join('; ')})` : ''}; ${sides}; no figure is published under a transport it did not use`,
+    mismatch:
+      used === asked
+        ? `Mooncake was asked for --protocol=${asked} but its target did not install it (${sides}); no figure is published under a transport it did not use`
+        : `Mooncake was asked for --protocol=${asked} but ran ${used}${why.length ? ` (${why.join('; ')})` : ''}; ${sides}; no figure is published under a transport it did not use`,
     unconfirmed: false,
   };
 }

@@ -215,6 +215,7 @@ test("the transport is read from Mooncake's own log lines", () => {
   const rdma = installedTransports('I… rdma_context.cpp:286] RDMA device: mlx5_0, LID: 0, GID: (GID_Index 3) 00\nI… installTransport, type=rdma');
   assert.equal(judgeTransport('rdma', rdma, rdma), { used: 'rdma', transports: ['mooncake/rdma'], mismatch: null, unconfirmed: false });
   assert.match(judgeTransport('tcp', installedTransports(''), installedTransports('')).mismatch ?? '', /names no installed transport/);
+  assert.match(judgeTransport('rdma', fallback, rdma).mismatch ?? '', /its target did not install it \(target installed tcp, initiator rdma\)/);
 });
 
 test('item 1: a silent RDMA -> TCP fallback (auto-discovery, 0 HCAs) fails the row and records tcp; with HCAs it is rdma', async () => {
@@ -230,6 +231,13 @@ test('item 1: a silent RDMA -> TCP fallback (auto-discovery, 0 HCAs) fails the r
   assert.equal(ok.row.transports, ['mooncake/rdma']);
   assert.not.ok(ok.row.smoke);
   await assertReaped(ok.log);
+  const dir = await tmp();
+  const cli = await runCli(['mooncake', '--mooncake-bin', fake, '--duration', '1', '--warmup', '0', '--out-dir', dir], { env: { FAKE_TE_SCALE: '0.25' } });
+  assert.is(cli.code, 1, 'the default --protocol rdma on a host without HCAs: a failed row, non-zero exit');
+  const rep = JSON.parse(await readFile(join(dir, (await readdir(dir)).find((f) => f.endsWith('.json'))!), 'utf8')) as Report;
+  assert.equal(rep.meta.transports, ['mooncake/tcp']);
+  assert.is(rep.meta.mooncake_transport, 'tcp');
+  assert.not.ok(rep.results[0].ok);
   const forced = await run('normal', { protocol: 'rdma', warmupS: 0 }, { FAKE_TE_HCAS: '1', MC_FORCE_TCP: '1' });
   assert.not.ok(forced.row.ok);
   assert.match(forced.row.note, /ran tcp \(MC_FORCE_TCP is set in its environment/);
