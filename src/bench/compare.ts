@@ -3,7 +3,8 @@
  * transfer_engine_bench (unless skipped) at matched block sizes, batch, threads, duration and
  * warmup, in one report: rows side by side per block size, each of our rows carrying
  * `extra.ratio_vs_mooncake` (our GB/s / Mooncake's GB/s at that block size; absent when Mooncake
- * did not run) and a per-block summary line in the notes. Mooncake threads default to ours (the
+ * did not run, or ran over another transport than ours — shm against Mooncake's TCP is no
+ * comparison) and a per-block summary line in the notes. Mooncake threads default to ours (the
  * original compared 1 thread against 4).
  */
 import { silentLogger } from '../log.js';
@@ -14,7 +15,7 @@ import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, type ConnectionOptions } from './engine/connection.js';
 import { measureMicro, microNotes, resolveMicro, type MicroPoint } from './micro.js';
-import { MOONCAKE_MISSING, mooncakeNotes, mooncakeSeconds, runMooncakeRow, type MooncakeOptions } from './mooncake.js';
+import { describeBinProblem, findMooncakeBin, MOONCAKE_HOWTO, MOONCAKE_MISSING, mooncakeNotes, mooncakeSeconds, runMooncakeRow, type MooncakeOptions } from './mooncake.js';
 import type { RunControl } from './engine/row.js';
 
 /** The block sizes the original PeerCache compare used (4 KiB, 64 KiB, 1 MiB). */
@@ -45,6 +46,8 @@ export interface CompareOptions extends ConnectionOptions, RunControl {
   maxBytes?: number;
   onStage?: (s: CompareStage) => void;
   onStatus?: (line: string) => void;
+  /** Something the user must know before the run starts (e.g. Mooncake is not installed). */
+  onNotice?: (line: string) => void;
 }
 
 /** True for a Mooncake row whose binary was not found (not a failure of anything that ran). */
@@ -52,7 +55,29 @@ export function isMooncakeMissing(row: Row): boolean {
   return row.system === 'mooncake' && !row.ok && row.note.startsWith(MOONCAKE_MISSING);
 }
 
-/** Our GB/s over Mooncake's at the same block size, on our ok rows; returns one summary line per size. */
+/**
+ * The transport a row's figure was carried by, as far as a ratio is concerned: our rows their
+ * protocol (shm, tcp, rdma); a Mooncake row the one its log says it used (`mooncake/<t>`).
+ */
+export function transportOf(row: Row): string | null {
+  if (row.system !== 'mooncake') return row.protocol;
+  const t = [...new Set(row.transports.map((x) => x.replace(/^mooncake\//, '')))];
+  return t.length === 1 ? t[0] : null;
+}
+
+/** Why two transports are not compared, or null when they are the same. */
+export function whyNoRatio(ours: string | null, mooncake: string | null): string | null {
+  if (ours !== null && ours === mooncake) return null;
+  if (ours === 'shm' && mooncake === 'tcp') return 'Mooncake has no shared-memory DRAM transport: a ratio would compare shared memory with TCP loopback, not the two implementations';
+  if (mooncake === null) return "Mooncake's transport is not known from its log";
+  return 'a ratio across transports compares the transports, not the two implementations';
+}
+
+/**
+ * Our GB/s over Mooncake's at the same block size, on our ok rows over the same transport as
+ * Mooncake's (otherwise the row says which two transports it would compare and why no ratio is
+ * given); returns one summary line per size.
+ */
 export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] {
   const lines: string[] = [];
   for (const size of blockSizes) {
@@ -61,13 +86,23 @@ export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] 
     const ours = at.filter((r) => r.system === 'peercache' && r.ok);
     const parts = ours.map((r) => `${r.path} ${r.throughput_gbps} GB/s`);
     if (mc) {
+      const mcT = transportOf(mc);
+      parts.push(`mooncake ${mc.throughput_gbps} GB/s over ${mcT ?? 'an unknown transport'}`);
+      const ratios: string[] = [];
       for (const r of ours) {
+        const why = whyNoRatio(transportOf(r), mcT);
+        if (why) {
+          const text = `no ratio vs mooncake: peercache ran ${transportOf(r)}, Mooncake ran ${mcT ?? 'an unknown transport'}; ${why}`;
+          r.note = r.note ? `${r.note}; ${text}` : text;
+          ratios.push(`${r.path}/mooncake: none (${transportOf(r)} vs ${mcT ?? '?'})`);
+          continue;
+        }
         const ratio = round(r.throughput_gbps / mc.throughput_gbps, 3);
         r.extra = { ...r.extra, ratio_vs_mooncake: ratio };
-        r.note = `${r.note}; ${ratio}x mooncake`;
+        r.note = r.note ? `${r.note}; ${ratio}x mooncake (both ${mcT})` : `${ratio}x mooncake (both ${mcT})`;
+        ratios.push(`${r.path}/mooncake = ${ratio}`);
       }
-      parts.push(`mooncake ${mc.throughput_gbps} GB/s`);
-      parts.push(ours.map((r) => `${r.path}/mooncake = ${r.extra?.ratio_vs_mooncake}`).join(', '));
+      parts.push(ratios.join(', '));
     } else {
       parts.push('mooncake: no figure');
     }
@@ -86,6 +121,10 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
   const p0 = points[0];
   const mooncakeThreads = options.mooncakeThreads ?? p0.threads;
   await checkProtocol(p0.connection);
+  // Whether Mooncake can run at all is known before anything is measured, and said up front.
+  const mcFound = options.skipMooncake ? null : findMooncakeBin(options.mooncake?.bin, { ...process.env, ...options.mooncake?.env });
+  const mooncakeAbsent = mcFound !== null && mcFound.path === null ? describeBinProblem(mcFound) : null;
+  if (mooncakeAbsent) options.onNotice?.(`Mooncake will not run: ${mooncakeAbsent}; its rows say so and carry no figure (${MOONCAKE_HOWTO}, or pass --skip-mooncake)`);
   const started = new Date();
   const host = collectLocalHost();
   const perSize = p0.paths.length + (options.skipMooncake ? 0 : 1);
@@ -142,11 +181,13 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
   }
   const summary = addRatios(rows, blockSizes);
   notes.push(
-    'side by side per block size; ratio = our GB/s / Mooncake GB/s at the same block size (extra.ratio_vs_mooncake, "Nx mooncake" in the note); store-get rows also carry extra.ratio_vs_transport',
+    'side by side per block size; ratio = our GB/s / Mooncake GB/s at the same block size, only where both ran over the same transport (extra.ratio_vs_mooncake, "Nx mooncake" in the note); store-get rows also carry extra.ratio_vs_transport',
     ...summary,
     ...microNotes(p0),
   );
-  if (!options.skipMooncake) {
+  const mooncakeRan = rows.some((r) => r.system === 'mooncake' && !isMooncakeMissing(r) && !/^(aborted by the user before|transfer_engine_bench cannot run)/.test(r.note));
+  if (mooncakeAbsent) notes.push(`Mooncake did not run: ${mooncakeAbsent}`);
+  if (!options.skipMooncake && mooncakeRan) {
     const mc = mooncakeSeconds(p0.durationS, p0.warmupS);
     notes.push(...mooncakeNotes(mooncakeThreads, mc.warmupS, mc.durationS, p0.durationS));
     if (mooncakeThreads !== p0.threads) notes.push(`NOT matched: Mooncake ran ${mooncakeThreads} threads against our ${p0.threads}`);

@@ -2,24 +2,31 @@
  * The Mooncake baseline: wraps kvcache-ai/Mooncake's own `transfer_engine_bench` (installed by
  * the user: `--mooncake-bin` or PATH) and reports its result as a row of our schema.
  *
- * Fixes to the original wrapper (reference §1.8, §6.2):
+ * What the wrapper does (and checks):
  * - threads and warmup default to ours (the original ran Mooncake with 4 threads against our 1,
- *   and no warmup); the warmup is a discarded initiator run against the same target, since the
- *   tool has no warmup of its own;
+ *   and no warmup; Mooncake's own default is 12 threads); the warmup is a discarded initiator run
+ *   against the same target — a separate process, so it warms the target side only;
  * - bytes are recomputed from `batch count × batch × block` over the duration Mooncake printed
- *   (its 2-decimal GB/s is off by up to ±25% at 4 KiB; the original also assumed the duration);
+ *   (its 2-decimal GB/s is off by up to ±25% at 4 KiB);
  * - no metadata server: the target runs in P2PHANDSHAKE mode and its segment id is read from its
- *   log (or `--metadata-url` is used as given);
- * - `MC_TCP_BIND_ADDRESS` keeps both sides on the local host's loopback (without it Mooncake
- *   advertises the first non-loopback address);
- * - every child runs in its own process group that is always reaped (SIGTERM, then SIGKILL of the
- *   whole group, also on timeout, Ctrl-C and exit), and its pipes are read while it runs.
+ *   log, IPv6 hosts printed bare (`::1:PORT`) or bracketed, passed back bracketed with
+ *   MC_USE_IPV6=1 (or `--metadata-url` is used as given, with `MC_TCP_BIND_ADDRESS` on the local host);
+ * - the transport is the one Mooncake's own log says it installed (`MC_FORCE_TCP is set`,
+ *   `Found N HCAs`, `installTransport, type=…`, `TcpTransport: listen on port`, `RDMA device: …`):
+ *   recorded in the row's `transports`, and the row fails when it is not the one asked for (the
+ *   silent RDMA → TCP fallback of `--auto_discovery`); Mooncake over TCP is smoke, like our tcp;
+ * - MC_LOG_DIR is removed from its environment (it would send the log we parse to files);
+ * - a binary that is missing, not a file or not executable is told apart;
+ * - every child runs behind a supervisor in its own process group (child-process.ts): always
+ *   reaped (SIGTERM, then SIGKILL of the whole group, on timeout, Ctrl-C and exit), and killed
+ *   with us even when we are SIGKILLed; its pipes are read while it runs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { isIPv6 } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { silentLogger, type Logger } from '../log.js';
 import type { Protocol } from '../transport/types.js';
+import { ChildProc, describeExit, type ChildExit } from './child-process.js';
 import { round } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, makeRow } from './report/metrics.js';
@@ -32,6 +39,9 @@ export const MOONCAKE_BIN_NAME = 'transfer_engine_bench';
 export const MOONCAKE_MISSING = `${MOONCAKE_BIN_NAME} not found`;
 export const MOONCAKE_HOWTO =
   'install Mooncake (pip install mooncake-transfer-engine, whose wheel ships transfer_engine_bench, or build kvcache-ai/Mooncake with BUILD_EXAMPLES=ON) and pass --mooncake-bin <path> or put it on PATH';
+
+/** transfer_engine_bench's own defaults (HEAD 3b5a5941), for help texts and notes. */
+export const MOONCAKE_OWN_DEFAULTS = { threads: 12, batchSize: 128, durationS: 10, bufferSize: 2 ** 30 };
 
 export const MOONCAKE_DEFAULTS = {
   blockSize: 65536,
@@ -108,183 +118,166 @@ export function parseTestCompleted(text: string): MooncakeResult | null {
 /** Bytes per second of one unit of Mooncake's --report_unit (GB = 10^9, Gb = 10^9 bits, ...). */
 export const REPORT_UNITS: Record<string, number> = { GB: 1e9, GiB: 2 ** 30, Gb: 1e9 / 8, MB: 1e6, MiB: 2 ** 20, Mb: 1e6 / 8, KB: 1e3, KiB: 1024, Kb: 1e3 / 8 };
 
-/** The target's `… listening on <host>:<port>` (IPv6 hosts come bracketed). */
-const LISTENING = /Transfer Engine RPC using [^,]*, listening on (\[[^\]]+\]|[^\s:]*):(\d+)/;
 
-// ------------------------------------------------------------------ finding the binary
+/**
+ * The target's `Transfer Engine RPC using …, listening on <host>:<port>`. Mooncake prints an IPv6
+ * host without brackets (`::1:15025`); a bracketed one is accepted too.
+ */
+const LISTENING = /Transfer Engine RPC using [^,]*, listening on (\S+?):(\d+)(?=[,\s]|$)/;
 
-function isExecutable(path: string): boolean {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
+/** `[::1]` or `::1` → `::1`; anything else as is. */
+export function bareHost(host: string): string {
+  const m = /^\[(.+)\]$/.exec(host.trim());
+  return m && isIPv6(m[1]) ? m[1] : host.trim();
 }
 
-/** The binary to run: an explicit path, or a name on PATH. null with where it looked. */
-export function findMooncakeBin(bin: string | undefined, env: NodeJS.ProcessEnv = process.env): { path: string | null; looked: string } {
-  const name = bin?.trim() || MOONCAKE_BIN_NAME;
-  if (name.includes('/')) {
-    const path = resolve(name);
-    return { path: isExecutable(path) ? path : null, looked: path };
-  }
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const path = join(dir, name);
-    if (isExecutable(path)) return { path, looked: 'PATH' };
-  }
-  return { path: null, looked: `${name} on PATH` };
+/** The segment id an initiator opens: `host:port`, an IPv6 host bracketed (`[::1]:15025`). */
+export function segmentId(host: string, port: number | string): string {
+  const h = bareHost(host);
+  return `${isIPv6(h) ? `[${h}]` : h}:${port}`;
 }
 
-// ------------------------------------------------------------------ process groups
+/** The target's listening line: the host (brackets removed) and port, or null. */
+export function parseListening(line: string): { host: string; port: number } | null {
+  const m = LISTENING.exec(line);
+  return m ? { host: bareHost(m[1]), port: Number(m[2]) } : null;
+}
 
-const live = new Set<GroupProcess>();
-let exitHookInstalled = false;
+// ------------------------------------------------------------------ which transport it installed
 
-/** Last resort: a parent that exits (second Ctrl-C, an uncaught error) kills every group it started. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) p.killGroup('SIGKILL');
-  });
+/** What one process's log says about the transports its engine installed. */
+export interface InstalledTransports {
+  /** Mooncake transport names, e.g. ['tcp'] or ['rdma']. */
+  installed: string[];
+  /** HCAs its topology discovery found (`Found N HCAs.`), or null when it did not discover. */
+  hcas: number | null;
+  /** `MC_FORCE_TCP is set, using TCP transport only`. */
+  forcedTcp: boolean;
 }
 
 /**
- * A child in its own process group (`detached`), so a wrapper script (the wheel's entry point runs
- * the real binary as its child) cannot leave the real process behind. Both pipes are read as the
- * child writes (a full pipe would block it); the last lines are kept for notes.
+ * Reads Mooncake's own log lines (HEAD 3b5a5941): `MC_FORCE_TCP is set, using TCP transport only`,
+ * `TcpTransport: listen on port N` (the only sign of TCP after a silent fallback),
+ * `installTransport, type=X`, `RDMA device: mlx5_0, LID: …`, `Topology discovery complete. Found N HCAs.`
+ * and `No RDMA devices found`.
  */
-export class GroupProcess {
-  readonly child: ChildProcess;
-  readonly pid: number;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves when both pipes are closed (everything the group wrote has been read). */
-  readonly closed: Promise<void>;
-  private readonly tailLines: string[] = [];
-  private stderrText = '';
-  private partial: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
-  private listeners: ((line: string) => void)[] = [];
-  private exitState: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+export function installedTransports(log: string): InstalledTransports {
+  const installed = new Set<string>();
+  const forcedTcp = /MC_FORCE_TCP is set, using TCP transport only/.test(log);
+  if (forcedTcp || /TcpTransport: listen on port \d+/.test(log)) installed.add('tcp');
+  for (const m of log.matchAll(/installTransport, type=(\w+)/g)) installed.add(m[1]);
+  if (/RDMA device: \S+, LID/.test(log)) installed.add('rdma');
+  const found = [...log.matchAll(/Topology discovery complete\. Found (\d+) HCAs/g)].pop();
+  const hcas = found ? Number(found[1]) : /No RDMA devices found/.test(log) ? 0 : null;
+  return { installed: [...installed].sort(), hcas, forcedTcp };
+}
 
-  constructor(
-    readonly label: string,
-    bin: string,
-    args: string[],
-    env: NodeJS.ProcessEnv,
-    private readonly logger: Logger,
-  ) {
-    installExitHook();
-    this.child = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
-    this.exited = new Promise((resolveExit) => {
-      this.child.once('exit', (code, signal) => {
-        this.exitState = { code, signal };
-        resolveExit(this.exitState);
-      });
-      // A spawn failure (EACCES, ENOENT after the check) is an exit with no code.
-      this.child.once('error', (err) => {
-        this.push('stderr', `spawn failed: ${err.message}\n`);
-        this.exitState ??= { code: null, signal: null };
-        resolveExit(this.exitState);
-      });
-    });
-    this.closed = new Promise((r) => this.child.once('close', () => r()));
-    this.pid = this.child.pid ?? -1;
-    if (this.pid > 0) live.add(this);
-    this.child.stdout!.on('data', (d: Buffer) => this.push('stdout', d.toString()));
-    this.child.stderr!.on('data', (d: Buffer) => this.push('stderr', d.toString()));
+/** Protocols whose installation Mooncake's log shows (others cannot be confirmed from it). */
+const CONFIRMABLE = new Set(['tcp', 'rdma']);
+
+export interface TransportVerdict {
+  /** The transport the transfers used, as far as the log tells; null when it does not say. */
+  used: string | null;
+  /** For the row: `mooncake/<name>` for every transport either side installed. */
+  transports: string[];
+  /** Why the row must fail (it used another transport than asked), or null. */
+  mismatch: string | null;
+  /** The asked protocol could not be confirmed from the log (not one Mooncake logs). */
+  unconfirmed: boolean;
+}
+
+/** Compares what Mooncake was asked for with what its target and initiator logs say they installed. */
+export function judgeTransport(asked: string, target: InstalledTransports, initiator: InstalledTransports): TransportVerdict {
+  const all = [...new Set([...target.installed, ...initiator.installed])].sort();
+  const transports = all.map((t) => `mooncake/${t}`);
+  // The initiator submits the transfers; MC_FORCE_TCP makes TCP the only transport it routes over.
+  const used = initiator.forcedTcp || target.forcedTcp ? 'tcp' : initiator.installed.length === 1 ? initiator.installed[0] : initiator.installed.includes(asked) && target.installed.includes(asked) ? asked : (initiator.installed[0] ?? null);
+  if (used === null) {
+    if (!CONFIRMABLE.has(asked)) return { used: null, transports: [`mooncake/${asked}`], mismatch: null, unconfirmed: true };
+    return { used: null, transports, mismatch: `Mooncake's log names no installed transport, so --protocol=${asked} cannot be confirmed (is MC_LOG_DIR or a glog flag sending its log elsewhere?)`, unconfirmed: false };
   }
+  if (used === asked && (target.installed.length === 0 || target.installed.includes(asked))) return { used, transports, mismatch: null, unconfirmed: false };
+  const why: string[] = [];
+  if (initiator.forcedTcp || target.forcedTcp) why.push('MC_FORCE_TCP is set in its environment');
+  const hcas = initiator.hcas ?? target.hcas;
+  if (hcas === 0) why.push(`its auto-discovery found 0 HCAs ("No RDMA devices found") and it installed TCP instead`);
+  const sides = `target installed ${target.installed.join('+') || 'nothing'}, initiator ${initiator.installed.join('+') || 'nothing'}`;
+  return {
+    used,
+    transports,
+    mismatch:
+      used === asked
+        ? `Mooncake was asked for --protocol=${asked} but its target did not install it (${sides}); no figure is published under a transport it did not use`
+        : `Mooncake was asked for --protocol=${asked} but ran ${used}${why.length ? ` (${why.join('; ')})` : ''}; ${sides}; no figure is published under a transport it did not use`,
+    unconfirmed: false,
+  };
+}
 
-  private push(stream: 'stdout' | 'stderr', text: string): void {
-    if (stream === 'stderr') {
-      this.stderrText += text;
-      // The line we parse comes at the end; a chatty child must not grow this without bound.
-      if (this.stderrText.length > 1 << 20) this.stderrText = this.stderrText.slice(-(1 << 19));
-    }
-    const lines = (this.partial[stream] + text).split('\n');
-    this.partial[stream] = lines.pop() ?? '';
-    if (this.partial[stream].length > 64 * 1024) this.partial[stream] = this.partial[stream].slice(-1024);
-    for (const raw of lines) {
-      const line = raw.replace(/\r$/, '');
-      if (!line.trim()) continue;
-      this.tailLines.push(line.length > 400 ? `${line.slice(0, 400)}…` : line);
-      if (this.tailLines.length > 200) this.tailLines.splice(0, this.tailLines.length - 100);
-      if (this.logger.enabled('debug')) this.logger.debug(`${this.label}: ${line}`);
-      for (const l of this.listeners) l(line);
-    }
+// ------------------------------------------------------------------ finding the binary
+
+export type MooncakeBinProblem = 'missing' | 'not-a-file' | 'not-executable';
+
+export interface MooncakeBin {
+  /** The binary to run, or null. */
+  path: string | null;
+  /** Where it looked (a path, or "<name> on PATH"). */
+  looked: string;
+  /** Why `path` is null. */
+  problem?: MooncakeBinProblem;
+}
+
+function checkFile(path: string): MooncakeBinProblem | null {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return 'missing';
   }
-
-  get exitedState(): { code: number | null; signal: NodeJS.Signals | null } | null {
-    return this.exitState;
-  }
-
-  /** Everything on stderr (the last MiB), where glog writes. */
-  stderr(): string {
-    return this.stderrText + this.partial.stderr;
-  }
-
-  /** The last `n` lines of both streams, each cut to 160 characters, joined with " | ". */
-  tail(n = 6): string {
-    const lines = [...this.tailLines, this.partial.stderr, this.partial.stdout].filter((l) => l.trim());
-    return lines.slice(-n).map((l) => (l.length > 160 ? `${l.slice(0, 160)}…` : l)).join(' | ') || 'no output';
-  }
-
-  /** Resolves with the first line matching `re`; rejects when the child exits first or on timeout. */
-  waitFor(re: RegExp, timeoutMs: number, signal?: AbortSignal): Promise<RegExpMatchArray> {
-    return new Promise((resolveLine, reject) => {
-      const seen = this.tailLines.map((l) => l.match(re)).find((m) => m);
-      if (seen) return resolveLine(seen);
-      const done = (fn: () => void) => {
-        clearTimeout(timer);
-        this.listeners = this.listeners.filter((l) => l !== onLine);
-        signal?.removeEventListener('abort', onAbort);
-        fn();
-      };
-      const onLine = (line: string) => {
-        const m = line.match(re);
-        if (m) done(() => resolveLine(m));
-      };
-      const onAbort = () => done(() => reject(new Error('aborted by the user')));
-      const timer = setTimeout(() => done(() => reject(new Error(`no "${re.source}" line within ${timeoutMs / 1000} s`))), timeoutMs);
-      this.listeners.push(onLine);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      void this.exited.then((s) => done(() => reject(new Error(`exited (${describeExit(s)}) early`))));
-    });
-  }
-
-  /** Signals the whole group; a group already gone is fine. */
-  killGroup(sig: NodeJS.Signals): void {
-    if (this.pid <= 0) return;
-    try {
-      process.kill(-this.pid, sig);
-    } catch {
-      /* ESRCH: nobody left in the group */
-    }
-  }
-
-  /**
-   * SIGTERM to the group, SIGKILL after `graceMs` if the leader is still there, and a final
-   * SIGKILL to the group in any case (a wrapper's child may outlive the wrapper).
-   */
-  async stop(graceMs: number): Promise<void> {
-    if (this.exitState === null) {
-      this.killGroup('SIGTERM');
-      const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
-      if ((await Promise.race([this.exited, timer])) === 'timeout') {
-        this.logger.debug(`${this.label}: still running ${graceMs} ms after SIGTERM, SIGKILL`);
-        this.killGroup('SIGKILL');
-        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5000).unref())]);
-      }
-    }
-    this.killGroup('SIGKILL');
-    live.delete(this);
+  if (!st.isFile()) return 'not-a-file';
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return null;
+  } catch {
+    return 'not-executable';
   }
 }
 
-function describeExit(s: { code: number | null; signal: NodeJS.Signals | null }): string {
-  return s.signal ? `killed by ${s.signal}` : s.code === null ? 'did not start' : `code ${s.code}`;
+/** The binary to run: an explicit path, or a name on PATH; null with where it looked and what is wrong. */
+export function findMooncakeBin(bin: string | undefined, env: NodeJS.ProcessEnv = process.env): MooncakeBin {
+  const name = bin?.trim() || MOONCAKE_BIN_NAME;
+  if (name.includes('/')) {
+    const path = resolve(name);
+    const problem = checkFile(path);
+    return problem ? { path: null, looked: path, problem } : { path, looked: path };
+  }
+  let problem: MooncakeBinProblem = 'missing';
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const path = join(dir, name);
+    const p = checkFile(path);
+    if (p === null) return { path, looked: 'PATH' };
+    if (p === 'not-executable') problem = p;
+  }
+  return { path: null, looked: `${name} on PATH`, problem };
+}
+
+/** One line: what is wrong with the binary (for an error or a row note). */
+export function describeBinProblem(found: MooncakeBin): string {
+  const mode = (() => {
+    try {
+      return (statSync(found.looked).mode & 0o777).toString(8).padStart(4, '0');
+    } catch {
+      return null;
+    }
+  })();
+  switch (found.problem) {
+    case 'not-executable':
+      return `${found.looked} is not executable${mode ? ` (mode ${mode}; chmod +x it)` : ''}`;
+    case 'not-a-file':
+      return `${found.looked} is not a file (a directory?)`;
+    default:
+      return `${MOONCAKE_MISSING} (looked at ${found.looked})`;
+  }
 }
 
 // ------------------------------------------------------------------ one row
@@ -298,6 +291,8 @@ export interface MooncakeRowOutcome {
   mooncakeProtocol: string;
   /** The whole seconds Mooncake was asked for. */
   mooncakeDurationS: number;
+  /** The transport Mooncake's log says it used, or null. */
+  usedTransport: string | null;
 }
 
 export function mooncakeProtocolFor(protocol: Protocol): string {
@@ -314,6 +309,7 @@ interface Resolved {
   warmupS: number;
   bufferSize: number;
   localHost: string;
+  ipv6: boolean;
   metadata: string;
   slackS: number;
   readyS: number;
@@ -335,6 +331,7 @@ function resolveOptions(o: MooncakeOptions): Resolved {
   const durationS = o.durationS ?? MOONCAKE_DEFAULTS.durationS;
   const warmupS = o.warmupS ?? MOONCAKE_DEFAULTS.warmupS;
   if (!(durationS > 0) || !(warmupS >= 0)) throw new RangeError('mooncake: durationS must be > 0 and warmupS >= 0');
+  const localHost = bareHost(o.localHost ?? '127.0.0.1');
   return {
     protocol: o.protocol,
     mcProtocol: o.mooncakeProtocol ?? mooncakeProtocolFor(o.protocol),
@@ -343,7 +340,8 @@ function resolveOptions(o: MooncakeOptions): Resolved {
     threads,
     ...mooncakeSeconds(durationS, warmupS),
     bufferSize: o.bufferSize ?? Math.max(4 * blockSize * batchSize * threads, 256 * 2 ** 20),
-    localHost: o.localHost ?? '127.0.0.1',
+    localHost,
+    ipv6: isIPv6(localHost),
     metadata: o.metadataUrl?.trim() || 'P2PHANDSHAKE',
     slackS: o.timeoutSlackS ?? MOONCAKE_DEFAULTS.timeoutSlackS,
     readyS: o.targetReadyS ?? MOONCAKE_DEFAULTS.targetReadyS,
@@ -368,6 +366,25 @@ function commonFlags(r: Resolved, deviceName: string | undefined): string[] {
 }
 
 /**
+ * The environment both sides run with: ours plus `extra`, with MC_LOG_DIR removed (it sends glog
+ * to files and the wrapper would never see a line), MC_TCP_BIND_ADDRESS on the local host (read
+ * with a metadata server; P2P mode ignores it), MC_FORCE_TCP for tcp and MC_USE_IPV6 for an IPv6 host.
+ */
+export function mooncakeEnv(r: Pick<Resolved, 'localHost' | 'mcProtocol' | 'ipv6'>, extra: NodeJS.ProcessEnv = {}): { env: NodeJS.ProcessEnv; dropped: string[] } {
+  const env: NodeJS.ProcessEnv = { ...process.env, MC_TCP_BIND_ADDRESS: r.localHost, ...(r.mcProtocol === 'tcp' ? { MC_FORCE_TCP: '1' } : {}), ...(r.ipv6 ? { MC_USE_IPV6: '1' } : {}), ...extra };
+  const dropped: string[] = [];
+  if (env.MC_LOG_DIR !== undefined) {
+    delete env.MC_LOG_DIR;
+    dropped.push('MC_LOG_DIR');
+  }
+  return { env, dropped };
+}
+
+function spawnMooncake(label: string, bin: string, args: string[], env: NodeJS.ProcessEnv, logger: Logger): ChildProc {
+  return new ChildProc({ label, command: bin, args, env, lifetime: 'supervised', logger });
+}
+
+/**
  * Runs one block size: the target, an optional warmup initiator run (discarded), the measured
  * initiator run; parses it into a row. Never throws for a run that failed: the row says why.
  */
@@ -383,67 +400,89 @@ export async function runMooncakeRow(options: MooncakeOptions): Promise<Mooncake
     batchSize: r.batchSize,
     threads: r.threads,
     latUnit: 'batch_call' as const,
-    transports: [`mooncake/${r.mcProtocol}`],
+    transports: [] as string[],
   };
-  const outcome = (row: Row, bin: string | null): MooncakeRowOutcome => ({ row, missing: bin === null, bin, mooncakeProtocol: r.mcProtocol, mooncakeDurationS: r.durationS });
+  let usedTransport: string | null = null;
+  const outcome = (row: Row, bin: string | null): MooncakeRowOutcome => ({ row, missing: bin === null && row.note.startsWith(MOONCAKE_MISSING), bin, mooncakeProtocol: r.mcProtocol, mooncakeDurationS: r.durationS, usedTransport });
   const found = findMooncakeBin(options.bin, { ...process.env, ...options.env });
   if (!found.path) {
-    return outcome(failedRow({ ...identity, transports: [] }, `${MOONCAKE_MISSING} (looked at ${found.looked}): ${MOONCAKE_HOWTO}`), null);
+    const what = describeBinProblem(found);
+    return outcome(failedRow(identity, found.problem === 'missing' ? `${what}: ${MOONCAKE_HOWTO}` : `${MOONCAKE_BIN_NAME} cannot run: ${what}`), null);
   }
   const bin = found.path;
   if (options.signal?.aborted) return outcome(failedRow(identity, 'aborted by the user before it ran'), bin);
-  // One host: both sides bind and advertise the local address (else Mooncake advertises the first
-  // non-loopback one); tcp without falling back to an HCA.
-  const env: NodeJS.ProcessEnv = { ...process.env, MC_TCP_BIND_ADDRESS: r.localHost, ...(r.mcProtocol === 'tcp' ? { MC_FORCE_TCP: '1' } : {}), ...options.env };
+  const { env, dropped } = mooncakeEnv(r, options.env);
   const p2p = r.metadata === 'P2PHANDSHAKE';
   const common = commonFlags(r, options.deviceName);
-  const targetName = p2p ? r.localHost : `${r.localHost}:${await freePort(r.localHost)}`;
+  const serverName = async () => (p2p ? r.localHost : segmentId(r.localHost, await freePort(r.localHost)));
+  const targetName = await serverName();
   const status = (s: string) => options.onStatus?.(`mooncake ${r.blockSize} B x${r.threads}: ${s}`);
   const notes: string[] = [];
-  let target: GroupProcess | null = null;
+  if (dropped.length) notes.push(`${dropped.join(', ')} removed from Mooncake's environment (it sends glog to files)`);
+  if (r.ipv6) notes.push('IPv6: MC_USE_IPV6=1, segment id bracketed');
+  let target: ChildProc | null = null;
+  const initiatorLogs: string[] = [];
   try {
     status('starting the target');
-    target = new GroupProcess('mooncake target', bin, ['--mode=target', `--local_server_name=${targetName}`, ...common], env, logger);
+    target = spawnMooncake('mooncake target', bin, ['--mode=target', `--local_server_name=${targetName}`, ...common], env, logger);
     let segment: string;
     try {
-      const m = await target.waitFor(LISTENING, r.readyS * 1000, options.signal);
-      segment = p2p ? `${m[1]}:${m[2]}` : targetName;
+      const m = await target.waitForLine(LISTENING, r.readyS * 1000, options.signal);
+      segment = p2p ? segmentId(m[1], m[2]) : targetName;
     } catch (err) {
       const why = (err as Error).message;
       if (options.signal?.aborted) return outcome(failedRow(identity, 'aborted by the user before it was measured'), bin);
-      return outcome(failedRow(identity, `the target ${why.startsWith('exited') ? why : `never said where it listens (${why}; is MC_LOG_DIR sending its log elsewhere?)`}; tail: ${target.tail()}`), bin);
+      return outcome(failedRow(identity, `the target ${why.startsWith('exited') ? why : `never said where it listens (${why}; is a glog flag sending its log elsewhere?)`}; tail: ${target.tail()}`), bin);
     }
     logger.info(`mooncake target up: segment ${segment}`);
     const initiator = async (durationS: number, what: string) => {
-      const args = ['--mode=initiator', `--local_server_name=${p2p ? r.localHost : `${r.localHost}:${await freePort(r.localHost)}`}`, `--segment_id=${segment}`, '--operation=read', `--duration=${durationS}`, '--report_unit=GB', ...common];
+      const args = ['--mode=initiator', `--local_server_name=${await serverName()}`, `--segment_id=${segment}`, '--operation=read', `--duration=${durationS}`, '--report_unit=GB', ...common];
       status(`${what} (${durationS} s)`);
-      return runToEnd(new GroupProcess(`mooncake initiator (${what})`, bin, args, env, logger), (durationS + r.slackS) * 1000, r.graceMs, options.signal);
+      const end = await runToEnd(spawnMooncake(`mooncake initiator (${what})`, bin, args, env, logger), (durationS + r.slackS) * 1000, r.graceMs, options.signal);
+      initiatorLogs.push(end.log);
+      return end;
     };
+    // The warmup is a separate initiator process: it warms the target (its buffers, its TCP
+    // listener or RDMA QPs) and the page cache, never the measured initiator itself.
     if (r.warmupS > 0) {
       const w = await initiator(r.warmupS, 'warmup');
-      if (w.aborted) return outcome(failedRow(identity, 'aborted by the user during the warmup run'), bin);
-      if (!w.result) return outcome(failedRow(identity, `the warmup run failed: ${w.why}`), bin);
-      notes.push(`${r.warmupS} s warmup run discarded`);
+      if (w.aborted) return outcome(failedRow(identity, 'aborted by the user during the warmup run: Mooncake reports nothing partial'), bin);
+      if (!w.result) return outcome(failedRow({ ...identity, transports: judgeNow(target, initiatorLogs).transports }, `the warmup run failed: ${w.why}`), bin);
+      notes.push(`${r.warmupS} s warmup run discarded (a separate initiator: it warms the target side only)`);
     }
     const m = await initiator(r.durationS, 'measuring');
     if (m.aborted) return outcome(failedRow(identity, 'aborted by the user: the measured run was stopped, Mooncake reports nothing partial'), bin);
-    if (!m.result) return outcome(failedRow(identity, m.why), bin);
+    const verdict = judgeNow(target, initiatorLogs, r.mcProtocol);
+    usedTransport = verdict.used;
+    if (!m.result) return outcome(failedRow({ ...identity, transports: verdict.transports }, m.why), bin);
     if (m.exit && (m.exit.code !== 0 || m.exit.signal)) notes.push(`the initiator ended (${describeExit(m.exit)}) after reporting`);
-    return outcome(resultRow(identity, r, m.result, notes), bin);
+    if (verdict.mismatch) {
+      const gbps = (m.result.batchCount * r.batchSize * r.blockSize) / m.result.durationS / 1e9;
+      return outcome(failedRow({ ...identity, transports: verdict.transports, smoke: verdict.used === 'tcp' }, `${verdict.mismatch} (it measured ${round(gbps, 4)} GB/s over ${verdict.used ?? 'an unknown transport'})`), bin);
+    }
+    if (verdict.unconfirmed) notes.push(`Mooncake's log does not name a ${r.mcProtocol} transport: not confirmed`);
+    return outcome(resultRow({ ...identity, transports: verdict.transports }, r, m.result, notes, verdict.used), bin);
   } finally {
-    await target?.stop(r.graceMs);
+    await target?.stop({ graceMs: r.graceMs });
   }
+}
+
+/** The verdict from the target's log so far and every initiator's log. */
+function judgeNow(target: ChildProc, initiatorLogs: string[], asked = ''): TransportVerdict {
+  return judgeTransport(asked, installedTransports(target.stderr()), installedTransports(initiatorLogs.at(-1) ?? ''));
 }
 
 interface RunEnd {
   result: MooncakeResult | null;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | null;
+  exit: ChildExit | null;
   aborted: boolean;
   why: string;
+  /** Its stderr (the last MiB). */
+  log: string;
 }
 
 /** Waits for an initiator to exit (or the deadline, or Ctrl-C), reaps its group, parses its stderr. */
-async function runToEnd(p: GroupProcess, timeoutMs: number, graceMs: number, signal?: AbortSignal): Promise<RunEnd> {
+async function runToEnd(p: ChildProc, timeoutMs: number, graceMs: number, signal?: AbortSignal): Promise<RunEnd> {
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const ended = await Promise.race([
@@ -457,25 +496,29 @@ async function runToEnd(p: GroupProcess, timeoutMs: number, graceMs: number, sig
   ]);
   clearTimeout(timer);
   if (onAbort) signal?.removeEventListener('abort', onAbort);
-  await p.stop(graceMs);
+  await p.stop({ graceMs });
   // 'exit' can come before the last output: read the pipes to their end (bounded: the group is dead).
-  await Promise.race([p.closed, new Promise((r) => setTimeout(r, 2000).unref())]);
-  const result = ended === 'exit' ? parseTestCompleted(p.stderr()) : null;
+  await p.drained();
+  const log = p.stderr();
+  const result = ended === 'exit' ? parseTestCompleted(log) : null;
   const exit = p.exitedState;
   let why = '';
   if (ended === 'timeout') why = `the initiator was still running ${timeoutMs / 1000} s after it started (hung?); its process group was killed; tail: ${p.tail()}`;
   else if (!result && exit && (exit.code !== 0 || exit.signal)) why = `the initiator ended (${describeExit(exit)}) before reporting; tail: ${p.tail()}`;
   else if (!result) why = `no "Test completed: duration …, batch count …, throughput …" line in the initiator's output; tail: ${p.tail()}`;
-  return { result: result && result.durationS > 0 ? result : null, exit, aborted: ended === 'abort', why: why || `the initiator reported a zero duration; tail: ${p.tail()}` };
+  return { result: result && result.durationS > 0 ? result : null, exit, aborted: ended === 'abort', why: why || `the initiator reported a zero duration; tail: ${p.tail()}`, log };
 }
 
-function resultRow(identity: { system: 'mooncake'; path: string; op: 'read'; protocol: Protocol; blockSize: number; batchSize: number; threads: number; latUnit: 'batch_call'; transports: string[] }, r: Resolved, m: MooncakeResult, notes: string[]): Row {
+type Identity = { system: 'mooncake'; path: string; op: 'read'; protocol: Protocol; blockSize: number; batchSize: number; threads: number; latUnit: 'batch_call'; transports: string[] };
+
+function resultRow(identity: Identity, r: Resolved, m: MooncakeResult, notes: string[], used: string | null): Row {
   const blocks = m.batchCount * r.batchSize;
   const bytes = blocks * r.blockSize;
   const unit = REPORT_UNITS[m.unit];
   const printedGbps = unit ? (m.throughput * unit) / 1e9 : null;
   const recomputed = bytes / m.durationS / 1e9;
-  const parts = [`transfer_engine_bench read, mooncake ${r.mcProtocol}${r.protocol === 'shm' && r.mcProtocol === 'tcp' ? ' on loopback (it has no shm DRAM transport)' : ''}`, ...notes];
+  const ran = used ?? r.mcProtocol;
+  const parts = [`transfer_engine_bench read, mooncake ${ran}${r.protocol === 'shm' && ran === 'tcp' ? ' on loopback (it has no shm DRAM transport)' : ''}`, ...notes];
   if (printedGbps !== null && unit) {
     // Its figure is rounded to its precision; a gap beyond that means we parsed something else.
     const slack = (0.006 * unit) / 1e9 + recomputed * 0.02;
@@ -493,6 +536,8 @@ function resultRow(identity: { system: 'mooncake'; path: string; op: 'read'; pro
     histogram: null,
     hitRate: 'none',
     note: parts.join('; '),
+    // Mooncake over TCP is a smoke figure, like our own tcp rows, whatever protocol it is matched to.
+    smoke: ran === 'tcp',
     extra: {
       mooncake_batch_count: m.batchCount,
       mooncake_duration_s: m.durationS,
@@ -509,7 +554,8 @@ export async function runMooncake(options: MooncakeReportOptions): Promise<Repor
   const host = collectLocalHost();
   const out = await runMooncakeRow(options);
   const r = resolveOptions(options);
-  const notes = mooncakeNotes(r.threads, r.warmupS, r.durationS, options.durationS ?? MOONCAKE_DEFAULTS.durationS);
+  const ran = out.bin !== null && !out.row.note.startsWith('aborted by the user before');
+  const notes = ran ? mooncakeNotes(r.threads, r.warmupS, r.durationS, options.durationS ?? MOONCAKE_DEFAULTS.durationS) : [`Mooncake did not run: ${out.row.note}`];
   if (options.signal?.aborted) notes.push('aborted by the user');
   return makeReport({
     command: options.command ?? `runMooncake(${JSON.stringify({ protocol: options.protocol })})`,
@@ -519,6 +565,7 @@ export async function runMooncake(options: MooncakeReportOptions): Promise<Repor
       mode: 'mooncake',
       protocol: options.protocol,
       transports: out.row.transports,
+      smoke: out.row.smoke,
       device: options.deviceName ?? null,
       page_size: r.blockSize,
       batch_size: r.batchSize,
@@ -528,6 +575,7 @@ export async function runMooncake(options: MooncakeReportOptions): Promise<Repor
       threads: r.threads,
       mooncake_bin: out.bin,
       mooncake_protocol: out.mooncakeProtocol,
+      mooncake_transport: out.usedTransport,
       mooncake_duration_s: out.mooncakeDurationS,
       metadata_server: r.metadata,
       local_host: r.localHost,
@@ -537,11 +585,12 @@ export async function runMooncake(options: MooncakeReportOptions): Promise<Repor
   });
 }
 
-/** What a reader of a Mooncake row must know. */
+/** What a reader of a Mooncake row must know (only for runs that happened). */
 export function mooncakeNotes(threads: number, warmupS: number, mooncakeDurationS: number, requestedS: number): string[] {
   const notes = [
-    `Mooncake ran with --threads=${threads} (the same concurrency as ours) and ${warmupS > 0 ? `a discarded ${warmupS} s warmup run against the same target` : 'no warmup'}; its own window includes thread start and join`,
+    `Mooncake ran with --threads=${threads} (the same concurrency as ours; its own default is ${MOONCAKE_OWN_DEFAULTS.threads}) and ${warmupS > 0 ? `a discarded ${warmupS} s warmup run against the same target (a separate initiator process: it warms the target side only)` : 'no warmup'}; its own window includes thread start and join`,
     'Mooncake reports no latency; its GB/s is recomputed from batch count x batch x block over the duration it printed (2 dp), not its rounded GB/s',
+    "the transport in a Mooncake row is the one its own log says it installed (a row fails when that is not the one asked for); Mooncake over TCP is smoke, like our tcp rows",
   ];
   if (mooncakeDurationS !== requestedS) notes.push(`Mooncake takes whole seconds: it ran ${mooncakeDurationS} s for the requested ${requestedS} s`);
   return notes;

@@ -17,6 +17,7 @@ import type { Logger, LogLevel } from '../log.js';
 import { ConfigError, PeercacheError } from '../errors.js';
 import { flagFor } from './flags.js';
 import { TransportError } from '../transport/types.js';
+import { signalExitCode } from '../bench/child-process.js';
 import { UsageError } from './parse.js';
 import { colorFor, createProgress, phaseNamer } from './progress.js';
 import { str, tagFromArgs, type Args, type CommandResult } from './shared.js';
@@ -34,6 +35,8 @@ export interface ReportRun {
   run(signal: AbortSignal): Promise<Report>;
   /** Where the table, the JSON and the messages go; default process.stdout / process.stderr. */
   io?: ReportIo;
+  /** What the first Ctrl-C says happens (default DEFAULT_INTERRUPT). */
+  interruptMessage?: string;
 }
 
 export interface ReportIo {
@@ -51,26 +54,30 @@ const processIo: ReportIo = {
   },
 };
 
+/** What the first Ctrl-C / SIGTERM does to a run of our own rows. */
+export const DEFAULT_INTERRUPT = '\ninterrupted: stopping the current row now and writing what was measured (Ctrl-C again to quit at once)\n';
+
 /**
  * Runs `run` with Ctrl-C / SIGTERM handled: the first one prints `message` and aborts the signal
- * `run` got, a second one exits at once (130).
+ * `run` got (`interrupted()` then names it), a second one exits at once (128 + its number: 130
+ * for SIGINT, 143 for SIGTERM).
  */
-export async function withInterrupts<T>(message: string, run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withInterrupts<T>(message: string, run: (signal: AbortSignal, interrupted: () => NodeJS.Signals | null) => Promise<T>): Promise<T> {
   const controller = new AbortController();
-  let interrupts = 0;
-  const onSignal = () => {
-    interrupts++;
-    if (interrupts === 1) {
+  let first: NodeJS.Signals | null = null;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (first === null) {
+      first = sig;
       process.stderr.write(message);
       controller.abort();
     } else {
-      process.exit(130);
+      process.exit(signalExitCode(sig));
     }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await run(controller.signal);
+    return await run(controller.signal, () => first);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -88,9 +95,9 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
     io.err(`${who}: --out-dir ${r.outDir}: ${e.message}\n`);
     return { exitCode: 2 };
   }
-  let signal: AbortSignal | undefined;
-  const report = await withInterrupts('\ninterrupted: stopping the current row now and writing what was measured (Ctrl-C again to quit at once)\n', (s) => {
-    signal = s;
+  let interrupted: () => NodeJS.Signals | null = () => null;
+  const report = await withInterrupts(r.interruptMessage ?? DEFAULT_INTERRUPT, (s, by) => {
+    interrupted = by;
     return r.run(s);
   });
   const name = artifactName({ kind: r.kind, mode: r.mode, protocol: report.meta.protocol, tag: r.tag || undefined, date: new Date(report.created_at) });
@@ -116,7 +123,8 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
   if (failed) r.logger.warn(`${failed} of ${report.results.length} rows failed; see their notes`);
   if (paths) {
     io.err([paths.json, paths.md, ...(paths.svg ? [paths.svg] : [])].map((p) => `wrote ${p}\n`).join(''));
-    if (signal?.aborted) return { exitCode: 130 };
+    const by = interrupted();
+    if (by) return { exitCode: signalExitCode(by) };
     return { exitCode: failed ? 1 : 0 };
   }
   // Writing failed after measuring: the run is kept somewhere and the user is told where.
@@ -166,6 +174,8 @@ export interface MeasureCommand {
   logger: Logger;
   /** The run's configuration error, reported as a usage error. */
   configError?: ConfigErrorClass;
+  /** What the first Ctrl-C says happens (default DEFAULT_INTERRUPT). */
+  interruptMessage?: string;
   run(hooks: RunHooks, progress: { clear(): void }): Promise<Report>;
 }
 
@@ -182,6 +192,7 @@ export async function runMeasureCommand(c: MeasureCommand): Promise<CommandResul
       tag,
       json: c.args.json === true,
       logger: c.logger,
+      interruptMessage: c.interruptMessage,
       run: (signal) =>
         c.run(
           {

@@ -4,7 +4,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execSync, spawn, type ChildProcess } from 'node:child_process';
+import { execSync, type ChildProcess } from 'node:child_process';
+import { ChildProc } from '../../src/bench/child-process.js';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,58 +31,46 @@ interface Running {
 const spawned = new Set<Running>();
 
 function start(args: string[]): Running {
-  const proc = spawn(process.execPath, ['--import', 'tsx', cliEntry, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
-  let stdout = '';
-  let stderr = '';
-  const watchers = new Set<() => void>();
-  proc.stdout!.on('data', (d: Buffer) => {
-    stdout += d.toString();
-    for (const w of watchers) w();
+  const child = new ChildProc({ label: 'peercache-bench', command: process.execPath, args: ['--import', 'tsx', cliEntry, ...args], env: { ...process.env, NO_COLOR: '1' }, lifetime: 'stdin', keepBytes: 256 << 20 });
+  child.proc.stdin!.end(); // the CLI reads no input
+  const proc = child.proc;
+  const done: Promise<CliResult> = child.exited.then(async (exit) => {
+    await child.closed;
+    return { code: exit.code, signal: exit.signal, stdout: child.stdout(), stderr: child.stderr() };
   });
-  proc.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    for (const w of watchers) w();
-  });
-  const done = new Promise<CliResult>((resolve) => proc.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
   const r: Running = {
     proc,
-    out: () => stdout,
-    err: () => stderr,
+    out: () => child.stdout(),
+    err: () => child.stderr(),
     waitFor(re, timeoutMs = 30_000) {
+      // Matched against the whole output so far (it may span lines).
+      const text = () => child.stdout() + child.stderr();
       return new Promise((resolve, reject) => {
-        const check = () => {
-          if (re.test(stdout + stderr)) {
-            cleanup();
-            resolve();
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`timed out waiting for ${re}: stdout=${stdout} stderr=${stderr}`));
-        }, timeoutMs);
-        const cleanup = () => {
+        let settled = false;
+        const finish = (fn: () => void) => {
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
-          watchers.delete(check);
+          fn();
         };
-        watchers.add(check);
+        const timer = setTimeout(() => finish(() => reject(new Error(`timed out waiting for ${re}: stdout=${child.stdout()} stderr=${child.stderr()}`))), timeoutMs);
+        // After ChildProc's own 'data' handlers (registered first), on every chunk, as partial lines count.
+        const check = () => {
+          if (re.test(text())) finish(resolve);
+        };
+        proc.stdout!.on('data', check);
+        proc.stderr!.on('data', check);
         void done.then(() => {
-          if (!watchers.has(check)) return;
-          cleanup();
-          if (re.test(stdout + stderr)) resolve();
-          else reject(new Error(`exited before ${re}: stdout=${stdout} stderr=${stderr}`));
+          proc.stdout!.off('data', check);
+          proc.stderr!.off('data', check);
         });
-        check();
+        void done.then(() => finish(() => (re.test(text()) ? resolve() : reject(new Error(`exited before ${re}: stdout=${child.stdout()} stderr=${child.stderr()}`)))));
+        if (re.test(text())) finish(resolve);
       });
     },
     done,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill(signal);
-        const hard = setTimeout(() => proc.kill('SIGKILL'), 5000);
-        const res = await done;
-        clearTimeout(hard);
-        return res;
-      }
+      if (child.alive) await child.stop({ via: signal, graceMs: 5000 });
       return done;
     },
   };
@@ -243,7 +232,7 @@ test('--processes 2: a driver process killed mid-row fails that row with the rea
     const { report } = await readReport(dir);
     const [first, second] = report.results;
     assert.not.ok(first.ok);
-    assert.match(first.note, /process \d: drive process \d \(pid \d+\) exited \(SIGKILL\)/);
+    assert.match(first.note, /process \d: drive process \d \(pid \d+\) exited \(killed by SIGKILL\)/);
     assert.ok(second.ok, second.note);
     assert.is(second.threads, 4);
   } finally {

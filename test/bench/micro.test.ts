@@ -6,11 +6,22 @@ import { join } from 'node:path';
 import { microBlocks, microBytes, resolveMicro, MicroConfigError } from '../../src/bench/micro.js';
 import type { Report } from '../../src/bench/report/types.js';
 import { SMOKE_LABEL } from '../../src/bench/report/types.js';
+import { transportMismatch } from '../../src/bench/engine/row.js';
 import { runCli } from '../helpers/cli.js';
 import { flagFor } from '../../src/cli/flags.js';
 import { errorsOf, validate } from '../helpers/schema.js';
 
 const dirs: string[] = [];
+
+test("our own rows: transports (as UCX reports them) that are not the protocol's fail the row", () => {
+  assert.is(transportMismatch('shm', ['sysv/memory', 'posix/memory', 'cma/memory', 'self/memory0']), null);
+  assert.is(transportMismatch('rdma', ['rc_mlx5/mlx5_0:1', 'ud_verbs/mlx5_0:1', 'dc_mlx5/mlx5_1:1']), null);
+  assert.is(transportMismatch('tcp', ['tcp']), null);
+  assert.is(transportMismatch('shm', []), null, 'nothing connected: nothing to judge');
+  assert.match(transportMismatch('rdma', ['tcp/lo']) ?? '', /the data went over tcp\/lo, not rdma's transports: no figure is published under rdma/);
+  assert.match(transportMismatch('shm', ['sysv/memory', 'tcp/eth0']) ?? '', /over tcp\/eth0, not shm's/);
+});
+
 
 async function microRun(protocol: 'shm' | 'tcp') {
   const dir = await mkdtemp(join(tmpdir(), 'pc-micro-'));

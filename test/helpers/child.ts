@@ -1,6 +1,6 @@
-/** Child processes for tests: TypeScript fixtures run through tsx, always reaped. */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+/** Child processes for tests: TypeScript fixtures run through tsx (src/bench/child-process.ts), always reaped. */
+import type { ChildProcess } from 'node:child_process';
+import { ChildProc } from '../../src/bench/child-process.js';
 
 export interface Child {
   proc: ChildProcess;
@@ -10,35 +10,33 @@ export interface Child {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+const jsonObject = (line: string): Record<string, unknown> | null => {
+  try {
+    const v: unknown = JSON.parse(line);
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null; // not the ready line
+  }
+};
+
 export function spawnFixture(fixture: URL, args: string[] = [], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', fixture.pathname, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
+  const child = new ChildProc<Record<string, unknown>>({
+    label: 'fixture',
+    command: process.execPath,
+    args: ['--import', 'tsx', fixture.pathname, ...args],
     env: { ...process.env, ...env },
+    lifetime: 'stdin',
+    parseMessage: jsonObject,
   });
-  let err = '';
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const lines = createInterface({ input: proc.stdout! });
-  const ready = new Promise<Record<string, unknown>>((resolve, reject) => {
-    lines.on('line', (line) => {
-      try {
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        /* not the ready line */
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`fixture exited (${code}) before it was ready: ${err}`)));
+  const ready = child.next(() => true, 300_000, 'ready line').catch((err: Error) => {
+    const exit = child.exitedState;
+    throw new Error(err.message.startsWith('exited') ? `fixture exited (${exit?.code ?? exit?.signal}) before it was ready: ${child.stderr()}` : err.message);
   });
+  ready.catch(() => {}); // a test that never awaits it must not see an unhandled rejection
   return {
-    proc,
+    proc: child.proc,
     ready,
-    stderr: () => err,
-    kill(signal: NodeJS.Signals = 'SIGTERM') {
-      return new Promise((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-        proc.kill(signal);
-        setTimeout(() => proc.kill('SIGKILL'), 3000).unref();
-      });
-    },
+    stderr: () => child.stderr(),
+    kill: (signal: NodeJS.Signals = 'SIGTERM') => child.stop({ via: signal, graceMs: 3000 }),
   };
 }

@@ -1,6 +1,6 @@
-/** Runs the peercache-bench CLI in a child process (TypeScript sources through tsx). */
-import { spawn } from 'node:child_process';
+/** Runs the peercache-bench CLI in a child process (TypeScript sources through tsx; src/bench/child-process.ts). */
 import { fileURLToPath } from 'node:url';
+import { ChildProc } from '../../src/bench/child-process.js';
 
 export const cliEntry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -11,22 +11,23 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cliEntry, ...args], {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    if (child.pid) options.onSpawn?.(child.pid);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+export async function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
+  const child = new ChildProc({
+    label: 'peercache-bench',
+    command: process.execPath,
+    args: ['--import', 'tsx', cliEntry, ...args],
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    lifetime: 'stdin',
+    // Whole outputs: tests match on them.
+    keepBytes: 256 << 20,
   });
+  child.proc.stdin!.end(); // the CLI reads no input
+  if (child.pid > 0) options.onSpawn?.(child.pid);
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+  await child.exited;
+  await child.closed;
+  clearTimeout(timer);
+  const exit = child.exitedState!;
+  return { code: exit.code, signal: exit.signal, stdout: child.stdout(), stderr: child.stderr() };
 }

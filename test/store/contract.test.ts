@@ -1,7 +1,7 @@
 /** The HiCacheStorage v1 contract, on shm and tcp: two nodes (prefill publishes, decode reads). */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkPattern, fillPattern } from '../helpers/pattern.js';
+import { checkPattern, fillPattern } from '../../src/bench/engine/pattern.js';
 import { freePort } from '../helpers/ports.js';
 import { HostKVPool, type Layout } from '../../src/store/host-pool.js';
 import { PeerCacheStore, StoreConfigError } from '../../src/store/peer-cache-store.js';

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fillPattern } from '../helpers/pattern.js';
+import { fillPattern } from '../../src/bench/engine/pattern.js';
 import { freePort } from '../helpers/ports.js';
 import { HostKVPool } from '../../src/store/host-pool.js';
 import { publishedPoolBytes } from '../../src/store/published-pool.js';

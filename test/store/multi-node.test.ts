@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkPattern } from '../helpers/pattern.js';
+import { checkPattern } from '../../src/bench/engine/pattern.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis } from '../helpers/redis.js';

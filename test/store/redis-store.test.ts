@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { rejection, sleep } from '../helpers/directory.js';
-import { checkPattern, fillPattern } from '../helpers/pattern.js';
+import { checkPattern, fillPattern } from '../../src/bench/engine/pattern.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis } from '../helpers/redis.js';
 import { HostKVPool } from '../../src/store/host-pool.js';

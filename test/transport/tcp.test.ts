@@ -1,4 +1,5 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { ChildProc } from '../../src/bench/child-process.js';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { memoryLogger } from '../helpers/log.js';
 import { TCP_WIRE, TcpTransport, decodeTcpAddress, decodeTcpDescriptor, encodeTcpAddress, encodeTcpDescriptor } from '../../src/transport/tcp/index.js';
 import { TransportError, type Endpoint, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';
-import { fillPattern, findMismatch } from '../fixtures/tcp-publisher.js';
+import { fillPattern, findMismatch } from '../../src/bench/engine/pattern.js';
 import { closedByPeer, rawConnect, rawHello, rawRequest, readExactly, within } from './tcp-raw.js';
 
 const MiB = 1 << 20;
@@ -62,7 +63,7 @@ function permutation(n: number, seed: number): number[] {
 }
 
 function assertPage(view: Uint8Array, seed: number, viewOffset: number, patternOffset: number, what: string): void {
-  const bad = findMismatch(view, seed, viewOffset, patternOffset, PAGE);
+  const bad = findMismatch(view, seed, patternOffset, viewOffset, PAGE);
   if (bad !== -1) assert.unreachable(`${what}: byte ${bad} of the page differs`);
 }
 
@@ -75,34 +76,13 @@ interface Publisher {
 }
 
 async function spawnPublisher(bytes: number, seed: number): Promise<Publisher> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', fixture, String(bytes), String(seed)], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  let buffered = '';
-  const lines: string[] = [];
-  const waiters: ((line: string) => void)[] = [];
-  proc.stdout.on('data', (c: Buffer) => {
-    buffered += c.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      const w = waiters.shift();
-      if (w !== undefined) w(line);
-      else lines.push(line);
-    }
-  });
+  // Every stdout line is a message, in order: the JSON address line, then the answers ("freed").
+  const child = new ChildProc<string>({ label: 'the publisher child', command: process.execPath, args: ['--import', 'tsx', fixture, String(bytes), String(seed)], lifetime: 'stdin', parseMessage: (l) => l });
+  const proc = child.proc as ChildProcessWithoutNullStreams;
   const nextLine = (): Promise<string> =>
-    within(
-      new Promise<string>((resolve, reject) => {
-        const l = lines.shift();
-        if (l !== undefined) return resolve(l);
-        waiters.push(resolve);
-        proc.once('exit', (code, signal) => reject(new Error(`publisher exited (${code ?? signal}): ${stderr}`)));
-      }),
-      30_000,
-      'the publisher child',
-    );
+    child.next(() => true, 30_000, 'line from the publisher child').catch((err: Error) => {
+      throw new Error(err.message.startsWith('exited') ? `publisher ${err.message}: ${child.stderr()}` : `the publisher child: ${err.message}`);
+    });
   try {
     const first = JSON.parse(await nextLine()) as { address: string; descriptor: string; length: number };
     return {
@@ -712,7 +692,7 @@ test('a batch over the frame limits is split and still lands whole', async () =>
     const q = new Float64Array(n * 4);
     for (let i = 0; i < n; i++) q.set([i * 16, 0, (n - 1 - i) * 16, 16], i * 4);
     await ep.read(remote, [local], q, n);
-    for (let i = 0; i < n; i++) if (findMismatch(dst, 17, (n - 1 - i) * 16, i * 16, 16) !== -1) assert.unreachable(`op ${i}`);
+    for (let i = 0; i < n; i++) if (findMismatch(dst, 17, i * 16, (n - 1 - i) * 16, 16) !== -1) assert.unreachable(`op ${i}`);
     dst.reverse();
     await ep.write(remote, [local], ops([0, 0, 0, n * 16]), 1);
     assert.ok(Buffer.from(published.bytes).equals(Buffer.from(dst)));

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tsWorker } from '../helpers/ts-worker.js';
-import { checkPattern, fillPattern } from '../helpers/pattern.js';
+import { checkPattern, fillPattern } from '../../src/bench/engine/pattern.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { UcxTransport, type UcxEndpoint } from '../../src/transport/ucx.js';
 import { TransportError, type LocalRegion, type RemoteRegion } from '../../src/transport/types.js';

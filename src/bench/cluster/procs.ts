@@ -4,14 +4,13 @@
  * deadline; a child that dies or stalls fails the row it was in, and is started again for the
  * next row. Children are always reaped (stdin closed, then SIGKILL after a grace period).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import type { Logger } from '../../log.js';
+import { ChildProc } from '../child-process.js';
 import { childExecArgv } from '../engine/entry.js';
 import type { RowProgress } from '../engine/row.js';
 import type { Row } from '../report/types.js';
-import { encode, parseChildMessage, wallNow, type ChildMessage, type ParentMessage } from './child-protocol.js';
+import { parseChildMessage, wallNow, type ChildMessage, type ParentMessage } from './child-protocol.js';
 import { mergeProcessRows, type ProcessRowResult } from './merge.js';
 import { rowPlan, type DriveRowsConfig } from './plan.js';
 
@@ -24,94 +23,59 @@ export function childEntry(): string {
 /** Margin between the last `ready` and the common start: time for `go` to reach every child. */
 const START_MARGIN_MS = 300;
 
-type Waiter = { match: (m: ChildMessage) => boolean; resolve: (m: ChildMessage) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
-
+/** One drive-child process: a ChildProc speaking child-protocol.ts, tied to us through its stdin. */
 class Child {
-  readonly proc: ChildProcess;
-  private readonly inbox: ChildMessage[] = [];
-  private readonly waiters = new Set<Waiter>();
-  private stderrTail = '';
-  exited: string | null = null;
+  readonly proc: ChildProc<ChildMessage>;
   onProgress: ((p: RowProgress) => void) | null = null;
 
   constructor(
     readonly index: number,
     cfg: DriveRowsConfig,
-    private readonly logger: Logger,
+    logger: Logger,
   ) {
     const childCfg: DriveRowsConfig = { ...cfg, node: { ...cfg.node, nodeId: `${cfg.node.nodeId}-${index + 1}` } };
-    this.proc = spawn(process.execPath, [...childExecArgv(), childEntry(), JSON.stringify(childCfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.proc.stdin!.on('error', () => {}); // a dead child's stdin: its exit is reported instead
-    this.proc.stderr!.on('data', (d: Buffer) => {
-      const text = d.toString();
-      this.stderrTail = (this.stderrTail + text).slice(-4096);
-      for (const line of text.split('\n')) if (line.trim()) logger.debug(`drive process ${index + 1}: ${line}`);
+    this.proc = new ChildProc<ChildMessage>({
+      label: `drive process ${index + 1}`,
+      command: process.execPath,
+      args: [...childExecArgv(), childEntry(), JSON.stringify(childCfg)],
+      lifetime: 'stdin',
+      parseMessage: parseChildMessage,
+      logger,
     });
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      const msg = parseChildMessage(line);
-      if (!msg) {
-        if (line.trim()) logger.debug(`drive process ${index + 1}: ${line}`);
-        return;
-      }
-      if (msg.t === 'progress') return this.onProgress?.(msg.p);
-      for (const w of this.waiters) {
-        if (w.match(msg)) {
-          this.waiters.delete(w);
-          clearTimeout(w.timer);
-          return w.resolve(msg);
-        }
-      }
-      this.inbox.push(msg);
-    });
-    this.proc.once('exit', (code, signal) => {
-      const last = this.stderrTail.trim().split('\n').slice(-2).join(' | ');
-      this.exited = `drive process ${index + 1} (pid ${this.proc.pid}) exited (${signal ?? `code ${code}`})${last ? `: ${last}` : ''}`;
-      for (const w of this.waiters) {
-        clearTimeout(w.timer);
-        w.reject(new Error(this.exited));
-      }
-      this.waiters.clear();
+    this.proc.onMessage((m) => {
+      if (m.t !== 'progress') return false;
+      this.onProgress?.(m.p);
+      return true;
     });
   }
 
   get alive(): boolean {
-    return this.exited === null;
+    return this.proc.alive;
+  }
+
+  /** Why it is gone: "drive process N (pid P) exited (code 1): <last lines>". */
+  get exited(): string | null {
+    return this.proc.alive ? null : this.proc.exitDescription(2);
   }
 
   send(msg: ParentMessage): void {
-    if (this.alive && this.proc.stdin!.writable) this.proc.stdin!.write(encode(msg));
+    this.proc.send(msg);
   }
 
   /** The next message that matches, within `timeoutMs`; rejects when the child exits. */
-  next(match: (m: ChildMessage) => boolean, timeoutMs: number, what: string): Promise<ChildMessage> {
-    const i = this.inbox.findIndex(match);
-    if (i >= 0) return Promise.resolve(this.inbox.splice(i, 1)[0]);
-    if (!this.alive) return Promise.reject(new Error(this.exited!));
-    return new Promise((resolve, reject) => {
-      const w: Waiter = {
-        match,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.waiters.delete(w);
-          reject(new Error(`drive process ${this.index + 1} sent no ${what} within ${Math.round(timeoutMs / 1000)} s`));
-        }, timeoutMs),
-      };
-      this.waiters.add(w);
-    });
+  async next(match: (m: ChildMessage) => boolean, timeoutMs: number, what: string): Promise<ChildMessage> {
+    try {
+      return await this.proc.next(match, timeoutMs, what);
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (msg.startsWith('exited')) throw new Error(this.proc.exitDescription(2));
+      throw new Error(`drive process ${this.index + 1} sent ${msg}`);
+    }
   }
 
   /** Closes stdin (the child closes its node and exits); SIGKILL after `graceMs`. */
   stop(graceMs = 5000): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.alive) return resolve();
-      const kill = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
-      this.proc.once('exit', () => {
-        clearTimeout(kill);
-        resolve();
-      });
-      this.proc.stdin!.end();
-    });
+    return this.proc.stop({ via: 'stdin', graceMs });
   }
 }
 

@@ -1,15 +1,67 @@
+/**
+ * The one fill/verify byte pattern (the producer, the drivers' --verify, serve, and every test and
+ * fixture use it): 32-bit word w of the pattern for `seed` is `w × 2654435761 ^ seed`. It depends
+ * on the position, so a page read from the wrong place (or with another seed) never verifies.
+ * Offsets are byte offsets into the pattern; unaligned ones work byte by byte.
+ */
+
 /** The bytes the producer writes into working-set page i (component c), so readers can verify hits. */
 export function pageSeed(page: number, component: number): number {
   return (Math.imul(page + 1, 0x9e3779b1) ^ (component * 0x85ebca6b)) >>> 0;
 }
 
-export function fillPage(bytes: Uint8Array, seed: number): void {
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
-  for (let i = 0; i < words.length; i++) words[i] = (Math.imul(i, 2654435761) ^ seed) >>> 0;
+/** Word w of the pattern for `seed`. */
+export function patternWord(w: number, seed: number): number {
+  return (Math.imul(w, 2654435761) ^ seed) >>> 0;
 }
 
+function patternByte(i: number, seed: number): number {
+  return (patternWord(Math.floor(i / 4), seed) >>> ((i % 4) * 8)) & 0xff;
+}
+
+function aligned(view: Uint8Array, viewOffset: number, patternOffset: number, length: number): boolean {
+  return (view.byteOffset + viewOffset) % 4 === 0 && patternOffset % 4 === 0 && length % 4 === 0;
+}
+
+/** Fills view[viewOffset, +length) with pattern bytes [patternOffset, +length); default the whole view from pattern byte 0. */
+export function fillPattern(view: Uint8Array, seed: number, patternOffset = 0, viewOffset = 0, length = view.byteLength - viewOffset): void {
+  if (aligned(view, viewOffset, patternOffset, length)) {
+    const words = new Uint32Array(view.buffer, view.byteOffset + viewOffset, length / 4);
+    const w0 = patternOffset / 4;
+    for (let i = 0; i < words.length; i++) words[i] = patternWord(w0 + i, seed);
+    return;
+  }
+  for (let i = 0; i < length; i++) view[viewOffset + i] = patternByte(patternOffset + i, seed);
+}
+
+/** The first byte (relative to viewOffset) where the view differs from pattern bytes [patternOffset, +length), or -1. */
+export function findMismatch(view: Uint8Array, seed: number, patternOffset = 0, viewOffset = 0, length = view.byteLength - viewOffset): number {
+  if (aligned(view, viewOffset, patternOffset, length)) {
+    const words = new Uint32Array(view.buffer, view.byteOffset + viewOffset, length / 4);
+    const w0 = patternOffset / 4;
+    for (let i = 0; i < words.length; i++) {
+      if (words[i] !== patternWord(w0 + i, seed)) {
+        for (let b = i * 4; b < i * 4 + 4; b++) if (view[viewOffset + b] !== patternByte(patternOffset + b, seed)) return b;
+      }
+    }
+    return -1;
+  }
+  for (let i = 0; i < length; i++) if (view[viewOffset + i] !== patternByte(patternOffset + i, seed)) return i;
+  return -1;
+}
+
+/** Index of the first 32-bit word of `bytes` that differs from the pattern at byte `patternOffset`, or -1. */
+export function checkPattern(bytes: Uint8Array, seed: number, patternOffset = 0): number {
+  const bad = findMismatch(bytes, seed, patternOffset, 0, bytes.byteLength - (bytes.byteLength % 4));
+  return bad < 0 ? -1 : bad >>> 2;
+}
+
+/** Fills a page with the pattern for `seed` (whole words). */
+export function fillPage(bytes: Uint8Array, seed: number): void {
+  fillPattern(bytes, seed, 0, 0, bytes.byteLength - (bytes.byteLength % 4));
+}
+
+/** True when the page holds the pattern for `seed`. */
 export function verifyPage(bytes: Uint8Array, seed: number): boolean {
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
-  for (let i = 0; i < words.length; i++) if (words[i] !== (Math.imul(i, 2654435761) ^ seed) >>> 0) return false;
-  return true;
+  return checkPattern(bytes, seed, 0) === -1;
 }

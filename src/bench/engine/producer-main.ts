@@ -1,7 +1,7 @@
 /**
  * The producer (prefill) node, in its own process so that `shm` measures a real cross-process
  * one-sided READ. It serves the embedded directory at the discovery address, publishes the
- * working sets, prints one JSON line when ready, and serves until its stdin closes (also when
+ * working sets, prints one JSON line when ready (a ProducerMessage), and serves until its stdin closes (also when
  * the parent dies) or it gets SIGTERM.
  */
 import { HostKVPool } from '../../store/host-pool.js';
@@ -9,7 +9,7 @@ import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { publishedPoolBytes } from '../../store/published-pool.js';
 import { createLogger } from '../../log.js';
 import { fillPage, pageSeed } from './pattern.js';
-import type { ProducerConfig } from './producer.js';
+import { encodeProducerMessage, type ProducerConfig } from './producer.js';
 
 const CHUNK = 256;
 
@@ -71,10 +71,10 @@ async function main(): Promise<void> {
       bytes: region.length,
     };
   }
-  process.stdout.write(JSON.stringify({ ready: true, nodeId: store.nodeId, published, transports: store.transport.transports, pid: process.pid, raw }) + '\n');
+  process.stdout.write(encodeProducerMessage({ t: 'ready', nodeId: store.nodeId, published, transports: store.transport.transports, pid: process.pid, raw }));
 }
 
 main().catch((err: unknown) => {
   process.stderr.write(`producer failed: ${(err as Error).message}\n`);
-  process.exit(1);
+  process.stdout.write(encodeProducerMessage({ t: 'error', message: (err as Error).message }), () => process.exit(1));
 });

@@ -1,6 +1,5 @@
 /** Starts and stops the producer (prefill) node process the get/exists sweeps read from. */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { ChildProc } from '../child-process.js';
 import type { LogLevel, Logger } from '../../log.js';
 import type { Layout } from '../../store/host-pool.js';
 import type { StoreConfig } from './connection.js';
@@ -22,6 +21,28 @@ export interface ProducerConfig extends Omit<StoreConfig, 'timeoutMs'> {
   logLevel: LogLevel;
 }
 
+/**
+ * What producer-main tells its parent, one JSON line on stdout: `ready` once every working set is
+ * published (and the raw region allocated), or `error` when it could not start.
+ */
+export type ProducerMessage =
+  | { t: 'ready'; nodeId: string; pid: number; published: number; transports: string; raw: RawRegion | null }
+  | { t: 'error'; message: string };
+
+export function encodeProducerMessage(m: ProducerMessage): string {
+  return `${JSON.stringify(m)}\n`;
+}
+
+/** A producer's stdout line as a message, or null (stray output). */
+export function parseProducerMessage(line: string): ProducerMessage | null {
+  try {
+    const v = JSON.parse(line) as { t?: unknown } | null;
+    return v && typeof v === 'object' && (v.t === 'ready' || v.t === 'error') ? (v as ProducerMessage) : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface ProducerHandle {
   nodeId: string;
   pid: number;
@@ -30,45 +51,26 @@ export interface ProducerHandle {
   stop(): Promise<void>;
 }
 
+/** Starts producer-main and waits for its `ready` (it exits when its stdin closes, also when we die). */
 export async function startProducer(cfg: ProducerConfig, logger: Logger, timeoutMs = 120_000): Promise<ProducerHandle> {
-  const child: ChildProcess = spawn(process.execPath, [...childExecArgv(), moduleFile('producer-main'), JSON.stringify(cfg)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
+  const child = new ChildProc<ProducerMessage>({
+    label: 'producer',
+    command: process.execPath,
+    args: [...childExecArgv(), moduleFile('producer-main'), JSON.stringify(cfg)],
+    lifetime: 'stdin',
+    parseMessage: parseProducerMessage,
+    logger,
   });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    if (stderr.length > 64 * 1024) stderr = stderr.slice(-32 * 1024);
-    for (const line of d.toString().split('\n')) if (line.trim()) logger.debug(`producer: ${line}`);
-  });
-  const stop = () =>
-    new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.stdin!.end();
-      const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
-      kill.unref();
-    });
-  const ready = await new Promise<{ nodeId: string; pid: number; transports: string; raw: RawRegion | null }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the producer process did not become ready within ${timeoutMs / 1000} s`)), timeoutMs);
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { ready?: boolean; nodeId: string; pid: number; transports: string; raw: RawRegion | null };
-        if (msg.ready) {
-          clearTimeout(timer);
-          resolve(msg);
-        }
-      } catch {
-        logger.debug(`producer: ${line}`);
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the producer process exited (${code ?? signal}) before it was ready: ${stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`));
-    });
-  }).catch(async (err: unknown) => {
+  const stop = () => child.stop({ via: 'stdin', graceMs: 5000 });
+  try {
+    const m = await child.next(() => true, timeoutMs, 'ready message from the producer process');
+    if (m.t === 'error') throw new Error(`the producer process could not start: ${m.message}`);
+    return { nodeId: m.nodeId, pid: m.pid, transports: m.transports, raw: m.raw, stop };
+  } catch (err) {
+    const msg = (err as Error).message;
     await stop();
+    if (msg.startsWith('exited')) throw new Error(`the producer process ${msg.replace(/ early$/, '')} before it was ready: ${child.tail(3)}`);
+    if (msg.startsWith('no ready')) throw new Error(`the producer process did not become ready within ${timeoutMs / 1000} s`);
     throw err;
-  });
-  return { ...ready, stop };
+  }
 }

@@ -13,6 +13,24 @@ import type { LatUnit, RowPhase, Row, RowOp } from '../report/types.js';
 import { workerEntry } from './entry.js';
 import { controlBytes, DONE, LIVE_BASE, LIVE_CALLS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, type DriverKind, type WorkerResult, type WorkerTask } from './protocol.js';
 
+/** The UCX transport names each protocol is restricted to (native/context.cc), and tcp's own. */
+const PROTOCOL_TRANSPORTS: Record<string, RegExp> = {
+  shm: /^(posix|sysv|cma|self|knem|xpmem)$/,
+  rdma: /^(rc|ud|dc)(_\w+)?$/,
+  tcp: /^tcp$/,
+};
+
+/**
+ * Why a row's transports (the lanes UCX reports, e.g. 'sysv/memory', 'rc_mlx5/mlx5_0:1') are not
+ * the ones its protocol promises, or null. No lanes (nothing connected, the noop driver): null.
+ */
+export function transportMismatch(protocol: string, lanes: readonly string[]): string | null {
+  const want = PROTOCOL_TRANSPORTS[protocol];
+  if (!want || lanes.length === 0) return null;
+  const wrong = lanes.filter((l) => !want.test(l.split('/')[0]));
+  return wrong.length ? `the data went over ${wrong.join(', ')}, not ${protocol}'s transports: no figure is published under ${protocol}` : null;
+}
+
 export interface RowPlan {
   /** What each worker's loop runs. */
   op: DriverKind;
@@ -228,7 +246,9 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
     if (aborted) notes.push('aborted: partial window');
     if (errors) notes.push(`${errors} failed calls (first: ${firstError})`);
     if (wrong) notes.push(`${wrong} hit pages with WRONG bytes`);
-    const ok = calls > 0 && wrong === 0;
+    const mismatch = transportMismatch(identity.protocol, lanes);
+    if (mismatch) notes.push(mismatch);
+    const ok = calls > 0 && wrong === 0 && mismatch === null;
     if (calls === 0) notes.push(`no call completed in the window${firstError ? ` (first error: ${firstError})` : ''}`);
     return makeRow({
       ...identity,

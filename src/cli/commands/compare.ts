@@ -8,9 +8,12 @@ import { parsePositiveInt, parseSize, parseSizeList, UsageError } from '../parse
 import { runMeasureCommand } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 import { MAX_THREADS, maxBytesArg, microRunArgs, runShapeFromArgs } from './micro.js';
-import { mooncakeArgs, mooncakeFromArgs } from './mooncake.js';
+import { checkMooncakeBin, mooncakeArgs, mooncakeFromArgs } from './mooncake.js';
 
 const KIB = 1024;
+
+const COMPARE_INTERRUPT =
+  '\ninterrupted: stopping the current row now and writing what was measured (our rows keep their partial window; a Mooncake row reports nothing partial and is written as failed; Ctrl-C again to quit at once)\n';
 const sizeText = (n: number) => (n % (KIB * KIB) === 0 ? `${n / KIB / KIB}m` : n % KIB === 0 ? `${n / KIB}k` : String(n));
 
 export function compareOptionsFromArgs(args: Args): CompareOptions {
@@ -20,6 +23,8 @@ export function compareOptionsFromArgs(args: Args): CompareOptions {
   const shape = runShapeFromArgs(args);
   const mt = str(args, 'mooncake-threads').trim();
   const mooncake = args['skip-mooncake'] === true ? undefined : mooncakeFromArgs(args);
+  // A binary the user named that cannot run is an error before anything is measured.
+  if (mooncake) checkMooncakeBin(mooncake.bin);
   return {
     ...connectionFromArgs(args, '127.0.0.1'),
     ...shape,
@@ -49,7 +54,7 @@ export default defineCommand({
     ...connectionArgs,
     'block-sizes': { type: 'string', description: 'Block sizes to compare, comma separated; k/m suffixes allowed', default: COMPARE_DEFAULT_BLOCK_SIZES.map(sizeText).join(','), valueHint: 'list' },
     ...microRunArgs,
-    'mooncake-threads': { type: 'string', description: 'Mooncake initiator threads; same: as many as --threads, so both sides run the same concurrency', default: 'same', valueHint: 'n|same' },
+    'mooncake-threads': { type: 'string', description: "Mooncake initiator threads; same: as many as --threads, so both sides run the same concurrency (transfer_engine_bench's own default is 12)", default: 'same', valueHint: 'n|same' },
     'skip-store': { type: 'boolean', description: 'Leave out the store-get rows', default: false },
     'skip-mooncake': { type: 'boolean', description: 'Leave out the Mooncake rows', default: false },
     ...mooncakeArgs,
@@ -67,6 +72,7 @@ export default defineCommand({
       args,
       logger,
       configError: MicroConfigError,
+      interruptMessage: COMPARE_INTERRUPT,
       run: async (hooks, progress) => {
         report = await runCompare({
           ...options,
@@ -74,6 +80,10 @@ export default defineCommand({
           onStage: (s) => {
             progress.clear();
             if (tty) process.stderr.write(`[run ${s.index + 1}/${s.rows}] ${s.system} ${s.path}  block=${sizeText(s.blockSize)}\n`);
+          },
+          onNotice: (line) => {
+            progress.clear();
+            process.stderr.write(`peercache-bench compare: ${line}\n`);
           },
           onStatus: (line) => {
             if (tty) process.stderr.write(`  ${line}\n`);
