@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { memoryLogger } from '../helpers/log.js';
-import { checkPattern } from '../helpers/pattern.js';
+import { checkPattern } from '../../src/bench/engine/pattern.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { freePort } from '../helpers/ports.js';
 import { forgeAddress, forgeDescriptor, type ForgedAddressKind, type ForgedDescriptorKind } from '../helpers/forge.js';
