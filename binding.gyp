@@ -7,6 +7,9 @@
         "native/context.cc",
         "native/region.cc",
         "native/worker.cc",
+        "native/endpoint.cc",
+        "native/batch.cc",
+        "native/wait_loop.cc",
         "native/ucx_api.cc",
         "native/compat.cc"
       ],

@@ -88,6 +88,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitContext(env, exports, data);
   InitRegion(env, exports, data);
   InitWorker(env, exports, data);
+  InitEndpoint(env, exports, data);
   return exports;
 }
 

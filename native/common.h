@@ -147,18 +147,24 @@ struct Batch {
   bool async = false;
   Napi::Promise::Deferred* deferred = nullptr;
   void ReleaseRefs();
+  // Past its deadline: says so once (error) and force-closes its endpoint, which completes the
+  // outstanding requests with errors.
+  void TimeOut();
 };
+
+// UCX's completion callback of every op of a batch (user data: the Batch).
+void OnOpDone(void* request, ucs_status_t status, void* userData);
+// The text a failed batch rejects with.
+std::string BatchError(const Batch& b);
 
 struct AddonData {
   Napi::Env env;
   uv_loop_t* loop = nullptr;
   Napi::FunctionReference contextCtor;
   Napi::FunctionReference regionCtor;
-  Napi::FunctionReference workerCtor;
   Napi::FunctionReference endpointCtor;
   Napi::FunctionReference remoteCtor;
   std::vector<NativeWorker*> workers;
-  std::vector<NativeRegion*> regions;
   explicit AddonData(Napi::Env e) : env(e) {}
 };
 
@@ -169,10 +175,9 @@ Napi::Error MakeError(Napi::Env env, const std::string& message, const char* cod
 void InitContext(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitRegion(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitWorker(Napi::Env env, Napi::Object exports, AddonData* data);
+void InitEndpoint(Napi::Env env, Napi::Object exports, AddonData* data);
 
 Napi::Object WrapRegion(Napi::Env env, NativeRegion* region);
-Napi::Object WrapEndpoint(Napi::Env env, NativeEndpoint* endpoint);
-Napi::Object WrapRemote(Napi::Env env, NativeRemote* remote);
 NativeRegion* UnwrapRegion(Napi::Value value);
 SharedContext* UnwrapContext(Napi::Value value, std::string* error);
 

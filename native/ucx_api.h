@@ -45,7 +45,6 @@ struct UcxApi {
   X(ucp_get_nbx)                          \
   X(ucp_put_nbx)                          \
   X(ucp_request_check_status)             \
-  X(ucp_request_cancel)                   \
   X(ucp_request_free)                     \
   X(ucs_status_string)
 
