@@ -710,5 +710,17 @@ test('auth through openDirectory: a joiner without the token is refused', async 
   }
 });
 
+test('a discovery port held by a program that is not a directory: "in use by a program that does not answer", not a bare hello timeout', async () => {
+  const squatter = net.createServer(() => {});
+  await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
+  const port = (squatter.address() as net.AddressInfo).port;
+  try {
+    const err = await rejection(openDirectory({ discoveryAddr: `127.0.0.1:${port}`, connectTimeoutMs: 300, maxAttempts: 1, rejoin: false }));
+    assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port} is in use by a program that does not answer as a peercache directory`));
+  } finally {
+    squatter.close();
+  }
+});
+
 test.run();
 

@@ -148,7 +148,12 @@ export class EmbeddedDirectory implements Directory {
       socket.destroy();
       const e = err as DirectoryError;
       const code = /authentication failed/.test(e.message) ? 'EAUTH' : e.code;
-      throw new DirectoryError(`cannot connect to the directory at ${where}: ${e.message}`, code, { cause: err });
+      // A TCP connection but no hello answer: the port belongs to something that is not a directory.
+      const why =
+        e.code === 'ERR_TIMEOUT'
+          ? `${where} is in use by a program that does not answer as a peercache directory (address in use?): hello timed out after ${timeoutMs} ms`
+          : e.message;
+      throw new DirectoryError(`cannot connect to the directory at ${where}: ${why}`, code, { cause: err });
     }
     client.startHeartbeat();
     return client;
