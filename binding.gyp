@@ -8,7 +8,8 @@
         "native/region.cc",
         "native/worker.cc",
         "native/ucx_api.cc",
-        "native/compat.cc"
+        "native/compat.cc",
+        "native/shared_mapping.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api"

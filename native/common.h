@@ -167,6 +167,7 @@ Napi::Error MakeError(Napi::Env env, const std::string& message, const char* cod
 void InitContext(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitRegion(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitWorker(Napi::Env env, Napi::Object exports, AddonData* data);
+void InitSharedMapping(Napi::Env env, Napi::Object exports);
 
 Napi::Object WrapRegion(Napi::Env env, NativeRegion* region);
 Napi::Object WrapEndpoint(Napi::Env env, NativeEndpoint* endpoint);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // @ts-expect-error plain .mjs helper shared with scripts/prebuild.mjs
-import { nativeSourceHash } from '../../scripts/native-sources..js';
+import { nativeSourceHash } from '../../scripts/native-sources.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const prebuildDir = join(root, 'prebuilds', 'linux-x64');
