@@ -70,7 +70,6 @@ class ScratchPool {
 export class PageReader {
   private readonly cache: LocationCache;
   private readonly scratch: ScratchPool;
-  private hostPool: HostKVPool | null = null;
   private hostRegion: LocalRegion | null = null;
   /** The fast path's reused buffers; `fastInUse` while an asynchronous READ fills them (concurrent calls take the general path). */
   private fast: FastReadBuffers | null = null;
@@ -82,8 +81,7 @@ export class PageReader {
   }
 
   /** The host pool and its registration: the destination of batchGetV1. */
-  setHost(pool: HostKVPool, region: LocalRegion): void {
-    this.hostPool = pool;
+  setHost(_pool: HostKVPool, region: LocalRegion): void {
     this.hostRegion = region;
   }
 
@@ -127,36 +125,9 @@ export class PageReader {
   async getPages(objects: readonly string[], pages: readonly number[], comps: number, host: HostKVPool): Promise<boolean[]> {
     const { stats } = this.ctx;
     const keyCount = pages.length;
-    const attempt = this.tryFastGet(objects, pages, comps, host);
-    if (attempt === true || (attempt !== false && (await attempt))) {
-      stats.cacheHits += objects.length;
-      stats.getPages += keyCount;
-      stats.getHits += keyCount;
-      stats.bytesRead += objects.length * host.pageBytes;
-      return new Array<boolean>(keyCount).fill(true);
-    }
-    const ok = new Uint8Array(objects.length);
-    const items: (ReadItem | null)[] = new Array(objects.length).fill(null);
-    const missing: number[] = [];
-    for (let j = 0; j < objects.length; j++) {
-      const loc = this.cache.get(objects[j]);
-      if (loc) {
-        stats.cacheHits++;
-        items[j] = this.readItem(j, objects[j], loc, loc.tag, host.objectOffset(pages[Math.floor(j / comps)], j % comps), true);
-      } else {
-        missing.push(j);
-      }
-    }
-    await this.resolveMissing(objects, missing, items, pages, comps, host);
-    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok);
-    if (retry.length) {
-      // Stale cached locations: one directory lookup for those keys, then one more READ.
-      const again = retry.map((it) => it.index);
-      for (const j of again) items[j] = null;
-      for (const it of retry) this.cache.delete(it.key);
-      await this.resolveMissing(objects, again, items, pages, comps, host);
-      await this.readAll(again.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok);
-    }
+    const offsets = new Array<number>(objects.length);
+    for (let j = 0; j < objects.length; j++) offsets[j] = host.objectOffset(pages[Math.floor(j / comps)], j % comps);
+    const ok = await this.getObjects(objects, this.hostRegion!, offsets, host.pageBytes);
     const result = new Array<boolean>(keyCount);
     let hits = 0;
     for (let i = 0; i < keyCount; i++) {
@@ -169,6 +140,44 @@ export class PageReader {
     stats.getHits += hits;
     stats.bytesRead += hits * comps * host.pageBytes;
     return result;
+  }
+
+  /**
+   * READs `objects` into a registered local region: object j into `offsets[j]`, and only if its
+   * published length is `lengths` (one for all) or `lengths[j]`; every object validated against its
+   * slot header. One byte per object: 1 = read and validated. The caller checks the ranges.
+   */
+  async getObjects(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengths: number | ArrayLike<number>): Promise<Uint8Array> {
+    const { stats } = this.ctx;
+    const lengthOf = typeof lengths === 'number' ? () => lengths : (j: number) => lengths[j];
+    const attempt = this.tryFastGet(objects, local, offsets, lengthOf);
+    if (attempt === true || (attempt !== false && (await attempt))) {
+      stats.cacheHits += objects.length;
+      return new Uint8Array(objects.length).fill(1);
+    }
+    const ok = new Uint8Array(objects.length);
+    const items: (ReadItem | null)[] = new Array(objects.length).fill(null);
+    const missing: number[] = [];
+    for (let j = 0; j < objects.length; j++) {
+      const loc = this.cache.get(objects[j]);
+      if (loc && loc.length === lengthOf(j)) {
+        stats.cacheHits++;
+        items[j] = this.readItem(j, objects[j], loc, loc.tag, local, offsets[j], true);
+      } else {
+        missing.push(j);
+      }
+    }
+    await this.resolveMissing(objects, missing, items, local, offsets, lengthOf);
+    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok);
+    if (retry.length) {
+      // Stale cached locations: one directory lookup for those keys, then one more READ.
+      const again = retry.map((it) => it.index);
+      for (const j of again) items[j] = null;
+      for (const it of retry) this.cache.delete(it.key);
+      await this.resolveMissing(objects, again, items, local, offsets, lengthOf);
+      await this.readAll(again.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok);
+    }
+    return ok;
   }
 
   /** Legacy batchGet: READs raw keys into `targets` through registered staging; each element is the target on a hit, else null. */
@@ -212,7 +221,7 @@ export class PageReader {
    * validation loop: no per-object allocation. Returns false when it does not apply or any object
    * failed validation; the general path then does the whole batch (and its retries) again.
    */
-  private tryFastGet(objects: readonly string[], pages: readonly number[], comps: number, host: HostKVPool): boolean | Promise<boolean> {
+  private tryFastGet(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengthOf: (j: number) => number): boolean | Promise<boolean> {
     if (this.fastInUse || this.cache.maxEntries <= 0) return false;
     const n = objects.length;
     const first = this.cache.get(objects[0]);
@@ -221,19 +230,19 @@ export class PageReader {
     if (!peer) return false;
     const f = this.fastBuffers(n);
     const { ops, locations } = f;
-    const pageBytes = host.pageBytes;
-    const stride = host.pageStride;
+    f.locals[0] = local;
     for (let j = 0; j < n; j++) {
       const loc = j === 0 ? first : this.cache.get(objects[j]);
-      if (!loc || loc.nodeId !== first.nodeId || loc.length !== pageBytes) return false;
+      const length = lengthOf(j);
+      if (!loc || loc.nodeId !== first.nodeId || loc.length !== length) return false;
       const header = peer.headerOffset(loc.offset);
       if (header < 0) return false;
       locations[j] = loc;
       const o = j * OP_FIELDS;
       ops[o] = loc.offset;
       ops[o + 1] = 0;
-      ops[o + 2] = pages[(j / comps) | 0] * stride + (j % comps) * pageBytes;
-      ops[o + 3] = pageBytes;
+      ops[o + 2] = offsets[j];
+      ops[o + 3] = length;
       const h = (n + j) * OP_FIELDS;
       ops[h] = header;
       ops[h + 1] = 1;
@@ -282,18 +291,25 @@ export class PageReader {
     this.fast = {
       ops: new Float64Array(2 * capacity * OP_FIELDS),
       scratch,
-      locals: [this.hostRegion!, scratch],
+      locals: [scratch, scratch], // [0] is set per call: the destination region
       locations: new Array<CachedLocation>(capacity),
       capacity,
     };
     return this.fast;
   }
 
-  private readItem(index: number, key: string, location: Location, tag: number, hostOffset: number, fromCache: boolean): ReadItem {
-    return { index, key, location, tag, local: this.hostRegion!, localOffset: hostOffset, dest: this.hostPool!.buffer, fromCache };
+  private readItem(index: number, key: string, location: Location, tag: number, local: LocalRegion, localOffset: number, fromCache: boolean): ReadItem {
+    return { index, key, location, tag, local, localOffset, dest: local.bytes, fromCache };
   }
 
-  private async resolveMissing(objects: readonly string[], missing: number[], items: (ReadItem | null)[], pages: readonly number[], comps: number, host: HostKVPool): Promise<void> {
+  private async resolveMissing(
+    objects: readonly string[],
+    missing: number[],
+    items: (ReadItem | null)[],
+    local: LocalRegion,
+    offsets: ArrayLike<number>,
+    lengthOf: (j: number) => number,
+  ): Promise<void> {
     if (!missing.length) return;
     let found: (Location | null)[];
     try {
@@ -306,8 +322,8 @@ export class PageReader {
     for (let m = 0; m < missing.length; m++) {
       const loc = found[m];
       const j = missing[m];
-      if (loc && loc.length === host.pageBytes) {
-        items[j] = this.readItem(j, objects[j], loc, keyTag(objects[j]), host.objectOffset(pages[Math.floor(j / comps)], j % comps), false);
+      if (loc && loc.length === lengthOf(j)) {
+        items[j] = this.readItem(j, objects[j], loc, keyTag(objects[j]), local, offsets[j], false);
       }
     }
   }
