@@ -343,8 +343,13 @@ class PeerCacheStorage(_Base):
         return self._names(keys), ptrs, sizes
 
     def _zero_copy_ranges(self, c, ptrs, sizes):
-        pools, offsets = [], []
         spans = self.spans
+        if len(spans) == 1:  # the usual case (one kv_buffer): one subtraction per object
+            sp = spans[0]
+            if min(ptrs) >= sp.address and max(p + n for p, n in zip(ptrs, sizes)) <= sp.end:
+                delta = sp.file_offset - sp.address
+                return c.file_pools[sp.inode], [p + delta for p in ptrs]
+        pools, offsets = [], []
         for ptr, n in zip(ptrs, sizes):
             for sp in spans:
                 if sp.address <= ptr and ptr + n <= sp.end:

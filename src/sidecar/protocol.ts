@@ -16,7 +16,9 @@
  *   get      { pool, keys, offsets, lengths }                 -> { ok: "1100..." }  (READs into the pool)
  *   set      { pool, keys, offsets, lengths }                 -> { ok: "1111..." }  (publishes from it)
  *   clear    {}                                               -> {}  (unpublishes what this node holds)
- *   stats    {}                                               -> { store stats, connections, pools }
+ *   stats    { reset? }                                       -> { store stats, connections, pools, storeCalls }
+ *            (storeCalls: p50/p90/p99/mean µs of the store's own get/set/exists calls, socket excluded;
+ *            reset: true starts new samples after this answer)
  * `pool` is a number, or an array with one pool per key. Offsets and lengths are bytes from the
  * start of the registered file; every range must lie inside it.
  */
@@ -59,7 +61,7 @@ export type SidecarRequest =
   | { op: 'exists'; keys: string[] }
   | { op: 'get' | 'set'; pool: number | number[]; keys: string[]; offsets: number[]; lengths: number[] }
   | { op: 'clear' }
-  | { op: 'stats' };
+  | { op: 'stats'; reset: boolean };
 
 /** A request that cannot be served; the connection stays open. */
 export class RequestError extends Error {
@@ -122,8 +124,11 @@ export function parseRequest(body: unknown, limits: SidecarLimits): SidecarReque
         lengths: intList(b.lengths, `${op}.lengths`, keys.length, 1, MAX_POOL_BYTES),
       };
     }
+    case 'stats':
+      if (b.reset !== undefined && typeof b.reset !== 'boolean') bad('stats.reset must be a boolean');
+      return { op, reset: b.reset === true };
     default:
-      return { op: op as 'clear' | 'stats' };
+      return { op: 'clear' };
   }
 }
 

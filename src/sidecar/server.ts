@@ -30,6 +30,25 @@ export interface SidecarServerOptions {
   logger: Logger;
 }
 
+/** The last TIMING_SAMPLES durations (µs) of the store calls of one op: what the store itself took, without the socket. */
+const TIMING_SAMPLES = 4096;
+class Timings {
+  private readonly samples = new Float64Array(TIMING_SAMPLES);
+  private n = 0;
+  add(us: number): void {
+    this.samples[this.n++ % TIMING_SAMPLES] = us;
+  }
+  summary(): { count: number; p50_us: number; p90_us: number; p99_us: number; mean_us: number } {
+    const k = Math.min(this.n, TIMING_SAMPLES);
+    const sorted = Array.from(this.samples.subarray(0, k)).sort((a, b) => a - b);
+    const q = (p: number) => (k ? sorted[Math.min(k - 1, Math.floor(p * k))] : 0);
+    return { count: this.n, p50_us: q(0.5), p90_us: q(0.9), p99_us: q(0.99), mean_us: k ? sorted.reduce((a, b) => a + b, 0) / k : 0 };
+  }
+  reset(): void {
+    this.n = 0;
+  }
+}
+
 class Connection {
   helloDone = false;
   readonly pools: MappedPool[] = [];
@@ -49,6 +68,7 @@ export class SidecarServer {
   private readonly store: PeerCacheStore;
   private readonly logger: Logger;
   private readonly socketPath: string;
+  private readonly timings = { get: new Timings(), set: new Timings(), exists: new Timings() };
 
   private constructor(options: SidecarServerOptions) {
     this.limits = { ...DEFAULT_SIDECAR_LIMITS, ...options.limits };
@@ -198,8 +218,12 @@ export class SidecarServer {
         conn.pools.push(p);
         return { pool: conn.pools.length - 1 };
       }
-      case 'exists':
-        return { found: bitString(await this.store.existsObjects(req.keys)) };
+      case 'exists': {
+        const t0 = performance.now();
+        const found = await this.store.existsObjects(req.keys);
+        this.timings.exists.add((performance.now() - t0) * 1000);
+        return { found: bitString(found) };
+      }
       case 'get':
       case 'set': {
         const n = req.keys.length;
@@ -216,9 +240,17 @@ export class SidecarServer {
             const p = single ?? pools![j];
             return p.region.bytes.subarray(req.offsets[j], req.offsets[j] + req.lengths[j]);
           });
-          return { ok: bitString(await this.store.setObjectsFrom(req.keys, sources)) };
+          const t0 = performance.now();
+          const ok = await this.store.setObjectsFrom(req.keys, sources);
+          this.timings.set.add((performance.now() - t0) * 1000);
+          return { ok: bitString(ok) };
         }
-        if (single) return { ok: bitString(await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths)) };
+        const t0 = performance.now();
+        if (single) {
+          const got = await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths);
+          this.timings.get.add((performance.now() - t0) * 1000);
+          return { ok: bitString(got) };
+        }
         // Keys spread over several pools (MHA k and v in separate files): one call per pool.
         const ok = new Array<boolean>(n).fill(false);
         const byPool = new Map<MappedPool, number[]>();
@@ -233,13 +265,17 @@ export class SidecarServer {
             idx.forEach((j, k) => (ok[j] = got[k]));
           }),
         );
+        this.timings.get.add((performance.now() - t0) * 1000);
         return { ok: bitString(ok) };
       }
       case 'clear':
         await this.store.clear();
         return {};
-      case 'stats':
-        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount };
+      case 'stats': {
+        const storeCalls = { get: this.timings.get.summary(), set: this.timings.set.summary(), exists: this.timings.exists.summary() };
+        if (req.reset) for (const t of Object.values(this.timings)) t.reset();
+        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount, storeCalls };
+      }
     }
   }
 
