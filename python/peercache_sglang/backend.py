@@ -363,6 +363,12 @@ class PeerCacheStorage(_Base):
         return pools, offsets
 
     @staticmethod
+    def _lengths(sizes):
+        """One int when every object has the same length (a shorter request), else the list."""
+        first = sizes[0]
+        return first if sizes.count(first) == len(sizes) else sizes
+
+    @staticmethod
     def _per_page(bits, comps, npages):
         if comps == 1:
             return [ch == "1" for ch in bits]
@@ -401,7 +407,7 @@ class PeerCacheStorage(_Base):
             comps = len(self.suffixes)
             if self.zero_copy:
                 pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
-                bits = c.client.get(pool, names, offsets, sizes)
+                bits = c.client.get(pool, names, offsets, self._lengths(sizes))
             else:
                 total = sum(sizes)
                 st = self._staging(c, total)
@@ -442,7 +448,7 @@ class PeerCacheStorage(_Base):
                 raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (max(sizes), self.slot_bytes))
             if self.zero_copy:
                 pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
-                bits = c.client.set(pool, names, offsets, sizes)
+                bits = c.client.set(pool, names, offsets, self._lengths(sizes))
             else:
                 st = self._staging(c, sum(sizes))
                 offsets, o = [], 0

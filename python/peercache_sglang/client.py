@@ -7,6 +7,7 @@ a deadline, and any failure leaves the connection closed (the caller reconnects)
 """
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -16,6 +17,9 @@ FRAME_VERSION = 1
 KIND_REQUEST, KIND_RESPONSE, KIND_ERROR = 1, 2, 4
 _HEADER = struct.Struct(">IBBI")
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# Keys made only of these characters need no JSON escaping: the hot ops join them directly (the
+# quotes are the separators; their count proves no key has one of its own).
+_PLAIN_JOINED = re.compile(r'^[A-Za-z0-9_.:/+=,"-]*$')
 
 
 class SidecarError(Exception):
@@ -33,6 +37,7 @@ class SidecarClient:
         self.sock = None
         self.next_id = 1
         self.hello = None
+        self._buf = bytearray(65536)
 
     @property
     def connected(self):
@@ -58,37 +63,53 @@ class SidecarClient:
             except OSError:
                 pass
 
-    def _recv_exact(self, n, deadline):
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("deadline passed waiting for the sidecar")
-            self.sock.settimeout(left)
-            k = self.sock.recv_into(view[got:], n - got)
-            if k == 0:
-                raise ConnectionError("the sidecar closed the connection")
-            got += k
-        return buf
+    def _recv_more(self, view, got, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("deadline passed waiting for the sidecar")
+        self.sock.settimeout(left)
+        k = self.sock.recv_into(view[got:])
+        if k == 0:
+            raise ConnectionError("the sidecar closed the connection")
+        return got + k
 
     def call(self, request, timeout_s=None):
-        """Sends one request and waits for its answer; closes the connection on any failure but a refused request."""
+        """Sends one request (a dict, or JSON bytes) and waits for its answer; closes the connection on any failure but a refused request."""
+        payload = request if isinstance(request, bytes) else json.dumps(request, separators=(",", ":")).encode()
+        return self._call(payload, timeout_s)
+
+    def _call(self, payload, timeout_s=None):
         if self.sock is None:
             raise ConnectionError("not connected")
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
         rid = self.next_id
         self.next_id = (self.next_id % 0x7FFFFFFF) + 1
-        payload = json.dumps(request, separators=(",", ":")).encode()
         try:
             self.sock.settimeout(max(0.001, deadline - time.monotonic()))
             self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
-            head = self._recv_exact(_HEADER.size, deadline)
-            length, version, kind, answer_id = _HEADER.unpack(head)
+            # Usually the whole answer comes in one recv; a large one is read on until complete.
+            buf = self._buf
+            view = memoryview(buf)
+            got = self.sock.recv_into(view)
+            if got == 0:
+                raise ConnectionError("the sidecar closed the connection")
+            while got < _HEADER.size:
+                got = self._recv_more(view, got, deadline)
+            length, version, kind, answer_id = _HEADER.unpack_from(buf)
             if version != FRAME_VERSION or kind not in (KIND_RESPONSE, KIND_ERROR) or length > MAX_ANSWER_BYTES:
                 raise ConnectionError("malformed answer from the sidecar (version %d, kind %d, %d bytes)" % (version, kind, length))
-            body = json.loads(bytes(self._recv_exact(length, deadline)).decode()) if length else None
+            total = _HEADER.size + length
+            if total > len(buf):
+                big = bytearray(total)
+                big[:got] = view[:got]
+                view.release()
+                buf, view = big, memoryview(big)
+            while got < total:
+                got = self._recv_more(view, got, deadline)
+            if got > total:
+                raise ConnectionError("the sidecar sent more than one answer")
+            body = json.loads(bytes(view[_HEADER.size:total])) if length else None
+            view.release()
         except BaseException:
             self.close()
             raise
@@ -103,19 +124,40 @@ class SidecarClient:
             raise ConnectionError("answer %d to request %d" % (answer_id, rid))
         return body
 
+    @staticmethod
+    def _keys_json(keys):
+        if not keys:
+            return "[]"
+        joined = '","'.join(keys)
+        if joined.count('"') == 2 * (len(keys) - 1) and _PLAIN_JOINED.match(joined):
+            return '["' + joined + '"]'
+        return json.dumps(keys)
+
+    @staticmethod
+    def _ints_json(values):
+        if isinstance(values, int):
+            return str(values)
+        return "[" + ",".join(map(str, values)) + "]"
+
     # ---------------------------------------------------------------- ops
 
     def register(self, fd, nbytes, pid=None):
         return self.call({"op": "register", "pid": pid or os.getpid(), "fd": fd, "bytes": nbytes})["pool"]
 
     def exists(self, keys):
-        return self.call({"op": "exists", "keys": keys})["found"]
+        return self._call(('{"op":"exists","keys":%s}' % self._keys_json(keys)).encode())["found"]
+
+    def _io(self, op, pool, keys, offsets, lengths):
+        payload = '{"op":"%s","pool":%s,"keys":%s,"offsets":%s,"lengths":%s}' % (
+            op, self._ints_json(pool), self._keys_json(keys), self._ints_json(offsets), self._ints_json(lengths))
+        return self._call(payload.encode())["ok"]
 
     def get(self, pool, keys, offsets, lengths):
-        return self.call({"op": "get", "pool": pool, "keys": keys, "offsets": offsets, "lengths": lengths})["ok"]
+        """`lengths` is a list, or one int for every key."""
+        return self._io("get", pool, keys, offsets, lengths)
 
     def set(self, pool, keys, offsets, lengths):
-        return self.call({"op": "set", "pool": pool, "keys": keys, "offsets": offsets, "lengths": lengths})["ok"]
+        return self._io("set", pool, keys, offsets, lengths)
 
     def clear(self):
         self.call({"op": "clear"})

@@ -19,7 +19,7 @@
  *   stats    { reset? }                                       -> { store stats, connections, pools, storeCalls }
  *            (storeCalls: p50/p90/p99/mean µs of the store's own get/set/exists calls, socket excluded;
  *            reset: true starts new samples after this answer)
- * `pool` is a number, or an array with one pool per key. Offsets and lengths are bytes from the
+ * `pool` is a number, or an array with one pool per key; `lengths` an array, or one number for all. Offsets and lengths are bytes from the
  * start of the registered file; every range must lie inside it.
  */
 
@@ -121,7 +121,8 @@ export function parseRequest(body: unknown, limits: SidecarLimits): SidecarReque
         pool,
         keys,
         offsets: intList(b.offsets, `${op}.offsets`, keys.length, 0, MAX_POOL_BYTES),
-        lengths: intList(b.lengths, `${op}.lengths`, keys.length, 1, MAX_POOL_BYTES),
+        // One length for every key, or one per key.
+        lengths: typeof b.lengths === 'number' ? new Array<number>(keys.length).fill(int(b.lengths, `${op}.lengths`, 1, MAX_POOL_BYTES)) : intList(b.lengths, `${op}.lengths`, keys.length, 1, MAX_POOL_BYTES),
       };
     }
     case 'stats':
