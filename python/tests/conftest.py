@@ -15,6 +15,8 @@ def hosts(request, tmp_path_factory):
     discovery = "127.0.0.1:%d" % free_port()
     a = Sidecar(request.param, discovery, str(d / "a" / "peercache.sock"), str(d / "a.log")).start()
     b = Sidecar(request.param, discovery, str(d / "b" / "peercache.sock"), str(d / "b.log"))
+    b.metrics_port = free_port()
+    b.extra_args = ("--metrics-port", str(b.metrics_port))
     try:
         b.start()
     except BaseException:

@@ -1,7 +1,9 @@
 """PeerCacheStorage against two real sidecars (shm and tcp): every byte checked, SGLang's contracts."""
 import logging
+import re
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -245,3 +247,42 @@ def test_generic_get_set_exists(pair):
     assert r.get(key, target) is target and bytes(target) == value
     assert r.batch_get([key, key + "x"], [bytearray(len(value)), bytearray(len(value))])[1] is None
     assert r.batch_set(unique_keys(2), [b"a" * 100, b"b" * 100]) is True
+
+
+def test_sidecar_metrics_and_stats_show_the_traffic(pair, hosts):
+    w, wp, r, rp = pair
+    _, b = hosts
+    keys = unique_keys(4)
+    write_pages(w, wp, keys, range(4))
+    assert r.batch_get_v1(keys, rp.indices(range(50, 54))) == [True] * 4
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.metrics_port, timeout=5).read().decode()
+    pools = int(float(re.search(r"^peercache_sidecar_pools (\S+)", text, re.M).group(1)))
+    read = sum(float(v) for v in re.findall(r"^peercache_pages_read_total\{[^}]*\} (\S+)", text, re.M))
+    assert pools >= 1 and read >= 4, (pools, read)
+    st = r.sidecar_stats()
+    assert st["pools"] >= 1 and st["storeCalls"]["get"]["count"] >= 1
+
+
+class FakeTensor(object):
+    """What the adapter uses of a torch tensor of host indices: len, slicing to a tensor, tolist."""
+
+    def __init__(self, values):
+        self._v = list(values)
+
+    def __len__(self):
+        return len(self._v)
+
+    def __getitem__(self, item):
+        return FakeTensor(self._v[item]) if isinstance(item, slice) else self._v[item]
+
+    def tolist(self):
+        return list(self._v)
+
+
+def test_tensor_like_host_indices(pair):
+    w, wp, r, rp = pair
+    keys = unique_keys(3)
+    data = {k: wp.fill(p) for k, p in zip(keys, [7, 8, 9])}
+    assert w.batch_set_v1(keys, FakeTensor(wp.indices([7, 8, 9]))) == [True] * 3
+    assert r.batch_get_v1(keys, FakeTensor(rp.indices([1, 3, 5]))) == [True] * 3
+    assert [rp.read(p) for p in (1, 3, 5)] == [data[k] for k in keys]

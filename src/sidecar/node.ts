@@ -60,6 +60,10 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
   let metricsServer: { url: string; close(): Promise<void> } | null = null;
   try {
     server = await SidecarServer.listen({ socketPath: options.socketPath, store, limits: options.limits, logger: options.logger });
+    if (metrics) {
+      const { registerSidecarMetrics } = await import('./metrics.js');
+      registerSidecarMetrics(metrics.registry, () => server);
+    }
     if (metricsModule && metrics) metricsServer = await metricsModule.startMetricsServer({ port: options.metricsPort!, host: options.metricsHost, registry: metrics });
     options.onReady?.({ nodeId: store.nodeId, socketPath: options.socketPath, metricsUrl: metricsServer?.url ?? null });
     if (!options.signal.aborted) await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve(), { once: true }));
