@@ -299,6 +299,8 @@ class PeerCacheStorage(_Base):
     def _check_keys(self, keys):
         if not isinstance(keys, (list, tuple)):
             raise BadInput("keys must be a list of strings")
+        if all(type(k) is str for k in keys) and "" not in keys:
+            return
         for i, k in enumerate(keys):
             if not isinstance(k, str) or not k:
                 raise BadInput("keys[%d] is not a non-empty string" % i)
