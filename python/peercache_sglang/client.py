@@ -144,12 +144,16 @@ class SidecarClient:
     def register(self, fd, nbytes, pid=None):
         return self.call({"op": "register", "pid": pid or os.getpid(), "fd": fd, "bytes": nbytes})["pool"]
 
+    def _deadline_ms(self):
+        # When this client gives up (the sidecar will not start the request later, nor READ past it).
+        return int((time.time() + self.timeout_s) * 1000)
+
     def exists(self, keys):
-        return self._call(('{"op":"exists","keys":%s}' % self._keys_json(keys)).encode())["found"]
+        return self._call(('{"op":"exists","keys":%s,"deadline":%d}' % (self._keys_json(keys), self._deadline_ms())).encode())["found"]
 
     def _io(self, op, pool, keys, offsets, lengths):
-        payload = '{"op":"%s","pool":%s,"keys":%s,"offsets":%s,"lengths":%s}' % (
-            op, self._ints_json(pool), self._keys_json(keys), self._ints_json(offsets), self._ints_json(lengths))
+        payload = '{"op":"%s","pool":%s,"keys":%s,"offsets":%s,"lengths":%s,"deadline":%d}' % (
+            op, self._ints_json(pool), self._keys_json(keys), self._ints_json(offsets), self._ints_json(lengths), self._deadline_ms())
         return self._call(payload.encode())["ok"]
 
     def get(self, pool, keys, offsets, lengths):

@@ -75,3 +75,36 @@ def test_sigkill_mid_call_then_restart(protocol, tmp_path):
             x.close()
         b.stop()
         a.stop()
+
+
+def test_a_stopped_sidecar_costs_one_deadline_not_a_hang(tmp_path):
+    import os
+    import signal
+
+    s = Sidecar("tcp", "127.0.0.1:%d" % free_port(), str(tmp_path / "s" / "s.sock"), str(tmp_path / "s.log")).start()
+    r, rp = backend(s.sock_path, "mla", timeout_s=1.0, connect_timeout_s=0.5)
+    try:
+        keys = unique_keys(4)
+        rp.fill(0)
+        assert r.batch_set_v1(keys[:1], rp.indices([0])) == [True]
+        os.kill(s.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            assert r.batch_get_v1(keys, rp.indices([1, 2, 3, 4])) == [False] * 4
+            assert r.batch_exists(keys) == 0
+            elapsed = time.monotonic() - t0
+            assert elapsed < 1.0 + 0.5 + 1.0, elapsed  # one call deadline, one connect deadline, slack
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while r.batch_exists(keys[:1]) != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert r.batch_exists(keys[:1]) == 1
+        # The get that timed out stayed queued in the stopped sidecar: it must not have run late
+        # (page 1 would now hold keys[0]'s bytes, in a page SGLang may have reused).
+        assert rp.read(1) == [bytes(rp.object_bytes)], "a request served after its deadline wrote into the pool"
+        assert r.batch_get_v1(keys[:1], rp.indices([9])) == [True] and rp.read(9) == rp.read(0)
+    finally:
+        r.close()
+        rp.close()
+        s.stop()

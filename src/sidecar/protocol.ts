@@ -19,11 +19,16 @@
  *   stats    { reset? }                                       -> { store stats, connections, pools, storeCalls }
  *            (storeCalls: p50/p90/p99/mean µs of the store's own get/set/exists calls, socket excluded;
  *            reset: true starts new samples after this answer)
- * `pool` is a number, or an array with one pool per key; `lengths` an array, or one number for all. Offsets and lengths are bytes from the
+ * `pool` is a number, or an array with one pool per key; `lengths` an array, or one number for all.
+ * exists/get/set may carry `deadline` (Unix ms): when the client gives up. A request is not started
+ * within DEADLINE_MARGIN_MS of it (a stale request queued behind a stall must not write into pages
+ * the client has reused), and a get's READs are cut off at it. Offsets and lengths are bytes from the
  * start of the registered file; every range must lie inside it.
  */
 
 export const SIDECAR_PROTOCOL = 'peercache-sidecar/1';
+/** A request is not started this close to its client's deadline. */
+export const DEADLINE_MARGIN_MS = 100;
 
 export interface SidecarLimits {
   /** Largest frame payload a client may send (bytes). */
@@ -58,8 +63,8 @@ export const MAX_POOL_BYTES = 2 ** 47;
 export type SidecarRequest =
   | { op: 'hello'; protocol: string; pid: number }
   | { op: 'register'; pid: number; fd: number; bytes: number }
-  | { op: 'exists'; keys: string[] }
-  | { op: 'get' | 'set'; pool: number | number[]; keys: string[]; offsets: number[]; lengths: number[] }
+  | { op: 'exists'; keys: string[]; deadline?: number }
+  | { op: 'get' | 'set'; pool: number | number[]; keys: string[]; offsets: number[]; lengths: number[]; deadline?: number }
   | { op: 'clear' }
   | { op: 'stats'; reset: boolean };
 
@@ -98,6 +103,11 @@ function intList(v: unknown, name: string, n: number, min: number, max: number):
   return v as number[];
 }
 
+/** The client's deadline: Unix time in ms (same host, same clock), or absent. */
+function deadline(v: unknown): number | undefined {
+  return v === undefined ? undefined : int(v, 'deadline', 0, 2 ** 50);
+}
+
 /** Checks a decoded JSON body; throws RequestError naming the first bad field. */
 export function parseRequest(body: unknown, limits: SidecarLimits): SidecarRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('a request must be a JSON object');
@@ -111,7 +121,7 @@ export function parseRequest(body: unknown, limits: SidecarLimits): SidecarReque
     case 'register':
       return { op, pid: int(b.pid, 'register.pid', 1, 2 ** 22), fd: int(b.fd, 'register.fd', 0, 2 ** 20), bytes: int(b.bytes, 'register.bytes', 1, MAX_POOL_BYTES) };
     case 'exists':
-      return { op, keys: keyList(b.keys, limits) };
+      return { op, keys: keyList(b.keys, limits), deadline: deadline(b.deadline) };
     case 'get':
     case 'set': {
       const keys = keyList(b.keys, limits);
@@ -123,6 +133,7 @@ export function parseRequest(body: unknown, limits: SidecarLimits): SidecarReque
         offsets: intList(b.offsets, `${op}.offsets`, keys.length, 0, MAX_POOL_BYTES),
         // One length for every key, or one per key.
         lengths: typeof b.lengths === 'number' ? new Array<number>(keys.length).fill(int(b.lengths, `${op}.lengths`, 1, MAX_POOL_BYTES)) : intList(b.lengths, `${op}.lengths`, keys.length, 1, MAX_POOL_BYTES),
+        deadline: deadline(b.deadline),
       };
     }
     case 'stats':

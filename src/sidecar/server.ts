@@ -12,7 +12,15 @@ import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
 import type { PeerCacheStore } from '../store/peer-cache-store.js';
 import { PoolMappings, type MappedPool } from './pool-mapping.js';
-import { bitString, DEFAULT_SIDECAR_LIMITS, parseRequest, RequestError, SIDECAR_PROTOCOL, type SidecarLimits, type SidecarRequest } from './protocol.js';
+import { bitString, DEADLINE_MARGIN_MS, DEFAULT_SIDECAR_LIMITS, parseRequest, RequestError, SIDECAR_PROTOCOL, type SidecarLimits, type SidecarRequest } from './protocol.js';
+
+/** Milliseconds a request may still use before its client's deadline (undefined: no deadline); throws when too late to start. */
+function timeLeft(op: string, deadline: number | undefined): number | undefined {
+  if (deadline === undefined) return undefined;
+  const left = deadline - Date.now() - DEADLINE_MARGIN_MS;
+  if (left <= 0) throw new RequestError(`${op}: too late to start (the client's deadline is ${deadline - Date.now()} ms away): not served`);
+  return left;
+}
 
 /** What the server counts (also exported with the store's stats by the `stats` op). */
 export interface SidecarCounters {
@@ -219,6 +227,7 @@ export class SidecarServer {
         return { pool: conn.pools.length - 1 };
       }
       case 'exists': {
+        timeLeft('exists', req.deadline);
         const t0 = performance.now();
         const found = await this.store.existsObjects(req.keys);
         this.timings.exists.add((performance.now() - t0) * 1000);
@@ -226,6 +235,7 @@ export class SidecarServer {
       }
       case 'get':
       case 'set': {
+        const left = timeLeft(req.op, req.deadline);
         const n = req.keys.length;
         const pools = typeof req.pool === 'number' ? null : req.pool.map((i) => this.pool(conn, i));
         const single = typeof req.pool === 'number' ? this.pool(conn, req.pool) : null;
@@ -247,7 +257,7 @@ export class SidecarServer {
         }
         const t0 = performance.now();
         if (single) {
-          const got = await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths);
+          const got = await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths, left);
           this.timings.get.add((performance.now() - t0) * 1000);
           return { ok: bitString(got) };
         }
@@ -261,7 +271,7 @@ export class SidecarServer {
         });
         await Promise.all(
           [...byPool].map(async ([p, idx]) => {
-            const got = await this.store.getObjectsInto(idx.map((j) => req.keys[j]), p.region, idx.map((j) => req.offsets[j]), idx.map((j) => req.lengths[j]));
+            const got = await this.store.getObjectsInto(idx.map((j) => req.keys[j]), p.region, idx.map((j) => req.offsets[j]), idx.map((j) => req.lengths[j]), left);
             idx.forEach((j, k) => (ok[j] = got[k]));
           }),
         );

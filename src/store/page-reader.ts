@@ -146,11 +146,15 @@ export class PageReader {
    * READs `objects` into a registered local region: object j into `offsets[j]`, and only if its
    * published length is `lengths` (one for all) or `lengths[j]`; every object validated against its
    * slot header. One byte per object: 1 = read and validated. The caller checks the ranges.
+   * `timeoutMs` bounds every READ of the call together (default: the transport's): a READ that
+   * would end later is cut off (its endpoint closed), so nothing lands in `local` after it.
    */
-  async getObjects(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengths: number | ArrayLike<number>): Promise<Uint8Array> {
+  async getObjects(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengths: number | ArrayLike<number>, timeoutMs?: number): Promise<Uint8Array> {
     const { stats } = this.ctx;
     const lengthOf = typeof lengths === 'number' ? () => lengths : (j: number) => lengths[j];
-    const attempt = this.tryFastGet(objects, local, offsets, lengthOf);
+    const end = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    const left = (): number | undefined => (end === undefined ? undefined : end - performance.now());
+    const attempt = this.tryFastGet(objects, local, offsets, lengthOf, timeoutMs);
     if (attempt === true || (attempt !== false && (await attempt))) {
       stats.cacheHits += objects.length;
       return new Uint8Array(objects.length).fill(1);
@@ -168,14 +172,18 @@ export class PageReader {
       }
     }
     await this.resolveMissing(objects, missing, items, local, offsets, lengthOf);
-    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok);
-    if (retry.length) {
+    const first = left();
+    if (first !== undefined && first <= 0) return ok;
+    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok, first);
+    const again = left();
+    if (retry.length && (again === undefined || again > 0)) {
       // Stale cached locations: one directory lookup for those keys, then one more READ.
-      const again = retry.map((it) => it.index);
-      for (const j of again) items[j] = null;
+      const stale = retry.map((it) => it.index);
+      for (const j of stale) items[j] = null;
       for (const it of retry) this.cache.delete(it.key);
-      await this.resolveMissing(objects, again, items, local, offsets, lengthOf);
-      await this.readAll(again.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok);
+      await this.resolveMissing(objects, stale, items, local, offsets, lengthOf);
+      const last = left();
+      if (last === undefined || last > 0) await this.readAll(stale.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok, last);
     }
     return ok;
   }
@@ -221,7 +229,7 @@ export class PageReader {
    * validation loop: no per-object allocation. Returns false when it does not apply or any object
    * failed validation; the general path then does the whole batch (and its retries) again.
    */
-  private tryFastGet(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengthOf: (j: number) => number): boolean | Promise<boolean> {
+  private tryFastGet(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengthOf: (j: number) => number, timeoutMs?: number): boolean | Promise<boolean> {
     if (this.fastInUse || this.cache.maxEntries <= 0) return false;
     const n = objects.length;
     const first = this.cache.get(objects[0]);
@@ -254,14 +262,14 @@ export class PageReader {
       // Over shared memory a READ is a copy that completes inside the call either way: the
       // blocking form skips the Promise round trips.
       try {
-        endpoint.readSync(peer.remote, f.locals, ops, 2 * n, { fenceAt: n });
+        endpoint.readSync(peer.remote, f.locals, ops, 2 * n, { fenceAt: n, timeoutMs });
       } catch {
         return false; // the general path reads again, logs and counts the error
       }
       return this.fastValidate(f, n);
     }
     this.fastInUse = true;
-    return endpoint.read(peer.remote, f.locals, ops, 2 * n, { fenceAt: n }).then(
+    return endpoint.read(peer.remote, f.locals, ops, 2 * n, { fenceAt: n, timeoutMs }).then(
       () => {
         this.fastInUse = false;
         return this.fastValidate(f, n);
@@ -332,7 +340,7 @@ export class PageReader {
    * READs every item (grouped by owner, one batch per owner, owners in parallel) and validates
    * each against its slot header. Marks `ok`; returns the cached items that failed validation.
    */
-  private async readAll(items: ReadItem[], ok: Uint8Array): Promise<ReadItem[]> {
+  private async readAll(items: ReadItem[], ok: Uint8Array, timeoutMs?: number): Promise<ReadItem[]> {
     const byNode = new Map<string, ReadItem[]>();
     for (const it of items) {
       const list = byNode.get(it.location.nodeId);
@@ -355,7 +363,7 @@ export class PageReader {
           this.cache.dropNode(nodeId);
           return;
         }
-        await this.readFromPeer(peer, list, ok, stale);
+        await this.readFromPeer(peer, list, ok, stale, timeoutMs);
       }),
     );
     return stale;
@@ -367,7 +375,7 @@ export class PageReader {
     else this.cache.delete(it.key);
   }
 
-  private async readFromPeer(peer: Peer, list: ReadItem[], ok: Uint8Array, stale: ReadItem[]): Promise<void> {
+  private async readFromPeer(peer: Peer, list: ReadItem[], ok: Uint8Array, stale: ReadItem[], timeoutMs?: number): Promise<void> {
     // A location that is no slot of this peer's pool (a corrupt or foreign entry) is a miss.
     const headers = list.map((it) => peer.headerOffset(it.location.offset));
     if (headers.includes(-1)) {
@@ -377,7 +385,7 @@ export class PageReader {
         return false;
       });
       if (!keep.length) return;
-      return this.readFromPeer(peer, keep, ok, stale);
+      return this.readFromPeer(peer, keep, ok, stale, timeoutMs);
     }
     const n = list.length;
     const scratch = this.scratch.acquire(n * SLOT_CHECK_BYTES);
@@ -408,7 +416,7 @@ export class PageReader {
     }
     const { stats, logger, peers } = this.ctx;
     try {
-      await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n });
+      await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n, timeoutMs });
       for (let i = 0; i < n; i++) {
         const it = list[i];
         if (headerMatches(scratch.bytes, i * SLOT_CHECK_BYTES, it.location.generation, it.tag, it.location.length)) ok[it.index] = 1;

@@ -351,9 +351,10 @@ export class PeerCacheStore {
    * READs whole objects (already named: page key + component suffix) into `region`: object j into
    * `offsets[j]`, a hit only if it was published with exactly `lengths[j]` bytes and its slot still
    * holds it (the same generation check as batchGetV1). One bool per object. Ranges must lie in
-   * the region (checked here).
+   * the region (checked here). `timeoutMs` bounds the call's READs (they end, or are cut off,
+   * within it: nothing lands in the region later), default the transport's batch deadline.
    */
-  async getObjectsInto(objects: readonly string[], region: LocalRegion, offsets: ArrayLike<number>, lengths: ArrayLike<number>): Promise<boolean[]> {
+  async getObjectsInto(objects: readonly string[], region: LocalRegion, offsets: ArrayLike<number>, lengths: ArrayLike<number>, timeoutMs?: number): Promise<boolean[]> {
     assertKeys(objects, 'getObjectsInto');
     if (this.closed) throw new Error('getObjectsInto: the store is closed');
     if (offsets.length !== objects.length || lengths.length !== objects.length) throw new RangeError('getObjectsInto: one offset and one length per object');
@@ -367,7 +368,8 @@ export class PeerCacheStore {
     if (objects.length === 0) return [];
     const yielded = this.yieldSometimes();
     if (yielded) await yielded;
-    const ok = await this.reader.getObjects(objects, region, offsets, lengths);
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new RangeError('getObjectsInto: timeoutMs must be > 0');
+    const ok = await this.reader.getObjects(objects, region, offsets, lengths, timeoutMs);
     const out = new Array<boolean>(objects.length);
     let hits = 0;
     for (let j = 0; j < objects.length; j++) {

@@ -157,7 +157,9 @@ test('bad requests are answered with an error and the connection stays usable', 
     assert.is(r.body.fatal, false);
     assert.match(String(r.body.message), re);
   }
-  const ok = await c.call({ op: 'exists', keys: ['a'] });
+  const late = await c.call({ op: 'exists', keys: ['a'], deadline: Date.now() - 1 });
+  assert.match(String(late.body.message), /too late to start/);
+  const ok = await c.call({ op: 'exists', keys: ['a'], deadline: Date.now() + 5000 });
   assert.is(ok.kind, FrameKind.Response);
   assert.is(ok.body.found, '0');
   c.socket.destroy();
