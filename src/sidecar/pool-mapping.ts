@@ -5,11 +5,12 @@
  * from them with no copy across the process boundary.
  *
  * Checks: the process must run under the sidecar's own uid (read from /proc/<pid>/status; the
- * kernel also refuses /proc/<pid>/fd of a process we may not ptrace), the fd must be a regular
- * file (a memfd, or a file on tmpfs) of at least `bytes` bytes. A file is mapped once however many
+ * kernel also refuses /proc/<pid>/fd of a process we may not ptrace), the fd must be a memfd or a
+ * file in /dev/shm (a wrong fd number must not make the sidecar write into a file on disk) of at
+ * least `bytes` bytes. A file is mapped once however many
  * connections register it (keyed by device, inode and size) and unmapped when the last one goes.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import { requireNative } from '../transport/native.js';
 import type { LocalRegion } from '../transport/types.js';
 import { RequestError } from './protocol.js';
@@ -58,7 +59,15 @@ export class PoolMappings {
     } catch (err) {
       throw new RequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
-    if (!st.isFile()) throw new RequestError(`fd ${fd} of process ${pid} is not a memfd or regular file`);
+    let target = '';
+    try {
+      target = readlinkSync(path);
+    } catch {
+      /* judged below */
+    }
+    if (!st.isFile() || !(target.startsWith('/memfd:') || target.startsWith('/dev/shm/'))) {
+      throw new RequestError(`fd ${fd} of process ${pid} (${JSON.stringify(target.slice(0, 80))}) is not a memfd or a file in /dev/shm`);
+    }
     if (st.size < bytes) throw new RequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
     const key = `${st.dev}:${st.ino}:${bytes}`;
     const existing = this.pools.get(key);

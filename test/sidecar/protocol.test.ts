@@ -166,11 +166,18 @@ test('bad requests are answered with an error and the connection stays usable', 
 });
 
 test('a registered file: ranges outside it and objects larger than a slot are refused, inside ones served', async () => {
-  const file = join(dir, 'pool');
+  const onDisk = join(dir, 'not-shared-memory');
+  writeFileSync(onDisk, Buffer.alloc(64 * 1024));
+  const diskFd = openSync(onDisk, 'r+');
+  const file = `/dev/shm/pc-sidecar-test-${process.pid}`;
   writeFileSync(file, Buffer.alloc(64 * 1024, 0x5a));
   const fd = openSync(file, 'r+');
   const c = await hello();
   try {
+    const refused = await c.call({ op: 'register', pid: process.pid, fd: diskFd, bytes: 4096 });
+    assert.match(String(refused.body.message), /not a memfd or a file in \/dev\/shm/);
+    const short = await c.call({ op: 'register', pid: process.pid, fd, bytes: 128 * 1024 });
+    assert.match(String(short.body.message), /fewer than the 131072 registered/);
     const reg = await c.call({ op: 'register', pid: process.pid, fd, bytes: 64 * 1024 });
     assert.is(reg.kind, FrameKind.Response, JSON.stringify(reg.body));
     const pool = reg.body.pool as number;
@@ -187,6 +194,8 @@ test('a registered file: ranges outside it and objects larger than a slot are re
   } finally {
     c.socket.destroy();
     closeSync(fd);
+    closeSync(diskFd);
+    rmSync(file, { force: true });
   }
   await new Promise((r) => setTimeout(r, 50));
   assert.is(server.mappings.count, 0, 'the pool is released with its last connection');
