@@ -327,9 +327,16 @@ class PeerCacheStorage(_Base):
         starts = host_indices[::ps]
         starts = starts.tolist() if hasattr(starts, "tolist") else list(starts)
         limit = self.pool_tokens
-        for i, s in enumerate(starts):
-            if not isinstance(s, int) or s < 0 or s % ps != 0 or (limit is not None and s + ps > limit):
-                raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, s, limit, ps))
+        # One pass in C for the usual batch (ints, in the pool, page-aligned); the slow loop names the bad one.
+        if not starts or not (
+            all(type(x) is int for x in starts)
+            and min(starts) >= 0
+            and (limit is None or max(starts) + ps <= limit)
+            and not any(x % ps for x in starts)
+        ):
+            for i, x in enumerate(starts):
+                if not isinstance(x, int) or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
+                    raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, x, limit, ps))
         meta = pool.get_page_buffer_meta(host_indices)
         ptrs, sizes = meta[0], meta[1]
         ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
@@ -348,7 +355,8 @@ class PeerCacheStorage(_Base):
         spans = self.spans
         if len(spans) == 1:  # the usual case (one kv_buffer): one subtraction per object
             sp = spans[0]
-            if min(ptrs) >= sp.address and max(p + n for p, n in zip(ptrs, sizes)) <= sp.end:
+            top = max(ptrs) + sizes[0] if sizes.count(sizes[0]) == len(sizes) else max(p + n for p, n in zip(ptrs, sizes))
+            if min(ptrs) >= sp.address and top <= sp.end:
                 delta = sp.file_offset - sp.address
                 return c.file_pools[sp.inode], [p + delta for p in ptrs]
         pools, offsets = [], []
@@ -372,6 +380,8 @@ class PeerCacheStorage(_Base):
 
     @staticmethod
     def _per_page(bits, comps, npages):
+        if "0" not in bits:
+            return [True] * npages
         if comps == 1:
             return [ch == "1" for ch in bits]
         return [all(bits[i * comps + j] == "1" for j in range(comps)) for i in range(npages)]
@@ -390,10 +400,8 @@ class PeerCacheStorage(_Base):
             found = c.client.exists(names)
             if len(found) != len(names):
                 raise ConnectionError("malformed exists answer")
-            for i in range(len(keys)):
-                if found[i * comps:(i + 1) * comps] != "1" * comps:
-                    return i
-            return len(keys)
+            first_miss = found.find("0")
+            return len(keys) if first_miss < 0 else first_miss // comps
 
         return self._guard("batch_exists", run, 0)
 
@@ -427,8 +435,9 @@ class PeerCacheStorage(_Base):
             if len(bits) != len(names):
                 raise ConnectionError("malformed get answer")
             out = self._per_page(bits, comps, len(keys))
-            hits = out.index(False) if False in out else len(out)
-            self._count(get_hits=sum(out))
+            first_miss = bits.find("0")
+            hits = len(out) if first_miss < 0 else first_miss // comps
+            self._count(get_hits=len(out) if first_miss < 0 else sum(out))
             self._record("prefetch", hits, sum(sizes[: hits * comps]), t0)
             return out
 
