@@ -11,7 +11,8 @@
         "native/batch.cc",
         "native/wait_loop.cc",
         "native/ucx_api.cc",
-        "native/compat.cc"
+        "native/compat.cc",
+        "native/shared_mapping.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api"

@@ -18,7 +18,7 @@ Napi::Value ThrowError(Napi::Env env, const std::string& message, const char* co
 namespace {
 
 // Bumped whenever the JS-visible surface changes; the TS wrapper refuses a mismatched binary.
-constexpr int kAbiVersion = 2;
+constexpr int kAbiVersion = 3;
 
 Napi::Value UcxStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -89,6 +89,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRegion(env, exports, data);
   InitWorker(env, exports, data);
   InitEndpoint(env, exports, data);
+  InitSharedMapping(env, exports);
   return exports;
 }
 

@@ -176,6 +176,7 @@ void InitContext(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitRegion(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitWorker(Napi::Env env, Napi::Object exports, AddonData* data);
 void InitEndpoint(Napi::Env env, Napi::Object exports, AddonData* data);
+void InitSharedMapping(Napi::Env env, Napi::Object exports);
 
 Napi::Object WrapRegion(Napi::Env env, NativeRegion* region);
 NativeRegion* UnwrapRegion(Napi::Value value);

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Runs every test file in its own Node process (a native crash or hang in one file cannot take
 // the others down), streams its output, and ends with one line: "N passed, N failed".
-// Usage: node scripts/run-tests.mjs [substring-filter ...]
-import { spawn } from 'node:child_process';
+// Then the Python adapter's tests (python3 -m pytest -q python/tests), counted in the same line.
+// Usage: node scripts/run-tests.mjs [substring-filter ...]   (a filter matching "python/tests" runs them)
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,7 +67,42 @@ for (const file of files) {
   failed += r.failed;
   if (r.failed > 0) failures.push(`${relative(root, r.file)} (exit ${r.code ?? r.signal})`);
 }
+// The Python tests: a python3 that has pytest ($PEERCACHE_PYTHON, python3, /usr/bin/python3).
+const pyTests = 'python/tests';
+const runPython = filters.length === 0 || filters.some((f) => pyTests.includes(f) || f.startsWith(pyTests));
+if (runPython) {
+  process.stdout.write(`\n=== ${pyTests} (pytest)\n`);
+  const candidates = process.env.PEERCACHE_PYTHON ? [process.env.PEERCACHE_PYTHON] : ['python3', '/usr/bin/python3'];
+  const python = candidates.find((py) => spawnSync(py, ['-c', 'import pytest'], { stdio: 'ignore' }).status === 0);
+  if (!python) {
+    process.stdout.write(`pytest is missing: none of ${candidates.join(', ')} can import pytest (Debian: apt-get install python3-pytest; or set PEERCACHE_PYTHON)\n`);
+    failed += 1;
+    failures.push(`${pyTests} (pytest missing)`);
+  } else {
+    const r = await new Promise((resolve) => {
+      const child = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', pyTests], { cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      for (const [stream, sink] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
+        stream.on('data', (chunk) => {
+          out += chunk;
+          sink.write(chunk);
+        });
+      }
+      const timer = setTimeout(() => child.kill('SIGKILL'), perFileTimeoutMs);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        const count = (word) => Number(new RegExp(`(\\d+) ${word}`).exec(out.split('\n').filter((l) => /\d+ (passed|failed|error)/.test(l)).at(-1) ?? '')?.[1] ?? 0);
+        let pyFailed = count('failed') + count('error');
+        if ((code !== 0 || signal) && pyFailed === 0) pyFailed = 1;
+        resolve({ passed: count('passed'), failed: pyFailed, code: code ?? signal });
+      });
+    });
+    passed += r.passed;
+    failed += r.failed;
+    if (r.failed > 0) failures.push(`${pyTests} (exit ${r.code})`);
+  }
+}
 process.stdout.write(`\n${files.length} test files in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
 if (failures.length) process.stdout.write(`failing files:\n  ${failures.join('\n  ')}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
-process.exitCode = failed > 0 || files.length === 0 ? 1 : 0;
+process.exitCode = failed > 0 || (files.length === 0 && !runPython) ? 1 : 0;

@@ -60,7 +60,7 @@ function rootUsage(): string {
 }
 
 /** A plain, aligned help text (citty's colours codes even when stdout is not a terminal). */
-async function renderHelp(name: string, command: CommandDef<ArgsDef>, args: ArgsDef): Promise<string> {
+async function renderHelp(bin: string, name: string, command: CommandDef<ArgsDef>, args: ArgsDef): Promise<string> {
   const meta = (typeof command.meta === 'function' ? await (command.meta as () => CommandMeta | Promise<CommandMeta>)() : await command.meta) ?? {};
   const rows = Object.entries(args).map(([flag, def]) => {
     const hint = def.type === 'boolean' ? '' : ` <${'valueHint' in def && def.valueHint ? def.valueHint : flag.replace(/^.*-/, '')}>`;
@@ -71,7 +71,7 @@ async function renderHelp(name: string, command: CommandDef<ArgsDef>, args: Args
     return [`--${flag}${hint}`, `${def.description ?? ''}${choices}${dflt}`] as const;
   });
   const width = Math.min(34, Math.max(...rows.map(([f]) => f.length)));
-  const lines = [`peercache-bench ${name}: ${meta.description ?? ''}`, '', `USAGE peercache-bench ${name} [options]`, '', 'OPTIONS'];
+  const lines = [`${bin} ${name}: ${meta.description ?? ''}`, '', `USAGE ${bin} ${name} [options]`, '', 'OPTIONS'];
   for (const [flag, text] of rows) {
     lines.push(flag.length > width ? `  ${flag}\n  ${' '.repeat(width)}  ${text}` : `  ${flag.padEnd(width)}  ${text}`);
   }
@@ -113,7 +113,24 @@ function checkFlags(name: string, args: ArgsDef, rawArgs: string[]): void {
   }
 }
 
+/** A program: its executable's name, its commands and its usage text. */
+export interface ProgramSpec {
+  bin: string;
+  commands: Record<string, { summary: string; load: Loader }>;
+  usage: () => string;
+}
+
+const benchProgram: ProgramSpec = { bin: 'peercache-bench', commands, usage: rootUsage };
+
 export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<number> {
+  return runProgram(benchProgram, argv, io);
+}
+
+/** Loads a command of src/cli/commands/ on use (for other programs' specs). */
+export const lazyCommand = lazy;
+
+export async function runProgram(spec: ProgramSpec, argv: string[], io: ProgramIo = defaultIo): Promise<number> {
+  const { bin, commands } = spec;
   const name = argv.find((a) => !a.startsWith('-'));
   if (!name) {
     if (argv.includes('--version') || argv.includes('-v')) {
@@ -122,15 +139,15 @@ export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<n
     }
     // No command is a usage error (exit 2, usage on stderr); --help asks for it (exit 0, stdout).
     if (argv.includes('--help') || argv.includes('-h')) {
-      io.out(rootUsage());
+      io.out(spec.usage());
       return 0;
     }
-    io.err(rootUsage());
+    io.err(spec.usage());
     return 2;
   }
   const entry = commands[name];
   if (!entry) {
-    io.err(`peercache-bench: unknown command '${name}'. Commands: ${Object.keys(commands).join(', ')}\n`);
+    io.err(`${bin}: unknown command '${name}'. Commands: ${Object.keys(commands).join(', ')}\n`);
     return 2;
   }
   const rawArgs = argv.filter((a, i) => i !== argv.indexOf(name));
@@ -140,14 +157,14 @@ export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<n
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') {
       // Every command ships; a missing module is a broken install, not a missing feature.
-      io.err(`peercache-bench ${name}: this install is incomplete (${(err as Error).message.split('\n')[0]}); reinstall peercache\n`);
+      io.err(`${bin} ${name}: this install is incomplete (${(err as Error).message.split('\n')[0]}); reinstall peercache\n`);
       return 1;
     }
     throw err;
   }
   const argsDef = (typeof command.args === 'function' ? await (command.args as () => ArgsDef | Promise<ArgsDef>)() : await command.args) ?? {};
   if (rawArgs.includes('--help') || rawArgs.includes('-h')) {
-    io.out(await renderHelp(name, command, argsDef));
+    io.out(await renderHelp(bin, name, command, argsDef));
     return 0;
   }
   try {
@@ -156,11 +173,11 @@ export async function main(argv: string[], io: ProgramIo = defaultIo): Promise<n
     return (result as CommandResult | undefined)?.exitCode ?? 0;
   } catch (err) {
     if (err instanceof UsageError || (err as Error).name === 'UsageError' || (err as Error).name === 'CLIError') {
-      io.err(`peercache-bench ${name}: ${(err as Error).message}\nRun 'peercache-bench ${name} --help' for the options.\n`);
+      io.err(`${bin} ${name}: ${(err as Error).message}\nRun '${bin} ${name} --help' for the options.\n`);
       return 2;
     }
     const e = err as Error & { code?: string };
-    io.err(`peercache-bench ${name}: ${e.message}\n`);
+    io.err(`${bin} ${name}: ${e.message}\n`);
     if (process.env.PEERCACHE_DEBUG) io.err(`${e.stack}\n`);
     return 1;
   }

@@ -70,7 +70,6 @@ class ScratchPool {
 export class PageReader {
   private readonly cache: LocationCache;
   private readonly scratch: ScratchPool;
-  private hostPool: HostKVPool | null = null;
   private hostRegion: LocalRegion | null = null;
   /** The fast path's reused buffers; `fastInUse` while an asynchronous READ fills them (concurrent calls take the general path). */
   private fast: FastReadBuffers | null = null;
@@ -82,8 +81,7 @@ export class PageReader {
   }
 
   /** The host pool and its registration: the destination of batchGetV1. */
-  setHost(pool: HostKVPool, region: LocalRegion): void {
-    this.hostPool = pool;
+  setHost(_pool: HostKVPool, region: LocalRegion): void {
     this.hostRegion = region;
   }
 
@@ -127,36 +125,9 @@ export class PageReader {
   async getPages(objects: readonly string[], pages: readonly number[], comps: number, host: HostKVPool): Promise<boolean[]> {
     const { stats } = this.ctx;
     const keyCount = pages.length;
-    const attempt = this.tryFastGet(objects, pages, comps, host);
-    if (attempt === true || (attempt !== false && (await attempt))) {
-      stats.cacheHits += objects.length;
-      stats.getPages += keyCount;
-      stats.getHits += keyCount;
-      stats.bytesRead += objects.length * host.pageBytes;
-      return new Array<boolean>(keyCount).fill(true);
-    }
-    const ok = new Uint8Array(objects.length);
-    const items: (ReadItem | null)[] = new Array(objects.length).fill(null);
-    const missing: number[] = [];
-    for (let j = 0; j < objects.length; j++) {
-      const loc = this.cache.get(objects[j]);
-      if (loc) {
-        stats.cacheHits++;
-        items[j] = this.readItem(j, objects[j], loc, loc.tag, host.objectOffset(pages[Math.floor(j / comps)], j % comps), true);
-      } else {
-        missing.push(j);
-      }
-    }
-    await this.resolveMissing(objects, missing, items, pages, comps, host);
-    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok);
-    if (retry.length) {
-      // Stale cached locations: one directory lookup for those keys, then one more READ.
-      const again = retry.map((it) => it.index);
-      for (const j of again) items[j] = null;
-      for (const it of retry) this.cache.delete(it.key);
-      await this.resolveMissing(objects, again, items, pages, comps, host);
-      await this.readAll(again.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok);
-    }
+    const offsets = new Array<number>(objects.length);
+    for (let j = 0; j < objects.length; j++) offsets[j] = host.objectOffset(pages[Math.floor(j / comps)], j % comps);
+    const ok = await this.getObjects(objects, this.hostRegion!, offsets, host.pageBytes);
     const result = new Array<boolean>(keyCount);
     let hits = 0;
     for (let i = 0; i < keyCount; i++) {
@@ -169,6 +140,52 @@ export class PageReader {
     stats.getHits += hits;
     stats.bytesRead += hits * comps * host.pageBytes;
     return result;
+  }
+
+  /**
+   * READs `objects` into a registered local region: object j into `offsets[j]`, and only if its
+   * published length is `lengths` (one for all) or `lengths[j]`; every object validated against its
+   * slot header. One byte per object: 1 = read and validated. The caller checks the ranges.
+   * `timeoutMs` bounds every READ of the call together (default: the transport's): a READ that
+   * would end later is cut off (its endpoint closed), so nothing lands in `local` after it.
+   */
+  async getObjects(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengths: number | ArrayLike<number>, timeoutMs?: number): Promise<Uint8Array> {
+    const { stats } = this.ctx;
+    const lengthOf = typeof lengths === 'number' ? () => lengths : (j: number) => lengths[j];
+    const end = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
+    const left = (): number | undefined => (end === undefined ? undefined : end - performance.now());
+    const attempt = this.tryFastGet(objects, local, offsets, lengthOf, timeoutMs);
+    if (attempt === true || (attempt !== false && (await attempt))) {
+      stats.cacheHits += objects.length;
+      return new Uint8Array(objects.length).fill(1);
+    }
+    const ok = new Uint8Array(objects.length);
+    const items: (ReadItem | null)[] = new Array(objects.length).fill(null);
+    const missing: number[] = [];
+    for (let j = 0; j < objects.length; j++) {
+      const loc = this.cache.get(objects[j]);
+      if (loc && loc.length === lengthOf(j)) {
+        stats.cacheHits++;
+        items[j] = this.readItem(j, objects[j], loc, loc.tag, local, offsets[j], true);
+      } else {
+        missing.push(j);
+      }
+    }
+    await this.resolveMissing(objects, missing, items, local, offsets, lengthOf);
+    const first = left();
+    if (first !== undefined && first <= 0) return ok;
+    const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok, first);
+    const again = left();
+    if (retry.length && (again === undefined || again > 0)) {
+      // Stale cached locations: one directory lookup for those keys, then one more READ.
+      const stale = retry.map((it) => it.index);
+      for (const j of stale) items[j] = null;
+      for (const it of retry) this.cache.delete(it.key);
+      await this.resolveMissing(objects, stale, items, local, offsets, lengthOf);
+      const last = left();
+      if (last === undefined || last > 0) await this.readAll(stale.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok, last);
+    }
+    return ok;
   }
 
   /** Legacy batchGet: READs raw keys into `targets` through registered staging; each element is the target on a hit, else null. */
@@ -212,7 +229,7 @@ export class PageReader {
    * validation loop: no per-object allocation. Returns false when it does not apply or any object
    * failed validation; the general path then does the whole batch (and its retries) again.
    */
-  private tryFastGet(objects: readonly string[], pages: readonly number[], comps: number, host: HostKVPool): boolean | Promise<boolean> {
+  private tryFastGet(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengthOf: (j: number) => number, timeoutMs?: number): boolean | Promise<boolean> {
     if (this.fastInUse || this.cache.maxEntries <= 0) return false;
     const n = objects.length;
     const first = this.cache.get(objects[0]);
@@ -221,19 +238,19 @@ export class PageReader {
     if (!peer) return false;
     const f = this.fastBuffers(n);
     const { ops, locations } = f;
-    const pageBytes = host.pageBytes;
-    const stride = host.pageStride;
+    f.locals[0] = local;
     for (let j = 0; j < n; j++) {
       const loc = j === 0 ? first : this.cache.get(objects[j]);
-      if (!loc || loc.nodeId !== first.nodeId || loc.length !== pageBytes) return false;
+      const length = lengthOf(j);
+      if (!loc || loc.nodeId !== first.nodeId || loc.length !== length) return false;
       const header = peer.headerOffset(loc.offset);
       if (header < 0) return false;
       locations[j] = loc;
       const o = j * OP_FIELDS;
       ops[o] = loc.offset;
       ops[o + 1] = 0;
-      ops[o + 2] = pages[(j / comps) | 0] * stride + (j % comps) * pageBytes;
-      ops[o + 3] = pageBytes;
+      ops[o + 2] = offsets[j];
+      ops[o + 3] = length;
       const h = (n + j) * OP_FIELDS;
       ops[h] = header;
       ops[h + 1] = 1;
@@ -245,14 +262,14 @@ export class PageReader {
       // Over shared memory a READ is a copy that completes inside the call either way: the
       // blocking form skips the Promise round trips.
       try {
-        endpoint.readSync(peer.remote, f.locals, ops, 2 * n, { fenceAt: n });
+        endpoint.readSync(peer.remote, f.locals, ops, 2 * n, { fenceAt: n, timeoutMs });
       } catch {
         return false; // the general path reads again, logs and counts the error
       }
       return this.fastValidate(f, n);
     }
     this.fastInUse = true;
-    return endpoint.read(peer.remote, f.locals, ops, 2 * n, { fenceAt: n }).then(
+    return endpoint.read(peer.remote, f.locals, ops, 2 * n, { fenceAt: n, timeoutMs }).then(
       () => {
         this.fastInUse = false;
         return this.fastValidate(f, n);
@@ -282,18 +299,25 @@ export class PageReader {
     this.fast = {
       ops: new Float64Array(2 * capacity * OP_FIELDS),
       scratch,
-      locals: [this.hostRegion!, scratch],
+      locals: [scratch, scratch], // [0] is set per call: the destination region
       locations: new Array<CachedLocation>(capacity),
       capacity,
     };
     return this.fast;
   }
 
-  private readItem(index: number, key: string, location: Location, tag: number, hostOffset: number, fromCache: boolean): ReadItem {
-    return { index, key, location, tag, local: this.hostRegion!, localOffset: hostOffset, dest: this.hostPool!.buffer, fromCache };
+  private readItem(index: number, key: string, location: Location, tag: number, local: LocalRegion, localOffset: number, fromCache: boolean): ReadItem {
+    return { index, key, location, tag, local, localOffset, dest: local.bytes, fromCache };
   }
 
-  private async resolveMissing(objects: readonly string[], missing: number[], items: (ReadItem | null)[], pages: readonly number[], comps: number, host: HostKVPool): Promise<void> {
+  private async resolveMissing(
+    objects: readonly string[],
+    missing: number[],
+    items: (ReadItem | null)[],
+    local: LocalRegion,
+    offsets: ArrayLike<number>,
+    lengthOf: (j: number) => number,
+  ): Promise<void> {
     if (!missing.length) return;
     let found: (Location | null)[];
     try {
@@ -306,8 +330,8 @@ export class PageReader {
     for (let m = 0; m < missing.length; m++) {
       const loc = found[m];
       const j = missing[m];
-      if (loc && loc.length === host.pageBytes) {
-        items[j] = this.readItem(j, objects[j], loc, keyTag(objects[j]), host.objectOffset(pages[Math.floor(j / comps)], j % comps), false);
+      if (loc && loc.length === lengthOf(j)) {
+        items[j] = this.readItem(j, objects[j], loc, keyTag(objects[j]), local, offsets[j], false);
       }
     }
   }
@@ -316,7 +340,7 @@ export class PageReader {
    * READs every item (grouped by owner, one batch per owner, owners in parallel) and validates
    * each against its slot header. Marks `ok`; returns the cached items that failed validation.
    */
-  private async readAll(items: ReadItem[], ok: Uint8Array): Promise<ReadItem[]> {
+  private async readAll(items: ReadItem[], ok: Uint8Array, timeoutMs?: number): Promise<ReadItem[]> {
     const byNode = new Map<string, ReadItem[]>();
     for (const it of items) {
       const list = byNode.get(it.location.nodeId);
@@ -339,7 +363,7 @@ export class PageReader {
           this.cache.dropNode(nodeId);
           return;
         }
-        await this.readFromPeer(peer, list, ok, stale);
+        await this.readFromPeer(peer, list, ok, stale, timeoutMs);
       }),
     );
     return stale;
@@ -351,7 +375,7 @@ export class PageReader {
     else this.cache.delete(it.key);
   }
 
-  private async readFromPeer(peer: Peer, list: ReadItem[], ok: Uint8Array, stale: ReadItem[]): Promise<void> {
+  private async readFromPeer(peer: Peer, list: ReadItem[], ok: Uint8Array, stale: ReadItem[], timeoutMs?: number): Promise<void> {
     // A location that is no slot of this peer's pool (a corrupt or foreign entry) is a miss.
     const headers = list.map((it) => peer.headerOffset(it.location.offset));
     if (headers.includes(-1)) {
@@ -361,7 +385,7 @@ export class PageReader {
         return false;
       });
       if (!keep.length) return;
-      return this.readFromPeer(peer, keep, ok, stale);
+      return this.readFromPeer(peer, keep, ok, stale, timeoutMs);
     }
     const n = list.length;
     const scratch = this.scratch.acquire(n * SLOT_CHECK_BYTES);
@@ -392,7 +416,7 @@ export class PageReader {
     }
     const { stats, logger, peers } = this.ctx;
     try {
-      await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n });
+      await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n, timeoutMs });
       for (let i = 0; i < n; i++) {
         const it = list[i];
         if (headerMatches(scratch.bytes, i * SLOT_CHECK_BYTES, it.location.generation, it.tag, it.location.length)) ok[it.index] = 1;

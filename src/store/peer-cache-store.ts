@@ -336,6 +336,87 @@ export class PeerCacheStore {
     return this.reader.getPages(this.names.of(keys), pages, this.suffixes.length, host);
   }
 
+  // ------------------------------------------------------------------ objects in foreign memory
+
+  /**
+   * Registers memory this node does not own (another process's host pool, mapped by the sidecar)
+   * as a destination of READs; free() the region when that process goes away.
+   */
+  registerRegion(view: Uint8Array): LocalRegion {
+    if (this.closed) throw new Error('registerRegion: the store is closed');
+    return this.transport.register(view);
+  }
+
+  /**
+   * READs whole objects (already named: page key + component suffix) into `region`: object j into
+   * `offsets[j]`, a hit only if it was published with exactly `lengths[j]` bytes and its slot still
+   * holds it (the same generation check as batchGetV1). One bool per object. Ranges must lie in
+   * the region (checked here). `timeoutMs` bounds the call's READs (they end, or are cut off,
+   * within it: nothing lands in the region later), default the transport's batch deadline.
+   */
+  async getObjectsInto(objects: readonly string[], region: LocalRegion, offsets: ArrayLike<number>, lengths: ArrayLike<number>, timeoutMs?: number): Promise<boolean[]> {
+    assertKeys(objects, 'getObjectsInto');
+    if (this.closed) throw new Error('getObjectsInto: the store is closed');
+    if (offsets.length !== objects.length || lengths.length !== objects.length) throw new RangeError('getObjectsInto: one offset and one length per object');
+    for (let j = 0; j < objects.length; j++) {
+      const o = offsets[j];
+      const l = lengths[j];
+      if (!Number.isSafeInteger(o) || !Number.isSafeInteger(l) || o < 0 || l <= 0 || o + l > region.length) {
+        throw new RangeError(`getObjectsInto: object ${j} (offset ${o}, length ${l}) is outside the region of ${region.length} bytes`);
+      }
+    }
+    if (objects.length === 0) return [];
+    const yielded = this.yieldSometimes();
+    if (yielded) await yielded;
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new RangeError('getObjectsInto: timeoutMs must be > 0');
+    const ok = await this.reader.getObjects(objects, region, offsets, lengths, timeoutMs);
+    const out = new Array<boolean>(objects.length);
+    let hits = 0;
+    for (let j = 0; j < objects.length; j++) {
+      out[j] = ok[j] === 1;
+      if (out[j]) {
+        hits++;
+        this.stats.bytesRead += lengths[j];
+      }
+    }
+    this.stats.getPages += objects.length;
+    this.stats.getHits += hits;
+    return out;
+  }
+
+  /**
+   * Publishes whole objects (already named) from views of any memory: the one copy into this
+   * node's published pool. Write-once: an object this node or another already publishes is a
+   * success. One bool per object.
+   */
+  async setObjectsFrom(objects: readonly string[], sources: readonly Uint8Array[]): Promise<boolean[]> {
+    assertKeys(objects, 'setObjectsFrom');
+    if (this.closed) throw new Error('setObjectsFrom: the store is closed');
+    if (!Array.isArray(sources) || sources.length !== objects.length) throw new TypeError('setObjectsFrom: one source view per object');
+    if (!this.pool) throw new StoreConfigError('setObjectsFrom: this node has no published pool (globalSegmentBytes is 0)');
+    for (let j = 0; j < sources.length; j++) {
+      if (sources[j].byteLength > this.pool.slotDataBytes) throw new RangeError(`setObjectsFrom: object ${j} is ${sources[j].byteLength} bytes; slots hold at most ${this.pool.slotDataBytes}`);
+    }
+    if (objects.length === 0) return [];
+    const yielded = this.yieldSometimes();
+    if (yielded) await yielded;
+    const ok = await this.publishObjects(objects, sources);
+    this.stats.setPages += objects.length;
+    return ok;
+  }
+
+  /** Which named objects the directory knows (one round trip; a directory that cannot answer gives misses). */
+  async existsObjects(objects: readonly string[]): Promise<boolean[]> {
+    assertKeys(objects, 'existsObjects');
+    if (objects.length === 0) return [];
+    return (await this.reader.lookupOrMiss(objects, 'existsObjects')).map((l) => l !== null);
+  }
+
+  /** Bytes of the largest object the published pool holds (0: no published pool). */
+  get slotBytes(): number {
+    return this.pool?.slotDataBytes ?? 0;
+  }
+
   // ------------------------------------------------------------------ legacy API (raw keys)
 
   /** Legacy: publishes values under raw keys (no page/component suffix). True if every key was stored. */

@@ -65,11 +65,13 @@ export interface NativeBinding {
   ucx(): UcxStatus;
   describeHost(): string;
   addressOf(view: ArrayBufferView): number;
+  /** Maps a file (e.g. /proc/<pid>/fd/<n> of a memfd) MAP_SHARED read-write; unmapped when the buffer is collected. */
+  mapShared(path: string, length: number): ArrayBuffer;
   Context: new (options: { protocol: string; devices?: readonly string[]; ibPort?: number; gidIndex?: number; tls?: string }) => NativeContext;
   Worker: new (context: NativeContext) => NativeWorker;
 }
 
-export const EXPECTED_ABI_VERSION = 2;
+export const EXPECTED_ABI_VERSION = 3;
 
 export type NativeLoad =
   | { ok: true; binding: NativeBinding; path: string }

@@ -1,0 +1,626 @@
+"""PeerCacheStorage: SGLang's HiCacheStorage over the local `peercache node` sidecar.
+
+Data path: SGLang's host KV pool lives in a memfd (`"allocator": "shm"`); on register_mem_pool_host
+each thread's connection tells the sidecar the pool's (pid, fd, bytes); the sidecar maps it and
+READs pages from peers straight into it (batch_get_v1) or publishes from it (batch_set_v1). Pools
+it cannot map (anonymous memory) go through a staging memfd and one copy (`get_stats()` counts it).
+
+Contract with SGLang's threads (prefetch: batch_exists; prefetch IO: batch_get_v1; backup:
+batch_set_v1): nothing raises, nothing returns None, every call has a deadline, any number of
+threads may call at once (one connection per thread). A sidecar that dies gives misses; the next
+call after it is back reconnects and registers the pool again.
+"""
+import ctypes
+import logging
+import os
+import socket
+import threading
+import time
+
+from .client import SidecarClient, SidecarError
+from .pools import Staging, allocator_fds, buffer_address, find_file_span, pool_buffers
+
+logger = logging.getLogger("peercache_sglang")
+
+try:  # the real base class when SGLang is installed
+    from sglang.srt.mem_cache.hicache_storage import HiCacheStorage as _Base  # type: ignore
+except Exception:  # pragma: no cover - exercised when SGLang is absent (the tests)
+
+    class _Base(object):
+        """Stand-in for sglang's HiCacheStorage with the same method names."""
+
+        def register_mem_pool_host(self, mem_pool_host):
+            self.mem_pool_host = mem_pool_host
+
+        def register_mem_host_pool_v2(self, host_pool, host_pool_name):
+            if not hasattr(self, "registered_pools"):
+                self.registered_pools = {}
+            self.registered_pools[host_pool_name] = host_pool
+
+        def clear(self):
+            pass
+
+        def get_stats(self):
+            return None
+
+
+try:
+    from sglang.srt.mem_cache.hicache_storage import PoolTransferResult  # type: ignore
+except Exception:
+
+    class PoolTransferResult(object):
+        """Stand-in for sglang's PoolTransferResult (kv_hit_pages, extra_pool_hit_pages)."""
+
+        def __init__(self, kv_hit_pages, extra_pool_hit_pages):
+            self.kv_hit_pages = kv_hit_pages
+            self.extra_pool_hit_pages = extra_pool_hit_pages
+
+
+DEFAULT_SOCKET = "/run/peercache/peercache.sock"
+STAGING_MIN_BYTES = 16 * 1024 * 1024
+
+
+class BadInput(ValueError):
+    """A call's arguments cannot be served: its entries are False and the reason is logged."""
+
+
+class PeerCacheStats(object):
+    """get_stats(): Mooncake-style drained lists (prefetch_pgs, backup_pgs, *_bandwidth in GB/s per
+    call) plus running counters of this adapter (zero_copy, staging copies, errors, reconnects)."""
+
+    def __init__(self, counters, lists):
+        self.__dict__.update(counters)
+        self.prefetch_pgs = lists["prefetch_pgs"]
+        self.backup_pgs = lists["backup_pgs"]
+        self.prefetch_bandwidth = lists["prefetch_bandwidth"]
+        self.backup_bandwidth = lists["backup_bandwidth"]
+        self.counters = dict(counters)
+
+    def __repr__(self):
+        return "PeerCacheStats(%r)" % (self.counters,)
+
+
+def _cfg(config, name, default):
+    return getattr(config, name, default) if config is not None else default
+
+
+class _Conn(object):
+    """One thread's connection, with the pool files registered on it and its staging memfd."""
+
+    def __init__(self, client):
+        self.client = client
+        self.file_pools = {}  # inode -> pool id
+        self.staging = None
+        self.staging_pool = None
+
+    def close(self):
+        self.client.close()
+        if self.staging is not None:
+            self.staging.close()
+            self.staging = None
+
+
+class PeerCacheStorage(_Base):
+    def __init__(self, storage_config=None, kwargs=None, **extra):
+        self.config = storage_config
+        cfg = dict(_cfg(storage_config, "extra_config", None) or {})
+        cfg.update(kwargs or {})
+        cfg.update(extra)
+        self.socket_path = cfg.get("socket") or os.environ.get("PEERCACHE_SOCKET") or DEFAULT_SOCKET
+        self.timeout_s = float(cfg.get("timeout_s", 15.0))
+        self.connect_timeout_s = float(cfg.get("connect_timeout_s", min(2.0, self.timeout_s)))
+        self.retry_s = float(cfg.get("retry_s", 0.5))
+        self.interface_v1 = bool(cfg.get("interface_v1", True))
+        self.tp_rank = int(_cfg(storage_config, "tp_rank", 0))
+        self.pp_rank = int(_cfg(storage_config, "pp_rank", 0))
+        self.pp_size = int(_cfg(storage_config, "pp_size", 1))
+        self.is_mla = _cfg(storage_config, "is_mla_model", None)
+        model = _cfg(storage_config, "model_name", None)
+        parts = [p for p in (cfg.get("extra_backend_tag"), "-".join(model.split("/")) if model else None) if p]
+        self.key_prefix = ("_".join(parts) + "_") if parts else ""
+        self.mem_pool_host = None
+        self.page_size = 0
+        self.pool_tokens = None
+        self.suffixes = ["__k"]
+        self.spans = []  # FileSpan per pool buffer: zero copy
+        self.files = {}  # inode -> (fd, file bytes)
+        self.zero_copy = False
+        self.unusable = None  # why batch calls are misses (unsupported layout), or None
+        self.slot_bytes = 0
+        self._local = threading.local()
+        self._conns = set()
+        self._lock = threading.Lock()
+        self._next_connect = 0.0
+        self._closed = False
+        self._logged = {}
+        self._counters = dict(
+            zero_copy=False, exists_calls=0, get_calls=0, get_pages=0, get_hits=0, set_calls=0, set_pages=0, set_ok=0,
+            staging_copies=0, staging_bytes=0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
+        )
+        self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
+
+    # ------------------------------------------------------------ logging and counters
+
+    def _log(self, level, key, message):
+        """Logs a reason at most once per 10 s per key (a bad batch every millisecond must not flood)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._logged.get(key)
+            if last is not None and now - last < 10.0:
+                return
+            self._logged[key] = now
+        logger.log(level, "peercache: %s", message)
+
+    def _count(self, **inc):
+        with self._lock:
+            for k, v in inc.items():
+                self._counters[k] += v
+
+    # ------------------------------------------------------------ registration
+
+    def register_mem_pool_host(self, mem_pool_host):
+        self.mem_pool_host = mem_pool_host
+        try:
+            self._describe_pool(mem_pool_host)
+        except Exception as e:  # never raise into SGLang
+            self.unusable = "cannot use the host pool: %s" % e
+            self._log(logging.ERROR, "register", self.unusable)
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:  # registered again on their next call
+            c.file_pools.clear()
+            c.client.close()
+
+    def _describe_pool(self, pool):
+        self.page_size = int(getattr(pool, "page_size", 0) or 0)
+        if self.page_size <= 0:
+            raise BadInput("the host pool has no page_size")
+        size = getattr(pool, "size", None)
+        self.pool_tokens = int(size) if isinstance(size, int) or hasattr(size, "__index__") else None
+        mla = self.is_mla
+        if mla is None:
+            mla = "MLA" in type(pool).__name__
+        self.is_mla = bool(mla)
+        pp = self.pp_size > 1
+        if self.is_mla:
+            self.suffixes = ["_%d_k" % self.pp_rank if pp else "__k"]
+        else:
+            rank = "%d_%d" % (self.tp_rank, self.pp_rank) if pp else "%d" % self.tp_rank
+            self.suffixes = ["_%s_k" % rank, "_%s_v" % rank]
+        layout = getattr(pool, "layout", "page_first")
+        if layout not in ("page_first", "page_first_direct"):
+            self.unusable = "host layout %r is not supported (start SGLang with --hicache-mem-layout page_first or page_first_direct)" % layout
+            self._log(logging.ERROR, "layout", self.unusable)
+            return
+        self.unusable = None
+        spans, files, why = [], {}, None
+        for addr, nbytes in pool_buffers(pool):
+            span, reason = find_file_span(addr, nbytes, allocator_fds(pool))
+            if span is None:
+                why = reason
+                break
+            spans.append(span)
+            files.setdefault(span.inode, (span.fd, span.file_bytes))
+        if not spans and why is None:
+            why = "the host pool exposes no kv_buffer/k_buffer/v_buffer"
+        self.zero_copy = why is None
+        self.spans = spans if self.zero_copy else []
+        self.files = files if self.zero_copy else {}
+        self._count(zero_copy=0)
+        with self._lock:
+            self._counters["zero_copy"] = self.zero_copy
+        if not self.zero_copy:
+            self._log(logging.WARNING, "staging", "not zero-copy, pages go through a staging memfd (one copy each way): %s" % why)
+
+    def register_mem_host_pool_v2(self, host_pool, host_pool_name):
+        name = str(getattr(host_pool_name, "value", host_pool_name))
+        if name == "kv":
+            self.register_mem_pool_host(host_pool)
+        else:
+            if not hasattr(self, "registered_pools"):
+                self.registered_pools = {}
+            self.registered_pools[name] = host_pool
+            self._log(logging.WARNING, "v2-" + name, "pool %r is not supported yet: its pages are misses" % name)
+
+    # ------------------------------------------------------------ connections
+
+    def _conn(self):
+        """This thread's connection (connected, pool registered), or None while the sidecar is unreachable."""
+        if self._closed:
+            raise ConnectionError("the backend is closed")
+        c = getattr(self._local, "conn", None)
+        if c is not None and c.client.connected:
+            if self.zero_copy and len(c.file_pools) < len(self.files):
+                self._register_files(c)
+            return c
+        now = time.monotonic()
+        if now < self._next_connect:
+            raise ConnectionError("the sidecar at %s is unreachable (retrying)" % self.socket_path)
+        if c is not None:
+            c.close()
+            self._count(reconnects=1)
+        client = SidecarClient(self.socket_path, self.connect_timeout_s)
+        try:
+            hello = client.connect()
+        except (OSError, SidecarError) as e:
+            client.close()
+            self._next_connect = time.monotonic() + self.retry_s
+            self._count(connect_failures=1)
+            raise ConnectionError("cannot reach the sidecar at %s: %s" % (self.socket_path, e))
+        client.timeout_s = self.timeout_s
+        self.slot_bytes = int(hello.get("slotBytes", 0))
+        c = _Conn(client)
+        self._local.conn = c
+        with self._lock:
+            self._conns.add(c)
+        if self.zero_copy:
+            self._register_files(c)
+        return c
+
+    def _register_files(self, c):
+        for inode, (fd, nbytes) in self.files.items():
+            if inode not in c.file_pools:
+                c.file_pools[inode] = c.client.register(fd, nbytes)
+
+    def _staging(self, c, nbytes):
+        if c.staging is None or c.staging.nbytes < nbytes:
+            if c.staging is not None:
+                c.staging.close()
+                c.staging = None
+            c.staging = Staging(max(nbytes, STAGING_MIN_BYTES))
+            c.staging_pool = c.client.register(c.staging.fd, c.staging.nbytes)
+        return c.staging
+
+    def _guard(self, what, fn, miss):
+        """Runs fn(conn); any failure is logged and gives `miss` (never an exception, never None)."""
+        try:
+            if self.unusable is not None:
+                raise BadInput(self.unusable)
+            return fn(self._conn())
+        except BadInput as e:
+            self._count(bad_inputs=1)
+            self._log(logging.WARNING, what + ":" + str(e)[:60], "%s: %s (the entries are misses)" % (what, e))
+        except SidecarError as e:
+            self._count(errors=1)
+            self._log(logging.WARNING, what + ":sidecar:" + str(e)[:60], "%s: the sidecar refused the request: %s" % (what, e))
+        except (OSError, ConnectionError, socket.timeout, ValueError) as e:
+            self._count(errors=1)
+            c = getattr(self._local, "conn", None)
+            if c is not None:
+                c.client.close()
+            self._log(logging.WARNING, what + ":io", "%s: %s (misses until the sidecar answers)" % (what, e))
+        except Exception as e:  # a bug must not kill SGLang's thread either
+            self._count(errors=1)
+            self._log(logging.ERROR, what + ":bug", "%s: unexpected %s: %s" % (what, type(e).__name__, e))
+        return miss
+
+    # ------------------------------------------------------------ keys and pages
+
+    def _check_keys(self, keys):
+        if not isinstance(keys, (list, tuple)):
+            raise BadInput("keys must be a list of strings")
+        if all(type(k) is str for k in keys) and "" not in keys:
+            return
+        for i, k in enumerate(keys):
+            if not isinstance(k, str) or not k:
+                raise BadInput("keys[%d] is not a non-empty string" % i)
+
+    def _names(self, keys):
+        p, s = self.key_prefix, self.suffixes
+        if len(s) == 1:
+            return [p + k + s[0] for k in keys]
+        return [p + k + x for k in keys for x in s]
+
+    def _pages(self, keys, host_indices):
+        """Object names, pointers and lengths of a batch, after checking it against the pool."""
+        self._check_keys(keys)
+        pool = self.mem_pool_host
+        if pool is None:
+            raise BadInput("no host pool registered (register_mem_pool_host was not called)")
+        try:
+            n = len(host_indices)
+        except TypeError:
+            raise BadInput("host_indices must be a tensor, array or list of token indices")
+        ps = self.page_size
+        if n != len(keys) * ps:
+            raise BadInput("%d host indices for %d keys of %d tokens per page (expected %d)" % (n, len(keys), ps, len(keys) * ps))
+        starts = host_indices[::ps]
+        starts = starts.tolist() if hasattr(starts, "tolist") else list(starts)
+        limit = self.pool_tokens
+        # One pass in C for the usual batch (ints, in the pool, page-aligned); the slow loop names the bad one.
+        if not starts or not (
+            all(type(x) is int for x in starts)
+            and min(starts) >= 0
+            and (limit is None or max(starts) + ps <= limit)
+            and not any(x % ps for x in starts)
+        ):
+            for i, x in enumerate(starts):
+                if not isinstance(x, int) or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
+                    raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, x, limit, ps))
+        meta = pool.get_page_buffer_meta(host_indices)
+        ptrs, sizes = meta[0], meta[1]
+        ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
+        comps = len(self.suffixes)
+        if len(ptrs) != len(keys) * comps:
+            raise BadInput("get_page_buffer_meta gave %d pointers for %d pages of %d objects (layout not page_first?)" % (len(ptrs), len(keys), comps))
+        if isinstance(sizes, int):
+            sizes = [sizes] * len(ptrs)
+        else:
+            sizes = sizes.tolist() if hasattr(sizes, "tolist") else list(sizes)
+            if len(sizes) == 1:
+                sizes = sizes * len(ptrs)
+        return self._names(keys), ptrs, sizes
+
+    def _zero_copy_ranges(self, c, ptrs, sizes):
+        spans = self.spans
+        if len(spans) == 1:  # the usual case (one kv_buffer): one subtraction per object
+            sp = spans[0]
+            top = max(ptrs) + sizes[0] if sizes.count(sizes[0]) == len(sizes) else max(p + n for p, n in zip(ptrs, sizes))
+            if min(ptrs) >= sp.address and top <= sp.end:
+                delta = sp.file_offset - sp.address
+                return c.file_pools[sp.inode], [p + delta for p in ptrs]
+        pools, offsets = [], []
+        for ptr, n in zip(ptrs, sizes):
+            for sp in spans:
+                if sp.address <= ptr and ptr + n <= sp.end:
+                    pools.append(c.file_pools[sp.inode])
+                    offsets.append(sp.file_offset + (ptr - sp.address))
+                    break
+            else:
+                raise BadInput("a page at 0x%x (%d bytes) lies outside the registered host pool" % (ptr, n))
+        if len(set(pools)) == 1:
+            return pools[0], offsets
+        return pools, offsets
+
+    @staticmethod
+    def _lengths(sizes):
+        """One int when every object has the same length (a shorter request), else the list."""
+        first = sizes[0]
+        return first if sizes.count(first) == len(sizes) else sizes
+
+    @staticmethod
+    def _per_page(bits, comps, npages):
+        if "0" not in bits:
+            return [True] * npages
+        if comps == 1:
+            return [ch == "1" for ch in bits]
+        return [all(bits[i * comps + j] == "1" for j in range(comps)) for i in range(npages)]
+
+    # ------------------------------------------------------------ v1 (zero copy)
+
+    def batch_exists(self, keys, extra_info=None):
+        self._count(exists_calls=1)
+
+        def run(c):
+            self._check_keys(keys)
+            if not keys:
+                return 0
+            names = self._names(keys) if self.interface_v1 else [self.key_prefix + k + self._generic_suffix(0) for k in keys]
+            comps = len(self.suffixes) if self.interface_v1 else 1
+            found = c.client.exists(names)
+            if len(found) != len(names):
+                raise ConnectionError("malformed exists answer")
+            first_miss = found.find("0")
+            return len(keys) if first_miss < 0 else first_miss // comps
+
+        return self._guard("batch_exists", run, 0)
+
+    def batch_get_v1(self, keys, host_indices, extra_info=None):
+        n = len(keys) if isinstance(keys, (list, tuple)) else 0
+        self._count(get_calls=1, get_pages=n)
+        t0 = time.monotonic()
+
+        def run(c):
+            names, ptrs, sizes = self._pages(keys, host_indices)
+            if not names:
+                return []
+            comps = len(self.suffixes)
+            if self.zero_copy:
+                pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
+                bits = c.client.get(pool, names, offsets, self._lengths(sizes))
+            else:
+                total = sum(sizes)
+                st = self._staging(c, total)
+                offsets, o = [], 0
+                for s in sizes:
+                    offsets.append(o)
+                    o += s
+                bits = c.client.get(c.staging_pool, names, offsets, sizes)
+                copied = 0
+                for j, ch in enumerate(bits):
+                    if ch == "1":
+                        ctypes.memmove(ptrs[j], st.address + offsets[j], sizes[j])
+                        copied += sizes[j]
+                self._count(staging_copies=1, staging_bytes=copied)
+            if len(bits) != len(names):
+                raise ConnectionError("malformed get answer")
+            out = self._per_page(bits, comps, len(keys))
+            first_miss = bits.find("0")
+            hits = len(out) if first_miss < 0 else first_miss // comps
+            self._count(get_hits=len(out) if first_miss < 0 else sum(out))
+            self._record("prefetch", hits, sum(sizes[: hits * comps]), t0)
+            return out
+
+        return self._guard("batch_get_v1", run, [False] * n)
+
+    def batch_set_v1(self, keys, host_indices, extra_info=None):
+        n = len(keys) if isinstance(keys, (list, tuple)) else 0
+        self._count(set_calls=1, set_pages=n)
+        t0 = time.monotonic()
+
+        def run(c):
+            names, ptrs, sizes = self._pages(keys, host_indices)
+            if not names:
+                return []
+            if self.is_mla and self.tp_rank != 0:
+                # MLA pages are the same on every rank: rank 0 writes them (SGLang skips the others).
+                return [True] * len(keys)
+            if self.slot_bytes and max(sizes) > self.slot_bytes:
+                raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (max(sizes), self.slot_bytes))
+            if self.zero_copy:
+                pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
+                bits = c.client.set(pool, names, offsets, self._lengths(sizes))
+            else:
+                st = self._staging(c, sum(sizes))
+                offsets, o = [], 0
+                for p, s in zip(ptrs, sizes):
+                    ctypes.memmove(st.address + o, p, s)
+                    offsets.append(o)
+                    o += s
+                self._count(staging_copies=1, staging_bytes=o)
+                bits = c.client.set(c.staging_pool, names, offsets, sizes)
+            if len(bits) != len(names):
+                raise ConnectionError("malformed set answer")
+            out = self._per_page(bits, len(self.suffixes), len(keys))
+            self._count(set_ok=sum(out))
+            self._record("backup", sum(out), sum(sizes), t0)
+            return out
+
+        return self._guard("batch_set_v1", run, [False] * n)
+
+    def _record(self, kind, pages, nbytes, t0):
+        dt = time.monotonic() - t0
+        with self._lock:
+            self._lists[kind + "_pgs"].append(pages)
+            if dt > 0 and nbytes:
+                self._lists[kind + "_bandwidth"].append(nbytes / dt / 1e9)
+
+    # ------------------------------------------------------------ v2
+
+    def batch_exists_v2(self, keys, pool_transfers=None, extra_info=None):
+        kv = self.batch_exists(keys, extra_info)
+        extra = {}
+        for t in pool_transfers or []:
+            name = str(getattr(getattr(t, "name", None), "value", getattr(t, "name", "?")))
+            if name == "kv":
+                continue
+            self._log(logging.WARNING, "v2-" + name, "pool %r is not supported yet: its pages are misses" % name)
+            extra[name] = 0
+            kv = 0  # the usable prefix needs every pool
+        try:
+            return PoolTransferResult(kv, extra)
+        except Exception:  # an SGLang whose PoolTransferResult takes other arguments
+            return PoolTransferResult(kv_hit_pages=kv, extra_pool_hit_pages=extra)
+
+    def _v2(self, transfers, fn):
+        out = {}
+        for t in transfers or []:
+            name = str(getattr(getattr(t, "name", None), "value", getattr(t, "name", "?")))
+            keys = getattr(t, "keys", None) or []
+            if name == "kv":
+                out[name] = fn(keys, getattr(t, "host_indices", None))
+            else:
+                self._log(logging.WARNING, "v2-" + name, "pool %r is not supported yet: its pages are misses" % name)
+                out[name] = [False] * len(keys)
+        return out
+
+    def batch_get_v2(self, transfers, extra_info=None):
+        return self._v2(transfers, self.batch_get_v1)
+
+    def batch_set_v2(self, transfers, extra_info=None):
+        return self._v2(transfers, self.batch_set_v1)
+
+    # ------------------------------------------------------------ generic (copying) path
+
+    def _generic_suffix(self, part):
+        base = self.suffixes[0][:-2] + "_flat" if self.suffixes else "_flat"
+        return base if part == 0 else "%s.%d" % (base, part)
+
+    def _generic_parts(self, key, nbytes):
+        slot = self.slot_bytes or nbytes
+        parts, o, i = [], 0, 0
+        while o < nbytes:
+            n = min(slot, nbytes - o)
+            parts.append((self.key_prefix + key + self._generic_suffix(i), o, n))
+            o += n
+            i += 1
+        return parts
+
+    def _generic_get(self, c, key, target):
+        addr, nbytes = buffer_address(target)
+        parts = self._generic_parts(key, nbytes)
+        st = self._staging(c, nbytes)
+        bits = c.client.get(c.staging_pool, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
+        if bits != "1" * len(parts):
+            return None
+        ctypes.memmove(addr, st.address, nbytes)
+        self._count(staging_copies=1, staging_bytes=nbytes)
+        return target
+
+    def _generic_set(self, c, key, value):
+        addr, nbytes = buffer_address(value, writable=False)
+        parts = self._generic_parts(key, nbytes)
+        st = self._staging(c, nbytes)
+        ctypes.memmove(st.address, addr, nbytes)
+        self._count(staging_copies=1, staging_bytes=nbytes)
+        bits = c.client.set(c.staging_pool, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
+        return bits == "1" * len(parts)
+
+    def get(self, key, target_location=None, target_sizes=None):
+        if target_location is None:
+            self._log(logging.WARNING, "get-target", "get(%r): needs a target_location (a host tensor) to read into" % (key,))
+            return None
+        return self._guard("get", lambda c: (self._check_keys([key]), self._generic_get(c, key, target_location))[1], None)
+
+    def batch_get(self, keys, target_locations=None, target_sizes=None):
+        n = len(keys) if isinstance(keys, (list, tuple)) else 0
+        if target_locations is None or len(target_locations) != n:
+            self._log(logging.WARNING, "batch_get-target", "batch_get: needs one target_location per key")
+            return [None] * n
+
+        def run(c):
+            self._check_keys(keys)
+            return [self._generic_get(c, k, t) for k, t in zip(keys, target_locations)]
+
+        return self._guard("batch_get", run, [None] * n)
+
+    def set(self, key, value=None, target_location=None, target_sizes=None):
+        src = value if value is not None else target_location
+        if src is None:
+            return False
+        return bool(self._guard("set", lambda c: (self._check_keys([key]), self._generic_set(c, key, src))[1], False))
+
+    def batch_set(self, keys, values=None, target_locations=None, target_sizes=None):
+        srcs = values if values is not None else target_locations
+        n = len(keys) if isinstance(keys, (list, tuple)) else 0
+        if srcs is None or len(srcs) != n:
+            return False
+
+        def run(c):
+            self._check_keys(keys)
+            return all([self._generic_set(c, k, v) for k, v in zip(keys, srcs)])
+
+        return bool(self._guard("batch_set", run, False))
+
+    def exists(self, key):
+        def run(c):
+            self._check_keys([key])
+            return c.client.exists([self.key_prefix + key + self._generic_suffix(0)]) == "1"
+
+        return bool(self._guard("exists", run, False))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def clear(self):
+        self._guard("clear", lambda c: c.client.clear(), None)
+
+    def get_stats(self):
+        with self._lock:
+            lists = self._lists
+            self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
+            return PeerCacheStats(dict(self._counters), lists)
+
+    def sidecar_stats(self):
+        """The sidecar's counters (store stats, connections, pools), or {} when unreachable."""
+        return self._guard("stats", lambda c: c.client.stats(), {})
+
+    def close(self):
+        self._closed = True
+        with self._lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for c in conns:
+            try:
+                c.close()
+            except Exception:
+                pass

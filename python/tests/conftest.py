@@ -1,0 +1,32 @@
+"""Fixtures: real `peercache node` sidecars (two "hosts" on this machine); stand-ins in standin.py."""
+import uuid
+
+import pytest
+
+from standin import (  # noqa: F401  (re-exported for the tests)
+    Config, MHATokenToKVPoolHost, MLATokenToKVPoolHost, Sidecar, StandInPool, free_port,
+)
+
+
+@pytest.fixture(scope="module", params=["shm", "tcp"])
+def hosts(request, tmp_path_factory):
+    """Two sidecars on one machine: A hosts the directory, B joins it."""
+    d = tmp_path_factory.mktemp("pc-" + request.param)
+    discovery = "127.0.0.1:%d" % free_port()
+    a = Sidecar(request.param, discovery, str(d / "a" / "peercache.sock"), str(d / "a.log")).start()
+    b = Sidecar(request.param, discovery, str(d / "b" / "peercache.sock"), str(d / "b.log"))
+    b.metrics_port = free_port()
+    b.extra_args = ("--metrics-port", str(b.metrics_port))
+    try:
+        b.start()
+    except BaseException:
+        a.stop()
+        raise
+    yield a, b
+    b.stop()
+    a.stop()
+
+
+def unique_keys(n):
+    tag = uuid.uuid4().hex[:12]
+    return ["%s%04d" % (tag, i) + "0" * 44 for i in range(n)]

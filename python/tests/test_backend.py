@@ -1,0 +1,288 @@
+"""PeerCacheStorage against two real sidecars (shm and tcp): every byte checked, SGLang's contracts."""
+import logging
+import re
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import MHATokenToKVPoolHost, MLATokenToKVPoolHost, Config, unique_keys
+from peercache_sglang import PeerCacheStorage
+
+try:
+    import numpy as np
+except ImportError:  # numpy is optional: lists are what is always accepted
+    np = None
+
+LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
+
+
+def backend(sock, layout, tp_rank=0, memfd=True, **extra):
+    pool = LAYOUTS[layout](memfd=memfd)
+    cfg = dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)
+    cfg.update(extra)
+    s = PeerCacheStorage(Config(layout == "mla", tp_rank=tp_rank, extra=cfg), {})
+    s.register_mem_pool_host(pool)
+    return s, pool
+
+
+@pytest.fixture(params=["mla", "mha"])
+def pair(request, hosts):
+    """A writer rank on host A and a reader rank on host B, same layout."""
+    a, b = hosts
+    w, wp = backend(a.sock_path, request.param)
+    r, rp = backend(b.sock_path, request.param)
+    yield w, wp, r, rp
+    w.close()
+    r.close()
+    wp.close()
+    rp.close()
+
+
+def write_pages(w, wp, keys, pages):
+    data = {k: wp.fill(p) for k, p in zip(keys, pages)}
+    ok = w.batch_set_v1(keys, wp.indices(pages))
+    assert ok == [True] * len(keys)
+    return data
+
+
+def test_set_exists_get_across_nodes_every_byte(pair):
+    w, wp, r, rp = pair
+    keys = unique_keys(8)
+    data = write_pages(w, wp, keys, range(8))
+    assert w.get_stats().zero_copy is True
+    assert r.batch_exists(keys) == 8
+    dest = [100 + 3 * i for i in range(8)]  # other slots than the writer's
+    got = r.batch_get_v1(keys, rp.indices(dest))
+    assert got == [True] * 8
+    for k, p in zip(keys, dest):
+        assert rp.read(p) == data[k], "page of %s differs" % k
+    # numpy host indices (what SGLang's tensors look like to .tolist()) work the same
+    if np is not None:
+        for p in dest:
+            rp.zero(p)
+        assert r.batch_get_v1(keys, np.array(rp.indices(dest), dtype=np.int64)) == [True] * 8
+        assert all(rp.read(p) == data[k] for k, p in zip(keys, dest))
+    st = r.get_stats()
+    assert st.get_hits >= 8 and st.staging_copies == 0
+    assert st.prefetch_pgs and r.get_stats().prefetch_pgs == []  # drained on each call
+
+
+def test_batch_exists_is_a_prefix_count(pair):
+    w, wp, r, rp = pair
+    keys = unique_keys(10)
+    write_pages(w, wp, keys[:5] + keys[6:], [0, 1, 2, 3, 4, 6, 7, 8, 9])
+    assert r.batch_exists(keys) == 5
+    assert r.batch_exists(keys[5:]) == 0
+    assert r.batch_exists(keys[6:]) == 4
+    assert r.batch_exists([]) == 0
+
+
+def test_partial_hits(pair):
+    w, wp, r, rp = pair
+    keys = unique_keys(4)
+    data = write_pages(w, wp, [keys[0], keys[2]], [10, 12])
+    got = r.batch_get_v1(keys, rp.indices([40, 41, 42, 43]))
+    assert got == [True, False, True, False]
+    assert rp.read(40) == data[keys[0]] and rp.read(42) == data[keys[2]]
+
+
+def test_128_page_batches(pair):
+    w, wp, r, rp = pair
+    keys = unique_keys(128)
+    data = write_pages(w, wp, keys, range(128))
+    assert r.batch_exists(keys) == 128
+    dest = list(range(150, 278))
+    assert r.batch_get_v1(keys, rp.indices(dest)) == [True] * 128
+    for k, p in zip(keys, dest):
+        assert rp.read(p) == data[k]
+
+
+def test_set_is_write_once_and_mla_rank_nonzero_skips(hosts):
+    a, _ = hosts
+    w, wp = backend(a.sock_path, "mla", tp_rank=1)
+    try:
+        keys = unique_keys(2)
+        wp.fill(0)
+        wp.fill(1)
+        assert w.batch_set_v1(keys, wp.indices([0, 1])) == [True, True]
+        assert w.batch_exists(keys) == 0  # MLA: only tp rank 0 writes
+    finally:
+        w.close()
+        wp.close()
+
+
+def test_three_threads_at_once(pair):
+    w, wp, r, rp = pair
+    base = unique_keys(32)
+    data = write_pages(w, wp, base, range(32))
+    errors, counts = [], {"exists": 0, "get": 0, "set": 0}
+    stop = time.monotonic() + 2.0
+
+    def exists_loop():
+        while time.monotonic() < stop:
+            n = r.batch_exists(base)
+            if n != 32:
+                errors.append("exists %r" % n)
+            counts["exists"] += 1
+
+    def get_loop():
+        dest = list(range(200, 232))
+        while time.monotonic() < stop:
+            ok = r.batch_get_v1(base, rp.indices(dest))
+            if ok != [True] * 32 or any(rp.read(p) != data[k] for k, p in zip(base, dest)):
+                errors.append("get %r" % ok)
+            counts["get"] += 1
+
+    def set_loop():
+        i = 0
+        while time.monotonic() < stop:
+            ks = unique_keys(4)
+            ok = r.batch_set_v1(ks, rp.indices([60 + (i % 4) * 4 + j for j in range(4)]))
+            if ok != [True] * 4:
+                errors.append("set %r" % ok)
+            counts["set"] += 1
+            i += 1
+
+    ts = [threading.Thread(target=f) for f in (exists_loop, get_loop, set_loop)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert not errors, errors[:5]
+    assert all(v > 0 for v in counts.values()), counts
+
+
+def test_staging_path_for_a_pool_that_is_not_a_memfd(hosts, caplog):
+    a, b = hosts
+    caplog.set_level(logging.WARNING, logger="peercache_sglang")
+    w, wp = backend(a.sock_path, "mha", memfd=False)
+    r, rp = backend(b.sock_path, "mha", memfd=False)
+    try:
+        assert any("staging memfd" in m for m in caplog.messages)
+        keys = unique_keys(16)
+        data = write_pages(w, wp, keys, range(16))
+        assert r.batch_get_v1(keys, rp.indices(range(20, 36))) == [True] * 16
+        assert all(rp.read(20 + i) == data[k] for i, k in enumerate(keys))
+        st = r.get_stats()
+        assert st.zero_copy is False and st.staging_copies >= 1 and st.staging_bytes == 16 * 2 * rp.object_bytes
+    finally:
+        for x in (w, r, wp, rp):
+            x.close()
+
+
+def test_bad_input_gives_false_entries_and_a_logged_reason(hosts, caplog):
+    a, _ = hosts
+    caplog.set_level(logging.WARNING, logger="peercache_sglang")
+    s, pool = backend(a.sock_path, "mla")
+    try:
+        keys = unique_keys(3)
+        # mismatched keys and indices
+        assert s.batch_get_v1(keys, pool.indices([0, 1])) == [False] * 3
+        assert any("host indices for 3 keys" in m for m in caplog.messages)
+        assert s.batch_set_v1(keys, pool.indices([0, 1])) == [False] * 3
+        # indices outside the pool
+        caplog.clear()
+        out = pool.size // pool.page_size
+        assert s.batch_get_v1(keys, pool.indices([0, 1, out + 5])) == [False] * 3
+        assert any("not a page of the host pool" in m for m in caplog.messages)
+        # not page-aligned, negative, not keys at all, None
+        assert s.batch_get_v1(keys[:1], list(range(3, 3 + pool.page_size))) == [False]
+        assert s.batch_get_v1(keys[:1], [-16] + [0] * (pool.page_size - 1)) == [False]
+        assert s.batch_get_v1([None, 3], pool.indices([0, 1])) == [False, False]
+        assert s.batch_get_v1(keys, None) == [False] * 3
+        assert s.batch_exists([1, 2]) == 0
+        assert s.batch_exists("abc") == 0
+        assert s.get_stats().bad_inputs >= 7
+    finally:
+        s.close()
+        pool.close()
+
+
+def test_unreachable_sidecar_gives_misses_within_the_deadline(tmp_path):
+    s, pool = backend(str(tmp_path / "nobody.sock"), "mha")
+    try:
+        t0 = time.monotonic()
+        assert s.batch_exists(unique_keys(3)) == 0
+        assert s.batch_get_v1(unique_keys(2), pool.indices([0, 1])) == [False, False]
+        assert s.batch_set_v1(unique_keys(2), pool.indices([0, 1])) == [False, False]
+        assert s.exists("k") is False and s.get("k", bytearray(10)) is None and s.set("k", b"x") is False
+        assert s.batch_get(["k"], [bytearray(4)]) == [None] and s.batch_set(["k"], [b"abcd"]) is False
+        s.clear()
+        assert s.get_stats() is not None
+        assert time.monotonic() - t0 < 5
+    finally:
+        s.close()
+        pool.close()
+
+
+def test_v2_kv_pool_works_other_pools_are_logged_misses(pair, caplog):
+    w, wp, r, rp = pair
+    caplog.set_level(logging.WARNING, logger="peercache_sglang")
+
+    class T(object):
+        def __init__(self, name, keys, host_indices):
+            self.name, self.keys, self.host_indices = name, keys, host_indices
+
+    keys = unique_keys(3)
+    data = {k: wp.fill(p) for k, p in zip(keys, [0, 1, 2])}
+    res = w.batch_set_v2([T("kv", keys, wp.indices([0, 1, 2]))])
+    assert res == {"kv": [True] * 3}
+    assert r.batch_exists_v2(keys).kv_hit_pages == 3
+    got = r.batch_get_v2([T("kv", keys, rp.indices([5, 6, 7])), T("mamba", keys[-1:], None)])
+    assert got == {"kv": [True] * 3, "mamba": [False]}
+    assert [rp.read(p) for p in (5, 6, 7)] == [data[k] for k in keys]
+    assert any("'mamba' is not supported" in m for m in caplog.messages)
+    assert r.batch_exists_v2(keys, [T("mamba", keys[-1:], None)]).kv_hit_pages == 0
+
+
+def test_generic_get_set_exists(pair):
+    w, _, r, _ = pair
+    key = unique_keys(1)[0]
+    value = bytes(range(256)) * 80  # 20 KiB: more than one 8 KiB slot, stored in parts
+    assert w.set(key, value) is True
+    assert r.exists(key) is True
+    target = bytearray(len(value))
+    assert r.get(key, target) is target and bytes(target) == value
+    assert r.batch_get([key, key + "x"], [bytearray(len(value)), bytearray(len(value))])[1] is None
+    assert r.batch_set(unique_keys(2), [b"a" * 100, b"b" * 100]) is True
+
+
+def test_sidecar_metrics_and_stats_show_the_traffic(pair, hosts):
+    w, wp, r, rp = pair
+    _, b = hosts
+    keys = unique_keys(4)
+    write_pages(w, wp, keys, range(4))
+    assert r.batch_get_v1(keys, rp.indices(range(50, 54))) == [True] * 4
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.metrics_port, timeout=5).read().decode()
+    pools = int(float(re.search(r"^peercache_sidecar_pools (\S+)", text, re.M).group(1)))
+    read = sum(float(v) for v in re.findall(r"^peercache_pages_read_total\{[^}]*\} (\S+)", text, re.M))
+    assert pools >= 1 and read >= 4, (pools, read)
+    st = r.sidecar_stats()
+    assert st["pools"] >= 1 and st["storeCalls"]["get"]["count"] >= 1
+
+
+class FakeTensor(object):
+    """What the adapter uses of a torch tensor of host indices: len, slicing to a tensor, tolist."""
+
+    def __init__(self, values):
+        self._v = list(values)
+
+    def __len__(self):
+        return len(self._v)
+
+    def __getitem__(self, item):
+        return FakeTensor(self._v[item]) if isinstance(item, slice) else self._v[item]
+
+    def tolist(self):
+        return list(self._v)
+
+
+def test_tensor_like_host_indices(pair):
+    w, wp, r, rp = pair
+    keys = unique_keys(3)
+    data = {k: wp.fill(p) for k, p in zip(keys, [7, 8, 9])}
+    assert w.batch_set_v1(keys, FakeTensor(wp.indices([7, 8, 9]))) == [True] * 3
+    assert r.batch_get_v1(keys, FakeTensor(rp.indices([1, 3, 5]))) == [True] * 3
+    assert [rp.read(p) for p in (1, 3, 5)] == [data[k] for k in keys]

@@ -1,0 +1,87 @@
+/** peercache node: the sidecar store node SGLang ranks on this host talk to (python/ adapter). */
+import { defineCommand } from 'citty';
+import { DEFAULT_SIDECAR_LIMITS } from '../../sidecar/protocol.js';
+import { runNode } from '../../sidecar/node.js';
+import { StoreConfigError } from '../../store/config.js';
+import { connectionArgs, connectionFromArgs, directoryArg } from '../flags.js';
+import { parsePositiveInt, parseSize, UsageError } from '../parse.js';
+import { toProgramError, withInterrupts } from '../run-report.js';
+import { globalArgs, loggerFromArgs, str, type CommandResult } from '../shared.js';
+
+export default defineCommand({
+  meta: {
+    name: 'node',
+    description:
+      'run a long-lived store node that serves the SGLang ranks of this host over a Unix socket (python/ adapter, README "Use with SGLang"); ' +
+      'it maps their memfd host pools and READs straight into them. Runs until Ctrl-C/SIGTERM.',
+  },
+  args: {
+    socket: { type: 'string', description: 'Unix socket path; its directory is created 0700, the socket is 0600', default: '/run/peercache/peercache.sock', valueHint: 'path' },
+    'discovery-addr': { type: 'string', description: 'host:port of the embedded directory (the first node there serves it); not needed with --directory redis://', default: '', valueHint: 'host:port' },
+    ...directoryArg,
+    ...connectionArgs,
+    'global-segment': { type: 'string', description: 'Bytes of the published pool this node serves reads from; k/m/g suffixes', default: '4g', valueHint: 'bytes' },
+    'slot-bytes': { type: 'string', description: 'Largest object stored: an MLA page, or the k (or v) of an MHA page, in bytes; k/m suffixes', default: '', valueHint: 'bytes' },
+    'node-id': { type: 'string', description: "This node's id (default: <host>-<random>)", default: '', valueHint: 'id' },
+    'auth-token': { type: 'string', description: 'Shared secret of the directory (default: $PEERCACHE_AUTH_TOKEN)', default: '', valueHint: 'token' },
+    insecure: { type: 'boolean', description: 'Serve the directory on a non-loopback address without --auth-token (trusted networks only)', default: false },
+    'timeout-ms': { type: 'string', description: 'Deadline of one data-plane batch', default: '10000', valueHint: 'ms' },
+    'max-connections': { type: 'string', description: 'Socket connections served at once (an SGLang rank opens up to 3)', default: String(DEFAULT_SIDECAR_LIMITS.maxConnections), valueHint: 'n' },
+    'max-frame-bytes': { type: 'string', description: 'Largest request frame; k/m suffixes', default: String(DEFAULT_SIDECAR_LIMITS.maxFrameBytes), valueHint: 'bytes' },
+    'max-keys': { type: 'string', description: 'Objects in one request', default: String(DEFAULT_SIDECAR_LIMITS.maxKeys), valueHint: 'n' },
+    'metrics-port': { type: 'string', description: 'Serve Prometheus metrics at http://<metrics-host>:<port>/metrics; off when empty', default: '', valueHint: 'port' },
+    'metrics-host': { type: 'string', description: 'Address the metrics endpoint binds', default: '127.0.0.1', valueHint: 'addr' },
+    ...globalArgs,
+  },
+  async run({ args }): Promise<CommandResult> {
+    const logger = loggerFromArgs(args);
+    const conn = connectionFromArgs(args);
+    const socketPath = str(args, 'socket').trim();
+    if (!socketPath || !socketPath.startsWith('/')) throw new UsageError('--socket must be an absolute path');
+    if (Buffer.byteLength(socketPath) > 107) throw new UsageError(`--socket: ${socketPath} is longer than a Unix socket path may be (107 bytes)`);
+    const directory = str(args, 'directory').trim();
+    const discoveryAddr = str(args, 'discovery-addr').trim();
+    if (!discoveryAddr && !/^rediss?:\/\//.test(directory)) throw new UsageError('--discovery-addr host:port is required (or --directory redis://...)');
+    const slotText = str(args, 'slot-bytes').trim();
+    if (!slotText) throw new UsageError('--slot-bytes is required: the bytes of one object (MLA: the page; MHA: its k or v), e.g. --slot-bytes 128k');
+    const metricsText = str(args, 'metrics-port').trim();
+    const metricsPort = metricsText === '' ? undefined : metricsText === '0' ? 0 : parsePositiveInt('--metrics-port', metricsText, { max: 65535 });
+    const maxFrame = parseSize('--max-frame-bytes', str(args, 'max-frame-bytes'));
+    if (maxFrame > 64 * 2 ** 20) throw new UsageError('--max-frame-bytes: at most 64m');
+    try {
+      const { nodeId } = await withInterrupts('\nstopping: leaving the cluster\n', (signal) =>
+        runNode({
+          socketPath,
+          protocol: conn.protocol,
+          discoveryAddr: discoveryAddr || undefined,
+          directoryUrl: directory === 'embedded' ? undefined : directory,
+          globalSegmentBytes: parseSize('--global-segment', str(args, 'global-segment')),
+          slotBytes: parseSize('--slot-bytes', slotText),
+          localHost: conn.localHost,
+          devices: conn.devices ?? (conn.deviceName ? [conn.deviceName] : undefined),
+          ibPort: conn.ibPort,
+          gidIndex: conn.gidIndex,
+          nodeId: str(args, 'node-id').trim() || undefined,
+          authToken: str(args, 'auth-token') || process.env.PEERCACHE_AUTH_TOKEN || undefined,
+          insecure: args.insecure === true,
+          timeoutMs: parsePositiveInt('--timeout-ms', str(args, 'timeout-ms'), { max: 600_000 }),
+          limits: {
+            maxConnections: parsePositiveInt('--max-connections', str(args, 'max-connections'), { max: 65_536 }),
+            maxFrameBytes: maxFrame,
+            maxKeys: parsePositiveInt('--max-keys', str(args, 'max-keys'), { max: 65_536 }),
+          },
+          metricsPort,
+          metricsHost: str(args, 'metrics-host').trim() || '127.0.0.1',
+          signal,
+          logger,
+          onReady: (info) =>
+            process.stdout.write(`peercache node '${info.nodeId}' ready: socket ${info.socketPath}, protocol ${conn.protocol}${info.metricsUrl ? `, metrics ${info.metricsUrl}` : ''}\n`),
+        }),
+      );
+      process.stdout.write(`peercache node '${nodeId}' stopped\n`);
+      return { exitCode: 0 };
+    } catch (err) {
+      throw toProgramError(err, StoreConfigError);
+    }
+  },
+});

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+/** The peercache executable: long-running services (the benchmarks are peercache-bench). */
+import { packageVersion } from '../bench/report/host.js';
+import { lazyCommand, runProgram, type ProgramSpec } from './program.js';
+
+const spec: ProgramSpec = {
+  bin: 'peercache',
+  commands: {
+    node: { summary: 'the store node SGLang ranks of this host use (Unix socket; python/ adapter)', load: lazyCommand('node', 'default') },
+  },
+  usage: () =>
+    [
+      `peercache ${packageVersion()}: KV-cache store for disaggregated LLM serving`,
+      '',
+      'USAGE peercache <command> [options]      (peercache <command> --help for its options)',
+      '',
+      'COMMANDS',
+      '  node  the store node SGLang ranks of this host use (Unix socket; python/ adapter)',
+      '',
+    ].join('\n'),
+};
+
+process.exitCode = await runProgram(spec, process.argv.slice(2));

@@ -1,0 +1,39 @@
+/**
+ * The sidecar's own Prometheus metrics, beside the store's (store/metrics.ts) on the same
+ * /metrics: connections, requests, refusals, mapped client pools. Read from the server at scrape time.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { SidecarServer } from './server.js';
+
+export function registerSidecarMetrics(registry: Registry, server: () => SidecarServer | null): void {
+  const registers = [registry];
+  const gauge = (name: string, help: string, read: (s: SidecarServer) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const s = server();
+        this.set(s ? read(s) : 0);
+      },
+    });
+  const counter = (name: string, help: string, read: (s: SidecarServer) => number) =>
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        const s = server();
+        this.reset();
+        if (s) this.inc(read(s));
+      },
+    });
+  gauge('peercache_sidecar_connections', 'Client connections open on the Unix socket.', (s) => s.connectionCount);
+  gauge('peercache_sidecar_pools', 'Client host pools mapped (one per file, shared by its connections).', (s) => s.mappings.count);
+  gauge('peercache_sidecar_mapped_bytes', 'Bytes of client host pools mapped.', (s) => s.mappings.mappedBytes);
+  counter('peercache_sidecar_connections_total', 'Connections accepted.', (s) => s.counters.connections);
+  counter('peercache_sidecar_connections_refused_total', 'Connections refused (--max-connections).', (s) => s.counters.connectionsRefused);
+  counter('peercache_sidecar_requests_total', 'Requests served.', (s) => s.counters.requests);
+  counter('peercache_sidecar_bad_requests_total', 'Requests answered with an error (bad input).', (s) => s.counters.badRequests);
+  counter('peercache_sidecar_protocol_errors_total', 'Connections closed for a protocol violation.', (s) => s.counters.protocolErrors);
+}

@@ -1,0 +1,76 @@
+/**
+ * runNode(): `peercache node`, the long-running store node of one host. It opens a PeerCacheStore
+ * (joining the cluster through the directory), serves the host's SGLang ranks over a Unix socket
+ * (server.ts) and optionally Prometheus metrics, until it is told to stop.
+ */
+import type { Logger } from '../log.js';
+import { PeerCacheStore } from '../store/peer-cache-store.js';
+import type { Protocol } from '../transport/types.js';
+import { SidecarServer } from './server.js';
+import type { SidecarLimits } from './protocol.js';
+
+export interface NodeOptions {
+  socketPath: string;
+  protocol: Protocol;
+  discoveryAddr?: string;
+  directoryUrl?: string;
+  globalSegmentBytes: number;
+  /** Largest object (an MLA page, or one of an MHA page's k/v) the published pool holds. */
+  slotBytes: number;
+  localHost?: string;
+  devices?: string[];
+  ibPort?: number;
+  gidIndex?: number;
+  nodeId?: string;
+  authToken?: string;
+  insecure?: boolean;
+  timeoutMs?: number;
+  limits?: Partial<SidecarLimits>;
+  metricsPort?: number;
+  metricsHost?: string;
+  signal: AbortSignal;
+  logger: Logger;
+  /** Called once the socket accepts connections (the CLI prints a line). */
+  onReady?: (info: { nodeId: string; socketPath: string; metricsUrl: string | null }) => void;
+}
+
+export async function runNode(options: NodeOptions): Promise<{ nodeId: string }> {
+  const metricsModule = options.metricsPort !== undefined ? await import('../store/metrics.js') : null;
+  const metrics = metricsModule?.createStoreMetrics();
+  const store = await PeerCacheStore.open({
+    protocol: options.protocol,
+    discoveryAddr: options.discoveryAddr,
+    directoryUrl: options.directoryUrl,
+    globalSegmentBytes: options.globalSegmentBytes,
+    slotBytes: options.slotBytes,
+    maxBytes: Number.MAX_SAFE_INTEGER,
+    localHost: options.localHost,
+    devices: options.devices,
+    ibPort: options.ibPort,
+    gidIndex: options.gidIndex,
+    nodeId: options.nodeId,
+    authToken: options.authToken,
+    insecure: options.insecure,
+    timeoutMs: options.timeoutMs,
+    metrics,
+    logger: options.logger,
+    attributes: { role: 'sidecar' },
+  });
+  let server: SidecarServer | null = null;
+  let metricsServer: { url: string; close(): Promise<void> } | null = null;
+  try {
+    server = await SidecarServer.listen({ socketPath: options.socketPath, store, limits: options.limits, logger: options.logger });
+    if (metrics) {
+      const { registerSidecarMetrics } = await import('./metrics.js');
+      registerSidecarMetrics(metrics.registry, () => server);
+    }
+    if (metricsModule && metrics) metricsServer = await metricsModule.startMetricsServer({ port: options.metricsPort!, host: options.metricsHost, registry: metrics });
+    options.onReady?.({ nodeId: store.nodeId, socketPath: options.socketPath, metricsUrl: metricsServer?.url ?? null });
+    if (!options.signal.aborted) await new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve(), { once: true }));
+    return { nodeId: store.nodeId };
+  } finally {
+    await metricsServer?.close();
+    await server?.close();
+    await store.close().catch((err: unknown) => options.logger.warn(`node: close: ${(err as Error).message}`));
+  }
+}

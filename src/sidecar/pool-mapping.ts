@@ -1,0 +1,112 @@
+/**
+ * Client pools mapped into the sidecar: a client (an SGLang rank) names its host pool's memfd as
+ * (pid, fd); the sidecar opens /proc/<pid>/fd/<fd>, maps it MAP_SHARED (native mapShared) and
+ * registers the mapping with the transport, so READs land in the client's pages and publishes copy
+ * from them with no copy across the process boundary.
+ *
+ * Checks: the process must run under the sidecar's own uid (read from /proc/<pid>/status; the
+ * kernel also refuses /proc/<pid>/fd of a process we may not ptrace), the fd must be a memfd or a
+ * file in /dev/shm (a wrong fd number must not make the sidecar write into a file on disk) of at
+ * least `bytes` bytes. A file is mapped once however many
+ * connections register it (keyed by device, inode and size) and unmapped when the last one goes.
+ */
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { requireNative } from '../transport/native.js';
+import type { LocalRegion } from '../transport/types.js';
+import { RequestError } from './protocol.js';
+
+export interface MappedPool {
+  readonly key: string;
+  readonly region: LocalRegion;
+  readonly bytes: number;
+  refs: number;
+}
+
+/** Registers a view with the data plane (PeerCacheStore.registerRegion). */
+export type RegisterRegion = (view: Uint8Array) => LocalRegion;
+
+function uidOf(pid: number): number {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    throw new RequestError(`process ${pid} does not exist`);
+  }
+  const m = /^Uid:\s+(\d+)/m.exec(status);
+  if (!m) throw new RequestError(`cannot read the uid of process ${pid}`);
+  return Number(m[1]);
+}
+
+export class PoolMappings {
+  private readonly pools = new Map<string, MappedPool>();
+  /** Bytes of every mapping held now. */
+  mappedBytes = 0;
+
+  constructor(private readonly register: RegisterRegion) {}
+
+  get count(): number {
+    return this.pools.size;
+  }
+
+  /** Maps (or shares the mapping of) a client's file; the caller must release() it. */
+  acquire(pid: number, fd: number, bytes: number): MappedPool {
+    const uid = process.getuid?.() ?? -1;
+    if (uidOf(pid) !== uid) throw new RequestError(`process ${pid} does not run as this sidecar's uid ${uid}: its pool is not mapped`);
+    const path = `/proc/${pid}/fd/${fd}`;
+    let st;
+    try {
+      st = statSync(path);
+    } catch (err) {
+      throw new RequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    let target = '';
+    try {
+      target = readlinkSync(path);
+    } catch {
+      /* judged below */
+    }
+    if (!st.isFile() || !(target.startsWith('/memfd:') || target.startsWith('/dev/shm/'))) {
+      throw new RequestError(`fd ${fd} of process ${pid} (${JSON.stringify(target.slice(0, 80))}) is not a memfd or a file in /dev/shm`);
+    }
+    if (st.size < bytes) throw new RequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
+    const key = `${st.dev}:${st.ino}:${bytes}`;
+    const existing = this.pools.get(key);
+    if (existing) {
+      existing.refs++;
+      return existing;
+    }
+    let view: Uint8Array;
+    try {
+      view = new Uint8Array(requireNative().mapShared(path, bytes));
+    } catch (err) {
+      throw new RequestError((err as Error).message);
+    }
+    let region: LocalRegion;
+    try {
+      region = this.register(view);
+    } catch (err) {
+      throw new RequestError(`cannot register the pool with the data plane: ${(err as Error).message}`);
+    }
+    const pool: MappedPool = { key, region, bytes, refs: 1 };
+    this.pools.set(key, pool);
+    this.mappedBytes += bytes;
+    return pool;
+  }
+
+  /** Drops one reference; the last one deregisters the region (the mapping goes when it is collected). */
+  release(pool: MappedPool): void {
+    if (--pool.refs > 0) return;
+    if (this.pools.get(pool.key) === pool) {
+      this.pools.delete(pool.key);
+      this.mappedBytes -= pool.bytes;
+    }
+    pool.region.free();
+  }
+
+  releaseAll(): void {
+    for (const pool of [...this.pools.values()]) {
+      pool.refs = 1;
+      this.release(pool);
+    }
+  }
+}

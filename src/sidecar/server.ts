@@ -1,0 +1,308 @@
+/**
+ * The sidecar's Unix-socket server: serves the local SGLang ranks of one host with a PeerCacheStore
+ * (protocol.ts says what goes over the socket). The socket's directory is created 0700 and the
+ * socket is 0600: only this uid connects. Each connection is served in order (one request at a
+ * time, a bounded queue behind it), owns the pools it registered and releases them when it closes,
+ * after its last request finished.
+ */
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import type { Logger } from '../log.js';
+import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
+import type { PeerCacheStore } from '../store/peer-cache-store.js';
+import { PoolMappings, type MappedPool } from './pool-mapping.js';
+import { bitString, DEADLINE_MARGIN_MS, DEFAULT_SIDECAR_LIMITS, parseRequest, RequestError, SIDECAR_PROTOCOL, type SidecarLimits, type SidecarRequest } from './protocol.js';
+
+/** Milliseconds a request may still use before its client's deadline (undefined: no deadline); throws when too late to start. */
+function timeLeft(op: string, deadline: number | undefined): number | undefined {
+  if (deadline === undefined) return undefined;
+  const left = deadline - Date.now() - DEADLINE_MARGIN_MS;
+  if (left <= 0) throw new RequestError(`${op}: too late to start (the client's deadline is ${deadline - Date.now()} ms away): not served`);
+  return left;
+}
+
+/** What the server counts (also exported with the store's stats by the `stats` op). */
+export interface SidecarCounters {
+  connections: number;
+  connectionsRefused: number;
+  requests: number;
+  badRequests: number;
+  protocolErrors: number;
+}
+
+export interface SidecarServerOptions {
+  socketPath: string;
+  store: PeerCacheStore;
+  limits?: Partial<SidecarLimits>;
+  logger: Logger;
+}
+
+/** The last TIMING_SAMPLES durations (µs) of the store calls of one op: what the store itself took, without the socket. */
+const TIMING_SAMPLES = 4096;
+class Timings {
+  private readonly samples = new Float64Array(TIMING_SAMPLES);
+  private n = 0;
+  add(us: number): void {
+    this.samples[this.n++ % TIMING_SAMPLES] = us;
+  }
+  summary(): { count: number; p50_us: number; p90_us: number; p99_us: number; mean_us: number } {
+    const k = Math.min(this.n, TIMING_SAMPLES);
+    const sorted = Array.from(this.samples.subarray(0, k)).sort((a, b) => a - b);
+    const q = (p: number) => (k ? sorted[Math.min(k - 1, Math.floor(p * k))] : 0);
+    return { count: this.n, p50_us: q(0.5), p90_us: q(0.9), p99_us: q(0.99), mean_us: k ? sorted.reduce((a, b) => a + b, 0) / k : 0 };
+  }
+  reset(): void {
+    this.n = 0;
+  }
+}
+
+class Connection {
+  helloDone = false;
+  readonly pools: MappedPool[] = [];
+  queued = 0;
+  chain: Promise<void> = Promise.resolve();
+  closed = false;
+  helloTimer: NodeJS.Timeout | null = null;
+  constructor(readonly socket: Socket) {}
+}
+
+export class SidecarServer {
+  readonly limits: SidecarLimits;
+  readonly counters: SidecarCounters = { connections: 0, connectionsRefused: 0, requests: 0, badRequests: 0, protocolErrors: 0 };
+  readonly mappings: PoolMappings;
+  private readonly server: Server;
+  private readonly connections = new Set<Connection>();
+  private readonly store: PeerCacheStore;
+  private readonly logger: Logger;
+  private readonly socketPath: string;
+  private readonly timings = { get: new Timings(), set: new Timings(), exists: new Timings() };
+
+  private constructor(options: SidecarServerOptions) {
+    this.limits = { ...DEFAULT_SIDECAR_LIMITS, ...options.limits };
+    this.store = options.store;
+    this.logger = options.logger;
+    this.socketPath = options.socketPath;
+    this.mappings = new PoolMappings((view) => this.store.registerRegion(view));
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  /** Creates the socket's directory (0700) if needed, replaces a stale socket, listens (socket 0600). */
+  static async listen(options: SidecarServerOptions): Promise<SidecarServer> {
+    const dir = dirname(options.socketPath);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const st = lstatSync(dir);
+    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    try {
+      if (lstatSync(options.socketPath).isSocket()) unlinkSync(options.socketPath);
+      else throw new Error(`${options.socketPath} exists and is not a socket: refusing to replace it`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const s = new SidecarServer(options);
+    const old = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.server.once('error', reject);
+        s.server.listen(options.socketPath, () => {
+          s.server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(old);
+    }
+    chmodSync(options.socketPath, 0o600);
+    return s;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.connections.size >= this.limits.maxConnections) {
+      this.counters.connectionsRefused++;
+      this.logger.warn(`sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
+      socket.end(encodeFrame(FrameKind.Error, 0, { message: `too many connections (limit ${this.limits.maxConnections})`, fatal: true }));
+      socket.destroySoon?.();
+      return;
+    }
+    const conn = new Connection(socket);
+    this.connections.add(conn);
+    this.counters.connections++;
+    const decoder = new FrameDecoder((frame) => this.onFrame(conn, frame), { maxFrameBytes: this.limits.maxFrameBytes, role: 'server' });
+    conn.helloTimer = setTimeout(() => this.fail(conn, new WireError('no-hello', `no hello within ${this.limits.helloTimeoutMs} ms`)), this.limits.helloTimeoutMs);
+    socket.on('data', (chunk: Buffer) => {
+      if (conn.closed) return;
+      try {
+        decoder.push(chunk);
+      } catch (err) {
+        this.fail(conn, err as Error);
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => this.drop(conn));
+  }
+
+  /** A protocol violation: one error frame, then the connection is closed. */
+  private fail(conn: Connection, err: Error): void {
+    if (conn.closed) return;
+    this.counters.protocolErrors++;
+    const id = err instanceof WireError ? err.requestId : 0;
+    this.logger.warn(`sidecar: closing a connection: ${err.message}`);
+    try {
+      conn.socket.end(encodeFrame(FrameKind.Error, id, { message: err.message, fatal: true }));
+    } catch {
+      conn.socket.destroy();
+    }
+    this.drop(conn);
+  }
+
+  private drop(conn: Connection): void {
+    if (!this.connections.has(conn)) return;
+    conn.closed = true;
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    this.connections.delete(conn);
+    // Pools are released once the connection's last request is over (a READ may still target them).
+    void conn.chain.then(() => {
+      for (const p of conn.pools.splice(0)) this.mappings.release(p);
+    });
+  }
+
+  private onFrame(conn: Connection, frame: Frame): void {
+    if (frame.kind !== FrameKind.Request) throw new WireError('bad-kind', `a client sends requests only (got kind ${frame.kind})`, frame.id);
+    const body = decodeJson(frame);
+    if (++conn.queued > this.limits.maxQueuedRequests) {
+      throw new WireError('slow-reader', `more than ${this.limits.maxQueuedRequests} requests queued on one connection`, frame.id);
+    }
+    conn.chain = conn.chain.then(() => this.serve(conn, frame.id, body));
+  }
+
+  private async serve(conn: Connection, id: number, body: unknown): Promise<void> {
+    try {
+      if (conn.closed) return;
+      this.counters.requests++;
+      let answer: unknown;
+      try {
+        const req = parseRequest(body, this.limits);
+        if (!conn.helloDone && req.op !== 'hello') throw new WireError('no-hello', 'the first request must be hello', id);
+        answer = await this.handle(conn, req);
+      } catch (err) {
+        if (err instanceof WireError) {
+          this.fail(conn, err);
+          return;
+        }
+        this.counters.badRequests++;
+        const message = (err as Error).message;
+        if (!(err instanceof RequestError)) this.logger.error(`sidecar: request failed: ${message}`);
+        else this.logger.info(`sidecar: bad request: ${message}`);
+        if (!conn.closed) conn.socket.write(encodeFrame(FrameKind.Error, id, { message, fatal: false }));
+        return;
+      }
+      if (!conn.closed) conn.socket.write(encodeFrame(FrameKind.Response, id, answer));
+    } finally {
+      conn.queued--;
+    }
+  }
+
+  private pool(conn: Connection, index: number): MappedPool {
+    const p = conn.pools[index];
+    if (!p) throw new RequestError(`pool ${index} is not registered on this connection`);
+    return p;
+  }
+
+  private async handle(conn: Connection, req: SidecarRequest): Promise<unknown> {
+    switch (req.op) {
+      case 'hello': {
+        if (req.protocol !== SIDECAR_PROTOCOL) throw new WireError('bad-version', `protocol ${JSON.stringify(req.protocol.slice(0, 40))} not supported (this sidecar speaks ${SIDECAR_PROTOCOL})`);
+        conn.helloDone = true;
+        if (conn.helloTimer) clearTimeout(conn.helloTimer);
+        return { nodeId: this.store.nodeId, protocol: SIDECAR_PROTOCOL, transport: this.store.protocol, slotBytes: this.store.slotBytes, limits: this.limits };
+      }
+      case 'register': {
+        if (conn.pools.length >= this.limits.maxPoolsPerConnection) throw new RequestError(`at most ${this.limits.maxPoolsPerConnection} pools per connection`);
+        const p = this.mappings.acquire(req.pid, req.fd, req.bytes);
+        conn.pools.push(p);
+        return { pool: conn.pools.length - 1 };
+      }
+      case 'exists': {
+        timeLeft('exists', req.deadline);
+        const t0 = performance.now();
+        const found = await this.store.existsObjects(req.keys);
+        this.timings.exists.add((performance.now() - t0) * 1000);
+        return { found: bitString(found) };
+      }
+      case 'get':
+      case 'set': {
+        const left = timeLeft(req.op, req.deadline);
+        const n = req.keys.length;
+        const pools = typeof req.pool === 'number' ? null : req.pool.map((i) => this.pool(conn, i));
+        const single = typeof req.pool === 'number' ? this.pool(conn, req.pool) : null;
+        for (let j = 0; j < n; j++) {
+          const p = single ?? pools![j];
+          if (req.offsets[j] + req.lengths[j] > p.bytes) throw new RequestError(`${req.op}: key ${j} (offset ${req.offsets[j]}, length ${req.lengths[j]}) lies outside its pool of ${p.bytes} bytes`);
+        }
+        if (req.op === 'set') {
+          const slot = this.store.slotBytes;
+          const sources = req.keys.map((_, j) => {
+            if (req.lengths[j] > slot) throw new RequestError(`set: key ${j} is ${req.lengths[j]} bytes; this sidecar's slots hold ${slot} (--slot-bytes)`);
+            const p = single ?? pools![j];
+            return p.region.bytes.subarray(req.offsets[j], req.offsets[j] + req.lengths[j]);
+          });
+          const t0 = performance.now();
+          const ok = await this.store.setObjectsFrom(req.keys, sources);
+          this.timings.set.add((performance.now() - t0) * 1000);
+          return { ok: bitString(ok) };
+        }
+        const t0 = performance.now();
+        if (single) {
+          const got = await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths, left);
+          this.timings.get.add((performance.now() - t0) * 1000);
+          return { ok: bitString(got) };
+        }
+        // Keys spread over several pools (MHA k and v in separate files): one call per pool.
+        const ok = new Array<boolean>(n).fill(false);
+        const byPool = new Map<MappedPool, number[]>();
+        pools!.forEach((p, j) => {
+          const l = byPool.get(p);
+          if (l) l.push(j);
+          else byPool.set(p, [j]);
+        });
+        await Promise.all(
+          [...byPool].map(async ([p, idx]) => {
+            const got = await this.store.getObjectsInto(idx.map((j) => req.keys[j]), p.region, idx.map((j) => req.offsets[j]), idx.map((j) => req.lengths[j]), left);
+            idx.forEach((j, k) => (ok[j] = got[k]));
+          }),
+        );
+        this.timings.get.add((performance.now() - t0) * 1000);
+        return { ok: bitString(ok) };
+      }
+      case 'clear':
+        await this.store.clear();
+        return {};
+      case 'stats': {
+        const storeCalls = { get: this.timings.get.summary(), set: this.timings.set.summary(), exists: this.timings.exists.summary() };
+        if (req.reset) for (const t of Object.values(this.timings)) t.reset();
+        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount, storeCalls };
+      }
+    }
+  }
+
+  /** Stops accepting, closes every connection, releases every pool, removes the socket. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of [...this.connections]) {
+      c.socket.destroy();
+      this.drop(c);
+      await c.chain;
+    }
+    await closed;
+    this.mappings.releaseAll();
+    try {
+      unlinkSync(this.socketPath);
+    } catch {
+      /* already gone */
+    }
+  }
+}
