@@ -22,7 +22,7 @@ import type { Report } from '../src/bench/report/types.js';
 import { silentLogger } from '../src/log.js';
 import { openTransport } from '../src/transport/index.js';
 import { alignedBytes } from '../src/transport/memory.js';
-import { OP_FIELDS } from '../src/transport/types.js';
+import { OpList } from '../src/transport/op-list.js';
 import { args, flag, reportLog } from './lib/cli.js';
 import { median } from './lib/stats.js';
 
@@ -45,16 +45,13 @@ async function spanRates(): Promise<number[]> {
     const ep = await node.connect(Buffer.from(producer.raw!.address, 'base64'));
     const remote = ep.attach(Buffer.from(producer.raw!.descriptor, 'base64'));
     const local = node.register(alignedBytes(Math.max(...spans), false));
-    const ops = new Float64Array(BATCH * OP_FIELDS);
+    const list = new OpList(BATCH);
+    const ops = list.ops;
     let r = 0;
     const call = async (span: number) => {
       const slots = span / PAGE;
       for (let j = 0; j < BATCH; j++) {
-        const o = j * OP_FIELDS;
-        ops[o] = ((r * BATCH + j) % SOURCE_BLOCKS) * PAGE;
-        ops[o + 1] = 0;
-        ops[o + 2] = ((r * BATCH + j) % slots) * PAGE;
-        ops[o + 3] = PAGE;
+        list.set(j, ((r * BATCH + j) % SOURCE_BLOCKS) * PAGE, 0, ((r * BATCH + j) % slots) * PAGE, PAGE);
       }
       r++;
       await ep.read(remote, [local], ops, BATCH);

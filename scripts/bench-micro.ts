@@ -30,7 +30,7 @@ import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { openTransport } from '../src/transport/index.js';
 import { alignedBytes } from '../src/transport/memory.js';
-import { OP_FIELDS } from '../src/transport/types.js';
+import { OpList } from '../src/transport/op-list.js';
 import { perftest, SHM_TLS, ucxVersion } from './lib/perftest.js';
 import { args, flag, reportLog } from './lib/cli.js';
 import { median } from './lib/stats.js';
@@ -115,7 +115,8 @@ async function storeCost(size: number, cycles: number): Promise<{ raw: number; g
     const remote = ep.attach(Buffer.from(producer.raw!.descriptor, 'base64'));
     // Page-aligned, like the engine's read driver and the store's host pool.
     const local = node.register(alignedBytes(batch * size, false));
-    const ops = new Float64Array(batch * OP_FIELDS);
+    const list = new OpList(batch);
+    const ops = list.ops;
     const keys = workingSetKeys('cost', blocks);
     const window = new Array<string>(batch);
     const slots = host.tokenIndices(Array.from({ length: batch }, (_, i) => i));
@@ -124,11 +125,7 @@ async function storeCost(size: number, cycles: number): Promise<{ raw: number; g
     const variants = {
       raw: async () => {
         for (let j = 0; j < batch; j++) {
-          const o = j * OP_FIELDS;
-          ops[o] = ((r * batch + j) % blocks) * size;
-          ops[o + 1] = 0;
-          ops[o + 2] = j * size;
-          ops[o + 3] = size;
+          list.set(j, ((r * batch + j) % blocks) * size, 0, j * size, size);
         }
         r++;
         await ep.read(remote, [local], ops, batch);

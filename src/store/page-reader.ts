@@ -3,8 +3,8 @@
  * host pool with every object validated against its slot header, and the fast path of the steady
  * state (every location cached, one peer): one op list in reused buffers, one native call.
  */
-import { UcxEndpoint } from '../transport/index.js';
-import { OP_FIELDS, type LocalRegion, type TransportNode } from '../transport/types.js';
+import { OpList } from '../transport/op-list.js';
+import type { LocalRegion, TransportNode } from '../transport/types.js';
 import type { Logger } from '../log.js';
 import type { HostKVPool } from './host-pool.js';
 import { LocationCache, type CachedLocation } from './location-cache.js';
@@ -43,7 +43,7 @@ interface ReadItem {
 
 /** What the read fast path reuses from call to call: the op list, the header scratch, the locals. */
 interface FastReadBuffers {
-  ops: Float64Array;
+  ops: OpList;
   scratch: LocalRegion;
   locals: LocalRegion[];
   locations: CachedLocation[];
@@ -246,30 +246,22 @@ export class PageReader {
       const header = peer.headerOffset(loc.offset);
       if (header < 0) return false;
       locations[j] = loc;
-      const o = j * OP_FIELDS;
-      ops[o] = loc.offset;
-      ops[o + 1] = 0;
-      ops[o + 2] = offsets[j];
-      ops[o + 3] = length;
-      const h = (n + j) * OP_FIELDS;
-      ops[h] = header;
-      ops[h + 1] = 1;
-      ops[h + 2] = j * SLOT_CHECK_BYTES;
-      ops[h + 3] = SLOT_CHECK_BYTES;
+      // The data into the caller's page (local 0), and after the fence its slot header (local 1).
+      ops.set(j, loc.offset, 0, offsets[j], length);
+      ops.set(n + j, header, 1, j * SLOT_CHECK_BYTES, SLOT_CHECK_BYTES);
     }
     const endpoint = peer.endpoint;
-    if (this.ctx.transport.protocol === 'shm' && endpoint instanceof UcxEndpoint) {
-      // Over shared memory a READ is a copy that completes inside the call either way: the
-      // blocking form skips the Promise round trips.
+    if (endpoint.readInline) {
+      // Where a READ completes inside the call (shm), the inline form skips the Promise round trips.
       try {
-        endpoint.readSync(peer.remote, f.locals, ops, 2 * n, { fenceAt: n, timeoutMs });
+        endpoint.readInline(peer.remote, f.locals, ops.ops, 2 * n, { fenceAt: n, timeoutMs });
       } catch {
         return false; // the general path reads again, logs and counts the error
       }
       return this.fastValidate(f, n);
     }
     this.fastInUse = true;
-    return endpoint.read(peer.remote, f.locals, ops, 2 * n, { fenceAt: n, timeoutMs }).then(
+    return endpoint.read(peer.remote, f.locals, ops.ops, 2 * n, { fenceAt: n, timeoutMs }).then(
       () => {
         this.fastInUse = false;
         return this.fastValidate(f, n);
@@ -297,7 +289,7 @@ export class PageReader {
     const capacity = Math.max(objects, 64);
     const scratch = this.ctx.transport.register(new Uint8Array(capacity * SLOT_CHECK_BYTES));
     this.fast = {
-      ops: new Float64Array(2 * capacity * OP_FIELDS),
+      ops: new OpList(2 * capacity),
       scratch,
       locals: [scratch, scratch], // [0] is set per call: the destination region
       locations: new Array<CachedLocation>(capacity),
@@ -391,7 +383,7 @@ export class PageReader {
     const scratch = this.scratch.acquire(n * SLOT_CHECK_BYTES);
     const locals: LocalRegion[] = [];
     const localIndex = new Map<LocalRegion, number>();
-    const ops = new Float64Array(2 * n * OP_FIELDS);
+    const ops = new OpList(2 * n);
     for (let i = 0; i < n; i++) {
       const it = list[i];
       let li = localIndex.get(it.local);
@@ -399,24 +391,14 @@ export class PageReader {
         li = locals.push(it.local) - 1;
         localIndex.set(it.local, li);
       }
-      const o = i * OP_FIELDS;
-      ops[o] = it.location.offset;
-      ops[o + 1] = li;
-      ops[o + 2] = it.localOffset;
-      ops[o + 3] = it.location.length;
+      ops.push(it.location.offset, li, it.localOffset, it.location.length);
     }
     const scratchIndex = locals.push(scratch) - 1;
-    for (let i = 0; i < n; i++) {
-      // After the fence: the header of every slot, read once its data has been read.
-      const o = (n + i) * OP_FIELDS;
-      ops[o] = headers[i];
-      ops[o + 1] = scratchIndex;
-      ops[o + 2] = i * SLOT_CHECK_BYTES;
-      ops[o + 3] = SLOT_CHECK_BYTES;
-    }
+    // After the fence: the header of every slot, read once its data has been read.
+    for (let i = 0; i < n; i++) ops.push(headers[i], scratchIndex, i * SLOT_CHECK_BYTES, SLOT_CHECK_BYTES);
     const { stats, logger, peers } = this.ctx;
     try {
-      await peer.endpoint.read(peer.remote, locals, ops, 2 * n, { fenceAt: n, timeoutMs });
+      await peer.endpoint.read(peer.remote, locals, ops.ops, ops.count, { fenceAt: n, timeoutMs });
       for (let i = 0; i < n; i++) {
         const it = list[i];
         if (headerMatches(scratch.bytes, i * SLOT_CHECK_BYTES, it.location.generation, it.tag, it.location.length)) ok[it.index] = 1;

@@ -15,3 +15,4 @@ export * from './types.js';
 export { UcxTransport, UcxEndpoint, parseLanes } from './ucx.js';
 export { TcpTransport, TCP_SERVER_LIMITS } from './tcp/index.js';
 export { loadNative } from './native.js';
+export { OpList } from './op-list.js';

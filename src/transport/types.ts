@@ -90,6 +90,12 @@ export interface Endpoint {
   read(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void>;
   /** One-sided WRITE of every op from the local regions. */
   write(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void>;
+  /**
+   * A capability, present only where a READ completes inside the call (UCX over shared memory: a
+   * copy from the peer's mapped segment): `read` without the Promise round trip, throwing a
+   * TransportError instead of rejecting. Callers test for it; the contract is otherwise `read`'s.
+   */
+  readonly readInline?: (remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions) => void;
   /** The transports (lanes) this endpoint actually uses, e.g. ['sysv/memory', 'posix/memory']. */
   lanes(): string[];
   /** Why the endpoint failed (peer died, a batch timed out), or null. */

@@ -90,7 +90,16 @@ function nativeRemote(remote: RemoteRegion): NativeRemote {
 }
 
 export class UcxEndpoint implements Endpoint {
-  constructor(private readonly native: NativeEndpoint, private readonly defaultTimeoutMs: number) {}
+  readonly readInline?: Endpoint['readInline'];
+
+  /** `inline`: READs complete inside the call (shm), so the endpoint offers `readInline`. */
+  constructor(
+    private readonly native: NativeEndpoint,
+    private readonly defaultTimeoutMs: number,
+    inline = false,
+  ) {
+    if (inline) this.readInline = (remote, locals, ops, count, options) => this.readSync(remote, locals, ops, count, options);
+  }
 
   attach(descriptor: Uint8Array): RemoteRegion {
     try {
@@ -227,7 +236,7 @@ export class UcxTransport implements TransportNode {
 
   connectSync(peerAddress: Uint8Array): UcxEndpoint {
     try {
-      return new UcxEndpoint(this.worker.connect(peerAddress), this.timeoutMs);
+      return new UcxEndpoint(this.worker.connect(peerAddress), this.timeoutMs, this.protocol === 'shm');
     } catch (err) {
       throw asTransportError(err);
     }

@@ -32,6 +32,11 @@ test('shm READ and WRITE between two workers of one process, bytes verified', as
     await ep.read(remote, [local], ops, 2);
     for (let i = 0; i < 4096; i++) assert.is(dst[i], (i * 7 + 3) & 0xff);
     for (let i = 0; i < 65536; i++) if (dst[4096 + i] !== ((8192 + i) * 7 + 3) % 256) assert.unreachable(`byte ${i}`);
+    // shm offers the inline READ (the store's fast path takes it; tcp endpoints do not have it).
+    assert.type(ep.readInline, 'function');
+    dst.fill(0, 0, 4096);
+    ep.readInline!(remote, [local], new Float64Array([0, 0, 0, 4096]), 1);
+    for (let i = 0; i < 4096; i++) if (dst[i] !== ((i * 7 + 3) & 0xff)) assert.unreachable(`inline byte ${i}`);
     dst.fill(0xab, 0, 4096);
     await ep.write(remote, [local], new Float64Array([100_000, 0, 0, 4096]), 1);
     for (let i = 0; i < 4096; i++) if (published.bytes[100_000 + i] !== 0xab) assert.unreachable(`write byte ${i}`);
