@@ -178,7 +178,6 @@ class Context : public Napi::ObjectWrap<Context> {
                            InstanceAccessor<&Context::Protocol>("protocol"),
                            InstanceAccessor<&Context::Tls>("tls"),
                            InstanceAccessor<&Context::Devices>("devices"),
-                           InstanceMethod<&Context::Describe>("describe"),
                            InstanceMethod<&Context::Allocate>("allocate"),
                            InstanceMethod<&Context::Register>("register"),
                            InstanceMethod<&Context::Close>("close"),
@@ -243,10 +242,6 @@ class Context : public Napi::ObjectWrap<Context> {
   }
   Napi::Value Devices(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), shared_ ? shared_->netDevices : "");
-  }
-  Napi::Value Describe(const Napi::CallbackInfo& info) {
-    if (!Check(info.Env())) return info.Env().Undefined();
-    return Napi::String::New(info.Env(), DescribeContext(shared_->context));
   }
 
   // allocate(bytes): a published region allocated by UCX (UCP_MEM_MAP_ALLOCATE), so that shm

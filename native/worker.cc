@@ -27,7 +27,6 @@ class Worker : public Napi::ObjectWrap<Worker> {
                        {
                            InstanceMethod<&Worker::Address>("address"),
                            InstanceMethod<&Worker::Connect>("connect"),
-                           InstanceMethod<&Worker::Progress>("progress"),
                            InstanceMethod<&Worker::CloseWorker>("close"),
                            InstanceAccessor<&Worker::Pending>("pending"),
                        });
@@ -138,11 +137,6 @@ class Worker : public Napi::ObjectWrap<Worker> {
     worker_->endpoints.push_back(e);
     AddonData* data = env.GetInstanceData<AddonData>();
     return data->endpointCtor.New({Napi::External<NativeEndpoint>::New(env, e)});
-  }
-
-  Napi::Value Progress(const Napi::CallbackInfo& info) {
-    if (!Check(info.Env())) return info.Env().Undefined();
-    return Napi::Number::New(info.Env(), worker_->Drain());
   }
 
   Napi::Value Pending(const Napi::CallbackInfo& info) {

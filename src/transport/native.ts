@@ -17,7 +17,6 @@ export interface NativeContext {
   readonly protocol: string;
   readonly tls: string;
   readonly devices: string;
-  describe(): string;
   /** A published region; peers may only READ it unless `remoteWritable`. */
   allocate(bytes: number, remoteWritable?: boolean): NativeRegion;
   register(view: Uint8Array): NativeRegion;
@@ -55,7 +54,6 @@ export interface NativeEndpoint {
 export interface NativeWorker {
   address(): Uint8Array;
   connect(address: Uint8Array, options?: { peerErrors?: boolean }): NativeEndpoint;
-  progress(): number;
   close(): void;
   readonly pending: number;
 }
@@ -71,7 +69,7 @@ export interface NativeBinding {
   Worker: new (context: NativeContext) => NativeWorker;
 }
 
-export const EXPECTED_ABI_VERSION = 3;
+export const EXPECTED_ABI_VERSION = 4;
 
 export type NativeLoad =
   | { ok: true; binding: NativeBinding; path: string }

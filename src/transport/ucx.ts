@@ -221,11 +221,6 @@ export class UcxTransport implements TransportNode {
     return this.context.tls;
   }
 
-  /** UCX's own description of the context (components, memory domains, resources). */
-  describe(): string {
-    return this.context.describe();
-  }
-
   address(): Uint8Array {
     return this.worker.address();
   }
@@ -258,11 +253,6 @@ export class UcxTransport implements TransportNode {
     } catch (err) {
       throw asTransportError(err);
     }
-  }
-
-  /** Progress the worker by hand (rarely needed: an idle worker is progressed from its event fd). */
-  progress(): number {
-    return this.worker.progress();
   }
 
   async close(): Promise<void> {
