@@ -25,7 +25,7 @@ import { spawnFixture, type Child } from '../test/helpers/child.js';
 import { freePort } from '../test/helpers/ports.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { DirectoryServer } from '../src/store/directory/server.js';
-import { EmbeddedDirectory } from '../src/store/directory/client.js';
+import { DirectoryClient } from '../src/store/directory/client.js';
 import { RedisDirectory } from '../src/store/directory/redis.js';
 import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
@@ -148,11 +148,11 @@ try {
   const owners: Directory[] = [];
   const clients: { name: string; dir: Directory }[] = [];
   {
-    const owner = await EmbeddedDirectory.connect({ port: embeddedPort });
+    const owner = await DirectoryClient.connect({ port: embeddedPort });
     await owner.join(nodeInfo('owner'));
     await owner.publish(entries);
     owners.push(owner);
-    clients.push({ name: 'embedded (TCP, server in another process)', dir: await EmbeddedDirectory.connect({ port: embeddedPort }) });
+    clients.push({ name: 'embedded (TCP, server in another process)', dir: await DirectoryClient.connect({ port: embeddedPort }) });
   }
   {
     const owner = inproc.localDirectory();

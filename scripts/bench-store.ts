@@ -14,7 +14,7 @@ import { freePort } from '../src/bench/engine/net.js';
 import { startProducer } from '../src/bench/engine/producer.js';
 import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
-import { EmbeddedDirectory } from '../src/store/directory/client.js';
+import { DirectoryClient } from '../src/store/directory/client.js';
 import { openTransport } from '../src/transport/index.js';
 import { silentLogger } from '../src/log.js';
 import { args, flag, reportLog } from './lib/cli.js';
@@ -80,7 +80,7 @@ try {
     if (cache) results.exists = await timeLoop((r) => store.batchExists(keys.slice((r * BATCH) % (workingSet - BATCH), ((r * BATCH) % (workingSet - BATCH)) + BATCH)));
     await store.close();
   }
-  const dir = await EmbeddedDirectory.connect({ host: '127.0.0.1', port });
+  const dir = await DirectoryClient.connect({ host: '127.0.0.1', port });
   const objs = keys.map((k) => `${k}__k`);
   results.lookup = await timeLoop((r) => dir.lookup(objs.slice((r * BATCH) % (workingSet - BATCH), ((r * BATCH) % (workingSet - BATCH)) + BATCH)));
   await dir.close();

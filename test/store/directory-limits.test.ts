@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { memoryLogger } from '../helpers/log.js';
 import net from 'node:net';
 import { DirectoryServer } from '../../src/store/directory/server.js';
-import { EmbeddedDirectory } from '../../src/store/directory/client.js';
+import { DirectoryClient } from '../../src/store/directory/client.js';
 import { FrameKind, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
 import { LIMITS } from '../../src/store/directory/messages.js';
 import { printable } from '../../src/store/printable.js';
@@ -72,7 +72,7 @@ test('a trickle of bytes does not keep a connection alive: hello must complete w
 test('a session that does not read its events is closed once its queue passes the limit', async () => {
   const log = memoryLogger();
   const server = await DirectoryServer.listen({ maxQueuedBytes: 256 * 1024, logger: log.logger });
-  const members: EmbeddedDirectory[] = [];
+  const members: DirectoryClient[] = [];
   try {
     // The non-reader: says hello, then never reads.
     const s = await rawSocket(server.address.port);
@@ -82,7 +82,7 @@ test('a session that does not read its events is closed once its queue passes th
     // Members joining and leaving make node-joined / node-left events with a large record.
     const big = { ...nodeInfo('x'), attributes: Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`a${i}`, 'v'.repeat(1000)])) };
     for (let i = 0; i < 200 && s.closedAt === undefined; i++) {
-      const c = await EmbeddedDirectory.connect({ port: server.address.port });
+      const c = await DirectoryClient.connect({ port: server.address.port });
       await c.join({ ...big, nodeId: `n${i}` });
       await c.close();
     }
@@ -97,13 +97,13 @@ test('a session that does not read its events is closed once its queue passes th
 
 test('node records and requests past their limits are refused with a reason; the server keeps serving', async () => {
   const server = await DirectoryServer.listen();
-  const c = await EmbeddedDirectory.connect({ port: server.address.port });
+  const c = await DirectoryClient.connect({ port: server.address.port });
   try {
     const huge = { ...nodeInfo('big'), attributes: { blob: 'x'.repeat(LIMITS.attributeChars + 1) } };
     const err = await rejection(c.join(huge));
     assert.match(err.message, /more than the limit/);
     // The connection that sent it was closed (a protocol violation); a fresh one works.
-    const d = await EmbeddedDirectory.connect({ port: server.address.port });
+    const d = await DirectoryClient.connect({ port: server.address.port });
     await d.join(nodeInfo('ok'));
     // A batch larger than one request's limit is split by the client.
     const keys = Array.from({ length: LIMITS.keysPerRequest + 10 }, (_, i) => `k${i}`);
@@ -120,7 +120,7 @@ test('node records and requests past their limits are refused with a reason; the
 
 test('entries per node are capped: publishes past the cap are refused, not stored', async () => {
   const server = await DirectoryServer.listen({ maxEntriesPerNode: 10 });
-  const c = await EmbeddedDirectory.connect({ port: server.address.port });
+  const c = await DirectoryClient.connect({ port: server.address.port });
   try {
     await c.join(nodeInfo('a'));
     const out = await c.publish(Array.from({ length: 15 }, (_, i) => ({ key: `k${i}`, location: loc('a', 0, 1) })));
@@ -149,7 +149,7 @@ test('connections past maxConnections are closed on arrival', async () => {
 test('peer-chosen ids are logged escaped: no terminal escape sequences reach the operator', async () => {
   const log = memoryLogger();
   const server = await DirectoryServer.listen({ logger: log.logger });
-  const c = await EmbeddedDirectory.connect({ port: server.address.port });
+  const c = await DirectoryClient.connect({ port: server.address.port });
   try {
     await c.join(nodeInfo('evil\x1b[2J\x1b]0;owned\x07\r\nforged line'));
     await c.close();

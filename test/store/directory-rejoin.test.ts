@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EmbeddedDirectory } from '../../src/store/directory/client.js';
+import { DirectoryClient } from '../../src/store/directory/client.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { sleep } from '../helpers/directory.js';
 import { freePort } from '../helpers/ports.js';
@@ -17,7 +17,7 @@ async function findAll(port: number, keys: string[], deadlineMs: number): Promis
   const t0 = Date.now();
   while (Date.now() - t0 < deadlineMs) {
     try {
-      const c = await EmbeddedDirectory.connect({ port, connectTimeoutMs: 500, heartbeatMs: 0 });
+      const c = await DirectoryClient.connect({ port, connectTimeoutMs: 500, heartbeatMs: 0 });
       try {
         const found = await c.lookup(keys);
         if (found.every((l) => l !== null)) return Date.now() - t0;

@@ -11,8 +11,8 @@ import { flagFor } from '../../src/cli/flags.js';
 import { memoryLogger } from '../helpers/log.js';
 import net from 'node:net';
 import { DirectoryServer } from '../../src/store/directory/server.js';
-import { EmbeddedDirectory } from '../../src/store/directory/client.js';
-import type { EmbeddedDirectoryOptions } from '../../src/store/directory/client.js';
+import { DirectoryClient } from '../../src/store/directory/client.js';
+import type { DirectoryClientOptions } from '../../src/store/directory/client.js';
 import { openDirectory, parseDiscoveryAddr } from '../../src/store/directory/open.js';
 import { RedisDirectory } from '../../src/store/directory/redis.js';
 import { FrameDecoder, FrameKind, PROTOCOL_VERSION, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
@@ -25,8 +25,8 @@ import { startRedis, type RedisServer } from '../helpers/redis.js';
 
 const FIXTURE = new URL('../fixtures/directory-node.ts', import.meta.url);
 
-function connect(server: DirectoryServer, extra: Partial<EmbeddedDirectoryOptions> = {}): Promise<EmbeddedDirectory> {
-  return EmbeddedDirectory.connect({ host: server.address.host, port: server.address.port, ...extra });
+function connect(server: DirectoryServer, extra: Partial<DirectoryClientOptions> = {}): Promise<DirectoryClient> {
+  return DirectoryClient.connect({ host: server.address.host, port: server.address.port, ...extra });
 }
 
 
@@ -205,7 +205,7 @@ for (const kind of kinds) {
       const err = await rejection(b.join(nodeInfo('same')));
       assert.match(err.message, kind.name === 'embedded' ? "nodeId 'same' is already in use by a live member" : 'nodeId same is already in use by a live member');
       // The connection stays usable.
-      if (b instanceof EmbeddedDirectory) assert.ok(b.isOpen);
+      if (b instanceof DirectoryClient) assert.ok(b.isOpen);
       await b.join(nodeInfo('other'));
       assert.match((await rejection(b.join(nodeInfo('third')))).message, "already joined as 'other'");
       if (d.server) {
@@ -283,7 +283,7 @@ test('a request over the server frame limit is refused locally; a response over 
 
 test('64 clients joining concurrently', async () => {
   const server = await DirectoryServer.listen();
-  const clients: EmbeddedDirectory[] = [];
+  const clients: DirectoryClient[] = [];
   try {
     const watcher = await connect(server);
     clients.push(watcher);
@@ -509,7 +509,7 @@ async function fakeServer(onRequest: (socket: net.Socket, frame: Frame) => void 
 
 test('request timeout: a server that never answers makes the call reject in time, with a clear message', async () => {
   const fake = await fakeServer();
-  const client = await EmbeddedDirectory.connect({ port: fake.port, requestTimeoutMs: 300, heartbeatMs: 0 });
+  const client = await DirectoryClient.connect({ port: fake.port, requestTimeoutMs: 300, heartbeatMs: 0 });
   try {
     const t0 = Date.now();
     const err = await rejection(client.lookup(['k']));
@@ -526,7 +526,7 @@ test('request timeout: a server that never answers makes the call reject in time
   try {
     const port = (silent.address() as net.AddressInfo).port;
     const t0 = Date.now();
-    const err = await rejection(EmbeddedDirectory.connect({ port, connectTimeoutMs: 300 }));
+    const err = await rejection(DirectoryClient.connect({ port, connectTimeoutMs: 300 }));
     assert.match(err.message, 'timed out after');
     assert.ok(Date.now() - t0 < 1000);
   } finally {
@@ -537,7 +537,7 @@ test('request timeout: a server that never answers makes the call reject in time
 test('connection loss: pending requests reject with "directory connection lost", later calls fail fast', async () => {
   const fake = await fakeServer((socket) => socket.destroy());
   let lostReason = '';
-  const client = await EmbeddedDirectory.connect({ port: fake.port, heartbeatMs: 0, onConnectionLost: (r) => (lostReason = r) });
+  const client = await DirectoryClient.connect({ port: fake.port, heartbeatMs: 0, onConnectionLost: (r) => (lostReason = r) });
   try {
     const [e1, e2] = await Promise.all([rejection(client.lookup(['a'])), rejection(client.lookup(['b']))]);
     assert.match(e1.message, /^directory connection lost: /);
@@ -657,7 +657,7 @@ test('openDirectory: many concurrent openers on one address (in-process and in c
     const results = (await Promise.all(children.map((c) => c.ready))) as unknown as NodeReady[];
     assert.ok(results.every((r) => r.ready && r.accepted === 10), JSON.stringify(results));
     assert.is(results.filter((r) => r.served).length, 1, JSON.stringify(results));
-    const probe = await EmbeddedDirectory.connect({ port: port2 });
+    const probe = await DirectoryClient.connect({ port: port2 });
     assert.is((await probe.members()).length, 4);
     assert.ok((await probe.lookup(['c0/k0', 'c3/k9'])).every((l) => l !== null));
     await probe.close();

@@ -14,7 +14,7 @@ import { freePort } from '../helpers/ports.js';
 import { forgeAddress, forgeDescriptor, type ForgedAddressKind, type ForgedDescriptorKind } from '../helpers/forge.js';
 import { HostKVPool } from '../../src/store/host-pool.js';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
-import { EmbeddedDirectory } from '../../src/store/directory/client.js';
+import { DirectoryClient } from '../../src/store/directory/client.js';
 import type { Location, NodeInfo } from '../../src/store/types.js';
 
 const nodeFixture = new URL('../fixtures/store-node.ts', import.meta.url);
@@ -68,13 +68,13 @@ test('forged members: their keys are misses with a reason logged once per back-o
   const host = new HostKVPool({ layout: 'mla', pageBytes: PAGE, pages: 16, tokensPerPage: 16 });
   const reader = await PeerCacheStore.open({ discoveryAddr, protocol: 'shm', hostPool: host, globalSegmentBytes: 1 << 20, nodeId: 'reader', logger });
   const children: Child[] = [];
-  const evil: EmbeddedDirectory[] = [];
+  const evil: DirectoryClient[] = [];
   try {
     const honest = spawnFixture(nodeFixture, [discoveryAddr, 'shm', 'honest', 'good', '4', String(PAGE)]);
     children.push(honest);
     await honest.ready;
 
-    const spy = await EmbeddedDirectory.connect({ port });
+    const spy = await DirectoryClient.connect({ port });
     evil.push(spy);
     const honestInfo = (await spy.node('honest'))!;
     // MLA pages are one object each, `<page key>__k` (keys.ts).
@@ -83,7 +83,7 @@ test('forged members: their keys are misses with a reason logged once per back-o
 
     for (const f of forgeries) {
       const { info, location } = forge(f, honestInfo, honestLoc!);
-      const member = await EmbeddedDirectory.connect({ port });
+      const member = await DirectoryClient.connect({ port });
       evil.push(member);
       await member.join(info);
       const [published] = await member.publish([{ key: `evil/${f.kind}__k`, location }]);

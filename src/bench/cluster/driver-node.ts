@@ -6,7 +6,7 @@
  */
 import { HostKVPool } from '../../store/host-pool.js';
 import { parseDiscoveryAddr } from '../../store/directory/open.js';
-import { DirectoryError, EmbeddedDirectory } from '../../store/directory/client.js';
+import { DirectoryError, DirectoryClient } from '../../store/directory/client.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Logger } from '../../log.js';
@@ -30,14 +30,14 @@ export class ServeUnavailableError extends Error {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Connects to an existing directory, retrying while nobody listens, until the deadline. */
-async function connectDirectory(cfg: DriverNodeConfig, deadline: number, onLost: (reason: string) => void): Promise<EmbeddedDirectory> {
+async function connectDirectory(cfg: DriverNodeConfig, deadline: number, onLost: (reason: string) => void): Promise<DirectoryClient> {
   const { host, port } = parseDiscoveryAddr(cfg.store.discoveryAddr);
   let last = '';
   for (let attempt = 0; ; attempt++) {
     const left = deadline - Date.now();
     if (left <= 0) break;
     try {
-      return await EmbeddedDirectory.connect({
+      return await DirectoryClient.connect({
         host,
         port,
         authToken: cfg.store.authToken,
@@ -64,7 +64,7 @@ export class DriverNode {
   private constructor(
     readonly store: PeerCacheStore,
     readonly serve: NodeInfo,
-    private readonly directory: EmbeddedDirectory,
+    private readonly directory: DirectoryClient,
   ) {}
 
   /** Joins, checks the agreement (DistMismatchError), waits for the working set; all within connectTimeoutMs. */

@@ -1,7 +1,6 @@
 /**
- * `EmbeddedDirectory` (a client, despite its name: the directory it talks to is embedded in some
- * node's process): the Directory a node uses to talk to a DirectoryServer over one TCP
- * connection. Requests are pipelined (matched by request id) and each has a deadline.
+ * `DirectoryClient`: the Directory a node uses to talk to a DirectoryServer (embedded in some
+ * node's process, or `serve`) over one TCP connection. Requests are pipelined (matched by request id) and each has a deadline.
  *
  * Failure model, deliberately simple (the original PeerCache client reconnected and retried,
  * running non-idempotent calls twice, and blocked forever when nobody answered):
@@ -22,7 +21,7 @@ import { PeercacheError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Op, Request, ResultMap } from './messages.js';
 
-export interface EmbeddedDirectoryOptions {
+export interface DirectoryClientOptions {
   /** Directory server host (default 127.0.0.1). */
   host?: string;
   port: number;
@@ -58,7 +57,7 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-export class EmbeddedDirectory implements Directory {
+export class DirectoryClient implements Directory {
   private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Set<(event: DirectoryEvent) => void>();
@@ -77,7 +76,7 @@ export class EmbeddedDirectory implements Directory {
 
   private constructor(
     private readonly socket: net.Socket,
-    private readonly options: EmbeddedDirectoryOptions,
+    private readonly options: DirectoryClientOptions,
   ) {
     this.log = options.logger ?? silentLogger;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
@@ -106,7 +105,7 @@ export class EmbeddedDirectory implements Directory {
    * its `code` is the socket error's (ECONNREFUSED when nobody listens), 'ERR_TIMEOUT' past the
    * deadline, 'EAUTH' when the token is refused.
    */
-  static async connect(options: EmbeddedDirectoryOptions): Promise<EmbeddedDirectory> {
+  static async connect(options: DirectoryClientOptions): Promise<DirectoryClient> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port;
     const where = `${host}:${port}`;
@@ -133,7 +132,7 @@ export class EmbeddedDirectory implements Directory {
       socket.destroy();
       throw err;
     }
-    const client = new EmbeddedDirectory(socket, options);
+    const client = new DirectoryClient(socket, options);
     try {
       const hello: Request = { op: 'hello', version: PROTOCOL_VERSION, maxFrameBytes: checkFrameLimit(options.maxFrameBytes) };
       if (options.authToken !== undefined) hello.token = options.authToken;

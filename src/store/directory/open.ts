@@ -15,7 +15,7 @@
  */
 import { DirectoryServer } from './server.js';
 import { RejoiningDirectory } from './rejoining.js';
-import { DirectoryError, EmbeddedDirectory } from './client.js';
+import { DirectoryError, DirectoryClient } from './client.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import type { Logger } from '../../log.js';
 
@@ -28,7 +28,7 @@ export interface OpenDirectoryOptions {
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   maxFrameBytes?: number;
-  /** Client ping period (see EmbeddedDirectoryOptions.heartbeatMs). */
+  /** Client ping period (see DirectoryClientOptions.heartbeatMs). */
   heartbeatMs?: number;
   /** Server idle timeout, when this process serves (see DirectoryServerOptions.idleTimeoutMs). */
   idleTimeoutMs?: number;
@@ -99,7 +99,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
     if (attempt > 0) await sleep(Math.min(500, 25 * 2 ** (attempt - 1)) * (0.5 + Math.random()));
     try {
-      return { directory: await EmbeddedDirectory.connect(clientOptions), server: null };
+      return { directory: await DirectoryClient.connect(clientOptions), server: null };
     } catch (err) {
       lastError = err;
       // Only "nobody listens" means we may serve; auth, timeout or protocol errors are final.
@@ -132,7 +132,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
     options.logger?.info(`directory: serving discovery + directory at ${where} in this process`);
     try {
       const inner =
-        options.localShortCircuit === false ? await EmbeddedDirectory.connect(clientOptions) : server.localDirectory();
+        options.localShortCircuit === false ? await DirectoryClient.connect(clientOptions) : server.localDirectory();
       return { directory: new ServingDirectory(inner, server), server };
     } catch (err) {
       await server.close();

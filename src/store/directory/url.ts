@@ -10,7 +10,7 @@
  * The Redis client is loaded only when a Redis URL is given: embedded users never load it.
  */
 import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './open.js';
-import { EmbeddedDirectory } from './client.js';
+import { DirectoryClient } from './client.js';
 import type { Directory } from '../types.js';
 import type { Logger } from '../../log.js';
 
@@ -137,5 +137,5 @@ export async function connectDirectoryClient(target: string, options: { authToke
     return RedisDirectory.connect({ url: target, logger: options.logger });
   }
   const { host, port } = parseDiscoveryAddr(target);
-  return EmbeddedDirectory.connect({ host, port, authToken: options.authToken, logger: options.logger });
+  return DirectoryClient.connect({ host, port, authToken: options.authToken, logger: options.logger });
 }
