@@ -100,6 +100,13 @@ export class PublishedPool {
   /** key -> entry; Map order is the LRU order (oldest first). */
   private readonly entries = new Map<string, SlotEntry>();
   private readonly free: number[] = [];
+  /**
+   * Per slot, how many bytes of an unpublished object it still holds. Anyone holding the region's
+   * descriptor can READ any byte of it, headers or not: a slot freed by remove() or clear() is zeroed
+   * at once, and one that is about to be overwritten (replaced or evicted) has only what the new
+   * object does not cover zeroed, when it is written.
+   */
+  private readonly stale: Uint32Array;
   private nextGeneration: number;
 
   constructor(readonly region: PublishedRegion, slotDataBytes: number) {
@@ -115,6 +122,7 @@ export class PublishedPool {
     const buffer = region.bytes.buffer as ArrayBuffer;
     this.gen64 = new BigInt64Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 8));
     this.u32 = new Uint32Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 4));
+    this.stale = new Uint32Array(this.slots);
     for (let s = this.slots - 1; s >= 0; s--) {
       this.stamp(s, 0);
       this.free.push(s);
@@ -169,20 +177,23 @@ export class PublishedPool {
     const evicted: SlotEntry[] = [];
     const previous = this.entries.get(key);
     if (previous) {
-      this.release(previous);
+      this.release(previous, false); // its slot is the next one popped: overwritten below
       evicted.push(previous);
     }
     let slot = this.free.pop();
     if (slot === undefined) {
       const oldest = this.entries.values().next().value as SlotEntry;
-      this.release(oldest);
+      this.release(oldest, false);
       evicted.push(oldest);
       slot = this.free.pop()!;
     }
     const generation = this.nextGeneration++;
     const header = this.headerOffset(slot);
     this.stamp(slot, 0);
-    this.region.bytes.set(data, this.dataOffset(slot));
+    const dataOffset = this.dataOffset(slot);
+    this.region.bytes.set(data, dataOffset);
+    if (this.stale[slot] > data.byteLength) this.region.bytes.fill(0, dataOffset + data.byteLength, dataOffset + this.stale[slot]);
+    this.stale[slot] = 0;
     this.u32[(header + 8) >>> 2] = keyTag(key);
     this.u32[(header + 12) >>> 2] = data.byteLength;
     this.stamp(slot, generation);
@@ -191,17 +202,17 @@ export class PublishedPool {
     return { entry, evicted };
   }
 
-  /** Unpublishes a key: its slot is invalidated at once and freed. */
+  /** Unpublishes a key: its slot is invalidated at once, zeroed and freed. */
   remove(key: string): SlotEntry | undefined {
     const entry = this.entries.get(key);
-    if (entry) this.release(entry);
+    if (entry) this.release(entry, true);
     return entry;
   }
 
-  /** Unpublishes everything; returns what was published. */
+  /** Unpublishes everything (slots zeroed); returns what was published. */
   clear(): SlotEntry[] {
     const all = [...this.entries.values()];
-    for (const e of all) this.release(e);
+    for (const e of all) this.release(e, true);
     return all;
   }
 
@@ -214,9 +225,20 @@ export class PublishedPool {
     return true;
   }
 
-  private release(entry: SlotEntry): void {
+  /** Invalidates and frees a slot; `scrub`: zero its bytes now (else when it is next written). */
+  private release(entry: SlotEntry, scrub: boolean): void {
     this.stamp(entry.slot, 0);
     this.entries.delete(entry.key);
+    if (scrub) {
+      const data = this.dataOffset(entry.slot);
+      this.region.bytes.fill(0, data, data + Math.max(entry.length, this.stale[entry.slot]));
+      const header = this.headerOffset(entry.slot);
+      this.u32[(header + 8) >>> 2] = 0;
+      this.u32[(header + 12) >>> 2] = 0;
+      this.stale[entry.slot] = 0;
+    } else {
+      this.stale[entry.slot] = Math.max(entry.length, this.stale[entry.slot]);
+    }
     this.free.push(entry.slot);
   }
 

@@ -50,4 +50,33 @@ test('slot protocol: publish stamps generation, tag and length; eviction is LRU 
   }
 });
 
+// Whoever holds the region's descriptor can READ any byte of it, valid header or not: an object
+// that is no longer published must not stay there to be read.
+test('unpublished bytes do not stay readable: remove() and clear() zero the slot; a shorter object zeroes the rest', async () => {
+  const node = UcxTransport.open({ protocol: 'shm' });
+  try {
+    const region = node.allocate(publishedPoolBytes(2, 8192));
+    const pool = new PublishedPool(region, 8192);
+    const slotBytes = (slot: number) => region.bytes.subarray(pool.dataOffset(slot), pool.dataOffset(slot) + 8192);
+    const secret = new Uint8Array(8192).fill(0x5a);
+    const a = pool.publish('a', secret).entry;
+    pool.remove('a');
+    assert.ok(slotBytes(a.slot).every((b) => b === 0), 'remove() left the old bytes in the slot');
+    const b = pool.publish('b', secret).entry;
+    pool.clear();
+    assert.ok(slotBytes(b.slot).every((x) => x === 0), 'clear() left the old bytes in the slot');
+    // Replaced and evicted slots are overwritten at once; a shorter object zeroes what it does not cover.
+    const c = pool.publish('c', secret).entry;
+    const shorter = pool.publish('c', new Uint8Array(100).fill(1)).entry;
+    assert.is(shorter.slot, c.slot);
+    assert.ok(slotBytes(c.slot).subarray(100).every((x) => x === 0), 'the replaced object\'s tail is still there');
+    pool.publish('d', secret);
+    const e = pool.publish('e', new Uint8Array(10).fill(2)); // evicts c (the oldest)
+    assert.equal(e.evicted.map((x) => x.key), ['c']);
+    assert.ok(slotBytes(e.entry.slot).subarray(10).every((x) => x === 0), 'the evicted object\'s tail is still there');
+  } finally {
+    await node.close();
+  }
+});
+
 test.run();
