@@ -206,7 +206,6 @@ class PeerCacheStorage(_Base):
         self.zero_copy = why is None
         self.spans = spans if self.zero_copy else []
         self.files = files if self.zero_copy else {}
-        self._count(zero_copy=0)
         with self._lock:
             self._counters["zero_copy"] = self.zero_copy
         if not self.zero_copy:
@@ -238,6 +237,8 @@ class PeerCacheStorage(_Base):
             raise ConnectionError("the sidecar at %s is unreachable (retrying)" % self.socket_path)
         if c is not None:
             c.close()
+            with self._lock:
+                self._conns.discard(c)
             self._count(reconnects=1)
         client = SidecarClient(self.socket_path, self.connect_timeout_s)
         try:
