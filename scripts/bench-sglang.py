@@ -217,4 +217,10 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (RuntimeError, OSError, AssertionError) as e:
+        # One line, no trace: a missing build, a sidecar that would not start, a wrong page.
+        sys.exit("bench-sglang: %s" % (str(e).strip().splitlines() or [type(e).__name__])[0])
+    except KeyboardInterrupt:
+        sys.exit(130)
