@@ -46,11 +46,11 @@ class Timings {
   add(us: number): void {
     this.samples[this.n++ % TIMING_SAMPLES] = us;
   }
-  summary(): { count: number; p50_us: number; p90_us: number; p99_us: number; mean_us: number } {
+  summary(): { count: number; p10_us: number; p50_us: number; p90_us: number; p99_us: number; mean_us: number } {
     const k = Math.min(this.n, TIMING_SAMPLES);
     const sorted = Array.from(this.samples.subarray(0, k)).sort((a, b) => a - b);
     const q = (p: number) => (k ? sorted[Math.min(k - 1, Math.floor(p * k))] : 0);
-    return { count: this.n, p50_us: q(0.5), p90_us: q(0.9), p99_us: q(0.99), mean_us: k ? sorted.reduce((a, b) => a + b, 0) / k : 0 };
+    return { count: this.n, p10_us: q(0.1), p50_us: q(0.5), p90_us: q(0.9), p99_us: q(0.99), mean_us: k ? sorted.reduce((a, b) => a + b, 0) / k : 0 };
   }
   reset(): void {
     this.n = 0;
