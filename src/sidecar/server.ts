@@ -6,7 +6,7 @@
  * after its last request finished.
  */
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
@@ -67,6 +67,20 @@ class Connection {
   constructor(readonly socket: Socket) {}
 }
 
+/** Whether something accepts connections on a Unix socket (a stale socket file refuses them). */
+function accepting(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    const done = (live: boolean) => {
+      probe.destroy();
+      resolve(live);
+    };
+    probe.once('connect', () => done(true));
+    probe.once('error', () => done(false));
+    probe.setTimeout(1000, () => done(false));
+  });
+}
+
 export class SidecarServer {
   readonly limits: SidecarLimits;
   readonly counters: SidecarCounters = { connections: 0, connectionsRefused: 0, requests: 0, badRequests: 0, protocolErrors: 0 };
@@ -93,11 +107,17 @@ export class SidecarServer {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = lstatSync(dir);
     if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    let existing: ReturnType<typeof lstatSync> | null = null;
     try {
-      if (lstatSync(options.socketPath).isSocket()) unlinkSync(options.socketPath);
-      else throw new Error(`${options.socketPath} exists and is not a socket: refusing to replace it`);
+      existing = lstatSync(options.socketPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (existing) {
+      if (!existing.isSocket()) throw new Error(`${options.socketPath} exists and is not a socket: refusing to replace it`);
+      // A live node keeps its socket; only a stale one (nobody accepts) is replaced.
+      if (await accepting(options.socketPath)) throw new Error(`another peercache node is serving ${options.socketPath}`);
+      unlinkSync(options.socketPath);
     }
     const s = new SidecarServer(options);
     const old = process.umask(0o177);

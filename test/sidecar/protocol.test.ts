@@ -7,6 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +99,25 @@ test.after(async () => {
 test('the socket is 0600 in a 0700 directory', () => {
   assert.is(statSync(socketPath).mode & 0o777, 0o600);
   assert.is(statSync(join(dir, 'run')).mode & 0o777, 0o700);
+});
+
+test('a second node on the same socket is refused; a stale socket file is replaced', async () => {
+  try {
+    await SidecarServer.listen({ socketPath, store, logger: createLogger({ level: 'silent' }) });
+    assert.unreachable('a second node took over a live socket');
+  } catch (err) {
+    assert.match((err as Error).message, /another peercache node is serving/);
+  }
+  // A socket file left behind as a SIGKILLed node leaves it: the file stays, nobody accepts.
+  const stalePath = join(dir, 'stale.sock');
+  const child = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  assert.is(child.signal, 'SIGKILL');
+  assert.ok(statSync(stalePath).isSocket(), 'the stale socket file is there');
+  const second = await SidecarServer.listen({ socketPath: stalePath, store, logger: createLogger({ level: 'silent' }) });
+  const c = net.connect(stalePath);
+  await new Promise<void>((r, j) => c.once('connect', () => r()).once('error', j));
+  c.destroy();
+  await second.close();
 });
 
 test('the first request must be hello naming the protocol; another protocol is refused', async () => {
