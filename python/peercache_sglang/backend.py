@@ -22,38 +22,7 @@ from .pools import Staging, allocator_fds, buffer_address, find_file_span, pool_
 
 logger = logging.getLogger("peercache_sglang")
 
-try:  # the real base class when SGLang is installed
-    from sglang.srt.mem_cache.hicache_storage import HiCacheStorage as _Base  # type: ignore
-except Exception:  # pragma: no cover - exercised when SGLang is absent (the tests)
-
-    class _Base(object):
-        """Stand-in for sglang's HiCacheStorage with the same method names."""
-
-        def register_mem_pool_host(self, mem_pool_host):
-            self.mem_pool_host = mem_pool_host
-
-        def register_mem_host_pool_v2(self, host_pool, host_pool_name):
-            if not hasattr(self, "registered_pools"):
-                self.registered_pools = {}
-            self.registered_pools[host_pool_name] = host_pool
-
-        def clear(self):
-            pass
-
-        def get_stats(self):
-            return None
-
-
-try:
-    from sglang.srt.mem_cache.hicache_storage import PoolTransferResult  # type: ignore
-except Exception:
-
-    class PoolTransferResult(object):
-        """Stand-in for sglang's PoolTransferResult (kv_hit_pages, extra_pool_hit_pages)."""
-
-        def __init__(self, kv_hit_pages, extra_pool_hit_pages):
-            self.kv_hit_pages = kv_hit_pages
-            self.extra_pool_hit_pages = extra_pool_hit_pages
+from .sglang_compat import PoolTransferResult, _Base
 
 
 DEFAULT_SOCKET = "/run/peercache/peercache.sock"
@@ -206,7 +175,6 @@ class PeerCacheStorage(_Base):
         self.zero_copy = why is None
         self.spans = spans if self.zero_copy else []
         self.files = files if self.zero_copy else {}
-        self._count(zero_copy=0)
         with self._lock:
             self._counters["zero_copy"] = self.zero_copy
         if not self.zero_copy:
@@ -238,6 +206,8 @@ class PeerCacheStorage(_Base):
             raise ConnectionError("the sidecar at %s is unreachable (retrying)" % self.socket_path)
         if c is not None:
             c.close()
+            with self._lock:
+                self._conns.discard(c)
             self._count(reconnects=1)
         client = SidecarClient(self.socket_path, self.connect_timeout_s)
         try:

@@ -17,7 +17,7 @@
  *   set      { pool, keys, offsets, lengths }                 -> { ok: "1111..." }  (publishes from it)
  *   clear    {}                                               -> {}  (unpublishes what this node holds)
  *   stats    { reset? }                                       -> { store stats, connections, pools, storeCalls }
- *            (storeCalls: p50/p90/p99/mean µs of the store's own get/set/exists calls, socket excluded;
+ *            (storeCalls: p10/p50/p90/p99/mean µs of the store's own get/set/exists calls, socket excluded;
  *            reset: true starts new samples after this answer)
  * `pool` is a number, or an array with one pool per key; `lengths` an array, or one number for all.
  * exists/get/set may carry `deadline` (Unix ms): when the client gives up. A request is not started

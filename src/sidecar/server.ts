@@ -6,7 +6,7 @@
  * after its last request finished.
  */
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
@@ -46,11 +46,11 @@ class Timings {
   add(us: number): void {
     this.samples[this.n++ % TIMING_SAMPLES] = us;
   }
-  summary(): { count: number; p50_us: number; p90_us: number; p99_us: number; mean_us: number } {
+  summary(): { count: number; p10_us: number; p50_us: number; p90_us: number; p99_us: number; mean_us: number } {
     const k = Math.min(this.n, TIMING_SAMPLES);
     const sorted = Array.from(this.samples.subarray(0, k)).sort((a, b) => a - b);
     const q = (p: number) => (k ? sorted[Math.min(k - 1, Math.floor(p * k))] : 0);
-    return { count: this.n, p50_us: q(0.5), p90_us: q(0.9), p99_us: q(0.99), mean_us: k ? sorted.reduce((a, b) => a + b, 0) / k : 0 };
+    return { count: this.n, p10_us: q(0.1), p50_us: q(0.5), p90_us: q(0.9), p99_us: q(0.99), mean_us: k ? sorted.reduce((a, b) => a + b, 0) / k : 0 };
   }
   reset(): void {
     this.n = 0;
@@ -65,6 +65,20 @@ class Connection {
   closed = false;
   helloTimer: NodeJS.Timeout | null = null;
   constructor(readonly socket: Socket) {}
+}
+
+/** Whether something accepts connections on a Unix socket (a stale socket file refuses them). */
+function accepting(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    const done = (live: boolean) => {
+      probe.destroy();
+      resolve(live);
+    };
+    probe.once('connect', () => done(true));
+    probe.once('error', () => done(false));
+    probe.setTimeout(1000, () => done(false));
+  });
 }
 
 export class SidecarServer {
@@ -93,11 +107,17 @@ export class SidecarServer {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = lstatSync(dir);
     if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    let existing: ReturnType<typeof lstatSync> | null = null;
     try {
-      if (lstatSync(options.socketPath).isSocket()) unlinkSync(options.socketPath);
-      else throw new Error(`${options.socketPath} exists and is not a socket: refusing to replace it`);
+      existing = lstatSync(options.socketPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (existing) {
+      if (!existing.isSocket()) throw new Error(`${options.socketPath} exists and is not a socket: refusing to replace it`);
+      // A live node keeps its socket; only a stale one (nobody accepts) is replaced.
+      if (await accepting(options.socketPath)) throw new Error(`another peercache node is serving ${options.socketPath}`);
+      unlinkSync(options.socketPath);
     }
     const s = new SidecarServer(options);
     const old = process.umask(0o177);

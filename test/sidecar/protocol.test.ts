@@ -7,7 +7,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
@@ -16,6 +17,7 @@ import { SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
 import { FrameDecoder, FrameKind, encodeFrame, encodeRawFrame, type Frame } from '../../src/store/directory/framing.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../helpers/ports.js';
+import { requireNative } from '../../src/transport/native.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pc-sidecar-'));
 const socketPath = join(dir, 'run', 'peercache.sock');
@@ -99,6 +101,25 @@ test('the socket is 0600 in a 0700 directory', () => {
   assert.is(statSync(join(dir, 'run')).mode & 0o777, 0o700);
 });
 
+test('a second node on the same socket is refused; a stale socket file is replaced', async () => {
+  try {
+    await SidecarServer.listen({ socketPath, store, logger: createLogger({ level: 'silent' }) });
+    assert.unreachable('a second node took over a live socket');
+  } catch (err) {
+    assert.match((err as Error).message, /another peercache node is serving/);
+  }
+  // A socket file left behind as a SIGKILLed node leaves it: the file stays, nobody accepts.
+  const stalePath = join(dir, 'stale.sock');
+  const child = spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stalePath)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  assert.is(child.signal, 'SIGKILL');
+  assert.ok(statSync(stalePath).isSocket(), 'the stale socket file is there');
+  const second = await SidecarServer.listen({ socketPath: stalePath, store, logger: createLogger({ level: 'silent' }) });
+  const c = net.connect(stalePath);
+  await new Promise<void>((r, j) => c.once('connect', () => r()).once('error', j));
+  c.destroy();
+  await second.close();
+});
+
 test('the first request must be hello naming the protocol; another protocol is refused', async () => {
   const c = await connect();
   const r = await c.call({ op: 'exists', keys: ['a'] });
@@ -170,7 +191,10 @@ test('a registered file: ranges outside it and objects larger than a slot are re
   writeFileSync(onDisk, Buffer.alloc(64 * 1024));
   const diskFd = openSync(onDisk, 'r+');
   const file = `/dev/shm/pc-sidecar-test-${process.pid}`;
-  writeFileSync(file, Buffer.alloc(64 * 1024, 0x5a));
+  const content = Buffer.alloc(64 * 1024, 0x5a);
+  content.fill(0x11, 4096, 8192);
+  content.fill(0, 0, 4096);
+  writeFileSync(file, content);
   const fd = openSync(file, 'r+');
   const c = await hello();
   try {
@@ -189,6 +213,10 @@ test('a registered file: ranges outside it and objects larger than a slot are re
     assert.is(set.body.ok, '1');
     const get = await c.call({ op: 'get', pool, keys: ['k1', 'k2'], offsets: [0, 8192], lengths: [4096, 4096] });
     assert.is(get.body.ok, '10');
+    // Both ways through the shared mapping: published from bytes 4096.., read back into 0.. of the file.
+    const now = readFileSync(file);
+    assert.ok(now.subarray(0, 4096).every((b) => b === 0x11), 'the get landed in the client file');
+    assert.ok(now.subarray(8192, 12288).every((b) => b === 0x5a), 'a miss leaves the pages alone');
     const stats = await c.call({ op: 'stats' });
     assert.is(stats.body.pools, 1);
   } finally {
@@ -219,6 +247,19 @@ test('connections past the limit are refused with an error', async () => {
   for (const c of open) c.socket.destroy();
   await new Promise((r) => setTimeout(r, 50));
   assert.is(server.connectionCount, 0);
+});
+
+test('mapShared checks its arguments and the file size', () => {
+  const native = requireNative() as unknown as { mapShared: (...a: unknown[]) => ArrayBuffer };
+  for (const args of [[], [1, 2], ['/dev/null'], ['/dev/null', -1], ['/dev/null', 1.5]]) {
+    assert.throws(() => native.mapShared(...args), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_ARG', JSON.stringify(args));
+  }
+  assert.throws(() => native.mapShared('/nonexistent/x', 4096), (e: Error & { code?: string }) => e.code === 'ERR_MAP' && /cannot open/.test(e.message));
+  const f = join(dir, 'small');
+  writeFileSync(f, Buffer.alloc(100));
+  assert.throws(() => native.mapShared(f, 4096), (e: Error) => /fewer than the 4096/.test(e.message));
+  const ab = native.mapShared(f, 100);
+  assert.is(ab.byteLength, 100);
 });
 
 test.run();
