@@ -311,7 +311,8 @@ test('CLI: a run writes mooncake-<protocol>-<tag>-<ts>.{json,md}; a missing bina
   assert.ok(report2.notes.every((n) => !/Mooncake ran with/.test(n)), 'no note describes a run that did not happen');
 });
 
-test('CLI: Ctrl-C during a hung initiator stops it, reaps everything, and still writes the report', async () => {
+/** Runs mooncake against a hung initiator and sends the CLI `signal` once the initiator runs. */
+async function signalDuringHang(signal: NodeJS.Signals) {
   const dir = await tmp();
   const log = join(dir, 'procs.jsonl');
   let cli = 0;
@@ -321,8 +322,12 @@ test('CLI: Ctrl-C during a hung initiator stops it, reaps everything, and still 
   });
   const deadline = Date.now() + 20_000;
   while (!spawned(log).some((p) => p.role === 'initiator') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  process.kill(cli, 'SIGINT');
-  const r = await done;
+  process.kill(cli, signal);
+  return { r: await done, dir, log };
+}
+
+test('CLI: Ctrl-C during a hung initiator stops it, reaps everything, and still writes the report', async () => {
+  const { r, dir, log } = await signalDuringHang('SIGINT');
   assert.is(r.code, 130, r.stderr);
   assert.match(r.stderr, /interrupted: stopping Mooncake now \(it reports nothing partial: its row is written as failed/);
   const json = (await readdir(dir)).find((f) => f.endsWith('.json'));
@@ -334,17 +339,7 @@ test('CLI: Ctrl-C during a hung initiator stops it, reaps everything, and still 
 });
 
 test('SIGTERM: the run stops like Ctrl-C, the report is written, exit 143', async () => {
-  const dir = await tmp();
-  const log = join(dir, 'procs.jsonl');
-  let cli = 0;
-  const done = runCli(['mooncake', '--protocol', 'shm', '--mooncake-bin', fake, '--duration', '1', '--warmup', '0', '--out-dir', dir], {
-    env: { FAKE_TE_MODE: 'hang', FAKE_TE_LOG: log, FAKE_TE_SCALE: '0.25' },
-    onSpawn: (pid) => (cli = pid),
-  });
-  const deadline = Date.now() + 20_000;
-  while (!spawned(log).some((p) => p.role === 'initiator') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  process.kill(cli, 'SIGTERM');
-  const r = await done;
+  const { r, dir, log } = await signalDuringHang('SIGTERM');
   assert.is(r.code, 143, r.stderr);
   assert.ok((await readdir(dir)).some((f) => f.endsWith('.json')), 'report written');
   await assertReaped(log);
