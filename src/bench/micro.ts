@@ -12,6 +12,7 @@ import { publishedPoolBytes } from '../store/published-pool.js';
 import { round } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
+import { outcomeToRow } from './report/outcome.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type Connection, type ConnectionOptions } from './engine/connection.js';
@@ -243,7 +244,7 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
           connectTimeoutMs: 60_000,
         },
       };
-      const row = withAmortised(await runRow(plan, { index: ctx.index + i, rows: ctx.rows, signal: ctx.signal, logger: ctx.logger, onProgress: ctx.onProgress }));
+      const row = withAmortised(outcomeToRow(await runRow(plan, { index: ctx.index + i, rows: ctx.rows, signal: ctx.signal, logger: ctx.logger, onProgress: ctx.onProgress })));
       for (const t of row.transports) transports.add(t);
       rows.push(row);
       ctx.onRow?.(row);

@@ -9,6 +9,7 @@ import type { Layout } from '../store/host-pool.js';
 import { publishedPoolBytes } from '../store/published-pool.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
+import { outcomeToRow } from './report/outcome.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
@@ -149,7 +150,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       }
       const note =
         s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
-      const row = await runRow(
+      const row = outcomeToRow(await runRow(
         {
           op: s.op,
           path: `hicache-${s.op}`,
@@ -176,7 +177,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
           },
         },
         { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress },
-      );
+      ));
       for (const t of row.transports) transports.add(t);
       rows.push(row);
       options.onRow?.(row);

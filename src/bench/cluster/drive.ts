@@ -15,6 +15,7 @@ import { resolveConnection, storeConfig } from '../engine/connection.js';
 import { runRow, type RunControl } from '../engine/row.js';
 import { collectLocalHost } from '../report/host.js';
 import { failedRow, makeReport, noteAborted } from '../report/metrics.js';
+import { outcomeToRow } from '../report/outcome.js';
 import { markPeak } from '../report/peak.js';
 import type { Report, Row } from '../report/types.js';
 import { DriverNode } from './driver-node.js';
@@ -122,7 +123,7 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
       }
       let row = group
         ? await group.runRow({ index: i, signal: options.signal, onProgress: options.onProgress })
-        : await runRow(rowPlan(rowsCfg, i), { index: i, rows: o.concurrencies.length, signal: options.signal, logger, onProgress: options.onProgress, readyTimeoutMs: o.connectTimeoutMs });
+        : outcomeToRow(await runRow(rowPlan(rowsCfg, i), { index: i, rows: o.concurrencies.length, signal: options.signal, logger, onProgress: options.onProgress, readyTimeoutMs: o.connectTimeoutMs }));
       const after = await node.serveGone();
       if (after) {
         const saw = row.op === 'get' && row.pages_requested > 0 ? `, the workers got ${Math.round((row.pages / row.pages_requested) * 1000) / 10}% hits` : '';

@@ -1,33 +1,10 @@
 /**
- * The worker protocol, in one place (like piscina's symbols.ts): the shared control block every
- * row's workers and the main thread use, and the task/result messages.
- *
- * Control block (Int32Array over a SharedArrayBuffer):
- *   [PHASE]            the row's phase, written by main: INIT -> WARMUP -> MEASURE -> STOP
- *   [READY]            workers that are connected and waiting for WARMUP
- *   [DONE]             workers that finished
- *   then per worker w, LIVE_FIELDS counters at LIVE_BASE + w * LIVE_FIELDS, updated per call with
- *   Atomics so the main thread can draw progress without messages:
- *   [calls, pages, errors] (measured-window calls only)
+ * The worker protocol, in one place (like piscina's types.ts): the task a row's main thread hands
+ * each worker and the result it gets back. The shared control block (phase, ready/done, live
+ * counters) is its own object: see control-block.ts.
  */
 import type { Layout } from '../../store/host-pool.js';
 import type { StoreConfig } from './connection.js';
-
-export const PHASE = 0;
-export const READY = 1;
-export const DONE = 2;
-export const LIVE_BASE = 4;
-export const LIVE_FIELDS = 4;
-export const LIVE_CALLS = 0;
-export const LIVE_PAGES = 1;
-export const LIVE_ERRORS = 2;
-
-export const Phase = { Init: 0, Warmup: 1, Measure: 2, Stop: 3 } as const;
-export type PhaseValue = (typeof Phase)[keyof typeof Phase];
-
-export function controlBytes(workers: number): number {
-  return (LIVE_BASE + workers * LIVE_FIELDS) * 4;
-}
 
 export type BenchOp = 'get' | 'set' | 'exists';
 /**
@@ -52,6 +29,7 @@ export interface WorkerTask {
   threads: number;
   op: DriverKind;
   row: number;
+  /** The row's ControlBlock buffer (ControlBlock.attach). */
   control: SharedArrayBuffer;
   histogram: SharedArrayBuffer;
   store: StoreConfig;
