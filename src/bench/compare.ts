@@ -57,8 +57,9 @@ export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] 
   const lines: string[] = [];
   for (const size of blockSizes) {
     const at = rows.filter((r) => r.block_size === size);
-    const mc = at.find((r) => r.system === 'mooncake' && r.ok && r.throughput_gbps > 0);
-    const ours = at.filter((r) => r.system === 'peercache' && r.ok);
+    // An aborted row's partial window never feeds a ratio.
+    const mc = at.find((r) => r.system === 'mooncake' && r.ok && r.aborted !== true && r.throughput_gbps > 0);
+    const ours = at.filter((r) => r.system === 'peercache' && r.ok && r.aborted !== true);
     const parts = ours.map((r) => `${r.path} ${r.throughput_gbps} GB/s`);
     if (mc) {
       for (const r of ours) {

@@ -259,8 +259,9 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
     await producer?.stop();
   }
   // The store's own cost, in the same run: store GB/s over transport GB/s.
-  const tr = rows.find((r) => r.path === 'transport-read' && r.ok);
-  const st = rows.find((r) => r.path === 'store-get' && r.ok);
+  // An aborted row's partial window never feeds a ratio.
+  const tr = rows.find((r) => r.path === 'transport-read' && r.ok && !r.aborted);
+  const st = rows.find((r) => r.path === 'store-get' && r.ok && !r.aborted);
   if (tr && st && tr.throughput_gbps > 0) st.extra = { ...st.extra, ratio_vs_transport: round(st.throughput_gbps / tr.throughput_gbps, 3) };
   return { rows, transports: [...transports], notes };
 }

@@ -10,7 +10,7 @@ import { publishedPoolBytes } from '../store/published-pool.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
 import { outcomeToRow } from './report/outcome.js';
-import { markPeak } from './report/peak.js';
+import { markPeakFor } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
 import { freePort } from './engine/net.js';
@@ -218,7 +218,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       producer: 'separate process',
       directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
     },
-    results: markPeak(rows),
+    // PEAK is the best row of a sweep: latency and throughput modes have none.
+    results: markPeakFor(o.mode, rows),
     notes,
   });
 }

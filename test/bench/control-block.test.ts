@@ -70,7 +70,7 @@ test('outcomeToRow: measured, aborted (partial window or none) and failed', () =
   assert.is(ok.note, 'batch_get_v1 mla');
   const part = outcomeToRow({ kind: 'aborted', identity, measurement: { ...m, elapsedNs: 0.5e9 } });
   assert.is(part.duration_s, 0.5);
-  assert.match(part.note, /aborted: partial window/);
+  assert.match(part.note, /aborted: measured 0\.50 s of the window/);
   const none = outcomeToRow({ kind: 'aborted', identity, measurement: null });
   assert.not.ok(none.ok);
   assert.is(none.note, 'aborted before it was measured');

@@ -41,15 +41,27 @@ test('suite on tcp: latency baseline + get/set/exists sweeps; every row marked s
 
 test('abort: the row in progress keeps what was measured, later rows are not run, the report is still valid', async () => {
   const controller = new AbortController();
-  const started = Date.now();
-  setTimeout(() => controller.abort(), 1500);
-  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 2, 4], durationS: 5, signal: controller.signal });
-  assert.ok(Date.now() - started < 8000, 'stopped promptly');
+  let abortedAt = Number.POSITIVE_INFINITY;
+  // Abort half a second into the first row's measured window (however long its start took).
+  let armed = false;
+  const onProgress = (p: RowProgress) => {
+    if (p.stage === 'measure' && !armed) {
+      armed = true;
+      setTimeout(() => {
+        abortedAt = Date.now();
+        controller.abort();
+      }, 300);
+    }
+  };
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 2, 4], durationS: 5, signal: controller.signal, onProgress });
+  assert.ok(Date.now() - abortedAt < 5000, 'stopped promptly');
   assert.is(schemaErrors(report), null);
   assert.ok(report.results.length >= 1 && report.results.length < 3, `${report.results.length} rows`);
   assert.ok(report.notes.some((n) => /abort/.test(n)), report.notes.join());
   const first = report.results[0];
-  assert.ok(first.ok && /aborted: partial window/.test(first.note) && first.duration_s < 5, first.note);
+  assert.ok(first.ok && first.aborted && /aborted: measured [\d.]+ s of the window/.test(first.note) && first.duration_s < 5, first.note);
+  assert.not.ok(first.peak, 'an aborted row is never PEAK');
+  assert.not.ok(report.results.some((r) => r.peak && r.aborted));
 });
 
 test('bad options are clear errors before anything starts', async () => {

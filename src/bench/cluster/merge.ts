@@ -106,6 +106,7 @@ export function mergeProcessRows(results: readonly ProcessRowResult[], id: Merge
     rss: rss.length ? Math.max(...rss) : null,
     note: notes.join('; '),
     ok: rows.every((r) => r.ok),
+    aborted: rows.some((r) => r.aborted === true),
     extra: { processes: n, window_skew_ms: skewMs === null ? null : Math.round(skewMs * 1000) / 1000 },
   });
 }

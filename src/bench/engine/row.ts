@@ -187,6 +187,9 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       control.setPhase(Phase.Warmup);
       progress('warmup', 0, plan.warmupS + plan.durationS);
       await sleep(plan.warmupS * 1000, ctx.signal);
+    }
+    if (firstFailure === null && !aborted && ctx.signal?.aborted) aborted = true; // stopped during the warmup: nothing measured
+    if (firstFailure === null && !aborted) {
       const cpu0 = process.cpuUsage();
       t0 = process.hrtime.bigint();
       control.setPhase(Phase.Measure);

@@ -9,7 +9,7 @@
 import { mergeProcessRows } from '../cluster/merge.js';
 import { differingFields, ReportInputError } from './load.js';
 import { CONFIG_FIELDS, rowsByKey } from './match.js';
-import { markPeak } from './peak.js';
+import { markPeakFor } from './peak.js';
 import type { Report, Row } from './types.js';
 
 export interface NamedReport {
@@ -94,7 +94,7 @@ export function mergeReports(inputs: readonly NamedReport[]): Report {
       smoke: inputs.some((i) => i.report.meta.smoke),
       publishable: inputs.every((i) => i.report.meta.publishable),
     },
-    results: markPeak(results),
+    results: markPeakFor(first.report.meta.mode, results),
     notes: [
       `merged ${inputs.length} runs of one configuration (${inputs.map((i) => i.name).join(', ')}): threads, counters and histograms added; the host block is ${first.name}'s (hosts: ${hosts.join(', ')})`,
       ...inputs.flatMap((i) => i.report.notes.map((n) => `${i.name}: ${n}`)),

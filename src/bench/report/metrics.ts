@@ -52,6 +52,8 @@ export interface RowInput {
   note?: string;
   /** Default true. */
   ok?: boolean;
+  /** Stopped before its window ended; default false. */
+  aborted?: boolean;
   /** Default: the protocol is tcp. A smoke row's note carries SMOKE_LABEL. */
   smoke?: boolean;
   transports?: readonly string[];
@@ -90,6 +92,19 @@ function us(ns: number | null | undefined): number | null {
   return ns === undefined || ns === null ? null : roundOrNull(ns / 1000, 2);
 }
 
+/**
+ * The fewest samples a percentile is reported from: the q-th percentile of n samples is a real
+ * order statistic only when at least one sample lies above it, n >= 1 / (1 - q). Below that it
+ * is just the max (perftest's p99.9 at -n 1000 is t_max), so the row says null instead.
+ */
+export const PERCENTILE_MIN_SAMPLES = { p90: 10, p95: 20, p99: 100, p999: 1000 } as const;
+export type GatedPercentile = keyof typeof PERCENTILE_MIN_SAMPLES;
+
+/** The percentile in µs, or null when `samples` are too few for it (or there is none). */
+export function gatedPercentile(name: GatedPercentile, ns: number | null | undefined, samples: number): number | null {
+  return samples >= PERCENTILE_MIN_SAMPLES[name] ? us(ns) : null;
+}
+
 export function makeRow(input: RowInput): Row {
   const components = counter('components', input.components, 1);
   const blockSize = counter('blockSize', input.blockSize, 0);
@@ -120,10 +135,10 @@ export function makeRow(input: RowInput): Row {
     ops_per_s: round(rate(ops, seconds), 1),
     lat_us_mean: us(lat?.mean_ns),
     lat_us_p50: us(lat?.p50_ns),
-    lat_us_p90: us(lat?.p90_ns),
-    lat_us_p95: us(lat?.p95_ns),
-    lat_us_p99: us(lat?.p99_ns),
-    lat_us_p999: us(lat?.p999_ns),
+    lat_us_p90: gatedPercentile('p90', lat?.p90_ns, lat?.count ?? 0),
+    lat_us_p95: gatedPercentile('p95', lat?.p95_ns, lat?.count ?? 0),
+    lat_us_p99: gatedPercentile('p99', lat?.p99_ns, lat?.count ?? 0),
+    lat_us_p999: gatedPercentile('p999', lat?.p999_ns, lat?.count ?? 0),
     lat_us_max: us(lat?.max_ns),
     op: input.op,
     pages,
@@ -144,6 +159,7 @@ export function makeRow(input: RowInput): Row {
     rss_per_worker_bytes: input.rss === null || input.rss === undefined || !Number.isFinite(input.rss) ? null : Math.round(input.rss),
     transports: [...(input.transports ?? [])],
     histogram: input.histogram ?? null,
+    aborted: input.aborted ?? false,
   };
   if (input.extra) {
     const extra: Record<string, number | null> = {};
@@ -155,7 +171,7 @@ export function makeRow(input: RowInput): Row {
 
 /** What identifies a row that could not run. */
 export type FailedRowInput = Pick<RowInput, 'path' | 'op' | 'protocol' | 'blockSize' | 'batchSize' | 'threads'> &
-  Partial<Pick<RowInput, 'system' | 'components' | 'tokensPerPage' | 'phase' | 'latUnit' | 'smoke' | 'transports' | 'errors' | 'calls' | 'elapsedNs' | 'extra'>>;
+  Partial<Pick<RowInput, 'system' | 'components' | 'tokensPerPage' | 'phase' | 'latUnit' | 'smoke' | 'transports' | 'errors' | 'calls' | 'elapsedNs' | 'extra' | 'aborted'>>;
 
 /** A row for a point that could not run: ok false, zero counters and rates, null latencies; `note` says why. */
 export function failedRow(partial: FailedRowInput, note: string): Row {

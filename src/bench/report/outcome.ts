@@ -56,9 +56,9 @@ export function outcomeToRow(o: RowOutcome): Row {
   const { note: what, ...identity } = o.identity;
   if (o.kind === 'failed') return failedRow({ ...identity, transports: o.transports, errors: o.errors, calls: o.calls }, `failed: ${o.reason}`);
   const m = o.measurement;
-  if (m === null) return failedRow({ ...identity, transports: [] }, 'aborted before it was measured');
+  if (m === null) return failedRow({ ...identity, transports: [], aborted: true }, 'aborted before it was measured');
   const notes = [what];
-  if (o.kind === 'aborted') notes.push('aborted: partial window');
+  if (o.kind === 'aborted') notes.push(`aborted: measured ${(m.elapsedNs / 1e9).toFixed(2)} s of the window`);
   if (m.errors) notes.push(`${m.errors} failed calls (first: ${m.firstError})`);
   if (m.wrongPages) notes.push(`${m.wrongPages} hit pages with WRONG bytes`);
   if (m.calls === 0) notes.push(`no call completed in the window${m.firstError ? ` (first error: ${m.firstError})` : ''}`);
@@ -77,5 +77,6 @@ export function outcomeToRow(o: RowOutcome): Row {
     rss: m.rssPerWorker,
     note: notes.filter(Boolean).join('; '),
     ok: m.calls > 0 && m.wrongPages === 0,
+    aborted: o.kind === 'aborted',
   });
 }

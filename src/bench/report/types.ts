@@ -67,7 +67,7 @@ export interface Row {
   smoke: boolean;
   phase: Phase;
   lat_unit: LatUnit;
-  /** Batch calls measured. */
+  /** Batch calls measured (a percentile needing more samples than this is null: see PERCENTILE_MIN_SAMPLES). */
   calls: number;
   pages_requested: number;
   /** Failed calls. */
@@ -79,6 +79,11 @@ export interface Row {
   transports: string[];
   /** HdrHistogram V2 compressed, base64, of the latency samples in ns; null when none. */
   histogram: string | null;
+  /**
+   * Stopped before its window ended (Ctrl-C, a deadline): the figures are the window it actually
+   * measured (duration_s). Never PEAK, never an input of a ratio.
+   */
+  aborted: boolean;
   /** Additional numeric measurements not known when the schema was designed. */
   extra?: Record<string, number | null>;
 }
