@@ -65,7 +65,8 @@ export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] 
       for (const r of ours) {
         const ratio = round(r.throughput_gbps / mc.throughput_gbps, 3);
         r.extra = { ...r.extra, ratio_vs_mooncake: ratio };
-        r.note = `${r.note}; ${ratio}x mooncake`;
+        // Medians when repeated; a ratio of a noisy input says so.
+        r.note = `${r.note}; ${ratio}x mooncake${r.noisy || mc.noisy ? ' (NOISY input)' : ''}`;
       }
       parts.push(`mooncake ${mc.throughput_gbps} GB/s`);
       parts.push(ours.map((r) => `${r.path}/mooncake = ${r.extra?.ratio_vs_mooncake}`).join(', '));

@@ -262,7 +262,10 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
   // An aborted row's partial window never feeds a ratio.
   const tr = rows.find((r) => r.path === 'transport-read' && r.ok && !r.aborted);
   const st = rows.find((r) => r.path === 'store-get' && r.ok && !r.aborted);
-  if (tr && st && tr.throughput_gbps > 0) st.extra = { ...st.extra, ratio_vs_transport: round(st.throughput_gbps / tr.throughput_gbps, 3) };
+  if (tr && st && tr.throughput_gbps > 0) {
+    st.extra = { ...st.extra, ratio_vs_transport: round(st.throughput_gbps / tr.throughput_gbps, 3) };
+    if (tr.noisy || st.noisy) st.note = `${st.note}; ratio_vs_transport from a NOISY input`;
+  }
   return { rows, transports: [...transports], notes };
 }
 

@@ -10,6 +10,7 @@ import { publishedPoolBytes } from '../store/published-pool.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
 import { outcomeToRow } from './report/outcome.js';
+import { combineTrials, DEFAULT_NOISY_CV } from './report/trials.js';
 import { markPeakFor } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
@@ -41,6 +42,10 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   verify?: boolean;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
+  /** Windows per row (default 1; suite 3): the row reports their median, 95% CI and CV. */
+  repeat?: number;
+  /** CV above which a repeated row is noisy (default 0.05). */
+  noisyCv?: number;
 }
 
 export class SweepConfigError extends Error {
@@ -91,6 +96,10 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const durationS = options.durationS ?? 10;
   const warmupS = options.warmupS ?? 2;
   const maxBytes = options.maxBytes ?? 8 * 2 ** 30;
+  const repeat = options.repeat ?? (options.mode === 'suite' ? 3 : 1);
+  const noisyCv = options.noisyCv ?? DEFAULT_NOISY_CV;
+  if (!Number.isSafeInteger(repeat) || repeat < 1) throw new SweepConfigError('repeat must be a positive integer');
+  if (!(noisyCv >= 0) || !Number.isFinite(noisyCv)) throw new SweepConfigError('noisyCv must be a number >= 0');
   const connection = resolveConnection(options);
   const { localHost, devices } = connection;
   if (!o.concurrencies.length || o.concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
@@ -150,34 +159,39 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       }
       const note =
         s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
-      const row = outcomeToRow(await runRow(
-        {
-          op: s.op,
-          path: `hicache-${s.op}`,
-          rowOp: s.op,
-          threads: s.threads,
-          batchSize: s.batchSize,
-          phase: s.phase,
-          components,
+      const rowPlan: RowPlan = {
+        op: s.op,
+        path: `hicache-${s.op}`,
+        rowOp: s.op,
+        threads: s.threads,
+        batchSize: s.batchSize,
+        phase: s.phase,
+        components,
+        tokensPerPage,
+        warmupS,
+        durationS,
+        note,
+        task: {
+          store: storeCfg,
+          layout,
+          pageBytes,
           tokensPerPage,
-          warmupS,
-          durationS,
-          note,
-          task: {
-            store: storeCfg,
-            layout,
-            pageBytes,
-            tokensPerPage,
-            keyPrefix: 'pcbench/get',
-            workingSet,
-            publishBytes: setPoolBytes(s),
-            verify: options.verify ?? false,
-            raw: null,
-            connectTimeoutMs: 60_000,
-          },
+          keyPrefix: 'pcbench/get',
+          workingSet,
+          publishBytes: setPoolBytes(s),
+          verify: options.verify ?? false,
+          raw: null,
+          connectTimeoutMs: 60_000,
         },
-        { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress },
-      ));
+      };
+      const trials: Row[] = [];
+      for (let t = 0; t < repeat; t++) {
+        const outcome = await runRow(rowPlan, { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress });
+        trials.push(outcomeToRow(outcome));
+        // A failed or aborted trial ends the row's trials: the row says which.
+        if (outcome.kind !== 'measured' || options.signal?.aborted) break;
+      }
+      const row = combineTrials(trials, noisyCv);
       for (const t of row.transports) transports.add(t);
       rows.push(row);
       options.onRow?.(row);
@@ -212,6 +226,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       working_set: workingSet,
       duration_s: durationS,
       warmup_s: warmupS,
+      repeat,
+      noisy_cv: noisyCv,
       max_bytes: maxBytes,
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
       verify: options.verify ?? false,

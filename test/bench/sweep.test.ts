@@ -64,6 +64,18 @@ test('abort: the row in progress keeps what was measured, later rows are not run
   assert.not.ok(report.results.some((r) => r.peak && r.aborted));
 });
 
+test('--repeat 2: each row two windows, median and spread; latency and throughput modes have no PEAK', async () => {
+  const report = await runSweep({ ...small, mode: 'throughput', op: 'get', concurrencies: [2], repeat: 2 });
+  assert.is(schemaErrors(report), null);
+  const [r] = report.results;
+  assert.ok(r.ok, r.note);
+  assert.is(r.trials, 2);
+  assert.ok(r.cv !== null && r.throughput_gbps_ci95 !== null && r.lat_us_p99_ci95 !== null && typeof r.noisy === 'boolean');
+  assert.match(r.note, /median of 2 trials/);
+  assert.not.ok(r.peak, 'throughput mode: no PEAK');
+  assert.is(report.meta.repeat, 2);
+});
+
 test('bad options are clear errors before anything starts', async () => {
   const cases: [Partial<SweepOptions>, RegExp][] = [
     [{ concurrencies: [] }, /concurrencies must be a non-empty list/],

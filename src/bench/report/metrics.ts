@@ -160,6 +160,12 @@ export function makeRow(input: RowInput): Row {
     transports: [...(input.transports ?? [])],
     histogram: input.histogram ?? null,
     aborted: input.aborted ?? false,
+    trials: 1,
+    throughput_gbps_ci95: null,
+    pages_per_s_ci95: null,
+    lat_us_p99_ci95: null,
+    cv: null,
+    noisy: null,
   };
   if (input.extra) {
     const extra: Record<string, number | null> = {};
@@ -175,7 +181,7 @@ export type FailedRowInput = Pick<RowInput, 'path' | 'op' | 'protocol' | 'blockS
 
 /** A row for a point that could not run: ok false, zero counters and rates, null latencies; `note` says why. */
 export function failedRow(partial: FailedRowInput, note: string): Row {
-  return makeRow({
+  const row = makeRow({
     ...partial,
     calls: partial.calls ?? 0,
     pages: 0,
@@ -189,6 +195,7 @@ export function failedRow(partial: FailedRowInput, note: string): Row {
     note,
     ok: false,
   });
+  return { ...row, trials: 0 };
 }
 
 /** Meta as the caller gives it: smoke/publishable default from the protocol, transports to []. */

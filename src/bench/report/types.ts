@@ -84,6 +84,16 @@ export interface Row {
    * measured (duration_s). Never PEAK, never an input of a ratio.
    */
   aborted: boolean;
+  /** Windows measured for this row (--repeat); its rates and percentiles are their medians. 0: none. */
+  trials: number;
+  /** 95% confidence interval of the mean over trials (Student's t), [lo, hi]; null below 2 trials. */
+  throughput_gbps_ci95: [number, number] | null;
+  pages_per_s_ci95: [number, number] | null;
+  lat_us_p99_ci95: [number, number] | null;
+  /** Coefficient of variation over trials of the PEAK measure (pages_per_s or throughput_gbps); null below 2 trials. */
+  cv: number | null;
+  /** cv above the noise threshold (--noisy-cv, default 5%); null below 2 trials. */
+  noisy: boolean | null;
   /** Additional numeric measurements not known when the schema was designed. */
   extra?: Record<string, number | null>;
 }

@@ -34,6 +34,8 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
     verify: args.verify === true,
     directory: parseDirectoryArg(str(args, 'directory')),
+    repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
+    noisyCv: parseNonNegativeNumber('--noisy-cv', str(args, 'noisy-cv'), { max: 1000 }) / 100,
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
