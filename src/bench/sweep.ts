@@ -11,7 +11,8 @@ import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
 import { outcomeToRow } from './report/outcome.js';
 import { combineTrials, DEFAULT_NOISY_CV } from './report/trials.js';
-import { markPeakFor } from './report/peak.js';
+import { markKneeAndSlo } from './report/knee.js';
+import { markPeakFor, MODES_WITHOUT_PEAK } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
 import { freePort } from './engine/net.js';
@@ -46,6 +47,8 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   repeat?: number;
   /** CV above which a repeated row is noisy (default 0.05). */
   noisyCv?: number;
+  /** saturation/suite: the p99 SLO in µs; the best row meeting it is marked slo_peak. */
+  sloP99Us?: number;
 }
 
 export class SweepConfigError extends Error {
@@ -100,6 +103,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const noisyCv = options.noisyCv ?? DEFAULT_NOISY_CV;
   if (!Number.isSafeInteger(repeat) || repeat < 1) throw new SweepConfigError('repeat must be a positive integer');
   if (!(noisyCv >= 0) || !Number.isFinite(noisyCv)) throw new SweepConfigError('noisyCv must be a number >= 0');
+  if (options.sloP99Us !== undefined && !(options.sloP99Us > 0 && Number.isFinite(options.sloP99Us))) throw new SweepConfigError('sloP99Us must be a number > 0');
   const connection = resolveConnection(options);
   const { localHost, devices } = connection;
   if (!o.concurrencies.length || o.concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
@@ -228,6 +232,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       warmup_s: warmupS,
       repeat,
       noisy_cv: noisyCv,
+      slo_p99_us: options.sloP99Us ?? null,
       max_bytes: maxBytes,
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
       verify: options.verify ?? false,
@@ -235,7 +240,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
     },
     // PEAK is the best row of a sweep: latency and throughput modes have none.
-    results: markPeakFor(o.mode, rows),
+    // Knee and SLO peak likewise only in sweeps.
+    results: MODES_WITHOUT_PEAK.includes(o.mode) ? markPeakFor(o.mode, rows) : markKneeAndSlo(markPeakFor(o.mode, rows), options.sloP99Us ?? null),
     notes,
   });
 }

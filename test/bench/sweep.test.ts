@@ -10,7 +10,7 @@ const small = { protocol: 'shm' as const, pageBytes: 16384, workingSet: 128, dur
 
 test('a saturation sweep: one row per concurrency, rows merged from per-worker histograms, verified bytes, PEAK marked', async () => {
   const progress: RowProgress[] = [];
-  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 3], verify: true, onProgress: (p) => progress.push(p) });
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 3], verify: true, sloP99Us: 1e9, onProgress: (p) => progress.push(p) });
   assert.is(schemaErrors(report), null);
   assert.is(report.results.length, 2);
   const [a, b] = report.results;
@@ -25,6 +25,9 @@ test('a saturation sweep: one row per concurrency, rows merged from per-worker h
   }
   assert.equal([a.threads, b.threads], [1, 3]);
   assert.is(report.results.filter((r) => r.peak).length, 1);
+  assert.is(report.results.filter((r) => r.slo_peak).length, 1, 'an SLO every row meets: one SLO peak');
+  assert.ok(report.results.every((r) => typeof r.knee === 'boolean'));
+  assert.is(report.meta.slo_p99_us, 1e9);
   assert.is(report.meta.transports.length > 0, true);
   assert.ok(progress.some((p) => p.stage === 'measure' || p.stage === 'done'));
 });

@@ -84,6 +84,7 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
       [['throughput', '--protocol', 'shm', '--concurrency', 'x'], /--concurrency/],
       [['saturation', '--protocol', 'shm', '--repeat', '0'], /--repeat/],
       [['saturation', '--protocol', 'shm', '--noisy-cv', 'high'], /--noisy-cv/],
+      [['saturation', '--protocol', 'shm', '--slo-p99', '0'], /--slo-p99/],
     ];
     for (const [args, pattern] of cases) {
       const r = await runCli([...args, '--out-dir', dir]);

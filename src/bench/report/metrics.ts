@@ -166,6 +166,8 @@ export function makeRow(input: RowInput): Row {
     lat_us_p99_ci95: null,
     cv: null,
     noisy: null,
+    slo_peak: null,
+    knee: null,
   };
   if (input.extra) {
     const extra: Record<string, number | null> = {};

@@ -112,6 +112,8 @@ export function noteCell(row: Row): string {
   const parts: string[] = [];
   if (row.peak) parts.push('PEAK');
   if (row.aborted === true) parts.push('ABORTED');
+  if (row.slo_peak === true) parts.push('SLO-PEAK');
+  if (row.knee === true) parts.push('KNEE');
   if (row.phase === 'latency-baseline' && !row.note.includes('latency-baseline')) parts.push('latency-baseline');
   if (row.note) parts.push(row.note);
   if (row.smoke && !row.note.includes(SMOKE_LABEL)) parts.push(SMOKE_LABEL);

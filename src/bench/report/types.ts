@@ -94,6 +94,10 @@ export interface Row {
   cv: number | null;
   /** cv above the noise threshold (--noisy-cv, default 5%); null below 2 trials. */
   noisy: boolean | null;
+  /** The best row of its sweep whose p99 meets --slo-p99 (see report/knee.ts); null without an SLO. */
+  slo_peak: boolean | null;
+  /** The sweep's knee: the last point before throughput grows slower than latency (report/knee.ts); null outside sweeps. */
+  knee: boolean | null;
   /** Additional numeric measurements not known when the schema was designed. */
   extra?: Record<string, number | null>;
 }

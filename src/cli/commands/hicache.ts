@@ -4,6 +4,12 @@ import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, ty
 import { parseDirectoryChoice } from '../../store/directory/url.js';
 import { connectionFromArgs, hicacheArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
+
+function parsePositiveNumber(flag: string, text: string): number {
+  const n = parseNonNegativeNumber(flag, text);
+  if (n <= 0) throw new UsageError(`${flag}: ${JSON.stringify(text)} must be more than 0`);
+  return n;
+}
 import { runMeasureCommand } from '../run-report.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
@@ -35,6 +41,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     verify: args.verify === true,
     directory: parseDirectoryArg(str(args, 'directory')),
     repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
+    sloP99Us: str(args, 'slo-p99').trim() === '' ? undefined : parsePositiveNumber('--slo-p99', str(args, 'slo-p99')),
     noisyCv: parseNonNegativeNumber('--noisy-cv', str(args, 'noisy-cv'), { max: 1000 }) / 100,
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
