@@ -10,6 +10,7 @@ import { silentLogger } from '../log.js';
 import { round, humanBytes } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { makeReport, noteAborted } from './report/metrics.js';
+import { loadAverage } from './report/manifest.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, type ConnectionOptions } from './engine/connection.js';
@@ -89,6 +90,7 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
   const mooncakeThreads = options.mooncakeThreads ?? p0.threads;
   await checkProtocol(p0.connection);
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
   const perSize = p0.paths.length + (options.skipMooncake ? 0 : 1);
   const total = perSize * points.length;
@@ -158,6 +160,7 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
     command: options.command ?? `runCompare(${JSON.stringify({ protocol: p0.connection.protocol, blockSizes })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: 'compare',
       protocol: p0.connection.protocol,

@@ -12,6 +12,7 @@ import { publishedPoolBytes } from '../store/published-pool.js';
 import { round } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
+import { loadAverage } from './report/manifest.js';
 import { outcomeToRow } from './report/outcome.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
@@ -274,6 +275,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
   const point = resolveMicro(options);
   await checkProtocol(point.connection);
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
   const result = await measureMicro(point, {
     signal: options.signal,
@@ -290,6 +292,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
     command: options.command ?? `runMicro(${JSON.stringify({ protocol: options.protocol, path: options.path ?? MICRO_DEFAULTS.path })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: 'micro',
       protocol: point.connection.protocol,

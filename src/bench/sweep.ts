@@ -9,6 +9,7 @@ import type { Layout } from '../store/host-pool.js';
 import { publishedPoolBytes } from '../store/published-pool.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
+import { loadAverage } from './report/manifest.js';
 import { outcomeToRow } from './report/outcome.js';
 import { combineTrials, DEFAULT_NOISY_CV } from './report/trials.js';
 import { markKneeAndSlo } from './report/knee.js';
@@ -132,6 +133,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
   await checkProtocol(connection);
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
   const notes: string[] = [];
   const rows: Row[] = [];
@@ -216,6 +218,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
     command: options.command ?? `runSweep(${JSON.stringify({ mode: o.mode, op: o.op, protocol: options.protocol })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: o.mode,
       protocol: options.protocol,

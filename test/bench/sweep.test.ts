@@ -28,6 +28,8 @@ test('a saturation sweep: one row per concurrency, rows merged from per-worker h
   assert.is(report.results.filter((r) => r.slo_peak).length, 1, 'an SLO every row meets: one SLO peak');
   assert.ok(report.results.every((r) => typeof r.knee === 'boolean'));
   assert.is(report.meta.slo_p99_us, 1e9);
+  assert.ok(report.manifest.loadavg_before !== null && report.manifest.ucx_transports.length > 0);
+  assert.is(report.manifest.client_cpu_pct.length, 2);
   assert.is(report.meta.transports.length > 0, true);
   assert.ok(progress.some((p) => p.stage === 'measure' || p.stage === 'done'));
 });

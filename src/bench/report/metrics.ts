@@ -13,6 +13,7 @@ import {
 /** A latency summary in ns (the shared histogram's; null fields when it holds no sample). */
 export type { LatencySummary } from '../histogram.js';
 import type { LatencySummary } from '../histogram.js';
+import { collectManifest } from './manifest.js';
 
 export interface RowInput {
   /** Default 'peercache'. */
@@ -214,6 +215,8 @@ export interface ReportInput {
   date?: Date;
   /** Default host.package_version. */
   toolVersion?: string;
+  /** os.loadavg() taken before the run (manifest.loadavg_before). */
+  loadavgBefore?: [number, number, number] | null;
 }
 
 /** Assembles a schema_version 1 report. */
@@ -235,6 +238,7 @@ export function makeReport(input: ReportInput): Report {
     meta,
     results: input.results,
     notes: [...(input.notes ?? [])],
+    manifest: collectManifest({ command: input.command, host: input.host, transports: meta.transports, rows: input.results, loadavgBefore: input.loadavgBefore }),
   };
 }
 

@@ -148,6 +148,31 @@ export interface Meta extends MetaCore {
   [key: string]: JsonValue | undefined;
 }
 
+/** How the run can be reproduced or doubted (report/manifest.ts). */
+export interface Manifest {
+  /** The exact command line. */
+  command: string;
+  /** process.argv after node and the script. */
+  argv: string[];
+  package_version: string;
+  /** HEAD of the checkout the package ran from; null when not a git checkout. */
+  git_commit: string | null;
+  /** Tracked files changed since git_commit; null when not a checkout. */
+  git_dirty: boolean | null;
+  node_version: string;
+  ucx_version: string | null;
+  /** UCX transports (lanes) that actually carried data, union over the run. */
+  ucx_transports: string[];
+  /** UCX_*, GLIBC_TUNABLES and PEERCACHE_* as the client saw them (secrets masked). */
+  env: Record<string, string>;
+  cpu_model: string;
+  cpu_count: number;
+  /** 1, 5, 15 min load average before the run; null when not taken. */
+  loadavg_before: [number, number, number] | null;
+  /** Client CPU% of each row, in results order (100 = one core). */
+  client_cpu_pct: (number | null)[];
+}
+
 export interface Report {
   schema: typeof REPORT_SCHEMA_ID;
   schema_version: typeof REPORT_SCHEMA_VERSION;
@@ -160,4 +185,5 @@ export interface Report {
   meta: Meta;
   results: Row[];
   notes: string[];
+  manifest: Manifest;
 }
