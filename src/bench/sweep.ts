@@ -18,6 +18,7 @@ import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
 import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
+import type { VerifyMode } from './engine/pattern.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 
@@ -42,6 +43,8 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   maxBytes?: number;
   /** Verify every byte of every hit page against its key's pattern (costs reader CPU). */
   verify?: boolean;
+  /** sample (default): the first and last word and one per 1 KiB of every page; full: every word. */
+  verifyMode?: VerifyMode;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
   /** Windows per row (default 1; suite 3): the row reports their median, 95% CI and CV. */
@@ -186,6 +189,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
           workingSet,
           publishBytes: setPoolBytes(s),
           verify: options.verify ?? false,
+          verifyMode: options.verifyMode ?? 'sample',
           raw: null,
           connectTimeoutMs: 60_000,
         },
@@ -202,6 +206,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       rows.push(row);
       options.onRow?.(row);
       logger.info(`row ${i + 1}/${steps.length} ${s.op} x${s.threads}: ${row.ok ? `${row.pages_per_s} pages/s, ${row.throughput_gbps} GB/s` : row.note}`);
+      if (row.wrong_pages) logger.error(`row ${i + 1}/${steps.length} ${s.op} x${s.threads}: ${row.wrong_pages} WRONG PAGES of ${row.pages_verified} verified: the row failed`);
     }
   } catch (err) {
     notes.push(`the run stopped early: ${(err as Error).message}`);
@@ -239,6 +244,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       max_bytes: maxBytes,
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
       verify: options.verify ?? false,
+      verify_mode: options.verify ? (options.verifyMode ?? 'sample') : null,
       producer: 'separate process',
       directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
     },

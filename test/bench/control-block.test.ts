@@ -59,7 +59,7 @@ const identity: RowIdentity = {
   path: 'hicache-get', op: 'get', protocol: 'shm', blockSize: 4096, batchSize: 4, threads: 2, components: 1, tokensPerPage: 16, phase: 'sweep', latUnit: 'batch_call', note: 'batch_get_v1 mla',
 };
 const m: Measurement = {
-  calls: 10, pagesRequested: 40, pages: 40, errors: 0, wrongPages: 0, elapsedNs: 2e9, latency: null, histogram: null, hitRate: 'get', transports: ['sysv/memory'], cpu: 50, rssPerWorker: 100, firstError: null,
+  calls: 10, pagesRequested: 40, pages: 40, errors: 0, pagesVerified: null, wrongPages: 0, elapsedNs: 2e9, latency: null, histogram: null, hitRate: 'get', transports: ['sysv/memory'], cpu: 50, rssPerWorker: 100, firstError: null,
 };
 
 test('outcomeToRow: measured, aborted (partial window or none) and failed', () => {
@@ -78,9 +78,13 @@ test('outcomeToRow: measured, aborted (partial window or none) and failed', () =
   assert.not.ok(failed.ok);
   assert.is(failed.note, 'failed: worker crashed');
   assert.is(failed.calls, 3);
-  const wrong = outcomeToRow({ kind: 'measured', identity, measurement: { ...m, wrongPages: 2 } });
+  const wrong = outcomeToRow({ kind: 'measured', identity, measurement: { ...m, pagesVerified: 40, wrongPages: 2 } });
   assert.not.ok(wrong.ok);
-  assert.match(wrong.note, /2 hit pages with WRONG bytes/);
+  assert.match(wrong.note, /WRONG PAGES: 2 of 40 verified pages/);
+  assert.is(wrong.pages_verified, 40);
+  assert.is(wrong.wrong_pages, 2);
+  assert.is(ok.pages_verified, null, 'verify off: null');
+  assert.is(ok.wrong_pages, null);
 });
 
 test.run();

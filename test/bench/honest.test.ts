@@ -46,7 +46,7 @@ test('percentiles: the table says why a percentile is missing', () => {
 
 test('aborted rows: aborted true, the window they measured, never PEAK even when fastest', () => {
   const identity = { path: 'hicache-get', op: 'get' as const, protocol: 'shm' as const, blockSize: 131072, batchSize: 32, threads: 4, components: 1, tokensPerPage: 64, phase: 'sweep' as const, latUnit: 'batch_call' as const, note: 'batch_get_v1' };
-  const m = { calls: 5000, pagesRequested: 160000, pages: 160000, errors: 0, wrongPages: 0, elapsedNs: 0.86e9, latency: lat(5000), histogram: null, hitRate: 'get' as const, transports: [], cpu: null, rssPerWorker: null, firstError: null };
+  const m = { calls: 5000, pagesRequested: 160000, pages: 160000, errors: 0, pagesVerified: null, wrongPages: 0, elapsedNs: 0.86e9, latency: lat(5000), histogram: null, hitRate: 'get' as const, transports: [], cpu: null, rssPerWorker: null, firstError: null };
   const aborted = outcomeToRow({ kind: 'aborted', identity, measurement: m });
   assert.is(aborted.aborted, true);
   assert.is(aborted.duration_s, 0.86);

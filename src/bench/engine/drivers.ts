@@ -9,15 +9,17 @@ import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { openTransport } from '../../transport/index.js';
 import { alignedBytes } from '../../transport/memory.js';
 import { OP_FIELDS } from '../../transport/types.js';
-import { pageSeed, verifyPage } from './pattern.js';
+import { pageSeed, verifyPage, verifyPageSampled } from './pattern.js';
 import type { WorkerTask } from './protocol.js';
 
 export interface CallOutcome {
   pagesRequested: number;
   /** get: pages read and validated; set: pages written; exists: pages probed; read: blocks read. */
   pages: number;
-  /** Hit pages whose bytes did not match their key (only counted with verify on). */
-  wrongBytes: number;
+  /** Hit pages checked against what their publisher wrote (verify on). */
+  verified: number;
+  /** Hit pages whose bytes did not match their key and generation (verify on). */
+  wrongPages: number;
 }
 
 export interface Driver {
@@ -43,7 +45,7 @@ export async function openSession(task: WorkerTask): Promise<Session> {
 }
 
 function noopSession(bs: number): Session {
-  const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+  const out: CallOutcome = { pagesRequested: bs, pages: bs, verified: 0, wrongPages: 0 };
   return { driver: { call: async () => out }, lanes: () => [], close: async () => {} };
 }
 
@@ -61,7 +63,7 @@ async function readSession(task: WorkerTask): Promise<Session> {
     const local = node.register(alignedBytes((hot ? 1 : bs) * block, false));
     const ops = new Float64Array(bs * OP_FIELDS);
     let r = 0;
-    const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+    const out: CallOutcome = { pagesRequested: bs, pages: bs, verified: 0, wrongPages: 0 };
     return {
       driver: {
         async call() {
@@ -127,11 +129,13 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
         const ok = await store.batchSetV1(keys, indices);
         let pages = 0;
         for (const x of ok) if (x) pages++;
-        return { pagesRequested: bs, pages, wrongBytes: 0 };
+        return { pagesRequested: bs, pages, verified: 0, wrongPages: 0 };
       },
     };
   }
   const all = workingSetKeys(task.keyPrefix, task.workingSet);
+  const check = task.verifyMode === 'full' ? verifyPage : verifyPageSampled;
+  const generation = task.generation ?? 1;
   const window = () => {
     const base = task.index * 7919 + r * bs;
     for (let j = 0; j < bs; j++) {
@@ -145,7 +149,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
       async call() {
         window();
         await store.batchExists(keys);
-        return { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+        return { pagesRequested: bs, pages: bs, verified: 0, wrongPages: 0 };
       },
     };
   }
@@ -154,20 +158,22 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
       window();
       const ok = await store.batchGetV1(keys, indices);
       let pages = 0;
-      let wrongBytes = 0;
+      let wrongPages = 0;
+      let verified = 0;
       for (let j = 0; j < bs; j++) {
         if (!ok[j]) continue;
         pages++;
         if (task.verify) {
+          verified++;
           for (let c = 0; c < host.components; c++) {
-            if (!verifyPage(host.pageView(j, c), pageSeed(slots[j], c))) {
-              wrongBytes++;
+            if (!check(host.pageView(j, c), pageSeed(slots[j], c, generation))) {
+              wrongPages++;
               break;
             }
           }
         }
       }
-      return { pagesRequested: bs, pages, wrongBytes };
+      return { pagesRequested: bs, pages, verified, wrongPages };
     },
   };
 }

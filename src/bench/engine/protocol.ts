@@ -47,8 +47,12 @@ export interface WorkerTask {
   /** read: `spread` (default) cycles over the region, each READ into its own local block; `hot`
    * reads the region's first block into one local block (ucx_perftest's pattern). */
   readPattern?: 'spread' | 'hot';
-  /** Verify every byte of every hit page (costs reader CPU). */
+  /** Verify every hit page against what its publisher wrote (costs reader CPU). */
   verify: boolean;
+  /** sample (default): words spread over the page; full: every word. */
+  verifyMode?: 'sample' | 'full';
+  /** The generation the producer published the working set with (default 1). */
+  generation?: number;
   /** The row's warmup: also bounds the calls a worker makes before it reports ready. */
   warmupMs: number;
   /** A stall budget: a worker that cannot connect within it fails the row. */
@@ -61,7 +65,9 @@ export interface WorkerResult {
   pagesRequested: number;
   pages: number;
   errors: number;
-  wrongBytes: number;
+  /** Hit pages verified / found wrong (verify on). */
+  pagesVerified: number;
+  wrongPages: number;
   firstError: string | null;
   lanes: string[];
   /** The worker's resident-set growth while it set up (a process-wide figure, taken per worker). */

@@ -212,7 +212,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
     const results = (await Promise.all(tasks)).filter((r): r is WorkerResult => r !== null);
     progress('done', plan.warmupS + plan.durationS, 0);
     const merged = SharedHistogram.merge(histograms);
-    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'wrongBytes') => results.reduce((s, r) => s + r[k], 0);
+    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'pagesVerified' | 'wrongPages') => results.reduce((s, r) => s + r[k], 0);
     const lanes = [...new Set(results.flatMap((r) => r.lanes))];
     const calls = sum('calls');
     const errors = sum('errors');
@@ -225,7 +225,8 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       pagesRequested: sum('pagesRequested'),
       pages: sum('pages'),
       errors,
-      wrongPages: sum('wrongBytes'),
+      pagesVerified: plan.task.verify ? sum('pagesVerified') : null,
+      wrongPages: sum('wrongPages'),
       elapsedNs: Number(t1 - t0),
       latency: merged.count > 0 ? merged.summary() : null,
       histogram: merged.count > 0 ? merged.encode() : null,

@@ -16,7 +16,7 @@ const WARM_CALLS = 200;
 export default async function runWorker(task: WorkerTask): Promise<WorkerResult> {
   const control = ControlBlock.attach(task.control);
   const hist = SharedHistogram.attach(task.histogram);
-  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, wrongBytes: 0, firstError: null, lanes: [], rssBytes: 0 };
+  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, pagesVerified: 0, wrongPages: 0, firstError: null, lanes: [], rssBytes: 0 };
   const session = await openSession(task);
   try {
     const { driver } = session;
@@ -40,7 +40,8 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
           result.calls++;
           result.pagesRequested += out.pagesRequested;
           result.pages += out.pages;
-          result.wrongBytes += out.wrongBytes;
+          result.pagesVerified += out.verified;
+          result.wrongPages += out.wrongPages;
           control.countCall(task.index, out.pages);
         }
       } catch (err) {

@@ -55,6 +55,9 @@ export interface RowInput {
   ok?: boolean;
   /** Stopped before its window ended; default false. */
   aborted?: boolean;
+  /** verify: hit pages checked and found wrong; null (default) when verify is off. */
+  pagesVerified?: number | null;
+  wrongPages?: number | null;
   /** Default: the protocol is tcp. A smoke row's note carries SMOKE_LABEL. */
   smoke?: boolean;
   transports?: readonly string[];
@@ -169,6 +172,8 @@ export function makeRow(input: RowInput): Row {
     noisy: null,
     slo_peak: null,
     knee: null,
+    pages_verified: input.pagesVerified ?? null,
+    wrong_pages: input.wrongPages ?? null,
   };
   if (input.extra) {
     const extra: Record<string, number | null> = {};

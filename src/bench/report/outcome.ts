@@ -31,6 +31,8 @@ export interface Measurement {
   pagesRequested: number;
   pages: number;
   errors: number;
+  /** Hit pages checked against what their publisher wrote; null when verify is off. */
+  pagesVerified: number | null;
   /** Hit pages whose bytes were not what the publisher wrote (verify only). */
   wrongPages: number;
   /** The window in ns. */
@@ -60,7 +62,7 @@ export function outcomeToRow(o: RowOutcome): Row {
   const notes = [what];
   if (o.kind === 'aborted') notes.push(`aborted: measured ${(m.elapsedNs / 1e9).toFixed(2)} s of the window`);
   if (m.errors) notes.push(`${m.errors} failed calls (first: ${m.firstError})`);
-  if (m.wrongPages) notes.push(`${m.wrongPages} hit pages with WRONG bytes`);
+  if (m.wrongPages) notes.push(`WRONG PAGES: ${m.wrongPages} of ${m.pagesVerified} verified pages were not what their publisher wrote`);
   if (m.calls === 0) notes.push(`no call completed in the window${m.firstError ? ` (first error: ${m.firstError})` : ''}`);
   return makeRow({
     ...identity,
@@ -78,5 +80,7 @@ export function outcomeToRow(o: RowOutcome): Row {
     note: notes.filter(Boolean).join('; '),
     ok: m.calls > 0 && m.wrongPages === 0,
     aborted: o.kind === 'aborted',
+    pagesVerified: m.pagesVerified,
+    wrongPages: m.pagesVerified === null ? null : m.wrongPages,
   });
 }

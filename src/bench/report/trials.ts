@@ -83,6 +83,9 @@ export function combineTrials(trials: readonly Row[], noisyCv = DEFAULT_NOISY_CV
   const hists = trials.filter((t) => t.histogram !== null).map((t) => SharedHistogram.decode(t.histogram!));
   row.histogram = hists.length === n ? SharedHistogram.merge(hists).encode() : null;
   row.aborted = trials.some((t) => t.aborted);
+  const opt = (k: 'pages_verified' | 'wrong_pages') => (trials.every((t) => t[k] !== null) ? trials.reduce((s, t) => s + t[k]!, 0) : null);
+  row.pages_verified = opt('pages_verified');
+  row.wrong_pages = opt('wrong_pages');
   Object.assign(row, combineSpread(trials, noisyCv));
   const spread = row.cv === null ? '' : ` (cv ${(row.cv * 100).toFixed(1)}%${row.noisy ? ', NOISY' : ''})`;
   row.note = [trials[0].note, `median of ${n} trials${spread}`].filter(Boolean).join('; ');

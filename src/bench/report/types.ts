@@ -96,6 +96,10 @@ export interface Row {
   noisy: boolean | null;
   /** The best row of its sweep whose p99 meets --slo-p99 (see report/knee.ts); null without an SLO. */
   slo_peak: boolean | null;
+  /** --verify: hit pages checked against what their publisher wrote (key and generation); null without --verify. */
+  pages_verified: number | null;
+  /** --verify: verified pages that were wrong (any fails the row); null without --verify. */
+  wrong_pages: number | null;
   /** The sweep's knee: the last point before throughput grows slower than latency (report/knee.ts); null outside sweeps. */
   knee: boolean | null;
   /** Additional numeric measurements not known when the schema was designed. */

@@ -11,6 +11,7 @@ function parsePositiveNumber(flag: string, text: string): number {
   return n;
 }
 import { runMeasureCommand } from '../run-report.js';
+import { VERIFY_MODES } from '../../bench/engine/pattern.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 function parseDirectoryArg(text: string): string | undefined {
@@ -39,6 +40,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
     verify: args.verify === true,
+    verifyMode: parseEnum('--verify-mode', str(args, 'verify-mode'), VERIFY_MODES),
     directory: parseDirectoryArg(str(args, 'directory')),
     repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
     sloP99Us: str(args, 'slo-p99').trim() === '' ? undefined : parsePositiveNumber('--slo-p99', str(args, 'slo-p99')),
