@@ -11,6 +11,7 @@ import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
 import { loadAverage } from './report/manifest.js';
 import { outcomeToRow } from './report/outcome.js';
+import { iecBytes } from './report/format.js';
 import { combineTrials, DEFAULT_NOISY_CV } from './report/trials.js';
 import { markKneeAndSlo } from './report/knee.js';
 import { markPeakFor, MODES_WITHOUT_PEAK } from './report/peak.js';
@@ -51,6 +52,12 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   repeat?: number;
   /** CV above which a repeated row is noisy (default 0.05). */
   noisyCv?: number;
+  /**
+   * The host pool every row's workers share, a fixed footprint across the sweep: 'auto' (default:
+   * 2 x the widest row's in-flight pages), a size in bytes, or 'per-worker' (each worker its own
+   * pool of one batch: the footprint grows with concurrency).
+   */
+  hostPool?: 'auto' | 'per-worker' | number;
   /** saturation/suite: the p99 SLO in µs; the best row meeting it is marked slo_peak. */
   sloP99Us?: number;
 }
@@ -125,8 +132,19 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads);
   const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads) * components, pageBytes);
   const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
-  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * (setPoolBytes(s) + s.batchSize * pageBytes * components)));
-  const widestRead = Math.max(0, ...steps.filter((s) => s.op !== 'set').map((s) => s.threads * s.batchSize * pageBytes * components));
+  const pageFootprint = pageBytes * components;
+  const widestInFlight = Math.max(...steps.map((s) => s.threads * s.batchSize));
+  const hostPoolChoice = options.hostPool ?? 'auto';
+  const hostPoolPages = hostPoolChoice === 'per-worker' ? null : hostPoolChoice === 'auto' ? 2 * widestInFlight : Math.floor(hostPoolChoice / pageFootprint);
+  if (hostPoolPages !== null && hostPoolPages < widestInFlight) {
+    throw new SweepConfigError(
+      `the host pool holds ${hostPoolPages} pages, fewer than the widest row has in flight (${widestInFlight} = its workers x batch): give a host pool of at least ${widestInFlight * pageFootprint} bytes`,
+    );
+  }
+  const hostPoolBytes = hostPoolPages === null ? null : hostPoolPages * pageFootprint;
+  const consumerPool = (s: Step) => hostPoolBytes ?? s.threads * s.batchSize * pageFootprint;
+  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * setPoolBytes(s) + consumerPool(s)));
+  const widestRead = Math.max(0, ...steps.filter((s) => s.op !== 'set').map(consumerPool));
   const total = producerBytes + Math.max(widestSet, widestRead);
   if (total > maxBytes) {
     throw new SweepConfigError(
@@ -138,7 +156,11 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const started = new Date();
   const loadBefore = loadAverage();
   const host = collectLocalHost();
-  const notes: string[] = [];
+  const notes: string[] = [
+    hostPoolBytes === null
+      ? 'host pool: one batch per worker (--host-pool per-worker): the destination footprint grows with concurrency'
+      : `host pool: ${iecBytes(hostPoolBytes)} (${hostPoolPages} pages) in every row, shared by its workers (each cycles through its share): a fixed destination footprint, so the sweep varies concurrency only`,
+  ];
   const rows: Row[] = [];
   const transports = new Set<string>();
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
@@ -177,9 +199,10 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
         phase: s.phase,
         components,
         tokensPerPage,
+        hostPoolPages: hostPoolPages ?? undefined,
         warmupS,
         durationS,
-        note,
+        note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`].filter(Boolean).join('; '),
         task: {
           store: storeCfg,
           layout,
@@ -240,6 +263,9 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       warmup_s: warmupS,
       repeat,
       noisy_cv: noisyCv,
+      host_pool: hostPoolBytes === null ? 'per-worker' : 'shared',
+      host_pool_bytes: hostPoolBytes ?? null,
+      host_pool_pages: hostPoolPages ?? null,
       slo_p99_us: options.sloP99Us ?? null,
       max_bytes: maxBytes,
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,

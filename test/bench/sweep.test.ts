@@ -81,6 +81,25 @@ test('--repeat 2: each row two windows, median and spread; latency and throughpu
   assert.is(report.meta.repeat, 2);
 });
 
+test('a fixed host pool shared by every row: the same footprint at every concurrency, verified reads land in each worker\'s share', async () => {
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 4], batchSize: 8, verify: true });
+  assert.is(schemaErrors(report), null);
+  // auto: 2 x the widest row's in-flight pages (4 workers x batch 8).
+  assert.is(report.meta.host_pool_pages, 64);
+  assert.is(report.meta.host_pool_bytes, 64 * 16384);
+  assert.ok(report.notes.some((n) => /^host pool: 1 MiB \(64 pages\) in every row, shared by its workers/.test(n)), report.notes.join(' | '));
+  for (const r of report.results) {
+    assert.ok(r.ok, r.note);
+    assert.match(r.note, /host pool 1 MiB shared by \d/);
+    assert.is(r.wrong_pages, 0);
+    assert.is(r.pages_verified, r.pages);
+  }
+  const perWorker = await runSweep({ ...small, mode: 'throughput', op: 'get', concurrencies: [2], batchSize: 8, verify: true, hostPool: 'per-worker' });
+  assert.ok(perWorker.results[0].ok, perWorker.results[0].note);
+  assert.is(perWorker.meta.host_pool, 'per-worker');
+  assert.is(perWorker.meta.host_pool_bytes, null);
+});
+
 test('bad options are clear errors before anything starts', async () => {
   const cases: [Partial<SweepOptions>, RegExp][] = [
     [{ concurrencies: [] }, /concurrencies must be a non-empty list/],

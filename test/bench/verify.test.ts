@@ -7,6 +7,7 @@ import { fillPage, pageSeed, verifyPage, verifyPageSampled } from '../../src/ben
 import { freePort } from '../../src/bench/engine/net.js';
 import { outcomeToRow } from '../../src/bench/report/outcome.js';
 import { silentLogger } from '../../src/log.js';
+import { HostKVPool } from '../../src/store/host-pool.js';
 
 const PAGE = 16384;
 const WS = 64;
@@ -23,6 +24,14 @@ test('pattern: the seed is keyed by key, component and generation; sample and fu
   page[PAGE - 1] ^= 1;
   assert.not.ok(verifyPage(page, pageSeed(7, 0, 2)));
   assert.not.ok(verifyPageSampled(page, pageSeed(7, 0, 2)));
+});
+
+test('HostKVPool over memory it is given (a row\'s shared pool): views into that memory; too small is an error', () => {
+  const sab = new Uint8Array(new SharedArrayBuffer(4 * PAGE));
+  const pool = new HostKVPool({ layout: 'mla', pageBytes: PAGE, pages: 4, tokensPerPage: 16, buffer: sab });
+  pool.pageView(3)[0] = 42;
+  assert.is(sab[3 * PAGE], 42);
+  assert.throws(() => new HostKVPool({ layout: 'mha', pageBytes: PAGE, pages: 4, tokensPerPage: 16, buffer: sab }), /at least 131072 bytes/);
 });
 
 async function getRow(stalePages: number[], verifyMode: 'sample' | 'full') {

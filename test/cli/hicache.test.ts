@@ -85,6 +85,8 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
       [['saturation', '--protocol', 'shm', '--repeat', '0'], /--repeat/],
       [['saturation', '--protocol', 'shm', '--noisy-cv', 'high'], /--noisy-cv/],
       [['saturation', '--protocol', 'shm', '--slo-p99', '0'], /--slo-p99/],
+      [['saturation', '--protocol', 'shm', '--host-pool', 'lots'], /--host-pool/],
+      [['saturation', '--protocol', 'shm', '--host-pool', '1m'], /the host pool holds 8 pages, fewer than the widest row has in flight/],
     ];
     for (const [args, pattern] of cases) {
       const r = await runCli([...args, '--out-dir', dir]);

@@ -94,7 +94,10 @@ async function readSession(task: WorkerTask): Promise<Session> {
 }
 
 async function storeSession(task: WorkerTask): Promise<Session> {
-  const host = new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
+  const shared = task.hostPool ?? null;
+  const host = shared
+    ? new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: shared.pages, tokensPerPage: task.tokensPerPage, buffer: shared.buffer })
+    : new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
   const store = await PeerCacheStore.open({
     ...task.store,
     hostPool: host,
@@ -115,7 +118,20 @@ async function storeSession(task: WorkerTask): Promise<Session> {
 
 function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool): Driver {
   const bs = task.batchSize;
-  const indices = host.tokenIndices(Array.from({ length: bs }, (_, i) => i));
+  // This worker's batch slots in the host pool: its own share of a shared pool (cycled through,
+  // one slot per call), or its one-batch pool.
+  const share = Math.floor(host.pages / Math.max(1, task.hostPool ? task.threads : 1));
+  const slotCount = Math.max(1, Math.floor(share / bs));
+  if (share < bs) throw new Error(`the host pool (${host.pages} pages) has less than one batch (${bs} pages) for each of ${task.threads} workers`);
+  const slotIndices = Array.from({ length: slotCount }, (_, s) => host.tokenIndices(Array.from({ length: bs }, (_, i) => task.index * (task.hostPool ? share : 0) + s * bs + i)));
+  let slot = 0;
+  let indices = slotIndices[0];
+  let firstPage = task.index * (task.hostPool ? share : 0);
+  const nextSlot = () => {
+    slot = slot + 1 === slotCount ? 0 : slot + 1;
+    indices = slotIndices[slot];
+    firstPage = task.index * (task.hostPool ? share : 0) + slot * bs;
+  };
   const keys = new Array<string>(bs);
   const slots = new Int32Array(bs);
   let r = 0;
@@ -126,6 +142,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
       async call() {
         for (let j = 0; j < bs; j++) keys[j] = `${prefix}${r}/${j}`;
         r++;
+        nextSlot();
         const ok = await store.batchSetV1(keys, indices);
         let pages = 0;
         for (const x of ok) if (x) pages++;
@@ -156,6 +173,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
   return {
     async call() {
       window();
+      nextSlot();
       const ok = await store.batchGetV1(keys, indices);
       let pages = 0;
       let wrongPages = 0;
@@ -166,7 +184,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
         if (task.verify) {
           verified++;
           for (let c = 0; c < host.components; c++) {
-            if (!check(host.pageView(j, c), pageSeed(slots[j], c, generation))) {
+            if (!check(host.pageView(firstPage + j, c), pageSeed(slots[j], c, generation))) {
               wrongPages++;
               break;
             }

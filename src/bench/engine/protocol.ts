@@ -42,6 +42,12 @@ export interface WorkerTask {
   workingSet: number;
   /** set: this worker's published pool, in bytes. */
   publishBytes: number;
+  /**
+   * The row's one destination (get) / source (set) host pool that all its workers share, with
+   * its page count: worker w cycles its batches through its 1/threads share of it, so every row
+   * of a sweep touches the same footprint. Null: each worker has its own pool of one batch.
+   */
+  hostPool?: { buffer: Uint8Array; pages: number } | null;
   /** read: the region to READ blocks of `pageBytes` from (cycling over it). */
   raw: RawRegion | null;
   /** read: `spread` (default) cycles over the region, each READ into its own local block; `hot`

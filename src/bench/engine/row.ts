@@ -11,6 +11,7 @@ import type { Logger, LogLevel } from '../../log.js';
 import { SharedHistogram } from '../histogram.js';
 import type { Measurement, RowIdentity, RowOutcome } from '../report/outcome.js';
 import type { LatUnit, Phase as RowPhase, Row, RowOp } from '../report/types.js';
+import { alignedBytes } from '../../transport/memory.js';
 import { ControlBlock, Phase } from './control-block.js';
 import { workerEntry } from './entry.js';
 import type { DriverKind, WorkerResult, WorkerTask } from './protocol.js';
@@ -30,6 +31,8 @@ export interface RowPlan {
   task: Omit<WorkerTask, 'index' | 'threads' | 'op' | 'row' | 'control' | 'histogram' | 'batchSize' | 'warmupMs'>;
   components: number;
   tokensPerPage: number;
+  /** Pages of one host pool all the row's workers share (fixed footprint); omitted: a pool of one batch per worker. */
+  hostPoolPages?: number;
   warmupS: number;
   durationS: number;
   note: string;
@@ -118,6 +121,8 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
     note: plan.note,
   };
   const control = ControlBlock.create(threads);
+  // The row's shared host pool (one allocation, a SharedArrayBuffer every worker maps).
+  const hostPool = plan.hostPoolPages ? { buffer: alignedBytes(plan.hostPoolPages * plan.task.pageBytes * plan.components, true), pages: plan.hostPoolPages } : null;
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
   const entry = workerEntry('worker');
   const rssBefore = privateRss();
@@ -152,7 +157,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
   };
   const tasks = histograms.map((h, index) =>
     pool
-      .run({ ...plan.task, index, threads, op, row: ctx.index, control: control.buffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
+      .run({ ...plan.task, hostPool, index, threads, op, row: ctx.index, control: control.buffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
       .then((r) => r as WorkerResult)
       .catch((err: unknown) => {
         fail(err);

@@ -5,6 +5,12 @@ import { parseDirectoryChoice } from '../../store/directory/url.js';
 import { connectionFromArgs, hicacheArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
 
+function parseHostPool(text: string): 'auto' | 'per-worker' | number {
+  const t = text.trim().toLowerCase();
+  if (t === 'auto' || t === 'per-worker') return t;
+  return parseSize('--host-pool', text);
+}
+
 function parsePositiveNumber(flag: string, text: string): number {
   const n = parseNonNegativeNumber(flag, text);
   if (n <= 0) throw new UsageError(`${flag}: ${JSON.stringify(text)} must be more than 0`);
@@ -40,6 +46,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
     verify: args.verify === true,
+    hostPool: parseHostPool(str(args, 'host-pool')),
     verifyMode: parseEnum('--verify-mode', str(args, 'verify-mode'), VERIFY_MODES),
     directory: parseDirectoryArg(str(args, 'directory')),
     repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
