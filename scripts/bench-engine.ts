@@ -8,6 +8,7 @@
 import { cpus } from 'node:os';
 import hdr from 'hdr-histogram-js';
 import { runRow } from '../src/bench/engine/row.js';
+import { outcomeToRow } from '../src/bench/report/outcome.js';
 import { SharedHistogram } from '../src/bench/histogram.js';
 import { silentLogger } from '../src/log.js';
 import { args, flag, reportLog } from './lib/cli.js';
@@ -18,7 +19,7 @@ const out = flag('--out', '');
 const { log, save } = reportLog();
 
 async function noopRow(threads: number) {
-  return runRow(
+  return outcomeToRow(await runRow(
     {
       op: 'noop',
       path: 'engine-noop',
@@ -45,7 +46,7 @@ async function noopRow(threads: number) {
       },
     },
     { index: 0, rows: 1, logger: silentLogger },
-  );
+  ));
 }
 
 /** CPU ns per record (CPU time, not wall: this machine's other load must not count). */

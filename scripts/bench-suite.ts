@@ -17,6 +17,7 @@ import { median } from './lib/stats.js';
 
 const { runSweep } = await built<typeof import('../src/bench/sweep.js')>('bench/sweep.js');
 const { runRow } = await built<typeof import('../src/bench/engine/row.js')>('bench/engine/row.js');
+const { outcomeToRow } = await built<typeof import('../src/bench/report/outcome.js')>('bench/report/outcome.js');
 const { startProducer } = await built<typeof import('../src/bench/engine/producer.js')>('bench/engine/producer.js');
 const { silentLogger } = await built<typeof import('../src/log.js')>('log.js');
 
@@ -31,13 +32,13 @@ async function bareRead(threads: number): Promise<number> {
   const store = { discoveryAddr, protocol: 'shm' as const, devices: [], ibPort: 1, gidIndex: undefined, authToken: undefined, localHost: '127.0.0.1', timeoutMs: 10_000 };
   const producer = await startProducer({ ...store, layout: 'mla', pageBytes: PAGE, tokensPerPage: 64, sets: [], fill: false, rawBytes: WORKING_SET * PAGE, nodeId: 'bare', logLevel: 'warning' }, silentLogger);
   try {
-    const row = await runRow(
+    const row = outcomeToRow(await runRow(
       {
         op: 'read', path: 'transport-read', rowOp: 'read', threads, batchSize: BATCH, phase: 'single', components: 1, tokensPerPage: 64, warmupS, durationS, note: '',
         task: { store, layout: 'mla', pageBytes: PAGE, tokensPerPage: 64, keyPrefix: '', workingSet: 0, publishBytes: 0, verify: false, raw: producer.raw, connectTimeoutMs: 60_000 },
       },
       { index: 0, rows: 1, logger: silentLogger },
-    );
+    ));
     return row.throughput_gbps;
   } finally {
     await producer.stop();

@@ -11,6 +11,7 @@ import { silentLogger } from '../log.js';
 import { round, humanBytes } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { makeReport, noteAborted } from './report/metrics.js';
+import { loadAverage } from './report/manifest.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, type ConnectionOptions } from './engine/connection.js';
@@ -82,8 +83,9 @@ export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] 
   const lines: string[] = [];
   for (const size of blockSizes) {
     const at = rows.filter((r) => r.block_size === size);
-    const mc = at.find((r) => r.system === 'mooncake' && r.ok && r.throughput_gbps > 0);
-    const ours = at.filter((r) => r.system === 'peercache' && r.ok);
+    // An aborted row's partial window never feeds a ratio.
+    const mc = at.find((r) => r.system === 'mooncake' && r.ok && r.aborted !== true && r.throughput_gbps > 0);
+    const ours = at.filter((r) => r.system === 'peercache' && r.ok && r.aborted !== true);
     const parts = ours.map((r) => `${r.path} ${r.throughput_gbps} GB/s`);
     if (mc) {
       const mcT = transportOf(mc);
@@ -99,7 +101,9 @@ export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] 
         }
         const ratio = round(r.throughput_gbps / mc.throughput_gbps, 3);
         r.extra = { ...r.extra, ratio_vs_mooncake: ratio };
-        r.note = r.note ? `${r.note}; ${ratio}x mooncake (both ${mcT})` : `${ratio}x mooncake (both ${mcT})`;
+        // Medians when repeated; a ratio of a noisy input says so.
+        const text = `${ratio}x mooncake (both ${mcT})${r.noisy || mc.noisy ? ' (NOISY input)' : ''}`;
+        r.note = r.note ? `${r.note}; ${text}` : text;
         ratios.push(`${r.path}/mooncake = ${ratio}`);
       }
       parts.push(ratios.join(', '));
@@ -126,6 +130,7 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
   const mooncakeAbsent = mcFound !== null && mcFound.path === null ? describeBinProblem(mcFound) : null;
   if (mooncakeAbsent) options.onNotice?.(`Mooncake will not run: ${mooncakeAbsent}; its rows say so and carry no figure (${MOONCAKE_HOWTO}, or pass --skip-mooncake)`);
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
   const perSize = p0.paths.length + (options.skipMooncake ? 0 : 1);
   const total = perSize * points.length;
@@ -197,6 +202,7 @@ export async function runCompare(options: CompareOptions): Promise<Report> {
     command: options.command ?? `runCompare(${JSON.stringify({ protocol: p0.connection.protocol, blockSizes })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: 'compare',
       protocol: p0.connection.protocol,

@@ -12,6 +12,8 @@ import { publishedPoolBytes } from '../store/published-pool.js';
 import { round } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
+import { loadAverage } from './report/manifest.js';
+import { outcomeToRow } from './report/outcome.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type Connection, type ConnectionOptions } from './engine/connection.js';
@@ -244,7 +246,7 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
           connectTimeoutMs: 60_000,
         },
       };
-      const row = withAmortised(await runRow(plan, { index: ctx.index + i, rows: ctx.rows, signal: ctx.signal, logger: ctx.logger, onProgress: ctx.onProgress }));
+      const row = withAmortised(outcomeToRow(await runRow(plan, { index: ctx.index + i, rows: ctx.rows, signal: ctx.signal, logger: ctx.logger, onProgress: ctx.onProgress })));
       for (const t of row.transports) transports.add(t);
       rows.push(row);
       ctx.onRow?.(row);
@@ -259,9 +261,13 @@ export async function measureMicro(p: MicroPoint, ctx: MicroContext): Promise<Mi
     await producer?.stop();
   }
   // The store's own cost, in the same run: store GB/s over transport GB/s.
-  const tr = rows.find((r) => r.path === 'transport-read' && r.ok);
-  const st = rows.find((r) => r.path === 'store-get' && r.ok);
-  if (tr && st && tr.throughput_gbps > 0) st.extra = { ...st.extra, ratio_vs_transport: round(st.throughput_gbps / tr.throughput_gbps, 3) };
+  // An aborted row's partial window never feeds a ratio.
+  const tr = rows.find((r) => r.path === 'transport-read' && r.ok && !r.aborted);
+  const st = rows.find((r) => r.path === 'store-get' && r.ok && !r.aborted);
+  if (tr && st && tr.throughput_gbps > 0) {
+    st.extra = { ...st.extra, ratio_vs_transport: round(st.throughput_gbps / tr.throughput_gbps, 3) };
+    if (tr.noisy || st.noisy) st.note = `${st.note}; ratio_vs_transport from a NOISY input`;
+  }
   return { rows, transports: [...transports], notes };
 }
 
@@ -270,6 +276,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
   const point = resolveMicro(options);
   await checkProtocol(point.connection);
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
   const result = await measureMicro(point, {
     signal: options.signal,
@@ -286,6 +293,7 @@ export async function runMicro(options: MicroOptions): Promise<Report> {
     command: options.command ?? `runMicro(${JSON.stringify({ protocol: options.protocol, path: options.path ?? MICRO_DEFAULTS.path })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: 'micro',
       protocol: point.connection.protocol,

@@ -30,6 +30,7 @@ import { ChildProc, describeExit, type ChildExit } from './child-process.js';
 import { round } from './report/format.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, makeRow } from './report/metrics.js';
+import { loadAverage } from './report/manifest.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { freePort } from './engine/net.js';
@@ -551,6 +552,7 @@ function resultRow(identity: Identity, r: Resolved, m: MooncakeResult, notes: st
 
 export async function runMooncake(options: MooncakeReportOptions): Promise<Report> {
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
   const out = await runMooncakeRow(options);
   const r = resolveOptions(options);
@@ -561,6 +563,7 @@ export async function runMooncake(options: MooncakeReportOptions): Promise<Repor
     command: options.command ?? `runMooncake(${JSON.stringify({ protocol: options.protocol })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: 'mooncake',
       protocol: options.protocol,

@@ -9,11 +9,17 @@ import type { Layout } from '../store/host-pool.js';
 import { publishedPoolBytes } from '../store/published-pool.js';
 import { collectLocalHost } from './report/host.js';
 import { failedRow, makeReport, noteAborted } from './report/metrics.js';
-import { markPeak } from './report/peak.js';
+import { loadAverage } from './report/manifest.js';
+import { outcomeToRow } from './report/outcome.js';
+import { iecBytes } from './report/format.js';
+import { combineTrials, DEFAULT_NOISY_CV } from './report/trials.js';
+import { markKneeAndSlo } from './report/knee.js';
+import { markPeakFor, MODES_WITHOUT_PEAK } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions } from './engine/connection.js';
 import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
+import type { VerifyMode } from './engine/pattern.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 import { ConfigError } from '../errors.js';
@@ -39,8 +45,22 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   maxBytes?: number;
   /** Verify every byte of every hit page against its key's pattern (costs reader CPU). */
   verify?: boolean;
+  /** sample (default): the first and last word and one per 1 KiB of every page; full: every word. */
+  verifyMode?: VerifyMode;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
+  /** Windows per row (default 1; suite 3): the row reports their median, 95% CI and CV. */
+  repeat?: number;
+  /** CV above which a repeated row is noisy (default 0.05). */
+  noisyCv?: number;
+  /**
+   * The host pool every row's workers share, a fixed footprint across the sweep: 'auto' (default:
+   * 2 x the widest row's in-flight pages), a size in bytes, or 'per-worker' (each worker its own
+   * pool of one batch: the footprint grows with concurrency).
+   */
+  hostPool?: 'auto' | 'per-worker' | number;
+  /** saturation/suite: the p99 SLO in µs; the best row meeting it is marked slo_peak. */
+  sloP99Us?: number;
 }
 
 export class SweepConfigError extends ConfigError {
@@ -91,6 +111,11 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const durationS = options.durationS ?? 10;
   const warmupS = options.warmupS ?? 2;
   const maxBytes = options.maxBytes ?? 8 * 2 ** 30;
+  const repeat = options.repeat ?? (options.mode === 'suite' ? 3 : 1);
+  const noisyCv = options.noisyCv ?? DEFAULT_NOISY_CV;
+  if (!Number.isSafeInteger(repeat) || repeat < 1) throw new SweepConfigError('repeat must be a positive integer');
+  if (!(noisyCv >= 0) || !Number.isFinite(noisyCv)) throw new SweepConfigError('noisyCv must be a number >= 0');
+  if (options.sloP99Us !== undefined && !(options.sloP99Us > 0 && Number.isFinite(options.sloP99Us))) throw new SweepConfigError('sloP99Us must be a number > 0');
   const connection = resolveConnection(options);
   const { localHost, devices } = connection;
   if (!o.concurrencies.length || o.concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
@@ -108,8 +133,19 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads);
   const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads) * components, pageBytes);
   const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
-  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * (setPoolBytes(s) + s.batchSize * pageBytes * components)));
-  const widestRead = Math.max(0, ...steps.filter((s) => s.op !== 'set').map((s) => s.threads * s.batchSize * pageBytes * components));
+  const pageFootprint = pageBytes * components;
+  const widestInFlight = Math.max(...steps.map((s) => s.threads * s.batchSize));
+  const hostPoolChoice = options.hostPool ?? 'auto';
+  const hostPoolPages = hostPoolChoice === 'per-worker' ? null : hostPoolChoice === 'auto' ? 2 * widestInFlight : Math.floor(hostPoolChoice / pageFootprint);
+  if (hostPoolPages !== null && hostPoolPages < widestInFlight) {
+    throw new SweepConfigError(
+      `the host pool holds ${hostPoolPages} pages, fewer than the widest row has in flight (${widestInFlight} = its workers x batch): give a host pool of at least ${widestInFlight * pageFootprint} bytes`,
+    );
+  }
+  const hostPoolBytes = hostPoolPages === null ? null : hostPoolPages * pageFootprint;
+  const consumerPool = (s: Step) => hostPoolBytes ?? s.threads * s.batchSize * pageFootprint;
+  const widestSet = Math.max(0, ...steps.filter((s) => s.op === 'set').map((s) => s.threads * setPoolBytes(s) + consumerPool(s)));
+  const widestRead = Math.max(0, ...steps.filter((s) => s.op !== 'set').map(consumerPool));
   const total = producerBytes + Math.max(widestSet, widestRead);
   if (total > maxBytes) {
     throw new SweepConfigError(
@@ -119,8 +155,13 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
   await checkProtocol(connection);
   const started = new Date();
+  const loadBefore = loadAverage();
   const host = collectLocalHost();
-  const notes: string[] = [];
+  const notes: string[] = [
+    hostPoolBytes === null
+      ? 'host pool: one batch per worker (--host-pool per-worker): the destination footprint grows with concurrency'
+      : `host pool: ${iecBytes(hostPoolBytes)} (${hostPoolPages} pages) in every row, shared by its workers (each cycles through its share): a fixed destination footprint, so the sweep varies concurrency only`,
+  ];
   const rows: Row[] = [];
   const transports = new Set<string>();
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
@@ -150,38 +191,46 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       }
       const note =
         s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
-      const row = await runRow(
-        {
-          op: s.op,
-          path: `hicache-${s.op}`,
-          rowOp: s.op,
-          threads: s.threads,
-          batchSize: s.batchSize,
-          phase: s.phase,
-          components,
+      const rowPlan: RowPlan = {
+        op: s.op,
+        path: `hicache-${s.op}`,
+        rowOp: s.op,
+        threads: s.threads,
+        batchSize: s.batchSize,
+        phase: s.phase,
+        components,
+        tokensPerPage,
+        hostPoolPages: hostPoolPages ?? undefined,
+        warmupS,
+        durationS,
+        note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`].filter(Boolean).join('; '),
+        task: {
+          store: storeCfg,
+          layout,
+          pageBytes,
           tokensPerPage,
-          warmupS,
-          durationS,
-          note,
-          task: {
-            store: storeCfg,
-            layout,
-            pageBytes,
-            tokensPerPage,
-            keyPrefix: 'pcbench/get',
-            workingSet,
-            publishBytes: setPoolBytes(s),
-            verify: options.verify ?? false,
-            raw: null,
-            connectTimeoutMs: 60_000,
-          },
+          keyPrefix: 'pcbench/get',
+          workingSet,
+          publishBytes: setPoolBytes(s),
+          verify: options.verify ?? false,
+          verifyMode: options.verifyMode ?? 'sample',
+          raw: null,
+          connectTimeoutMs: 60_000,
         },
-        { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress },
-      );
+      };
+      const trials: Row[] = [];
+      for (let t = 0; t < repeat; t++) {
+        const outcome = await runRow(rowPlan, { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress });
+        trials.push(outcomeToRow(outcome));
+        // A failed or aborted trial ends the row's trials: the row says which.
+        if (outcome.kind !== 'measured' || options.signal?.aborted) break;
+      }
+      const row = combineTrials(trials, noisyCv);
       for (const t of row.transports) transports.add(t);
       rows.push(row);
       options.onRow?.(row);
       logger.info(`row ${i + 1}/${steps.length} ${s.op} x${s.threads}: ${row.ok ? `${row.pages_per_s} pages/s, ${row.throughput_gbps} GB/s` : row.note}`);
+      if (row.wrong_pages) logger.error(`row ${i + 1}/${steps.length} ${s.op} x${s.threads}: ${row.wrong_pages} WRONG PAGES of ${row.pages_verified} verified: the row failed`);
     }
   } catch (err) {
     notes.push(`the run stopped early: ${(err as Error).message}`);
@@ -198,6 +247,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
     command: options.command ?? `runSweep(${JSON.stringify({ mode: o.mode, op: o.op, protocol: options.protocol })})`,
     host,
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: o.mode,
       protocol: options.protocol,
@@ -212,13 +262,22 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       working_set: workingSet,
       duration_s: durationS,
       warmup_s: warmupS,
+      repeat,
+      noisy_cv: noisyCv,
+      host_pool: hostPoolBytes === null ? 'per-worker' : 'shared',
+      host_pool_bytes: hostPoolBytes ?? null,
+      host_pool_pages: hostPoolPages ?? null,
+      slo_p99_us: options.sloP99Us ?? null,
       max_bytes: maxBytes,
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
       verify: options.verify ?? false,
+      verify_mode: options.verify ? (options.verifyMode ?? 'sample') : null,
       producer: 'separate process',
       directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
     },
-    results: markPeak(rows),
+    // PEAK is the best row of a sweep: latency and throughput modes have none.
+    // Knee and SLO peak likewise only in sweeps.
+    results: MODES_WITHOUT_PEAK.includes(o.mode) ? markPeakFor(o.mode, rows) : markKneeAndSlo(markPeakFor(o.mode, rows), options.sloP99Us ?? null),
     notes,
   });
 }

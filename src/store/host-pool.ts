@@ -17,6 +17,11 @@ export interface HostKVPoolOptions {
   tokensPerPage: number;
   /** Back the pool with a SharedArrayBuffer (default true) so other threads can see it. The pool starts on a 4 KiB boundary. */
   shared?: boolean;
+  /**
+   * Use this memory instead of allocating (at least pages x pageBytes x components bytes), e.g.
+   * one pool a benchmark row's worker threads share (a view of a SharedArrayBuffer).
+   */
+  buffer?: Uint8Array;
 }
 
 export type HostIndices = Int32Array | readonly number[];
@@ -46,7 +51,14 @@ export class HostKVPool {
     this.pageStride = pageBytes * this.components;
     const total = this.pageStride * pages;
     if (total > 2 ** 47) throw new RangeError(`HostKVPool: ${total} bytes is too large`);
-    this.buffer = alignedBytes(total, options.shared !== false);
+    if (options.buffer !== undefined) {
+      if (!(options.buffer instanceof Uint8Array) || options.buffer.byteLength < total) {
+        throw new RangeError(`HostKVPool: the buffer given must be a Uint8Array of at least ${total} bytes`);
+      }
+      this.buffer = options.buffer.subarray(0, total);
+    } else {
+      this.buffer = alignedBytes(total, options.shared !== false);
+    }
   }
 
   get byteLength(): number {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { microBlocks, microBytes, resolveMicro, MicroConfigError } from '../../src/bench/micro.js';
 import type { Report } from '../../src/bench/report/types.js';
 import { SMOKE_LABEL } from '../../src/bench/report/types.js';
-import { transportMismatch } from '../../src/bench/engine/row.js';
+import { transportMismatch } from '../../src/bench/report/transport-check.js';
 import { runCli } from '../helpers/cli.js';
 import { flagFor } from '../../src/cli/flags.js';
 import { errorsOf, validate } from '../helpers/schema.js';

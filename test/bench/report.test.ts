@@ -22,7 +22,7 @@ const host: Host = {
 };
 
 const lat = (us: number): LatencySummary => ({
-  count: 10, min_ns: us * 500, max_ns: us * 3000, mean_ns: us * 1000, p50_ns: us * 1000,
+  count: 10000, min_ns: us * 500, max_ns: us * 3000, mean_ns: us * 1000, p50_ns: us * 1000,
   p90_ns: us * 1500, p95_ns: us * 1600, p99_ns: us * 2000, p999_ns: us * 2500, p9999_ns: us * 2900,
 });
 
@@ -113,7 +113,7 @@ test('metrics: elapsed 0 (or negative) gives zero rates, never NaN/Infinity', ()
 
 test('metrics: latency ns → µs with 2 dp; no sample → null', () => {
   const r = getRow({
-    latency: { count: 3, min_ns: 1000, max_ns: 123_456_789, mean_ns: 12_345.6, p50_ns: 1_234, p90_ns: 1_235, p95_ns: 1_999.4, p99_ns: 5_006, p999_ns: 100_001, p9999_ns: 100_002 },
+    latency: { count: 1000, min_ns: 1000, max_ns: 123_456_789, mean_ns: 12_345.6, p50_ns: 1_234, p90_ns: 1_235, p95_ns: 1_999.4, p99_ns: 5_006, p999_ns: 100_001, p9999_ns: 100_002 },
   });
   assert.is(r.lat_us_mean, 12.35);
   assert.is(r.lat_us_p50, 1.23);
@@ -217,9 +217,13 @@ test('peak: read rows compare GB/s; exists rows compare pages/s', () => {
   assert.is(peakKey({ op: 'exists' }), 'pages_per_s');
   const micro = [
     getRow({ path: 'transport-read', op: 'read', blockSize: 4096, pages: 1000 }),
-    getRow({ path: 'transport-read', op: 'read', blockSize: 1 << 20, pages: 100 }),
+    getRow({ path: 'transport-read', op: 'read', blockSize: 4096, pages: 100, elapsedNs: SEC / 100 }),
   ];
+  // The higher GB/s wins (the second moves 100 pages in 10 ms).
   assert.equal(markPeak(micro).map((r) => r.peak), [false, true]);
+  // Two block sizes never compete: each is its own PEAK.
+  const sizes = [getRow({ path: 'transport-read', op: 'read', blockSize: 4096 }), getRow({ path: 'transport-read', op: 'read', blockSize: 1 << 20 })];
+  assert.equal(markPeak(sizes).map((r) => r.peak), [true, true]);
   const ex = [getRow({ path: 'hicache-exists', op: 'exists', pages: 10 }), getRow({ path: 'hicache-exists', op: 'exists', pages: 20 })];
   assert.equal(markPeak(ex).map((r) => r.peak), [false, true]);
 });

@@ -10,7 +10,7 @@ const small = { protocol: 'shm' as const, pageBytes: 16384, workingSet: 128, dur
 
 test('a saturation sweep: one row per concurrency, rows merged from per-worker histograms, verified bytes, PEAK marked', async () => {
   const progress: RowProgress[] = [];
-  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 3], verify: true, onProgress: (p) => progress.push(p) });
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 3], verify: true, sloP99Us: 1e9, onProgress: (p) => progress.push(p) });
   assert.is(schemaErrors(report), null);
   assert.is(report.results.length, 2);
   const [a, b] = report.results;
@@ -25,6 +25,11 @@ test('a saturation sweep: one row per concurrency, rows merged from per-worker h
   }
   assert.equal([a.threads, b.threads], [1, 3]);
   assert.is(report.results.filter((r) => r.peak).length, 1);
+  assert.is(report.results.filter((r) => r.slo_peak).length, 1, 'an SLO every row meets: one SLO peak');
+  assert.ok(report.results.every((r) => typeof r.knee === 'boolean'));
+  assert.is(report.meta.slo_p99_us, 1e9);
+  assert.ok(report.manifest.loadavg_before !== null && report.manifest.ucx_transports.length > 0);
+  assert.is(report.manifest.client_cpu_pct.length, 2);
   assert.is(report.meta.transports.length > 0, true);
   assert.ok(progress.some((p) => p.stage === 'measure' || p.stage === 'done'));
 });
@@ -41,15 +46,58 @@ test('suite on tcp: latency baseline + get/set/exists sweeps; every row marked s
 
 test('abort: the row in progress keeps what was measured, later rows are not run, the report is still valid', async () => {
   const controller = new AbortController();
-  const started = Date.now();
-  setTimeout(() => controller.abort(), 1500);
-  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 2, 4], durationS: 5, signal: controller.signal });
-  assert.ok(Date.now() - started < 8000, 'stopped promptly');
+  let abortedAt = Number.POSITIVE_INFINITY;
+  // Abort half a second into the first row's measured window (however long its start took).
+  let armed = false;
+  const onProgress = (p: RowProgress) => {
+    if (p.stage === 'measure' && !armed) {
+      armed = true;
+      setTimeout(() => {
+        abortedAt = Date.now();
+        controller.abort();
+      }, 300);
+    }
+  };
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 2, 4], durationS: 5, signal: controller.signal, onProgress });
+  assert.ok(Date.now() - abortedAt < 5000, 'stopped promptly');
   assert.is(schemaErrors(report), null);
   assert.ok(report.results.length >= 1 && report.results.length < 3, `${report.results.length} rows`);
   assert.ok(report.notes.some((n) => /abort/.test(n)), report.notes.join());
   const first = report.results[0];
-  assert.ok(first.ok && /aborted: partial window/.test(first.note) && first.duration_s < 5, first.note);
+  assert.ok(first.ok && first.aborted && /aborted: measured [\d.]+ s of the window/.test(first.note) && first.duration_s < 5, first.note);
+  assert.not.ok(first.peak, 'an aborted row is never PEAK');
+  assert.not.ok(report.results.some((r) => r.peak && r.aborted));
+});
+
+test('--repeat 2: each row two windows, median and spread; latency and throughput modes have no PEAK', async () => {
+  const report = await runSweep({ ...small, mode: 'throughput', op: 'get', concurrencies: [2], repeat: 2 });
+  assert.is(schemaErrors(report), null);
+  const [r] = report.results;
+  assert.ok(r.ok, r.note);
+  assert.is(r.trials, 2);
+  assert.ok(r.cv !== null && r.throughput_gbps_ci95 !== null && r.lat_us_p99_ci95 !== null && typeof r.noisy === 'boolean');
+  assert.match(r.note, /median of 2 trials/);
+  assert.not.ok(r.peak, 'throughput mode: no PEAK');
+  assert.is(report.meta.repeat, 2);
+});
+
+test('a fixed host pool shared by every row: the same footprint at every concurrency, verified reads land in each worker\'s share', async () => {
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 4], batchSize: 8, verify: true });
+  assert.is(schemaErrors(report), null);
+  // auto: 2 x the widest row's in-flight pages (4 workers x batch 8).
+  assert.is(report.meta.host_pool_pages, 64);
+  assert.is(report.meta.host_pool_bytes, 64 * 16384);
+  assert.ok(report.notes.some((n) => /^host pool: 1 MiB \(64 pages\) in every row, shared by its workers/.test(n)), report.notes.join(' | '));
+  for (const r of report.results) {
+    assert.ok(r.ok, r.note);
+    assert.match(r.note, /host pool 1 MiB shared by \d/);
+    assert.is(r.wrong_pages, 0);
+    assert.is(r.pages_verified, r.pages);
+  }
+  const perWorker = await runSweep({ ...small, mode: 'throughput', op: 'get', concurrencies: [2], batchSize: 8, verify: true, hostPool: 'per-worker' });
+  assert.ok(perWorker.results[0].ok, perWorker.results[0].note);
+  assert.is(perWorker.meta.host_pool, 'per-worker');
+  assert.is(perWorker.meta.host_pool_bytes, null);
 });
 
 test('bad options are clear errors before anything starts', async () => {

@@ -27,6 +27,11 @@ for (const protocol of ['shm', 'tcp'] as const) {
       const report = JSON.parse(readFileSync(join(dir, files[0]), 'utf8')) as Report;
       assert.is(schemaErrors(report), null);
       assert.is(report.results.length, 9);
+      // The suite repeats every row 3 times by default: medians, CI and CV on every measured row.
+      for (const row of report.results.filter((x) => x.ok)) {
+        assert.is(row.trials, 3, row.note);
+        assert.ok(row.cv !== null && row.pages_per_s_ci95 !== null && typeof row.noisy === 'boolean', row.note);
+      }
       assert.match(report.command, /^peercache-bench suite --protocol/);
       assert.match(r.stdout, /\| op +\| proto +\| +page \| batch \| threads \| pages\/s/);
       assert.match(r.stdout, /PEAK/);
@@ -77,6 +82,11 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
       [['suite', '--protocol', 'shm', '--page-size', '4g', '--max-bytes', '1g'], /over --max-bytes/],
       [['suite', '--protocol', 'shm', '--batch-size', '0'], /--batch-size/],
       [['throughput', '--protocol', 'shm', '--concurrency', 'x'], /--concurrency/],
+      [['saturation', '--protocol', 'shm', '--repeat', '0'], /--repeat/],
+      [['saturation', '--protocol', 'shm', '--noisy-cv', 'high'], /--noisy-cv/],
+      [['saturation', '--protocol', 'shm', '--slo-p99', '0'], /--slo-p99/],
+      [['saturation', '--protocol', 'shm', '--host-pool', 'lots'], /--host-pool/],
+      [['saturation', '--protocol', 'shm', '--host-pool', '1m'], /the host pool holds 8 pages, fewer than the widest row has in flight/],
     ];
     for (const [args, pattern] of cases) {
       const r = await runCli([...args, '--out-dir', dir]);

@@ -7,6 +7,7 @@
 import { createInterface } from 'node:readline';
 import { createLogger } from '../../log.js';
 import { runRow } from '../engine/row.js';
+import { outcomeToRow } from '../report/outcome.js';
 import { encode, parseParentMessage, wallNow, type ChildMessage } from './child-protocol.js';
 import { DriverNode } from './driver-node.js';
 import { rowPlan, type DriveRowsConfig } from './plan.js';
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
 
   async function runOne(index: number): Promise<void> {
     let startedAtMs: number | null = null;
-    const result = await runRow(rowPlan(cfg, index), {
+    const outcome = await runRow(rowPlan(cfg, index), {
       index,
       rows: cfg.concurrencies.length,
       signal: controller.signal,
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
           send({ t: 'ready', row: index });
         }),
     });
-    send({ t: 'result', row: index, result, startedAtMs });
+    send({ t: 'result', row: index, result: outcomeToRow(outcome), startedAtMs });
   }
 
   await closed;

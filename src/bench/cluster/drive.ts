@@ -15,6 +15,8 @@ import { resolveConnection, storeConfig } from '../engine/connection.js';
 import { runRow, type RunControl } from '../engine/row.js';
 import { collectLocalHost } from '../report/host.js';
 import { failedRow, makeReport, noteAborted } from '../report/metrics.js';
+import { loadAverage } from '../report/manifest.js';
+import { outcomeToRow } from '../report/outcome.js';
 import { markPeak } from '../report/peak.js';
 import type { Report, Row } from '../report/types.js';
 import { DriverNode } from './driver-node.js';
@@ -71,6 +73,7 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
     connectTimeoutMs: o.connectTimeoutMs,
   };
   const started = new Date();
+  const loadBefore = loadAverage();
   logger.info(`joining ${options.discoveryAddr} as '${nodeId}' (${local.host}, ${local.how}) over ${options.protocol}`);
   const node = await DriverNode.open(nodeCfg, logger, o.processes > 1 ? { [ATTR.coordinator]: o.processes } : {});
   const serve = node.serve;
@@ -122,7 +125,7 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
       }
       let row = group
         ? await group.runRow({ index: i, signal: options.signal, onProgress: options.onProgress })
-        : await runRow(rowPlan(rowsCfg, i), { index: i, rows: o.concurrencies.length, signal: options.signal, logger, onProgress: options.onProgress, readyTimeoutMs: o.connectTimeoutMs });
+        : outcomeToRow(await runRow(rowPlan(rowsCfg, i), { index: i, rows: o.concurrencies.length, signal: options.signal, logger, onProgress: options.onProgress, readyTimeoutMs: o.connectTimeoutMs }));
       const after = await node.serveGone();
       if (after) {
         const saw = row.op === 'get' && row.pages_requested > 0 ? `, the workers got ${Math.round((row.pages / row.pages_requested) * 1000) / 10}% hits` : '';
@@ -154,6 +157,7 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
     command: options.command ?? `runDrive(${JSON.stringify({ discoveryAddr: options.discoveryAddr, op: o.op, protocol: options.protocol })})`,
     host: collectLocalHost(),
     date: started,
+    loadavgBefore: loadBefore,
     meta: {
       mode: 'dist',
       role: 'drive',

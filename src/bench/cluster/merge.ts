@@ -106,6 +106,9 @@ export function mergeProcessRows(results: readonly ProcessRowResult[], id: Merge
     rss: rss.length ? Math.max(...rss) : null,
     note: notes.join('; '),
     ok: rows.every((r) => r.ok),
+    aborted: rows.some((r) => r.aborted === true),
+    pagesVerified: rows.every((r) => typeof r.pages_verified === 'number') ? rows.reduce((s, r) => s + r.pages_verified!, 0) : null,
+    wrongPages: rows.every((r) => typeof r.wrong_pages === 'number') ? rows.reduce((s, r) => s + r.wrong_pages!, 0) : null,
     extra: { processes: n, window_skew_ms: skewMs === null ? null : Math.round(skewMs * 1000) / 1000 },
   });
 }

@@ -9,15 +9,17 @@ import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { openTransport } from '../../transport/index.js';
 import { alignedBytes } from '../../transport/memory.js';
 import { OP_FIELDS } from '../../transport/types.js';
-import { pageSeed, verifyPage } from './pattern.js';
+import { pageSeed, verifyPage, verifyPageSampled } from './pattern.js';
 import type { WorkerTask } from './protocol.js';
 
 export interface CallOutcome {
   pagesRequested: number;
   /** get: pages read and validated; set: pages written; exists: pages probed; read: blocks read. */
   pages: number;
-  /** Hit pages whose bytes did not match their key (only counted with verify on). */
-  wrongBytes: number;
+  /** Hit pages checked against what their publisher wrote (verify on). */
+  verified: number;
+  /** Hit pages whose bytes did not match their key and generation (verify on). */
+  wrongPages: number;
 }
 
 export interface Driver {
@@ -43,7 +45,7 @@ export async function openSession(task: WorkerTask): Promise<Session> {
 }
 
 function noopSession(bs: number): Session {
-  const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+  const out: CallOutcome = { pagesRequested: bs, pages: bs, verified: 0, wrongPages: 0 };
   return { driver: { call: async () => out }, lanes: () => [], close: async () => {} };
 }
 
@@ -61,7 +63,7 @@ async function readSession(task: WorkerTask): Promise<Session> {
     const local = node.register(alignedBytes((hot ? 1 : bs) * block, false));
     const ops = new Float64Array(bs * OP_FIELDS);
     let r = 0;
-    const out: CallOutcome = { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+    const out: CallOutcome = { pagesRequested: bs, pages: bs, verified: 0, wrongPages: 0 };
     return {
       driver: {
         async call() {
@@ -92,7 +94,10 @@ async function readSession(task: WorkerTask): Promise<Session> {
 }
 
 async function storeSession(task: WorkerTask): Promise<Session> {
-  const host = new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
+  const shared = task.hostPool ?? null;
+  const host = shared
+    ? new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: shared.pages, tokensPerPage: task.tokensPerPage, buffer: shared.buffer })
+    : new HostKVPool({ layout: task.layout, pageBytes: task.pageBytes, pages: task.batchSize, tokensPerPage: task.tokensPerPage, shared: false });
   const store = await PeerCacheStore.open({
     ...task.store,
     hostPool: host,
@@ -113,7 +118,20 @@ async function storeSession(task: WorkerTask): Promise<Session> {
 
 function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool): Driver {
   const bs = task.batchSize;
-  const indices = host.tokenIndices(Array.from({ length: bs }, (_, i) => i));
+  // This worker's batch slots in the host pool: its own share of a shared pool (cycled through,
+  // one slot per call), or its one-batch pool.
+  const share = Math.floor(host.pages / Math.max(1, task.hostPool ? task.threads : 1));
+  const slotCount = Math.max(1, Math.floor(share / bs));
+  if (share < bs) throw new Error(`the host pool (${host.pages} pages) has less than one batch (${bs} pages) for each of ${task.threads} workers`);
+  const slotIndices = Array.from({ length: slotCount }, (_, s) => host.tokenIndices(Array.from({ length: bs }, (_, i) => task.index * (task.hostPool ? share : 0) + s * bs + i)));
+  let slot = 0;
+  let indices = slotIndices[0];
+  let firstPage = task.index * (task.hostPool ? share : 0);
+  const nextSlot = () => {
+    slot = slot + 1 === slotCount ? 0 : slot + 1;
+    indices = slotIndices[slot];
+    firstPage = task.index * (task.hostPool ? share : 0) + slot * bs;
+  };
   const keys = new Array<string>(bs);
   const slots = new Int32Array(bs);
   let r = 0;
@@ -124,14 +142,17 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
       async call() {
         for (let j = 0; j < bs; j++) keys[j] = `${prefix}${r}/${j}`;
         r++;
+        nextSlot();
         const ok = await store.batchSetV1(keys, indices);
         let pages = 0;
         for (const x of ok) if (x) pages++;
-        return { pagesRequested: bs, pages, wrongBytes: 0 };
+        return { pagesRequested: bs, pages, verified: 0, wrongPages: 0 };
       },
     };
   }
   const all = workingSetKeys(task.keyPrefix, task.workingSet);
+  const check = task.verifyMode === 'full' ? verifyPage : verifyPageSampled;
+  const generation = task.generation ?? 1;
   const window = () => {
     const base = task.index * 7919 + r * bs;
     for (let j = 0; j < bs; j++) {
@@ -145,29 +166,32 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
       async call() {
         window();
         await store.batchExists(keys);
-        return { pagesRequested: bs, pages: bs, wrongBytes: 0 };
+        return { pagesRequested: bs, pages: bs, verified: 0, wrongPages: 0 };
       },
     };
   }
   return {
     async call() {
       window();
+      nextSlot();
       const ok = await store.batchGetV1(keys, indices);
       let pages = 0;
-      let wrongBytes = 0;
+      let wrongPages = 0;
+      let verified = 0;
       for (let j = 0; j < bs; j++) {
         if (!ok[j]) continue;
         pages++;
         if (task.verify) {
+          verified++;
           for (let c = 0; c < host.components; c++) {
-            if (!verifyPage(host.pageView(j, c), pageSeed(slots[j], c))) {
-              wrongBytes++;
+            if (!check(host.pageView(firstPage + j, c), pageSeed(slots[j], c, generation))) {
+              wrongPages++;
               break;
             }
           }
         }
       }
-      return { pagesRequested: bs, pages, wrongBytes };
+      return { pagesRequested: bs, pages, verified, wrongPages };
     },
   };
 }

@@ -5,9 +5,13 @@
  * Offsets are byte offsets into the pattern; unaligned ones work byte by byte.
  */
 
-/** The bytes the producer writes into working-set page i (component c), so readers can verify hits. */
-export function pageSeed(page: number, component: number): number {
-  return (Math.imul(page + 1, 0x9e3779b1) ^ (component * 0x85ebca6b)) >>> 0;
+/**
+ * The seed of a working-set page, so readers can verify what they read: a function of (key index,
+ * component, generation), so a page of another key, another component or a stale generation
+ * differs in (almost) every word.
+ */
+export function pageSeed(page: number, component: number, generation = 1): number {
+  return (Math.imul(page + 1, 0x9e3779b1) ^ Math.imul(component + 1, 0x85ebca6b) ^ Math.imul(generation, 0xc2b2ae35)) >>> 0;
 }
 
 /** Word w of the pattern for `seed`. */
@@ -65,3 +69,22 @@ export function fillPage(bytes: Uint8Array, seed: number): void {
 export function verifyPage(bytes: Uint8Array, seed: number): boolean {
   return checkPattern(bytes, seed, 0) === -1;
 }
+
+/** Words checked per page by the `sample` verify mode: one per 1 KiB, plus the first and last word. */
+export const SAMPLE_STRIDE_WORDS = 256;
+
+/**
+ * The `sample` verify mode: the first and last word and one word per 1 KiB (a 128 KiB page: 129
+ * words). Catches a page of the wrong key or component, a stale generation, a page not written
+ * or cut short; a single flipped byte between two samples is left to `full`.
+ */
+export function verifyPageSampled(bytes: Uint8Array, seed: number): boolean {
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+  const n = words.length;
+  if (n === 0) return true;
+  for (let i = 0; i < n; i += SAMPLE_STRIDE_WORDS) if (words[i] !== patternWord(i, seed)) return false;
+  return words[n - 1] === patternWord(n - 1, seed);
+}
+
+export type VerifyMode = 'sample' | 'full';
+export const VERIFY_MODES: readonly VerifyMode[] = ['sample', 'full'];

@@ -46,13 +46,15 @@ async function main(): Promise<void> {
   process.stdin.on('end', () => void stop(0));
   process.stdin.resume();
   let published = 0;
+  const stale = new Set(cfg.stalePages ?? []);
   for (const set of cfg.sets) {
     for (let base = 0; base < set.count; base += chunk) {
       const n = Math.min(chunk, set.count - base);
       const keys: string[] = [];
       for (let i = 0; i < n; i++) {
         keys.push(`${set.prefix}/${base + i}`);
-        if (cfg.fill) for (let c = 0; c < host.components; c++) fillPage(host.pageView(i, c), pageSeed(base + i, c));
+        const generation = (cfg.generation ?? 1) - (stale.has(base + i) ? 1 : 0);
+        if (cfg.fill) for (let c = 0; c < host.components; c++) fillPage(host.pageView(i, c), pageSeed(base + i, c, generation));
       }
       const ok = await store.batchSetV1(keys, host.tokenIndices(Array.from({ length: n }, (_, i) => i)));
       const bad = ok.indexOf(false);

@@ -15,6 +15,10 @@ export interface ProducerConfig extends Omit<StoreConfig, 'timeoutMs'> {
   sets: { prefix: string; count: number }[];
   /** Fill pages with the verification pattern (else they hold zeros). */
   fill: boolean;
+  /** The generation written into every page's pattern (default 1). */
+  generation?: number;
+  /** Test fault: working-set page indices written with the previous generation (a stale copy). */
+  stalePages?: number[];
   /** Bytes of a raw region to publish for bare data-plane READs (micro); 0 for none. */
   rawBytes?: number;
   nodeId: string;

@@ -1,33 +1,10 @@
 /**
- * The worker protocol, in one place (like piscina's symbols.ts): the shared control block every
- * row's workers and the main thread use, and the task/result messages.
- *
- * Control block (Int32Array over a SharedArrayBuffer):
- *   [PHASE]            the row's phase, written by main: INIT -> WARMUP -> MEASURE -> STOP
- *   [READY]            workers that are connected and waiting for WARMUP
- *   [DONE]             workers that finished
- *   then per worker w, LIVE_FIELDS counters at LIVE_BASE + w * LIVE_FIELDS, updated per call with
- *   Atomics so the main thread can draw progress without messages:
- *   [calls, pages, errors] (measured-window calls only)
+ * The worker protocol, in one place (like piscina's types.ts): the task a row's main thread hands
+ * each worker and the result it gets back. The shared control block (phase, ready/done, live
+ * counters) is its own object: see control-block.ts.
  */
 import type { Layout } from '../../store/host-pool.js';
 import type { StoreConfig } from './connection.js';
-
-export const PHASE = 0;
-export const READY = 1;
-export const DONE = 2;
-export const LIVE_BASE = 4;
-export const LIVE_FIELDS = 4;
-export const LIVE_CALLS = 0;
-export const LIVE_PAGES = 1;
-export const LIVE_ERRORS = 2;
-
-export const Phase = { Init: 0, Warmup: 1, Measure: 2, Stop: 3 } as const;
-export type PhaseValue = (typeof Phase)[keyof typeof Phase];
-
-export function controlBytes(workers: number): number {
-  return (LIVE_BASE + workers * LIVE_FIELDS) * 4;
-}
 
 export type BenchOp = 'get' | 'set' | 'exists';
 /**
@@ -52,6 +29,7 @@ export interface WorkerTask {
   threads: number;
   op: DriverKind;
   row: number;
+  /** The row's ControlBlock buffer (ControlBlock.attach). */
   control: SharedArrayBuffer;
   histogram: SharedArrayBuffer;
   store: StoreConfig;
@@ -64,13 +42,23 @@ export interface WorkerTask {
   workingSet: number;
   /** set: this worker's published pool, in bytes. */
   publishBytes: number;
+  /**
+   * The row's one destination (get) / source (set) host pool that all its workers share, with
+   * its page count: worker w cycles its batches through its 1/threads share of it, so every row
+   * of a sweep touches the same footprint. Null: each worker has its own pool of one batch.
+   */
+  hostPool?: { buffer: Uint8Array; pages: number } | null;
   /** read: the region to READ blocks of `pageBytes` from (cycling over it). */
   raw: RawRegion | null;
   /** read: `spread` (default) cycles over the region, each READ into its own local block; `hot`
    * reads the region's first block into one local block (ucx_perftest's pattern). */
   readPattern?: 'spread' | 'hot';
-  /** Verify every byte of every hit page (costs reader CPU). */
+  /** Verify every hit page against what its publisher wrote (costs reader CPU). */
   verify: boolean;
+  /** sample (default): words spread over the page; full: every word. */
+  verifyMode?: 'sample' | 'full';
+  /** The generation the producer published the working set with (default 1). */
+  generation?: number;
   /** The row's warmup: also bounds the calls a worker makes before it reports ready. */
   warmupMs: number;
   /** A stall budget: a worker that cannot connect within it fails the row. */
@@ -83,7 +71,9 @@ export interface WorkerResult {
   pagesRequested: number;
   pages: number;
   errors: number;
-  wrongBytes: number;
+  /** Hit pages verified / found wrong (verify on). */
+  pagesVerified: number;
+  wrongPages: number;
   firstError: string | null;
   lanes: string[];
   /** The worker's resident-set growth while it set up (a process-wide figure, taken per worker). */

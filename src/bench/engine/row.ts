@@ -1,35 +1,20 @@
 /**
  * Runs one row of a sweep: a piscina pool sized exactly to the row's concurrency, one task per
  * thread, a shared start/stop flag so every worker measures the same window, then the workers'
- * histograms merged and the row's metrics computed. A worker crash or store error ends that row
- * with ok:false and a note; it never throws out of here.
+ * histograms merged. Returns what happened as a RowOutcome (measured | aborted | failed) that
+ * report/outcome.ts turns into a row; a worker crash or store error is a `failed` outcome, never a
+ * throw out of here.
  */
 import { readFileSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import type { Logger, LogLevel } from '../../log.js';
 import { SharedHistogram } from '../histogram.js';
-import { failedRow, makeRow } from '../report/metrics.js';
+import type { Measurement, RowIdentity, RowOutcome } from '../report/outcome.js';
 import type { LatUnit, RowPhase, Row, RowOp } from '../report/types.js';
+import { alignedBytes } from '../../transport/memory.js';
+import { ControlBlock, Phase } from './control-block.js';
 import { workerEntry } from './entry.js';
-import { controlBytes, DONE, LIVE_BASE, LIVE_CALLS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, type DriverKind, type WorkerResult, type WorkerTask } from './protocol.js';
-
-/** The UCX transport names each protocol is restricted to (native/context.cc), and tcp's own. */
-const PROTOCOL_TRANSPORTS: Record<string, RegExp> = {
-  shm: /^(posix|sysv|cma|self|knem|xpmem)$/,
-  rdma: /^(rc|ud|dc)(_\w+)?$/,
-  tcp: /^tcp$/,
-};
-
-/**
- * Why a row's transports (the lanes UCX reports, e.g. 'sysv/memory', 'rc_mlx5/mlx5_0:1') are not
- * the ones its protocol promises, or null. No lanes (nothing connected, the noop driver): null.
- */
-export function transportMismatch(protocol: string, lanes: readonly string[]): string | null {
-  const want = PROTOCOL_TRANSPORTS[protocol];
-  if (!want || lanes.length === 0) return null;
-  const wrong = lanes.filter((l) => !want.test(l.split('/')[0]));
-  return wrong.length ? `the data went over ${wrong.join(', ')}, not ${protocol}'s transports: no figure is published under ${protocol}` : null;
-}
+import type { DriverKind, WorkerResult, WorkerTask } from './protocol.js';
 
 export interface RowPlan {
   /** What each worker's loop runs. */
@@ -46,6 +31,8 @@ export interface RowPlan {
   task: Omit<WorkerTask, 'index' | 'threads' | 'op' | 'row' | 'control' | 'histogram' | 'batchSize' | 'warmupMs'>;
   components: number;
   tokensPerPage: number;
+  /** Pages of one host pool all the row's workers share (fixed footprint); omitted: a pool of one batch per worker. */
+  hostPoolPages?: number;
   warmupS: number;
   durationS: number;
   note: string;
@@ -118,9 +105,9 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
-export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
+export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome> {
   const { threads, op } = plan;
-  const identity = {
+  const identity: RowIdentity = {
     path: plan.path,
     op: plan.rowOp,
     protocol: plan.task.store.protocol,
@@ -130,9 +117,12 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
     components: plan.components,
     tokensPerPage: plan.tokensPerPage,
     phase: plan.phase,
-    latUnit: plan.latUnit ?? (plan.batchSize === 1 ? ('page' as const) : ('batch_call' as const)),
+    latUnit: plan.latUnit ?? (plan.batchSize === 1 ? 'page' : 'batch_call'),
+    note: plan.note,
   };
-  const control = new Int32Array(new SharedArrayBuffer(controlBytes(threads)));
+  const control = ControlBlock.create(threads);
+  // The row's shared host pool (one allocation, a SharedArrayBuffer every worker maps).
+  const hostPool = plan.hostPoolPages ? { buffer: alignedBytes(plan.hostPoolPages * plan.task.pageBytes * plan.components, true), pages: plan.hostPoolPages } : null;
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
   const entry = workerEntry('worker');
   const rssBefore = privateRss();
@@ -163,12 +153,11 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
   let firstFailure: string | null = null;
   const fail = (err: unknown) => {
     firstFailure ??= (err as Error)?.message ?? String(err);
-    Atomics.store(control, PHASE, Phase.Stop);
-    Atomics.notify(control, PHASE);
+    control.setPhase(Phase.Stop);
   };
   const tasks = histograms.map((h, index) =>
     pool
-      .run({ ...plan.task, index, threads, op, row: ctx.index, control: control.buffer as SharedArrayBuffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
+      .run({ ...plan.task, hostPool, index, threads, op, row: ctx.index, control: control.buffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
       .then((r) => r as WorkerResult)
       .catch((err: unknown) => {
         fail(err);
@@ -183,13 +172,13 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
   try {
     // Wait until every worker is connected and has made one call.
     const readyDeadline = Date.now() + (ctx.readyTimeoutMs ?? 120_000);
-    while (Atomics.load(control, READY) < threads && firstFailure === null) {
+    while (control.ready < threads && firstFailure === null) {
       if (ctx.signal?.aborted) {
         aborted = true;
         break;
       }
       if (Date.now() > readyDeadline) {
-        fail(new Error(`only ${Atomics.load(control, READY)} of ${threads} workers connected within ${(ctx.readyTimeoutMs ?? 120_000) / 1000} s`));
+        fail(new Error(`only ${control.ready} of ${threads} workers connected within ${(ctx.readyTimeoutMs ?? 120_000) / 1000} s`));
         break;
       }
       await sleep(20);
@@ -200,76 +189,63 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<Row> {
     if (firstFailure === null && !aborted) {
       if (pool.threads.length !== threads) ctx.logger.warn(`row ${ctx.index}: pool has ${pool.threads.length} threads, expected ${threads}`);
       rssPerWorker = Math.max(0, Math.round((privateRss() - rssBefore) / threads));
-      Atomics.store(control, PHASE, Phase.Warmup);
-      Atomics.notify(control, PHASE);
+      control.setPhase(Phase.Warmup);
       progress('warmup', 0, plan.warmupS + plan.durationS);
       await sleep(plan.warmupS * 1000, ctx.signal);
+    }
+    if (firstFailure === null && !aborted && ctx.signal?.aborted) aborted = true; // stopped during the warmup: nothing measured
+    if (firstFailure === null && !aborted) {
       const cpu0 = process.cpuUsage();
       t0 = process.hrtime.bigint();
-      Atomics.store(control, PHASE, Phase.Measure);
-      Atomics.notify(control, PHASE);
+      control.setPhase(Phase.Measure);
       const endAt = Date.now() + plan.durationS * 1000;
       while (Date.now() < endAt && firstFailure === null && !ctx.signal?.aborted) {
         await sleep(Math.min(500, endAt - Date.now()), ctx.signal);
         const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-        let pages = 0;
-        for (let w = 0; w < threads; w++) pages += Atomics.load(control, LIVE_BASE + w * LIVE_FIELDS + LIVE_PAGES);
+        const { pages } = control.totals();
         progress('measure', plan.warmupS + elapsed, Math.max(0, (endAt - Date.now()) / 1000), elapsed > 0 ? pages / elapsed : 0);
       }
       aborted = ctx.signal?.aborted ?? false;
-      Atomics.store(control, PHASE, Phase.Stop);
+      control.setPhase(Phase.Stop);
       t1 = process.hrtime.bigint();
-      Atomics.notify(control, PHASE);
       const cpu = process.cpuUsage(cpu0);
       const windowUs = Number(t1 - t0) / 1000;
       cpuPct = windowUs > 0 ? Math.round(((cpu.user + cpu.system) / windowUs) * 1000) / 10 : null;
     } else {
-      Atomics.store(control, PHASE, Phase.Stop);
-      Atomics.notify(control, PHASE);
+      control.setPhase(Phase.Stop);
     }
     const results = (await Promise.all(tasks)).filter((r): r is WorkerResult => r !== null);
     progress('done', plan.warmupS + plan.durationS, 0);
     const merged = SharedHistogram.merge(histograms);
-    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'wrongBytes') => results.reduce((s, r) => s + r[k], 0);
+    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'pagesVerified' | 'wrongPages') => results.reduce((s, r) => s + r[k], 0);
     const lanes = [...new Set(results.flatMap((r) => r.lanes))];
     const calls = sum('calls');
     const errors = sum('errors');
-    const liveCalls = Array.from({ length: threads }, (_, w) => Atomics.load(control, LIVE_BASE + w * LIVE_FIELDS + LIVE_CALLS)).reduce((a, b) => a + b, 0);
-    if (liveCalls !== calls && firstFailure === null) ctx.logger.debug(`row ${ctx.index}: live calls ${liveCalls} vs reported ${calls}`);
-    if (firstFailure !== null || t0 === 0n) {
-      const why = aborted ? 'aborted before it was measured' : `failed: ${firstFailure ?? 'no window measured'}`;
-      return failedRow({ ...identity, transports: lanes, errors, calls }, why);
-    }
-    const wrong = sum('wrongBytes');
-    const firstError = results.find((r) => r.firstError)?.firstError;
-    const notes = [plan.note];
-    if (aborted) notes.push('aborted: partial window');
-    if (errors) notes.push(`${errors} failed calls (first: ${firstError})`);
-    if (wrong) notes.push(`${wrong} hit pages with WRONG bytes`);
-    const mismatch = transportMismatch(identity.protocol, lanes);
-    if (mismatch) notes.push(mismatch);
-    const ok = calls > 0 && wrong === 0 && mismatch === null;
-    if (calls === 0) notes.push(`no call completed in the window${firstError ? ` (first error: ${firstError})` : ''}`);
-    return makeRow({
-      ...identity,
+    const live = control.totals();
+    if (live.calls !== calls && firstFailure === null) ctx.logger.debug(`row ${ctx.index}: live calls ${live.calls} vs reported ${calls}`);
+    if (t0 === 0n && aborted) return { kind: 'aborted', identity, measurement: null };
+    if (firstFailure !== null || t0 === 0n) return { kind: 'failed', identity, reason: firstFailure ?? 'no window measured', transports: lanes, calls, errors };
+    const measurement: Measurement = {
       calls,
       pagesRequested: sum('pagesRequested'),
       pages: sum('pages'),
       errors,
-      elapsedNs: t1 - t0,
+      pagesVerified: plan.task.verify ? sum('pagesVerified') : null,
+      wrongPages: sum('wrongPages'),
+      elapsedNs: Number(t1 - t0),
       latency: merged.count > 0 ? merged.summary() : null,
+      histogram: merged.count > 0 ? merged.encode() : null,
       hitRate: op === 'get' ? 'get' : 'none',
       transports: lanes,
-      histogram: merged.count > 0 ? merged.encode() : null,
       cpu: cpuPct,
-      rss: rssPerWorker,
-      note: notes.filter(Boolean).join('; '),
-      ok,
-    });
+      rssPerWorker,
+      firstError: results.find((r) => r.firstError)?.firstError ?? null,
+    };
+    return aborted ? { kind: 'aborted', identity, measurement } : { kind: 'measured', identity, measurement };
   } catch (err) {
-    return failedRow(identity, `failed: ${(err as Error).message}`);
+    return { kind: 'failed', identity, reason: (err as Error).message, transports: [], calls: 0, errors: 0 };
   } finally {
     await pool.destroy().catch(() => {});
-    if (Atomics.load(control, DONE) < threads) ctx.logger.debug(`row ${ctx.index}: ${Atomics.load(control, DONE)} of ${threads} workers closed cleanly`);
+    if (control.done < threads) ctx.logger.debug(`row ${ctx.index}: ${control.done} of ${threads} workers closed cleanly`);
   }
 }

@@ -7,23 +7,16 @@
 import { nowNs } from '../clock.js';
 import { SharedHistogram } from '../histogram.js';
 import { openSession } from './drivers.js';
-import { LIVE_BASE, LIVE_CALLS, LIVE_ERRORS, LIVE_FIELDS, LIVE_PAGES, PHASE, Phase, READY, DONE, type WorkerResult, type WorkerTask } from './protocol.js';
+import { ControlBlock, Phase } from './control-block.js';
+import type { WorkerResult, WorkerTask } from './protocol.js';
 
 /** Calls each worker makes before it reports ready (at least one; the rest within the warmup time). */
 const WARM_CALLS = 200;
 
-async function waitWhile(control: Int32Array, phase: number): Promise<void> {
-  while (Atomics.load(control, PHASE) === phase) {
-    const w = Atomics.waitAsync(control, PHASE, phase, 1000);
-    if (w.async) await w.value;
-  }
-}
-
 export default async function runWorker(task: WorkerTask): Promise<WorkerResult> {
-  const control = new Int32Array(task.control);
+  const control = ControlBlock.attach(task.control);
   const hist = SharedHistogram.attach(task.histogram);
-  const live = LIVE_BASE + task.index * LIVE_FIELDS;
-  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, wrongBytes: 0, firstError: null, lanes: [], rssBytes: 0 };
+  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, pagesVerified: 0, wrongPages: 0, firstError: null, lanes: [], rssBytes: 0 };
   const session = await openSession(task);
   try {
     const { driver } = session;
@@ -33,29 +26,28 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
     // the compiler too (+4..7% at 64 workers with these calls). Bounded by the warmup's length.
     const warmUntil = performance.now() + task.warmupMs;
     for (let i = 0; i < WARM_CALLS && (i === 0 || performance.now() < warmUntil); i++) await driver.call();
-    Atomics.add(control, READY, 1);
-    Atomics.notify(control, READY);
-    await waitWhile(control, Phase.Init);
+    control.markReady();
+    await control.waitWhile(Phase.Init);
     for (;;) {
-      const phase = Atomics.load(control, PHASE);
+      const phase = control.phase;
       if (phase === Phase.Stop) break;
       const t0 = nowNs();
       try {
         const out = await driver.call();
         const t1 = nowNs();
-        if (phase === Phase.Measure && Atomics.load(control, PHASE) === Phase.Measure) {
+        if (phase === Phase.Measure && control.phase === Phase.Measure) {
           hist.record(t1 - t0);
           result.calls++;
           result.pagesRequested += out.pagesRequested;
           result.pages += out.pages;
-          result.wrongBytes += out.wrongBytes;
-          Atomics.add(control, live + LIVE_CALLS, 1);
-          Atomics.add(control, live + LIVE_PAGES, out.pages);
+          result.pagesVerified += out.verified;
+          result.wrongPages += out.wrongPages;
+          control.countCall(task.index, out.pages);
         }
       } catch (err) {
         if (phase === Phase.Measure) {
           result.errors++;
-          Atomics.add(control, live + LIVE_ERRORS, 1);
+          control.countError(task.index);
         }
         result.firstError ??= (err as Error).message;
         // A failing store must not spin: back off a little.
@@ -66,6 +58,6 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
     return result;
   } finally {
     await session.close();
-    Atomics.add(control, DONE, 1);
+    control.markDone();
   }
 }

@@ -9,7 +9,8 @@
 import { mergeProcessRows } from '../cluster/merge.js';
 import { differingFields, ReportInputError } from './load.js';
 import { CONFIG_FIELDS, rowsByKey } from './match.js';
-import { markPeak } from './peak.js';
+import { collectManifest } from './manifest.js';
+import { markPeakFor } from './peak.js';
 import type { Report, Row } from './types.js';
 
 export interface NamedReport {
@@ -82,10 +83,15 @@ export function mergeReports(inputs: readonly NamedReport[]): Report {
   });
   const hosts = [...new Set(inputs.map((i) => i.report.host.hostname))];
   const created = inputs.map((i) => i.report.created_at).sort()[0];
+  const command = `peercache-bench report --merge ${inputs.map((i) => i.name).join(' ')}`;
+  const marked = markPeakFor(first.report.meta.mode, results);
+  const transports = [...new Set(inputs.flatMap((i) => i.report.meta.transports))];
   return {
     ...first.report,
     created_at: created,
-    command: `peercache-bench report --merge ${inputs.map((i) => i.name).join(' ')}`,
+    command,
+    // The merge's own manifest; each input's (if it had one) is in its own file.
+    manifest: { ...collectManifest({ command, host: first.report.host, transports, rows: marked }), loadavg_before: first.report.manifest?.loadavg_before ?? null },
     meta: {
       ...first.report.meta,
       transports: [...new Set(inputs.flatMap((i) => i.report.meta.transports))],
@@ -94,7 +100,7 @@ export function mergeReports(inputs: readonly NamedReport[]): Report {
       smoke: inputs.some((i) => i.report.meta.smoke),
       publishable: inputs.every((i) => i.report.meta.publishable),
     },
-    results: markPeak(results),
+    results: marked,
     notes: [
       `merged ${inputs.length} runs of one configuration (${inputs.map((i) => i.name).join(', ')}): threads, counters and histograms added; the host block is ${first.name}'s (hosts: ${hosts.join(', ')})`,
       ...inputs.flatMap((i) => i.report.notes.map((n) => `${i.name}: ${n}`)),

@@ -13,6 +13,7 @@ import {
 /** A latency summary in ns (the shared histogram's; null fields when it holds no sample). */
 export type { LatencySummary } from '../histogram.js';
 import type { LatencySummary } from '../histogram.js';
+import { collectManifest } from './manifest.js';
 
 export interface RowInput {
   /** Default 'peercache'. */
@@ -52,6 +53,11 @@ export interface RowInput {
   note?: string;
   /** Default true. */
   ok?: boolean;
+  /** Stopped before its window ended; default false. */
+  aborted?: boolean;
+  /** verify: hit pages checked and found wrong; null (default) when verify is off. */
+  pagesVerified?: number | null;
+  wrongPages?: number | null;
   /** Default: the protocol is tcp. A smoke row's note carries SMOKE_LABEL. */
   smoke?: boolean;
   transports?: readonly string[];
@@ -90,6 +96,19 @@ function us(ns: number | null | undefined): number | null {
   return ns === undefined || ns === null ? null : roundOrNull(ns / 1000, 2);
 }
 
+/**
+ * The fewest samples a percentile is reported from: the q-th percentile of n samples is a real
+ * order statistic only when at least one sample lies above it, n >= 1 / (1 - q). Below that it
+ * is just the max (perftest's p99.9 at -n 1000 is t_max), so the row says null instead.
+ */
+export const PERCENTILE_MIN_SAMPLES = { p90: 10, p95: 20, p99: 100, p999: 1000 } as const;
+export type GatedPercentile = keyof typeof PERCENTILE_MIN_SAMPLES;
+
+/** The percentile in µs, or null when `samples` are too few for it (or there is none). */
+export function gatedPercentile(name: GatedPercentile, ns: number | null | undefined, samples: number): number | null {
+  return samples >= PERCENTILE_MIN_SAMPLES[name] ? us(ns) : null;
+}
+
 export function makeRow(input: RowInput): Row {
   const components = counter('components', input.components, 1);
   const blockSize = counter('blockSize', input.blockSize, 0);
@@ -120,10 +139,10 @@ export function makeRow(input: RowInput): Row {
     ops_per_s: round(rate(ops, seconds), 1),
     lat_us_mean: us(lat?.mean_ns),
     lat_us_p50: us(lat?.p50_ns),
-    lat_us_p90: us(lat?.p90_ns),
-    lat_us_p95: us(lat?.p95_ns),
-    lat_us_p99: us(lat?.p99_ns),
-    lat_us_p999: us(lat?.p999_ns),
+    lat_us_p90: gatedPercentile('p90', lat?.p90_ns, lat?.count ?? 0),
+    lat_us_p95: gatedPercentile('p95', lat?.p95_ns, lat?.count ?? 0),
+    lat_us_p99: gatedPercentile('p99', lat?.p99_ns, lat?.count ?? 0),
+    lat_us_p999: gatedPercentile('p999', lat?.p999_ns, lat?.count ?? 0),
     lat_us_max: us(lat?.max_ns),
     op: input.op,
     pages,
@@ -144,6 +163,17 @@ export function makeRow(input: RowInput): Row {
     rss_per_worker_bytes: input.rss === null || input.rss === undefined || !Number.isFinite(input.rss) ? null : Math.round(input.rss),
     transports: [...(input.transports ?? [])],
     histogram: input.histogram ?? null,
+    aborted: input.aborted ?? false,
+    trials: 1,
+    throughput_gbps_ci95: null,
+    pages_per_s_ci95: null,
+    lat_us_p99_ci95: null,
+    cv: null,
+    noisy: null,
+    slo_peak: null,
+    knee: null,
+    pages_verified: input.pagesVerified ?? null,
+    wrong_pages: input.wrongPages ?? null,
   };
   if (input.extra) {
     const extra: Record<string, number | null> = {};
@@ -155,11 +185,11 @@ export function makeRow(input: RowInput): Row {
 
 /** What identifies a row that could not run. */
 export type FailedRowInput = Pick<RowInput, 'path' | 'op' | 'protocol' | 'blockSize' | 'batchSize' | 'threads'> &
-  Partial<Pick<RowInput, 'system' | 'components' | 'tokensPerPage' | 'phase' | 'latUnit' | 'smoke' | 'transports' | 'errors' | 'calls' | 'elapsedNs' | 'extra'>>;
+  Partial<Pick<RowInput, 'system' | 'components' | 'tokensPerPage' | 'phase' | 'latUnit' | 'smoke' | 'transports' | 'errors' | 'calls' | 'elapsedNs' | 'extra' | 'aborted'>>;
 
 /** A row for a point that could not run: ok false, zero counters and rates, null latencies; `note` says why. */
 export function failedRow(partial: FailedRowInput, note: string): Row {
-  return makeRow({
+  const row = makeRow({
     ...partial,
     calls: partial.calls ?? 0,
     pages: 0,
@@ -173,6 +203,7 @@ export function failedRow(partial: FailedRowInput, note: string): Row {
     note,
     ok: false,
   });
+  return { ...row, trials: 0 };
 }
 
 /** Meta as the caller gives it: smoke/publishable default from the protocol, transports to []. */
@@ -189,6 +220,8 @@ export interface ReportInput {
   date?: Date;
   /** Default host.package_version. */
   toolVersion?: string;
+  /** os.loadavg() taken before the run (manifest.loadavg_before). */
+  loadavgBefore?: [number, number, number] | null;
 }
 
 /** Assembles a schema_version 1 report. */
@@ -210,6 +243,7 @@ export function makeReport(input: ReportInput): Report {
     meta,
     results: input.results,
     notes: [...(input.notes ?? [])],
+    manifest: collectManifest({ command: input.command, host: input.host, transports: meta.transports, rows: input.results, loadavgBefore: input.loadavgBefore }),
   };
 }
 

@@ -1,8 +1,10 @@
 /**
- * PEAK selection: per op group, the ok row with the highest sustained throughput. Like the
- * original there is no latency-SLO constraint (PEAK is what the closed loop sustains), ties go to
- * the first row, and rows with nothing measured never peak. Unlike the original the mark is the
- * typed `peak` field, not text appended to `note` (renderers show it).
+ * PEAK selection: per group (system, path, op, block size and the measure compared), the ok row
+ * with the highest sustained throughput. There is no latency-SLO constraint (PEAK is what the
+ * closed loop sustains), ties go to the first row, and rows with nothing measured, failed rows,
+ * aborted rows and latency-baseline rows never peak. Only sweeps (and compare's per-block-size
+ * points) are marked: the latency and throughput modes call nothing here. The mark is the typed
+ * `peak` field, not text appended to `note` (renderers show it).
  */
 import type { Row } from './types.js';
 
@@ -17,14 +19,26 @@ export function peakKey(row: Pick<Row, 'op'>): PeakKey {
   return row.op === 'get' || row.op === 'set' || row.op === 'exists' ? 'pages_per_s' : 'throughput_gbps';
 }
 
-/** Rows compete only within the same system, path and op. */
-export function peakGroup(row: Pick<Row, 'system' | 'path' | 'op'>): string {
-  return `${row.system}\u0000${row.path}\u0000${row.op}`;
+/**
+ * Rows compete only within the same system, path, op, block size and measure: a PEAK never picks
+ * between two block sizes, nor between a GB/s and a pages/s figure.
+ */
+export function peakGroup(row: Pick<Row, 'system' | 'path' | 'op' | 'block_size'>): string {
+  return [row.system, row.path, row.op, row.block_size, peakKey(row)].join('\u0000');
 }
 
-function eligible(row: Row): boolean {
+/** A row that may be PEAK: ok, fully measured (not aborted), not a latency baseline, a positive figure. */
+export function peakEligible(row: Row): boolean {
   const v = row[peakKey(row)];
-  return row.ok && row.phase !== 'latency-baseline' && Number.isFinite(v) && v > 0;
+  return row.ok && row.aborted !== true && row.phase !== 'latency-baseline' && Number.isFinite(v) && v > 0;
+}
+
+/** Modes whose rows are single points, not a sweep: they have no PEAK. */
+export const MODES_WITHOUT_PEAK: readonly string[] = ['latency', 'throughput'];
+
+/** markPeak for a run of `mode`: rows unmarked (peak false) in latency and throughput modes. */
+export function markPeakFor(mode: string, rows: readonly Row[]): Row[] {
+  return MODES_WITHOUT_PEAK.includes(mode) ? rows.map((row) => ({ ...structuredClone(row), peak: false })) : markPeak(rows);
 }
 
 /**
@@ -34,7 +48,7 @@ function eligible(row: Row): boolean {
 export function markPeak(rows: readonly Row[]): Row[] {
   const best = new Map<string, number>();
   rows.forEach((row, i) => {
-    if (!eligible(row)) return;
+    if (!peakEligible(row)) return;
     const g = peakGroup(row);
     const cur = best.get(g);
     // Strictly greater: a tie keeps the earlier row.

@@ -75,13 +75,22 @@ function panel(report: Report, s: SweepSeries, markers: PlotMarker[], width: num
     ];
   });
   const peak = s.rows.find((r) => r.peak);
-  const marks = [
+  const marked = [
     ...(peak ? [{ x: xOf(peak, openLoop), value: peak.pages_per_s, label: `PEAK ${humanCount(peak.pages_per_s)} pages/s` }] : []),
+    ...s.rows.filter((r) => r.slo_peak === true).map((r) => ({ x: xOf(r, openLoop), value: r.pages_per_s, label: `SLO-PEAK p99 ${r.lat_us_p99} µs${typeof report.meta.slo_p99_us === 'number' ? ` ≤ ${report.meta.slo_p99_us}` : ''}` })),
+    ...s.rows.filter((r) => r.knee === true).map((r) => ({ x: xOf(r, openLoop), value: r.pages_per_s, label: 'knee' })),
     ...markers
       .filter((m) => m.series === s.series)
       .map((m) => ({ x: m.x, value: s.rows.find((r) => xOf(r, openLoop) === m.x)?.pages_per_s ?? null, label: m.label }))
       .filter((m) => m.value !== null),
   ];
+  // One label per point: PEAK, SLO-PEAK and knee on the same row read as one line.
+  const byX = new Map<number, { x: number; value: number | null; label: string }>();
+  for (const m of marked) {
+    const cur = byX.get(m.x);
+    byX.set(m.x, cur ? { ...cur, label: `${cur.label} · ${m.label}` } : m);
+  }
+  const marks = [...byX.values()];
   const first = s.rows[0];
   const layout = typeof report.meta.layout === 'string' ? ` (${report.meta.layout})` : '';
   const x = {

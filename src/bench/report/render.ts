@@ -4,6 +4,7 @@
  * valid Markdown; the Markdown table adds alignment markers and escapes `|` in cells.
  */
 import { fixed, humanCount, iecBytes, thousands, toJsonSafe } from './format.js';
+import { PERCENTILE_MIN_SAMPLES, type GatedPercentile } from './metrics.js';
 import { SMOKE_LABEL, type Host, type Meta, type Report, type Row } from './types.js';
 
 export type Format = 'md' | 'console' | 'json';
@@ -40,6 +41,13 @@ export interface CellContext {
 
 const col = (header: string, right: boolean, cell: (row: Row, ctx: CellContext) => string): Column => ({ header, right, cell });
 const latCell = (pick: (row: Row) => number | null) => (row: Row): string => (row.ok ? fixed(pick(row), 1) : '-');
+/** A gated percentile: its value, or why it is null (too few samples for it; never the max). */
+const pctCell = (name: GatedPercentile, pick: (row: Row) => number | null) => (row: Row): string => {
+  if (!row.ok) return '-';
+  const v = pick(row);
+  if (v === null && row.calls > 0 && row.calls < PERCENTILE_MIN_SAMPLES[name]) return `n/a (<${PERCENTILE_MIN_SAMPLES[name]} calls)`;
+  return fixed(v, 1);
+};
 const rate = (pick: (row: Row) => string) => (row: Row): string => (row.ok ? pick(row) : 'n/a');
 
 /** GB/s; exists moves no payload, so it has none ("–"), not 0.000. */
@@ -66,9 +74,9 @@ const C = {
   tokensPerS: col('tokens/s', true, rate((r) => humanCount(r.tokens_per_s))),
   gbps: col('GB/s', true, gbpsCell),
   p50: col('p50 µs', true, latCell((r) => r.lat_us_p50)),
-  p95: col('p95 µs', true, latCell((r) => r.lat_us_p95)),
-  p99: col('p99 µs', true, latCell((r) => r.lat_us_p99)),
-  p999: col('p999 µs', true, latCell((r) => r.lat_us_p999)),
+  p95: col('p95 µs', true, pctCell('p95', (r) => r.lat_us_p95)),
+  p99: col('p99 µs', true, pctCell('p99', (r) => r.lat_us_p99)),
+  p999: col('p999 µs', true, pctCell('p999', (r) => r.lat_us_p999)),
   max: col('max µs', true, latCell((r) => r.lat_us_max)),
   latPer: col('latency per', false, latencyPer),
   hit: col('hit%', true, (r) => (!r.ok || r.hit_rate === null || !Number.isFinite(r.hit_rate) ? '-' : String(Math.round(r.hit_rate * 100)))),
@@ -103,6 +111,9 @@ export const SMOKE_BANNER = `*** ${SMOKE_LABEL}: protocol tcp is a functional ch
 export function noteCell(row: Row): string {
   const parts: string[] = [];
   if (row.peak) parts.push('PEAK');
+  if (row.aborted === true) parts.push('ABORTED');
+  if (row.slo_peak === true) parts.push('SLO-PEAK');
+  if (row.knee === true) parts.push('KNEE');
   if (row.phase === 'latency-baseline' && !row.note.includes('latency-baseline')) parts.push('latency-baseline');
   if (row.note) parts.push(row.note);
   if (row.smoke && !row.note.includes(SMOKE_LABEL)) parts.push(SMOKE_LABEL);

@@ -69,7 +69,7 @@ export interface Row {
   smoke: boolean;
   phase: RowPhase;
   lat_unit: LatUnit;
-  /** Batch calls measured. */
+  /** Batch calls measured (a percentile needing more samples than this is null: see PERCENTILE_MIN_SAMPLES). */
   calls: number;
   pages_requested: number;
   /** Failed calls. */
@@ -81,6 +81,29 @@ export interface Row {
   transports: string[];
   /** HdrHistogram V2 compressed, base64, of the latency samples in ns; null when none. */
   histogram: string | null;
+  /**
+   * Stopped before its window ended (Ctrl-C, a deadline): the figures are the window it actually
+   * measured (duration_s). Never PEAK, never an input of a ratio.
+   */
+  aborted: boolean;
+  /** Windows measured for this row (--repeat); its rates and percentiles are their medians. 0: none. */
+  trials: number;
+  /** 95% confidence interval of the mean over trials (Student's t), [lo, hi]; null below 2 trials. */
+  throughput_gbps_ci95: [number, number] | null;
+  pages_per_s_ci95: [number, number] | null;
+  lat_us_p99_ci95: [number, number] | null;
+  /** Coefficient of variation over trials of the PEAK measure (pages_per_s or throughput_gbps); null below 2 trials. */
+  cv: number | null;
+  /** cv above the noise threshold (--noisy-cv, default 5%); null below 2 trials. */
+  noisy: boolean | null;
+  /** The best row of its sweep whose p99 meets --slo-p99 (see report/knee.ts); null without an SLO. */
+  slo_peak: boolean | null;
+  /** --verify: hit pages checked against what their publisher wrote (key and generation); null without --verify. */
+  pages_verified: number | null;
+  /** --verify: verified pages that were wrong (any fails the row); null without --verify. */
+  wrong_pages: number | null;
+  /** The sweep's knee: the last point before throughput grows slower than latency (report/knee.ts); null outside sweeps. */
+  knee: boolean | null;
   /** Additional numeric measurements not known when the schema was designed. */
   extra?: Record<string, number | null>;
 }
@@ -131,6 +154,31 @@ export interface Meta extends MetaCore {
   [key: string]: JsonValue | undefined;
 }
 
+/** How the run can be reproduced or doubted (report/manifest.ts). */
+export interface Manifest {
+  /** The exact command line. */
+  command: string;
+  /** process.argv after node and the script. */
+  argv: string[];
+  package_version: string;
+  /** HEAD of the checkout the package ran from; null when not a git checkout. */
+  git_commit: string | null;
+  /** Tracked files changed since git_commit; null when not a checkout. */
+  git_dirty: boolean | null;
+  node_version: string;
+  ucx_version: string | null;
+  /** UCX transports (lanes) that actually carried data, union over the run. */
+  ucx_transports: string[];
+  /** UCX_*, GLIBC_TUNABLES and PEERCACHE_* as the client saw them (secrets masked). */
+  env: Record<string, string>;
+  cpu_model: string;
+  cpu_count: number;
+  /** 1, 5, 15 min load average before the run; null when not taken. */
+  loadavg_before: [number, number, number] | null;
+  /** Client CPU% of each row, in results order (100 = one core). */
+  client_cpu_pct: (number | null)[];
+}
+
 export interface Report {
   schema: typeof REPORT_SCHEMA_ID;
   schema_version: typeof REPORT_SCHEMA_VERSION;
@@ -143,4 +191,5 @@ export interface Report {
   meta: Meta;
   results: Row[];
   notes: string[];
+  manifest: Manifest;
 }

@@ -4,7 +4,20 @@ import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, ty
 import { parseDirectoryChoice } from '../../store/directory/url.js';
 import { connectionFromArgs, hicacheArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
+
+function parseHostPool(text: string): 'auto' | 'per-worker' | number {
+  const t = text.trim().toLowerCase();
+  if (t === 'auto' || t === 'per-worker') return t;
+  return parseSize('--host-pool', text);
+}
+
+function parsePositiveNumber(flag: string, text: string): number {
+  const n = parseNonNegativeNumber(flag, text);
+  if (n <= 0) throw new UsageError(`${flag}: ${JSON.stringify(text)} must be more than 0`);
+  return n;
+}
 import { runMeasureCommand } from '../run-report.js';
+import { VERIFY_MODES } from '../../bench/engine/pattern.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 function parseDirectoryArg(text: string): string | undefined {
@@ -33,7 +46,12 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
     verify: args.verify === true,
+    hostPool: parseHostPool(str(args, 'host-pool')),
+    verifyMode: parseEnum('--verify-mode', str(args, 'verify-mode'), VERIFY_MODES),
     directory: parseDirectoryArg(str(args, 'directory')),
+    repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
+    sloP99Us: str(args, 'slo-p99').trim() === '' ? undefined : parsePositiveNumber('--slo-p99', str(args, 'slo-p99')),
+    noisyCv: parseNonNegativeNumber('--noisy-cv', str(args, 'noisy-cv'), { max: 1000 }) / 100,
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
