@@ -223,8 +223,13 @@ test('--processes 2: a driver process killed mid-row fails that row with the rea
     const d = start(['drive', '--discovery-addr', addr, '--protocol', 'shm', ...SMALL, '--concurrencies', '1,2', '--duration', '2', '--warmup', '0.1', '--batch-size', '8', '--connect-timeout', '20', '--processes', '2', '--out-dir', dir, '--log-level', 'debug']);
     await d.waitFor(/row 1: all 2 driver processes ready/);
     await new Promise((r) => setTimeout(r, 800)); // past the common start (0.3 s) and the 0.1 s warmup: inside the window
-    const list = execSync(`ps -o pid=,args= --ppid ${d.proc.pid} || true`, { shell: '/bin/sh' }).toString();
-    const victim = Number(/^\s*(\d+) .*drive-child/m.exec(list)?.[1]);
+    // Poll: on a loaded machine the children may not be listed at the first look.
+    let list = '';
+    let victim = 0;
+    for (const until = Date.now() + 10_000; !(victim > 0) && Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      list = execSync(`ps -o pid=,args= --ppid ${d.proc.pid} || true`, { shell: '/bin/sh' }).toString();
+      victim = Number(/^\s*(\d+) .*drive-child/m.exec(list)?.[1]);
+    }
     assert.ok(victim > 0, `a drive child among: ${list}`);
     process.kill(victim, 'SIGKILL');
     const res = await d.done;

@@ -77,9 +77,10 @@ test('PEAK: per block size and per measure (compare never picks across block siz
 });
 
 test('compare: an aborted row never feeds a ratio', () => {
-  const mc = row({ system: 'mooncake', path: 'transfer-engine', op: '', pages: 0, ops: 1000, bytes: 1e9 });
-  const ours = row({ path: 'transport-read', op: 'read' });
-  const cut = { ...row({ path: 'store-get', op: 'read' }), aborted: true };
+  // Both over tcp (a ratio is only printed between rows on the same transport).
+  const mc = row({ system: 'mooncake', path: 'transfer-engine', op: '', protocol: 'tcp', transports: ['mooncake/tcp'], pages: 0, ops: 1000, bytes: 1e9 });
+  const ours = row({ path: 'transport-read', op: 'read', protocol: 'tcp' });
+  const cut = { ...row({ path: 'store-get', op: 'read', protocol: 'tcp' }), aborted: true };
   const rows = [mc, ours, cut];
   addRatios(rows, [131072]);
   assert.ok(ours.extra?.ratio_vs_mooncake !== undefined);
