@@ -72,12 +72,11 @@ std::string NoRunMessage(const ContextOptions& o, const SharedContext& sc, ucs_s
     if (!sc.netDevices.empty()) msg += ", devices " + sc.netDevices;
     msg += "): " + StatusText(st) +
            ". No usable RDMA NIC/port was found. Check `ibv_devices`/`ibv_devinfo` (port ACTIVE), "
-           "run `peercache-bench doctor`, or use --protocol shm (same host) or --protocol tcp "
-           "(smoke test only)";
+           "or use {protocol} shm (same host) or {protocol} tcp (smoke test only)";
   } else {
-    msg += "its shared-memory transports (TLS=" + sc.tls + "): " + StatusText(st) +
-           ". Run `peercache-bench doctor` to see what UCX finds, or use --protocol tcp";
+    msg += "its shared-memory transports (TLS=" + sc.tls + "): " + StatusText(st) + ". Use {protocol} tcp (smoke test only)";
   }
+  // {protocol}: the option, named by the caller's layer (the CLI says --protocol); see src/errors.ts.
   return msg;
 }
 

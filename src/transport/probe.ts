@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { loadNative } from './native.js';
 import { TcpTransport } from './tcp/index.js';
 import { UcxTransport } from './ucx.js';
+import { PeercacheError } from '../errors.js';
 import type { Protocol } from './types.js';
 
 export interface RdmaPort {
@@ -109,7 +110,12 @@ function lockedMemory(): number | null {
   return m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
 }
 
-async function checkUcx(protocol: 'rdma' | 'shm', devices: readonly string[]): Promise<ProtocolCheck> {
+/** An error's text with the options it names written by `name` (the CLI: its flags). */
+function errorText(err: unknown, name: (option: string) => string): string {
+  return err instanceof PeercacheError ? err.render(name) : (err as Error).message;
+}
+
+async function checkUcx(protocol: 'rdma' | 'shm', devices: readonly string[], name: (option: string) => string): Promise<ProtocolCheck> {
   let a: UcxTransport | undefined;
   let b: UcxTransport | undefined;
   try {
@@ -127,25 +133,27 @@ async function checkUcx(protocol: 'rdma' | 'shm', devices: readonly string[]): P
     if (!dst.every((x) => x === 0x5a)) return { protocol, ok: false, detail: 'a test READ returned wrong bytes', transports: lanes };
     return { protocol, ok: true, detail: `a one-sided READ ran over ${lanes.join(', ') || a.transports}`, transports: lanes };
   } catch (err) {
-    return { protocol, ok: false, detail: (err as Error).message, transports: [] };
+    return { protocol, ok: false, detail: errorText(err, name), transports: [] };
   } finally {
     await b?.close();
     await a?.close();
   }
 }
 
-async function checkTcp(): Promise<ProtocolCheck> {
+async function checkTcp(name: (option: string) => string): Promise<ProtocolCheck> {
   try {
     const node = await TcpTransport.open({ protocol: 'tcp' });
     const transports = node.transports;
     await node.close();
     return { protocol: 'tcp', ok: true, detail: `${transports}: a functional fallback, never a performance figure`, transports: ['tcp'] };
   } catch (err) {
-    return { protocol: 'tcp', ok: false, detail: (err as Error).message, transports: [] };
+    return { protocol: 'tcp', ok: false, detail: errorText(err, name), transports: [] };
   }
 }
 
-export async function probeHost(options: { devices?: readonly string[] } = {}): Promise<HostProbe> {
+/** `optionName`: how error texts name an option (default: as the library spells it; the CLI passes its flags). */
+export async function probeHost(options: { devices?: readonly string[]; optionName?: (option: string) => string } = {}): Promise<HostProbe> {
+  const name = options.optionName ?? ((option: string) => option);
   const load = loadNative();
   const status = load.ok ? load.binding.ucx() : null;
   let ucxResources: UcxResource[] = [];
@@ -175,6 +183,6 @@ export async function probeHost(options: { devices?: readonly string[] } = {}): 
     ucxResources,
     rdmaDevices: rdmaDevices(),
     limits: { lockedMemoryBytes: lockedMemory(), shmmaxBytes: shmmax ? Number(shmmax) : null, devShmFreeBytes },
-    protocols: [await checkUcx('rdma', options.devices ?? []), await checkUcx('shm', []), await checkTcp()],
+    protocols: [await checkUcx('rdma', options.devices ?? [], name), await checkUcx('shm', [], name), await checkTcp(name)],
   };
 }

@@ -59,7 +59,9 @@ test('rdma on a host without an RDMA device fails with a clear error', () => {
     const e = err as TransportError;
     assert.is(e.code, 'ERR_PROTOCOL_UNAVAILABLE');
     assert.match(e.message, /protocol 'rdma' cannot run here/);
-    assert.match(e.message, /--protocol shm/);
+    // The library names the option; the CLI renders the same text with its flag.
+    assert.match(e.message, /use protocol shm \(same host\) or protocol tcp/);
+    assert.match(e.render((o) => `--${o}`), /use --protocol shm \(same host\) or --protocol tcp/);
   }
 });
 

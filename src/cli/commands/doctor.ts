@@ -3,6 +3,7 @@ import { defineCommand } from 'citty';
 import { probeHost, type HostProbe } from '../../transport/probe.js';
 import { packageVersion } from '../../bench/report/host.js';
 import { parseNameList } from '../parse.js';
+import { flagFor } from '../flags.js';
 import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';
 
 const mib = (b: number | null) => (b === null ? 'unknown' : b === Number.POSITIVE_INFINITY ? 'unlimited' : `${(b / 2 ** 20).toFixed(0)} MiB`);
@@ -60,7 +61,7 @@ export default defineCommand({
     loggerFromArgs(args);
     const deviceText = String(args['device-name'] ?? '').trim();
     const devices = deviceText ? parseNameList('--device-name', deviceText) : [];
-    const probe = await probeHost({ devices });
+    const probe = await probeHost({ devices, optionName: flagFor });
     process.stdout.write(args.json ? JSON.stringify(probe, (_k, v: unknown) => (v === Number.POSITIVE_INFINITY ? 'unlimited' : v), 2) + '\n' : renderDoctor(probe));
     // Doctor reports; it fails only when nothing at all can run.
     return { exitCode: probe.protocols.some((c) => c.ok) ? 0 : 1 };
