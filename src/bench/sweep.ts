@@ -20,6 +20,7 @@ import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions }
 import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
 import type { VerifyMode } from './engine/pattern.js';
+import type { ArrivalKind } from './engine/arrival.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 
@@ -58,6 +59,12 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
    * pool of one batch: the footprint grows with concurrency).
    */
   hostPool?: 'auto' | 'per-worker' | number;
+  /** Open loop: total batch calls per second over each row's workers (every row). */
+  rate?: number;
+  /** Open loop arrivals (default constant). */
+  arrival?: ArrivalKind;
+  /** saturation: one row per offered rate (calls/s) at the one concurrency given: latency vs offered load. */
+  rateSweep?: number[];
   /** saturation/suite: the p99 SLO in µs; the best row meeting it is marked slo_peak. */
   sloP99Us?: number;
 }
@@ -69,6 +76,8 @@ export class SweepConfigError extends Error {
 export const DEFAULT_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
 
 interface Step {
+  /** Open loop: offered batch calls/s for the row. */
+  rate?: number;
   op: BenchOp;
   threads: number;
   batchSize: number;
@@ -125,7 +134,17 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   }
   if (pageBytes % 4 !== 0) throw new SweepConfigError('pageBytes must be a multiple of 4');
   if (!(durationS > 0) || !(warmupS >= 0)) throw new SweepConfigError('durationS must be > 0 and warmupS >= 0');
-  const steps = plan(o);
+  if (options.rateSweep !== undefined) {
+    if (o.mode !== 'saturation') throw new SweepConfigError('rateSweep is a saturation option');
+    if (o.concurrencies.length !== 1) throw new SweepConfigError('a rate sweep runs at one concurrency: give exactly one (--concurrencies N)');
+    if (!options.rateSweep.length || options.rateSweep.some((r) => !(r > 0) || !Number.isFinite(r))) throw new SweepConfigError('rateSweep must be a non-empty list of rates > 0');
+    if (options.rate !== undefined) throw new SweepConfigError('give either rate or rateSweep, not both');
+  }
+  if (options.rate !== undefined && !(options.rate > 0 && Number.isFinite(options.rate))) throw new SweepConfigError('rate must be a number > 0 (batch calls per second)');
+  const arrival = options.arrival ?? 'constant';
+  const steps: Step[] = options.rateSweep
+    ? options.rateSweep.map((rate) => ({ op: o.op, threads: o.concurrencies[0], batchSize: o.batchSize, phase: 'sweep' as const, rate }))
+    : plan(o).map((s) => (options.rate !== undefined ? { ...s, rate: options.rate } : s));
   const maxThreads = Math.max(...steps.map((s) => s.threads));
   const needsProducer = steps.some((s) => s.op !== 'set');
   // Working set, as the original sized it: at least two batches per worker of the widest row.
@@ -200,9 +219,10 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
         components,
         tokensPerPage,
         hostPoolPages: hostPoolPages ?? undefined,
+        arrival: s.rate !== undefined ? { kind: arrival, rate: s.rate } : undefined,
         warmupS,
         durationS,
-        note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`].filter(Boolean).join('; '),
+        note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`, s.rate !== undefined ? `open loop ${s.rate} calls/s ${arrival}` : ''].filter(Boolean).join('; '),
         task: {
           store: storeCfg,
           layout,
@@ -263,6 +283,9 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       warmup_s: warmupS,
       repeat,
       noisy_cv: noisyCv,
+      arrival: options.rate !== undefined || options.rateSweep ? arrival : 'closed',
+      rate: options.rate ?? null,
+      rate_sweep: options.rateSweep ?? null,
       host_pool: hostPoolBytes === null ? 'per-worker' : 'shared',
       host_pool_bytes: hostPoolBytes ?? null,
       host_pool_pages: hostPoolPages ?? null,

@@ -60,6 +60,8 @@ export const hicacheArgs = {
   verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },
   'verify-mode': { type: 'string', description: 'With --verify: sample (first/last word and one per 1 KiB of every page) or full (every byte)', default: 'sample', valueHint: 'sample|full' },
   'host-pool': { type: 'string', description: "The host pool every row's workers share (a fixed footprint): auto (2 x the widest row's in-flight pages), a size (k/m/g), or per-worker", default: 'auto', valueHint: 'auto|bytes|per-worker' },
+  rate: { type: 'string', description: 'Open loop: total batch calls per second over each row\'s workers (k/m = 1e3/1e6); default closed loop', default: '', valueHint: 'calls/s' },
+  arrival: { type: 'string', description: 'Open loop arrivals: constant or poisson', default: 'constant', valueHint: 'constant|poisson' },
   repeat: { type: 'string', description: 'Windows per row: the row reports their median, 95% CI and CV (default 1; suite 3)', default: '', valueHint: 'n' },
   'slo-p99': { type: 'string', description: 'saturation/suite: p99 SLO in µs; the best row meeting it is marked SLO-PEAK', default: '', valueHint: 'us' },
   'noisy-cv': { type: 'string', description: 'CV (percent) above which a repeated row is marked noisy', default: '5', valueHint: 'pct' },

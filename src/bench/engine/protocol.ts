@@ -59,6 +59,11 @@ export interface WorkerTask {
   verifyMode?: 'sample' | 'full';
   /** The generation the producer published the working set with (default 1). */
   generation?: number;
+  /**
+   * Open loop: this worker's own timeline of intended call starts (calls/s on this worker) and
+   * the histogram that takes response latency (from the intended start); absent: closed loop.
+   */
+  arrival?: { kind: 'constant' | 'poisson'; rate: number; seed: number; responseHistogram: SharedArrayBuffer } | null;
   /** The row's warmup: also bounds the calls a worker makes before it reports ready. */
   warmupMs: number;
   /** A stall budget: a worker that cannot connect within it fails the row. */
@@ -71,6 +76,8 @@ export interface WorkerResult {
   pagesRequested: number;
   pages: number;
   errors: number;
+  /** Open loop: the sum over measured calls of (actual start - intended start), ns. */
+  scheduleLagNs: number;
   /** Hit pages verified / found wrong (verify on). */
   pagesVerified: number;
   wrongPages: number;
