@@ -21,6 +21,7 @@ import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
 import type { VerifyMode } from './engine/pattern.js';
 import type { ArrivalKind } from './engine/arrival.js';
+import { STORAGE_BATCH } from './engine/drivers.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 
@@ -59,6 +60,12 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
    * pool of one batch: the footprint grows with concurrency).
    */
   hostPool?: 'auto' | 'per-worker' | number;
+  /** prefetch: pages per request (default 512). */
+  prefixPages?: number;
+  /** prefetch: fraction of a request's pages in the store, a hit prefix (default 1). */
+  hitRatio?: number;
+  /** prefetch: workers reading the same keys (MLA's fan-in; default 1). */
+  readersPerKey?: number;
   /** Open loop: total batch calls per second over each row's workers (every row). */
   rate?: number;
   /** Open loop arrivals (default constant). */
@@ -142,13 +149,22 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   }
   if (options.rate !== undefined && !(options.rate > 0 && Number.isFinite(options.rate))) throw new SweepConfigError('rate must be a number > 0 (batch calls per second)');
   const arrival = options.arrival ?? 'constant';
+  const prefixPages = options.prefixPages ?? 512;
+  const hitRatio = options.hitRatio ?? 1;
+  const readersPerKey = options.readersPerKey ?? 1;
+  if (!Number.isSafeInteger(prefixPages) || prefixPages < 1) throw new SweepConfigError('prefixPages must be a positive integer');
+  if (!(hitRatio >= 0 && hitRatio <= 1)) throw new SweepConfigError('hitRatio must be between 0 and 1');
+  if (!Number.isSafeInteger(readersPerKey) || readersPerKey < 1) throw new SweepConfigError('readersPerKey must be a positive integer');
+  // A prefetch row's calls are requests; its get batches are SGLang's 128 pages.
+  const forPrefetch = (s: Step): Step => (s.op === 'prefetch' ? { ...s, batchSize: STORAGE_BATCH } : s);
   const steps: Step[] = options.rateSweep
     ? options.rateSweep.map((rate) => ({ op: o.op, threads: o.concurrencies[0], batchSize: o.batchSize, phase: 'sweep' as const, rate }))
     : plan(o).map((s) => (options.rate !== undefined ? { ...s, rate: options.rate } : s));
+  for (let i = 0; i < steps.length; i++) steps[i] = forPrefetch(steps[i]);
   const maxThreads = Math.max(...steps.map((s) => s.threads));
   const needsProducer = steps.some((s) => s.op !== 'set');
   // Working set, as the original sized it: at least two batches per worker of the widest row.
-  const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads);
+  const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads, steps.some((s) => s.op === 'prefetch') ? prefixPages : 0);
   const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads) * components, pageBytes);
   const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
   const pageFootprint = pageBytes * components;
@@ -208,11 +224,14 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
         break;
       }
       const note =
-        s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
+        s.op === 'prefetch'
+          ? `prefetch: ${prefixPages} pages/request, hit ratio ${hitRatio}, ${readersPerKey} readers/key; batch_exists then batch_get_v1 in 128-page batches; latency per request`
+          : s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
       const rowPlan: RowPlan = {
         op: s.op,
         path: `hicache-${s.op}`,
         rowOp: s.op,
+        latUnit: s.op === 'prefetch' ? 'request' : undefined,
         threads: s.threads,
         batchSize: s.batchSize,
         phase: s.phase,
@@ -231,6 +250,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
           keyPrefix: 'pcbench/get',
           workingSet,
           publishBytes: setPoolBytes(s),
+          prefetch: s.op === 'prefetch' ? { prefixPages, hitRatio, readersPerKey } : null,
           verify: options.verify ?? false,
           verifyMode: options.verifyMode ?? 'sample',
           raw: null,
@@ -286,6 +306,9 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       arrival: options.rate !== undefined || options.rateSweep ? arrival : 'closed',
       rate: options.rate ?? null,
       rate_sweep: options.rateSweep ?? null,
+      prefix_pages: steps.some((s) => s.op === 'prefetch') ? prefixPages : null,
+      hit_ratio: steps.some((s) => s.op === 'prefetch') ? hitRatio : null,
+      readers_per_key: steps.some((s) => s.op === 'prefetch') ? readersPerKey : null,
       host_pool: hostPoolBytes === null ? 'per-worker' : 'shared',
       host_pool_bytes: hostPoolBytes ?? null,
       host_pool_pages: hostPoolPages ?? null,

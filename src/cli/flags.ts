@@ -69,6 +69,11 @@ export const hicacheArgs = {
   ...globalArgs,
 } as const satisfies ArgsDef;
 
-export const opArg = { op: { type: 'string', description: 'Operation: get, set or exists', default: 'get', valueHint: 'get|set|exists' } } as const satisfies ArgsDef;
+export const opArg = {
+  op: { type: 'string', description: "Operation: get, set, exists, or prefetch (SGLang's per-request prefetch: batch_exists in 128-key chunks, then batch_get_v1 of the hit prefix)", default: 'get', valueHint: 'get|set|exists|prefetch' },
+  'prefix-pages': { type: 'string', description: 'prefetch: pages per request', default: '512', valueHint: 'pages' },
+  'hit-ratio': { type: 'string', description: "prefetch: fraction of a request's pages in the store (a hit prefix), 0..1", default: '1', valueHint: '0..1' },
+  'readers-per-key': { type: 'string', description: "prefetch: workers reading the same keys (MLA's fan-in: K ranks)", default: '1', valueHint: 'k' },
+} as const satisfies ArgsDef;
 
 export { LOG_LEVELS };

@@ -6,7 +6,7 @@
 import type { Layout } from '../../store/host-pool.js';
 import type { StoreConfig } from './connection.js';
 
-export type BenchOp = 'get' | 'set' | 'exists';
+export type BenchOp = 'get' | 'set' | 'exists' | 'prefetch';
 /**
  * The loop body a worker runs: a store operation (get/set/exists through its own store client),
  * a bare data-plane READ (`read`, micro's transport path: its own endpoint to the producer's raw
@@ -64,6 +64,12 @@ export interface WorkerTask {
    * the histogram that takes response latency (from the intended start); absent: closed loop.
    */
   arrival?: { kind: 'constant' | 'poisson'; rate: number; seed: number; responseHistogram: SharedArrayBuffer } | null;
+  /**
+   * prefetch (SGLang's HiCache prefetch, one request per call): pages per request, the fraction
+   * of them in the store (a hit prefix; the rest are misses), and how many workers read the same
+   * keys (MLA's fan-in: K ranks prefetching one request).
+   */
+  prefetch?: { prefixPages: number; hitRatio: number; readersPerKey: number } | null;
   /** The row's warmup: also bounds the calls a worker makes before it reports ready. */
   warmupMs: number;
   /** A stall budget: a worker that cannot connect within it fails the row. */

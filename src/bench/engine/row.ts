@@ -241,7 +241,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       elapsedNs: Number(t1 - t0),
       latency: merged.count > 0 ? merged.summary() : null,
       histogram: merged.count > 0 ? merged.encode() : null,
-      hitRate: op === 'get' ? 'get' : 'none',
+      hitRate: op === 'get' || op === 'prefetch' ? 'get' : 'none',
       transports: lanes,
       cpu: cpuPct,
       rssPerWorker,

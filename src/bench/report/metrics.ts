@@ -132,7 +132,7 @@ export function makeRow(input: RowInput): Row {
   const pagesPerS = rate(pages, seconds);
   const lat = input.latency && input.latency.count > 0 ? input.latency : null;
   const respLat = input.openLoop?.response && input.openLoop.response.count > 0 ? input.openLoop.response : null;
-  const hitMode = input.hitRate ?? (input.op === 'get' ? 'get' : 'none');
+  const hitMode = input.hitRate ?? (input.op === 'get' || input.op === 'prefetch' ? 'get' : 'none');
   const smoke = input.smoke ?? isSmokeProtocol(input.protocol);
   const row: Row = {
     system: input.system ?? 'peercache',

@@ -14,10 +14,10 @@ export const SMOKE_LABEL = 'smoke — not publishable';
 
 export type System = 'peercache' | 'mooncake';
 /** "" for rows that are not one HiCache operation (e.g. Mooncake's transfer-engine). */
-export type RowOp = 'get' | 'set' | 'exists' | 'read' | '';
+export type RowOp = 'get' | 'set' | 'exists' | 'prefetch' | 'read' | '';
 export type Phase = 'latency-baseline' | 'sweep' | 'single';
 /** What one latency sample times: a whole batch call, one page (batch 1), or one transport read. */
-export type LatUnit = 'batch_call' | 'page' | 'read';
+export type LatUnit = 'batch_call' | 'page' | 'read' | 'request';
 export type Mode = 'suite' | 'latency' | 'throughput' | 'saturation' | 'micro' | 'compare' | 'mooncake' | 'dist';
 export type Layout = 'mla' | 'mha';
 

@@ -66,10 +66,16 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
-    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists'] as const);
+    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists', 'prefetch'] as const);
+    options.prefixPages = parsePositiveInt('--prefix-pages', str(args, 'prefix-pages'), { max: 1 << 20 });
+    options.hitRatio = parseNonNegativeNumber('--hit-ratio', str(args, 'hit-ratio'), { max: 1 });
+    options.readersPerKey = parsePositiveInt('--readers-per-key', str(args, 'readers-per-key'), { max: 4096 });
     options.concurrencies = [parsePositiveInt('--concurrency', str(args, 'concurrency'), { max: 4096 })];
   } else if (mode === 'saturation') {
-    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists'] as const);
+    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists', 'prefetch'] as const);
+    options.prefixPages = parsePositiveInt('--prefix-pages', str(args, 'prefix-pages'), { max: 1 << 20 });
+    options.hitRatio = parseNonNegativeNumber('--hit-ratio', str(args, 'hit-ratio'), { max: 1 });
+    options.readersPerKey = parsePositiveInt('--readers-per-key', str(args, 'readers-per-key'), { max: 4096 });
     options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
     const sweep = str(args, 'rate-sweep').trim();
     if (sweep) {
