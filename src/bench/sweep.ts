@@ -46,7 +46,7 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   maxBytes?: number;
   /** Verify every byte of every hit page against its key's pattern (costs reader CPU). */
   verify?: boolean;
-  /** sample (default): the first and last word and one per 1 KiB of every page; full: every word. */
+  /** sample (default): the first and last word and one per 4 KiB of every page; full: every word. */
   verifyMode?: VerifyMode;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;

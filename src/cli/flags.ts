@@ -58,7 +58,7 @@ export const hicacheArgs = {
   'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: '4096', valueHint: 'pages' },
   'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: '8g', valueHint: 'bytes' },
   verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },
-  'verify-mode': { type: 'string', description: 'With --verify: sample (first/last word and one per 1 KiB of every page) or full (every byte)', default: 'sample', valueHint: 'sample|full' },
+  'verify-mode': { type: 'string', description: 'With --verify: sample (first/last word and one per 4 KiB of every page) or full (every byte)', default: 'sample', valueHint: 'sample|full' },
   'host-pool': { type: 'string', description: "The host pool every row's workers share (a fixed footprint): auto (2 x the widest row's in-flight pages), a size (k/m/g), or per-worker", default: 'auto', valueHint: 'auto|bytes|per-worker' },
   rate: { type: 'string', description: 'Open loop: total batch calls per second over each row\'s workers (k/m = 1e3/1e6); default closed loop', default: '', valueHint: 'calls/s' },
   arrival: { type: 'string', description: 'Open loop arrivals: constant or poisson', default: 'constant', valueHint: 'constant|poisson' },
