@@ -32,13 +32,16 @@ for (let r = 0; r < rounds; r++) {
       hostPool: v === 'shared' ? 'auto' : 'per-worker',
     });
     if (v === 'shared') poolBytes = Number(report.meta.host_pool_bytes);
-    const bad = report.results.find((x) => !x.ok);
-    if (bad) throw new Error(`${v}: ${bad.note}`);
+    // A row that failed (e.g. workers starved on a loaded machine) is reported, not fatal.
+    for (const x of report.results) if (!x.ok) console.error(`${v} x${x.threads} failed: ${x.note}`);
     sweeps[v].push(report.results);
     console.error(`round ${r + 1} ${v}: ${report.results.map((x) => `${x.threads}:${x.pages_per_s}`).join(' ')}`);
   }
 }
-const at = (v: Variant, i: number) => median(sweeps[v].map((rows) => rows[i].pages_per_s));
+const at = (v: Variant, i: number) => {
+  const xs = sweeps[v].map((rows) => rows[i]).filter((x) => x.ok).map((x) => x.pages_per_s);
+  return xs.length ? median(xs) : NaN;
+};
 log('# A fixed host pool across the sweep: get, shm, 128 KiB, batch 32, 1..64 workers');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}; load average before each sweep: ${loads.join(', ')}`);
@@ -49,10 +52,10 @@ log(`| host pool | ${concurrencies.map((c) => `x${c}`).join(' | ')} | PEAK (at) 
 log(`|---|${concurrencies.map(() => '---:').join('|')}|---:|---:|---|`);
 for (const v of variants) {
   const xs = concurrencies.map((_, i) => at(v, i));
-  const peak = Math.max(...xs);
+  const peak = Math.max(...xs.filter((x) => !Number.isNaN(x)));
   const ratio = xs[xs.length - 1] / peak;
   log(`| ${v} | ${xs.map((x) => x.toFixed(0)).join(' | ')} | ${peak.toFixed(0)} (x${concurrencies[xs.indexOf(peak)]}) | ${ratio.toFixed(3)} | ${v === 'shared' ? `>= 0.8 ${ratio >= 0.8 ? 'PASS' : 'FAIL'}` : 'was 0.52-0.62'} |`);
 }
 log('');
-log('pages/s per row (median over rounds when more than one).');
+log('pages/s per row (median over rounds when more than one); NaN: the row failed (see the run\'s stderr).');
 save(out);

@@ -94,5 +94,5 @@ const iso: Record<Mode, number> = { off: 0, sample: isolated(verifyPageSampled, 
 const offCpu = median(cpuPerPage.off);
 for (const m of modes) log(`| ${m} | ${median(cpuPerPage[m]).toFixed(2)} | ${iso[m].toFixed(3)} | ${(offCpu / (offCpu + iso[m])).toFixed(3)} |`);
 log('');
-log('sample checks the first and last word and one word per 1 KiB of every page (129 words of a 128 KiB page): a page of another key, component or generation, or one not written, fails; full checks every word.');
+log('sample checks the first and last word and one word per 4 KiB of every page (33 words of a 128 KiB page): a page of another key, component or generation, or one not written, fails; full checks every word.');
 save(out);

@@ -20,6 +20,8 @@ import { checkProtocol, resolveConnection, storeConfig, type ConnectionOptions }
 import { freePort } from './engine/net.js';
 import type { BenchOp } from './engine/protocol.js';
 import type { VerifyMode } from './engine/pattern.js';
+import type { ArrivalKind } from './engine/arrival.js';
+import { STORAGE_BATCH } from './engine/drivers.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 import { ConfigError } from '../errors.js';
@@ -45,7 +47,7 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   maxBytes?: number;
   /** Verify every byte of every hit page against its key's pattern (costs reader CPU). */
   verify?: boolean;
-  /** sample (default): the first and last word and one per 1 KiB of every page; full: every word. */
+  /** sample (default): the first and last word and one per 4 KiB of every page; full: every word. */
   verifyMode?: VerifyMode;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
@@ -59,6 +61,18 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
    * pool of one batch: the footprint grows with concurrency).
    */
   hostPool?: 'auto' | 'per-worker' | number;
+  /** prefetch: pages per request (default 512). */
+  prefixPages?: number;
+  /** prefetch: fraction of a request's pages in the store, a hit prefix (default 1). */
+  hitRatio?: number;
+  /** prefetch: workers reading the same keys (MLA's fan-in; default 1). */
+  readersPerKey?: number;
+  /** Open loop: total batch calls per second over each row's workers (every row). */
+  rate?: number;
+  /** Open loop arrivals (default constant). */
+  arrival?: ArrivalKind;
+  /** saturation: one row per offered rate (calls/s) at the one concurrency given: latency vs offered load. */
+  rateSweep?: number[];
   /** saturation/suite: the p99 SLO in µs; the best row meeting it is marked slo_peak. */
   sloP99Us?: number;
 }
@@ -70,6 +84,8 @@ export class SweepConfigError extends ConfigError {
 export const DEFAULT_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
 
 interface Step {
+  /** Open loop: offered batch calls/s for the row. */
+  rate?: number;
   op: BenchOp;
   threads: number;
   batchSize: number;
@@ -126,11 +142,30 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   }
   if (pageBytes % 4 !== 0) throw new SweepConfigError('pageBytes must be a multiple of 4');
   if (!(durationS > 0) || !(warmupS >= 0)) throw new SweepConfigError('durationS must be > 0 and warmupS >= 0');
-  const steps = plan(o);
+  if (options.rateSweep !== undefined) {
+    if (o.mode !== 'saturation') throw new SweepConfigError('rateSweep is a saturation option');
+    if (o.concurrencies.length !== 1) throw new SweepConfigError('a rate sweep runs at one concurrency: give exactly one (--concurrencies N)');
+    if (!options.rateSweep.length || options.rateSweep.some((r) => !(r > 0) || !Number.isFinite(r))) throw new SweepConfigError('rateSweep must be a non-empty list of rates > 0');
+    if (options.rate !== undefined) throw new SweepConfigError('give either rate or rateSweep, not both');
+  }
+  if (options.rate !== undefined && !(options.rate > 0 && Number.isFinite(options.rate))) throw new SweepConfigError('rate must be a number > 0 (batch calls per second)');
+  const arrival = options.arrival ?? 'constant';
+  const prefixPages = options.prefixPages ?? 512;
+  const hitRatio = options.hitRatio ?? 1;
+  const readersPerKey = options.readersPerKey ?? 1;
+  if (!Number.isSafeInteger(prefixPages) || prefixPages < 1) throw new SweepConfigError('prefixPages must be a positive integer');
+  if (!(hitRatio >= 0 && hitRatio <= 1)) throw new SweepConfigError('hitRatio must be between 0 and 1');
+  if (!Number.isSafeInteger(readersPerKey) || readersPerKey < 1) throw new SweepConfigError('readersPerKey must be a positive integer');
+  // A prefetch row's calls are requests; its get batches are SGLang's 128 pages.
+  const forPrefetch = (s: Step): Step => (s.op === 'prefetch' ? { ...s, batchSize: STORAGE_BATCH } : s);
+  const steps: Step[] = options.rateSweep
+    ? options.rateSweep.map((rate) => ({ op: o.op, threads: o.concurrencies[0], batchSize: o.batchSize, phase: 'sweep' as const, rate }))
+    : plan(o).map((s) => (options.rate !== undefined ? { ...s, rate: options.rate } : s));
+  for (let i = 0; i < steps.length; i++) steps[i] = forPrefetch(steps[i]);
   const maxThreads = Math.max(...steps.map((s) => s.threads));
   const needsProducer = steps.some((s) => s.op !== 'set');
   // Working set, as the original sized it: at least two batches per worker of the widest row.
-  const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads);
+  const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads, steps.some((s) => s.op === 'prefetch') ? prefixPages : 0);
   const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads) * components, pageBytes);
   const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
   const pageFootprint = pageBytes * components;
@@ -190,20 +225,24 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
         break;
       }
       const note =
-        s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
+        s.op === 'prefetch'
+          ? `prefetch: ${prefixPages} pages/request, hit ratio ${hitRatio}, ${readersPerKey} readers/key; batch_exists then batch_get_v1 in 128-page batches; latency per request`
+          : s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
       const rowPlan: RowPlan = {
         op: s.op,
         path: `hicache-${s.op}`,
         rowOp: s.op,
+        latUnit: s.op === 'prefetch' ? 'request' : undefined,
         threads: s.threads,
         batchSize: s.batchSize,
         phase: s.phase,
         components,
         tokensPerPage,
         hostPoolPages: hostPoolPages ?? undefined,
+        arrival: s.rate !== undefined ? { kind: arrival, rate: s.rate } : undefined,
         warmupS,
         durationS,
-        note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`].filter(Boolean).join('; '),
+        note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`, s.rate !== undefined ? `open loop ${s.rate} calls/s ${arrival}` : ''].filter(Boolean).join('; '),
         task: {
           store: storeCfg,
           layout,
@@ -212,6 +251,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
           keyPrefix: 'pcbench/get',
           workingSet,
           publishBytes: setPoolBytes(s),
+          prefetch: s.op === 'prefetch' ? { prefixPages, hitRatio, readersPerKey } : null,
           verify: options.verify ?? false,
           verifyMode: options.verifyMode ?? 'sample',
           raw: null,
@@ -264,6 +304,12 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       warmup_s: warmupS,
       repeat,
       noisy_cv: noisyCv,
+      arrival: options.rate !== undefined || options.rateSweep ? arrival : 'closed',
+      rate: options.rate ?? null,
+      rate_sweep: options.rateSweep ?? null,
+      prefix_pages: steps.some((s) => s.op === 'prefetch') ? prefixPages : null,
+      hit_ratio: steps.some((s) => s.op === 'prefetch') ? hitRatio : null,
+      readers_per_key: steps.some((s) => s.op === 'prefetch') ? readersPerKey : null,
       host_pool: hostPoolBytes === null ? 'per-worker' : 'shared',
       host_pool_bytes: hostPoolBytes ?? null,
       host_pool_pages: hostPoolPages ?? null,

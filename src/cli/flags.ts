@@ -58,8 +58,10 @@ export const hicacheArgs = {
   'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: '4096', valueHint: 'pages' },
   'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: '8g', valueHint: 'bytes' },
   verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },
-  'verify-mode': { type: 'string', description: 'With --verify: sample (first/last word and one per 1 KiB of every page) or full (every byte)', default: 'sample', valueHint: 'sample|full' },
+  'verify-mode': { type: 'string', description: 'With --verify: sample (first/last word and one per 4 KiB of every page) or full (every byte)', default: 'sample', valueHint: 'sample|full' },
   'host-pool': { type: 'string', description: "The host pool every row's workers share (a fixed footprint): auto (2 x the widest row's in-flight pages), a size (k/m/g), or per-worker", default: 'auto', valueHint: 'auto|bytes|per-worker' },
+  rate: { type: 'string', description: 'Open loop: total batch calls per second over each row\'s workers (k/m = 1e3/1e6); default closed loop', default: '', valueHint: 'calls/s' },
+  arrival: { type: 'string', description: 'Open loop arrivals: constant or poisson', default: 'constant', valueHint: 'constant|poisson' },
   repeat: { type: 'string', description: 'Windows per row: the row reports their median, 95% CI and CV (default 1; suite 3)', default: '', valueHint: 'n' },
   'slo-p99': { type: 'string', description: 'saturation/suite: p99 SLO in µs; the best row meeting it is marked SLO-PEAK', default: '', valueHint: 'us' },
   'noisy-cv': { type: 'string', description: 'CV (percent) above which a repeated row is marked noisy', default: '5', valueHint: 'pct' },
@@ -67,7 +69,12 @@ export const hicacheArgs = {
   ...globalArgs,
 } as const satisfies ArgsDef;
 
-export const opArg = { op: { type: 'string', description: 'Operation: get, set or exists', default: 'get', valueHint: 'get|set|exists' } } as const satisfies ArgsDef;
+export const opArg = {
+  op: { type: 'string', description: "Operation: get, set, exists, or prefetch (SGLang's per-request prefetch: batch_exists in 128-key chunks, then batch_get_v1 of the hit prefix)", default: 'get', valueHint: 'get|set|exists|prefetch' },
+  'prefix-pages': { type: 'string', description: 'prefetch: pages per request', default: '512', valueHint: 'pages' },
+  'hit-ratio': { type: 'string', description: "prefetch: fraction of a request's pages in the store (a hit prefix), 0..1", default: '1', valueHint: '0..1' },
+  'readers-per-key': { type: 'string', description: "prefetch: workers reading the same keys (MLA's fan-in: K ranks)", default: '1', valueHint: 'k' },
+} as const satisfies ArgsDef;
 
 export { LOG_LEVELS };
 

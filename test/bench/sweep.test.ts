@@ -100,6 +100,40 @@ test('a fixed host pool shared by every row: the same footprint at every concurr
   assert.is(perWorker.meta.host_pool_bytes, null);
 });
 
+test('saturation --rate-sweep: open-loop rows at one concurrency, latency vs offered load, both latencies', async () => {
+  const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [2], batchSize: 4, rateSweep: [100, 400], arrival: 'poisson' });
+  assert.is(schemaErrors(report), null);
+  assert.equal(report.results.map((r) => r.rate_offered), [100, 400]);
+  for (const r of report.results) {
+    assert.ok(r.ok, r.note);
+    assert.is(r.arrival, 'poisson');
+    assert.is(r.threads, 2);
+    assert.ok(r.rate_achieved! > 0 && r.response_lat_us_p50 !== null && r.response_histogram !== null);
+    assert.match(r.note, /open loop \d+ calls\/s poisson/);
+  }
+  assert.is(report.meta.arrival, 'poisson');
+  const closed = await runSweep({ ...small, mode: 'throughput', op: 'exists', concurrencies: [1] });
+  assert.is(closed.results[0].arrival, 'closed');
+  assert.is(closed.results[0].rate_offered, null);
+  assert.is(closed.results[0].response_lat_us_p99, null);
+});
+
+test('--op prefetch: one request per call, exists in 128-key chunks then gets of the hit prefix; hit ratio; readers per key', async () => {
+  const report = await runSweep({ ...small, mode: 'throughput', op: 'prefetch', concurrencies: [2], prefixPages: 300, hitRatio: 0.5, readersPerKey: 2, verify: true });
+  assert.is(schemaErrors(report), null);
+  const [r] = report.results;
+  assert.ok(r.ok, r.note);
+  assert.is(r.op, 'prefetch');
+  assert.is(r.lat_unit, 'request');
+  assert.is(r.pages_requested, r.calls * 300, 'every request asks for its 300 pages');
+  assert.is(r.pages, r.calls * 150, 'and loads its 150-page hit prefix');
+  assert.is(r.hit_rate, 0.5);
+  assert.is(r.pages_verified, r.pages);
+  assert.is(r.wrong_pages, 0);
+  assert.match(r.note, /300 pages\/request, hit ratio 0.5, 2 readers\/key/);
+  assert.is(report.meta.prefix_pages, 300);
+});
+
 test('bad options are clear errors before anything starts', async () => {
   const cases: [Partial<SweepOptions>, RegExp][] = [
     [{ concurrencies: [] }, /concurrencies must be a non-empty list/],

@@ -86,6 +86,12 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
       [['saturation', '--protocol', 'shm', '--noisy-cv', 'high'], /--noisy-cv/],
       [['saturation', '--protocol', 'shm', '--slo-p99', '0'], /--slo-p99/],
       [['saturation', '--protocol', 'shm', '--host-pool', 'lots'], /--host-pool/],
+      [['saturation', '--protocol', 'shm', '--rate-sweep', '1k,2k'], /--rate-sweep runs at one concurrency/],
+      [['saturation', '--protocol', 'shm', '--concurrencies', '4', '--rate-sweep', '1k,fast'], /--rate-sweep/],
+      [['throughput', '--protocol', 'shm', '--rate', '-5'], /--rate/],
+      [['throughput', '--protocol', 'shm', '--op', 'prefetch', '--hit-ratio', '1.5'], /--hit-ratio/],
+      [['throughput', '--protocol', 'shm', '--op', 'prefetch', '--readers-per-key', '0'], /--readers-per-key/],
+      [['throughput', '--protocol', 'shm', '--rate', '1k', '--arrival', 'bursty'], /--arrival/],
       [['saturation', '--protocol', 'shm', '--host-pool', '1m'], /the host pool holds 8 pages, fewer than the widest row has in flight/],
     ];
     for (const [args, pattern] of cases) {

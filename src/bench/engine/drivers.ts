@@ -108,7 +108,7 @@ async function storeSession(task: WorkerTask): Promise<Session> {
     // start: give it time rather than fail the row.
     directoryTimeoutMs: task.connectTimeoutMs,
   });
-  if (task.op === 'get') {
+  if (task.op === 'get' || task.op === 'prefetch') {
     // Steady state, reached before the window: one lookup of the whole working set fills the
     // (safe, validated) location cache, as a long-running decode node's would be.
     await store.batchExists(workingSetKeys(task.keyPrefix, task.workingSet));
@@ -161,6 +161,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
     }
     r++;
   };
+  if (task.op === 'prefetch') return prefetchDriver(task, store, host, all, () => slotIndices[slot], () => firstPage, nextSlot, check, generation);
   if (task.op === 'exists') {
     return {
       async call() {
@@ -192,6 +193,84 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
         }
       }
       return { pagesRequested: bs, pages, verified, wrongPages };
+    },
+  };
+}
+
+/** SGLang's storage batch size: batch_exists and batch_get_v1 go 128 pages at a time. */
+export const STORAGE_BATCH = 128;
+
+/**
+ * One request's prefetch per call, as the HiCache controller does it: batch_exists over the
+ * request's page keys in chunks of 128, stopping at the first short chunk, then batch_get_v1 of
+ * the hit prefix in 128-page batches (stopping at a shortfall). Workers in one group of
+ * `readersPerKey` walk the same request sequence (MLA: K ranks read the same keys).
+ */
+function prefetchDriver(
+  task: WorkerTask,
+  store: PeerCacheStore,
+  host: HostKVPool,
+  all: string[],
+  indicesNow: () => Int32Array,
+  firstPageNow: () => number,
+  nextSlot: () => void,
+  check: (b: Uint8Array, seed: number) => boolean,
+  generation: number,
+): Driver {
+  const p = task.prefetch!;
+  const n = p.prefixPages;
+  const hits = Math.min(n, Math.round(n * p.hitRatio));
+  const group = Math.floor(task.index / p.readersPerKey);
+  const keys = new Array<string>(n);
+  const slots = new Int32Array(n);
+  const tpp = host.tokensPerPage;
+  let r = 0;
+  return {
+    async call() {
+      const start = (group * 7919 + r * n) % task.workingSet;
+      for (let i = 0; i < n; i++) {
+        if (i < hits) {
+          slots[i] = (start + i) % task.workingSet;
+          keys[i] = all[slots[i]];
+        } else {
+          slots[i] = -1;
+          keys[i] = `${task.keyPrefix}/miss/${group}/${r}/${i}`;
+        }
+      }
+      r++;
+      let hit = 0;
+      for (let c = 0; c < n; c += STORAGE_BATCH) {
+        const chunk = keys.slice(c, c + STORAGE_BATCH);
+        const found = await store.batchExists(chunk);
+        hit += found;
+        if (found < chunk.length) break;
+      }
+      let pages = 0;
+      let verified = 0;
+      let wrongPages = 0;
+      for (let b = 0; b < hit; b += STORAGE_BATCH) {
+        const m = Math.min(STORAGE_BATCH, hit - b);
+        nextSlot();
+        const indices = indicesNow();
+        const first = firstPageNow();
+        const ok = await store.batchGetV1(keys.slice(b, b + m), indices.subarray(0, m * tpp));
+        let lead = 0;
+        while (lead < m && ok[lead]) lead++;
+        pages += lead;
+        if (task.verify) {
+          for (let j = 0; j < lead; j++) {
+            verified++;
+            for (let comp = 0; comp < host.components; comp++) {
+              if (!check(host.pageView(first + j, comp), pageSeed(slots[b + j], comp, generation))) {
+                wrongPages++;
+                break;
+              }
+            }
+          }
+        }
+        if (lead < m) break;
+      }
+      return { pagesRequested: n, pages, verified, wrongPages };
     },
   };
 }

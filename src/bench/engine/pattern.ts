@@ -70,11 +70,17 @@ export function verifyPage(bytes: Uint8Array, seed: number): boolean {
   return checkPattern(bytes, seed, 0) === -1;
 }
 
-/** Words checked per page by the `sample` verify mode: one per 1 KiB, plus the first and last word. */
-export const SAMPLE_STRIDE_WORDS = 256;
+/**
+ * Words checked per page by the `sample` verify mode: one per 4 KiB (each OS page of the
+ * destination), plus the first and last word. Each sampled word is a cache miss when the copy
+ * that filled the page bypassed the cache (non-temporal stores): at one per 1 KiB (129 words of a
+ * 128 KiB page) that cost 1.6 µs of CPU per page, 0.86 of get throughput; one per 4 KiB costs
+ * ~0.6 µs, 0.95 (bench-results/verify-cost-shm-20261203.md).
+ */
+export const SAMPLE_STRIDE_WORDS = 1024;
 
 /**
- * The `sample` verify mode: the first and last word and one word per 1 KiB (a 128 KiB page: 129
+ * The `sample` verify mode: the first and last word and one word per 4 KiB (a 128 KiB page: 33
  * words). Catches a page of the wrong key or component, a stale generation, a page not written
  * or cut short; a single flipped byte between two samples is left to `full`.
  */

@@ -6,7 +6,7 @@
 import type { Layout } from '../../store/host-pool.js';
 import type { StoreConfig } from './connection.js';
 
-export type BenchOp = 'get' | 'set' | 'exists';
+export type BenchOp = 'get' | 'set' | 'exists' | 'prefetch';
 /**
  * The loop body a worker runs: a store operation (get/set/exists through its own store client),
  * a bare data-plane READ (`read`, micro's transport path: its own endpoint to the producer's raw
@@ -59,6 +59,17 @@ export interface WorkerTask {
   verifyMode?: 'sample' | 'full';
   /** The generation the producer published the working set with (default 1). */
   generation?: number;
+  /**
+   * Open loop: this worker's own timeline of intended call starts (calls/s on this worker) and
+   * the histogram that takes response latency (from the intended start); absent: closed loop.
+   */
+  arrival?: { kind: 'constant' | 'poisson'; rate: number; seed: number; responseHistogram: SharedArrayBuffer } | null;
+  /**
+   * prefetch (SGLang's HiCache prefetch, one request per call): pages per request, the fraction
+   * of them in the store (a hit prefix; the rest are misses), and how many workers read the same
+   * keys (MLA's fan-in: K ranks prefetching one request).
+   */
+  prefetch?: { prefixPages: number; hitRatio: number; readersPerKey: number } | null;
   /** The row's warmup: also bounds the calls a worker makes before it reports ready. */
   warmupMs: number;
   /** A stall budget: a worker that cannot connect within it fails the row. */
@@ -71,6 +82,8 @@ export interface WorkerResult {
   pagesRequested: number;
   pages: number;
   errors: number;
+  /** Open loop: the sum over measured calls of (actual start - intended start), ns. */
+  scheduleLagNs: number;
   /** Hit pages verified / found wrong (verify on). */
   pagesVerified: number;
   wrongPages: number;

@@ -31,6 +31,8 @@ export interface RowPlan {
   task: Omit<WorkerTask, 'index' | 'threads' | 'op' | 'row' | 'control' | 'histogram' | 'batchSize' | 'warmupMs'>;
   components: number;
   tokensPerPage: number;
+  /** Open loop: total batch calls per second over the row's workers, and how they arrive; omitted: closed loop. */
+  arrival?: { kind: 'constant' | 'poisson'; rate: number; seed?: number };
   /** Pages of one host pool all the row's workers share (fixed footprint); omitted: a pool of one batch per worker. */
   hostPoolPages?: number;
   warmupS: number;
@@ -124,6 +126,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
   // The row's shared host pool (one allocation, a SharedArrayBuffer every worker maps).
   const hostPool = plan.hostPoolPages ? { buffer: alignedBytes(plan.hostPoolPages * plan.task.pageBytes * plan.components, true), pages: plan.hostPoolPages } : null;
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
+  const responses = plan.arrival ? Array.from({ length: threads }, () => SharedHistogram.create()) : null;
   const entry = workerEntry('worker');
   const rssBefore = privateRss();
   const progress = (stage: RowProgress['stage'], elapsedS: number, remainingS: number, pagesPerS = 0) =>
@@ -157,7 +160,10 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
   };
   const tasks = histograms.map((h, index) =>
     pool
-      .run({ ...plan.task, hostPool, index, threads, op, row: ctx.index, control: control.buffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
+      .run({
+        ...plan.task,
+        arrival: plan.arrival && responses ? { kind: plan.arrival.kind, rate: plan.arrival.rate / threads, seed: plan.arrival.seed ?? 1, responseHistogram: responses[index].buffer } : null,
+        hostPool, index, threads, op, row: ctx.index, control: control.buffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
       .then((r) => r as WorkerResult)
       .catch((err: unknown) => {
         fail(err);
@@ -217,7 +223,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
     const results = (await Promise.all(tasks)).filter((r): r is WorkerResult => r !== null);
     progress('done', plan.warmupS + plan.durationS, 0);
     const merged = SharedHistogram.merge(histograms);
-    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'pagesVerified' | 'wrongPages') => results.reduce((s, r) => s + r[k], 0);
+    const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'pagesVerified' | 'wrongPages' | 'scheduleLagNs') => results.reduce((s, r) => s + r[k], 0);
     const lanes = [...new Set(results.flatMap((r) => r.lanes))];
     const calls = sum('calls');
     const errors = sum('errors');
@@ -235,12 +241,23 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       elapsedNs: Number(t1 - t0),
       latency: merged.count > 0 ? merged.summary() : null,
       histogram: merged.count > 0 ? merged.encode() : null,
-      hitRate: op === 'get' ? 'get' : 'none',
+      hitRate: op === 'get' || op === 'prefetch' ? 'get' : 'none',
       transports: lanes,
       cpu: cpuPct,
       rssPerWorker,
       firstError: results.find((r) => r.firstError)?.firstError ?? null,
+      openLoop: null,
     };
+    if (plan.arrival && responses) {
+      const resp = SharedHistogram.merge(responses);
+      measurement.openLoop = {
+        arrival: plan.arrival.kind,
+        rateOffered: plan.arrival.rate,
+        response: resp.count > 0 ? resp.summary() : null,
+        responseHistogram: resp.count > 0 ? resp.encode() : null,
+        scheduleLagNsMean: calls > 0 ? sum('scheduleLagNs') / calls : null,
+      };
+    }
     return aborted ? { kind: 'aborted', identity, measurement } : { kind: 'measured', identity, measurement };
   } catch (err) {
     return { kind: 'failed', identity, reason: (err as Error).message, transports: [], calls: 0, errors: 0 };

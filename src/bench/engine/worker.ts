@@ -7,6 +7,7 @@
 import { nowNs } from '../clock.js';
 import { SharedHistogram } from '../histogram.js';
 import { openSession } from './drivers.js';
+import { ArrivalSchedule } from './arrival.js';
 import { ControlBlock, Phase } from './control-block.js';
 import type { WorkerResult, WorkerTask } from './protocol.js';
 
@@ -16,7 +17,7 @@ const WARM_CALLS = 200;
 export default async function runWorker(task: WorkerTask): Promise<WorkerResult> {
   const control = ControlBlock.attach(task.control);
   const hist = SharedHistogram.attach(task.histogram);
-  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, pagesVerified: 0, wrongPages: 0, firstError: null, lanes: [], rssBytes: 0 };
+  const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, scheduleLagNs: 0, pagesVerified: 0, wrongPages: 0, firstError: null, lanes: [], rssBytes: 0 };
   const session = await openSession(task);
   try {
     const { driver } = session;
@@ -28,6 +29,11 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
     for (let i = 0; i < WARM_CALLS && (i === 0 || performance.now() < warmUntil); i++) await driver.call();
     control.markReady();
     await control.waitWhile(Phase.Init);
+    if (task.arrival) {
+      await openLoop(task, control, hist, driver, result);
+      result.lanes = session.lanes();
+      return result;
+    }
     for (;;) {
       const phase = control.phase;
       if (phase === Phase.Stop) break;
@@ -59,5 +65,57 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
   } finally {
     await session.close();
     control.markDone();
+  }
+}
+
+const yieldToIo = () => new Promise<void>((r) => setImmediate(r));
+const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The open loop: calls start at their intended times on this worker's own timeline (one call in
+ * flight: a call that overruns delays the next one's actual start, never its intended one). A
+ * call counts when its intended start falls in the measured phase and it ends there; service
+ * latency is end - actual start, response latency end - intended start.
+ */
+async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, driver: { call(): Promise<{ pagesRequested: number; pages: number; verified: number; wrongPages: number }> }, result: WorkerResult): Promise<void> {
+  const arrival = task.arrival!;
+  const response = SharedHistogram.attach(arrival.responseHistogram);
+  const schedule = new ArrivalSchedule(arrival.rate, arrival.kind, arrival.seed + task.index * 7919);
+  const origin = nowNs();
+  let intended = origin + schedule.next();
+  for (;;) {
+    let now = nowNs();
+    // Long waits sleep, short ones let I/O run, the last ~50 µs spin (setTimeout is ~1 ms coarse).
+    while (now < intended && control.phase !== Phase.Stop) {
+      const wait = intended - now;
+      if (wait > 2_000_000) await sleepMs((wait - 1_000_000) / 1e6);
+      else if (wait > 50_000) await yieldToIo();
+      now = nowNs();
+    }
+    const phase = control.phase;
+    if (phase === Phase.Stop) break;
+    const t0 = now;
+    try {
+      const out = await driver.call();
+      const t1 = nowNs();
+      if (phase === Phase.Measure && control.phase === Phase.Measure) {
+        hist.record(t1 - t0);
+        response.record(t1 - intended);
+        result.scheduleLagNs += t0 - intended;
+        result.calls++;
+        result.pagesRequested += out.pagesRequested;
+        result.pages += out.pages;
+        result.pagesVerified += out.verified;
+        result.wrongPages += out.wrongPages;
+        control.countCall(task.index, out.pages);
+      }
+    } catch (err) {
+      if (phase === Phase.Measure) {
+        result.errors++;
+        control.countError(task.index);
+      }
+      result.firstError ??= (err as Error).message;
+    }
+    intended = origin + schedule.next();
   }
 }

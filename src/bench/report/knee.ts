@@ -47,7 +47,9 @@ export function markKneeAndSlo(rows: readonly Row[], sloP99Us: number | null): R
     groups.set(g, [...(groups.get(g) ?? []), i]);
   });
   for (const idx of groups.values()) {
-    const sorted = [...idx].sort((a, b) => out[a].threads - out[b].threads);
+    // A closed-loop sweep in order of concurrency; an open-loop one (--rate-sweep) of offered rate.
+    const x = (r: Row) => r.rate_offered ?? r.threads;
+    const sorted = [...idx].sort((a, b) => x(out[a]) - x(out[b]));
     const k = kneeIndex(sorted.map((i) => ({ throughput: out[i][peakKey(out[i])], latency: out[i].lat_us_p50 })));
     if (k !== null) out[sorted[k]].knee = true;
   }

@@ -55,6 +55,14 @@ export interface RowInput {
   ok?: boolean;
   /** Stopped before its window ended; default false. */
   aborted?: boolean;
+  /** Open loop: the arrival, offered rate (calls/s), response latency and its histogram; null/absent: closed loop. */
+  openLoop?: {
+    arrival: 'constant' | 'poisson';
+    rateOffered: number;
+    response: LatencySummary | null;
+    responseHistogram: string | null;
+    scheduleLagNsMean: number | null;
+  } | null;
   /** verify: hit pages checked and found wrong; null (default) when verify is off. */
   pagesVerified?: number | null;
   wrongPages?: number | null;
@@ -123,7 +131,8 @@ export function makeRow(input: RowInput): Row {
   const seconds = Number.isFinite(elapsedNsRaw) && elapsedNsRaw > 0 ? elapsedNsRaw / 1e9 : 0;
   const pagesPerS = rate(pages, seconds);
   const lat = input.latency && input.latency.count > 0 ? input.latency : null;
-  const hitMode = input.hitRate ?? (input.op === 'get' ? 'get' : 'none');
+  const respLat = input.openLoop?.response && input.openLoop.response.count > 0 ? input.openLoop.response : null;
+  const hitMode = input.hitRate ?? (input.op === 'get' || input.op === 'prefetch' ? 'get' : 'none');
   const smoke = input.smoke ?? isSmokeProtocol(input.protocol);
   const row: Row = {
     system: input.system ?? 'peercache',
@@ -172,6 +181,15 @@ export function makeRow(input: RowInput): Row {
     noisy: null,
     slo_peak: null,
     knee: null,
+    arrival: input.openLoop ? input.openLoop.arrival : 'closed',
+    rate_offered: input.openLoop ? round(input.openLoop.rateOffered, 1) : null,
+    rate_achieved: input.openLoop ? round(rate(calls, seconds), 1) : null,
+    response_lat_us_p50: us(respLat?.p50_ns),
+    response_lat_us_p90: gatedPercentile('p90', respLat?.p90_ns, respLat?.count ?? 0),
+    response_lat_us_p99: gatedPercentile('p99', respLat?.p99_ns, respLat?.count ?? 0),
+    response_lat_us_p999: gatedPercentile('p999', respLat?.p999_ns, respLat?.count ?? 0),
+    response_lat_us_max: us(respLat?.max_ns),
+    response_histogram: input.openLoop?.responseHistogram ?? null,
     pages_verified: input.pagesVerified ?? null,
     wrong_pages: input.wrongPages ?? null,
   };

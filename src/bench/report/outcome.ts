@@ -47,6 +47,17 @@ export interface Measurement {
   cpu: number | null;
   rssPerWorker: number | null;
   firstError: string | null;
+  /** Open loop only (null or absent: closed loop). */
+  openLoop?: {
+    arrival: 'constant' | 'poisson';
+    /** Batch calls per second offered over the row's workers. */
+    rateOffered: number;
+    /** Response latency (from each call's intended start). */
+    response: LatencySummary | null;
+    responseHistogram: string | null;
+    /** Mean of (actual start - intended start) over measured calls, ns. */
+    scheduleLagNsMean: number | null;
+  } | null;
 }
 
 export type RowOutcome =
@@ -85,5 +96,15 @@ export function outcomeToRow(o: RowOutcome): Row {
     aborted: o.kind === 'aborted',
     pagesVerified: m.pagesVerified,
     wrongPages: m.pagesVerified === null ? null : m.wrongPages,
+    openLoop: m.openLoop ?? null,
+    ...(m.openLoop
+      ? {
+          extra: {
+            schedule_lag_us_mean: m.openLoop.scheduleLagNsMean === null ? null : Math.round(m.openLoop.scheduleLagNsMean / 10) / 100,
+            // The plot draws an open-loop sweep against the offered load.
+            offered_pages_per_s: m.openLoop.rateOffered * identity.batchSize,
+          },
+        }
+      : {}),
   });
 }

@@ -16,7 +16,7 @@ export type PeakKey = 'pages_per_s' | 'throughput_gbps';
  * so GB/s would be 0 there; read and unlabelled rows (micro, Mooncake) compare throughput_gbps.
  */
 export function peakKey(row: Pick<Row, 'op'>): PeakKey {
-  return row.op === 'get' || row.op === 'set' || row.op === 'exists' ? 'pages_per_s' : 'throughput_gbps';
+  return row.op === 'get' || row.op === 'set' || row.op === 'exists' || row.op === 'prefetch' ? 'pages_per_s' : 'throughput_gbps';
 }
 
 /**

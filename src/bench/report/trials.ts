@@ -23,9 +23,14 @@ import type { Row } from './types.js';
 export const DEFAULT_NOISY_CV = 0.05;
 
 type Rate = 'throughput_gbps' | 'pages_per_s' | 'ops_per_s' | 'tokens_per_s';
-type Lat = 'lat_us_mean' | 'lat_us_p50' | 'lat_us_p90' | 'lat_us_p95' | 'lat_us_p99' | 'lat_us_p999';
+type Lat =
+  | 'lat_us_mean' | 'lat_us_p50' | 'lat_us_p90' | 'lat_us_p95' | 'lat_us_p99' | 'lat_us_p999'
+  | 'response_lat_us_p50' | 'response_lat_us_p90' | 'response_lat_us_p99' | 'response_lat_us_p999' | 'rate_achieved';
 const RATE_DP: Record<Rate, number> = { throughput_gbps: 4, pages_per_s: 1, ops_per_s: 1, tokens_per_s: 1 };
-const LATS: Lat[] = ['lat_us_mean', 'lat_us_p50', 'lat_us_p90', 'lat_us_p95', 'lat_us_p99', 'lat_us_p999'];
+const LATS: Lat[] = [
+  'lat_us_mean', 'lat_us_p50', 'lat_us_p90', 'lat_us_p95', 'lat_us_p99', 'lat_us_p999',
+  'response_lat_us_p50', 'response_lat_us_p90', 'response_lat_us_p99', 'response_lat_us_p999', 'rate_achieved',
+];
 
 const ciOf = (xs: number[], dp: number): [number, number] | null => {
   const c = ci95(xs);
@@ -74,6 +79,10 @@ export function combineTrials(trials: readonly Row[], noisyCv = DEFAULT_NOISY_CV
   }
   const maxes = trials.map((t) => t.lat_us_max).filter((x): x is number => x !== null);
   row.lat_us_max = maxes.length ? Math.max(...maxes) : null;
+  const rmax = trials.map((t) => t.response_lat_us_max).filter((x): x is number => x !== null);
+  row.response_lat_us_max = rmax.length ? Math.max(...rmax) : null;
+  const rh = trials.filter((t) => t.response_histogram !== null).map((t) => SharedHistogram.decode(t.response_histogram!));
+  row.response_histogram = rh.length === n ? SharedHistogram.merge(rh).encode() : null;
   if (row.hit_rate !== null) row.hit_rate = row.pages_requested > 0 ? Math.min(1, row.pages / row.pages_requested) : null;
   const cpus = trials.map((t) => t.cpu_client_pct);
   row.cpu_client_pct = cpus.every((c): c is number => c !== null) ? round(median(cpus)!, 1) : null;

@@ -15,11 +15,11 @@ export const SMOKE_LABEL = 'smoke — not publishable';
 
 export type System = 'peercache' | 'mooncake';
 /** "" for rows that are not one HiCache operation (e.g. Mooncake's transfer-engine). */
-export type RowOp = 'get' | 'set' | 'exists' | 'read' | '';
+export type RowOp = 'get' | 'set' | 'exists' | 'prefetch' | 'read' | '';
 /** Where a row sits in a run: the latency baseline, a point of a sweep, or a single measurement. */
 export type RowPhase = 'latency-baseline' | 'sweep' | 'single';
 /** What one latency sample times: a whole batch call, one page (batch 1), or one transport read. */
-export type LatUnit = 'batch_call' | 'page' | 'read';
+export type LatUnit = 'batch_call' | 'page' | 'read' | 'request';
 export type Mode = 'suite' | 'latency' | 'throughput' | 'saturation' | 'micro' | 'compare' | 'mooncake' | 'dist';
 export type { Layout };
 
@@ -98,6 +98,20 @@ export interface Row {
   noisy: boolean | null;
   /** The best row of its sweep whose p99 meets --slo-p99 (see report/knee.ts); null without an SLO. */
   slo_peak: boolean | null;
+  /** How calls arrived: closed (each worker calls again when its call returns) or open loop (--rate, --arrival). */
+  arrival: 'closed' | 'constant' | 'poisson';
+  /** Open loop: batch calls per second offered over the row's workers; null closed loop. */
+  rate_offered: number | null;
+  /** Open loop: batch calls per second measured (calls / duration_s); null closed loop. */
+  rate_achieved: number | null;
+  /** Open loop: response latency, from each call's intended start (no coordinated omission); the lat_us_* fields are service latency (from its actual start). Null closed loop. */
+  response_lat_us_p50: number | null;
+  response_lat_us_p90: number | null;
+  response_lat_us_p99: number | null;
+  response_lat_us_p999: number | null;
+  response_lat_us_max: number | null;
+  /** Open loop: HdrHistogram V2 base64 of the response latencies (ns); null closed loop. */
+  response_histogram: string | null;
   /** --verify: hit pages checked against what their publisher wrote (key and generation); null without --verify. */
   pages_verified: number | null;
   /** --verify: verified pages that were wrong (any fails the row); null without --verify. */

@@ -5,6 +5,14 @@ import { parseDirectoryChoice } from '../../store/directory/url.js';
 import { connectionFromArgs, hicacheArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
 
+/** A rate in calls/s: a number > 0, optionally with k (1e3) or m (1e6). */
+function parseRate(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([km]?)$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * (m[2].toLowerCase() === 'k' ? 1e3 : m[2].toLowerCase() === 'm' ? 1e6 : 1) : NaN;
+  if (!(n > 0) || !Number.isFinite(n)) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a rate in calls per second (e.g. 5000, 2.5k)`);
+  return n;
+}
+
 function parseHostPool(text: string): 'auto' | 'per-worker' | number {
   const t = text.trim().toLowerCase();
   if (t === 'auto' || t === 'per-worker') return t;
@@ -18,6 +26,7 @@ function parsePositiveNumber(flag: string, text: string): number {
 }
 import { runMeasureCommand } from '../run-report.js';
 import { VERIFY_MODES } from '../../bench/engine/pattern.js';
+import { ARRIVAL_KINDS } from '../../bench/engine/arrival.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 function parseDirectoryArg(text: string): string | undefined {
@@ -47,6 +56,8 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
     verify: args.verify === true,
     hostPool: parseHostPool(str(args, 'host-pool')),
+    rate: str(args, 'rate').trim() === '' ? undefined : parseRate('--rate', str(args, 'rate')),
+    arrival: parseEnum('--arrival', str(args, 'arrival'), ARRIVAL_KINDS),
     verifyMode: parseEnum('--verify-mode', str(args, 'verify-mode'), VERIFY_MODES),
     directory: parseDirectoryArg(str(args, 'directory')),
     repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
@@ -55,11 +66,23 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
-    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists'] as const);
+    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists', 'prefetch'] as const);
+    options.prefixPages = parsePositiveInt('--prefix-pages', str(args, 'prefix-pages'), { max: 1 << 20 });
+    options.hitRatio = parseNonNegativeNumber('--hit-ratio', str(args, 'hit-ratio'), { max: 1 });
+    options.readersPerKey = parsePositiveInt('--readers-per-key', str(args, 'readers-per-key'), { max: 4096 });
     options.concurrencies = [parsePositiveInt('--concurrency', str(args, 'concurrency'), { max: 4096 })];
   } else if (mode === 'saturation') {
-    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists'] as const);
+    options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists', 'prefetch'] as const);
+    options.prefixPages = parsePositiveInt('--prefix-pages', str(args, 'prefix-pages'), { max: 1 << 20 });
+    options.hitRatio = parseNonNegativeNumber('--hit-ratio', str(args, 'hit-ratio'), { max: 1 });
+    options.readersPerKey = parsePositiveInt('--readers-per-key', str(args, 'readers-per-key'), { max: 4096 });
     options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
+    const sweep = str(args, 'rate-sweep').trim();
+    if (sweep) {
+      options.rateSweep = sweep.split(',').map((x) => parseRate('--rate-sweep', x));
+      if (options.rate !== undefined) throw new UsageError('--rate-sweep and --rate: give one of them');
+      if (options.concurrencies.length !== 1) throw new UsageError('--rate-sweep runs at one concurrency: give it with --concurrencies N (e.g. --concurrencies 8)');
+    }
   } else if (mode === 'suite') {
     options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
   }
@@ -97,8 +120,9 @@ export const throughput = command('throughput', 'sustained throughput and tail a
   ...opArg,
   concurrency: { type: 'string', description: 'Concurrent workers (each with its own endpoint)', default: '8', valueHint: 'n' },
 });
-export const saturation = command('saturation', 'throughput/latency curve over a concurrency sweep, and the PEAK', {
+export const saturation = command('saturation', 'throughput/latency curve over a concurrency sweep (or, with --rate-sweep, over offered load), and the PEAK', {
   ...opArg,
+  'rate-sweep': { type: 'string', description: 'Open loop: one row per offered rate (calls/s, e.g. 1k,2k,4k) at the one concurrency of --concurrencies', default: '', valueHint: 'list' },
   ...concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')),
 });
 export const suite = command('suite', 'the full baseline: latency + get/set/exists saturation', concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')));
