@@ -69,6 +69,31 @@ test('a trickle of bytes does not keep a connection alive: hello must complete w
   }
 });
 
+// On a busy host the server's loop can stall past the hello deadline while a hello already waits in
+// the socket (64 workers on 2 cores did): the deadline must not judge a connection before reading it.
+test('a hello that arrived while the server was stalled past the deadline is served, not dropped', async () => {
+  const log = memoryLogger();
+  const server = await DirectoryServer.listen({ helloTimeoutMs: 200, idleTimeoutMs: 10_000, logger: log.logger });
+  try {
+    const s = await rawSocket(server.address.port);
+    const answers: Buffer[] = [];
+    s.on('data', (d: Buffer) => answers.push(d));
+    await waitFor('accepted', () => server.stats().connections === 1, 2000);
+    s.write(encodeFrame(FrameKind.Request, 1, { op: 'hello', version: PROTOCOL_VERSION }));
+    // The whole process stalls (as a starved producer does) past the deadline and a sweep period.
+    const until = Date.now() + 600;
+    while (Date.now() < until) {
+      /* busy */
+    }
+    await sleep(300);
+    assert.is(s.closedAt, undefined, `dropped: ${log.lines.join('\n')}`);
+    assert.ok(answers.length > 0, 'the hello was answered');
+    s.destroy();
+  } finally {
+    await server.close();
+  }
+});
+
 test('a session that does not read its events is closed once its queue passes the limit', async () => {
   const log = memoryLogger();
   const server = await DirectoryServer.listen({ maxQueuedBytes: 256 * 1024, logger: log.logger });

@@ -419,8 +419,13 @@ export class DirectoryServer {
   }
 
   private sweep(): void {
-    const now = Date.now();
-    for (const conn of this.connections) conn.checkIdle(now, this.idleTimeoutMs, this.helloTimeoutMs);
+    // Decided after this turn's I/O: when the loop was blocked (a busy host), a hello or heartbeat
+    // already waiting in the socket is read before the deadline judges its connection (timers run
+    // before I/O in a libuv turn; immediates after it).
+    setImmediate(() => {
+      const now = Date.now();
+      for (const conn of this.connections) conn.checkIdle(now, this.idleTimeoutMs, this.helloTimeoutMs);
+    });
   }
 }
 
