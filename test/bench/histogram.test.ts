@@ -4,6 +4,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import hdr from 'hdr-histogram-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { prng } from '../../src/bench/engine/arrival.js';
 import {
   DEFAULT_HIGHEST_TRACKABLE_NS,
   HEADER_BYTES,
@@ -21,17 +22,8 @@ const PERCENTILES = [0, 1, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100];
 // Every half percent as well, to hit the count-rounding edges of small histograms.
 const SWEEP = [...PERCENTILES, ...Array.from({ length: 201 }, (_, i) => i / 2)];
 
-/** Deterministic PRNG (mulberry32) in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (mulberry32) in [0, 1): the open-loop scheduler's. */
+const rng = prng;
 
 /** A worker's samples: log-uniform 1 .. 1e9 ns, from its own seed. */
 function workerSamples(seed: number, n: number): number[] {

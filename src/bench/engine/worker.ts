@@ -43,19 +43,10 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
         const t1 = nowNs();
         if (phase === Phase.Measure && control.phase === Phase.Measure) {
           hist.record(t1 - t0);
-          result.calls++;
-          result.pagesRequested += out.pagesRequested;
-          result.pages += out.pages;
-          result.pagesVerified += out.verified;
-          result.wrongPages += out.wrongPages;
-          control.countCall(task.index, out.pages);
+          countCall(task, control, result, out);
         }
       } catch (err) {
-        if (phase === Phase.Measure) {
-          result.errors++;
-          control.countError(task.index);
-        }
-        result.firstError ??= (err as Error).message;
+        countError(task, control, result, phase, err);
         // A failing store must not spin: back off a little.
         await new Promise((r) => setTimeout(r, 5));
       }
@@ -68,6 +59,27 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
   }
 }
 
+type CallOutcome = { pagesRequested: number; pages: number; verified: number; wrongPages: number };
+
+/** A measured call's counters (its latency is recorded by the loop: closed and open differ). */
+function countCall(task: WorkerTask, control: ControlBlock, result: WorkerResult, out: CallOutcome): void {
+  result.calls++;
+  result.pagesRequested += out.pagesRequested;
+  result.pages += out.pages;
+  result.pagesVerified += out.verified;
+  result.wrongPages += out.wrongPages;
+  control.countCall(task.index, out.pages);
+}
+
+/** A failed call: counted when it was in the measured phase; the first error is kept either way. */
+function countError(task: WorkerTask, control: ControlBlock, result: WorkerResult, phase: number, err: unknown): void {
+  if (phase === Phase.Measure) {
+    result.errors++;
+    control.countError(task.index);
+  }
+  result.firstError ??= (err as Error).message;
+}
+
 const yieldToIo = () => new Promise<void>((r) => setImmediate(r));
 const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -77,7 +89,7 @@ const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * call counts when its intended start falls in the measured phase and it ends there; service
  * latency is end - actual start, response latency end - intended start.
  */
-async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, driver: { call(): Promise<{ pagesRequested: number; pages: number; verified: number; wrongPages: number }> }, result: WorkerResult): Promise<void> {
+async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, driver: { call(): Promise<CallOutcome> }, result: WorkerResult): Promise<void> {
   const arrival = task.arrival!;
   const response = SharedHistogram.attach(arrival.responseHistogram);
   const schedule = new ArrivalSchedule(arrival.rate, arrival.kind, arrival.seed + task.index * 7919);
@@ -102,19 +114,10 @@ async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHis
         hist.record(t1 - t0);
         response.record(t1 - intended);
         result.scheduleLagNs += t0 - intended;
-        result.calls++;
-        result.pagesRequested += out.pagesRequested;
-        result.pages += out.pages;
-        result.pagesVerified += out.verified;
-        result.wrongPages += out.wrongPages;
-        control.countCall(task.index, out.pages);
+        countCall(task, control, result, out);
       }
     } catch (err) {
-      if (phase === Phase.Measure) {
-        result.errors++;
-        control.countError(task.index);
-      }
-      result.firstError ??= (err as Error).message;
+      countError(task, control, result, phase, err);
     }
     intended = origin + schedule.next();
   }
