@@ -44,3 +44,8 @@ export class ConfigError extends PeercacheError {
     super('ERR_CONFIG', template, options);
   }
 }
+
+/** Any error's text, with the options a PeercacheError names written by `name` (the CLI: its flags). */
+export function errorText(err: unknown, name: (option: string) => string): string {
+  return err instanceof PeercacheError ? err.render(name) : err instanceof Error ? err.message : String(err);
+}

@@ -14,7 +14,7 @@ import { plotReport } from '../bench/report/plot.js';
 import { renderConsole, renderJson } from '../bench/report/render.js';
 import { artifactName, describeFsError, OutDirError, prepareOutDir, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
 import type { Logger, LogLevel } from '../log.js';
-import { ConfigError, PeercacheError } from '../errors.js';
+import { ConfigError, PeercacheError, errorText } from '../errors.js';
 import { flagFor } from './flags.js';
 import { TransportError } from '../transport/types.js';
 import { signalExitCode } from '../bench/child-process.js';
@@ -148,7 +148,7 @@ export type ConfigErrorClass = abstract new (...args: never[]) => Error;
  */
 /** An error's message with the options it names written as this CLI's flags. */
 export function asFlags(err: unknown): string {
-  return err instanceof PeercacheError ? err.render(flagFor) : (err as Error).message;
+  return errorText(err, flagFor);
 }
 
 export function toProgramError(err: unknown, configError?: ConfigErrorClass): unknown {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadNative } from './native.js';
 import { TcpTransport } from './tcp/index.js';
 import { UcxTransport } from './ucx.js';
-import { PeercacheError } from '../errors.js';
+import { errorText } from '../errors.js';
 import type { Protocol } from './types.js';
 
 export interface RdmaPort {
@@ -108,11 +108,6 @@ function lockedMemory(): number | null {
   const m = limits?.match(/Max locked memory\s+(\S+)/);
   if (!m) return null;
   return m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
-}
-
-/** An error's text with the options it names written by `name` (the CLI: its flags). */
-function errorText(err: unknown, name: (option: string) => string): string {
-  return err instanceof PeercacheError ? err.render(name) : (err as Error).message;
 }
 
 async function checkUcx(protocol: 'rdma' | 'shm', devices: readonly string[], name: (option: string) => string): Promise<ProtocolCheck> {

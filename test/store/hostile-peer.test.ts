@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { memoryLogger } from '../helpers/log.js';
-import { checkPattern } from '../../src/bench/engine/pattern.js';
+import { checkPattern, keySeed as seed } from '../../src/bench/engine/pattern.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { freePort } from '../helpers/ports.js';
 import { forgeAddress, forgeDescriptor, type ForgedAddressKind, type ForgedDescriptorKind } from '../helpers/forge.js';
@@ -19,11 +19,6 @@ import type { Location, NodeInfo } from '../../src/store/types.js';
 
 const nodeFixture = new URL('../fixtures/store-node.ts', import.meta.url);
 const PAGE = 16 * 1024;
-const seed = (key: string) => {
-  let h = 17;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
-  return h >>> 0;
-};
 
 type Forgery =
   | { kind: ForgedAddressKind | ForgedDescriptorKind }

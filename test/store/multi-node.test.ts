@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkPattern } from '../../src/bench/engine/pattern.js';
+import { checkPattern, keySeed as seed } from '../../src/bench/engine/pattern.js';
 import { spawnFixture, type Child } from '../helpers/child.js';
 import { freePort } from '../helpers/ports.js';
 import { startRedis } from '../helpers/redis.js';
@@ -18,11 +18,6 @@ const nodeFixture = new URL('../fixtures/store-node.ts', import.meta.url);
 const PAGE = 64 * 1024;
 const TTL_MS = 800;
 const POLL_MS = 100;
-const seed = (key: string) => {
-  let h = 17;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
-  return h >>> 0;
-};
 
 /** Where the nodes meet (the fixture's first argument), and how the reader's store finds it. */
 interface Meeting {

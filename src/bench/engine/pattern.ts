@@ -14,6 +14,13 @@ export function pageSeed(page: number, component: number, generation = 1): numbe
   return (Math.imul(page + 1, 0x9e3779b1) ^ Math.imul(component + 1, 0x85ebca6b) ^ Math.imul(generation, 0xc2b2ae35)) >>> 0;
 }
 
+/** The seed of a page named by its key (FNV-style over its characters): fixtures that publish by key. */
+export function keySeed(key: string): number {
+  let h = 17;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
 /** Word w of the pattern for `seed`. */
 export function patternWord(w: number, seed: number): number {
   return (Math.imul(w, 2654435761) ^ seed) >>> 0;

@@ -15,6 +15,18 @@ export type { LatencySummary } from '../histogram.js';
 import type { LatencySummary } from '../histogram.js';
 import { collectManifest } from './manifest.js';
 
+/** An open-loop row's own figures (absent or null: closed loop). */
+export interface OpenLoopFigures {
+  arrival: 'constant' | 'poisson';
+  /** Batch calls per second offered over the row's workers. */
+  rateOffered: number;
+  /** Response latency (from each call's intended start). */
+  response: LatencySummary | null;
+  responseHistogram: string | null;
+  /** Mean of (actual start - intended start) over measured calls, ns. */
+  scheduleLagNsMean: number | null;
+}
+
 export interface RowInput {
   /** Default 'peercache'. */
   system?: System;
@@ -56,13 +68,7 @@ export interface RowInput {
   /** Stopped before its window ended; default false. */
   aborted?: boolean;
   /** Open loop: the arrival, offered rate (calls/s), response latency and its histogram; null/absent: closed loop. */
-  openLoop?: {
-    arrival: 'constant' | 'poisson';
-    rateOffered: number;
-    response: LatencySummary | null;
-    responseHistogram: string | null;
-    scheduleLagNsMean: number | null;
-  } | null;
+  openLoop?: OpenLoopFigures | null;
   /** verify: hit pages checked and found wrong; null (default) when verify is off. */
   pagesVerified?: number | null;
   wrongPages?: number | null;

@@ -6,7 +6,7 @@
  */
 import type { LatencySummary } from '../histogram.js';
 import type { Protocol } from '../../transport/types.js';
-import { failedRow, makeRow } from './metrics.js';
+import { failedRow, makeRow, type OpenLoopFigures } from './metrics.js';
 import type { LatUnit, RowPhase, Row, RowOp } from './types.js';
 import { transportMismatch } from './transport-check.js';
 
@@ -48,16 +48,7 @@ export interface Measurement {
   rssPerWorker: number | null;
   firstError: string | null;
   /** Open loop only (null or absent: closed loop). */
-  openLoop?: {
-    arrival: 'constant' | 'poisson';
-    /** Batch calls per second offered over the row's workers. */
-    rateOffered: number;
-    /** Response latency (from each call's intended start). */
-    response: LatencySummary | null;
-    responseHistogram: string | null;
-    /** Mean of (actual start - intended start) over measured calls, ns. */
-    scheduleLagNsMean: number | null;
-  } | null;
+  openLoop?: OpenLoopFigures | null;
 }
 
 export type RowOutcome =
