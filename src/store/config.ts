@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../log.js';
 import type { Protocol } from '../transport/types.js';
-import { parseDirectoryChoice } from './directory/url.js';
+import { parseDirectoryChoice, type DirectoryServerDeadlines } from './directory/url.js';
 import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';
@@ -50,6 +50,11 @@ export interface PeerCacheStoreConfig {
   timeoutMs?: number;
   /** Deadline of a directory connect or request (default 5 s to connect, 10 s per request). */
   directoryTimeoutMs?: number;
+  /**
+   * Hello and idle deadlines of the embedded directory when this node hosts it (defaults 5 s / 20 s).
+   * Raise them where the members may be starved for seconds (a benchmark's 64 workers on 2 cores).
+   */
+  directoryServer?: DirectoryServerDeadlines;
   /** Attributes published with this node (dist runs check layout/page size/working set at join). */
   attributes?: Record<string, string | number | boolean>;
   /** A directory to use instead of the embedded one (e.g. Redis). */
@@ -63,7 +68,7 @@ export interface PeerCacheStoreConfig {
 const CONFIG_KEY_TABLE = {
   discoveryAddr: true, protocol: true, localHost: true, deviceName: true, devices: true, ibPort: true, gidIndex: true, hostPool: true,
   globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
-  locationCache: true, locationCacheEntries: true, timeoutMs: true, directoryTimeoutMs: true, attributes: true, directory: true,
+  locationCache: true, locationCacheEntries: true, timeoutMs: true, directoryTimeoutMs: true, directoryServer: true, attributes: true, directory: true,
   logger: true, directoryUrl: true, metrics: true,
 } as const satisfies Record<keyof PeerCacheStoreConfig, true>;
 
@@ -105,6 +110,10 @@ export function validateConfig(config: PeerCacheStoreConfig): void {
   if (config.hostPool !== undefined && !(config.hostPool instanceof HostKVPool)) throw new StoreConfigError('hostPool must be a HostKVPool');
   if (config.timeoutMs !== undefined && !(config.timeoutMs > 0)) throw new StoreConfigError('timeoutMs must be > 0');
   if (config.directoryTimeoutMs !== undefined && !(config.directoryTimeoutMs > 0)) throw new StoreConfigError('directoryTimeoutMs must be > 0');
+  for (const name of ['helloTimeoutMs', 'idleTimeoutMs'] as const) {
+    const v = config.directoryServer?.[name];
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0 && (name === 'idleTimeoutMs' || v > 0))) throw new StoreConfigError(`directoryServer.${name} must be a number of milliseconds${name === 'helloTimeoutMs' ? ' > 0' : ' >= 0 (0: no idle deadline)'}`);
+  }
 }
 
 /** A call's keys: an array of non-empty strings (a TypeError naming the first bad one otherwise). */

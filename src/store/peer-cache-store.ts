@@ -107,6 +107,7 @@ export class PeerCacheStore {
           logger,
           connectTimeoutMs: config.directoryTimeoutMs,
           requestTimeoutMs: config.directoryTimeoutMs,
+          server: config.directoryServer,
         });
         directory = opened.directory;
         // Closing the directory also closes an embedded server this process hosts.

@@ -12,6 +12,8 @@ import { DirectoryClient } from '../../src/store/directory/client.js';
 import { FrameKind, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
 import { LIMITS } from '../../src/store/directory/messages.js';
 import { printable } from '../../src/store/printable.js';
+import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
+import { freePort } from '../helpers/ports.js';
 import { loc, nodeInfo, rejection, sleep, waitFor } from '../helpers/directory.js';
 
 
@@ -189,6 +191,31 @@ test('peer-chosen ids are logged escaped: no terminal escape sequences reach the
   } finally {
     await c.close();
     await server.close();
+  }
+});
+
+test('a store that hosts the directory passes its hello and idle deadlines to the server; bad ones are config errors', async () => {
+  const port = await freePort();
+  const discoveryAddr = `127.0.0.1:${port}`;
+  for (const bad of [{ helloTimeoutMs: 0 }, { helloTimeoutMs: -5 }, { idleTimeoutMs: Number.NaN }]) {
+    try {
+      await PeerCacheStore.open({ discoveryAddr, protocol: 'tcp', directoryServer: bad });
+      assert.unreachable('accepted ' + JSON.stringify(bad));
+    } catch (err) {
+      assert.match((err as Error).message, /directoryServer\.(hello|idle)TimeoutMs must be/);
+    }
+  }
+  // A long hello deadline: a silent stranger is still connected after the default 5 s would have
+  // closed it is too slow to test; a short one (300 ms) shows the value reaches the server.
+  const store = await PeerCacheStore.open({ discoveryAddr, protocol: 'tcp', directoryServer: { helloTimeoutMs: 300 } });
+  try {
+    const s = await rawSocket(port);
+    s.resume();
+    const t0 = Date.now();
+    await waitFor('a silent connection closed by the configured hello deadline', () => s.closedAt !== undefined, 3000);
+    assert.ok(s.closedAt! - t0 < 2000, `closed after ${s.closedAt! - t0} ms`);
+  } finally {
+    await store.close();
   }
 });
 

@@ -32,6 +32,9 @@ async function main(): Promise<void> {
     globalSegmentBytes: publishedPoolBytes(total * host.components + 64, cfg.pageBytes),
     maxBytes: Number.MAX_SAFE_INTEGER,
     nodeId: cfg.nodeId,
+    // The members are this run's own workers: 64 of them on 2 cores can be starved for longer
+    // than the default 5 s hello / 20 s idle deadlines while they start, and a row must not lose one.
+    directoryServer: { helloTimeoutMs: 120_000, idleTimeoutMs: 120_000 },
     logger,
   });
   let stopping = false;

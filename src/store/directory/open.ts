@@ -32,6 +32,8 @@ export interface OpenDirectoryOptions {
   heartbeatMs?: number;
   /** Server idle timeout, when this process serves (see DirectoryServerOptions.idleTimeoutMs). */
   idleTimeoutMs?: number;
+  /** Server hello deadline, when this process serves (see DirectoryServerOptions.helloTimeoutMs). */
+  helloTimeoutMs?: number;
   logger?: Logger;
   /** Connect / serve attempts before giving up (default 8). */
   maxAttempts?: number;
@@ -114,6 +116,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
         insecure: options.insecure,
         maxFrameBytes: options.maxFrameBytes,
         idleTimeoutMs: options.idleTimeoutMs,
+        helloTimeoutMs: options.helloTimeoutMs,
         logger: options.logger,
       });
     } catch (err) {

@@ -107,6 +107,14 @@ export interface OpenConfiguredDirectoryOptions {
   /** Deadlines of the embedded directory's connect and requests (default 5 s / 10 s). */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
+  /** Deadlines of the embedded server, when this node hosts it (see DirectoryServerOptions). */
+  server?: DirectoryServerDeadlines;
+}
+
+/** The embedded server's hello and idle deadlines (defaults 5 s and 20 s). */
+export interface DirectoryServerDeadlines {
+  helloTimeoutMs?: number;
+  idleTimeoutMs?: number;
 }
 
 /** Opens the chosen directory for a node that will join it (what PeerCacheStore.open does). */
@@ -124,6 +132,8 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
     logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs,
+    helloTimeoutMs: options.server?.helloTimeoutMs,
+    idleTimeoutMs: options.server?.idleTimeoutMs,
   });
 }
 
