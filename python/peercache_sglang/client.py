@@ -1,25 +1,31 @@
 """One connection to the sidecar (`peercache node`): the framing and the ops of its socket protocol.
 
 Frame: u32 BE payload length | u8 version (1) | u8 kind (1 request, 2 response, 4 error) |
-u32 BE request id | UTF-8 JSON payload. Documented in the README ("Socket protocol").
+u32 BE request id | payload. Control ops (hello, register, clear, stats) carry UTF-8 JSON; the hot
+ops (exists, get, set) a binary payload: a 32-byte little-endian header, u64 offsets (and lengths
+or u32 pools when they differ per key), the keys joined by '\n'; their answer is the op byte and
+one '1'/'0' byte per key. Documented in the README ("Socket protocol") and src/sidecar/protocol.ts.
 A connection is used by one thread at a time (the adapter keeps one per thread); every call has
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """
 import json
 import os
-import re
 import socket
 import struct
+import sys
 import time
+from array import array
 
-PROTOCOL = "peercache-sidecar/1"
+PROTOCOL = "peercache-sidecar/2"
 FRAME_VERSION = 1
 KIND_REQUEST, KIND_RESPONSE, KIND_ERROR = 1, 2, 4
 _HEADER = struct.Struct(">IBBI")
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
-# Keys made only of these characters need no JSON escaping: the hot ops join them directly (the
-# quotes are the separators; their count proves no key has one of its own).
-_PLAIN_JOINED = re.compile(r'^[A-Za-z0-9_.:/+=,"-]*$')
+# Binary request header: op, flags, 0, count, deadline (Unix ms), key bytes, pool, length.
+_BIN = struct.Struct("<BBHIQIIQ")
+OP_EXISTS, OP_GET, OP_SET = 0x81, 0x82, 0x83
+FLAG_PER_KEY_POOLS, FLAG_PER_KEY_LENGTHS = 1, 2
+_LITTLE = sys.byteorder == "little"
 
 
 class SidecarError(Exception):
@@ -52,8 +58,13 @@ class SidecarClient:
             s.close()
             raise
         self.sock = s
-        self.hello = self.call({"op": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
-        return self.hello
+        hello = self.call({"op": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
+            self.close()
+            raise SidecarError("the sidecar speaks %r, this adapter %r: upgrade the one that is older" % (
+                hello.get("protocol") if isinstance(hello, dict) else None, PROTOCOL), fatal=True)
+        self.hello = hello
+        return hello
 
     def close(self):
         s, self.sock = self.sock, None
@@ -78,7 +89,7 @@ class SidecarClient:
         payload = request if isinstance(request, bytes) else json.dumps(request, separators=(",", ":")).encode()
         return self._call(payload, timeout_s)
 
-    def _call(self, payload, timeout_s=None):
+    def _call(self, payload, timeout_s=None, binary_op=0):
         if self.sock is None:
             raise ConnectionError("not connected")
         deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
@@ -108,7 +119,12 @@ class SidecarClient:
                 got = self._recv_more(view, got, deadline)
             if got > total:
                 raise ConnectionError("the sidecar sent more than one answer")
-            body = json.loads(bytes(view[_HEADER.size:total])) if length else None
+            if binary_op and kind == KIND_RESPONSE:
+                if length < 1 or buf[_HEADER.size] != binary_op:
+                    raise ConnectionError("malformed binary answer from the sidecar")
+                body = bytes(view[_HEADER.size + 1:total]).decode("ascii")
+            else:
+                body = json.loads(bytes(view[_HEADER.size:total])) if length else None
             view.release()
         except BaseException:
             self.close()
@@ -125,19 +141,21 @@ class SidecarClient:
         return body
 
     @staticmethod
-    def _keys_json(keys):
-        if not keys:
-            return "[]"
-        joined = '","'.join(keys)
-        if joined.count('"') == 2 * (len(keys) - 1) and _PLAIN_JOINED.match(joined):
-            return '["' + joined + '"]'
-        return json.dumps(keys)
+    def _keys_blob(keys):
+        """The keys as one UTF-8 blob joined by '\\n' (a key holding a newline cannot be sent)."""
+        blob = "\n".join(keys).encode()
+        if blob.count(b"\n") != len(keys) - 1 and keys:
+            raise ValueError("a key contains a newline")
+        return blob
 
     @staticmethod
-    def _ints_json(values):
-        if isinstance(values, int):
-            return str(values)
-        return "[" + ",".join(map(str, values)) + "]"
+    def _u64s(values):
+        """Little-endian u64 bytes of a list (or array('Q')) of ints; OverflowError for one out of range."""
+        a = values if isinstance(values, array) and values.typecode == "Q" else array("Q", values)
+        if not _LITTLE:
+            a = array("Q", a)
+            a.byteswap()
+        return a.tobytes()
 
     # ---------------------------------------------------------------- ops
 
@@ -149,19 +167,49 @@ class SidecarClient:
         return int((time.time() + self.timeout_s) * 1000)
 
     def exists(self, keys):
-        return self._call(('{"op":"exists","keys":%s,"deadline":%d}' % (self._keys_json(keys), self._deadline_ms())).encode())["found"]
+        """One '1'/'0' character per key."""
+        blob = self._keys_blob(keys)
+        return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS), keys)
+
+    @staticmethod
+    def _answer(bits, keys):
+        if len(bits) != len(keys):
+            raise ConnectionError("the sidecar answered %d entries for %d keys" % (len(bits), len(keys)))
+        return bits
 
     def _io(self, op, pool, keys, offsets, lengths):
-        payload = '{"op":"%s","pool":%s,"keys":%s,"offsets":%s,"lengths":%s,"deadline":%d}' % (
-            op, self._ints_json(pool), self._keys_json(keys), self._ints_json(offsets), self._ints_json(lengths), self._deadline_ms())
-        return self._call(payload.encode())["ok"]
+        n = len(keys)
+        if len(offsets) != n:
+            raise ValueError("%d offsets for %d keys" % (len(offsets), n))
+        flags, parts = 0, [None, self._u64s(offsets)]
+        if isinstance(lengths, int):
+            length = lengths
+        else:
+            if len(lengths) != n:
+                raise ValueError("%d lengths for %d keys" % (len(lengths), n))
+            flags, length = FLAG_PER_KEY_LENGTHS, 0
+            parts.append(self._u64s(lengths))
+        if isinstance(pool, int):
+            pool_id = pool
+        else:
+            if len(pool) != n:
+                raise ValueError("%d pools for %d keys" % (len(pool), n))
+            flags, pool_id = flags | FLAG_PER_KEY_POOLS, 0
+            pools = array("I", pool)
+            if not _LITTLE:
+                pools.byteswap()
+            parts.append(pools.tobytes())
+        blob = self._keys_blob(keys)
+        parts.append(blob)
+        parts[0] = _BIN.pack(op, flags, 0, n, self._deadline_ms(), len(blob), pool_id, length)
+        return self._answer(self._call(b"".join(parts), binary_op=op), keys)
 
     def get(self, pool, keys, offsets, lengths):
         """`lengths` is a list, or one int for every key."""
-        return self._io("get", pool, keys, offsets, lengths)
+        return self._io(OP_GET, pool, keys, offsets, lengths)
 
     def set(self, pool, keys, offsets, lengths):
-        return self._io("set", pool, keys, offsets, lengths)
+        return self._io(OP_SET, pool, keys, offsets, lengths)
 
     def clear(self):
         self.call({"op": "clear"})
