@@ -20,12 +20,27 @@ PROTOCOL = "peercache-sidecar/2"
 FRAME_VERSION = 1
 KIND_REQUEST, KIND_RESPONSE, KIND_ERROR = 1, 2, 4
 _HEADER = struct.Struct(">IBBI")
+_TIMEVAL = struct.Struct("@ll")  # struct timeval (Linux: time_t, suseconds_t)
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 # Binary request header: op, flags, 0, count, deadline (Unix ms), key bytes, pool, length.
 _BIN = struct.Struct("<BBHIQIIQ")
 OP_EXISTS, OP_GET, OP_SET = 0x81, 0x82, 0x83
 FLAG_PER_KEY_POOLS, FLAG_PER_KEY_LENGTHS = 1, 2
 _LITTLE = sys.byteorder == "little"
+
+
+class KeyBlob(object):
+    """`count` object names already joined by '\\n' and encoded as UTF-8: what the binary ops send
+    (the adapter builds it with one join instead of a list of names)."""
+
+    __slots__ = ("count", "blob")
+
+    def __init__(self, count, blob):
+        self.count = count
+        self.blob = blob
+
+    def __len__(self):
+        return self.count
 
 
 class SidecarError(Exception):
@@ -54,10 +69,14 @@ class SidecarClient:
         s.settimeout(self.timeout_s)
         try:
             s.connect(self.path)
+            # Blocking from here on, bounded by SO_RCVTIMEO/SO_SNDTIMEO (_timeouts): a call is one send
+            # and one recv, without the poll() and the mode switch a Python socket timeout adds to each.
+            s.settimeout(None)
         except BaseException:
             s.close()
             raise
         self.sock = s
+        self._timeo = None
         hello = self.call({"op": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
         if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
             self.close()
@@ -74,15 +93,30 @@ class SidecarClient:
             except OSError:
                 pass
 
+    def _timeouts(self, seconds):
+        """Bounds each blocking send and recv by `seconds` (kernel socket timeouts; set only when they change)."""
+        seconds = max(0.001, seconds)
+        if seconds != self._timeo:
+            tv = _TIMEVAL.pack(int(seconds), int((seconds % 1.0) * 1e6))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            self._timeo = seconds
+
+    def _recv_into(self, view):
+        try:
+            k = self.sock.recv_into(view)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise socket.timeout("deadline passed waiting for the sidecar")
+        if k == 0:
+            raise ConnectionError("the sidecar closed the connection")
+        return k
+
     def _recv_more(self, view, got, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("deadline passed waiting for the sidecar")
-        self.sock.settimeout(left)
-        k = self.sock.recv_into(view[got:])
-        if k == 0:
-            raise ConnectionError("the sidecar closed the connection")
-        return got + k
+        self._timeouts(left)
+        return got + self._recv_into(view[got:])
 
     def call(self, request, timeout_s=None):
         """Sends one request (a dict, or JSON bytes) and waits for its answer; closes the connection on any failure but a refused request."""
@@ -92,18 +126,23 @@ class SidecarClient:
     def _call(self, payload, timeout_s=None, binary_op=0):
         if self.sock is None:
             raise ConnectionError("not connected")
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        deadline = time.monotonic() + limit
         rid = self.next_id
         self.next_id = (self.next_id % 0x7FFFFFFF) + 1
         try:
-            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-            self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
+            self._timeouts(limit)
+            try:
+                self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
+            except BlockingIOError:  # SO_SNDTIMEO expired
+                raise socket.timeout("deadline passed sending to the sidecar")
+            left = deadline - time.monotonic()
+            if left < limit - 0.01:  # the send waited: the answer gets only what is left
+                self._timeouts(left)
             # Usually the whole answer comes in one recv; a large one is read on until complete.
             buf = self._buf
             view = memoryview(buf)
-            got = self.sock.recv_into(view)
-            if got == 0:
-                raise ConnectionError("the sidecar closed the connection")
+            got = self._recv_into(view)
             while got < _HEADER.size:
                 got = self._recv_more(view, got, deadline)
             length, version, kind, answer_id = _HEADER.unpack_from(buf)
@@ -143,6 +182,8 @@ class SidecarClient:
     @staticmethod
     def _keys_blob(keys):
         """The keys as one UTF-8 blob joined by '\\n' (a key holding a newline cannot be sent)."""
+        if isinstance(keys, KeyBlob):
+            return keys.blob
         blob = "\n".join(keys).encode()
         if blob.count(b"\n") != len(keys) - 1 and keys:
             raise ValueError("a key contains a newline")
