@@ -192,7 +192,10 @@ class SidecarClient:
     @staticmethod
     def _u64s(values):
         """Little-endian u64 bytes of a list (or array('Q')) of ints; OverflowError for one out of range."""
-        a = values if isinstance(values, array) and values.typecode == "Q" else array("Q", values)
+        try:
+            a = values if isinstance(values, array) and values.typecode == "Q" else array("Q", values)
+        except (OverflowError, TypeError):
+            raise ValueError("offsets and lengths must be integers in 0..2^64-1")
         if not _LITTLE:
             a = array("Q", a)
             a.byteswap()
@@ -212,9 +215,9 @@ class SidecarClient:
         blob = self._keys_blob(keys)
         return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS), keys)
 
-    @staticmethod
-    def _answer(bits, keys):
+    def _answer(self, bits, keys):
         if len(bits) != len(keys):
+            self.close()
             raise ConnectionError("the sidecar answered %d entries for %d keys" % (len(bits), len(keys)))
         return bits
 
