@@ -228,7 +228,9 @@ export class SidecarServer {
     if (++conn.queued > this.limits.maxQueuedRequests) {
       throw new WireError('slow-reader', `more than ${this.limits.maxQueuedRequests} requests queued on one connection`, frame.id);
     }
-    conn.chain = conn.chain.then(() => this.serve(conn, frame.id, incoming));
+    // Nothing in flight (the usual case: one request at a time per connection): served now, in this
+    // I/O callback, instead of a promise hop later; otherwise in order behind the others.
+    conn.chain = conn.queued === 1 ? this.serve(conn, frame.id, incoming) : conn.chain.then(() => this.serve(conn, frame.id, incoming));
   }
 
   private async serve(conn: Connection, id: number, incoming: Incoming): Promise<void> {

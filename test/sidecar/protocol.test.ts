@@ -422,6 +422,25 @@ test('a registered file: ranges outside it and objects larger than a slot are re
   assert.is(server.mappings.count, 0, 'the pool is released with its last connection');
 });
 
+test('pipelined requests are answered in order: the first served at once, the next behind it', async () => {
+  const c = await hello();
+  try {
+    c.socket.write(
+      Buffer.concat([
+        encodeFrame(FrameKind.Request, 500, { op: 'clear' }),
+        encodeRawFrame(FrameKind.Request, 501, binaryPayload({ op: 'exists', keys: ['p1'] })),
+      ]),
+    );
+    const first = await c.next();
+    const second = await c.next();
+    assert.equal([first.id, second.id], [500, 501]);
+    assert.is(first.kind, FrameKind.Response);
+    assert.is(binaryBits(second, 'exists'), '0');
+  } finally {
+    c.socket.destroy();
+  }
+});
+
 test('requests queued past the limit close the connection', async () => {
   const c = await hello();
   const frames = Buffer.concat(Array.from({ length: 6 }, (_, i) => encodeFrame(FrameKind.Request, 100 + i, { op: 'clear' })));
