@@ -313,17 +313,17 @@ class PeerCacheStorage(_Base):
         limit = self.pool_tokens
         # One pass in C for the usual batch (ints, in the pool, page-aligned); the slow loop names the bad one.
         if not starts or not (
-            all(type(x) is int for x in starts)
+            all(type(x) is int and not x % ps for x in starts)
             and min(starts) >= 0
             and (limit is None or max(starts) + ps <= limit)
-            and not any(x % ps for x in starts)
         ):
             for i, x in enumerate(starts):
                 if not isinstance(x, int) or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
                     raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, x, limit, ps))
         meta = pool.get_page_buffer_meta(host_indices)
         ptrs, sizes = meta[0], meta[1]
-        ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
+        if type(ptrs) is not list:
+            ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
         comps = len(self.suffixes)
         if len(ptrs) != len(keys) * comps:
             raise BadInput("get_page_buffer_meta gave %d pointers for %d pages of %d objects (layout not page_first?)" % (len(ptrs), len(keys), comps))
@@ -420,8 +420,7 @@ class PeerCacheStorage(_Base):
             out = self._per_page(bits, comps, len(keys))
             first_miss = bits.find("0")
             hits = len(out) if first_miss < 0 else first_miss // comps
-            self._count(get_hits=len(out) if first_miss < 0 else sum(out))
-            self._record("prefetch", hits, sum(sizes[: hits * comps]), t0)
+            self._record("prefetch", hits, sum(sizes[: hits * comps]), t0, get_hits=len(out) if first_miss < 0 else sum(out))
             return out
 
         return self._guard("batch_get_v1", run, [False] * n)
@@ -461,9 +460,12 @@ class PeerCacheStorage(_Base):
 
         return self._guard("batch_set_v1", run, [False] * n)
 
-    def _record(self, kind, pages, nbytes, t0):
+    def _record(self, kind, pages, nbytes, t0, **counters):
+        """Appends a call's pages and bandwidth to the drained lists and adds `counters`, under one lock."""
         dt = time.monotonic() - t0
         with self._lock:
+            for k, v in counters.items():
+                self._counters[k] += v
             self._lists[kind + "_pgs"].append(pages)
             if dt > 0 and nbytes:
                 self._lists[kind + "_bandwidth"].append(nbytes / dt / 1e9)
