@@ -240,7 +240,10 @@ export class SidecarServer {
       let answer: unknown;
       const binary = !('json' in incoming);
       try {
-        if ('refused' in incoming) throw incoming.refused;
+        if ('refused' in incoming) {
+          if (!conn.helloDone) throw new WireError('no-hello', 'the first request must be hello', id);
+          throw incoming.refused;
+        }
         const req = 'binary' in incoming ? incoming.binary : parseRequest(incoming.json, this.limits);
         if (!conn.helloDone && req.op !== 'hello') throw new WireError('no-hello', 'the first request must be hello', id);
         answer = await this.handle(conn, req);

@@ -209,6 +209,13 @@ test('a client of protocol 1 gets a clear error: this sidecar speaks protocol 2'
   assert.is(f.kind, FrameKind.Error);
   assert.match(JSON.parse(f.payload.toString()).message, /first request must be hello/);
   assert.ok(await closedSoon(d));
+  // So is a malformed one: no hello, no answer to what it asked.
+  const e = await connect();
+  const g = await rawCall(e, Buffer.from([0x82, 0, 0]));
+  assert.is(g.kind, FrameKind.Error);
+  assert.is(JSON.parse(g.payload.toString()).fatal, true);
+  assert.match(JSON.parse(g.payload.toString()).message, /first request must be hello/);
+  assert.ok(await closedSoon(e));
 });
 
 test('binary exists: answered with the op byte and one byte per key', async () => {
