@@ -4,8 +4,8 @@
  * every field is checked here before the server acts on it, and every size has a limit.
  *
  * Framing is the directory's (store/directory/framing.ts): `u32 BE payload length | u8 version (1)
- * | u8 kind (1 request, 2 response, 4 error) | u32 BE request id | UTF-8 JSON payload`. A request is
- * `{ "op": ..., ...args }`; its response carries the same id. The first request on a connection
+ * | u8 kind (1 request, 2 response, 4 error) | u32 BE request id | payload`: UTF-8 JSON, or a binary
+ * exists/get/set (below). A JSON request is `{ "op": ..., ...args }`; its response carries the same id. The first request on a connection
  * must be `hello` naming SIDECAR_PROTOCOL. An error frame carries `{ message, fatal }`; fatal errors
  * (a malformed frame, a frame past the limit) close the connection, others answer one request.
  *
