@@ -185,7 +185,7 @@ def main():
     lines.append("Load average (1, 5, 15 min) at the end: %.1f %.1f %.1f (other processes share these CPUs: the store and the adapter columns come from the same calls, so their ratio holds under load better than either time)." % os.getloadavg())
     lines.append("")
     lines.append("MLA pages of %d B, %d pages per call (%.1f MiB), %d timed calls after 20 warm-up calls; two sidecars on this host, the reader's sidecar READs from the writer's." % (args.page_bytes, args.batch, args.batch * args.page_bytes / 2 ** 20, args.iterations))
-    lines.append("Adapter = one Python call (json framing, Unix socket, sidecar, store, answer). Store = the TypeScript store's own call in the sidecar for the same requests (no socket).")
+    lines.append("Adapter = one Python call (protocol 2: binary exists/get/set frames, Unix socket, sidecar, store, answer). Store = the TypeScript store's own call in the sidecar for the same requests (no socket).")
     lines.append("")
     lines.append("| call | adapter p50 µs | store p50 µs | adapter mean µs | store mean µs | store/adapter (p50) | store/adapter (mean) | adapter GiB/s (mean) |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")

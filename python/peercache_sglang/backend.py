@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 
-from .client import SidecarClient, SidecarError
+from .client import KeyBlob, SidecarClient, SidecarError
 from .pools import Staging, allocator_fds, buffer_address, find_file_span, pool_buffers
 
 logger = logging.getLogger("peercache_sglang")
@@ -275,15 +275,29 @@ class PeerCacheStorage(_Base):
             if not isinstance(k, str) or not k:
                 raise BadInput("keys[%d] is not a non-empty string" % i)
 
-    def _names(self, keys):
-        p, s = self.key_prefix, self.suffixes
-        if len(s) == 1:
-            return [p + k + s[0] for k in keys]
-        return [p + k + x for k in keys for x in s]
+    def _names(self, keys, suffixes=None):
+        """The batch's object names (prefix + key + each suffix) as one KeyBlob, checking the keys on the way."""
+        if not isinstance(keys, (list, tuple)):
+            raise BadInput("keys must be a list of strings")
+        p, s = self.key_prefix, self.suffixes if suffixes is None else suffixes
+        try:
+            if len(s) == 1:  # one join in C, no list of names
+                text = (p + (s[0] + "\n" + p).join(keys) + s[0]) if keys else ""
+            else:
+                text = "\n".join([p + k + x for k in keys for x in s])
+            blob = text.encode()
+        except (TypeError, ValueError):  # a key that is not a str, or not encodable
+            self._check_keys(keys)
+            raise BadInput("a key is not valid UTF-8 text")
+        count = len(keys) * len(s)
+        if count and (blob.count(b"\n") != count - 1 or "" in keys):
+            self._check_keys(keys)
+            raise BadInput("a key contains a newline")
+        return KeyBlob(count, blob)
 
     def _pages(self, keys, host_indices):
-        """Object names, pointers and lengths of a batch, after checking it against the pool."""
-        self._check_keys(keys)
+        """Object names (a KeyBlob), pointers and lengths of a batch, after checking it against the pool."""
+        names = self._names(keys)
         pool = self.mem_pool_host
         if pool is None:
             raise BadInput("no host pool registered (register_mem_pool_host was not called)")
@@ -299,17 +313,17 @@ class PeerCacheStorage(_Base):
         limit = self.pool_tokens
         # One pass in C for the usual batch (ints, in the pool, page-aligned); the slow loop names the bad one.
         if not starts or not (
-            all(type(x) is int for x in starts)
+            all(type(x) is int and not x % ps for x in starts)
             and min(starts) >= 0
             and (limit is None or max(starts) + ps <= limit)
-            and not any(x % ps for x in starts)
         ):
             for i, x in enumerate(starts):
                 if not isinstance(x, int) or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
                     raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, x, limit, ps))
         meta = pool.get_page_buffer_meta(host_indices)
         ptrs, sizes = meta[0], meta[1]
-        ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
+        if type(ptrs) is not list:
+            ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
         comps = len(self.suffixes)
         if len(ptrs) != len(keys) * comps:
             raise BadInput("get_page_buffer_meta gave %d pointers for %d pages of %d objects (layout not page_first?)" % (len(ptrs), len(keys), comps))
@@ -319,7 +333,7 @@ class PeerCacheStorage(_Base):
             sizes = sizes.tolist() if hasattr(sizes, "tolist") else list(sizes)
             if len(sizes) == 1:
                 sizes = sizes * len(ptrs)
-        return self._names(keys), ptrs, sizes
+        return names, ptrs, sizes
 
     def _zero_copy_ranges(self, c, ptrs, sizes):
         spans = self.spans
@@ -362,10 +376,9 @@ class PeerCacheStorage(_Base):
         self._count(exists_calls=1)
 
         def run(c):
-            self._check_keys(keys)
+            names = self._names(keys) if self.interface_v1 else self._names(keys, [self._generic_suffix(0)])
             if not keys:
                 return 0
-            names = self._names(keys) if self.interface_v1 else [self.key_prefix + k + self._generic_suffix(0) for k in keys]
             comps = len(self.suffixes) if self.interface_v1 else 1
             found = c.client.exists(names)
             if len(found) != len(names):
@@ -407,8 +420,7 @@ class PeerCacheStorage(_Base):
             out = self._per_page(bits, comps, len(keys))
             first_miss = bits.find("0")
             hits = len(out) if first_miss < 0 else first_miss // comps
-            self._count(get_hits=len(out) if first_miss < 0 else sum(out))
-            self._record("prefetch", hits, sum(sizes[: hits * comps]), t0)
+            self._record("prefetch", hits, sum(sizes[: hits * comps]), t0, get_hits=len(out) if first_miss < 0 else sum(out))
             return out
 
         return self._guard("batch_get_v1", run, [False] * n)
@@ -448,9 +460,12 @@ class PeerCacheStorage(_Base):
 
         return self._guard("batch_set_v1", run, [False] * n)
 
-    def _record(self, kind, pages, nbytes, t0):
+    def _record(self, kind, pages, nbytes, t0, **counters):
+        """Appends a call's pages and bandwidth to the drained lists and adds `counters`, under one lock."""
         dt = time.monotonic() - t0
         with self._lock:
+            for k, v in counters.items():
+                self._counters[k] += v
             self._lists[kind + "_pgs"].append(pages)
             if dt > 0 and nbytes:
                 self._lists[kind + "_bandwidth"].append(nbytes / dt / 1e9)

@@ -1,25 +1,46 @@
 """One connection to the sidecar (`peercache node`): the framing and the ops of its socket protocol.
 
 Frame: u32 BE payload length | u8 version (1) | u8 kind (1 request, 2 response, 4 error) |
-u32 BE request id | UTF-8 JSON payload. Documented in the README ("Socket protocol").
+u32 BE request id | payload. Control ops (hello, register, clear, stats) carry UTF-8 JSON; the hot
+ops (exists, get, set) a binary payload: a 32-byte little-endian header, u64 offsets (and lengths
+or u32 pools when they differ per key), the keys joined by '\n'; their answer is the op byte and
+one '1'/'0' byte per key. Documented in the README ("Socket protocol") and src/sidecar/protocol.ts.
 A connection is used by one thread at a time (the adapter keeps one per thread); every call has
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """
 import json
 import os
-import re
 import socket
 import struct
+import sys
 import time
+from array import array
 
-PROTOCOL = "peercache-sidecar/1"
+PROTOCOL = "peercache-sidecar/2"
 FRAME_VERSION = 1
 KIND_REQUEST, KIND_RESPONSE, KIND_ERROR = 1, 2, 4
 _HEADER = struct.Struct(">IBBI")
+_TIMEVAL = struct.Struct("@ll")  # struct timeval (Linux: time_t, suseconds_t)
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
-# Keys made only of these characters need no JSON escaping: the hot ops join them directly (the
-# quotes are the separators; their count proves no key has one of its own).
-_PLAIN_JOINED = re.compile(r'^[A-Za-z0-9_.:/+=,"-]*$')
+# Binary request header: op, flags, 0, count, deadline (Unix ms), key bytes, pool, length.
+_BIN = struct.Struct("<BBHIQIIQ")
+OP_EXISTS, OP_GET, OP_SET = 0x81, 0x82, 0x83
+FLAG_PER_KEY_POOLS, FLAG_PER_KEY_LENGTHS = 1, 2
+_LITTLE = sys.byteorder == "little"
+
+
+class KeyBlob(object):
+    """`count` object names already joined by '\\n' and encoded as UTF-8: what the binary ops send
+    (the adapter builds it with one join instead of a list of names)."""
+
+    __slots__ = ("count", "blob")
+
+    def __init__(self, count, blob):
+        self.count = count
+        self.blob = blob
+
+    def __len__(self):
+        return self.count
 
 
 class SidecarError(Exception):
@@ -48,12 +69,21 @@ class SidecarClient:
         s.settimeout(self.timeout_s)
         try:
             s.connect(self.path)
+            # Blocking from here on, bounded by SO_RCVTIMEO/SO_SNDTIMEO (_timeouts): a call is one send
+            # and one recv, without the poll() and the mode switch a Python socket timeout adds to each.
+            s.settimeout(None)
         except BaseException:
             s.close()
             raise
         self.sock = s
-        self.hello = self.call({"op": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
-        return self.hello
+        self._timeo = None
+        hello = self.call({"op": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
+            self.close()
+            raise SidecarError("the sidecar speaks %r, this adapter %r: upgrade the one that is older" % (
+                hello.get("protocol") if isinstance(hello, dict) else None, PROTOCOL), fatal=True)
+        self.hello = hello
+        return hello
 
     def close(self):
         s, self.sock = self.sock, None
@@ -63,36 +93,56 @@ class SidecarClient:
             except OSError:
                 pass
 
+    def _timeouts(self, seconds):
+        """Bounds each blocking send and recv by `seconds` (kernel socket timeouts; set only when they change)."""
+        seconds = max(0.001, seconds)
+        if seconds != self._timeo:
+            tv = _TIMEVAL.pack(int(seconds), int((seconds % 1.0) * 1e6))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            self._timeo = seconds
+
+    def _recv_into(self, view):
+        try:
+            k = self.sock.recv_into(view)
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise socket.timeout("deadline passed waiting for the sidecar")
+        if k == 0:
+            raise ConnectionError("the sidecar closed the connection")
+        return k
+
     def _recv_more(self, view, got, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("deadline passed waiting for the sidecar")
-        self.sock.settimeout(left)
-        k = self.sock.recv_into(view[got:])
-        if k == 0:
-            raise ConnectionError("the sidecar closed the connection")
-        return got + k
+        self._timeouts(left)
+        return got + self._recv_into(view[got:])
 
     def call(self, request, timeout_s=None):
         """Sends one request (a dict, or JSON bytes) and waits for its answer; closes the connection on any failure but a refused request."""
         payload = request if isinstance(request, bytes) else json.dumps(request, separators=(",", ":")).encode()
         return self._call(payload, timeout_s)
 
-    def _call(self, payload, timeout_s=None):
+    def _call(self, payload, timeout_s=None, binary_op=0):
         if self.sock is None:
             raise ConnectionError("not connected")
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s)
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        deadline = time.monotonic() + limit
         rid = self.next_id
         self.next_id = (self.next_id % 0x7FFFFFFF) + 1
         try:
-            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-            self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
+            self._timeouts(limit)
+            try:
+                self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
+            except BlockingIOError:  # SO_SNDTIMEO expired
+                raise socket.timeout("deadline passed sending to the sidecar")
+            left = deadline - time.monotonic()
+            if left < limit - 0.01:  # the send waited: the answer gets only what is left
+                self._timeouts(left)
             # Usually the whole answer comes in one recv; a large one is read on until complete.
             buf = self._buf
             view = memoryview(buf)
-            got = self.sock.recv_into(view)
-            if got == 0:
-                raise ConnectionError("the sidecar closed the connection")
+            got = self._recv_into(view)
             while got < _HEADER.size:
                 got = self._recv_more(view, got, deadline)
             length, version, kind, answer_id = _HEADER.unpack_from(buf)
@@ -108,7 +158,12 @@ class SidecarClient:
                 got = self._recv_more(view, got, deadline)
             if got > total:
                 raise ConnectionError("the sidecar sent more than one answer")
-            body = json.loads(bytes(view[_HEADER.size:total])) if length else None
+            if binary_op and kind == KIND_RESPONSE:
+                if length < 1 or buf[_HEADER.size] != binary_op:
+                    raise ConnectionError("malformed binary answer from the sidecar")
+                body = bytes(view[_HEADER.size + 1:total]).decode("ascii")
+            else:
+                body = json.loads(bytes(view[_HEADER.size:total])) if length else None
             view.release()
         except BaseException:
             self.close()
@@ -125,19 +180,26 @@ class SidecarClient:
         return body
 
     @staticmethod
-    def _keys_json(keys):
-        if not keys:
-            return "[]"
-        joined = '","'.join(keys)
-        if joined.count('"') == 2 * (len(keys) - 1) and _PLAIN_JOINED.match(joined):
-            return '["' + joined + '"]'
-        return json.dumps(keys)
+    def _keys_blob(keys):
+        """The keys as one UTF-8 blob joined by '\\n' (a key holding a newline cannot be sent)."""
+        if isinstance(keys, KeyBlob):
+            return keys.blob
+        blob = "\n".join(keys).encode()
+        if blob.count(b"\n") != len(keys) - 1 and keys:
+            raise ValueError("a key contains a newline")
+        return blob
 
     @staticmethod
-    def _ints_json(values):
-        if isinstance(values, int):
-            return str(values)
-        return "[" + ",".join(map(str, values)) + "]"
+    def _u64s(values):
+        """Little-endian u64 bytes of a list (or array('Q')) of ints; OverflowError for one out of range."""
+        try:
+            a = values if isinstance(values, array) and values.typecode == "Q" else array("Q", values)
+        except (OverflowError, TypeError):
+            raise ValueError("offsets and lengths must be integers in 0..2^64-1")
+        if not _LITTLE:
+            a = array("Q", a)
+            a.byteswap()
+        return a.tobytes()
 
     # ---------------------------------------------------------------- ops
 
@@ -149,19 +211,49 @@ class SidecarClient:
         return int((time.time() + self.timeout_s) * 1000)
 
     def exists(self, keys):
-        return self._call(('{"op":"exists","keys":%s,"deadline":%d}' % (self._keys_json(keys), self._deadline_ms())).encode())["found"]
+        """One '1'/'0' character per key."""
+        blob = self._keys_blob(keys)
+        return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS), keys)
+
+    def _answer(self, bits, keys):
+        if len(bits) != len(keys):
+            self.close()
+            raise ConnectionError("the sidecar answered %d entries for %d keys" % (len(bits), len(keys)))
+        return bits
 
     def _io(self, op, pool, keys, offsets, lengths):
-        payload = '{"op":"%s","pool":%s,"keys":%s,"offsets":%s,"lengths":%s,"deadline":%d}' % (
-            op, self._ints_json(pool), self._keys_json(keys), self._ints_json(offsets), self._ints_json(lengths), self._deadline_ms())
-        return self._call(payload.encode())["ok"]
+        n = len(keys)
+        if len(offsets) != n:
+            raise ValueError("%d offsets for %d keys" % (len(offsets), n))
+        flags, parts = 0, [None, self._u64s(offsets)]
+        if isinstance(lengths, int):
+            length = lengths
+        else:
+            if len(lengths) != n:
+                raise ValueError("%d lengths for %d keys" % (len(lengths), n))
+            flags, length = FLAG_PER_KEY_LENGTHS, 0
+            parts.append(self._u64s(lengths))
+        if isinstance(pool, int):
+            pool_id = pool
+        else:
+            if len(pool) != n:
+                raise ValueError("%d pools for %d keys" % (len(pool), n))
+            flags, pool_id = flags | FLAG_PER_KEY_POOLS, 0
+            pools = array("I", pool)
+            if not _LITTLE:
+                pools.byteswap()
+            parts.append(pools.tobytes())
+        blob = self._keys_blob(keys)
+        parts.append(blob)
+        parts[0] = _BIN.pack(op, flags, 0, n, self._deadline_ms(), len(blob), pool_id, length)
+        return self._answer(self._call(b"".join(parts), binary_op=op), keys)
 
     def get(self, pool, keys, offsets, lengths):
         """`lengths` is a list, or one int for every key."""
-        return self._io("get", pool, keys, offsets, lengths)
+        return self._io(OP_GET, pool, keys, offsets, lengths)
 
     def set(self, pool, keys, offsets, lengths):
-        return self._io("set", pool, keys, offsets, lengths)
+        return self._io(OP_SET, pool, keys, offsets, lengths)
 
     def clear(self):
         self.call({"op": "clear"})

@@ -12,7 +12,30 @@ import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
 import type { PeerCacheStore } from '../store/peer-cache-store.js';
 import { PoolMappings, type MappedPool } from './pool-mapping.js';
-import { bitString, DEADLINE_MARGIN_MS, DEFAULT_SIDECAR_LIMITS, parseRequest, RequestError, SIDECAR_PROTOCOL, type SidecarLimits, type SidecarRequest } from './protocol.js';
+import {
+  bitString,
+  DEADLINE_MARGIN_MS,
+  DEFAULT_SIDECAR_LIMITS,
+  encodeBinaryAnswer,
+  isBinaryRequest,
+  parseBinaryRequest,
+  parseRequest,
+  RequestError,
+  SIDECAR_PROTOCOL,
+  type SidecarLimits,
+  type SidecarRequest,
+} from './protocol.js';
+
+/** What a frame asked: a JSON body (checked when served), or a binary request decoded on arrival (or why it cannot be). */
+type Incoming = { json: unknown } | { binary: SidecarRequest } | { refused: RequestError };
+
+/** The answer of exists/get/set before it is framed: JSON `{found|ok: "10.."}` or binary bytes. */
+class Bits {
+  constructor(
+    readonly op: 'exists' | 'get' | 'set',
+    readonly values: boolean[],
+  ) {}
+}
 
 /** Milliseconds a request may still use before its client's deadline (undefined: no deadline); throws when too late to start. */
 function timeLeft(op: string, deadline: number | undefined): number | undefined {
@@ -192,20 +215,36 @@ export class SidecarServer {
 
   private onFrame(conn: Connection, frame: Frame): void {
     if (frame.kind !== FrameKind.Request) throw new WireError('bad-kind', `a client sends requests only (got kind ${frame.kind})`, frame.id);
-    const body = decodeJson(frame);
+    let incoming: Incoming;
+    if (isBinaryRequest(frame.payload)) {
+      // Decoded now (the payload is a view of the socket's chunk): keys, offsets and lengths become JS values.
+      try {
+        incoming = { binary: parseBinaryRequest(frame.payload, this.limits) };
+      } catch (err) {
+        if (!(err instanceof RequestError)) throw err;
+        incoming = { refused: err };
+      }
+    } else incoming = { json: decodeJson(frame) };
     if (++conn.queued > this.limits.maxQueuedRequests) {
       throw new WireError('slow-reader', `more than ${this.limits.maxQueuedRequests} requests queued on one connection`, frame.id);
     }
-    conn.chain = conn.chain.then(() => this.serve(conn, frame.id, body));
+    // Nothing in flight (the usual case: one request at a time per connection): served now, in this
+    // I/O callback, instead of a promise hop later; otherwise in order behind the others.
+    conn.chain = conn.queued === 1 ? this.serve(conn, frame.id, incoming) : conn.chain.then(() => this.serve(conn, frame.id, incoming));
   }
 
-  private async serve(conn: Connection, id: number, body: unknown): Promise<void> {
+  private async serve(conn: Connection, id: number, incoming: Incoming): Promise<void> {
     try {
       if (conn.closed) return;
       this.counters.requests++;
       let answer: unknown;
+      const binary = !('json' in incoming);
       try {
-        const req = parseRequest(body, this.limits);
+        if ('refused' in incoming) {
+          if (!conn.helloDone) throw new WireError('no-hello', 'the first request must be hello', id);
+          throw incoming.refused;
+        }
+        const req = 'binary' in incoming ? incoming.binary : parseRequest(incoming.json, this.limits);
         if (!conn.helloDone && req.op !== 'hello') throw new WireError('no-hello', 'the first request must be hello', id);
         answer = await this.handle(conn, req);
       } catch (err) {
@@ -220,7 +259,10 @@ export class SidecarServer {
         if (!conn.closed) conn.socket.write(encodeFrame(FrameKind.Error, id, { message, fatal: false }));
         return;
       }
-      if (!conn.closed) conn.socket.write(encodeFrame(FrameKind.Response, id, answer));
+      if (conn.closed) return;
+      if (answer instanceof Bits) {
+        conn.socket.write(binary ? encodeBinaryAnswer(id, answer.op, answer.values) : encodeFrame(FrameKind.Response, id, answer.op === 'exists' ? { found: bitString(answer.values) } : { ok: bitString(answer.values) }));
+      } else conn.socket.write(encodeFrame(FrameKind.Response, id, answer));
     } finally {
       conn.queued--;
     }
@@ -251,7 +293,7 @@ export class SidecarServer {
         const t0 = performance.now();
         const found = await this.store.existsObjects(req.keys);
         this.timings.exists.add((performance.now() - t0) * 1000);
-        return { found: bitString(found) };
+        return new Bits('exists', found);
       }
       case 'get':
       case 'set': {
@@ -273,13 +315,13 @@ export class SidecarServer {
           const t0 = performance.now();
           const ok = await this.store.setObjectsFrom(req.keys, sources);
           this.timings.set.add((performance.now() - t0) * 1000);
-          return { ok: bitString(ok) };
+          return new Bits('set', ok);
         }
         const t0 = performance.now();
         if (single) {
           const got = await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths, left);
           this.timings.get.add((performance.now() - t0) * 1000);
-          return { ok: bitString(got) };
+          return new Bits('get', got);
         }
         // Keys spread over several pools (MHA k and v in separate files): one call per pool.
         const ok = new Array<boolean>(n).fill(false);
@@ -296,7 +338,7 @@ export class SidecarServer {
           }),
         );
         this.timings.get.add((performance.now() - t0) * 1000);
-        return { ok: bitString(ok) };
+        return new Bits('get', ok);
       }
       case 'clear':
         await this.store.clear();

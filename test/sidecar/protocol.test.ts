@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
 import { SidecarServer } from '../../src/sidecar/server.js';
-import { SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
+import { BINARY_HEADER_BYTES, SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
 import { FrameDecoder, FrameKind, encodeFrame, encodeRawFrame, type Frame } from '../../src/store/directory/framing.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../helpers/ports.js';
@@ -80,6 +80,68 @@ async function hello(): Promise<Client> {
   return c;
 }
 
+interface BinaryRequest {
+  op: 'exists' | 'get' | 'set';
+  keys: string[];
+  offsets?: number[];
+  /** One length for all keys, or one per key (flag 2). */
+  length?: number | number[];
+  /** One pool, or one per key (flag 1). */
+  pool?: number | number[];
+  deadline?: number;
+  /** Raw key bytes instead of the keys joined by '\n'. */
+  keyBytes?: Buffer;
+  count?: number;
+}
+
+const OPS = { exists: 0x81, get: 0x82, set: 0x83 } as const;
+
+/** A binary exists/get/set payload (protocol.ts's layout), with overrides to forge bad ones. */
+function binaryPayload(r: BinaryRequest): Buffer {
+  const io = r.op !== 'exists';
+  const keys = r.keyBytes ?? Buffer.from(r.keys.join('\n'));
+  const n = r.count ?? r.keys.length;
+  const perLength = Array.isArray(r.length);
+  const perPool = Array.isArray(r.pool);
+  const parts: Buffer[] = [];
+  const h = Buffer.alloc(BINARY_HEADER_BYTES);
+  h[0] = OPS[r.op];
+  h[1] = (perPool ? 1 : 0) | (perLength ? 2 : 0);
+  h.writeUInt32LE(n, 4);
+  h.writeBigUInt64LE(BigInt(r.deadline ?? 0), 8);
+  h.writeUInt32LE(keys.length, 16);
+  h.writeUInt32LE(perPool ? 0 : ((r.pool as number | undefined) ?? 0), 20);
+  h.writeBigUInt64LE(BigInt(perLength ? 0 : ((r.length as number | undefined) ?? 0)), 24);
+  parts.push(h);
+  const u64s = (xs: number[]) => {
+    const b = Buffer.alloc(8 * xs.length);
+    xs.forEach((x, i) => b.writeBigUInt64LE(BigInt(x), 8 * i));
+    return b;
+  };
+  if (io) parts.push(u64s(r.offsets ?? []));
+  if (perLength) parts.push(u64s(r.length as number[]));
+  if (perPool) {
+    const b = Buffer.alloc(4 * (r.pool as number[]).length);
+    (r.pool as number[]).forEach((x, i) => b.writeUInt32LE(x, 4 * i));
+    parts.push(b);
+  }
+  parts.push(keys);
+  return Buffer.concat(parts);
+}
+
+/** Sends one raw payload as a request; the answer frame. */
+async function rawCall(c: Client, payload: Buffer): Promise<Frame> {
+  c.socket.write(encodeRawFrame(FrameKind.Request, nextId++, payload));
+  return c.next();
+}
+
+/** The bits of a binary answer ('1'/'0' per key), after checking its op byte. */
+function binaryBits(f: Frame, op: keyof typeof OPS): string {
+  assert.is(f.kind, FrameKind.Response, f.kind === FrameKind.Error ? f.payload.toString() : '');
+  assert.is(f.payload[0], OPS[op]);
+  return f.payload.subarray(1).toString('latin1');
+}
+
 test.before(async () => {
   store = await PeerCacheStore.open({ protocol: 'tcp', discoveryAddr: `127.0.0.1:${await freePort()}`, globalSegmentBytes: 2 ** 20, slotBytes: 4096 });
   server = await SidecarServer.listen({
@@ -131,6 +193,125 @@ test('the first request must be hello naming the protocol; another protocol is r
   assert.is(r2.kind, FrameKind.Error);
   assert.match(String(r2.body.message), /not supported/);
   assert.ok(await closedSoon(d));
+});
+
+test('a client of protocol 1 gets a clear error: this sidecar speaks protocol 2', async () => {
+  assert.is(SIDECAR_PROTOCOL, 'peercache-sidecar/2');
+  const c = await connect();
+  const r = await c.call({ op: 'hello', protocol: 'peercache-sidecar/1', pid: process.pid });
+  assert.is(r.kind, FrameKind.Error);
+  assert.is(r.body.fatal, true);
+  assert.match(String(r.body.message), /protocol "peercache-sidecar\/1" not supported \(this sidecar speaks peercache-sidecar\/2\)/);
+  assert.ok(await closedSoon(c));
+  // A binary request before hello is refused like any other.
+  const d = await connect();
+  const f = await rawCall(d, binaryPayload({ op: 'exists', keys: ['a'] }));
+  assert.is(f.kind, FrameKind.Error);
+  assert.match(JSON.parse(f.payload.toString()).message, /first request must be hello/);
+  assert.ok(await closedSoon(d));
+  // So is a malformed one: no hello, no answer to what it asked.
+  const e = await connect();
+  const g = await rawCall(e, Buffer.from([0x82, 0, 0]));
+  assert.is(g.kind, FrameKind.Error);
+  assert.is(JSON.parse(g.payload.toString()).fatal, true);
+  assert.match(JSON.parse(g.payload.toString()).message, /first request must be hello/);
+  assert.ok(await closedSoon(e));
+});
+
+test('binary exists: answered with the op byte and one byte per key', async () => {
+  const c = await hello();
+  try {
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'exists', keys: ['nope-1', 'nope-2'] })), 'exists'), '00');
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'exists', keys: [] })), 'exists'), '');
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'exists', keys: ['clé-ü'], deadline: Date.now() + 5000 })), 'exists'), '0');
+  } finally {
+    c.socket.destroy();
+  }
+});
+
+test('malformed binary requests are answered with an error naming the field; the connection stays usable', async () => {
+  const c = await hello();
+  try {
+    const ex = binaryPayload({ op: 'exists', keys: ['a', 'b'] });
+    const get = (over: Partial<BinaryRequest> = {}) => binaryPayload({ op: 'get', keys: ['a', 'b'], offsets: [0, 4096], length: 4096, pool: 0, ...over });
+    const patch = (b: Buffer, at: number, v: number, bytes = 1) => {
+      const x = Buffer.from(b);
+      x.writeUIntLE(v, at, bytes);
+      return x;
+    };
+    const hiWord = (b: Buffer, at: number) => patch(b, at + 4, 0x0020_0000, 4); // 2^53 and up
+    const bad: [string, Buffer, RegExp][] = [
+      ['unknown op', Buffer.from([0x90, 0, 0, 0]), /unknown binary op 0x90/],
+      ['short header', ex.subarray(0, 20), /shorter than the 32-byte header/],
+      ['reserved bytes', patch(ex, 2, 1), /bytes 2\.\.3 must be 0/],
+      ['count past the limit', binaryPayload({ op: 'exists', keys: ['a', 'b', 'c', 'd', 'e'] }), /5 keys in one request; at most 4/],
+      ['exists: count larger than the keys', patch(ex, 4, 3, 4), /2 keys in the key bytes, 3 in the header/],
+      ['get: count larger than the body', patch(get(), 4, 3, 4), /get: 51 bytes, but 3 keys with 3 key bytes make 59/],
+      ['get: count smaller than the body', patch(get(), 4, 1, 4), /get: 51 bytes, but 1 keys with 3 key bytes make 43/],
+      ['truncated body', ex.subarray(0, ex.length - 1), /bytes, but 2 keys with 3 key bytes make 35/],
+      ['a byte too many', Buffer.concat([ex, Buffer.from('x')]), /bytes, but 2 keys/],
+      ['key bytes larger than the body', patch(ex, 16, 1000, 4), /but 2 keys with 1000 key bytes/],
+      ['fewer keys than the count', binaryPayload({ op: 'exists', keys: ['a'], count: 2, keyBytes: Buffer.from('ab') }), /1 keys in the key bytes, 2 in the header/],
+      ['an empty key', binaryPayload({ op: 'exists', keys: ['a', ''] }), /keys\[1\] must be a non-empty string/],
+      ['a key too long', binaryPayload({ op: 'exists', keys: ['x'.repeat(600)] }), /at most 512 characters/],
+      ['keys that are not UTF-8', binaryPayload({ op: 'exists', keys: ['a'], keyBytes: Buffer.from([0x61, 0xff, 0xfe]) }), /not valid UTF-8/],
+      ['key bytes without keys', binaryPayload({ op: 'exists', keys: [], keyBytes: Buffer.from('a') }), /key bytes without keys/],
+      ['exists with flags', patch(ex, 1, 2), /exists: flags, pool and length must be 0/],
+      ['a deadline past 2^53', hiWord(ex, 8), /exists\.deadline must be an integer/],
+      ['a deadline passed', binaryPayload({ op: 'exists', keys: ['a'], deadline: Date.now() - 1 }), /too late to start/],
+      ['unknown flags', patch(get(), 1, 4), /unknown flags 0x4/],
+      ['a pool past the limit', get({ pool: 16 }), /get\.pool must be an integer in 0\.\.15/],
+      ['a per-key pool past the limit', get({ pool: [0, 99] }), /get\.pool\[1\] must be an integer/],
+      ['a pool with per-key pools', patch(get({ pool: [0, 0] }), 20, 1, 4), /pool must be 0 when each key names its pool/],
+      ['a length of 0', get({ length: 0 }), /get\.length must be an integer in 1\.\./],
+      ['a per-key length of 0', get({ length: [4096, 0] }), /get\.lengths\[1\] must be an integer in 1\.\./],
+      ['a length with per-key lengths', patch(get({ length: [1, 1] }), 24, 5, 4), /length must be 0 when each key has its own/],
+      ['an offset past 2^47', get({ offsets: [0, 2 ** 47 + 1] }), /get\.offsets\[1\] must be an integer in 0\.\.140737488355328/],
+      ['an offset past 2^53', hiWord(get(), 40), /get\.offsets\[1\] must be an integer/],
+      ['offsets missing (count and body disagree)', binaryPayload({ op: 'set', keys: ['a', 'b'], offsets: [0], length: 1 }), /but 2 keys with 3 key bytes make/],
+      ['an unregistered pool', get(), /pool 0 is not registered on this connection/],
+    ];
+    for (const [what, payload, re] of bad) {
+      const f = await rawCall(c, payload);
+      assert.is(f.kind, FrameKind.Error, what);
+      const body = JSON.parse(f.payload.toString());
+      assert.is(body.fatal, false, what);
+      assert.match(String(body.message), re, `${what}: ${body.message}`);
+    }
+    assert.is(binaryBits(await rawCall(c, ex), 'exists'), '00', 'still usable');
+  } finally {
+    c.socket.destroy();
+  }
+});
+
+test('random binary payloads never crash the sidecar: each gets an answer or an error', async () => {
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const c = await hello();
+  try {
+    const good = binaryPayload({ op: 'get', keys: ['k1', 'k2', 'k3'], offsets: [0, 8, 16], length: [8, 8, 8], pool: [0, 0, 0] });
+    for (let i = 0; i < 300; i++) {
+      let p: Buffer;
+      if (i % 2 === 0) {
+        // A valid request with a few bytes changed, or cut short.
+        p = Buffer.from(good);
+        for (let k = 0; k < 1 + Math.floor(rnd() * 3); k++) p[Math.floor(rnd() * p.length)] = Math.floor(rnd() * 256);
+        if (rnd() < 0.3) p = p.subarray(0, Math.floor(rnd() * p.length));
+        if (p.length === 0) p = Buffer.from([0x82]);
+        p[0] = 0x81 + Math.floor(rnd() * 3);
+      } else {
+        p = Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 120) }, () => Math.floor(rnd() * 256)));
+        p[0] = 0x80 | p[0];
+      }
+      const f = await rawCall(c, p);
+      assert.ok(f.kind === FrameKind.Error || f.kind === FrameKind.Response, `payload ${p.toString('hex')}`);
+      if (f.kind === FrameKind.Error) assert.is(JSON.parse(f.payload.toString()).fatal, false, p.toString('hex'));
+    }
+    assert.not.ok(c.closed);
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'exists', keys: ['z'] })), 'exists'), '0');
+  } finally {
+    c.socket.destroy();
+  }
 });
 
 test('a connection that never says hello is closed at the deadline', async () => {
@@ -217,6 +398,25 @@ test('a registered file: ranges outside it and objects larger than a slot are re
     const now = readFileSync(file);
     assert.ok(now.subarray(0, 4096).every((b) => b === 0x11), 'the get landed in the client file');
     assert.ok(now.subarray(8192, 12288).every((b) => b === 0x5a), 'a miss leaves the pages alone');
+    // The same through binary requests: ranges checked against the pool, bytes through the mapping.
+    const outsideBin = await rawCall(c, binaryPayload({ op: 'get', keys: ['k'], offsets: [64 * 1024 - 100], length: 4096, pool }));
+    assert.is(outsideBin.kind, FrameKind.Error);
+    assert.match(JSON.parse(outsideBin.payload.toString()).message, /key 0 \(offset 65436, length 4096\) lies outside its pool/);
+    const outsidePerKey = await rawCall(c, binaryPayload({ op: 'set', keys: ['a', 'b'], offsets: [0, 60 * 1024], length: [4096, 8192], pool: [pool, pool] }));
+    assert.match(JSON.parse(outsidePerKey.payload.toString()).message, /key 1 \(offset 61440, length 8192\) lies outside its pool/);
+    const otherPool = await rawCall(c, binaryPayload({ op: 'get', keys: ['a'], offsets: [0], length: 4096, pool: pool + 1 }));
+    assert.match(JSON.parse(otherPool.payload.toString()).message, /pool 1 is not registered/);
+    const tooBigBin = await rawCall(c, binaryPayload({ op: 'set', keys: ['k'], offsets: [0], length: 8192, pool }));
+    assert.match(JSON.parse(tooBigBin.payload.toString()).message, /slots hold 4096/);
+    const fileNow = readFileSync(file);
+    fileNow.fill(0x22, 12288, 16384);
+    writeFileSync(file, fileNow);
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'set', keys: ['bin-é'], offsets: [12288], length: 4096, pool })), 'set'), '1');
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'exists', keys: ['bin-é', 'k1', 'nope'] })), 'exists'), '110');
+    assert.is(binaryBits(await rawCall(c, binaryPayload({ op: 'get', keys: ['nope', 'bin-é'], offsets: [16384, 20480], length: [4096, 4096], pool: [pool, pool] })), 'get'), '01');
+    const after = readFileSync(file);
+    assert.ok(after.subarray(20480, 24576).every((b) => b === 0x22), 'the binary get landed in the client file');
+    assert.ok(after.subarray(16384, 20480).every((b) => b === 0x5a), 'its miss left the page alone');
     const stats = await c.call({ op: 'stats' });
     assert.is(stats.body.pools, 1);
   } finally {
@@ -227,6 +427,25 @@ test('a registered file: ranges outside it and objects larger than a slot are re
   }
   await new Promise((r) => setTimeout(r, 50));
   assert.is(server.mappings.count, 0, 'the pool is released with its last connection');
+});
+
+test('pipelined requests are answered in order: the first served at once, the next behind it', async () => {
+  const c = await hello();
+  try {
+    c.socket.write(
+      Buffer.concat([
+        encodeFrame(FrameKind.Request, 500, { op: 'clear' }),
+        encodeRawFrame(FrameKind.Request, 501, binaryPayload({ op: 'exists', keys: ['p1'] })),
+      ]),
+    );
+    const first = await c.next();
+    const second = await c.next();
+    assert.equal([first.id, second.id], [500, 501]);
+    assert.is(first.kind, FrameKind.Response);
+    assert.is(binaryBits(second, 'exists'), '0');
+  } finally {
+    c.socket.destroy();
+  }
 });
 
 test('requests queued past the limit close the connection', async () => {
