@@ -17,6 +17,7 @@ const WARM_CALLS = 200;
 export default async function runWorker(task: WorkerTask): Promise<WorkerResult> {
   const control = ControlBlock.attach(task.control);
   const hist = SharedHistogram.attach(task.histogram);
+  const warm = task.warmHistogram ? SharedHistogram.attach(task.warmHistogram) : null;
   const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, scheduleLagNs: 0, pagesVerified: 0, wrongPages: 0, firstError: null, lanes: [], rssBytes: 0 };
   const session = await openSession(task);
   try {
@@ -30,7 +31,7 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
     control.markReady();
     await control.waitWhile(Phase.Init);
     if (task.arrival) {
-      await openLoop(task, control, hist, driver, result);
+      await openLoop(task, control, hist, warm, driver, result);
       result.lanes = session.lanes();
       return result;
     }
@@ -44,6 +45,9 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
         if (phase === Phase.Measure && control.phase === Phase.Measure) {
           hist.record(t1 - t0);
           countCall(task, control, result, out);
+        } else if (warm !== null && phase === Phase.Warmup && control.phase === Phase.Warmup) {
+          warm.record(t1 - t0);
+          control.countWarmCall(task.index, out.pages);
         }
       } catch (err) {
         countError(task, control, result, phase, err);
@@ -89,7 +93,7 @@ const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * call counts when its intended start falls in the measured phase and it ends there; service
  * latency is end - actual start, response latency end - intended start.
  */
-async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, driver: { call(): Promise<CallOutcome> }, result: WorkerResult): Promise<void> {
+async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, warm: SharedHistogram | null, driver: { call(): Promise<CallOutcome> }, result: WorkerResult): Promise<void> {
   const arrival = task.arrival!;
   const response = SharedHistogram.attach(arrival.responseHistogram);
   const schedule = new ArrivalSchedule(arrival.rate, arrival.kind, arrival.seed + task.index * 7919);
@@ -115,6 +119,9 @@ async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHis
         response.record(t1 - intended);
         result.scheduleLagNs += t0 - intended;
         countCall(task, control, result, out);
+      } else if (warm !== null && phase === Phase.Warmup && control.phase === Phase.Warmup) {
+        warm.record(t1 - intended);
+        control.countWarmCall(task.index, out.pages);
       }
     } catch (err) {
       countError(task, control, result, phase, err);
