@@ -135,7 +135,12 @@ test('intervalS: open-loop intervals are the response histogram cut in time, buc
   const cut = SharedHistogram.merge(measured.filter((i) => i.histogram).map((i) => SharedHistogram.decode(i.histogram!)));
   assert.equal(cut.toHdr().toJSON(), SharedHistogram.decode(r.response_histogram!).toHdr().toJSON(), 'response latency, exactly');
   assert.is(report.meta.interval_s, 0.2);
-  const closed = await runSweep({ ...small, mode: 'throughput', op: 'exists', concurrencies: [1], intervalS: 0.2 });
+  const progress: RowProgress[] = [];
+  const closed = await runSweep({ ...small, mode: 'throughput', op: 'exists', concurrencies: [1], intervalS: 0.1, onProgress: (p) => progress.push(p) });
+  // Progress keeps its 500 ms pace however short the interval (0.6 s window: 6 intervals, at most 2 progress lines).
+  const during = progress.filter((p) => p.stage === 'measure').length;
+  assert.ok(during >= 1 && during <= 3, `${during} progress events in the window`);
+  assert.ok(closed.results[0].intervals!.filter((i) => i.phase === 'measure').length >= 4);
   const c = closed.results[0];
   const cc = SharedHistogram.merge(c.intervals!.filter((i) => i.phase === 'measure' && i.histogram).map((i) => SharedHistogram.decode(i.histogram!)));
   assert.equal(cc.toHdr().toJSON(), SharedHistogram.decode(c.histogram!).toHdr().toJSON(), 'service latency, exactly');
