@@ -2,7 +2,9 @@
  * A sweep worker (one piscina thread per concurrency slot). Opens its own store client (or
  * transport endpoint), so it drives its own endpoint (its own QP on RDMA), waits for the shared start flag, runs the closed
  * loop, and records every measured call's latency (integer ns) into its shared histogram: no
- * message per sample. Only calls that start and end inside the MEASURE phase count.
+ * message per sample. Only calls that start and end inside the MEASURE phase count. With
+ * --interval the calls that start and end inside the WARMUP phase go to a warmup histogram of
+ * their own (never the row's), so the interval series shows the warmup too.
  */
 import { nowNs } from '../clock.js';
 import { SharedHistogram } from '../histogram.js';
