@@ -178,7 +178,7 @@ test('Markdown: an Intervals section with the measured range, shape and worst p9
   const { row } = rowWithIntervals(1);
   const lines = intervalSection({ results: [row] });
   assert.is(lines[0], '## Intervals');
-  assert.match(lines.at(-1)!, /^\| 0 \| get \| 2 \| 32 \| 4 \| 16000\.0 \| 16000\.0 \| ████ \| [\d.]+ \| 3200\.0 → 3200\.0 \|$/);
+  assert.match(lines.at(-1)!, /^\| 0 \| get \| 2 \| 32 \| 4 \| 16K \| 16K \| ████ \| [\d.]+ \| 3\.20K → 3\.20K \|$/);
   assert.match(renderMarkdown(reportOf([row])), /## Intervals/);
   assert.equal(intervalSection({ results: [{ ...row, intervals: null }] }), []);
   assert.is(sparkline([0, 1, 2, 4]), '▁▃▅█');

@@ -331,7 +331,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
 
 const SPARK = '▁▂▃▄▅▆▇█';
 
-/** Values as a one-line bar chart, scaled from 0 to the largest (a flat 0 series is all ▁). */
+/** Values as a one-line bar chart, scaled from 0 to the largest (not min to max, which would blow noise up; a flat 0 series is all ▁). */
 export function sparkline(values: readonly number[]): string {
   const top = Math.max(0, ...values);
   return values.map((v) => SPARK[top > 0 ? Math.min(7, Math.round((v / top) * 7)) : 0]).join('');
@@ -359,7 +359,7 @@ export function intervalSection(report: Pick<Report, 'results'>): string[] {
     const rates = m.map((iv) => iv.pages_per_s);
     const p99s = m.map((iv) => iv.lat_us_p99).filter((x): x is number => x !== null);
     lines.push(
-      `| ${index} | ${mdEscape(row.op || row.path)} | ${row.threads} | ${row.batch_size} | ${m.length} | ${rates.length ? fixed(Math.min(...rates), 1) : '-'} | ${rates.length ? fixed(Math.max(...rates), 1) : '-'} | ${sparkline(rates)} | ${p99s.length ? fixed(Math.max(...p99s), 1) : '-'} | ${w.length ? `${fixed(w[0].pages_per_s, 1)} → ${fixed(w[w.length - 1].pages_per_s, 1)}` : '-'} |`,
+      `| ${index} | ${mdEscape(row.op || row.path)} | ${row.threads} | ${row.batch_size} | ${m.length} | ${rates.length ? humanCount(Math.min(...rates)) : '-'} | ${rates.length ? humanCount(Math.max(...rates)) : '-'} | ${sparkline(rates)} | ${p99s.length ? fixed(Math.max(...p99s), 1) : '-'} | ${w.length ? `${humanCount(w[0].pages_per_s)} → ${humanCount(w[w.length - 1].pages_per_s)}` : '-'} |`,
     );
   }
   return lines;
