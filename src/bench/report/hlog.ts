@@ -2,7 +2,8 @@
  * The run's interval series (--interval) as an HdrHistogram interval log (format 1.3, written by
  * hdr-histogram-js's HistogramLogWriter): one interval line per interval of every row, tagged
  * `row=<index>-<op>-c<threads>-b<batch>` (its warmup intervals `…-warmup`), values in µs. What
- * HdrHistogram's HistogramLogAnalyzer, HistogramLogProcessor and hdr-plot read. Built from the
+ * HdrHistogram's HistogramLogAnalyzer reads, and HistogramLogProcessor turns into the .hgrm
+ * percentile files hdr-plot plots. Built from the
  * report alone (each interval's histogram is in the JSON), so it never disagrees with it.
  */
 import hdr from 'hdr-histogram-js';
