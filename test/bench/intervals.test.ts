@@ -12,6 +12,7 @@ import { intervalOf, makeReport, makeRow, PERCENTILE_MIN_SAMPLES } from '../../s
 import { combineTrials } from '../../src/bench/report/trials.js';
 import { intervalSection, renderMarkdown, sparkline } from '../../src/bench/report/render.js';
 import { renderHlog, rowTag, HLOG_UNIT_NS } from '../../src/bench/report/hlog.js';
+import { renderCsv, rowRecords } from '../../src/bench/report/csv.js';
 import type { Host, Interval, Report, Row } from '../../src/bench/report/types.js';
 import { schemaErrors } from '../helpers/schema.js';
 
@@ -163,6 +164,11 @@ test('rows: intervals null without --interval, the series with it; the report is
   const bad = structuredClone(row);
   delete (bad.intervals![0] as Partial<Interval>).lat_us_p99;
   assert.ok(schemaErrors(reportOf([bad])) !== null, 'an interval field is never absent');
+});
+
+test('CSV: no intervals column (the series is the JSON\'s and the .hlog\'s)', () => {
+  const csv = renderCsv(rowRecords(reportOf([rowWithIntervals(1).row])));
+  assert.not.match(csv, /intervals|object Object/);
 });
 
 test('combineTrials: every trial\'s intervals in run order, numbered', () => {
