@@ -317,18 +317,75 @@ export class SharedHistogram {
     return out;
   }
 
-  /** An hdr-histogram-js histogram (64-bit counts) with the same buckets, for its percentiles and encoding. */
-  toHdr(): HdrHistogram {
+  /**
+   * Adds this histogram's bucket counts to `acc` (length countsLength), for interval snapshots
+   * taken while its writer records: each bucket is read once, so a sample recorded during the copy
+   * is either in this snapshot or in the next one, never lost or counted twice (a bucket count only
+   * grows between resets). Reader side; allocates nothing.
+   */
+  addCountsTo(acc: Float64Array): void {
+    if (acc.length !== this.countsLength) throw new RangeError(`SharedHistogram.addCountsTo: ${acc.length} counters, expected ${this.countsLength}`);
+    const src = this.counts;
+    Atomics.load(src, 0); // fence: see the writer's stores so far
+    for (let i = 0; i < src.length; i++) acc[i] += src[i];
+  }
+
+  /**
+   * A histogram of given bucket counts (e.g. the difference of two addCountsTo() snapshots:
+   * bucket-wise subtraction is exact for HDR histograms). Like decode(), only the buckets are
+   * known: min/max/mean come from bucket values. `counts` is dense (countsLength) or sparse
+   * ({ index, count } pairs).
+   */
+  static fromCounts(counts: ArrayLike<number> | { index: ArrayLike<number>; count: ArrayLike<number> }, highestTrackableValue = DEFAULT_HIGHEST_TRACKABLE_NS): SharedHistogram {
+    const out = SharedHistogram.create({ highestTrackableValue });
+    const put = (i: number, c: number) => {
+      if (c === 0) return;
+      if (!Number.isSafeInteger(i) || i < 0 || i >= out.countsLength || !Number.isSafeInteger(c) || c < 0 || c > MAX_COUNT) {
+        throw new RangeError(`SharedHistogram.fromCounts: bucket ${i} (count ${c}) does not fit`);
+      }
+      out.putBucket(i, c);
+    };
+    if ('index' in counts) {
+      for (let k = 0; k < counts.index.length; k++) put(counts.index[k], counts.count[k]);
+    } else {
+      for (let i = 0; i < counts.length; i++) put(i, counts[i]);
+    }
+    return out;
+  }
+
+  /** Adds `c` samples at counts index `i` with bucket-valued header figures (decode and fromCounts). */
+  private putBucket(i: number, c: number): void {
+    this.counts[i] += c;
+    const h = this.header;
+    const low = valueFromIndex(i);
+    const width = bucketWidth(i);
+    h[F64_COUNT] += c;
+    h[F64_SUM] += (low + Math.floor(width / 2)) * c; // HDR's median equivalent value
+    if (low < h[F64_MIN]) h[F64_MIN] = low;
+    const top = Math.min(low + width - 1, this.highestTrackableValue);
+    if (top > h[F64_MAX]) h[F64_MAX] = top;
+  }
+
+  /**
+   * An hdr-histogram-js histogram (64-bit counts) with the same buckets, for its percentiles and
+   * encoding. `unit` > 1 rescales (1000: values in µs, for the interval log): each bucket's samples
+   * go in at its median value / unit, rounded, so the result has its own buckets (3 digits again)
+   * and percentiles within a bucket's width plus one unit of this one's.
+   */
+  toHdr(unit = 1): HdrHistogram {
+    if (!(unit >= 1) || !Number.isSafeInteger(unit)) throw new RangeError(`SharedHistogram.toHdr: unit must be a positive integer, got ${unit}`);
     const out = hdr.build({
       bitBucketSize: 64,
       autoResize: false,
       lowestDiscernibleValue: 1,
-      highestTrackableValue: this.highestTrackableValue,
+      highestTrackableValue: Math.max(2, Math.ceil(this.highestTrackableValue / unit)),
       numberOfSignificantValueDigits: SIGNIFICANT_DIGITS,
     });
     const counts = this.counts;
     for (let i = 0; i < counts.length; i++) {
-      if (counts[i] !== 0) out.recordValueWithCount(valueFromIndex(i), counts[i]);
+      if (counts[i] === 0) continue;
+      const v = unit === 1 ? valueFromIndex(i) : Math.round((valueFromIndex(i) + Math.floor(bucketWidth(i) / 2)) / unit);
+      out.recordValueWithCount(v, counts[i]);
     }
     return out;
   }
@@ -352,20 +409,13 @@ export class SharedHistogram {
       );
     }
     const out = SharedHistogram.create({ highestTrackableValue: src.highestTrackableValue });
-    const h = out.header;
     for (let i = 0; i < src.countsArrayLength; i++) {
       const c = src.getCountAtIndex(i);
       if (c === 0) continue;
       if (i >= out.countsLength || c > MAX_COUNT) {
         throw new RangeError(`SharedHistogram.decode: bucket ${i} (count ${c}) does not fit`);
       }
-      out.counts[i] = c;
-      const low = valueFromIndex(i);
-      const width = bucketWidth(i);
-      h[F64_COUNT] += c;
-      h[F64_SUM] += (low + Math.floor(width / 2)) * c; // HDR's median equivalent value
-      if (low < h[F64_MIN]) h[F64_MIN] = low;
-      h[F64_MAX] = Math.min(low + width - 1, out.highestTrackableValue);
+      out.putBucket(i, c);
     }
     return out;
   }

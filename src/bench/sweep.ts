@@ -24,6 +24,7 @@ import type { ArrivalKind } from './engine/arrival.js';
 import { STORAGE_BATCH } from './engine/drivers.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
+import { MIN_INTERVAL_S } from './engine/intervals.js';
 import { ConfigError } from '../errors.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
@@ -75,6 +76,12 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   rateSweep?: number[];
   /** saturation/suite: the p99 SLO in µs; the best row meeting it is marked slo_peak. */
   sloP99Us?: number;
+  /**
+   * Seconds between interval snapshots (>= 0.1): every row gets `intervals` (warmup and measured,
+   * throughput and p50/p99 each) and the written report a `.hlog` HdrHistogram interval log.
+   * Default: none.
+   */
+  intervalS?: number;
 }
 
 export class SweepConfigError extends ConfigError {
@@ -147,6 +154,9 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
     if (o.concurrencies.length !== 1) throw new SweepConfigError('a rate sweep runs at one concurrency: give exactly one (--concurrencies N)');
     if (!options.rateSweep.length || options.rateSweep.some((r) => !(r > 0) || !Number.isFinite(r))) throw new SweepConfigError('rateSweep must be a non-empty list of rates > 0');
     if (options.rate !== undefined) throw new SweepConfigError('give either rate or rateSweep, not both');
+  }
+  if (options.intervalS !== undefined && !(options.intervalS >= MIN_INTERVAL_S && Number.isFinite(options.intervalS))) {
+    throw new SweepConfigError(`intervalS must be a number of seconds >= ${MIN_INTERVAL_S} (each snapshot reads every worker's histogram)`);
   }
   if (options.rate !== undefined && !(options.rate > 0 && Number.isFinite(options.rate))) throw new SweepConfigError('rate must be a number > 0 (batch calls per second)');
   const arrival = options.arrival ?? 'constant';
@@ -242,6 +252,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
         arrival: s.rate !== undefined ? { kind: arrival, rate: s.rate } : undefined,
         warmupS,
         durationS,
+        intervalS: options.intervalS,
         note: [note, hostPoolBytes === null ? '' : `host pool ${iecBytes(hostPoolBytes)} shared by ${s.threads}`, s.rate !== undefined ? `open loop ${s.rate} calls/s ${arrival}` : ''].filter(Boolean).join('; '),
         task: {
           store: storeCfg,
@@ -260,7 +271,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       };
       const trials: Row[] = [];
       for (let t = 0; t < repeat; t++) {
-        const outcome = await runRow(rowPlan, { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress });
+        // Interval start_s counts from the report's created_at (whole seconds), the .hlog's BaseTime.
+        const outcome = await runRow(rowPlan, { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress, originMs: Math.floor(started.getTime() / 1000) * 1000 });
         trials.push(outcomeToRow(outcome));
         // A failed or aborted trial ends the row's trials: the row says which.
         if (outcome.kind !== 'measured' || options.signal?.aborted) break;
@@ -314,6 +326,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       host_pool_bytes: hostPoolBytes ?? null,
       host_pool_pages: hostPoolPages ?? null,
       slo_p99_us: options.sloP99Us ?? null,
+      interval_s: options.intervalS ?? null,
       max_bytes: maxBytes,
       op: o.mode === 'throughput' || o.mode === 'saturation' ? o.op : null,
       verify: options.verify ?? false,

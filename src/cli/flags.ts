@@ -64,6 +64,7 @@ export const hicacheArgs = {
   arrival: { type: 'string', description: 'Open loop arrivals: constant or poisson', default: 'constant', valueHint: 'constant|poisson' },
   repeat: { type: 'string', description: 'Windows per row: the row reports their median, 95% CI and CV (default 1; suite 3)', default: '', valueHint: 'n' },
   'slo-p99': { type: 'string', description: 'saturation/suite: p99 SLO in µs; the best row meeting it is marked SLO-PEAK', default: '', valueHint: 'us' },
+  interval: { type: 'string', description: "Interval series: every row's throughput and p50/p99 per interval (1s, 500ms; at least 100ms), warmup included, in the JSON (intervals) and an HdrHistogram interval log <name>.hlog (values in µs) that HdrHistogram's HistogramLogAnalyzer reads (HistogramLogProcessor turns it into the .hgrm percentiles hdr-plot plots); default off", default: '', valueHint: 'duration' },
   'noisy-cv': { type: 'string', description: 'CV (percent) above which a repeated row is marked noisy', default: '5', valueHint: 'pct' },
   ...runArgs,
   ...globalArgs,

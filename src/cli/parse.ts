@@ -49,13 +49,14 @@ export function parseNonNegativeNumber(flag: string, text: string, range: { max?
 }
 
 /** Seconds > 0: a number, optionally suffixed "s" or "ms" (10, 2.5, 10s, 500ms). */
-export function parseSeconds(flag: string, text: string, range: { max?: number } = {}): number {
+export function parseSeconds(flag: string, text: string, range: { min?: number; max?: number } = {}): number {
   const m = /^(.*?)(ms|s)?$/i.exec(text.trim());
   const body = m?.[1] ?? '';
   const n = DECIMAL.test(body) ? Number(body) / (m?.[2]?.toLowerCase() === 'ms' ? 1000 : 1) : NaN;
   if (!Number.isFinite(n)) return fail(flag, text, 'is not a duration in seconds (e.g. 10, 2.5, 500ms)');
   if (n <= 0) return fail(flag, text, 'must be more than 0 seconds');
   if (range.max !== undefined && n > range.max) return fail(flag, text, `must be at most ${range.max} seconds`);
+  if (range.min !== undefined && n < range.min) return fail(flag, text, `must be at least ${range.min < 1 ? `${range.min * 1000} ms` : `${range.min} seconds`}`);
   return n;
 }
 

@@ -122,7 +122,7 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
   const failed = report.results.filter((row) => !row.ok).length;
   if (failed) r.logger.warn(`${failed} of ${report.results.length} rows failed; see their notes`);
   if (paths) {
-    io.err([paths.json, paths.md, ...(paths.svg ? [paths.svg] : [])].map((p) => `wrote ${p}\n`).join(''));
+    io.err([paths.json, paths.md, ...(paths.svg ? [paths.svg] : []), ...(paths.hlog ? [paths.hlog] : [])].map((p) => `wrote ${p}\n`).join(''));
     const by = interrupted();
     if (by) return { exitCode: signalExitCode(by) };
     return { exitCode: failed ? 1 : 0 };
@@ -131,7 +131,7 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
   io.err(`${who}: could not write the report to ${resolve(r.outDir)}: ${describeFsError(writeError)}\n`);
   const fallback = await writeReport(report, { outDir: join(tmpdir(), 'peercache-bench-results'), name, svg }).catch(() => undefined);
   if (fallback) {
-    io.err(`${who}: the report is saved instead in ${fallback.json} (and .md${fallback.svg ? ', .svg' : ''} beside it)\n`);
+    io.err(`${who}: the report is saved instead in ${fallback.json} (and .md${fallback.svg ? ', .svg' : ''}${fallback.hlog ? ', .hlog' : ''} beside it)\n`);
   } else if (!r.json) {
     io.err(`${who}: no temporary file either; the JSON report follows on stdout\n`);
     io.out(renderJson(report));

@@ -19,7 +19,8 @@ test('ControlBlock: phase, ready/done and live counters, seen the same from an a
   w.countCall(2, 32);
   w.countCall(2, 16);
   w.countError(1);
-  assert.equal(main.totals(), { calls: 3, pages: 80, errors: 1 });
+  w.countWarmCall(1, 7);
+  assert.equal(main.totals(), { calls: 3, pages: 80, errors: 1, warmPages: 7 });
   w.markDone();
   assert.is(main.done, 1);
   assert.throws(() => ControlBlock.create(0), /positive integer/);

@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { runSweep, SweepConfigError, type SweepOptions } from '../../src/bench/sweep.js';
 import type { RowProgress } from '../../src/bench/engine/row.js';
 import { schemaErrors } from '../helpers/schema.js';
+import { SharedHistogram } from '../../src/bench/histogram.js';
 
 const small = { protocol: 'shm' as const, pageBytes: 16384, workingSet: 128, durationS: 0.6, warmupS: 0.2 };
 
@@ -118,6 +119,37 @@ test('saturation --rate-sweep: open-loop rows at one concurrency, latency vs off
   assert.is(closed.results[0].response_lat_us_p99, null);
 });
 
+test('intervalS: open-loop intervals are the response histogram cut in time, bucket for bucket, every trial\'s; closed loop the service one', async () => {
+  const report = await runSweep({ ...small, mode: 'throughput', op: 'get', concurrencies: [2], batchSize: 4, rate: 400, repeat: 2, intervalS: 0.2 });
+  assert.is(schemaErrors(report), null);
+  const [r] = report.results;
+  assert.ok(r.ok, r.note);
+  const ivs = r.intervals!;
+  assert.equal([...new Set(ivs.map((i) => i.trial))], [1, 2]);
+  for (const t of [1, 2]) {
+    const phases = ivs.filter((i) => i.trial === t).map((i) => i.phase);
+    assert.ok(phases[0] === 'warmup' && phases.at(-1) === 'measure' && phases.indexOf('measure') > 0, phases.join());
+  }
+  const measured = ivs.filter((i) => i.phase === 'measure');
+  assert.is(measured.reduce((s, i) => s + i.calls, 0), r.calls);
+  const cut = SharedHistogram.merge(measured.filter((i) => i.histogram).map((i) => SharedHistogram.decode(i.histogram!)));
+  assert.equal(cut.toHdr().toJSON(), SharedHistogram.decode(r.response_histogram!).toHdr().toJSON(), 'response latency, exactly');
+  assert.is(report.meta.interval_s, 0.2);
+  const progress: RowProgress[] = [];
+  const closed = await runSweep({ ...small, mode: 'throughput', op: 'exists', concurrencies: [1], intervalS: 0.1, onProgress: (p) => progress.push(p) });
+  // Progress keeps its 500 ms pace however short the interval (0.6 s window: 6 intervals, at most 2 progress lines).
+  const during = progress.filter((p) => p.stage === 'measure').length;
+  assert.ok(during >= 1 && during <= 3, `${during} progress events in the window`);
+  assert.ok(closed.results[0].intervals!.filter((i) => i.phase === 'measure').length >= 4);
+  const c = closed.results[0];
+  const cc = SharedHistogram.merge(c.intervals!.filter((i) => i.phase === 'measure' && i.histogram).map((i) => SharedHistogram.decode(i.histogram!)));
+  assert.equal(cc.toHdr().toJSON(), SharedHistogram.decode(c.histogram!).toHdr().toJSON(), 'service latency, exactly');
+  assert.is(c.intervals!.filter((i) => i.phase === 'measure').reduce((s, i) => s + i.pages, 0), c.pages);
+  const plain = await runSweep({ ...small, mode: 'throughput', op: 'exists', concurrencies: [1], durationS: 0.2 });
+  assert.is(plain.results[0].intervals, null);
+  assert.is(plain.meta.interval_s, null);
+});
+
 test('--op prefetch: one request per call, exists in 128-key chunks then gets of the hit prefix; hit ratio; readers per key', async () => {
   const report = await runSweep({ ...small, mode: 'throughput', op: 'prefetch', concurrencies: [2], prefixPages: 300, hitRatio: 0.5, readersPerKey: 2, verify: true });
   assert.is(schemaErrors(report), null);
@@ -140,6 +172,8 @@ test('bad options are clear errors before anything starts', async () => {
     [{ concurrencies: [0] }, /concurrencies must be a non-empty list/],
     [{ pageBytes: 1 << 30 }, /over maxBytes .*: lower workingSet, pageBytes, batchSize or the largest of concurrencies, or raise maxBytes$/],
     [{ batchSize: 0 }, /batchSize must be a positive integer/],
+    [{ intervalS: 0.05 }, /intervalS must be a number of seconds >= 0.1/],
+    [{ intervalS: Number.NaN }, /intervalS must be/],
   ];
   for (const [opts, pattern] of cases) {
     try {

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import hdr from 'hdr-histogram-js';
 import { runCli } from '../helpers/cli.js';
 import { schemaErrors } from '../helpers/schema.js';
 import type { Report } from '../../src/bench/report/types.js';
@@ -68,6 +69,55 @@ test('--json prints the report on stdout (the table goes to stderr); a second ru
   }
 });
 
+test('--interval 200ms: a series per row whose calls sum to the row\'s, warmup intervals, a .hlog HistogramLogReader reads back', async () => {
+  const dir = outDir();
+  try {
+    const durationS = 1.2;
+    const r = await runCli(['throughput', '--protocol', 'shm', '--op', 'get', '--concurrency', '2', '--page-size', '16k', '--working-set', '128', '--duration', String(durationS), '--warmup', '0.5', '--interval', '200ms', '--out-dir', dir]);
+    assert.is(r.code, 0, r.stderr);
+    const files = readdirSync(dir).sort();
+    assert.equal(files.map((f) => f.replace(/^.*\./, '')), ['hlog', 'json', 'md']);
+    assert.match(r.stderr, /wrote .*\.hlog/);
+    const report = JSON.parse(readFileSync(join(dir, files[1]), 'utf8')) as Report;
+    assert.is(schemaErrors(report), null);
+    assert.is(report.meta.interval_s, 0.2);
+    const row = report.results[0];
+    assert.ok(row.ok, row.note);
+    const measured = row.intervals!.filter((i) => i.phase === 'measure');
+    const warm = row.intervals!.filter((i) => i.phase === 'warmup');
+    // duration / interval boundaries, give or take one: on a loaded machine a timer may fire late.
+    assert.ok(measured.length >= durationS / 0.2 - 1 && measured.length <= durationS / 0.2 + 1, `${measured.length} intervals`);
+    assert.ok(warm.length >= 1 && warm.length <= 3, `${warm.length} warmup intervals`);
+    // The sum is exact: every interval is a snapshot difference and the last is read after the workers finished.
+    assert.is(measured.reduce((s, i) => s + i.calls, 0), row.calls);
+    assert.is(measured.reduce((s, i) => s + i.pages, 0), row.pages);
+    const span = measured.reduce((s, i) => s + i.duration_s, 0);
+    assert.ok(Math.abs(span - row.duration_s) < 0.01, `intervals span ${span} s, window ${row.duration_s} s`);
+    for (let k = 1; k < row.intervals!.length; k++) {
+      const [a, b] = [row.intervals![k - 1], row.intervals![k]];
+      assert.ok(Math.abs(a.start_s + a.duration_s - b.start_s) < 0.01, `contiguous at ${k}`);
+    }
+    const md = readFileSync(join(dir, files[2]), 'utf8');
+    assert.match(md, /## Intervals/);
+    const reader = new hdr.HistogramLogReader(readFileSync(join(dir, files[0]), 'utf8'), 64);
+    let count = 0;
+    let n = 0;
+    const merged = hdr.build({ bitBucketSize: 64, highestTrackableValue: 3_600_000_000 });
+    for (let h = reader.nextIntervalHistogram(); h !== null; h = reader.nextIntervalHistogram()) {
+      if (h.tag !== 'row=0-get-c2-b32') continue;
+      count += h.totalCount;
+      merged.add(h);
+      n++;
+    }
+    assert.is(n, measured.length);
+    assert.is(count, row.calls);
+    const p50 = merged.getValueAtPercentile(50);
+    assert.ok(Math.abs(p50 - row.lat_us_p50!) <= row.lat_us_p50! * 0.002 + 1, `p50 ${p50} vs ${row.lat_us_p50}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bad input: one line, exit 2, no stack trace, nothing written', async () => {
   const dir = outDir();
   try {
@@ -93,6 +143,11 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
       [['throughput', '--protocol', 'shm', '--op', 'prefetch', '--readers-per-key', '0'], /--readers-per-key/],
       [['throughput', '--protocol', 'shm', '--rate', '1k', '--arrival', 'bursty'], /--arrival/],
       [['saturation', '--protocol', 'shm', '--host-pool', '1m'], /the host pool holds 8 pages, fewer than the widest row has in flight/],
+      [['throughput', '--protocol', 'shm', '--interval', '0'], /--interval: "0" must be more than 0 seconds/],
+      [['throughput', '--protocol', 'shm', '--interval', '-1s'], /--interval: "-1s" is not a duration/],
+      [['throughput', '--protocol', 'shm', '--interval', 'abc'], /--interval: "abc" is not a duration/],
+      [['throughput', '--protocol', 'shm', '--interval', '5ms'], /--interval: "5ms" must be at least 100 ms/],
+      [['suite', '--protocol', 'shm', '--interval', '0.05'], /--interval: "0.05" must be at least 100 ms/],
     ];
     for (const [args, pattern] of cases) {
       const r = await runCli([...args, '--out-dir', dir]);

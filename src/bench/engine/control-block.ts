@@ -9,8 +9,9 @@
  *   [1] ready      workers connected and waiting for Warmup
  *   [2] done       workers that finished and closed their session
  *   [3] (unused)   keeps the live counters 16-byte aligned
- *   then per worker w, three counters at HEADER + w * LIVE_FIELDS: calls, pages, errors
- *   (measured-window calls only).
+ *   then per worker w, four counters at HEADER + w * LIVE_FIELDS: calls, pages, errors
+ *   (measured-window calls only), and warmup pages (calls completed in the warmup; counted only
+ *   when the row records intervals, see engine/intervals.ts).
  */
 
 export const Phase = { Init: 0, Warmup: 1, Measure: 2, Stop: 3 } as const;
@@ -20,15 +21,18 @@ const PHASE = 0;
 const READY = 1;
 const DONE = 2;
 const HEADER = 4;
-const LIVE_FIELDS = 3;
+const LIVE_FIELDS = 4;
 const CALLS = 0;
 const PAGES = 1;
 const ERRORS = 2;
+const WARM_PAGES = 3;
 
 export interface LiveTotals {
   calls: number;
   pages: number;
   errors: number;
+  /** Pages of calls completed in the warmup (interval rows only). */
+  warmPages: number;
 }
 
 export class ControlBlock {
@@ -101,14 +105,20 @@ export class ControlBlock {
     Atomics.add(this.a, HEADER + w * LIVE_FIELDS + ERRORS, 1);
   }
 
+  /** Worker `w`: one warmup call that completed `pages` pages (interval rows only). */
+  countWarmCall(w: number, pages: number): void {
+    Atomics.add(this.a, HEADER + w * LIVE_FIELDS + WARM_PAGES, pages);
+  }
+
   /** Main: the live counters summed over every worker. */
   totals(): LiveTotals {
-    const t: LiveTotals = { calls: 0, pages: 0, errors: 0 };
+    const t: LiveTotals = { calls: 0, pages: 0, errors: 0, warmPages: 0 };
     for (let w = 0; w < this.workers; w++) {
       const base = HEADER + w * LIVE_FIELDS;
       t.calls += Atomics.load(this.a, base + CALLS);
       t.pages += Atomics.load(this.a, base + PAGES);
       t.errors += Atomics.load(this.a, base + ERRORS);
+      t.warmPages += Atomics.load(this.a, base + WARM_PAGES);
     }
     return t;
   }

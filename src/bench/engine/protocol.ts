@@ -32,6 +32,11 @@ export interface WorkerTask {
   /** The row's ControlBlock buffer (ControlBlock.attach). */
   control: SharedArrayBuffer;
   histogram: SharedArrayBuffer;
+  /**
+   * Interval rows (--interval): the histogram that takes the warmup's calls (response latency in
+   * the open loop, like the measured intervals), so warmup intervals show; null: warmup not recorded.
+   */
+  warmHistogram?: SharedArrayBuffer | null;
   store: StoreConfig;
   layout: Layout;
   pageBytes: number;

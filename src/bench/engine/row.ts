@@ -13,6 +13,7 @@ import type { Measurement, RowIdentity, RowOutcome } from '../report/outcome.js'
 import type { LatUnit, RowPhase, Row, RowOp } from '../report/types.js';
 import { alignedBytes } from '../../transport/memory.js';
 import { ControlBlock, Phase } from './control-block.js';
+import { IntervalSeries, toMeasured } from './intervals.js';
 import { workerEntry } from './entry.js';
 import type { DriverKind, WorkerResult, WorkerTask } from './protocol.js';
 
@@ -37,6 +38,12 @@ export interface RowPlan {
   hostPoolPages?: number;
   warmupS: number;
   durationS: number;
+  /**
+   * --interval: seconds between snapshots of the row's histograms (engine/intervals.ts), warmup
+   * included; omitted: no interval series. The series records what the row's latency is: service
+   * latency closed loop, response latency open loop.
+   */
+  intervalS?: number;
   note: string;
 }
 
@@ -78,6 +85,8 @@ export interface RowContext {
    * window. A rejection fails the row.
    */
   beforeStart?: () => Promise<void>;
+  /** Epoch ms the interval series' start_s counts from (the run's start); default the row's warmup start. */
+  originMs?: number;
 }
 
 /**
@@ -107,6 +116,27 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+/**
+ * Sleeps `lengthNs` from `startNs` (or until stopped), ticking `series` every `intervalNs` but
+ * not within half an interval of the end; the caller closes the last interval (0.5 to 1.5
+ * intervals long).
+ */
+async function tickUntil(series: IntervalSeries, startNs: bigint, intervalNs: bigint, lengthNs: bigint, signal: AbortSignal | undefined, stop: () => boolean): Promise<void> {
+  const endNs = startNs + lengthNs;
+  let next = startNs + intervalNs;
+  while (!signal?.aborted && !stop()) {
+    const now = process.hrtime.bigint();
+    if (now >= endNs) return;
+    if (now >= next) {
+      if (now + intervalNs / 2n < endNs) series.tick(now);
+      while (next <= now) next += intervalNs;
+      continue;
+    }
+    const until = next < endNs ? next : endNs;
+    await sleep(Math.max(1, Number(until - now) / 1e6), signal);
+  }
+}
+
 export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome> {
   const { threads, op } = plan;
   const identity: RowIdentity = {
@@ -127,6 +157,11 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
   const hostPool = plan.hostPoolPages ? { buffer: alignedBytes(plan.hostPoolPages * plan.task.pageBytes * plan.components, true), pages: plan.hostPoolPages } : null;
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
   const responses = plan.arrival ? Array.from({ length: threads }, () => SharedHistogram.create()) : null;
+  const intervalNs = plan.intervalS ? BigInt(Math.round(plan.intervalS * 1e9)) : null;
+  const warms = intervalNs ? Array.from({ length: threads }, () => SharedHistogram.create()) : null;
+  let warmSeries: IntervalSeries | null = null;
+  let measureSeries: IntervalSeries | null = null;
+  let originNs: bigint | null = ctx.originMs === undefined ? null : process.hrtime.bigint() - BigInt(Math.round((Date.now() - ctx.originMs) * 1e6));
   const entry = workerEntry('worker');
   const rssBefore = privateRss();
   const progress = (stage: RowProgress['stage'], elapsedS: number, remainingS: number, pagesPerS = 0) =>
@@ -163,6 +198,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       .run({
         ...plan.task,
         arrival: plan.arrival && responses ? { kind: plan.arrival.kind, rate: plan.arrival.rate / threads, seed: plan.arrival.seed ?? 1, responseHistogram: responses[index].buffer } : null,
+        warmHistogram: warms ? warms[index].buffer : null,
         hostPool, index, threads, op, row: ctx.index, control: control.buffer, histogram: h.buffer, batchSize: plan.batchSize, warmupMs: plan.warmupS * 1000 } satisfies WorkerTask)
       .then((r) => r as WorkerResult)
       .catch((err: unknown) => {
@@ -195,32 +231,58 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
     if (firstFailure === null && !aborted) {
       if (pool.threads.length !== threads) ctx.logger.warn(`row ${ctx.index}: pool has ${pool.threads.length} threads, expected ${threads}`);
       rssPerWorker = Math.max(0, Math.round((privateRss() - rssBefore) / threads));
+      const w0 = process.hrtime.bigint();
+      originNs ??= w0;
       control.setPhase(Phase.Warmup);
       progress('warmup', 0, plan.warmupS + plan.durationS);
-      await sleep(plan.warmupS * 1000, ctx.signal);
+      if (intervalNs && warms && plan.warmupS > 0) {
+        warmSeries = new IntervalSeries('warmup', warms, () => control.totals().warmPages, w0);
+        await tickUntil(warmSeries, w0, intervalNs, BigInt(Math.round(plan.warmupS * 1e9)), ctx.signal, () => firstFailure !== null);
+      } else {
+        await sleep(plan.warmupS * 1000, ctx.signal);
+      }
     }
     if (firstFailure === null && !aborted && ctx.signal?.aborted) aborted = true; // stopped during the warmup: nothing measured
     if (firstFailure === null && !aborted) {
       const cpu0 = process.cpuUsage();
       t0 = process.hrtime.bigint();
       control.setPhase(Phase.Measure);
+      warmSeries?.close(t0);
+      if (intervalNs) measureSeries = new IntervalSeries('measure', responses ?? histograms, () => control.totals().pages, t0);
       const endAt = Date.now() + plan.durationS * 1000;
+      let nextTick = intervalNs ? t0 + intervalNs : null;
+      let lastProgress = Date.now();
       while (Date.now() < endAt && firstFailure === null && !ctx.signal?.aborted) {
-        await sleep(Math.min(500, endAt - Date.now()), ctx.signal);
-        const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-        const { pages } = control.totals();
-        progress('measure', plan.warmupS + elapsed, Math.max(0, (endAt - Date.now()) / 1000), elapsed > 0 ? pages / elapsed : 0);
+        // Progress every 500 ms as without intervals; the interval boundaries wake the loop in between.
+        const toTick = nextTick === null ? Infinity : Number(nextTick - process.hrtime.bigint()) / 1e6;
+        await sleep(Math.max(0, Math.min(500 - (Date.now() - lastProgress), endAt - Date.now(), toTick)), ctx.signal);
+        const now = process.hrtime.bigint();
+        // No boundary within half an interval of the end: the last interval runs to the window's end.
+        if (nextTick !== null && measureSeries && now >= nextTick) {
+          if (now + intervalNs! / 2n < t0 + BigInt(Math.round(plan.durationS * 1e9))) measureSeries.tick(now);
+          while (nextTick <= now) nextTick += intervalNs!;
+        }
+        if (Date.now() - lastProgress >= 500 || Date.now() >= endAt) {
+          lastProgress = Date.now();
+          const elapsed = Number(now - t0) / 1e9;
+          const { pages } = control.totals();
+          progress('measure', plan.warmupS + elapsed, Math.max(0, (endAt - Date.now()) / 1000), elapsed > 0 ? pages / elapsed : 0);
+        }
       }
       aborted = ctx.signal?.aborted ?? false;
       control.setPhase(Phase.Stop);
       t1 = process.hrtime.bigint();
+      measureSeries?.close(t1);
       const cpu = process.cpuUsage(cpu0);
       const windowUs = Number(t1 - t0) / 1000;
       cpuPct = windowUs > 0 ? Math.round(((cpu.user + cpu.system) / windowUs) * 1000) / 10 : null;
     } else {
       control.setPhase(Phase.Stop);
+      warmSeries?.close(process.hrtime.bigint());
     }
     const results = (await Promise.all(tasks)).filter((r): r is WorkerResult => r !== null);
+    warmSeries?.settle();
+    measureSeries?.settle();
     progress('done', plan.warmupS + plan.durationS, 0);
     const merged = SharedHistogram.merge(histograms);
     const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'pagesVerified' | 'wrongPages' | 'scheduleLagNs') => results.reduce((s, r) => s + r[k], 0);
@@ -247,6 +309,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       rssPerWorker,
       firstError: results.find((r) => r.firstError)?.firstError ?? null,
       openLoop: null,
+      intervals: intervalNs ? toMeasured([...(warmSeries?.intervals ?? []), ...(measureSeries?.intervals ?? [])], originNs ?? t0) : null,
     };
     if (plan.arrival && responses) {
       const resp = SharedHistogram.merge(responses);

@@ -2,7 +2,9 @@
  * A sweep worker (one piscina thread per concurrency slot). Opens its own store client (or
  * transport endpoint), so it drives its own endpoint (its own QP on RDMA), waits for the shared start flag, runs the closed
  * loop, and records every measured call's latency (integer ns) into its shared histogram: no
- * message per sample. Only calls that start and end inside the MEASURE phase count.
+ * message per sample. Only calls that start and end inside the MEASURE phase count. With
+ * --interval the calls that start and end inside the WARMUP phase go to a warmup histogram of
+ * their own (never the row's), so the interval series shows the warmup too.
  */
 import { nowNs } from '../clock.js';
 import { SharedHistogram } from '../histogram.js';
@@ -17,6 +19,7 @@ const WARM_CALLS = 200;
 export default async function runWorker(task: WorkerTask): Promise<WorkerResult> {
   const control = ControlBlock.attach(task.control);
   const hist = SharedHistogram.attach(task.histogram);
+  const warm = task.warmHistogram ? SharedHistogram.attach(task.warmHistogram) : null;
   const result: WorkerResult = { index: task.index, calls: 0, pagesRequested: 0, pages: 0, errors: 0, scheduleLagNs: 0, pagesVerified: 0, wrongPages: 0, firstError: null, lanes: [], rssBytes: 0 };
   const session = await openSession(task);
   try {
@@ -30,7 +33,7 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
     control.markReady();
     await control.waitWhile(Phase.Init);
     if (task.arrival) {
-      await openLoop(task, control, hist, driver, result);
+      await openLoop(task, control, hist, warm, driver, result);
       result.lanes = session.lanes();
       return result;
     }
@@ -44,6 +47,9 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
         if (phase === Phase.Measure && control.phase === Phase.Measure) {
           hist.record(t1 - t0);
           countCall(task, control, result, out);
+        } else if (warm !== null && phase === Phase.Warmup && control.phase === Phase.Warmup) {
+          warm.record(t1 - t0);
+          control.countWarmCall(task.index, out.pages);
         }
       } catch (err) {
         countError(task, control, result, phase, err);
@@ -89,7 +95,7 @@ const sleepMs = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * call counts when its intended start falls in the measured phase and it ends there; service
  * latency is end - actual start, response latency end - intended start.
  */
-async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, driver: { call(): Promise<CallOutcome> }, result: WorkerResult): Promise<void> {
+async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHistogram, warm: SharedHistogram | null, driver: { call(): Promise<CallOutcome> }, result: WorkerResult): Promise<void> {
   const arrival = task.arrival!;
   const response = SharedHistogram.attach(arrival.responseHistogram);
   const schedule = new ArrivalSchedule(arrival.rate, arrival.kind, arrival.seed + task.index * 7919);
@@ -115,6 +121,9 @@ async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHis
         response.record(t1 - intended);
         result.scheduleLagNs += t0 - intended;
         countCall(task, control, result, out);
+      } else if (warm !== null && phase === Phase.Warmup && control.phase === Phase.Warmup) {
+        warm.record(t1 - intended);
+        control.countWarmCall(task.index, out.pages);
       }
     } catch (err) {
       countError(task, control, result, phase, err);

@@ -7,12 +7,13 @@ import type { Protocol } from '../../transport/types.js';
 import { round, roundOrNull, isoSeconds } from './format.js';
 import {
   REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, SMOKE_LABEL, TOOL_NAME,
-  type Host, type JsonValue, type LatUnit, type Meta, type MetaCore, type RowPhase, type Report, type Row, type RowOp, type System,
+  type Host, type Interval, type JsonValue, type LatUnit, type Meta, type MetaCore, type RowPhase, type Report, type Row, type RowOp, type System,
 } from './types.js';
 
 /** A latency summary in ns (the shared histogram's; null fields when it holds no sample). */
 export type { LatencySummary } from '../histogram.js';
 import type { LatencySummary } from '../histogram.js';
+import type { MeasuredInterval } from '../engine/intervals.js';
 import { collectManifest } from './manifest.js';
 
 /** An open-loop row's own figures (absent or null: closed loop). */
@@ -82,6 +83,8 @@ export interface RowInput {
   /** RSS per worker in bytes, or null. */
   rss?: number | null;
   extra?: Record<string, number | null>;
+  /** --interval: the row's interval series; null/absent: none. */
+  intervals?: readonly MeasuredInterval[] | null;
 }
 
 /** tcp is a functional fallback: its figures are smoke tests, never published. */
@@ -121,6 +124,24 @@ export type GatedPercentile = keyof typeof PERCENTILE_MIN_SAMPLES;
 /** The percentile in µs, or null when `samples` are too few for it (or there is none). */
 export function gatedPercentile(name: GatedPercentile, ns: number | null | undefined, samples: number): number | null {
   return samples >= PERCENTILE_MIN_SAMPLES[name] ? us(ns) : null;
+}
+
+/** An interval of the report: rates over its own length, the row's bytes per page, percentiles gated as the row's. */
+export function intervalOf(iv: MeasuredInterval, bytesPerPage: number, trial = 1): Interval {
+  const lat = iv.latency && iv.latency.count > 0 ? iv.latency : null;
+  return {
+    trial,
+    phase: iv.phase,
+    start_s: round(iv.startS, 3),
+    duration_s: round(iv.durationS, 3),
+    calls: iv.calls,
+    pages: iv.pages,
+    throughput_gbps: round(rate(iv.pages * bytesPerPage, iv.durationS) / 1e9, 4),
+    pages_per_s: round(rate(iv.pages, iv.durationS), 1),
+    lat_us_p50: us(lat?.p50_ns),
+    lat_us_p99: gatedPercentile('p99', lat?.p99_ns, lat?.count ?? 0),
+    histogram: iv.histogram,
+  };
 }
 
 export function makeRow(input: RowInput): Row {
@@ -198,6 +219,7 @@ export function makeRow(input: RowInput): Row {
     response_histogram: input.openLoop?.responseHistogram ?? null,
     pages_verified: input.pagesVerified ?? null,
     wrong_pages: input.wrongPages ?? null,
+    intervals: input.intervals ? input.intervals.map((iv) => intervalOf(iv, pages > 0 ? bytes / pages : input.op === 'exists' ? 0 : components * blockSize)) : null,
   };
   if (input.extra) {
     const extra: Record<string, number | null> = {};

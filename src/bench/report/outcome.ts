@@ -5,6 +5,7 @@
  * turns it into a report Row (outcomeToRow), so the engine never decides how a row reads.
  */
 import type { LatencySummary } from '../histogram.js';
+import type { MeasuredInterval } from '../engine/intervals.js';
 import type { Protocol } from '../../transport/types.js';
 import { failedRow, makeRow, type OpenLoopFigures } from './metrics.js';
 import type { LatUnit, RowPhase, Row, RowOp } from './types.js';
@@ -49,6 +50,8 @@ export interface Measurement {
   firstError: string | null;
   /** Open loop only (null or absent: closed loop). */
   openLoop?: OpenLoopFigures | null;
+  /** --interval: the row's interval series (warmup then measure); null or absent: not recorded. */
+  intervals?: MeasuredInterval[] | null;
 }
 
 export type RowOutcome =
@@ -88,6 +91,7 @@ export function outcomeToRow(o: RowOutcome): Row {
     pagesVerified: m.pagesVerified,
     wrongPages: m.pagesVerified === null ? null : m.wrongPages,
     openLoop: m.openLoop ?? null,
+    intervals: m.intervals ?? null,
     ...(m.openLoop
       ? {
           extra: {

@@ -323,8 +323,46 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
   lines.push('## Host', '', ...hostList(report.host), '');
   lines.push('## Run', '', `- created: ${report.created_at}`, `- command: ${codeSpan(report.command)}`, `- tool: ${report.tool.name} ${report.tool.version}`, ...metaList(report.meta), '');
   lines.push('## Results', '', renderTable(report.results, kind, 'md', { ctx }));
+  const intervals = intervalSection(report);
+  if (intervals.length) lines.push('', ...intervals);
   if (report.notes.length) lines.push('', '## Notes', '', ...report.notes.map((n) => `- ${n.replace(/\r?\n/g, ' ')}`));
   return `${lines.join('\n')}\n`;
+}
+
+const SPARK = '▁▂▃▄▅▆▇█';
+
+/** Values as a one-line bar chart, scaled from 0 to the largest (not min to max, which would blow noise up; a flat 0 series is all ▁). */
+export function sparkline(values: readonly number[]): string {
+  const top = Math.max(0, ...values);
+  return values.map((v) => SPARK[top > 0 ? Math.min(7, Math.round((v / top) * 7)) : 0]).join('');
+}
+
+/**
+ * --interval: one line per row with intervals: the measured intervals' pages/s range and shape,
+ * the worst interval p99, and the warmup's first and last interval (the full series is in the
+ * JSON `intervals` and the .hlog).
+ */
+export function intervalSection(report: Pick<Report, 'results'>): string[] {
+  const rows = report.results.map((row, index) => ({ row, index })).filter(({ row }) => row.intervals?.length);
+  if (!rows.length) return [];
+  const lines = [
+    '## Intervals',
+    '',
+    'pages/s of each measured interval (min, max, and over time), worst interval p99 (µs), and the warmup\'s first → last interval pages/s.',
+    '',
+    '| # | op | threads | batch | intervals | pages/s min | pages/s max | over time | worst p99 | warmup pages/s |',
+    '|---:|---|---:|---:|---:|---:|---:|---|---:|---|',
+  ];
+  for (const { row, index } of rows) {
+    const m = row.intervals!.filter((iv) => iv.phase === 'measure');
+    const w = row.intervals!.filter((iv) => iv.phase === 'warmup');
+    const rates = m.map((iv) => iv.pages_per_s);
+    const p99s = m.map((iv) => iv.lat_us_p99).filter((x): x is number => x !== null);
+    lines.push(
+      `| ${index} | ${mdEscape(row.op || row.path)} | ${row.threads} | ${row.batch_size} | ${m.length} | ${rates.length ? humanCount(Math.min(...rates)) : '-'} | ${rates.length ? humanCount(Math.max(...rates)) : '-'} | ${sparkline(rates)} | ${p99s.length ? fixed(Math.max(...p99s), 1) : '-'} | ${w.length ? `${humanCount(w[0].pages_per_s)} → ${humanCount(w[w.length - 1].pages_per_s)}` : '-'} |`,
+    );
+  }
+  return lines;
 }
 
 /** JSON, indent 2, with every non-finite number turned into null. */

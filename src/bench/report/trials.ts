@@ -6,7 +6,8 @@
  * - Latency percentiles and the mean: the median of the trials' (null if any trial's is null, e.g.
  *   a trial too short for its p999); lat_us_max: the largest of any trial.
  * - Counters (calls, pages, ops, bytes, errors) and duration_s: summed over the trials; the
- *   histogram: every trial's samples merged.
+ *   histogram: every trial's samples merged; intervals (--interval): every trial's, in run order,
+ *   each with its trial number.
  * - throughput_gbps_ci95, pages_per_s_ci95, lat_us_p99_ci95: the 95% confidence interval of the
  *   mean over trials (Student's t), null below 2 trials.
  * - cv: coefficient of variation of the row's PEAK measure (pages_per_s for get/set/exists, else
@@ -92,6 +93,7 @@ export function combineTrials(trials: readonly Row[], noisyCv = DEFAULT_NOISY_CV
   const hists = trials.filter((t) => t.histogram !== null).map((t) => SharedHistogram.decode(t.histogram!));
   row.histogram = hists.length === n ? SharedHistogram.merge(hists).encode() : null;
   row.aborted = trials.some((t) => t.aborted);
+  row.intervals = trials.every((t) => t.intervals === null) ? null : trials.flatMap((t, i) => (t.intervals ?? []).map((iv) => ({ ...iv, trial: i + 1 })));
   const opt = (k: 'pages_verified' | 'wrong_pages') => (trials.every((t) => t[k] !== null) ? trials.reduce((s, t) => s + t[k]!, 0) : null);
   row.pages_verified = opt('pages_verified');
   row.wrong_pages = opt('wrong_pages');

@@ -118,8 +118,39 @@ export interface Row {
   wrong_pages: number | null;
   /** The sweep's knee: the last point before throughput grows slower than latency (report/knee.ts); null outside sweeps. */
   knee: boolean | null;
+  /**
+   * --interval: the row's time series, warmup intervals (phase "warmup") then the measured window's,
+   * every trial's in run order; null without --interval (and on a row that failed).
+   */
+  intervals: Interval[] | null;
   /** Additional numeric measurements not known when the schema was designed. */
   extra?: Record<string, number | null>;
+}
+
+/**
+ * One interval of a row (--interval). Latency is what the row's latency is: service latency
+ * closed loop, response latency open loop (--rate). Counts are exact per phase (the intervals of
+ * a phase add up to it); a call that ended within µs of a boundary may sit in the neighbour.
+ */
+export interface Interval {
+  /** 1-based trial (--repeat) the interval belongs to. */
+  trial: number;
+  phase: 'warmup' | 'measure';
+  /** Seconds from the report's created_at to the interval's start, 3 dp. */
+  start_s: number;
+  /** 3 dp; the last interval of a phase runs to the phase's end (0.5 to 1.5 intervals). */
+  duration_s: number;
+  calls: number;
+  pages: number;
+  /** 4 dp, as the row's. */
+  throughput_gbps: number;
+  /** 1 dp. */
+  pages_per_s: number;
+  lat_us_p50: number | null;
+  /** Null below PERCENTILE_MIN_SAMPLES.p99 calls in the interval. */
+  lat_us_p99: number | null;
+  /** HdrHistogram V2 compressed base64 of the interval's latencies in ns (what the .hlog holds, in µs); null without a sample. */
+  histogram: string | null;
 }
 
 export interface Host {

@@ -12,6 +12,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileTimestamp } from './format.js';
+import { renderHlog } from './hlog.js';
 import { renderJson, renderMarkdown, type RenderOptions } from './render.js';
 import type { Report } from './types.js';
 
@@ -80,6 +81,8 @@ export interface WrittenPaths {
   json: string;
   md: string;
   svg?: string;
+  /** <name>.hlog: the HdrHistogram interval log, when a row has intervals (--interval). */
+  hlog?: string;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -208,13 +211,14 @@ async function claim(outDir: string, name: string): Promise<string> {
   throw new Error(`writeReport: no free name for ${name} in ${outDir}`);
 }
 
-/** Creates outDir, picks a free name, writes <name>.svg (if any), <name>.md, <name>.json; returns their paths. */
+/** Creates outDir, picks a free name, writes <name>.svg and <name>.hlog (if any), <name>.md, <name>.json; returns their paths. */
 export async function writeReport(report: Report, options: WriteOptions): Promise<WrittenPaths> {
   if (!SAFE_PART.test(options.name)) throw new Error(`writeReport: name ${JSON.stringify(options.name)} must match [A-Za-z0-9._-]+`);
   const json = renderJson(report);
+  const hlog = renderHlog(report);
   await prepareOutDir(options.outDir);
   const base = await claim(options.outDir, options.name);
-  const paths: WrittenPaths = { json: `${base}.json`, md: `${base}.md`, ...(options.svg ? { svg: `${base}.svg` } : {}) };
+  const paths: WrittenPaths = { json: `${base}.json`, md: `${base}.md`, ...(options.svg ? { svg: `${base}.svg` } : {}), ...(hlog !== null ? { hlog: `${base}.hlog` } : {}) };
   const plotFile = paths.svg ? basename(paths.svg) : undefined;
   const md =
     typeof options.markdown === 'function'
@@ -222,6 +226,7 @@ export async function writeReport(report: Report, options: WriteOptions): Promis
       : (options.markdown ?? renderMarkdown(report, { ...options.render, plotFile }));
   try {
     if (paths.svg && options.svg) await writeAtomic(options.outDir, paths.svg, options.svg);
+    if (paths.hlog && hlog !== null) await writeAtomic(options.outDir, paths.hlog, hlog);
     await writeAtomic(options.outDir, paths.md, md);
     await writeAtomic(options.outDir, paths.json, json);
   } catch (e) {
@@ -229,6 +234,7 @@ export async function writeReport(report: Report, options: WriteOptions): Promis
     await rm(paths.json, { force: true });
     await rm(paths.md, { force: true });
     if (paths.svg) await rm(paths.svg, { force: true });
+    if (paths.hlog) await rm(paths.hlog, { force: true });
     throw e;
   }
   await syncDir(options.outDir);

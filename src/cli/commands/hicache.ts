@@ -27,6 +27,7 @@ function parsePositiveNumber(flag: string, text: string): number {
 import { runMeasureCommand } from '../run-report.js';
 import { VERIFY_MODES } from '../../bench/engine/pattern.js';
 import { ARRIVAL_KINDS } from '../../bench/engine/arrival.js';
+import { MIN_INTERVAL_S } from '../../bench/engine/intervals.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 function parseDirectoryArg(text: string): string | undefined {
@@ -62,6 +63,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     directory: parseDirectoryArg(str(args, 'directory')),
     repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
     sloP99Us: str(args, 'slo-p99').trim() === '' ? undefined : parsePositiveNumber('--slo-p99', str(args, 'slo-p99')),
+    intervalS: str(args, 'interval').trim() === '' ? undefined : parseSeconds('--interval', str(args, 'interval'), { min: MIN_INTERVAL_S, max: 3600 }),
     noisyCv: parseNonNegativeNumber('--noisy-cv', str(args, 'noisy-cv'), { max: 1000 }) / 100,
   };
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);

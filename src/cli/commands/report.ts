@@ -15,6 +15,7 @@ import { plotReport } from '../../bench/report/plot.js';
 import { renderJson, renderMarkdown } from '../../bench/report/render.js';
 import type { Report } from '../../bench/report/types.js';
 import { describeFsError, writeReport } from '../../bench/report/write.js';
+import { renderHlog } from '../../bench/report/hlog.js';
 import { parseEnum, UsageError } from '../parse.js';
 import { globalArgs, loggerFromArgs, str, type CommandResult } from '../shared.js';
 
@@ -64,20 +65,22 @@ async function run(files: string[], args: Record<string, unknown>): Promise<Comm
   const [report] = reports;
   let plotFile: string | undefined;
   if (args.write === true) {
-    // The .md and .svg are derived from the JSON: re-rendering replaces them; the JSON is untouched.
+    // The .md, .svg and .hlog (--interval) are derived from the JSON: re-rendering replaces them; the JSON is untouched.
     const base = join(dirname(file), stem(file));
     const svg = await plotReport(report);
+    const hlog = renderHlog(report);
     try {
       if (svg) {
         await writeFile(`${base}.svg`, svg);
         plotFile = `${stem(file)}.svg`;
       }
       await writeFile(`${base}.md`, renderMarkdown(report, { plotFile }));
+      if (hlog !== null) await writeFile(`${base}.hlog`, hlog);
     } catch (e) {
       process.stderr.write(`peercache-bench report: cannot write beside ${file}: ${describeFsError(e)}\n`);
       return { exitCode: 1 };
     }
-    process.stderr.write(`wrote ${base}.md\n${svg ? `wrote ${base}.svg\n` : ''}`);
+    process.stderr.write(`wrote ${base}.md\n${svg ? `wrote ${base}.svg\n` : ''}${hlog !== null ? `wrote ${base}.hlog\n` : ''}`);
   }
   process.stdout.write(renderReport(report, format, plotFile));
   return { exitCode: 0 };
@@ -91,7 +94,7 @@ export default defineCommand({
   args: {
     format: { type: 'string', description: 'Output: md (Markdown), csv or json', default: 'md', valueHint: 'md|csv|json' },
     merge: { type: 'boolean', description: 'Merge runs of one configuration (e.g. drive processes on several hosts) into one report: histograms merged exactly', default: false },
-    write: { type: 'boolean', description: 'With one report: write its .md and .svg plot beside the JSON (replacing them)', default: false },
+    write: { type: 'boolean', description: 'With one report: write its .md, .svg plot and (with intervals) .hlog beside the JSON (replacing them)', default: false },
     'out-dir': { type: 'string', description: 'With --merge: also write the merged report (JSON, Markdown, plot) here', default: '', valueHint: 'dir' },
     noise: { type: 'string', description: 'Diff: a throughput ratio within ±this % counts as noise when the runs have no confidence intervals', default: '5', valueHint: 'pct' },
     ...globalArgs,
