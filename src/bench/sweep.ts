@@ -4,6 +4,7 @@
  * producer (prefill) node runs in its own process and publishes the working set; each sweep row
  * runs its consumers on a worker pool sized to the row's concurrency.
  */
+import { gcFlagNote } from './engine/gc-flags.js';
 import { silentLogger } from '../log.js';
 import type { Layout } from '../store/host-pool.js';
 import { publishedPoolBytes } from '../store/published-pool.js';
@@ -207,6 +208,11 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       ? 'host pool: one batch per worker (--host-pool per-worker): the destination footprint grows with concurrency'
       : `host pool: ${iecBytes(hostPoolBytes)} (${hostPoolPages} pages) in every row, shared by its workers (each cycles through its share): a fixed destination footprint, so the sweep varies concurrency only`,
   ];
+  const gcNote = gcFlagNote(maxThreads);
+  if (gcNote) {
+    notes.push(gcNote);
+    logger.warn(gcNote);
+  }
   const rows: Row[] = [];
   const transports = new Set<string>();
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 /** The peercache-bench executable. */
 import { main } from './program.js';
 

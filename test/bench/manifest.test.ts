@@ -5,6 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { makeReport, makeRow } from '../../src/bench/report/metrics.js';
 import { relevantEnv } from '../../src/bench/report/manifest.js';
 import { schemaErrors } from '../helpers/schema.js';
+import { readFileSync } from 'node:fs';
+import { gcFlagNote, SINGLE_THREADED_GC } from '../../src/bench/engine/gc-flags.js';
 
 const host = { platform: 'linux', os_release: '6', arch: 'x64', cpu_model: 'Test CPU', cpu_count: 2, node_version: 'v20.20.2', package_version: '0.1.0', ucx_version: '1.13.1', hostname: 'h' };
 
@@ -29,6 +31,7 @@ test('manifest: command, versions, git commit of this checkout, transports, env,
   assert.is(m.cpu_count, 2);
   assert.equal(m.loadavg_before, [0.5, 0.25, 0.1]);
   assert.equal(m.client_cpu_pct, [87.5, null]);
+  assert.equal(m.node_flags, process.execArgv, 'the node flags this process started with');
   let head: string | null = null;
   try {
     head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -49,6 +52,16 @@ test('a report without the manifest is not valid', () => {
   const r = makeReport({ command: 'x', host, meta: { mode: 'latency', protocol: 'shm' }, results: [] });
   const { manifest: _m, ...without } = r;
   assert.ok(schemaErrors(without) !== null);
+});
+
+test('V8 GC flag: oversubscribed sweeps without --single-threaded-gc get a note; the executable starts node with it', () => {
+  assert.is(gcFlagNote(8, 2, []), null, '4 workers per core or fewer: no note');
+  assert.is(gcFlagNote(64, 2, [SINGLE_THREADED_GC]), null, 'flag given: no note');
+  const note = gcFlagNote(64, 2, ['--enable-source-maps']);
+  assert.ok(note && note.includes('64 workers on 2 cores') && note.includes(SINGLE_THREADED_GC), String(note));
+  // The executable's first line: `env -S` passes the flag to node (V8 refuses it once running).
+  const shebang = readFileSync(new URL('../../src/cli/main.ts', import.meta.url), 'utf8').split('\n')[0];
+  assert.is(shebang, `#!/usr/bin/env -S node ${SINGLE_THREADED_GC}`);
 });
 
 test.run();

@@ -67,6 +67,7 @@ export function collectManifest(input: ManifestInput): Manifest {
     git_commit: git.commit,
     git_dirty: git.dirty,
     node_version: input.host.node_version,
+    node_flags: [...process.execArgv],
     ucx_version: input.host.ucx_version,
     ucx_transports: [...input.transports],
     env: relevantEnv(),

@@ -211,6 +211,8 @@ export interface Manifest {
   /** Tracked files changed since git_commit; null when not a checkout. */
   git_dirty: boolean | null;
   node_version: string;
+  /** process.execArgv: Node/V8 flags such as --single-threaded-gc (see engine/gc-flags.ts). */
+  node_flags: string[];
   ucx_version: string | null;
   /** UCX transports (lanes) that actually carried data, union over the run. */
   ucx_transports: string[];
