@@ -116,24 +116,39 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', done, { once: true });
   });
 
+const PROGRESS_NS = 500_000_000n;
+
 /**
- * Sleeps `lengthNs` from `startNs` (or until stopped), ticking `series` every `intervalNs` but
- * not within half an interval of the end; the caller closes the last interval (0.5 to 1.5
- * intervals long).
+ * Waits `lengthNs` from `startNs` (or until aborted or stopped). With `ticks`, ticks its series
+ * every interval but not within half an interval of the end: the caller closes the last interval
+ * (0.5 to 1.5 intervals long). `onProgress` runs every 500 ms and once at the end.
  */
-async function tickUntil(series: IntervalSeries, startNs: bigint, intervalNs: bigint, lengthNs: bigint, signal: AbortSignal | undefined, stop: () => boolean): Promise<void> {
+async function runPhase(
+  startNs: bigint,
+  lengthNs: bigint,
+  signal: AbortSignal | undefined,
+  stop: () => boolean,
+  ticks: { series: IntervalSeries; intervalNs: bigint } | null,
+  onProgress?: (nowNs: bigint) => void,
+): Promise<void> {
   const endNs = startNs + lengthNs;
-  let next = startNs + intervalNs;
+  let nextTick = ticks ? startNs + ticks.intervalNs : null;
+  let nextProgress = onProgress ? startNs + PROGRESS_NS : null;
   while (!signal?.aborted && !stop()) {
     const now = process.hrtime.bigint();
-    if (now >= endNs) return;
-    if (now >= next) {
-      if (now + intervalNs / 2n < endNs) series.tick(now);
-      while (next <= now) next += intervalNs;
-      continue;
+    if (ticks && nextTick !== null && now >= nextTick) {
+      if (now + ticks.intervalNs / 2n < endNs) ticks.series.tick(now);
+      while (nextTick <= now) nextTick += ticks.intervalNs;
     }
-    const until = next < endNs ? next : endNs;
-    await sleep(Math.max(1, Number(until - now) / 1e6), signal);
+    if (onProgress && nextProgress !== null && (now >= nextProgress || now >= endNs)) {
+      onProgress(now);
+      while (nextProgress <= now) nextProgress += PROGRESS_NS;
+    }
+    if (now >= endNs) return;
+    let wake = endNs;
+    if (nextTick !== null && nextTick < wake) wake = nextTick;
+    if (nextProgress !== null && nextProgress < wake) wake = nextProgress;
+    await sleep(Math.max(1, Number(wake - now) / 1e6), signal);
   }
 }
 
@@ -235,12 +250,8 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       originNs ??= w0;
       control.setPhase(Phase.Warmup);
       progress('warmup', 0, plan.warmupS + plan.durationS);
-      if (intervalNs && warms && plan.warmupS > 0) {
-        warmSeries = new IntervalSeries('warmup', warms, () => control.totals().warmPages, w0);
-        await tickUntil(warmSeries, w0, intervalNs, BigInt(Math.round(plan.warmupS * 1e9)), ctx.signal, () => firstFailure !== null);
-      } else {
-        await sleep(plan.warmupS * 1000, ctx.signal);
-      }
+      if (intervalNs && warms && plan.warmupS > 0) warmSeries = new IntervalSeries('warmup', warms, () => control.totals().warmPages, w0);
+      await runPhase(w0, BigInt(Math.round(plan.warmupS * 1e9)), ctx.signal, () => firstFailure !== null, warmSeries && intervalNs ? { series: warmSeries, intervalNs } : null);
     }
     if (firstFailure === null && !aborted && ctx.signal?.aborted) aborted = true; // stopped during the warmup: nothing measured
     if (firstFailure === null && !aborted) {
@@ -249,26 +260,11 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
       control.setPhase(Phase.Measure);
       warmSeries?.close(t0);
       if (intervalNs) measureSeries = new IntervalSeries('measure', responses ?? histograms, () => control.totals().pages, t0);
-      const endAt = Date.now() + plan.durationS * 1000;
-      let nextTick = intervalNs ? t0 + intervalNs : null;
-      let lastProgress = Date.now();
-      while (Date.now() < endAt && firstFailure === null && !ctx.signal?.aborted) {
-        // Progress every 500 ms as without intervals; the interval boundaries wake the loop in between.
-        const toTick = nextTick === null ? Infinity : Number(nextTick - process.hrtime.bigint()) / 1e6;
-        await sleep(Math.max(0, Math.min(500 - (Date.now() - lastProgress), endAt - Date.now(), toTick)), ctx.signal);
-        const now = process.hrtime.bigint();
-        // No boundary within half an interval of the end: the last interval runs to the window's end.
-        if (nextTick !== null && measureSeries && now >= nextTick) {
-          if (now + intervalNs! / 2n < t0 + BigInt(Math.round(plan.durationS * 1e9))) measureSeries.tick(now);
-          while (nextTick <= now) nextTick += intervalNs!;
-        }
-        if (Date.now() - lastProgress >= 500 || Date.now() >= endAt) {
-          lastProgress = Date.now();
-          const elapsed = Number(now - t0) / 1e9;
-          const { pages } = control.totals();
-          progress('measure', plan.warmupS + elapsed, Math.max(0, (endAt - Date.now()) / 1000), elapsed > 0 ? pages / elapsed : 0);
-        }
-      }
+      await runPhase(t0, BigInt(Math.round(plan.durationS * 1e9)), ctx.signal, () => firstFailure !== null, measureSeries && intervalNs ? { series: measureSeries, intervalNs } : null, (now) => {
+        const elapsed = Number(now - t0) / 1e9;
+        const { pages } = control.totals();
+        progress('measure', plan.warmupS + elapsed, Math.max(0, plan.durationS - elapsed), elapsed > 0 ? pages / elapsed : 0);
+      });
       aborted = ctx.signal?.aborted ?? false;
       control.setPhase(Phase.Stop);
       t1 = process.hrtime.bigint();

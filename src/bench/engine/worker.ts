@@ -47,10 +47,7 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
         if (phase === Phase.Measure && control.phase === Phase.Measure) {
           hist.record(t1 - t0);
           countCall(task, control, result, out);
-        } else if (warm !== null && phase === Phase.Warmup && control.phase === Phase.Warmup) {
-          warm.record(t1 - t0);
-          control.countWarmCall(task.index, out.pages);
-        }
+        } else countWarmCall(task, control, warm, phase, t1 - t0, out.pages);
       } catch (err) {
         countError(task, control, result, phase, err);
         // A failing store must not spin: back off a little.
@@ -75,6 +72,13 @@ function countCall(task: WorkerTask, control: ControlBlock, result: WorkerResult
   result.pagesVerified += out.verified;
   result.wrongPages += out.wrongPages;
   control.countCall(task.index, out.pages);
+}
+
+/** With --interval: a call that started and ended in the warmup goes to the warmup series (never the row's). */
+function countWarmCall(task: WorkerTask, control: ControlBlock, warm: SharedHistogram | null, phase: number, latencyNs: number, pages: number): void {
+  if (warm === null || phase !== Phase.Warmup || control.phase !== Phase.Warmup) return;
+  warm.record(latencyNs);
+  control.countWarmCall(task.index, pages);
 }
 
 /** A failed call: counted when it was in the measured phase; the first error is kept either way. */
@@ -121,10 +125,7 @@ async function openLoop(task: WorkerTask, control: ControlBlock, hist: SharedHis
         response.record(t1 - intended);
         result.scheduleLagNs += t0 - intended;
         countCall(task, control, result, out);
-      } else if (warm !== null && phase === Phase.Warmup && control.phase === Phase.Warmup) {
-        warm.record(t1 - intended);
-        control.countWarmCall(task.index, out.pages);
-      }
+      } else countWarmCall(task, control, warm, phase, t1 - intended, out.pages);
     } catch (err) {
       countError(task, control, result, phase, err);
     }
