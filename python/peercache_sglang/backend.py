@@ -18,6 +18,7 @@ import threading
 import time
 
 from .client import KeyBlob, SidecarClient, SidecarError
+from .geometry import RECHECK_EVERY, PageGeometry
 from .pools import Staging, allocator_fds, buffer_address, find_file_span, pool_buffers
 
 logger = logging.getLogger("peercache_sglang")
@@ -94,6 +95,8 @@ class PeerCacheStorage(_Base):
         self.spans = []  # FileSpan per pool buffer: zero copy
         self.files = {}  # inode -> (fd, file bytes)
         self.zero_copy = False
+        self.geometry = None  # PageGeometry: page offsets without get_page_buffer_meta (zero copy)
+        self._geometry_calls = 0
         self.unusable = None  # why batch calls are misses (unsupported layout), or None
         self.slot_bytes = 0
         self._local = threading.local()
@@ -104,7 +107,7 @@ class PeerCacheStorage(_Base):
         self._logged = {}
         self._counters = dict(
             zero_copy=False, exists_calls=0, get_calls=0, get_pages=0, get_hits=0, set_calls=0, set_pages=0, set_ok=0,
-            staging_copies=0, staging_bytes=0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
+            geometry=False, geometry_mismatches=0, staging_copies=0, staging_bytes=0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
         )
         self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
 
@@ -175,8 +178,17 @@ class PeerCacheStorage(_Base):
         self.zero_copy = why is None
         self.spans = spans if self.zero_copy else []
         self.files = files if self.zero_copy else {}
+        self.geometry = None
+        if self.zero_copy:
+            try:
+                self.geometry, reason = PageGeometry.probe(pool, self.page_size, self.pool_tokens, len(self.suffixes), spans)
+            except Exception as e:  # a pool whose get_page_buffer_meta wants other input: ask it per batch
+                reason = "%s: %s" % (type(e).__name__, e)
+            if self.geometry is None:
+                self._log(logging.INFO, "geometry", "page offsets come from get_page_buffer_meta on every batch (%s)" % reason)
         with self._lock:
             self._counters["zero_copy"] = self.zero_copy
+            self._counters["geometry"] = self.geometry is not None
         if not self.zero_copy:
             self._log(logging.WARNING, "staging", "not zero-copy, pages go through a staging memfd (one copy each way): %s" % why)
 
@@ -296,7 +308,7 @@ class PeerCacheStorage(_Base):
         return KeyBlob(count, blob)
 
     def _pages(self, keys, host_indices):
-        """Object names (a KeyBlob), pointers and lengths of a batch, after checking it against the pool."""
+        """Object names (a KeyBlob) and each page's first token index, after checking them against the pool."""
         names = self._names(keys)
         pool = self.mem_pool_host
         if pool is None:
@@ -320,20 +332,43 @@ class PeerCacheStorage(_Base):
             for i, x in enumerate(starts):
                 if not isinstance(x, int) or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
                     raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, x, limit, ps))
-        meta = pool.get_page_buffer_meta(host_indices)
+        return names, starts
+
+    def _meta(self, host_indices, npages):
+        """The pool's own pointers and lengths of a batch's objects (get_page_buffer_meta), checked."""
+        meta = self.mem_pool_host.get_page_buffer_meta(host_indices)
         ptrs, sizes = meta[0], meta[1]
         if type(ptrs) is not list:
             ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
         comps = len(self.suffixes)
-        if len(ptrs) != len(keys) * comps:
-            raise BadInput("get_page_buffer_meta gave %d pointers for %d pages of %d objects (layout not page_first?)" % (len(ptrs), len(keys), comps))
+        if len(ptrs) != npages * comps:
+            raise BadInput("get_page_buffer_meta gave %d pointers for %d pages of %d objects (layout not page_first?)" % (len(ptrs), npages, comps))
         if isinstance(sizes, int):
             sizes = [sizes] * len(ptrs)
         else:
             sizes = sizes.tolist() if hasattr(sizes, "tolist") else list(sizes)
             if len(sizes) == 1:
                 sizes = sizes * len(ptrs)
-        return names, ptrs, sizes
+        return ptrs, sizes
+
+    def _file_ranges(self, c, host_indices, starts):
+        """(pool, offsets, lengths) of a batch's objects in the registered pool file(s): from the verified
+        formula when there is one (the pool's own answer compared every RECHECK_EVERY calls), else asked."""
+        g = self.geometry
+        if g is not None:
+            self._geometry_calls += 1
+            if (self._geometry_calls - 1) % RECHECK_EVERY:  # the first call, and every RECHECK_EVERY-th, ask the pool too
+                return c.file_pools[g.inode], g.file_offsets(starts), g.object_bytes
+        ptrs, sizes = self._meta(host_indices, len(starts))
+        pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
+        lengths = self._lengths(sizes)
+        if g is not None and (offsets != g.file_offsets(starts) or lengths != g.object_bytes or pool != c.file_pools[g.inode]):
+            self.geometry = None
+            with self._lock:
+                self._counters["geometry"] = False
+                self._counters["geometry_mismatches"] += 1
+            self._log(logging.ERROR, "geometry-mismatch", "get_page_buffer_meta no longer matches the page formula probed at registration: asking it on every batch from now on")
+        return pool, offsets, lengths
 
     def _zero_copy_ranges(self, c, ptrs, sizes):
         spans = self.spans
@@ -361,6 +396,11 @@ class PeerCacheStorage(_Base):
         """One int when every object has the same length (a shorter request), else the list."""
         first = sizes[0]
         return first if sizes.count(first) == len(sizes) else sizes
+
+    @staticmethod
+    def _bytes(lengths, objects):
+        """Bytes of the first `objects` objects (lengths: one int for all, or the list)."""
+        return lengths * objects if isinstance(lengths, int) else sum(lengths[:objects])
 
     @staticmethod
     def _per_page(bits, comps, npages):
@@ -394,14 +434,15 @@ class PeerCacheStorage(_Base):
         t0 = time.monotonic()
 
         def run(c):
-            names, ptrs, sizes = self._pages(keys, host_indices)
+            names, starts = self._pages(keys, host_indices)
             if not names:
                 return []
             comps = len(self.suffixes)
             if self.zero_copy:
-                pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
-                bits = c.client.get(pool, names, offsets, self._lengths(sizes))
+                pool, offsets, sizes = self._file_ranges(c, host_indices, starts)
+                bits = c.client.get(pool, names, offsets, sizes)
             else:
+                ptrs, sizes = self._meta(host_indices, len(starts))
                 total = sum(sizes)
                 st = self._staging(c, total)
                 offsets, o = [], 0
@@ -420,7 +461,7 @@ class PeerCacheStorage(_Base):
             out = self._per_page(bits, comps, len(keys))
             first_miss = bits.find("0")
             hits = len(out) if first_miss < 0 else first_miss // comps
-            self._record("prefetch", hits, sum(sizes[: hits * comps]), t0, get_hits=len(out) if first_miss < 0 else sum(out))
+            self._record("prefetch", hits, self._bytes(sizes, hits * comps), t0, get_hits=len(out) if first_miss < 0 else sum(out))
             return out
 
         return self._guard("batch_get_v1", run, [False] * n)
@@ -431,17 +472,21 @@ class PeerCacheStorage(_Base):
         t0 = time.monotonic()
 
         def run(c):
-            names, ptrs, sizes = self._pages(keys, host_indices)
+            names, starts = self._pages(keys, host_indices)
             if not names:
                 return []
             if self.is_mla and self.tp_rank != 0:
                 # MLA pages are the same on every rank: rank 0 writes them (SGLang skips the others).
                 return [True] * len(keys)
-            if self.slot_bytes and max(sizes) > self.slot_bytes:
-                raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (max(sizes), self.slot_bytes))
             if self.zero_copy:
-                pool, offsets = self._zero_copy_ranges(c, ptrs, sizes)
-                bits = c.client.set(pool, names, offsets, self._lengths(sizes))
+                pool, offsets, sizes = self._file_ranges(c, host_indices, starts)
+            else:
+                ptrs, sizes = self._meta(host_indices, len(starts))
+            largest = sizes if isinstance(sizes, int) else max(sizes)
+            if self.slot_bytes and largest > self.slot_bytes:
+                raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (largest, self.slot_bytes))
+            if self.zero_copy:
+                bits = c.client.set(pool, names, offsets, sizes)
             else:
                 st = self._staging(c, sum(sizes))
                 offsets, o = [], 0
@@ -455,7 +500,7 @@ class PeerCacheStorage(_Base):
                 raise ConnectionError("malformed set answer")
             out = self._per_page(bits, len(self.suffixes), len(keys))
             self._count(set_ok=sum(out))
-            self._record("backup", sum(out), sum(sizes), t0)
+            self._record("backup", sum(out), self._bytes(sizes, len(offsets)), t0)
             return out
 
         return self._guard("batch_set_v1", run, [False] * n)
