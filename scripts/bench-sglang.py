@@ -83,10 +83,14 @@ def main():
     ap.add_argument("--batch", type=int, default=128, help="pages per call")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the zero-copy get and exists (the machine is shared: the median round is reported too)")
+    ap.add_argument("--busy-poll-us", type=int, default=0, help="the sidecars' --busy-poll-us (µs of polling after each answer; 0: off)")
+    ap.add_argument("--poll-us", type=int, default=0, help="the adapter's poll_us (hybrid polling around each answer; 0: off)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     if args.page_bytes % (64 * 2) != 0:
         sys.exit("bench-sglang: --page-bytes must be a multiple of 128 (64 tokens of 2-byte elements)")
+    if not (0 <= args.busy_poll_us <= 10000 and 0 <= args.poll_us <= 10000):
+        sys.exit("bench-sglang: --busy-poll-us and --poll-us must be 0..10000")
     if not 1 <= args.batch <= 1024 or args.iterations < 10:
         sys.exit("bench-sglang: --batch must be 1..1024 and --iterations at least 10")
     tokens, dim = 64, args.page_bytes // (64 * 2)
@@ -94,13 +98,14 @@ def main():
     tmp = tempfile.mkdtemp(prefix="pc-bench-sglang-")
     discovery = "127.0.0.1:%d" % free_port()
     segment = str(max(64 * 2 ** 20, 3 * args.batch * (args.page_bytes + 4096)))
+    Sidecar.extra_args = ("--busy-poll-us", str(args.busy_poll_us))
     a = Sidecar(args.protocol, discovery, os.path.join(tmp, "a", "s.sock"), os.path.join(tmp, "a.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning").start()
     b = Sidecar(args.protocol, discovery, os.path.join(tmp, "b", "s.sock"), os.path.join(tmp, "b.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning").start()
     rows, notes = [], []
     try:
         def rank(sock, memfd):
             pool = MLATokenToKVPoolHost(pages=pages, page_size=tokens, layers=1, mla_dim=dim, memfd=memfd)
-            s = PeerCacheStorage(Config(True, extra=dict(socket=sock, interface_v1=1, timeout_s=30)), {})
+            s = PeerCacheStorage(Config(True, extra=dict(socket=sock, interface_v1=1, timeout_s=30, poll_us=args.poll_us)), {})
             s.register_mem_pool_host(pool)
             return s, pool
 

@@ -80,6 +80,12 @@ class PeerCacheStorage(_Base):
         self.timeout_s = float(cfg.get("timeout_s", 15.0))
         self.connect_timeout_s = float(cfg.get("connect_timeout_s", min(2.0, self.timeout_s)))
         self.retry_s = float(cfg.get("retry_s", 0.5))
+        try:
+            self.poll_us = float(cfg.get("poll_us", 0))
+        except (TypeError, ValueError):
+            self.poll_us = -1.0
+        if not 0 <= self.poll_us <= 10000:
+            raise ValueError("peercache: poll_us must be 0..10000 (µs of polling around each answer; 0: off), got %r" % cfg.get("poll_us"))
         self.interface_v1 = bool(cfg.get("interface_v1", True))
         self.tp_rank = int(_cfg(storage_config, "tp_rank", 0))
         self.pp_rank = int(_cfg(storage_config, "pp_rank", 0))
@@ -107,7 +113,7 @@ class PeerCacheStorage(_Base):
         self._logged = {}
         self._counters = dict(
             zero_copy=False, exists_calls=0, get_calls=0, get_pages=0, get_hits=0, set_calls=0, set_pages=0, set_ok=0,
-            geometry=False, geometry_mismatches=0, staging_copies=0, staging_bytes=0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
+            geometry=False, geometry_mismatches=0, staging_copies=0, staging_bytes=0, poll_seconds=0.0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
         )
         self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
 
@@ -220,8 +226,9 @@ class PeerCacheStorage(_Base):
             c.close()
             with self._lock:
                 self._conns.discard(c)
+                self._counters["poll_seconds"] += c.client.polled_s
             self._count(reconnects=1)
-        client = SidecarClient(self.socket_path, self.connect_timeout_s)
+        client = SidecarClient(self.socket_path, self.connect_timeout_s, self.poll_us)
         try:
             hello = client.connect()
         except (OSError, SidecarError) as e:
@@ -638,7 +645,9 @@ class PeerCacheStorage(_Base):
         with self._lock:
             lists = self._lists
             self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
-            return PeerCacheStats(dict(self._counters), lists)
+            counters = dict(self._counters)
+            counters["poll_seconds"] += sum(c.client.polled_s for c in self._conns)
+            return PeerCacheStats(counters, lists)
 
     def sidecar_stats(self):
         """The sidecar's counters (store stats, connections, pools), or {} when unreachable."""

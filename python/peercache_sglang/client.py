@@ -9,6 +9,7 @@ A connection is used by one thread at a time (the adapter keeps one per thread);
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """
 import json
+import select
 import os
 import socket
 import struct
@@ -51,14 +52,33 @@ class SidecarError(Exception):
         self.fatal = fatal
 
 
+def _precise_timers():
+    """This thread's timer slack to 1 µs (Linux allows a thread 50 µs by default): the nap before
+    polling ends when asked, not up to 50 µs later. Best effort: nothing happens where prctl is missing."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(29, 1000, 0, 0, 0)  # PR_SET_TIMERSLACK
+    except (OSError, AttributeError):
+        pass
+
+
 class SidecarClient:
-    def __init__(self, path, timeout_s=15.0):
+    """`poll_us` > 0: hybrid polling for the answers of binary ops. The thread sleeps until about
+    `poll_us` before the answer is due (the recent calls of that op and size say when), then polls
+    the socket without sleeping until `poll_us` after it, so the answer finds it running instead of
+    waking it (a halted vCPU or a deep C-state costs 50-200 µs per wake-up). Late answers are waited
+    for as usual. `polled_s` is the time spent polling."""
+
+    def __init__(self, path, timeout_s=15.0, poll_us=0):
         self.path = path
         self.timeout_s = timeout_s
         self.sock = None
         self.next_id = 1
         self.hello = None
         self._buf = bytearray(65536)
+        self.poll_s = poll_us / 1e6
+        self.polled_s = 0.0
+        self._due = {}  # (op, size class) -> expected answer time (s)
 
     @property
     def connected(self):
@@ -77,6 +97,8 @@ class SidecarClient:
             raise
         self.sock = s
         self._timeo = None
+        if self.poll_s:
+            _precise_timers()
         hello = self.call({"op": "hello", "protocol": PROTOCOL, "pid": os.getpid()})
         if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
             self.close()
@@ -111,6 +133,32 @@ class SidecarClient:
             raise ConnectionError("the sidecar closed the connection")
         return k
 
+    def _poll_answer(self, view, due, deadline):
+        """Sleeps until `poll_s` before the answer is due, then polls until `poll_s` after it (or the
+        deadline); the bytes received, or 0 when the answer is later (the caller waits as usual)."""
+        start = time.perf_counter()
+        nap = min(due - self.poll_s, deadline - time.monotonic())
+        if nap > 0.00002:
+            ready, _, _ = select.select((self.sock,), (), (), nap)
+            if ready:
+                return self._recv_into(view)
+        t0 = time.perf_counter()
+        end = start + due + self.poll_s
+        recv, flags = self.sock.recv_into, socket.MSG_DONTWAIT
+        try:
+            while True:
+                try:
+                    k = recv(view, 0, flags)
+                except (BlockingIOError, InterruptedError):
+                    if time.perf_counter() < end:
+                        continue
+                    return 0
+                if k == 0:
+                    raise ConnectionError("the sidecar closed the connection")
+                return k
+        finally:
+            self.polled_s += time.perf_counter() - t0
+
     def _recv_more(self, view, got, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
@@ -123,7 +171,7 @@ class SidecarClient:
         payload = request if isinstance(request, bytes) else json.dumps(request, separators=(",", ":")).encode()
         return self._call(payload, timeout_s)
 
-    def _call(self, payload, timeout_s=None, binary_op=0):
+    def _call(self, payload, timeout_s=None, binary_op=0, keys=0):
         if self.sock is None:
             raise ConnectionError("not connected")
         limit = timeout_s if timeout_s is not None else self.timeout_s
@@ -136,13 +184,22 @@ class SidecarClient:
                 self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
             except BlockingIOError:  # SO_SNDTIMEO expired
                 raise socket.timeout("deadline passed sending to the sidecar")
+            sent = time.perf_counter()
             left = deadline - time.monotonic()
             if left < limit - 0.01:  # the send waited: the answer gets only what is left
                 self._timeouts(left)
             # Usually the whole answer comes in one recv; a large one is read on until complete.
             buf = self._buf
             view = memoryview(buf)
-            got = self._recv_into(view)
+            due_key = (binary_op, keys.bit_length()) if binary_op and self.poll_s else None
+            due = self._due.get(due_key) if due_key else None
+            got = self._poll_answer(view, due, deadline) if due is not None else 0
+            if not got:
+                got = self._recv_into(view)
+            if due_key:
+                took = time.perf_counter() - sent
+                # Falls at once to a faster answer, rises slowly to a slower one: better early than late.
+                self._due[due_key] = took if due is None or took < due else 0.875 * due + 0.125 * took
             while got < _HEADER.size:
                 got = self._recv_more(view, got, deadline)
             length, version, kind, answer_id = _HEADER.unpack_from(buf)
@@ -213,7 +270,7 @@ class SidecarClient:
     def exists(self, keys):
         """One '1'/'0' character per key."""
         blob = self._keys_blob(keys)
-        return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS), keys)
+        return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS, keys=len(keys)), keys)
 
     def _answer(self, bits, keys):
         if len(bits) != len(keys):
@@ -246,7 +303,7 @@ class SidecarClient:
         blob = self._keys_blob(keys)
         parts.append(blob)
         parts[0] = _BIN.pack(op, flags, 0, n, self._deadline_ms(), len(blob), pool_id, length)
-        return self._answer(self._call(b"".join(parts), binary_op=op), keys)
+        return self._answer(self._call(b"".join(parts), binary_op=op, keys=n), keys)
 
     def get(self, pool, keys, offsets, lengths):
         """`lengths` is a list, or one int for every key."""

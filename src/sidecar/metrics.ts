@@ -35,5 +35,6 @@ export function registerSidecarMetrics(registry: Registry, server: () => Sidecar
   counter('peercache_sidecar_connections_refused_total', 'Connections refused (--max-connections).', (s) => s.counters.connectionsRefused);
   counter('peercache_sidecar_requests_total', 'Requests served.', (s) => s.counters.requests);
   counter('peercache_sidecar_bad_requests_total', 'Requests answered with an error (bad input).', (s) => s.counters.badRequests);
+  counter('peercache_sidecar_busy_poll_seconds_total', 'Seconds spent polling the socket after answers (--busy-poll-us).', (s) => s.busyPoll.spunSeconds);
   counter('peercache_sidecar_protocol_errors_total', 'Connections closed for a protocol violation.', (s) => s.counters.protocolErrors);
 }

@@ -26,6 +26,8 @@ export interface NodeOptions {
   insecure?: boolean;
   timeoutMs?: number;
   limits?: Partial<SidecarLimits>;
+  /** µs the node keeps polling its socket after each answer (SidecarServerOptions.busyPollUs). */
+  busyPollUs?: number;
   metricsPort?: number;
   metricsHost?: string;
   signal: AbortSignal;
@@ -59,7 +61,7 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
   let server: SidecarServer | null = null;
   let metricsServer: { url: string; close(): Promise<void> } | null = null;
   try {
-    server = await SidecarServer.listen({ socketPath: options.socketPath, store, limits: options.limits, logger: options.logger });
+    server = await SidecarServer.listen({ socketPath: options.socketPath, store, limits: options.limits, logger: options.logger, busyPollUs: options.busyPollUs });
     if (metrics) {
       const { registerSidecarMetrics } = await import('./metrics.js');
       registerSidecarMetrics(metrics.registry, () => server);

@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
 import type { PeerCacheStore } from '../store/peer-cache-store.js';
+import { BusyPoll } from './busy-poll.js';
 import { PoolMappings, type MappedPool } from './pool-mapping.js';
 import {
   bitString,
@@ -59,6 +60,8 @@ export interface SidecarServerOptions {
   store: PeerCacheStore;
   limits?: Partial<SidecarLimits>;
   logger: Logger;
+  /** Keep polling the sockets this long after each answer (µs; 0: sleep until the next request). */
+  busyPollUs?: number;
 }
 
 /** The last TIMING_SAMPLES durations (µs) of the store calls of one op: what the store itself took, without the socket. */
@@ -114,12 +117,14 @@ export class SidecarServer {
   private readonly logger: Logger;
   private readonly socketPath: string;
   private readonly timings = { get: new Timings(), set: new Timings(), exists: new Timings() };
+  readonly busyPoll: BusyPoll;
 
   private constructor(options: SidecarServerOptions) {
     this.limits = { ...DEFAULT_SIDECAR_LIMITS, ...options.limits };
     this.store = options.store;
     this.logger = options.logger;
     this.socketPath = options.socketPath;
+    this.busyPoll = new BusyPoll(options.busyPollUs ?? 0);
     this.mappings = new PoolMappings((view) => this.store.registerRegion(view));
     this.server = createServer((socket) => this.accept(socket));
   }
@@ -263,6 +268,7 @@ export class SidecarServer {
       if (answer instanceof Bits) {
         conn.socket.write(binary ? encodeBinaryAnswer(id, answer.op, answer.values) : encodeFrame(FrameKind.Response, id, answer.op === 'exists' ? { found: bitString(answer.values) } : { ok: bitString(answer.values) }));
       } else conn.socket.write(encodeFrame(FrameKind.Response, id, answer));
+      this.busyPoll.extend();
     } finally {
       conn.queued--;
     }
@@ -346,13 +352,14 @@ export class SidecarServer {
       case 'stats': {
         const storeCalls = { get: this.timings.get.summary(), set: this.timings.set.summary(), exists: this.timings.exists.summary() };
         if (req.reset) for (const t of Object.values(this.timings)) t.reset();
-        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount, storeCalls };
+        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount, busyPollUs: this.busyPoll.windowUs, busyPollSeconds: this.busyPoll.spunSeconds, storeCalls };
       }
     }
   }
 
   /** Stops accepting, closes every connection, releases every pool, removes the socket. */
   async close(): Promise<void> {
+    this.busyPoll.stop();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const c of [...this.connections]) {
       c.socket.destroy();

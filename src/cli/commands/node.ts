@@ -29,6 +29,13 @@ export default defineCommand({
     'max-connections': { type: 'string', description: 'Socket connections served at once (an SGLang rank opens up to 3)', default: String(DEFAULT_SIDECAR_LIMITS.maxConnections), valueHint: 'n' },
     'max-frame-bytes': { type: 'string', description: 'Largest request frame; k/m suffixes', default: String(DEFAULT_SIDECAR_LIMITS.maxFrameBytes), valueHint: 'bytes' },
     'max-keys': { type: 'string', description: 'Objects in one request', default: String(DEFAULT_SIDECAR_LIMITS.maxKeys), valueHint: 'n' },
+    'busy-poll-us': {
+      type: 'string',
+      description:
+        'Keep polling the socket this many µs after each answer instead of sleeping, so the next call of a burst skips a wake-up (costs up to that much CPU per call; 0: off). README "Use with SGLang"',
+      default: '0',
+      valueHint: 'us',
+    },
     'metrics-port': { type: 'string', description: 'Serve Prometheus metrics at http://<metrics-host>:<port>/metrics; off when empty', default: '', valueHint: 'port' },
     'metrics-host': { type: 'string', description: 'Address the metrics endpoint binds', default: '127.0.0.1', valueHint: 'addr' },
     ...globalArgs,
@@ -70,6 +77,7 @@ export default defineCommand({
             maxFrameBytes: maxFrame,
             maxKeys: parsePositiveInt('--max-keys', str(args, 'max-keys'), { max: 65_536 }),
           },
+          busyPollUs: parsePositiveInt('--busy-poll-us', str(args, 'busy-poll-us'), { min: 0, max: 10_000 }),
           metricsPort,
           metricsHost: str(args, 'metrics-host').trim() || '127.0.0.1',
           signal,
@@ -85,3 +93,4 @@ export default defineCommand({
     }
   },
 });
+
