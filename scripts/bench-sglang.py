@@ -85,6 +85,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the zero-copy get and exists (the machine is shared: the median round is reported too)")
     ap.add_argument("--busy-poll-us", type=int, default=0, help="the sidecars' --busy-poll-us (µs of polling after each answer; 0: off)")
     ap.add_argument("--poll-us", type=int, default=0, help="the adapter's poll_us (hybrid polling around each answer; 0: off)")
+    ap.add_argument("--directory-on", default="writer", choices=["writer", "reader"], help="which sidecar serves the embedded directory: the writer's (the reader's exists crosses to it) or the reader's (its lookups stay in process, as when the directory is on another machine no local CPU serves it)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     if args.page_bytes % (64 * 2) != 0:
@@ -99,8 +100,11 @@ def main():
     discovery = "127.0.0.1:%d" % free_port()
     segment = str(max(64 * 2 ** 20, 3 * args.batch * (args.page_bytes + 4096)))
     Sidecar.extra_args = ("--busy-poll-us", str(args.busy_poll_us))
-    a = Sidecar(args.protocol, discovery, os.path.join(tmp, "a", "s.sock"), os.path.join(tmp, "a.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning").start()
-    b = Sidecar(args.protocol, discovery, os.path.join(tmp, "b", "s.sock"), os.path.join(tmp, "b.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning").start()
+    a = Sidecar(args.protocol, discovery, os.path.join(tmp, "a", "s.sock"), os.path.join(tmp, "a.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning")
+    b = Sidecar(args.protocol, discovery, os.path.join(tmp, "b", "s.sock"), os.path.join(tmp, "b.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning")
+    # The first node at the discovery address serves the embedded directory.
+    for side in ((a, b) if args.directory_on == "writer" else (b, a)):
+        side.start()
     rows, notes = [], []
     try:
         def rank(sock, memfd):
