@@ -67,13 +67,15 @@ for (const file of files) {
   failed += r.failed;
   if (r.failed > 0) failures.push(`${relative(root, r.file)} (exit ${r.code ?? r.signal})`);
 }
-// The Python tests: a python3 that has pytest ($PEERCACHE_PYTHON, python3, /usr/bin/python3).
+// The Python tests: a python3 that has pytest ($PEERCACHE_PYTHON, python3, /usr/bin/python3), preferring
+// one that also has torch (Debian's python3-torch), so the tests with real tensors run.
 const pyTests = 'python/tests';
 const runPython = filters.length === 0 || filters.some((f) => pyTests.includes(f) || f.startsWith(pyTests));
 if (runPython) {
   process.stdout.write(`\n=== ${pyTests} (pytest)\n`);
   const candidates = process.env.PEERCACHE_PYTHON ? [process.env.PEERCACHE_PYTHON] : ['python3', '/usr/bin/python3'];
-  const python = candidates.find((py) => spawnSync(py, ['-c', 'import pytest'], { stdio: 'ignore' }).status === 0);
+  const can = (py, modules) => spawnSync(py, ['-c', `import ${modules}`], { stdio: 'ignore' }).status === 0;
+  const python = candidates.find((py) => can(py, 'pytest, torch')) ?? candidates.find((py) => can(py, 'pytest'));
   if (!python) {
     process.stdout.write(`pytest is missing: none of ${candidates.join(', ')} can import pytest (Debian: apt-get install python3-pytest; or set PEERCACHE_PYTHON)\n`);
     failed += 1;
