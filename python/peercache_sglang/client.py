@@ -137,13 +137,14 @@ class SidecarClient:
         """Sleeps until `poll_s` before the answer is due, then polls until `poll_s` after it (or the
         deadline); the bytes received, or 0 when the answer is later (the caller waits as usual)."""
         start = time.perf_counter()
-        nap = min(due - self.poll_s, deadline - time.monotonic())
+        left = deadline - time.monotonic()
+        nap = min(due - self.poll_s, left)
         if nap > 0.00002:
             ready, _, _ = select.select((self.sock,), (), (), nap)
             if ready:
                 return self._recv_into(view)
         t0 = time.perf_counter()
-        end = start + due + self.poll_s
+        end = start + min(due + self.poll_s, left)  # a late due time never outlasts the deadline
         recv, flags = self.sock.recv_into, socket.MSG_DONTWAIT
         try:
             while True:
@@ -193,7 +194,14 @@ class SidecarClient:
             view = memoryview(buf)
             due_key = (binary_op, keys.bit_length()) if binary_op and self.poll_s else None
             due = self._due.get(due_key) if due_key else None
-            got = self._poll_answer(view, due, deadline) if due is not None else 0
+            got = 0
+            if due is not None:
+                got = self._poll_answer(view, due, deadline)
+                if not got:  # later than due: wait for the rest of the deadline only
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("deadline passed waiting for the sidecar")
+                    self._timeouts(left)
             if not got:
                 got = self._recv_into(view)
             if due_key:

@@ -199,3 +199,35 @@ def test_utf8_keys_newline_keys_and_ranges_outside_the_pool_on_a_real_sidecar(ho
     finally:
         for x in (w, r, wp, rp):
             x.close()
+
+
+def test_polling_never_outlasts_the_deadline(tmp_path):
+    """A slow answer teaches the polling client a late due time; the next call's deadline still holds."""
+    import time
+
+    answers = iter([2.0])
+
+    def slow_then_silent(payload):
+        if payload[:1] == b"{":
+            return hello_ok()
+        delay = next(answers, None)
+        if delay is None:
+            time.sleep(30)  # never answers in time
+        time.sleep(delay)
+        n = struct.unpack_from("<I", payload, 4)[0]
+        return 2, bytes([payload[0]]) + b"1" * n
+
+    fake = FakeSidecar(str(tmp_path / "fake.sock"), slow_then_silent)
+    c = SidecarClient(fake.path, timeout_s=5.0, poll_us=200)
+    try:
+        c.connect()
+        assert c.exists(["a", "b"]) == "11"  # took 2 s: the next exists is "due" in 2 s
+        c.timeout_s = 0.3
+        t0 = time.monotonic()
+        with pytest.raises((OSError, ConnectionError)):
+            c.exists(["c", "d"])
+        elapsed = time.monotonic() - t0
+        assert elapsed < 0.9, "the call waited %.2f s past a 0.3 s deadline" % elapsed
+    finally:
+        c.close()
+        fake.close()
