@@ -26,6 +26,7 @@ import { STORAGE_BATCH } from './engine/drivers.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 import { MIN_INTERVAL_S } from './engine/intervals.js';
+import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
@@ -218,19 +219,23 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
   const directoryUrl = options.directory && options.directory !== 'embedded' ? options.directory : undefined;
   const storeCfg = storeConfig(connection, { discoveryAddr, directoryUrl });
+  // Names of this run in a directory other runs may share (one Redis for a fleet): its producer's
+  // node id and its pages' keys, so concurrent runs neither refuse each other nor read each other's pages.
+  const runId = randomBytes(4).toString('hex');
+  const keyPrefix = `pcbench/${runId}/get`;
   let producer: ProducerHandle | null = null;
   try {
     if (needsProducer) {
       logger.info(`starting the producer process: ${workingSet} pages of ${pageBytes} B (${layout}) on ${options.protocol} at ${discoveryAddr}`);
       producer = await startProducer(
-        { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [{ prefix: 'pcbench/get', count: workingSet }], fill: options.verify ?? false, nodeId: 'pcbench-producer', logLevel: options.logLevel ?? 'warning' },
+        { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [{ prefix: keyPrefix, count: workingSet }], fill: options.verify ?? false, nodeId: `pcbench-producer-${runId}`, logLevel: options.logLevel ?? 'warning' },
         logger,
       );
     } else {
       // A set-only run still needs a directory: a producer that publishes nothing serves it.
       logger.info(`starting the directory process (a producer that publishes nothing) on ${options.protocol} at ${discoveryAddr}`);
       producer = await startProducer(
-        { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [], fill: false, nodeId: 'pcbench-directory', logLevel: options.logLevel ?? 'warning' },
+        { ...storeCfg, layout, pageBytes, tokensPerPage, sets: [], fill: false, nodeId: `pcbench-directory-${runId}`, logLevel: options.logLevel ?? 'warning' },
         logger,
       );
     }
@@ -265,7 +270,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
           layout,
           pageBytes,
           tokensPerPage,
-          keyPrefix: 'pcbench/get',
+          keyPrefix,
           workingSet,
           publishBytes: setPoolBytes(s),
           prefetch: s.op === 'prefetch' ? { prefixPages, hitRatio, readersPerKey } : null,

@@ -4,6 +4,7 @@
  * driver needs (a store client, or a transport endpoint) for one worker and one row; open-loop
  * pacing or other workloads slot in here.
  */
+import { randomBytes } from 'node:crypto';
 import { HostKVPool } from '../../store/host-pool.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { openTransport } from '../../transport/index.js';
@@ -11,6 +12,12 @@ import { alignedBytes } from '../../transport/memory.js';
 import { OP_FIELDS } from '../../transport/types.js';
 import { pageSeed, verifyPage, verifyPageSampled } from './pattern.js';
 import type { WorkerTask } from './protocol.js';
+
+/**
+ * This worker thread's part of its node ids and set keys. The pid alone is not enough: two runs in
+ * one process (runSweep twice at once) or on two hosts may share a directory (one Redis).
+ */
+const THREAD_TAG = randomBytes(3).toString('hex');
 
 export interface CallOutcome {
   pagesRequested: number;
@@ -102,7 +109,7 @@ async function storeSession(task: WorkerTask): Promise<Session> {
     ...task.store,
     hostPool: host,
     globalSegmentBytes: task.op === 'set' ? task.publishBytes : 0,
-    nodeId: `bench-${process.pid}-r${task.row}-w${task.index}`,
+    nodeId: `bench-${process.pid}-${THREAD_TAG}-r${task.row}-w${task.index}`,
     maxBytes: Number.MAX_SAFE_INTEGER,
     // 64 workers on 2 cores starve the producer process that serves the directory while they
     // start: give it time rather than fail the row.
@@ -137,7 +144,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
   let r = 0;
   if (task.op === 'set') {
     // Fresh keys on every call, so each call really publishes (a set of an existing key is a no-op).
-    const prefix = `pcbench/set/${process.pid}/${task.row}/${task.index}/`;
+    const prefix = `pcbench/set/${process.pid}-${THREAD_TAG}/${task.row}/${task.index}/`;
     return {
       async call() {
         for (let j = 0; j < bs; j++) keys[j] = `${prefix}${r}/${j}`;
