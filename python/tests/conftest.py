@@ -8,20 +8,27 @@ from standin import (  # noqa: F401  (re-exported for the tests)
 )
 
 
-@pytest.fixture(scope="module", params=["shm", "tcp"])
-def hosts(request, tmp_path_factory):
-    """Two sidecars on one machine: A hosts the directory, B joins it."""
-    d = tmp_path_factory.mktemp("pc-" + request.param)
+def sidecar_pair(d, protocol, extra_args=()):
+    """Two started sidecars in directory d: A hosts the directory, B joins it (B also serves /metrics)."""
     discovery = "127.0.0.1:%d" % free_port()
-    a = Sidecar(request.param, discovery, str(d / "a" / "peercache.sock"), str(d / "a.log")).start()
-    b = Sidecar(request.param, discovery, str(d / "b" / "peercache.sock"), str(d / "b.log"))
+    a = Sidecar(protocol, discovery, str(d / "a" / "peercache.sock"), str(d / "a.log"))
+    b = Sidecar(protocol, discovery, str(d / "b" / "peercache.sock"), str(d / "b.log"))
     b.metrics_port = free_port()
-    b.extra_args = ("--metrics-port", str(b.metrics_port))
+    a.extra_args = tuple(extra_args)
+    b.extra_args = tuple(extra_args) + ("--metrics-port", str(b.metrics_port))
+    a.start()
     try:
         b.start()
     except BaseException:
         a.stop()
         raise
+    return a, b
+
+
+@pytest.fixture(scope="module", params=["shm", "tcp"])
+def hosts(request, tmp_path_factory):
+    """Two sidecars on one machine: A hosts the directory, B joins it."""
+    a, b = sidecar_pair(tmp_path_factory.mktemp("pc-" + request.param), request.param)
     yield a, b
     b.stop()
     a.stop()

@@ -1,10 +1,8 @@
 """Polling on both ends (the sidecar's --busy-poll-us, the adapter's poll_us): the same bytes, the
 polling counted on both sides, bad settings refused. Times are not asserted (a noisy machine)."""
-import os
-
 import pytest
 
-from conftest import MHATokenToKVPoolHost, MLATokenToKVPoolHost, Config, Sidecar, free_port, unique_keys
+from conftest import MHATokenToKVPoolHost, MLATokenToKVPoolHost, Config, sidecar_pair, unique_keys
 from peercache_sglang import PeerCacheStorage
 
 LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
@@ -12,17 +10,7 @@ LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
 
 @pytest.fixture(scope="module")
 def polling_hosts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pc-poll")
-    discovery = "127.0.0.1:%d" % free_port()
-    a = Sidecar("shm", discovery, str(d / "a" / "s.sock"), str(d / "a.log"))
-    b = Sidecar("shm", discovery, str(d / "b" / "s.sock"), str(d / "b.log"))
-    a.extra_args = b.extra_args = ("--busy-poll-us", "500")
-    a.start()
-    try:
-        b.start()
-    except BaseException:
-        a.stop()
-        raise
+    a, b = sidecar_pair(tmp_path_factory.mktemp("pc-poll"), "shm", ("--busy-poll-us", "500"))
     yield a, b
     b.stop()
     a.stop()
