@@ -9,8 +9,8 @@ A connection is used by one thread at a time (the adapter keeps one per thread);
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """
 import json
-import select
 import os
+import select
 import socket
 import struct
 import sys
