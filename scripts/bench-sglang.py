@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--page-bytes", type=int, default=131072, help="bytes of one MLA page object")
     ap.add_argument("--batch", type=int, default=128, help="pages per call")
     ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20, help="untimed calls of each kind first (a long-running sidecar has its JIT warm; a fresh one has not)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the zero-copy get and exists (the machine is shared: the median round is reported too)")
     ap.add_argument("--busy-poll-us", type=int, default=0, help="the sidecars' --busy-poll-us (µs of polling after each answer; 0: off)")
     ap.add_argument("--poll-us", type=int, default=0, help="the adapter's poll_us (hybrid polling around each answer; 0: off)")
@@ -92,6 +93,8 @@ def main():
         sys.exit("bench-sglang: --page-bytes must be a multiple of 128 (64 tokens of 2-byte elements)")
     if not (0 <= args.busy_poll_us <= 10000 and 0 <= args.poll_us <= 10000):
         sys.exit("bench-sglang: --busy-poll-us and --poll-us must be 0..10000")
+    if args.warmup < 0:
+        sys.exit("bench-sglang: --warmup must be >= 0")
     if not 1 <= args.batch <= 1024 or args.iterations < 10:
         sys.exit("bench-sglang: --batch must be 1..1024 and --iterations at least 10")
     tokens, dim = 64, args.page_bytes // (64 * 2)
@@ -128,7 +131,7 @@ def main():
             assert ok == [True] * args.batch, "%s: %r" % (label, ok[:4])
             for p in range(args.batch):  # every byte, once
                 assert rp.read(p) == wp.read(p), "%s: page %d differs" % (label, p)
-            timed(lambda: r.batch_get_v1(keys, idx), 20)
+            timed(lambda: r.batch_get_v1(keys, idx), args.warmup)
             store_calls(b.sock_path, True)
             adapter = timed(lambda: r.batch_get_v1(keys, idx), n, label, b)
             store = store_calls(b.sock_path, True)["get"]
@@ -141,7 +144,7 @@ def main():
 
         r, rp = rank(b.sock_path, True)
         r.batch_exists(keys)
-        timed(lambda: r.batch_exists(keys), 50)
+        timed(lambda: r.batch_exists(keys), max(50, args.warmup))
         store_calls(b.sock_path, True)
         ex = timed(lambda: r.batch_exists(keys), max(n, 500), "batch_exists", b)
         ex_store = store_calls(b.sock_path, True)["exists"]
@@ -193,7 +196,7 @@ def main():
         subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())))
     lines.append("Load average (1, 5, 15 min) at the end: %.1f %.1f %.1f (other processes share these CPUs: the store and the adapter columns come from the same calls, so their ratio holds under load better than either time)." % os.getloadavg())
     lines.append("")
-    lines.append("MLA pages of %d B, %d pages per call (%.1f MiB), %d timed calls after 20 warm-up calls; two sidecars on this host, the reader's sidecar READs from the writer's." % (args.page_bytes, args.batch, args.batch * args.page_bytes / 2 ** 20, args.iterations))
+    lines.append("MLA pages of %d B, %d pages per call (%.1f MiB), %d timed calls after %d warm-up calls; two sidecars on this host, the reader's sidecar READs from the writer's." % (args.page_bytes, args.batch, args.batch * args.page_bytes / 2 ** 20, args.iterations, args.warmup))
     lines.append("Adapter = one Python call (protocol 2: binary exists/get/set frames, Unix socket, sidecar, store, answer). Store = the TypeScript store's own call in the sidecar for the same requests (no socket).")
     lines.append("")
     lines.append("| call | adapter p50 µs | store p50 µs | adapter mean µs | store mean µs | store/adapter (p50) | store/adapter (mean) | adapter GiB/s (mean) |")
