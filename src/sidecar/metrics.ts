@@ -2,31 +2,20 @@
  * The sidecar's own Prometheus metrics, beside the store's (store/metrics.ts) on the same
  * /metrics: connections, requests, refusals, mapped client pools. Read from the server at scrape time.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { pulledMetric } from '../store/pulled-metric.js';
 import type { SidecarServer } from './server.js';
 
 export function registerSidecarMetrics(registry: Registry, server: () => SidecarServer | null): void {
-  const registers = [registry];
   const gauge = (name: string, help: string, read: (s: SidecarServer) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers,
-      collect() {
-        const s = server();
-        this.set(s ? read(s) : 0);
-      },
+    pulledMetric('gauge', registry, name, help, [], (emit) => {
+      const s = server();
+      emit(s ? read(s) : 0);
     });
   const counter = (name: string, help: string, read: (s: SidecarServer) => number) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        const s = server();
-        this.reset();
-        if (s) this.inc(read(s));
-      },
+    pulledMetric('counter', registry, name, help, [], (emit) => {
+      const s = server();
+      if (s) emit(read(s));
     });
   gauge('peercache_sidecar_connections', 'Client connections open on the Unix socket.', (s) => s.connectionCount);
   gauge('peercache_sidecar_pools', 'Client host pools mapped (one per file, shared by its connections).', (s) => s.mappings.count);

@@ -13,7 +13,8 @@
  *   const server = await startMetricsServer({ port: 9464, host: '0.0.0.0', registry: metrics.registry });
  */
 import http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { pulledMetric } from './pulled-metric.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
 
 /** The counters a store keeps (a subset of StoreStats; read at scrape time). */
@@ -78,30 +79,12 @@ export class StoreMetrics implements StoreMetricsSink {
     const registry = (this.registry = options.registry ?? new Registry());
     const registers = [registry];
     const sources = this.sources;
-    const pulled = (name: string, help: string, pull: Pull): void => {
-      new Counter({
-        name,
-        help,
-        labelNames: ['node'],
-        registers,
-        collect() {
-          this.reset();
-          for (const s of sources) this.inc({ node: s.nodeId }, pull(s));
-        },
+    const perNode = (kind: 'counter' | 'gauge') => (name: string, help: string, pull: Pull): void =>
+      pulledMetric(kind, registry, name, help, ['node'], (emit) => {
+        for (const s of sources) emit(pull(s), { node: s.nodeId });
       });
-    };
-    const gauge = (name: string, help: string, pull: Pull): void => {
-      new Gauge({
-        name,
-        help,
-        labelNames: ['node'],
-        registers,
-        collect() {
-          this.reset();
-          for (const s of sources) this.set({ node: s.nodeId }, pull(s));
-        },
-      });
-    };
+    const pulled = perNode('counter');
+    const gauge = perNode('gauge');
     pulled('peercache_set_pages_total', 'Pages passed to batchSetV1 (already-published ones included).', (s) => s.stats.setPages);
     pulled('peercache_pages_published_total', 'Objects (page components) newly published to the directory.', (s) => s.stats.objectsPublished);
     pulled('peercache_published_bytes_total', 'Bytes newly published.', (s) => s.stats.bytesPublished);
