@@ -9,13 +9,17 @@ from conftest import Sidecar, free_port, unique_keys
 from test_backend import backend
 
 
-@pytest.mark.parametrize("protocol", ["shm", "tcp"])
-def test_sigkill_mid_call_then_restart(protocol, tmp_path):
+@pytest.mark.parametrize("protocol,poll_us", [("shm", 0), ("tcp", 0), ("shm", 200)], ids=["shm", "tcp", "shm-polling"])
+def test_sigkill_mid_call_then_restart(protocol, poll_us, tmp_path):
     discovery = "127.0.0.1:%d" % free_port()
-    a = Sidecar(protocol, discovery, str(tmp_path / "a" / "s.sock"), str(tmp_path / "a.log")).start()
-    b = Sidecar(protocol, discovery, str(tmp_path / "b" / "s.sock"), str(tmp_path / "b.log")).start()
+    polling = ("--busy-poll-us", "500") if poll_us else ()
+    a = Sidecar(protocol, discovery, str(tmp_path / "a" / "s.sock"), str(tmp_path / "a.log"))
+    b = Sidecar(protocol, discovery, str(tmp_path / "b" / "s.sock"), str(tmp_path / "b.log"))
+    a.extra_args = b.extra_args = polling
+    a.start()
+    b.start()
     w, wp = backend(a.sock_path, "mha")
-    r, rp = backend(b.sock_path, "mha", timeout_s=3.0)
+    r, rp = backend(b.sock_path, "mha", timeout_s=3.0, poll_us=poll_us)
     try:
         keys = unique_keys(64)
         data = {k: wp.fill(p) for k, p in zip(keys, range(64))}
