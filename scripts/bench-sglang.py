@@ -102,9 +102,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="pc-bench-sglang-")
     discovery = "127.0.0.1:%d" % free_port()
     segment = str(max(64 * 2 ** 20, 3 * args.batch * (args.page_bytes + 4096)))
-    Sidecar.extra_args = ("--busy-poll-us", str(args.busy_poll_us))
     a = Sidecar(args.protocol, discovery, os.path.join(tmp, "a", "s.sock"), os.path.join(tmp, "a.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning")
     b = Sidecar(args.protocol, discovery, os.path.join(tmp, "b", "s.sock"), os.path.join(tmp, "b.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning")
+    a.extra_args = b.extra_args = ("--busy-poll-us", str(args.busy_poll_us))
     # The first node at the discovery address serves the embedded directory.
     for side in ((a, b) if args.directory_on == "writer" else (b, a)):
         side.start()

@@ -74,8 +74,10 @@ const runPython = filters.length === 0 || filters.some((f) => pyTests.includes(f
 if (runPython) {
   process.stdout.write(`\n=== ${pyTests} (pytest)\n`);
   const candidates = process.env.PEERCACHE_PYTHON ? [process.env.PEERCACHE_PYTHON] : ['python3', '/usr/bin/python3'];
-  const can = (py, modules) => spawnSync(py, ['-c', `import ${modules}`], { stdio: 'ignore' }).status === 0;
-  const python = candidates.find((py) => can(py, 'pytest, torch')) ?? candidates.find((py) => can(py, 'pytest'));
+  // find_spec looks the modules up without importing them (importing torch takes seconds).
+  const has = (py, modules) =>
+    spawnSync(py, ['-c', `import importlib.util, sys; sys.exit(0 if all(importlib.util.find_spec(m) for m in ${JSON.stringify(modules)}) else 1)`], { stdio: 'ignore' }).status === 0;
+  const python = candidates.find((py) => has(py, ['pytest', 'torch'])) ?? candidates.find((py) => has(py, ['pytest']));
   if (!python) {
     process.stdout.write(`pytest is missing: none of ${candidates.join(', ')} can import pytest (Debian: apt-get install python3-pytest; or set PEERCACHE_PYTHON)\n`);
     failed += 1;

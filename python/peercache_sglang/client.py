@@ -172,7 +172,7 @@ class SidecarClient:
         payload = request if isinstance(request, bytes) else json.dumps(request, separators=(",", ":")).encode()
         return self._call(payload, timeout_s)
 
-    def _call(self, payload, timeout_s=None, binary_op=0, keys=0):
+    def _call(self, payload, timeout_s=None, binary_op=0, count=0):
         if self.sock is None:
             raise ConnectionError("not connected")
         limit = timeout_s if timeout_s is not None else self.timeout_s
@@ -192,18 +192,12 @@ class SidecarClient:
             # Usually the whole answer comes in one recv; a large one is read on until complete.
             buf = self._buf
             view = memoryview(buf)
-            due_key = (binary_op, keys.bit_length()) if binary_op and self.poll_s else None
+            due_key = (binary_op, count.bit_length()) if binary_op and self.poll_s else None
             due = self._due.get(due_key) if due_key else None
-            got = 0
-            if due is not None:
-                got = self._poll_answer(view, due, deadline)
-                if not got:  # later than due: wait for the rest of the deadline only
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise socket.timeout("deadline passed waiting for the sidecar")
-                    self._timeouts(left)
-            if not got:
+            if due is None:
                 got = self._recv_into(view)
+            else:  # polled; an answer later than due waits for the rest of the deadline only
+                got = self._poll_answer(view, due, deadline) or self._recv_more(view, 0, deadline)
             if due_key:
                 took = time.perf_counter() - sent
                 # Falls at once to a faster answer, rises slowly to a slower one: better early than late.
@@ -278,7 +272,7 @@ class SidecarClient:
     def exists(self, keys):
         """One '1'/'0' character per key."""
         blob = self._keys_blob(keys)
-        return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS, keys=len(keys)), keys)
+        return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS, count=len(keys)), keys)
 
     def _answer(self, bits, keys):
         if len(bits) != len(keys):
@@ -311,7 +305,7 @@ class SidecarClient:
         blob = self._keys_blob(keys)
         parts.append(blob)
         parts[0] = _BIN.pack(op, flags, 0, n, self._deadline_ms(), len(blob), pool_id, length)
-        return self._answer(self._call(b"".join(parts), binary_op=op, keys=n), keys)
+        return self._answer(self._call(b"".join(parts), binary_op=op, count=n), keys)
 
     def get(self, pool, keys, offsets, lengths):
         """`lengths` is a list, or one int for every key."""

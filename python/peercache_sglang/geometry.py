@@ -25,13 +25,12 @@ def _index_vector(values):
 
 
 class PageGeometry(object):
-    """Where each object of a page lies: in memory (`bases`) and in the pool's file (`file_bases`)."""
+    """Where each object of a page lies in the pool's file: `file_bases[j] + first_token * stride`."""
 
-    __slots__ = ("stride", "bases", "object_bytes", "file_bases", "inode")
+    __slots__ = ("stride", "object_bytes", "file_bases", "inode")
 
-    def __init__(self, stride, bases, object_bytes, file_bases, inode):
+    def __init__(self, stride, object_bytes, file_bases, inode):
         self.stride = stride
-        self.bases = bases
         self.object_bytes = object_bytes
         self.file_bases = file_bases
         self.inode = inode
@@ -71,10 +70,12 @@ class PageGeometry(object):
                 return None, "the pool's pages do not all lie in one registered file"
             inode = span.inode
             file_bases.append(span.file_offset + (b - span.address))
-        return cls(stride, bases, object_bytes, file_bases, inode), None
+        return cls(stride, object_bytes, file_bases, inode), None
 
-    def _linear(self, starts, bases):
-        s = self.stride
+    def file_offsets(self, starts):
+        """File offsets of the objects of pages starting at these (checked) token indices, k then v per
+        page: what the sidecar READs into."""
+        s, bases = self.stride, self.file_bases
         if len(bases) == 1:
             b = bases[0]
             return [t * s + b for t in starts]
@@ -83,11 +84,3 @@ class PageGeometry(object):
         for j, b in enumerate(bases):
             out[j :: len(bases)] = [x + b for x in firsts]
         return out
-
-    def pointers(self, starts):
-        """Object addresses of pages starting at these (checked) token indices, k then v per page."""
-        return self._linear(starts, self.bases)
-
-    def file_offsets(self, starts):
-        """The same objects as offsets in the pool's file (what the sidecar READs into)."""
-        return self._linear(starts, self.file_bases)

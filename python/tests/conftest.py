@@ -34,6 +34,21 @@ def hosts(request, tmp_path_factory):
     a.stop()
 
 
+LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
+
+
+def backend(sock, layout, tp_rank=0, memfd=True, pool=None, **extra):
+    """A rank's PeerCacheStorage on `sock` with its host pool registered (a new stand-in unless `pool`)."""
+    from peercache_sglang import PeerCacheStorage
+
+    pool = pool if pool is not None else LAYOUTS[layout](memfd=memfd)
+    cfg = dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)
+    cfg.update(extra)
+    s = PeerCacheStorage(Config(layout == "mla", tp_rank=tp_rank, extra=cfg), {})
+    s.register_mem_pool_host(pool)
+    return s, pool
+
+
 def unique_keys(n):
     tag = uuid.uuid4().hex[:12]
     return ["%s%04d" % (tag, i) + "0" * 44 for i in range(n)]

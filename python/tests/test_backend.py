@@ -7,24 +7,13 @@ import urllib.request
 
 import pytest
 
-from conftest import MHATokenToKVPoolHost, MLATokenToKVPoolHost, Config, unique_keys
-from peercache_sglang import PeerCacheStorage
+from conftest import backend, unique_keys
 
 try:
     import numpy as np
 except ImportError:  # numpy is optional: lists are what is always accepted
     np = None
 
-LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
-
-
-def backend(sock, layout, tp_rank=0, memfd=True, **extra):
-    pool = LAYOUTS[layout](memfd=memfd)
-    cfg = dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)
-    cfg.update(extra)
-    s = PeerCacheStorage(Config(layout == "mla", tp_rank=tp_rank, extra=cfg), {})
-    s.register_mem_pool_host(pool)
-    return s, pool
 
 
 @pytest.fixture(params=["mla", "mha"])

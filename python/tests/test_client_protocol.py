@@ -2,7 +2,6 @@
 the binary layout cannot carry, UTF-8 keys and ranges outside a pool against a real sidecar."""
 import json
 import logging
-import os
 import socket
 import struct
 import threading

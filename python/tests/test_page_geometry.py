@@ -8,11 +8,8 @@ import ctypes
 
 import pytest
 
-from conftest import MHATokenToKVPoolHost, MLATokenToKVPoolHost, Config, unique_keys
-from peercache_sglang import PeerCacheStorage
+from conftest import LAYOUTS, backend, unique_keys
 from peercache_sglang.geometry import RECHECK_EVERY
-
-LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
 
 
 def counting(pool):
@@ -51,9 +48,7 @@ def read_as_the_pool_says(pool, page):
 
 
 def rank(sock, layout, pool):
-    s = PeerCacheStorage(Config(layout == "mla", extra=dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)), {})
-    s.register_mem_pool_host(pool)
-    return s
+    return backend(sock, layout, pool=pool)[0]
 
 
 @pytest.fixture(params=["mla", "mha"])

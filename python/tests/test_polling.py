@@ -2,10 +2,8 @@
 polling counted on both sides, bad settings refused. Times are not asserted (a noisy machine)."""
 import pytest
 
-from conftest import MHATokenToKVPoolHost, MLATokenToKVPoolHost, Config, sidecar_pair, unique_keys
+from conftest import Config, backend, sidecar_pair, unique_keys
 from peercache_sglang import PeerCacheStorage
-
-LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +14,8 @@ def polling_hosts(tmp_path_factory):
     a.stop()
 
 
-def rank(sock, layout, **extra):
-    pool = LAYOUTS[layout]()
-    cfg = dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1, poll_us=200)
-    cfg.update(extra)
-    s = PeerCacheStorage(Config(layout == "mla", extra=cfg), {})
-    s.register_mem_pool_host(pool)
-    return s, pool
+def rank(sock, layout, poll_us=200):
+    return backend(sock, layout, poll_us=poll_us)
 
 
 @pytest.mark.parametrize("layout", ["mla", "mha"])

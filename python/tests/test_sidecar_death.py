@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from conftest import Sidecar, free_port, unique_keys
-from test_backend import backend
+from conftest import Sidecar, backend, free_port, unique_keys
 
 
 @pytest.mark.parametrize("protocol,poll_us", [("shm", 0), ("tcp", 0), ("shm", 200)], ids=["shm", "tcp", "shm-polling"])

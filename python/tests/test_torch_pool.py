@@ -11,8 +11,7 @@ import os
 
 import pytest
 
-from conftest import Config, unique_keys
-from peercache_sglang import PeerCacheStorage
+from conftest import backend, unique_keys
 
 if os.environ.get("CI") == "true":
     import torch  # CI has it: a missing torch is a failure there, not a skip
@@ -92,9 +91,7 @@ class TorchHostPool(object):
 
 
 def rank(sock, pool):
-    s = PeerCacheStorage(Config(pool.mla, extra=dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)), {})
-    s.register_mem_pool_host(pool)
-    return s
+    return backend(sock, "mla" if pool.mla else "mha", pool=pool)[0]
 
 
 @pytest.mark.parametrize("mla", [True, False], ids=["mla", "mha"])
