@@ -363,7 +363,7 @@ class PeerCacheStorage(_Base):
         formula when there is one (the pool's own answer compared every RECHECK_EVERY calls), else asked."""
         g = self.geometry
         if g is not None:
-            self._geometry_calls += 1
+            self._geometry_calls += 1  # unlocked: a race between threads only moves a recheck by a call
             if (self._geometry_calls - 1) % RECHECK_EVERY:  # the first call, and every RECHECK_EVERY-th, ask the pool too
                 return c.file_pools[g.inode], g.file_offsets(starts), g.object_bytes
         ptrs, sizes = self._meta(host_indices, len(starts))

@@ -4,6 +4,7 @@
  * producer (prefill) node runs in its own process and publishes the working set; each sweep row
  * runs its consumers on a worker pool sized to the row's concurrency.
  */
+import { randomBytes } from 'node:crypto';
 import { gcFlagNote } from './engine/gc-flags.js';
 import { silentLogger } from '../log.js';
 import type { Layout } from '../store/host-pool.js';
@@ -26,7 +27,6 @@ import { STORAGE_BATCH } from './engine/drivers.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RunControl } from './engine/row.js';
 import { MIN_INTERVAL_S } from './engine/intervals.js';
-import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../errors.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
