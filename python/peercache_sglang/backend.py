@@ -28,6 +28,7 @@ from .sglang_compat import PoolTransferResult, _Base
 
 DEFAULT_SOCKET = "/run/peercache/peercache.sock"
 STAGING_MIN_BYTES = 16 * 1024 * 1024
+_INT_ONLY = frozenset((int,))  # page starts must be ints (a bool or float is refused)
 
 
 class BadInput(ValueError):
@@ -94,6 +95,8 @@ class PeerCacheStorage(_Base):
         model = _cfg(storage_config, "model_name", None)
         parts = [p for p in (cfg.get("extra_backend_tag"), "-".join(model.split("/")) if model else None) if p]
         self.key_prefix = ("_".join(parts) + "_") if parts else ""
+        if "\n" in self.key_prefix:
+            raise ValueError("peercache: model_name and extra_backend_tag must not contain a newline (they prefix every key), got %r" % self.key_prefix)
         self.mem_pool_host = None
         self.page_size = 0
         self.pool_tokens = None
@@ -309,7 +312,8 @@ class PeerCacheStorage(_Base):
             self._check_keys(keys)
             raise BadInput("a key is not valid UTF-8 text")
         count = len(keys) * len(s)
-        if count and (blob.count(b"\n") != count - 1 or "" in keys):
+        # A newline inside a key would split it in two on the wire (the prefix and suffixes have none).
+        if count and ("\n" in "".join(keys) or "" in keys):
             self._check_keys(keys)
             raise BadInput("a key contains a newline")
         return KeyBlob(count, blob)
@@ -332,12 +336,13 @@ class PeerCacheStorage(_Base):
         limit = self.pool_tokens
         # One pass in C for the usual batch (ints, in the pool, page-aligned); the slow loop names the bad one.
         if not starts or not (
-            all(type(x) is int and not x % ps for x in starts)
+            set(map(type, starts)) == _INT_ONLY
+            and not any(map(ps.__rmod__, starts))  # x % ps, in C
             and min(starts) >= 0
             and (limit is None or max(starts) + ps <= limit)
         ):
             for i, x in enumerate(starts):
-                if not isinstance(x, int) or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
+                if type(x) is not int or x < 0 or x % ps != 0 or (limit is not None and x + ps > limit):
                     raise BadInput("page %d starts at token index %r: not a page of the host pool (%s tokens, pages of %d)" % (i, x, limit, ps))
         return names, starts
 

@@ -179,6 +179,11 @@ def test_bad_input_gives_false_entries_and_a_logged_reason(hosts, caplog):
         # not page-aligned, negative, not keys at all, None
         assert s.batch_get_v1(keys[:1], list(range(3, 3 + pool.page_size))) == [False]
         assert s.batch_get_v1(keys[:1], [-16] + [0] * (pool.page_size - 1)) == [False]
+        # page starts that are not ints: a float, a bool (SGLang's int64 tensors give ints)
+        caplog.clear()
+        assert s.batch_get_v1(keys[:1], [0.0] * pool.page_size) == [False]
+        assert s.batch_get_v1(keys[:1], [False] * pool.page_size) == [False]
+        assert sum("not a page of the host pool" in m for m in caplog.messages) == 2
         assert s.batch_get_v1([None, 3], pool.indices([0, 1])) == [False, False]
         assert s.batch_get_v1(keys, None) == [False] * 3
         assert s.batch_exists([1, 2]) == 0

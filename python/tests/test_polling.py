@@ -42,6 +42,12 @@ def test_polling_ends_give_the_same_bytes_and_count_their_polling(polling_hosts,
         x.close()
 
 
+def test_a_newline_in_the_key_prefix_is_a_clear_error_at_construction():
+    # The prefix (model name, extra_backend_tag) starts every key on the wire, where '\n' separates keys.
+    with pytest.raises(ValueError, match="newline"):
+        PeerCacheStorage(Config(True, extra=dict(socket="/nonexistent", extra_backend_tag="a\nb")), {})
+
+
 def test_no_polling_by_default(polling_hosts):
     _, b = polling_hosts
     r, rp = rank(b.sock_path, "mla", poll_us=0)
