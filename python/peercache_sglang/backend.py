@@ -91,6 +91,11 @@ class PeerCacheStorage(_Base):
         self.tp_rank = int(_cfg(storage_config, "tp_rank", 0))
         self.pp_rank = int(_cfg(storage_config, "pp_rank", 0))
         self.pp_size = int(_cfg(storage_config, "pp_size", 1))
+        # Attention context parallel (NSA): each CP rank holds a disjoint slice of every page, so each
+        # gets its own objects, as SGLang's file backend does (Mooncake's keys omit it: CP ranks would
+        # overwrite and read each other's slices).
+        self.cp_rank = int(_cfg(storage_config, "attn_cp_rank", 0) or 0)
+        self.cp_size = int(_cfg(storage_config, "attn_cp_size", 1) or 1)
         self.is_mla = _cfg(storage_config, "is_mla_model", None)
         model = _cfg(storage_config, "model_name", None)
         parts = [p for p in (cfg.get("extra_backend_tag"), "-".join(model.split("/")) if model else None) if p]
@@ -152,6 +157,18 @@ class PeerCacheStorage(_Base):
             c.file_pools.clear()
             c.client.close()
 
+    def _object_suffixes(self):
+        """Each page's object names end with these (Mooncake's names, plus the CP rank under CP):
+        MLA `_k` after the rank part, empty without PP or CP (hence `<hash>__k`); MHA `_k` and `_v`
+        after `<tp_rank>[_<pp_rank>][_cp<cp_rank>_<cp_size>]`."""
+        rank = [] if self.is_mla else ["%d" % self.tp_rank]
+        if self.pp_size > 1:
+            rank.append("%d" % self.pp_rank)
+        if self.cp_size > 1:
+            rank.append("cp%d_%d" % (self.cp_rank, self.cp_size))
+        part = "_".join(rank)
+        return ["_%s_k" % part] if self.is_mla else ["_%s_k" % part, "_%s_v" % part]
+
     def _describe_pool(self, pool):
         self.page_size = int(getattr(pool, "page_size", 0) or 0)
         if self.page_size <= 0:
@@ -162,12 +179,7 @@ class PeerCacheStorage(_Base):
         if mla is None:
             mla = "MLA" in type(pool).__name__
         self.is_mla = bool(mla)
-        pp = self.pp_size > 1
-        if self.is_mla:
-            self.suffixes = ["_%d_k" % self.pp_rank if pp else "__k"]
-        else:
-            rank = "%d_%d" % (self.tp_rank, self.pp_rank) if pp else "%d" % self.tp_rank
-            self.suffixes = ["_%s_k" % rank, "_%s_v" % rank]
+        self.suffixes = self._object_suffixes()
         layout = getattr(pool, "layout", "page_first")
         if layout not in ("page_first", "page_first_direct"):
             self.unusable = "host layout %r is not supported (start SGLang with --hicache-mem-layout page_first or page_first_direct)" % layout

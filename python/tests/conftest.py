@@ -37,14 +37,15 @@ def hosts(request, tmp_path_factory):
 LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
 
 
-def backend(sock, layout, tp_rank=0, memfd=True, pool=None, **extra):
-    """A rank's PeerCacheStorage on `sock` with its host pool registered (a new stand-in unless `pool`)."""
+def backend(sock, layout, tp_rank=0, memfd=True, pool=None, pp=(0, 1), cp=(0, 1), **extra):
+    """A rank's PeerCacheStorage on `sock` with its host pool registered (a new stand-in unless `pool`);
+    pp and cp: (rank, size) of pipeline and attention context parallelism."""
     from peercache_sglang import PeerCacheStorage
 
     pool = pool if pool is not None else LAYOUTS[layout](memfd=memfd)
     cfg = dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)
     cfg.update(extra)
-    s = PeerCacheStorage(Config(layout == "mla", tp_rank=tp_rank, extra=cfg), {})
+    s = PeerCacheStorage(Config(layout == "mla", tp_rank=tp_rank, extra=cfg, pp=pp, cp=cp), {})
     s.register_mem_pool_host(pool)
     return s, pool
 

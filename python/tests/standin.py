@@ -119,9 +119,9 @@ class MHATokenToKVPoolHost(StandInPool):
 class Config(object):
     """Stand-in HiCacheStorageConfig."""
 
-    def __init__(self, is_mla, tp_rank=0, tp_size=1, extra=None):
-        self.tp_rank, self.tp_size, self.pp_rank, self.pp_size = tp_rank, tp_size, 0, 1
-        self.attn_cp_rank, self.attn_cp_size = 0, 1
+    def __init__(self, is_mla, tp_rank=0, tp_size=1, extra=None, pp=(0, 1), cp=(0, 1)):
+        self.tp_rank, self.tp_size, (self.pp_rank, self.pp_size) = tp_rank, tp_size, pp
+        self.attn_cp_rank, self.attn_cp_size = cp
         self.is_mla_model = is_mla
         self.enable_storage_metrics = True
         self.is_page_first_layout = True

@@ -8,6 +8,7 @@ import urllib.request
 import pytest
 
 from conftest import backend, unique_keys
+from standin import Config
 
 try:
     import numpy as np
@@ -100,6 +101,46 @@ def test_set_is_write_once_and_mla_rank_nonzero_skips(hosts):
     finally:
         w.close()
         wp.close()
+
+
+@pytest.mark.parametrize("layout", ["mla", "mha"])
+def test_each_context_parallel_rank_reads_back_its_own_slice(hosts, layout):
+    # Under attention CP each rank holds a different slice of every page: the same page hash must
+    # name a different object per CP rank, or one rank would read another's bytes.
+    a, b = hosts
+    ranks = [backend(a.sock_path, layout, cp=(r, 2)) for r in (0, 1)]
+    readers = [backend(b.sock_path, layout, cp=(r, 2)) for r in (0, 1)]
+    plain, plain_pool = backend(b.sock_path, layout)
+    try:
+        keys = unique_keys(3)
+        data = [write_pages(w, wp, keys, range(10 * r, 10 * r + 3)) for r, (w, wp) in enumerate(ranks)]
+        assert all(data[0][k] != data[1][k] for k in keys)
+        for r, (s, pool) in enumerate(readers):
+            assert s.batch_exists(keys) == 3
+            assert s.batch_get_v1(keys, pool.indices([40, 41, 42])) == [True] * 3
+            assert [pool.read(40 + i) for i in range(3)] == [data[r][k] for k in keys], "CP rank %d got another rank's slice" % r
+        assert plain.batch_exists(keys) == 0, "without CP the objects are other names"
+        names = ranks[1][0]._object_suffixes()
+        assert names == (["_cp1_2_k"] if layout == "mla" else ["_0_cp1_2_k", "_0_cp1_2_v"])
+    finally:
+        for s, pool in ranks + readers + [(plain, plain_pool)]:
+            s.close()
+            pool.close()
+
+
+def test_object_names_follow_sglangs_per_layout_and_rank():
+    from peercache_sglang import PeerCacheStorage
+
+    def suffixes(mla, tp=0, pp=(0, 1), cp=(0, 1)):
+        s = PeerCacheStorage(Config(mla, tp_rank=tp, extra=dict(socket="/nonexistent"), pp=pp, cp=cp), {})
+        return s._object_suffixes()
+
+    assert suffixes(True) == ["__k"]  # Mooncake's MLA name: <hash>__k
+    assert suffixes(True, tp=3) == ["__k"]  # rank-replicated
+    assert suffixes(True, pp=(1, 2)) == ["_1_k"]
+    assert suffixes(False, tp=3) == ["_3_k", "_3_v"]
+    assert suffixes(False, tp=3, pp=(1, 2)) == ["_3_1_k", "_3_1_v"]
+    assert suffixes(False, tp=3, pp=(1, 2), cp=(1, 4)) == ["_3_1_cp1_4_k", "_3_1_cp1_4_v"]
 
 
 def test_three_threads_at_once(pair):
