@@ -2,10 +2,19 @@
 // /proc/<pid>/fd/<n>) MAP_SHARED read-write and returns it as an external ArrayBuffer. Node cannot
 // mmap; the sidecar registers the view with UCX so READs land in, and publishes copy from, the
 // other process's pages. The mapping is unmapped when the ArrayBuffer is garbage-collected.
+//
+// The other process may shrink the file at any time (SGLang's memfd is created without
+// MFD_ALLOW_SEALING, so it cannot be sealed), and touching a page past the new end raises SIGBUS,
+// which would kill the sidecar. A SIGBUS handler (the way Wayland compositors guard wl_shm pools)
+// replaces the mapping past the file's new end with anonymous memory, marks it shrunk and lets the
+// copy finish there; sharedMappingShrunk(buffer) tells JS, which then drops the pool. Faults
+// outside these mappings go to the previous handler (or the default action).
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -15,9 +24,73 @@ namespace peercache {
 
 namespace {
 
-void Unmap(Napi::Env, void* data, size_t* length) {
-  munmap(data, *length);
-  delete length;
+// Mappings the SIGBUS handler may repair. The handler only reads these atomics; slots are taken and
+// freed on the JS thread. 8192 >= the sidecar's connections x pools per connection.
+constexpr int kMaxMappings = 8192;
+struct MappingSlot {
+  std::atomic<int> used{0};
+  std::atomic<uintptr_t> start{0};
+  std::atomic<size_t> length{0};
+  std::atomic<int> shrunk{0};
+  int fd = -1;  // kept open: sharedMappingShrunk(buffer, true) compares the file's size with the mapping's
+};
+MappingSlot g_slots[kMaxMappings];
+std::atomic<int> g_high{0};  // slots at and above this index were never used: lookups stop there
+struct sigaction g_previous;
+bool g_installed = false;
+
+void OnSigbus(int sig, siginfo_t* info, void* context) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const int high = g_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high; i++) {
+    MappingSlot& s = g_slots[i];
+    const uintptr_t start = s.start.load(std::memory_order_acquire);
+    const size_t length = s.length.load(std::memory_order_acquire);
+    if (start == 0 || addr < start || addr >= start + length) continue;
+    // Every page past the file's end now, at once (a copy then faults once, not once per page);
+    // from the faulting page if the file shrank again since.
+    const off_t size = lseek(s.fd, 0, SEEK_END);
+    const uintptr_t kept = size <= 0 ? 0 : (static_cast<uintptr_t>(size) + page - 1) & ~(page - 1);
+    uintptr_t from = start + (kept < length ? kept : length);
+    if (addr < from) from = addr & ~(page - 1);
+    void* p = mmap(reinterpret_cast<void*>(from), start + length - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) break;
+    s.shrunk.store(1, std::memory_order_release);
+    return;  // the faulting access is retried, on anonymous memory now
+  }
+  if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction != nullptr) {
+    g_previous.sa_sigaction(sig, info, context);
+  } else if (!(g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+    g_previous.sa_handler(sig);
+  } else {
+    // The default action: a fault would repeat on return, a SIGBUS sent by kill() would not.
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+}
+
+bool InstallHandler() {
+  if (g_installed) return true;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = OnSigbus;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGBUS, &sa, &g_previous) != 0) return false;
+  g_installed = true;
+  return true;
+}
+
+void Unmap(Napi::Env, void* data, int* slot) {  // the ArrayBuffer was collected
+  MappingSlot& s = g_slots[*slot];
+  s.start.store(0, std::memory_order_release);
+  munmap(data, s.length.load(std::memory_order_relaxed));
+  close(s.fd);
+  s.fd = -1;
+  s.length.store(0, std::memory_order_release);
+  s.used.store(0, std::memory_order_release);
+  delete slot;
 }
 
 Napi::Value MapShared(const Napi::CallbackInfo& info) {
@@ -27,25 +100,65 @@ Napi::Value MapShared(const Napi::CallbackInfo& info) {
   double want = info[1].As<Napi::Number>().DoubleValue();
   if (!(want >= 1 && want <= 9007199254740991.0) || want != static_cast<double>(static_cast<uint64_t>(want))) return ThrowError(env, "mapShared: length must be a positive integer", "ERR_INVALID_ARG");
   size_t length = static_cast<size_t>(want);
+  if (!InstallHandler()) return ThrowError(env, std::string("mapShared: cannot install the SIGBUS handler: ") + std::strerror(errno), "ERR_MAP");
+  int slot = 0;
+  for (int expected = 0; slot < kMaxMappings; slot++, expected = 0) {
+    if (g_slots[slot].used.compare_exchange_strong(expected, 1)) break;
+  }
+  if (slot == kMaxMappings) return ThrowError(env, "mapShared: " + std::to_string(kMaxMappings) + " files are mapped already", "ERR_MAP");
+  for (int high = g_high.load(); high < slot + 1 && !g_high.compare_exchange_weak(high, slot + 1);) {
+  }
+  auto giveBack = [slot]() { g_slots[slot].used.store(0, std::memory_order_release); };
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return ThrowError(env, "mapShared: cannot open " + path + ": " + std::strerror(errno), "ERR_MAP");
+  if (fd < 0) {
+    giveBack();
+    return ThrowError(env, "mapShared: cannot open " + path + ": " + std::strerror(errno), "ERR_MAP");
+  }
   // The size by lseek, not fstat: fstat binds to GLIBC_2.33 and the prebuild must load on 2.28.
   off_t size = lseek(fd, 0, SEEK_END);
   if (size < 0 || static_cast<uint64_t>(size) < length) {
     close(fd);
+    giveBack();
     return ThrowError(env, "mapShared: " + path + " has " + std::to_string(size < 0 ? 0 : size) + " bytes (or is no file), fewer than the " + std::to_string(length) + " asked for", "ERR_MAP");
   }
   void* p = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int err = errno;
-  close(fd);
-  if (p == MAP_FAILED) return ThrowError(env, "mapShared: mmap of " + path + " failed: " + std::strerror(err), "ERR_MAP");
-  return Napi::ArrayBuffer::New(env, p, length, Unmap, new size_t(length));
+  if (p == MAP_FAILED) {
+    close(fd);
+    giveBack();
+    return ThrowError(env, "mapShared: mmap of " + path + " failed: " + std::strerror(err), "ERR_MAP");
+  }
+  MappingSlot& s = g_slots[slot];
+  s.fd = fd;
+  s.shrunk.store(0, std::memory_order_relaxed);
+  s.length.store(length, std::memory_order_release);
+  s.start.store(reinterpret_cast<uintptr_t>(p), std::memory_order_release);
+  return Napi::ArrayBuffer::New(env, p, length, Unmap, new int(slot));
+}
+
+// sharedMappingShrunk(buffer, checkFile): whether the file under a mapShared buffer shrank: a page
+// was already replaced after a SIGBUS, or (checkFile) the file is now shorter than the mapping.
+Napi::Value SharedMappingShrunk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsArrayBuffer() || !info[1].IsBoolean()) return ThrowError(env, "sharedMappingShrunk(buffer, checkFile): a mapShared ArrayBuffer and a boolean", "ERR_INVALID_ARG");
+  const uintptr_t start = reinterpret_cast<uintptr_t>(info[0].As<Napi::ArrayBuffer>().Data());
+  const int high = g_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high; i++) {
+    MappingSlot& s = g_slots[i];
+    if (start == 0 || s.start.load(std::memory_order_acquire) != start) continue;
+    if (s.shrunk.load(std::memory_order_acquire)) return Napi::Boolean::New(env, true);
+    if (!info[1].As<Napi::Boolean>().Value()) return Napi::Boolean::New(env, false);
+    off_t size = lseek(s.fd, 0, SEEK_END);
+    return Napi::Boolean::New(env, size < 0 || static_cast<uint64_t>(size) < s.length.load(std::memory_order_relaxed));
+  }
+  return ThrowError(env, "sharedMappingShrunk: the buffer is not a mapShared mapping", "ERR_INVALID_ARG");
 }
 
 }  // namespace
 
 void InitSharedMapping(Napi::Env env, Napi::Object exports) {
   exports.Set("mapShared", Napi::Function::New(env, MapShared, "mapShared"));
+  exports.Set("sharedMappingShrunk", Napi::Function::New(env, SharedMappingShrunk, "sharedMappingShrunk"));
 }
 
 }  // namespace peercache

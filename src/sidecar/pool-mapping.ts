@@ -7,7 +7,9 @@
  * Checks: the process must run under the sidecar's own uid (read from /proc/<pid>/status; the
  * kernel also refuses /proc/<pid>/fd of a process we may not ptrace), the fd must be a memfd or a
  * file in /dev/shm (a wrong fd number must not make the sidecar write into a file on disk) of at
- * least `bytes` bytes. A file is mapped once however many
+ * least `bytes` bytes. The client can still shrink the file later: the native SIGBUS guard (native/
+ * shared_mapping.cc) keeps the sidecar alive and shrunk() tells the server, which drops the pool.
+ * A file is mapped once however many
  * connections register it (keyed by device, inode and size) and unmapped when the last one goes.
  */
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
@@ -19,7 +21,11 @@ export interface MappedPool {
   readonly key: string;
   readonly region: LocalRegion;
   readonly bytes: number;
+  /** The mapping itself (what the native SIGBUS guard knows it by). */
+  readonly buffer: ArrayBuffer;
   refs: number;
+  /** The client shrank the file after registering it: the pool serves no more requests. */
+  shrunk: boolean;
 }
 
 /** Registers a view with the data plane (PeerCacheStore.registerRegion). */
@@ -75,22 +81,39 @@ export class PoolMappings {
       existing.refs++;
       return existing;
     }
-    let view: Uint8Array;
+    let buffer: ArrayBuffer;
     try {
-      view = new Uint8Array(requireNative().mapShared(path, bytes));
+      buffer = requireNative().mapShared(path, bytes);
     } catch (err) {
       throw new RequestError((err as Error).message);
     }
+    const view = new Uint8Array(buffer);
     let region: LocalRegion;
     try {
       region = this.register(view);
     } catch (err) {
       throw new RequestError(`cannot register the pool with the data plane: ${(err as Error).message}`);
     }
-    const pool: MappedPool = { key, region, bytes, refs: 1 };
+    const pool: MappedPool = { key, region, bytes, buffer, refs: 1, shrunk: false };
     this.pools.set(key, pool);
     this.mappedBytes += bytes;
     return pool;
+  }
+
+  /**
+   * Whether the client shrank the pool's file since it registered it (checkFile: ask the file's size
+   * now, one syscall; otherwise only whether a touched page was past the end). A shrunk pool is
+   * marked and forgotten here: a later register of the file maps it afresh.
+   */
+  shrunk(pool: MappedPool, checkFile: boolean): boolean {
+    if (pool.shrunk) return true;
+    if (!requireNative().sharedMappingShrunk(pool.buffer, checkFile)) return false;
+    pool.shrunk = true;
+    if (this.pools.get(pool.key) === pool) {
+      this.pools.delete(pool.key);
+      this.mappedBytes -= pool.bytes;
+    }
+    return true;
   }
 
   /** Drops one reference; the last one deregisters the region (the mapping goes when it is collected). */

@@ -277,7 +277,23 @@ export class SidecarServer {
   private pool(conn: Connection, index: number): MappedPool {
     const p = conn.pools[index];
     if (!p) throw new RequestError(`pool ${index} is not registered on this connection`);
+    if (p.shrunk) throw new RequestError(`pool ${index} shrank after it was registered: it serves no more requests (register the file again)`);
     return p;
+  }
+
+  /**
+   * Throws when a client shrank a pool's file (checkFile: its size now; otherwise whether a READ or a
+   * copy touched a page past its end, which the native SIGBUS guard turned into anonymous memory).
+   * After a get the pages did not land in the file; after a set what was published from a shrunk
+   * pool may be zeros, which the client could have written there itself.
+   */
+  private checkIntact(conn: Connection, used: readonly MappedPool[], checkFile: boolean, op: string): void {
+    for (const p of used) {
+      if (p.shrunk || !this.mappings.shrunk(p, checkFile)) continue;
+      const index = conn.pools.indexOf(p);
+      this.logger.warn(`sidecar: ${op}: pool ${index} (${p.bytes} bytes) of a client shrank after it was registered: dropped`);
+      throw new RequestError(`${op}: pool ${index} shrank after it was registered (its file is shorter than the ${p.bytes} bytes registered): dropped`);
+    }
   }
 
   private async handle(conn: Connection, req: SidecarRequest): Promise<unknown> {
@@ -311,7 +327,10 @@ export class SidecarServer {
           const p = single ?? pools![j];
           if (req.offsets[j] + req.lengths[j] > p.bytes) throw new RequestError(`${req.op}: key ${j} (offset ${req.offsets[j]}, length ${req.lengths[j]}) lies outside its pool of ${p.bytes} bytes`);
         }
+        const used = single ? [single] : [...new Set(pools)];
         if (req.op === 'set') {
+          // Published pages are seen by every host: a file already shorter is refused before the copy.
+          this.checkIntact(conn, used, true, 'set');
           const slot = this.store.slotBytes;
           const sources = req.keys.map((_, j) => {
             if (req.lengths[j] > slot) throw new RequestError(`set: key ${j} is ${req.lengths[j]} bytes; this sidecar's slots hold ${slot} (--slot-bytes)`);
@@ -321,12 +340,14 @@ export class SidecarServer {
           const t0 = performance.now();
           const ok = await this.store.setObjectsFrom(req.keys, sources);
           this.timings.set.add((performance.now() - t0) * 1000);
+          this.checkIntact(conn, used, false, 'set');
           return new Bits('set', ok);
         }
         const t0 = performance.now();
         if (single) {
           const got = await this.store.getObjectsInto(req.keys, single.region, req.offsets, req.lengths, left);
           this.timings.get.add((performance.now() - t0) * 1000);
+          this.checkIntact(conn, used, false, 'get');
           return new Bits('get', got);
         }
         // Keys spread over several pools (MHA k and v in separate files): one call per pool.
@@ -344,6 +365,7 @@ export class SidecarServer {
           }),
         );
         this.timings.get.add((performance.now() - t0) * 1000);
+        this.checkIntact(conn, used, false, 'get');
         return new Bits('get', ok);
       }
       case 'clear':

@@ -65,6 +65,8 @@ export interface NativeBinding {
   addressOf(view: ArrayBufferView): number;
   /** Maps a file (e.g. /proc/<pid>/fd/<n> of a memfd) MAP_SHARED read-write; unmapped when the buffer is collected. */
   mapShared(path: string, length: number): ArrayBuffer;
+  /** Whether the file under a mapShared buffer shrank: a page past its end was touched (and replaced by anonymous memory), or (checkFile) it is now shorter than the mapping. */
+  sharedMappingShrunk(buffer: ArrayBuffer, checkFile: boolean): boolean;
   Context: new (options: { protocol: string; devices?: readonly string[]; ibPort?: number; gidIndex?: number; tls?: string }) => NativeContext;
   Worker: new (context: NativeContext) => NativeWorker;
 }

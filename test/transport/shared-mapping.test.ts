@@ -1,0 +1,85 @@
+/**
+ * mapShared's SIGBUS guard (native/shared_mapping.cc): the process that owns a shared file may shrink
+ * it under the sidecar's mapping. Touching a page past the new end must neither kill the process nor
+ * go unnoticed. Each case runs in a child process, so a guard that fails is a failed test, not a
+ * dead test runner.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const dir = mkdtempSync(join(tmpdir(), 'pc-shared-mapping-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Runs `body` in a child with `native` (the addon), `file` (64 KiB of 7s) and truncate() in scope. */
+function child(body: string): { status: number | null; signal: NodeJS.Signals | null; out: string } {
+  const file = join(dir, `f-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(file, Buffer.alloc(65536, 7));
+  const script = `
+    import { truncateSync } from 'node:fs';
+    import { requireNative } from ${JSON.stringify(join(process.cwd(), 'src/transport/native.ts'))};
+    const native = requireNative();
+    const file = ${JSON.stringify(file)};
+    const truncate = (n) => truncateSync(file, n);
+    ${body}
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, signal: r.signal, out: `${r.stdout}${r.stderr}` };
+}
+
+test('a page read past the end of a shrunk file reads zeros and marks the mapping, instead of SIGBUS', () => {
+  const r = child(`
+    const buf = native.mapShared(file, 65536);
+    const view = new Uint8Array(buf);
+    if (view[40000] !== 7 || native.sharedMappingShrunk(buf, true)) throw new Error('not mapped as written');
+    truncate(4096);
+    if (!native.sharedMappingShrunk(buf, true)) throw new Error('the file check missed the shrink');
+    if (native.sharedMappingShrunk(buf, false)) throw new Error('marked before any page was touched');
+    if (view[100] !== 7) throw new Error('the page still in the file changed');
+    const past = view[40000];
+    if (!native.sharedMappingShrunk(buf, false)) throw new Error('the touched page was not marked');
+    console.log('alive', past);
+  `);
+  assert.is(r.signal, null, r.out);
+  assert.is(r.status, 0, r.out);
+  assert.match(r.out, /alive 0/);
+});
+
+test('a write (what a READ into the pool does) and a copy out of a shrunk file survive too', () => {
+  const r = child(`
+    const buf = native.mapShared(file, 65536);
+    const view = new Uint8Array(buf);
+    truncate(0);
+    view.fill(9, 8192);                        // as UCX's memcpy into the pool
+    const copy = new Uint8Array(65536);
+    copy.set(view);                            // as a publish copying out of the pool
+    if (!native.sharedMappingShrunk(buf, false)) throw new Error('not marked');
+    console.log('alive', copy[0], copy[9000]);
+  `);
+  assert.is(r.signal, null, r.out);
+  assert.is(r.status, 0, r.out);
+  assert.match(r.out, /alive 0 9/);
+});
+
+test('a SIGBUS outside the guarded mappings still takes the default action', () => {
+  const r = child(`
+    native.mapShared(file, 65536);             // installs the guard
+    process.kill(process.pid, 'SIGBUS');
+    setTimeout(() => console.log('survived'), 2000);
+  `);
+  assert.is(r.signal, 'SIGBUS', r.out);
+  assert.not.match(r.out, /survived/);
+});
+
+test('sharedMappingShrunk refuses a buffer that is not a mapping, with a one-line error', () => {
+  const r = child(`
+    try { native.sharedMappingShrunk(new ArrayBuffer(8), true); } catch (e) { console.log('refused:', e.message); }
+  `);
+  assert.is(r.status, 0, r.out);
+  assert.match(r.out, /refused: sharedMappingShrunk: the buffer is not a mapShared mapping/);
+});
+
+test.run();
