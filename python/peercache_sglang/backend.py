@@ -121,7 +121,7 @@ class PeerCacheStorage(_Base):
         self._logged = {}
         self._counters = dict(
             zero_copy=False, exists_calls=0, get_calls=0, get_pages=0, get_hits=0, set_calls=0, set_pages=0, set_ok=0,
-            geometry=False, geometry_mismatches=0, staging_copies=0, staging_bytes=0, poll_seconds=0.0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
+            geometry=False, geometry_mismatches=0, staging_copies=0, staging_bytes=0, poll_seconds=0.0, lane_calls=0, lane_nudges=0, lane_wakeups=0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
         )
         self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
 
@@ -241,7 +241,7 @@ class PeerCacheStorage(_Base):
             c.close()
             with self._lock:
                 self._conns.discard(c)
-                self._counters["poll_seconds"] += c.client.polled_s
+                self._add_client_counters(self._counters, c.client)
             self._count(reconnects=1)
         client = SidecarClient(self.socket_path, self.connect_timeout_s, self.poll_us)
         try:
@@ -658,12 +658,22 @@ class PeerCacheStorage(_Base):
     def clear(self):
         self._guard("clear", lambda c: c.client.clear(), None)
 
+    @staticmethod
+    def _add_client_counters(counters, client):
+        """What a connection counts itself: seconds spent polling, calls through its lane, the events
+        it sent because the sidecar was not polling, and those that woke it."""
+        counters["poll_seconds"] += client.polled_s
+        counters["lane_calls"] += client.lane_calls
+        counters["lane_nudges"] += client.lane_nudges
+        counters["lane_wakeups"] += client.lane_wakeups
+
     def get_stats(self):
         with self._lock:
             lists = self._lists
             self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
             counters = dict(self._counters)
-            counters["poll_seconds"] += sum(c.client.polled_s for c in self._conns)
+            for c in self._conns:
+                self._add_client_counters(counters, c.client)
             return PeerCacheStats(counters, lists)
 
     def sidecar_stats(self):

@@ -9,6 +9,7 @@ A connection is used by one thread at a time (the adapter keeps one per thread);
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """
 import json
+import mmap
 import os
 import select
 import socket
@@ -19,7 +20,7 @@ from array import array
 
 PROTOCOL = "peercache-sidecar/2"
 FRAME_VERSION = 1
-KIND_REQUEST, KIND_RESPONSE, KIND_ERROR = 1, 2, 4
+KIND_REQUEST, KIND_RESPONSE, KIND_EVENT, KIND_ERROR = 1, 2, 3, 4
 _HEADER = struct.Struct(">IBBI")
 _TIMEVAL = struct.Struct("@ll")  # struct timeval (Linux: time_t, suseconds_t)
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -28,6 +29,16 @@ _BIN = struct.Struct("<BBHIQIIQ")
 OP_EXISTS, OP_GET, OP_SET = 0x81, 0x82, 0x83
 FLAG_PER_KEY_POOLS, FLAG_PER_KEY_LENGTHS = 1, 2
 _LITTLE = sys.byteorder == "little"
+# The lane's layout (src/sidecar/lane.ts, which explains it); offered by x86-64 sidecars only.
+LANE_MAGIC = 0x314C4350
+LANE_REQUEST_ID, LANE_REQUEST_LENGTH = 64, 68
+LANE_CLIENT_POLLS_UNTIL, LANE_SIDECAR_POLLS_UNTIL = 128, 192
+LANE_ANSWER_ID, LANE_ANSWER_LENGTH, LANE_ANSWER_KIND = 256, 260, 264
+LANE_REQUEST_AT, LANE_REQUEST_BYTES = 4096, 64 * 1024
+LANE_ANSWER_AT, LANE_ANSWER_BYTES = LANE_REQUEST_AT + LANE_REQUEST_BYTES, 8 * 1024
+LANE_BYTES = LANE_ANSWER_AT + LANE_ANSWER_BYTES
+LANE_MARGIN_NS = 50000
+_LITTLE_X64 = _LITTLE and struct.calcsize("@I") == 4 and struct.calcsize("@Q") == 8
 
 
 class KeyBlob(object):
@@ -62,6 +73,25 @@ def _precise_timers():
         pass
 
 
+class _Lane(object):
+    """A lane's mapping, with its control fields as u32/u64 arrays: each read or write is one aligned
+    access (memoryview items are copied whole; struct.pack_into clears the bytes first and writes
+    them one by one, which the sidecar could see half-done)."""
+
+    __slots__ = ("mm", "u32", "u64")
+
+    def __init__(self, mm):
+        self.mm = mm
+        self.u32 = memoryview(mm).cast("I")
+        self.u64 = memoryview(mm).cast("Q")
+        self.u32[0] = LANE_MAGIC
+
+    def close(self):
+        self.u32.release()
+        self.u64.release()
+        self.mm.close()
+
+
 class SidecarClient:
     """`poll_us` > 0: hybrid polling for the answers of binary ops. The thread sleeps until about
     `poll_us` before the answer is due (the recent calls of that op and size say when), then polls
@@ -79,6 +109,9 @@ class SidecarClient:
         self.poll_s = poll_us / 1e6
         self.polled_s = 0.0
         self._due = {}  # (op, size class) -> expected answer time (s)
+        self.lane = None  # mmap of this connection's lane, when it has one
+        self._pending = b""  # socket bytes read past a lane answer (stale wake-up events)
+        self.lane_calls = self.lane_nudges = self.lane_wakeups = 0
 
     @property
     def connected(self):
@@ -105,9 +138,13 @@ class SidecarClient:
             raise SidecarError("the sidecar speaks %r, this adapter %r: upgrade the one that is older" % (
                 hello.get("protocol") if isinstance(hello, dict) else None, PROTOCOL), fatal=True)
         self.hello = hello
+        self._open_lane()
         return hello
 
     def close(self):
+        lane, self.lane, self._pending = self.lane, None, b""
+        if lane is not None:
+            lane.close()
         s, self.sock = self.sock, None
         if s is not None:
             try:
@@ -181,49 +218,16 @@ class SidecarClient:
         self.next_id = (self.next_id % 0x7FFFFFFF) + 1
         try:
             self._timeouts(limit)
-            try:
-                self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
-            except BlockingIOError:  # SO_SNDTIMEO expired
-                raise socket.timeout("deadline passed sending to the sidecar")
-            sent = time.perf_counter()
-            left = deadline - time.monotonic()
-            if left < limit - 0.01:  # the send waited: the answer gets only what is left
-                self._timeouts(left)
-            # Usually the whole answer comes in one recv; a large one is read on until complete.
-            buf = self._buf
-            view = memoryview(buf)
-            due_key = (binary_op, count.bit_length()) if binary_op and self.poll_s else None
-            due = self._due.get(due_key) if due_key else None
-            if due is None:
-                got = self._recv_into(view)
-            else:  # polled; an answer later than due waits for the rest of the deadline only
-                got = self._poll_answer(view, due, deadline) or self._recv_more(view, 0, deadline)
-            if due_key:
-                took = time.perf_counter() - sent
-                # Falls at once to a faster answer, rises slowly to a slower one: better early than late.
-                self._due[due_key] = took if due is None or took < due else 0.875 * due + 0.125 * took
-            while got < _HEADER.size:
-                got = self._recv_more(view, got, deadline)
-            length, version, kind, answer_id = _HEADER.unpack_from(buf)
-            if version != FRAME_VERSION or kind not in (KIND_RESPONSE, KIND_ERROR) or length > MAX_ANSWER_BYTES:
-                raise ConnectionError("malformed answer from the sidecar (version %d, kind %d, %d bytes)" % (version, kind, length))
-            total = _HEADER.size + length
-            if total > len(buf):
-                big = bytearray(total)
-                big[:got] = view[:got]
-                view.release()
-                buf, view = big, memoryview(big)
-            while got < total:
-                got = self._recv_more(view, got, deadline)
-            if got > total:
-                raise ConnectionError("the sidecar sent more than one answer")
-            if binary_op and kind == KIND_RESPONSE:
-                if length < 1 or buf[_HEADER.size] != binary_op:
-                    raise ConnectionError("malformed binary answer from the sidecar")
-                body = bytes(view[_HEADER.size + 1:total]).decode("ascii")
+            if binary_op and self.lane is not None and len(payload) <= LANE_REQUEST_BYTES:
+                kind, answer_id, body = self._lane_exchange(payload, rid, deadline, binary_op, count)
             else:
-                body = json.loads(bytes(view[_HEADER.size:total])) if length else None
-            view.release()
+                kind, answer_id, body = self._socket_exchange(payload, rid, deadline, limit, binary_op, count)
+            if binary_op and kind == KIND_RESPONSE:
+                if len(body) < 1 or body[0] != binary_op:
+                    raise ConnectionError("malformed binary answer from the sidecar")
+                body = bytes(body[1:]).decode("ascii")
+            else:
+                body = json.loads(bytes(body)) if len(body) else None
         except BaseException:
             self.close()
             raise
@@ -237,6 +241,188 @@ class SidecarClient:
             self.close()
             raise ConnectionError("answer %d to request %d" % (answer_id, rid))
         return body
+
+    def _learn_due(self, due_key, due, sent):
+        took = time.perf_counter() - sent
+        # Falls at once to a faster answer, rises slowly to a slower one: better early than late.
+        self._due[due_key] = took if due is None or took < due else 0.875 * due + 0.125 * took
+
+    def _socket_exchange(self, payload, rid, deadline, limit, binary_op, count):
+        """Sends the request frame and reads its answer frame: (kind, id, payload view)."""
+        try:
+            self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise socket.timeout("deadline passed sending to the sidecar")
+        sent = time.perf_counter()
+        left = deadline - time.monotonic()
+        if left < limit - 0.01:  # the send waited: the answer gets only what is left
+            self._timeouts(left)
+        # Usually the whole answer comes in one recv; a large one is read on until complete.
+        buf = self._buf
+        view = memoryview(buf)
+        got = 0
+        if self._pending:  # bytes a lane call read past its answer: stale wake-up events
+            got = len(self._pending)
+            view[:got] = self._pending
+            self._pending = b""
+        due_key = (binary_op, count.bit_length()) if binary_op and self.poll_s else None
+        due = self._due.get(due_key) if due_key else None
+        if got:
+            pass
+        elif due is None:
+            got = self._recv_into(view)
+        else:  # polled; an answer later than due waits for the rest of the deadline only
+            got = self._poll_answer(view, due, deadline) or self._recv_more(view, 0, deadline)
+        if due_key:
+            self._learn_due(due_key, due, sent)
+        while True:
+            while got < _HEADER.size:
+                got = self._recv_more(view, got, deadline)
+            length, version, kind, answer_id = _HEADER.unpack_from(buf)
+            if kind != KIND_EVENT or length or version != FRAME_VERSION:
+                break
+            # A lane's wake-up that came after its answer was taken from the lane: skipped.
+            buf[:got - _HEADER.size] = bytes(view[_HEADER.size:got])
+            got -= _HEADER.size
+        if version != FRAME_VERSION or kind not in (KIND_RESPONSE, KIND_ERROR) or length > MAX_ANSWER_BYTES:
+            raise ConnectionError("malformed answer from the sidecar (version %d, kind %d, %d bytes)" % (version, kind, length))
+        total = _HEADER.size + length
+        if total > len(buf):
+            big = bytearray(total)
+            big[:got] = view[:got]
+            view.release()
+            buf, view = big, memoryview(big)
+        while got < total:
+            got = self._recv_more(view, got, deadline)
+        if got > total:
+            raise ConnectionError("the sidecar sent more than one answer")
+        return kind, answer_id, view[_HEADER.size:total]
+
+    # ---------------------------------------------------------------- lane
+
+    def _open_lane(self):
+        """A lane (src/sidecar/lane.ts) for this connection's binary calls, when both ends poll and the
+        sidecar offers lanes; without one (no memfd, the sidecar refuses) the socket carries them."""
+        if not (self.poll_s and self.hello.get("lanes") and _LITTLE_X64 and hasattr(os, "memfd_create")):
+            return
+        fd = os.memfd_create("peercache-lane", getattr(os, "MFD_CLOEXEC", 1))
+        try:
+            os.ftruncate(fd, LANE_BYTES)
+            lane = _Lane(mmap.mmap(fd, LANE_BYTES))
+            try:
+                self.call({"op": "lane", "pid": os.getpid(), "fd": fd, "bytes": LANE_BYTES})
+            except SidecarError:
+                lane.close()
+                return
+            self.lane = lane
+        finally:
+            os.close(fd)
+
+    def _lane_exchange(self, payload, rid, deadline, binary_op, count):
+        """Puts the request in the lane (an event frame only if the sidecar is not polling) and waits
+        for the answer there: (kind, id, payload)."""
+        lane = self.lane
+        n = len(payload)
+        lane.mm[LANE_REQUEST_AT:LANE_REQUEST_AT + n] = payload
+        u32 = lane.u32
+        u32[LANE_REQUEST_LENGTH // 4] = n
+        u32[LANE_REQUEST_ID // 4] = rid  # last: the sidecar takes the request when the id changes
+        sent = time.perf_counter()
+        self.lane_calls += 1
+        if time.monotonic_ns() + LANE_MARGIN_NS >= lane.u64[LANE_SIDECAR_POLLS_UNTIL // 8]:
+            self.lane_nudges += 1
+            try:
+                self.sock.sendall(_HEADER.pack(0, FRAME_VERSION, KIND_EVENT, rid))
+            except BlockingIOError:
+                raise socket.timeout("deadline passed sending to the sidecar")
+        due_key = (binary_op, count.bit_length())
+        due = self._due.get(due_key)
+        framed = self._lane_wait(lane, rid, sent, due, deadline)
+        self._learn_due(due_key, due, sent)
+        if framed is not None:
+            return framed
+        kind, length = lane.mm[LANE_ANSWER_KIND], u32[LANE_ANSWER_LENGTH // 4]
+        if kind not in (KIND_RESPONSE, KIND_ERROR) or length > LANE_ANSWER_BYTES:
+            raise ConnectionError("malformed lane answer from the sidecar (kind %d, %d bytes)" % (kind, length))
+        return kind, rid, lane.mm[LANE_ANSWER_AT:LANE_ANSWER_AT + length]
+
+    def _lane_wait(self, lane, rid, sent, due, deadline):
+        """Waits for the answer to `rid`: None once it is in the lane, or (kind, id, payload) of an
+        answer that came as a frame. Like _poll_answer: naps until `poll_s` before it is due (woken
+        early by an event), then polls the lane, telling the sidecar until when; then blocks on the
+        socket for the event, until the deadline."""
+        u32, answer_at = lane.u32, LANE_ANSWER_ID // 4
+        left = deadline - time.monotonic()
+        if due is not None:
+            nap = min(due - self.poll_s - (time.perf_counter() - sent), left)
+            if nap > 0.00002:
+                framed = self._lane_events(rid, nap, block=False)
+                if framed is not None:
+                    return None if framed is True else framed
+        # One clock (CLOCK_MONOTONIC, the sidecar's too) both for what the lane says and for when the
+        # polling stops: the answer of a sidecar that saw the window open is in the lane by its end.
+        now = time.monotonic_ns()
+        left = deadline - time.monotonic()
+        end = now + int(min((due or 0.0) + self.poll_s - (time.perf_counter() - sent), left) * 1e9)
+        if end > now:
+            u64, until_at, clock = lane.u64, LANE_CLIENT_POLLS_UNTIL // 8, time.monotonic_ns
+            u64[until_at] = end
+            try:
+                while u32[answer_at] != rid:
+                    if clock() >= end:
+                        break
+                else:
+                    return None
+            finally:
+                u64[until_at] = 0
+                self.polled_s += (time.monotonic_ns() - now) / 1e9
+        # The sidecar judged by the window's end whether to send an event: look once more after it.
+        if u32[answer_at] == rid:
+            return None
+        framed = self._lane_events(rid, deadline - time.monotonic(), block=True)
+        return None if framed is True else framed
+
+    def _lane_events(self, rid, timeout, block):
+        """Reads frames from the socket for up to `timeout` s: True on the event for `rid`, (kind, id,
+        payload) for an answer frame, None when nothing came in time (block=False); stale events are
+        skipped. block=True waits until the deadline (socket.timeout after it)."""
+        sock = self.sock
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if block:
+                if left <= 0:
+                    raise socket.timeout("deadline passed waiting for the sidecar")
+                self._timeouts(left)
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:  # SO_RCVTIMEO expired
+                    raise socket.timeout("deadline passed waiting for the sidecar")
+            else:
+                if left <= 0 or not select.select((sock,), (), (), left)[0]:
+                    return None
+                data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("the sidecar closed the connection")
+            buf, result = self._pending + data, None
+            while len(buf) >= _HEADER.size:
+                length, version, kind, frame_id = _HEADER.unpack_from(buf)
+                if version != FRAME_VERSION or length > MAX_ANSWER_BYTES:
+                    raise ConnectionError("malformed frame from the sidecar (version %d, %d bytes)" % (version, length))
+                if len(buf) < _HEADER.size + length:
+                    break
+                body, buf = buf[_HEADER.size:_HEADER.size + length], buf[_HEADER.size + length:]
+                if kind == KIND_EVENT:
+                    if frame_id == rid:
+                        self.lane_wakeups += 1
+                        result = True
+                elif kind in (KIND_RESPONSE, KIND_ERROR):
+                    result = (kind, frame_id, body)
+                else:
+                    raise ConnectionError("unexpected frame kind %d from the sidecar" % kind)
+            self._pending = buf
+            if result is not None:
+                return result
 
     @staticmethod
     def _keys_blob(keys):

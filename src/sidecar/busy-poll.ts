@@ -7,22 +7,34 @@
  */
 import { performance } from 'node:perf_hooks';
 
+/** What else a poll looks at (the server's lanes). */
+export interface BusyPollHooks {
+  /** The poll now lasts until this CLOCK_MONOTONIC time (ns): spin() is called at least once after it. */
+  window(untilNs: bigint): void;
+  /** Called on each turn of the poll, and once more when it ends. */
+  spin(): void;
+}
+
 export class BusyPoll {
   /** CPU (wall) seconds spent polling so far. */
   spunSeconds = 0;
-  private until = 0;
+  /** CLOCK_MONOTONIC ns: the one clock both for when to stop and for what hooks.window() is told. */
+  private untilNs = 0n;
   private startedAt = 0;
   private pending: NodeJS.Immediate | null = null;
 
-  constructor(readonly windowUs: number) {}
+  constructor(
+    readonly windowUs: number,
+    private readonly hooks?: BusyPollHooks,
+  ) {}
 
   /** Polls until `windowUs` from now (extends a poll already running). */
   extend(): void {
     if (this.windowUs <= 0) return;
-    const now = performance.now();
-    this.until = now + this.windowUs / 1000;
+    this.untilNs = process.hrtime.bigint() + BigInt(Math.round(this.windowUs * 1000));
+    this.hooks?.window(this.untilNs);
     if (this.pending) return;
-    this.startedAt = now;
+    this.startedAt = performance.now();
     this.pending = setImmediate(this.spin);
   }
 
@@ -33,13 +45,14 @@ export class BusyPoll {
   }
 
   private readonly spin = (): void => {
-    const now = performance.now();
-    if (now < this.until) this.pending = setImmediate(this.spin);
-    else this.finish(now);
+    this.hooks?.spin();
+    if (process.hrtime.bigint() < this.untilNs) this.pending = setImmediate(this.spin);
+    else this.finish(performance.now());
   };
 
   private finish(now: number): void {
     this.pending = null;
     this.spunSeconds += (now - this.startedAt) / 1000;
+    this.hooks?.spin(); // after the advertised end: what arrived just before it is not left waiting
   }
 }

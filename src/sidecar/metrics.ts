@@ -25,5 +25,8 @@ export function registerSidecarMetrics(registry: Registry, server: () => Sidecar
   counter('peercache_sidecar_requests_total', 'Requests served.', (s) => s.counters.requests);
   counter('peercache_sidecar_bad_requests_total', 'Requests answered with an error (bad input).', (s) => s.counters.badRequests);
   counter('peercache_sidecar_busy_poll_seconds_total', 'Seconds spent polling the socket after answers (--busy-poll-us).', (s) => s.busyPoll.spunSeconds);
+  gauge('peercache_sidecar_lanes', 'Connections with a lane (polling clients; see the README).', (s) => s.laneCount);
+  counter('peercache_sidecar_lane_requests_total', 'Requests taken from lanes instead of the socket.', (s) => s.counters.laneRequests);
+  counter('peercache_sidecar_lane_wakeups_total', 'Lane answers whose client was not polling and was woken by an event frame.', (s) => s.counters.laneWakeups);
   counter('peercache_sidecar_protocol_errors_total', 'Connections closed for a protocol violation.', (s) => s.counters.protocolErrors);
 }

@@ -12,7 +12,7 @@
  * A file is mapped once however many
  * connections register it (keyed by device, inode and size) and unmapped when the last one goes.
  */
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { requireNative } from '../transport/native.js';
 import type { LocalRegion } from '../transport/types.js';
 import { RequestError } from './protocol.js';
@@ -43,6 +43,33 @@ function uidOf(pid: number): number {
   return Number(m[1]);
 }
 
+/**
+ * The path through which the sidecar opens fd `fd` of process `pid`, after the checks in the header
+ * (same uid, a memfd or a /dev/shm file, at least `bytes` long); RequestError naming what failed.
+ */
+export function clientFile(pid: number, fd: number, bytes: number): { path: string; st: Stats } {
+  const uid = process.getuid?.() ?? -1;
+  if (uidOf(pid) !== uid) throw new RequestError(`process ${pid} does not run as this sidecar's uid ${uid}: its file is not mapped`);
+  const path = `/proc/${pid}/fd/${fd}`;
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    throw new RequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let target = '';
+  try {
+    target = readlinkSync(path);
+  } catch {
+    /* judged below */
+  }
+  if (!st.isFile() || !(target.startsWith('/memfd:') || target.startsWith('/dev/shm/'))) {
+    throw new RequestError(`fd ${fd} of process ${pid} (${JSON.stringify(target.slice(0, 80))}) is not a memfd or a file in /dev/shm`);
+  }
+  if (st.size < bytes) throw new RequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
+  return { path, st };
+}
+
 export class PoolMappings {
   private readonly pools = new Map<string, MappedPool>();
   /** Bytes of every mapping held now. */
@@ -56,26 +83,9 @@ export class PoolMappings {
 
   /** Maps (or shares the mapping of) a client's file; the caller must release() it. */
   acquire(pid: number, fd: number, bytes: number): MappedPool {
-    const uid = process.getuid?.() ?? -1;
-    if (uidOf(pid) !== uid) throw new RequestError(`process ${pid} does not run as this sidecar's uid ${uid}: its pool is not mapped`);
-    const path = `/proc/${pid}/fd/${fd}`;
-    let st;
-    try {
-      st = statSync(path);
-    } catch (err) {
-      throw new RequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    let target = '';
-    try {
-      target = readlinkSync(path);
-    } catch {
-      /* judged below */
-    }
-    if (!st.isFile() || !(target.startsWith('/memfd:') || target.startsWith('/dev/shm/'))) {
-      throw new RequestError(`fd ${fd} of process ${pid} (${JSON.stringify(target.slice(0, 80))}) is not a memfd or a file in /dev/shm`);
-    }
-    if (st.size < bytes) throw new RequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
+    const { path, st } = clientFile(pid, fd, bytes);
     const key = `${st.dev}:${st.ino}:${bytes}`;
+
     const existing = this.pools.get(key);
     if (existing) {
       existing.refs++;

@@ -12,6 +12,7 @@
  * Ops (object keys are full object names: page hash + SGLang's component suffix):
  *   hello    { protocol: "peercache-sidecar/2", pid }       -> { nodeId, protocol, slotBytes, limits }
  *   register { pid, fd, bytes }                               -> { pool }   (maps /proc/<pid>/fd/<fd>)
+ *   lane     { pid, fd, bytes: LANE_BYTES }                   -> { requestBytes, answerBytes } (lane.ts; x86-64)
  *   exists   { keys }                                         -> { found: "0110..." } (one char per key)
  *   get      { pool, keys, offsets, lengths }                 -> { ok: "1100..." }  (READs into the pool)
  *   set      { pool, keys, offsets, lengths }                 -> { ok: "1111..." }  (publishes from it)
@@ -35,10 +36,16 @@
  * exists carries no flags, pool 0, length 0 and no arrays. The payload's length must be exactly what
  * the header implies. The answer to a binary request is a response frame whose payload is the op
  * byte followed by one byte per key, '1' or '0'; errors are the usual JSON error frames.
+ *
+ * Lanes (lane.ts): a client that registered one may put a binary request in it instead of sending
+ * it; an event frame (kind 3, empty payload, the request's id) from the client says "look at the
+ * lane" (needed when the sidecar does not poll), and one from the sidecar "the answer is in the
+ * lane" (when the client does not). An answer too long for the lane comes as a frame as usual.
  */
 
 import { isAscii, isUtf8 } from 'node:buffer';
 import { FRAME_HEADER_BYTES, FrameKind, PROTOCOL_VERSION } from '../store/directory/framing.js';
+import { LANE_BYTES } from './lane.js';
 
 export const SIDECAR_PROTOCOL = 'peercache-sidecar/2';
 /** A request is not started this close to its client's deadline. */
@@ -77,6 +84,7 @@ export const MAX_POOL_BYTES = 2 ** 47;
 export type SidecarRequest =
   | { op: 'hello'; protocol: string; pid: number }
   | { op: 'register'; pid: number; fd: number; bytes: number }
+  | { op: 'lane'; pid: number; fd: number; bytes: number }
   | { op: 'exists'; keys: string[]; deadline?: number }
   | { op: 'get' | 'set'; pool: number | number[]; keys: string[]; offsets: ArrayLike<number>; lengths: ArrayLike<number>; deadline?: number }
   | { op: 'clear' }
@@ -87,7 +95,7 @@ export class RequestError extends Error {
   override readonly name = 'RequestError';
 }
 
-const OPS = new Set(['hello', 'register', 'exists', 'get', 'set', 'clear', 'stats']);
+const OPS = new Set(['hello', 'register', 'lane', 'exists', 'get', 'set', 'clear', 'stats']);
 
 function bad(message: string): never {
   throw new RequestError(message);
@@ -134,6 +142,8 @@ export function parseRequest(body: unknown, limits: SidecarLimits): SidecarReque
       return { op, protocol: b.protocol, pid: int(b.pid, 'hello.pid', 1, 2 ** 22) };
     case 'register':
       return { op, pid: int(b.pid, 'register.pid', 1, 2 ** 22), fd: int(b.fd, 'register.fd', 0, 2 ** 20), bytes: int(b.bytes, 'register.bytes', 1, MAX_POOL_BYTES) };
+    case 'lane':
+      return { op, pid: int(b.pid, 'lane.pid', 1, 2 ** 22), fd: int(b.fd, 'lane.fd', 0, 2 ** 20), bytes: int(b.bytes, 'lane.bytes', LANE_BYTES, LANE_BYTES) };
     case 'exists':
       return { op, keys: keyList(b.keys, limits), deadline: deadline(b.deadline) };
     case 'get':
@@ -262,8 +272,18 @@ export function encodeBinaryAnswer(id: number, op: 'exists' | 'get' | 'set', val
   buf[4] = PROTOCOL_VERSION;
   buf[5] = FrameKind.Response;
   buf.writeUInt32BE(id >>> 0, 6);
-  buf[FRAME_HEADER_BYTES] = BinaryOp[op];
-  for (let j = 0; j < n; j++) buf[FRAME_HEADER_BYTES + 1 + j] = values[j] ? 0x31 : 0x30;
+  writeBinaryAnswer(buf, FRAME_HEADER_BYTES, op, values);
+  return buf;
+}
+
+/** The payload of a binary answer (what a lane carries): the op byte, then '1' or '0' per key. */
+export function binaryAnswerPayload(op: 'exists' | 'get' | 'set', values: readonly boolean[]): Buffer {
+  return writeBinaryAnswer(Buffer.allocUnsafe(1 + values.length), 0, op, values);
+}
+
+function writeBinaryAnswer(buf: Buffer, at: number, op: 'exists' | 'get' | 'set', values: readonly boolean[]): Buffer {
+  buf[at] = BinaryOp[op];
+  for (let j = 0; j < values.length; j++) buf[at + 1 + j] = values[j] ? 0x31 : 0x30;
   return buf;
 }
 

@@ -9,11 +9,14 @@ import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
-import { decodeJson, encodeFrame, FrameDecoder, FrameKind, WireError, type Frame } from '../store/directory/framing.js';
+import { decodeJson, encodeFrame, encodeRawFrame, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, type Frame } from '../store/directory/framing.js';
+import { requireNative } from '../transport/native.js';
 import type { PeerCacheStore } from '../store/peer-cache-store.js';
 import { BusyPoll } from './busy-poll.js';
-import { PoolMappings, type MappedPool } from './pool-mapping.js';
+import { Lane, LANE_ANSWER_BYTES, LANE_BYTES, LANE_REQUEST_BYTES, LANES_SUPPORTED } from './lane.js';
+import { clientFile, PoolMappings, type MappedPool } from './pool-mapping.js';
 import {
+  binaryAnswerPayload,
   bitString,
   DEADLINE_MARGIN_MS,
   DEFAULT_SIDECAR_LIMITS,
@@ -38,6 +41,8 @@ class Bits {
   ) {}
 }
 
+const EMPTY = new Uint8Array(0);
+
 /** Milliseconds a request may still use before its client's deadline (undefined: no deadline); throws when too late to start. */
 function timeLeft(op: string, deadline: number | undefined): number | undefined {
   if (deadline === undefined) return undefined;
@@ -53,6 +58,9 @@ export interface SidecarCounters {
   requests: number;
   badRequests: number;
   protocolErrors: number;
+  /** Requests taken from lanes, and the answers whose client had to be woken by an event frame. */
+  laneRequests: number;
+  laneWakeups: number;
 }
 
 export interface SidecarServerOptions {
@@ -90,6 +98,7 @@ class Connection {
   chain: Promise<void> = Promise.resolve();
   closed = false;
   helloTimer: NodeJS.Timeout | null = null;
+  lane: Lane | null = null;
   constructor(readonly socket: Socket) {}
 }
 
@@ -109,7 +118,7 @@ function accepting(path: string): Promise<boolean> {
 
 export class SidecarServer {
   readonly limits: SidecarLimits;
-  readonly counters: SidecarCounters = { connections: 0, connectionsRefused: 0, requests: 0, badRequests: 0, protocolErrors: 0 };
+  readonly counters: SidecarCounters = { connections: 0, connectionsRefused: 0, requests: 0, badRequests: 0, protocolErrors: 0, laneRequests: 0, laneWakeups: 0 };
   readonly mappings: PoolMappings;
   private readonly server: Server;
   private readonly connections = new Set<Connection>();
@@ -117,6 +126,10 @@ export class SidecarServer {
   private readonly logger: Logger;
   private readonly socketPath: string;
   private readonly timings = { get: new Timings(), set: new Timings(), exists: new Timings() };
+  /** Connections with a lane, looked at on each turn of the busy poll. */
+  private readonly laneConnections = new Set<Connection>();
+  /** Until when the busy poll runs (CLOCK_MONOTONIC ns), told to each new lane. */
+  private pollsUntilNs = 0n;
   readonly busyPoll: BusyPoll;
 
   private constructor(options: SidecarServerOptions) {
@@ -124,7 +137,15 @@ export class SidecarServer {
     this.store = options.store;
     this.logger = options.logger;
     this.socketPath = options.socketPath;
-    this.busyPoll = new BusyPoll(options.busyPollUs ?? 0);
+    this.busyPoll = new BusyPoll(options.busyPollUs ?? 0, {
+      window: (untilNs) => {
+        this.pollsUntilNs = untilNs;
+        for (const c of this.laneConnections) c.lane!.sidecarPollsUntil = untilNs;
+      },
+      spin: () => {
+        for (const c of this.laneConnections) this.pollLane(c);
+      },
+    });
     this.mappings = new PoolMappings((view) => this.store.registerRegion(view));
     this.server = createServer((socket) => this.accept(socket));
   }
@@ -166,6 +187,10 @@ export class SidecarServer {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  get laneCount(): number {
+    return this.laneConnections.size;
   }
 
   private accept(socket: Socket): void {
@@ -212,14 +237,53 @@ export class SidecarServer {
     conn.closed = true;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     this.connections.delete(conn);
+    this.laneConnections.delete(conn);
+    conn.lane = null; // unmapped when collected
     // Pools are released once the connection's last request is over (a READ may still target them).
     void conn.chain.then(() => {
       for (const p of conn.pools.splice(0)) this.mappings.release(p);
     });
   }
 
-  private onFrame(conn: Connection, frame: Frame): void {
-    if (frame.kind !== FrameKind.Request) throw new WireError('bad-kind', `a client sends requests only (got kind ${frame.kind})`, frame.id);
+  /** Takes a new request from a connection's lane, if there is one (a bad lane closes the connection). */
+  private pollLane(conn: Connection): void {
+    if (conn.closed || !conn.lane) return;
+    let taken;
+    try {
+      taken = conn.lane.take(this.limits.maxFrameBytes);
+      if (taken && !isBinaryRequest(taken.payload)) throw new Error(`lane request ${taken.id}: a lane carries binary exists/get/set requests only`);
+    } catch (err) {
+      this.fail(conn, new WireError('bad-lane', (err as Error).message, 0));
+      return;
+    }
+    if (!taken) return;
+    this.counters.laneRequests++;
+    try {
+      this.onFrame(conn, { version: PROTOCOL_VERSION, kind: FrameKind.Request, id: taken.id, payload: taken.payload }, true);
+    } catch (err) {
+      this.fail(conn, err as Error);
+    }
+  }
+
+  /** An answer to a lane request: into the lane, with an event frame when the client is not polling for it. */
+  private answerLane(conn: Connection, id: number, kind: FrameKind, payload: Uint8Array): void {
+    const lane = conn.lane!;
+    if (!lane.answer(id, kind, payload)) {
+      conn.socket.write(encodeRawFrame(kind, id, payload)); // too long for the lane: the socket, as usual
+      return;
+    }
+    if (!lane.clientPolls(process.hrtime.bigint())) {
+      this.counters.laneWakeups++;
+      conn.socket.write(encodeRawFrame(FrameKind.Event, id, EMPTY));
+    }
+  }
+
+  private onFrame(conn: Connection, frame: Frame, viaLane = false): void {
+    if (frame.kind === FrameKind.Event && conn.lane && frame.payload.length === 0) {
+      this.pollLane(conn); // "look at the lane": the client saw this sidecar was not polling
+      return;
+    }
+    if (frame.kind !== FrameKind.Request) throw new WireError('bad-kind', `a client sends requests (and lane events, once it has a lane) only (got kind ${frame.kind})`, frame.id);
     let incoming: Incoming;
     if (isBinaryRequest(frame.payload)) {
       // Decoded now (the payload is a view of the socket's chunk): keys, offsets and lengths become JS values.
@@ -235,10 +299,10 @@ export class SidecarServer {
     }
     // Nothing in flight (the usual case: one request at a time per connection): served now, in this
     // I/O callback, instead of a promise hop later; otherwise in order behind the others.
-    conn.chain = conn.queued === 1 ? this.serve(conn, frame.id, incoming) : conn.chain.then(() => this.serve(conn, frame.id, incoming));
+    conn.chain = conn.queued === 1 ? this.serve(conn, frame.id, incoming, viaLane) : conn.chain.then(() => this.serve(conn, frame.id, incoming, viaLane));
   }
 
-  private async serve(conn: Connection, id: number, incoming: Incoming): Promise<void> {
+  private async serve(conn: Connection, id: number, incoming: Incoming, viaLane: boolean): Promise<void> {
     try {
       if (conn.closed) return;
       this.counters.requests++;
@@ -261,14 +325,18 @@ export class SidecarServer {
         const message = (err as Error).message;
         if (!(err instanceof RequestError)) this.logger.error(`sidecar: request failed: ${message}`);
         else this.logger.info(`sidecar: bad request: ${message}`);
-        if (!conn.closed) conn.socket.write(encodeFrame(FrameKind.Error, id, { message, fatal: false }));
+        if (conn.closed) return;
+        if (viaLane) this.answerLane(conn, id, FrameKind.Error, Buffer.from(JSON.stringify({ message, fatal: false })));
+        else conn.socket.write(encodeFrame(FrameKind.Error, id, { message, fatal: false }));
         return;
       }
       if (conn.closed) return;
-      if (answer instanceof Bits) {
+      // Before the answer: a client that gets it through its lane sees this poll's window at once.
+      this.busyPoll.extend();
+      if (viaLane && answer instanceof Bits) this.answerLane(conn, id, FrameKind.Response, binaryAnswerPayload(answer.op, answer.values));
+      else if (answer instanceof Bits) {
         conn.socket.write(binary ? encodeBinaryAnswer(id, answer.op, answer.values) : encodeFrame(FrameKind.Response, id, answer.op === 'exists' ? { found: bitString(answer.values) } : { ok: bitString(answer.values) }));
       } else conn.socket.write(encodeFrame(FrameKind.Response, id, answer));
-      this.busyPoll.extend();
     } finally {
       conn.queued--;
     }
@@ -302,13 +370,29 @@ export class SidecarServer {
         if (req.protocol !== SIDECAR_PROTOCOL) throw new WireError('bad-version', `protocol ${JSON.stringify(req.protocol.slice(0, 40))} not supported (this sidecar speaks ${SIDECAR_PROTOCOL})`);
         conn.helloDone = true;
         if (conn.helloTimer) clearTimeout(conn.helloTimer);
-        return { nodeId: this.store.nodeId, protocol: SIDECAR_PROTOCOL, transport: this.store.protocol, slotBytes: this.store.slotBytes, limits: this.limits };
+        return { nodeId: this.store.nodeId, protocol: SIDECAR_PROTOCOL, transport: this.store.protocol, slotBytes: this.store.slotBytes, limits: this.limits, lanes: LANES_SUPPORTED };
       }
       case 'register': {
         if (conn.pools.length >= this.limits.maxPoolsPerConnection) throw new RequestError(`at most ${this.limits.maxPoolsPerConnection} pools per connection`);
         const p = this.mappings.acquire(req.pid, req.fd, req.bytes);
         conn.pools.push(p);
         return { pool: conn.pools.length - 1 };
+      }
+      case 'lane': {
+        if (!LANES_SUPPORTED) throw new RequestError(`lanes need x86-64 (this sidecar runs on ${process.arch}): use the socket`);
+        if (conn.lane) throw new RequestError('this connection has a lane already');
+        const { path } = clientFile(req.pid, req.fd, LANE_BYTES);
+        let lane: Lane;
+        try {
+          lane = new Lane(requireNative().mapShared(path, LANE_BYTES));
+        } catch (err) {
+          throw new RequestError((err as Error).message);
+        }
+        if (!lane.valid) throw new RequestError(`fd ${req.fd} of process ${req.pid} is not a lane (no 'PCL1' at its start)`);
+        lane.sidecarPollsUntil = this.pollsUntilNs;
+        conn.lane = lane;
+        this.laneConnections.add(conn);
+        return { requestBytes: LANE_REQUEST_BYTES, answerBytes: LANE_ANSWER_BYTES };
       }
       case 'exists': {
         timeLeft('exists', req.deadline);
@@ -374,7 +458,7 @@ export class SidecarServer {
       case 'stats': {
         const storeCalls = { get: this.timings.get.summary(), set: this.timings.set.summary(), exists: this.timings.exists.summary() };
         if (req.reset) for (const t of Object.values(this.timings)) t.reset();
-        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount, busyPollUs: this.busyPoll.windowUs, busyPollSeconds: this.busyPoll.spunSeconds, storeCalls };
+        return { ...this.store.stats, ...this.counters, connectionsOpen: this.connections.size, lanes: this.laneCount, pools: this.mappings.count, mappedBytes: this.mappings.mappedBytes, published: this.store.publishedCount, busyPollUs: this.busyPoll.windowUs, busyPollSeconds: this.busyPoll.spunSeconds, storeCalls };
       }
     }
   }

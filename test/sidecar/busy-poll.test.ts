@@ -45,6 +45,22 @@ test('BusyPoll spins the event loop for its window after extend(), counts it, an
   assert.is(off.spunSeconds, 0);
 });
 
+test('BusyPoll tells its hooks until when it polls, and looks once more after that time (what lanes rely on)', async () => {
+  const windows: bigint[] = [];
+  const spins: bigint[] = [];
+  const poll = new BusyPoll(5_000, { window: (ns) => windows.push(ns), spin: () => spins.push(process.hrtime.bigint()) });
+  const before = process.hrtime.bigint();
+  poll.extend();
+  await new Promise((r) => setTimeout(r, 30));
+  assert.is(windows.length, 1);
+  assert.ok(windows[0] >= before + 5_000_000n && windows[0] <= process.hrtime.bigint(), `window end ${windows[0] - before} ns after extend()`);
+  assert.ok(spins.length >= 2, `${spins.length} spins`);
+  assert.ok(spins.at(-1)! >= windows[0], 'the last look is after the advertised end');
+  const n = spins.length;
+  await new Promise((r) => setTimeout(r, 10));
+  assert.is(spins.length, n, 'no looks after the poll ended');
+});
+
 test('a sidecar with --busy-poll-us serves requests back to back and reports the polling', async () => {
   const store = await PeerCacheStore.open({ protocol: 'tcp', discoveryAddr: `127.0.0.1:${await freePort()}`, globalSegmentBytes: 2 ** 20, slotBytes: 4096 });
   const socketPath = join(dir, 'a', 'peercache.sock');

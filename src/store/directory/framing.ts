@@ -43,7 +43,8 @@ export type WireErrorCode =
   | 'no-hello'
   | 'auth'
   | 'idle'
-  | 'slow-reader';
+  | 'slow-reader'
+  | 'bad-lane';
 
 /** A protocol violation: the connection that produced it is closed. */
 export class WireError extends Error {
