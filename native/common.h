@@ -170,6 +170,8 @@ struct AddonData {
 
 uint64_t NowNs();
 Napi::Value ThrowError(Napi::Env env, const std::string& message, const char* code = nullptr);
+// Whether [p, p + length) lies inside one mapShared mapping (register() may then go past its view).
+bool WithinSharedMapping(const void* p, size_t length);
 Napi::Error MakeError(Napi::Env env, const std::string& message, const char* code = nullptr);
 
 void InitContext(Napi::Env env, Napi::Object exports, AddonData* data);

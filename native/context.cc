@@ -255,6 +255,9 @@ class Context : public Napi::ObjectWrap<Context> {
     if (!(bytes >= 1) || bytes != static_cast<double>(static_cast<uint64_t>(bytes)) || bytes > 1e15) {
       return ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
     }
+    if (bytes > 4294967296.0) {  // its JS view would be an external buffer, at most 4 GiB in Node 20
+      return ThrowError(env, "allocate(bytes): at most 4 GiB (" + std::to_string(static_cast<uint64_t>(bytes)) + " asked)", "ERR_INVALID_ARG");
+    }
     const UcxApi& api = Ucx();
     // allocate(bytes, remoteWritable): peers may only READ unless asked otherwise. Enforced by RDMA
     // NICs (no remote-write access on the memory region); UCX 1.13's shared-memory transports map
@@ -311,6 +314,17 @@ class Context : public Napi::ObjectWrap<Context> {
     }
     if (length == 0 || data == nullptr) {
       return ThrowError(env, "register(view): cannot register an empty view", "ERR_INVALID_ARG");
+    }
+    if (info.Length() >= 2 && !info[1].IsUndefined()) {
+      // register(view, length): a mapShared mapping longer than any one JS view (its first window).
+      const double whole = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+      if (!(whole >= static_cast<double>(length) && whole <= 9007199254740991.0) || whole != static_cast<double>(static_cast<uint64_t>(whole))) {
+        return ThrowError(env, "register(view, length): length must be an integer at least the view's", "ERR_INVALID_ARG");
+      }
+      if (!WithinSharedMapping(data, static_cast<size_t>(whole))) {
+        return ThrowError(env, "register(view, length): past its view, only a mapShared mapping can be registered", "ERR_INVALID_ARG");
+      }
+      length = static_cast<size_t>(whole);
     }
     const UcxApi& api = Ucx();
     ucp_mem_map_params_t params = {};

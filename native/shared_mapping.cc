@@ -9,11 +9,17 @@
 // replaces the mapping past the file's new end with anonymous memory, marks it shrunk and lets the
 // copy finish there; sharedMappingShrunk(buffer) tells JS, which then drops the pool. Faults
 // outside these mappings go to the previous handler (or the default action).
+//
+// Node's external buffers hold at most 4 GiB (buffer.constants.MAX_LENGTH), and SGLang's host pools
+// are larger. A longer file is still mapped in one piece (UCX registers it whole), but JS gets it as
+// an array of windows: 2 GiB external ArrayBuffers every 1 GiB, so any range of up to 1 GiB lies
+// inside one window. The mapping goes when the last window is collected.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -27,8 +33,13 @@ namespace {
 // Mappings the SIGBUS handler may repair. The handler only reads these atomics; slots are taken and
 // freed on the JS thread. 8192 >= the sidecar's connections x pools per connection.
 constexpr int kMaxMappings = 8192;
+constexpr size_t kMaxExternalBytes = size_t{1} << 32;  // Node 20's Buffer MAX_LENGTH
+constexpr size_t kWindowStride = size_t{1} << 30;
+constexpr size_t kWindowBytes = size_t{2} << 30;
+
 struct MappingSlot {
   std::atomic<int> used{0};
+  int buffers = 0;  // ArrayBuffers (windows) still alive over the mapping; JS thread only
   std::atomic<uintptr_t> start{0};
   std::atomic<size_t> length{0};
   std::atomic<int> shrunk{0};
@@ -82,15 +93,30 @@ bool InstallHandler() {
   return true;
 }
 
-void Unmap(Napi::Env, void* data, int* slot) {  // the ArrayBuffer was collected
+void Unmap(int* slot) {  // an ArrayBuffer over the mapping was collected (or a hold ended)
   MappingSlot& s = g_slots[*slot];
+  const bool last = --s.buffers == 0;
+  delete slot;
+  if (!last) return;
+  void* data = reinterpret_cast<void*>(s.start.load(std::memory_order_relaxed));
   s.start.store(0, std::memory_order_release);
   munmap(data, s.length.load(std::memory_order_relaxed));
   close(s.fd);
   s.fd = -1;
   s.length.store(0, std::memory_order_release);
   s.used.store(0, std::memory_order_release);
-  delete slot;
+}
+
+void FinalizeWindow(napi_env, void*, void* hint) { Unmap(static_cast<int*>(hint)); }
+
+// An external ArrayBuffer over [p, p + length) of slot `slot`'s mapping. The raw N-API call: on a
+// failure Node has already run the finalizer (node-addon-api's wrapper would then free its data a
+// second time: a double free, seen here for buffers over 4 GiB).
+napi_value Window(napi_env env, int slot, void* p, size_t length) {
+  g_slots[slot].buffers++;
+  napi_value ab = nullptr;
+  if (napi_create_external_arraybuffer(env, p, length, FinalizeWindow, new int(slot), &ab) != napi_ok) return nullptr;
+  return ab;
 }
 
 Napi::Value MapShared(const Napi::CallbackInfo& info) {
@@ -130,11 +156,46 @@ Napi::Value MapShared(const Napi::CallbackInfo& info) {
   }
   MappingSlot& s = g_slots[slot];
   s.fd = fd;
+  s.buffers = 1;  // held by this call until every window exists: a failure midway cannot unmap
   s.shrunk.store(0, std::memory_order_relaxed);
   s.length.store(length, std::memory_order_release);
   s.start.store(reinterpret_cast<uintptr_t>(p), std::memory_order_release);
-  return Napi::ArrayBuffer::New(env, p, length, Unmap, new int(slot));
+  uint8_t* base = static_cast<uint8_t*>(p);
+  Napi::Value result;
+  if (length <= kMaxExternalBytes) {
+    napi_value ab = Window(env, slot, p, length);
+    if (ab != nullptr) result = Napi::Value(env, ab);
+  } else {
+    Napi::Array windows = Napi::Array::New(env);
+    uint32_t n = 0;
+    for (size_t at = 0;; at += kWindowStride) {
+      napi_value ab = Window(env, slot, base + at, std::min(kWindowBytes, length - at));
+      if (ab == nullptr) break;
+      windows.Set(n++, Napi::Value(env, ab));
+      if (at + kWindowBytes >= length) {
+        result = windows;
+        break;
+      }
+    }
+  }
+  Unmap(new int(slot));  // this call's hold
+  if (result.IsEmpty()) return ThrowError(env, "mapShared: cannot make the " + std::to_string(length) + "-byte mapping of " + path + " an ArrayBuffer", "ERR_MAP");
+  return result;
 }
+
+}  // namespace
+
+bool WithinSharedMapping(const void* p, size_t length) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const int high = g_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high; i++) {
+    const uintptr_t start = g_slots[i].start.load(std::memory_order_acquire);
+    if (start != 0 && a >= start && a + length <= start + g_slots[i].length.load(std::memory_order_acquire)) return true;
+  }
+  return false;
+}
+
+namespace {
 
 // sharedMappingShrunk(buffer, checkFile): whether the file under a mapShared buffer shrank: a page
 // was already replaced after a SIGBUS, or (checkFile) the file is now shorter than the mapping.
@@ -158,6 +219,7 @@ Napi::Value SharedMappingShrunk(const Napi::CallbackInfo& info) {
 
 void InitSharedMapping(Napi::Env env, Napi::Object exports) {
   exports.Set("mapShared", Napi::Function::New(env, MapShared, "mapShared"));
+  exports.Set("sharedWindowStride", Napi::Number::New(env, static_cast<double>(kWindowStride)));
   exports.Set("sharedMappingShrunk", Napi::Function::New(env, SharedMappingShrunk, "sharedMappingShrunk"));
 }
 

@@ -14,22 +14,22 @@
  */
 import { readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import { requireNative } from '../transport/native.js';
-import type { LocalRegion } from '../transport/types.js';
+import type { LocalRegion, WindowedMapping } from '../transport/types.js';
 import { RequestError } from './protocol.js';
 
 export interface MappedPool {
   readonly key: string;
   readonly region: LocalRegion;
   readonly bytes: number;
-  /** The mapping itself (what the native SIGBUS guard knows it by). */
+  /** The mapping (its first window when it has several): what the native SIGBUS guard knows it by. */
   readonly buffer: ArrayBuffer;
   refs: number;
   /** The client shrank the file after registering it: the pool serves no more requests. */
   shrunk: boolean;
 }
 
-/** Registers a view with the data plane (PeerCacheStore.registerRegion). */
-export type RegisterRegion = (view: Uint8Array) => LocalRegion;
+/** Registers a mapping with the data plane (PeerCacheStore.registerRegion). */
+export type RegisterRegion = (view: Uint8Array | WindowedMapping) => LocalRegion;
 
 function uidOf(pid: number): number {
   let status: string;
@@ -85,22 +85,23 @@ export class PoolMappings {
   acquire(pid: number, fd: number, bytes: number): MappedPool {
     const { path, st } = clientFile(pid, fd, bytes);
     const key = `${st.dev}:${st.ino}:${bytes}`;
-
     const existing = this.pools.get(key);
     if (existing) {
       existing.refs++;
       return existing;
     }
-    let buffer: ArrayBuffer;
+    let mapped: ArrayBuffer | ArrayBuffer[];
     try {
-      buffer = requireNative().mapShared(path, bytes);
+      mapped = requireNative().mapShared(path, bytes);
     } catch (err) {
       throw new RequestError((err as Error).message);
     }
-    const view = new Uint8Array(buffer);
+    // Over 4 GiB the mapping comes as overlapping windows (one JS buffer cannot be that long).
+    const whole: Uint8Array | WindowedMapping = Array.isArray(mapped) ? { windows: mapped, stride: requireNative().sharedWindowStride, length: bytes } : new Uint8Array(mapped);
+    const buffer = Array.isArray(mapped) ? mapped[0] : mapped;
     let region: LocalRegion;
     try {
-      region = this.register(view);
+      region = this.register(whole);
     } catch (err) {
       throw new RequestError(`cannot register the pool with the data plane: ${(err as Error).message}`);
     }

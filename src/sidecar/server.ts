@@ -384,7 +384,7 @@ export class SidecarServer {
         const { path } = clientFile(req.pid, req.fd, LANE_BYTES);
         let lane: Lane;
         try {
-          lane = new Lane(requireNative().mapShared(path, LANE_BYTES));
+          lane = new Lane(requireNative().mapShared(path, LANE_BYTES) as ArrayBuffer); // one buffer: far below 4 GiB
         } catch (err) {
           throw new RequestError((err as Error).message);
         }
@@ -419,7 +419,7 @@ export class SidecarServer {
           const sources = req.keys.map((_, j) => {
             if (req.lengths[j] > slot) throw new RequestError(`set: key ${j} is ${req.lengths[j]} bytes; this sidecar's slots hold ${slot} (--slot-bytes)`);
             const p = single ?? pools![j];
-            return p.region.bytes.subarray(req.offsets[j], req.offsets[j] + req.lengths[j]);
+            return p.region.view(req.offsets[j], req.lengths[j]);
           });
           const t0 = performance.now();
           const ok = await this.store.setObjectsFrom(req.keys, sources);

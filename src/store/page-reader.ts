@@ -37,7 +37,6 @@ interface ReadItem {
   /** Where the bytes go: a local region and an offset in it. */
   local: LocalRegion;
   localOffset: number;
-  dest: Uint8Array;
   fromCache: boolean;
 }
 
@@ -199,7 +198,7 @@ export class PageReader {
     for (let i = 0; i < keys.length; i++) {
       const loc = locations[i];
       if (!loc || loc.length > targets[i].byteLength) continue;
-      items.push({ index: i, key: keys[i], location: loc, tag: keyTag(keys[i]), local: staging, localOffset: offset, dest: staging.bytes, fromCache: false });
+      items.push({ index: i, key: keys[i], location: loc, tag: keyTag(keys[i]), local: staging, localOffset: offset, fromCache: false });
       offset += loc.length;
     }
     try {
@@ -299,7 +298,7 @@ export class PageReader {
   }
 
   private readItem(index: number, key: string, location: Location, tag: number, local: LocalRegion, localOffset: number, fromCache: boolean): ReadItem {
-    return { index, key, location, tag, local, localOffset, dest: local.bytes, fromCache };
+    return { index, key, location, tag, local, localOffset, fromCache };
   }
 
   private async resolveMissing(
@@ -345,7 +344,7 @@ export class PageReader {
         if (nodeId === this.ctx.nodeId) {
           const pool = this.ctx.localPool();
           for (const it of list) {
-            if (pool?.copyOut(it.key, it.location.generation, it.dest, it.localOffset)) ok[it.index] = 1;
+            if (pool?.copyOut(it.key, it.location.generation, it.local.view(it.localOffset, it.location.length), 0)) ok[it.index] = 1;
             else this.noteStale(it, stale);
           }
           return;

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { openTransport } from '../transport/index.js';
-import type { LocalRegion, Protocol, TransportNode } from '../transport/types.js';
+import type { LocalRegion, Protocol, TransportNode, WindowedMapping } from '../transport/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { assertKeys, DEFAULT_MAX_BYTES, StoreConfigError, validateConfig, type PeerCacheStoreConfig } from './config.js';
 import { isRedisUrl, openConfiguredDirectory } from './directory/url.js';
@@ -343,7 +343,7 @@ export class PeerCacheStore {
    * Registers memory this node does not own (another process's host pool, mapped by the sidecar)
    * as a destination of READs; free() the region when that process goes away.
    */
-  registerRegion(view: Uint8Array): LocalRegion {
+  registerRegion(view: Uint8Array | WindowedMapping): LocalRegion {
     if (this.closed) throw new Error('registerRegion: the store is closed');
     return this.transport.register(view);
   }

@@ -19,7 +19,8 @@ export interface NativeContext {
   readonly devices: string;
   /** A published region; peers may only READ it unless `remoteWritable`. */
   allocate(bytes: number, remoteWritable?: boolean): NativeRegion;
-  register(view: Uint8Array): NativeRegion;
+  /** `length` past the view: only inside one mapShared mapping (its first window as the view). */
+  register(view: Uint8Array, length?: number): NativeRegion;
   close(): void;
 }
 
@@ -64,7 +65,9 @@ export interface NativeBinding {
   describeHost(): string;
   addressOf(view: ArrayBufferView): number;
   /** Maps a file (e.g. /proc/<pid>/fd/<n> of a memfd) MAP_SHARED read-write; unmapped when the buffer is collected. */
-  mapShared(path: string, length: number): ArrayBuffer;
+  mapShared(path: string, length: number): ArrayBuffer | ArrayBuffer[];
+  /** Bytes between the starts of mapShared's windows (a mapping over 4 GiB comes as an array of them). */
+  sharedWindowStride: number;
   /** Whether the file under a mapShared buffer shrank: a page past its end was touched (and replaced by anonymous memory), or (checkFile) it is now shorter than the mapping. */
   sharedMappingShrunk(buffer: ArrayBuffer, checkFile: boolean): boolean;
   Context: new (options: { protocol: string; devices?: readonly string[]; ibPort?: number; gidIndex?: number; tls?: string }) => NativeContext;

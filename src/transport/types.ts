@@ -62,9 +62,35 @@ export interface PublishedRegion {
 
 /** Local memory registered as the destination of READs / source of WRITEs. */
 export interface LocalRegion {
+  /** The region's bytes; for a WindowedMapping only its first window (use view()). */
   readonly bytes: Uint8Array;
   readonly length: number;
+  /** The bytes [offset, offset + length) as one view (length at most MAX_VIEW_BYTES). */
+  view(offset: number, length: number): Uint8Array;
   free(): void;
+}
+
+/** The longest range view() promises to give as one view (a window stride). */
+export const MAX_VIEW_BYTES = 2 ** 30;
+
+/**
+ * A shared mapping longer than one JS buffer may be (Node 20: 4 GiB): overlapping windows, window
+ * i starting at i x stride and at least 2 x stride long (the last one shorter), over one mapping of
+ * `length` bytes (native mapShared). Any range of up to `stride` bytes lies inside one window.
+ */
+export interface WindowedMapping {
+  readonly windows: readonly ArrayBuffer[];
+  readonly stride: number;
+  readonly length: number;
+}
+
+/** view() of a WindowedMapping: the window holding the whole range, or a RangeError. */
+export function windowView(m: WindowedMapping, offset: number, length: number): Uint8Array {
+  const i = Math.min(Math.floor(offset / m.stride), m.windows.length - 1);
+  const at = offset - i * m.stride;
+  const w = m.windows[i];
+  if (offset < 0 || length < 0 || at + length > w.byteLength) throw new RangeError(`bytes ${offset}..${offset + length} are not inside one window of the ${m.length}-byte mapping`);
+  return new Uint8Array(w, at, length);
 }
 
 /** A peer's published region, attached on one endpoint. */
@@ -113,7 +139,8 @@ export interface TransportNode {
   address(): Uint8Array;
   connect(peerAddress: Uint8Array): Promise<Endpoint>;
   allocate(bytes: number, options?: { remoteWritable?: boolean }): PublishedRegion;
-  register(view: Uint8Array): LocalRegion;
+  /** A local buffer: a view, or (UCX only) a mapShared mapping longer than one view. */
+  register(view: Uint8Array | WindowedMapping): LocalRegion;
   close(): Promise<void>;
 }
 

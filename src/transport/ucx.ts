@@ -9,6 +9,8 @@ import {
   type BatchOptions,
   type Endpoint,
   type LocalRegion,
+  type WindowedMapping,
+  windowView,
   type Protocol,
   type PublishedRegion,
   type RemoteRegion,
@@ -50,8 +52,15 @@ class UcxPublished implements PublishedRegion {
 
 class UcxLocal implements LocalRegion {
   readonly length: number;
-  constructor(readonly native: NativeRegion, readonly bytes: Uint8Array) {
-    this.length = bytes.byteLength;
+  constructor(
+    readonly native: NativeRegion,
+    readonly bytes: Uint8Array,
+    private readonly mapping?: WindowedMapping,
+  ) {
+    this.length = mapping ? mapping.length : bytes.byteLength;
+  }
+  view(offset: number, length: number): Uint8Array {
+    return this.mapping ? windowView(this.mapping, offset, length) : this.bytes.subarray(offset, offset + length);
   }
   free(): void {
     this.native.free();
@@ -247,9 +256,11 @@ export class UcxTransport implements TransportNode {
     }
   }
 
-  register(view: Uint8Array): LocalRegion {
+  register(view: Uint8Array | WindowedMapping): LocalRegion {
     try {
-      return new UcxLocal(this.context.register(view), view);
+      if (view instanceof Uint8Array) return new UcxLocal(this.context.register(view), view);
+      const first = new Uint8Array(view.windows[0]);
+      return new UcxLocal(this.context.register(first, view.length), first, view);
     } catch (err) {
       throw asTransportError(err);
     }

@@ -74,6 +74,31 @@ test('a SIGBUS outside the guarded mappings still takes the default action', () 
   assert.not.match(r.out, /survived/);
 });
 
+test('a file over 4 GiB comes as overlapping windows of one mapping, which UCX registers whole', () => {
+  // Node 20 cannot make one external buffer over 4 GiB: this used to end in a double free (abort).
+  const r = child(`
+    truncate(5 * 2 ** 30 + 4096);               // sparse: nothing is written but two bytes
+    const m = native.mapShared(file, 5 * 2 ** 30 + 4096);
+    if (!Array.isArray(m)) throw new Error('one buffer');
+    const stride = native.sharedWindowStride;
+    new Uint8Array(m[0])[stride + 5] = 42;       // window 0 and window 1 overlap
+    const ctx = new native.Context({ protocol: 'shm' });
+    const region = ctx.register(new Uint8Array(m[0]), 5 * 2 ** 30 + 4096);
+    let refused = '';
+    try { ctx.register(new Uint8Array(16), 32); } catch (e) { refused = e.message; }
+    let tooBig = '';
+    try { ctx.allocate(2 ** 32 + 4096); } catch (e) { tooBig = e.message; }
+    console.log('windows', m.length, m.map((b) => b.byteLength / 2 ** 30).join(','), 'alias', new Uint8Array(m[1])[5], 'registered', region.length);
+    console.log('refused:', refused);
+    console.log('allocate:', tooBig);
+  `);
+  assert.is(r.signal, null, r.out);
+  assert.is(r.status, 0, r.out);
+  assert.match(r.out, /windows 5 2,2,2,2,1\.0000038146972656 alias 42 registered 5368713216/);
+  assert.match(r.out, /refused: register\(view, length\): past its view, only a mapShared mapping can be registered/);
+  assert.match(r.out, /allocate: allocate\(bytes\): at most 4 GiB/);
+});
+
 test('sharedMappingShrunk refuses a buffer that is not a mapping, with a one-line error', () => {
   const r = child(`
     try { native.sharedMappingShrunk(new ArrayBuffer(8), true); } catch (e) { console.log('refused:', e.message); }

@@ -326,7 +326,7 @@ test('bad arguments are refused before anything is sent', async () => {
     await rejects(ep.read(remote, [local], ops([0, 0, 0, 10]), 2), 'ERR_INVALID_ARG', /4\*count <= ops.length/);
     await rejects(ep.read(remote, [local], [0, 0, 0, 10] as unknown as Float64Array, 1), 'ERR_INVALID_ARG', /Float64Array/);
     await rejects(ep.read(remote, [local], ops([0, 0, 0, 10]), 1, { timeoutMs: 0 }), 'ERR_INVALID_ARG', /every wait has a deadline/);
-    const fake: LocalRegion = { bytes: dst, length: dst.length, free: () => undefined };
+    const fake: LocalRegion = { bytes: dst, length: dst.length, view: (o, n) => dst.subarray(o, o + n), free: () => undefined };
     await rejects(ep.read(remote, [fake], ops([0, 0, 0, 10]), 1), 'ERR_INVALID_ARG', /locals\[0\] was not registered/);
     await rejects(ep.read({ length: MiB }, [local], ops([0, 0, 0, 10]), 1), 'ERR_INVALID_ARG', /not attached on a TCP endpoint/);
     // A batch with one bad op sends nothing: its good first op must not have been written.

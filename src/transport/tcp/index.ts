@@ -16,6 +16,7 @@ import {
   type PublishedRegion,
   type TransportNode,
   type TransportOptions,
+  type WindowedMapping,
 } from '../types.js';
 import { TcpEndpoint } from './endpoint.js';
 import { RegionTable, TcpLocal } from './regions.js';
@@ -109,8 +110,11 @@ export class TcpTransport implements TransportNode {
     return this.regions.allocate(bytes, remoteWritable);
   }
 
-  register(view: Uint8Array): LocalRegion {
+  register(view: Uint8Array | WindowedMapping): LocalRegion {
     this.check();
+    if (!(view instanceof Uint8Array) && Array.isArray((view as WindowedMapping | undefined)?.windows)) {
+      throw new TransportError('ERR_INVALID_ARG', `register: a ${(view as WindowedMapping).length}-byte mapping is longer than one buffer can be (4 GiB); the tcp transport cannot register it (use shm or rdma)`);
+    }
     if (!(view instanceof Uint8Array)) {
       throw new TransportError('ERR_INVALID_ARG', 'register(view): view must be a Uint8Array (over an ArrayBuffer or SharedArrayBuffer)');
     }

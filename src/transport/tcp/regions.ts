@@ -116,6 +116,9 @@ export class TcpLocal implements LocalRegion {
     this.length = bytes.byteLength;
     this.buf = asBuffer(bytes);
   }
+  view(offset: number, length: number): Uint8Array {
+    return this.bytes.subarray(offset, offset + length);
+  }
   free(): void {
     // Nothing is registered over TCP; a freed local is refused by later batches, like UCX's.
     this.freed = true;
