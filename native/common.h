@@ -71,6 +71,7 @@ struct NativeRegion : RefCounted {
   bool freed = false;
   Napi::Reference<Napi::Value> keepalive;  // the registered JS view, or none
   Napi::Reference<Napi::ArrayBuffer> buffer;  // weak: the published region's ArrayBuffer
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> windows;  // weak: its windows, when over 4 GiB
   void Free();
 
  protected:
@@ -170,6 +171,11 @@ struct AddonData {
 
 uint64_t NowNs();
 Napi::Value ThrowError(Napi::Env env, const std::string& message, const char* code = nullptr);
+// Node 20's external buffers hold at most 4 GiB; longer memory reaches JS as windows of kWindowBytes
+// every kWindowStride bytes (any range of up to a stride lies inside one window).
+constexpr size_t kMaxExternalBytes = size_t{1} << 32;
+constexpr size_t kWindowStride = size_t{1} << 30;
+constexpr size_t kWindowBytes = size_t{2} << 30;
 // Whether [p, p + length) lies inside one mapShared mapping (register() may then go past its view).
 bool WithinSharedMapping(const void* p, size_t length);
 Napi::Error MakeError(Napi::Env env, const std::string& message, const char* code = nullptr);

@@ -255,9 +255,6 @@ class Context : public Napi::ObjectWrap<Context> {
     if (!(bytes >= 1) || bytes != static_cast<double>(static_cast<uint64_t>(bytes)) || bytes > 1e15) {
       return ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
     }
-    if (bytes > 4294967296.0) {  // its JS view would be an external buffer, at most 4 GiB in Node 20
-      return ThrowError(env, "allocate(bytes): at most 4 GiB (" + std::to_string(static_cast<uint64_t>(bytes)) + " asked)", "ERR_INVALID_ARG");
-    }
     const UcxApi& api = Ucx();
     // allocate(bytes, remoteWritable): peers may only READ unless asked otherwise. Enforced by RDMA
     // NICs (no remote-write access on the memory region); UCX 1.13's shared-memory transports map

@@ -1,4 +1,5 @@
 // Memory regions: published (UCX-allocated, readable by peers) and registered local JS views.
+#include <algorithm>
 #include <cstring>
 
 #include "common.h"
@@ -15,6 +16,12 @@ void NativeRegion::Free() {
     if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
     buffer.Reset();
   }
+  for (Napi::Reference<Napi::ArrayBuffer>& w : windows) {
+    Napi::ArrayBuffer ab = w.Value();
+    if (!ab.IsEmpty() && !ab.IsDetached()) ab.Detach();
+    w.Reset();
+  }
+  windows.clear();
   if (memh != nullptr && shared != nullptr) Ucx().ucp_mem_unmap(shared->context, memh);
   memh = nullptr;
   address = nullptr;
@@ -99,6 +106,17 @@ class Region : public Napi::ObjectWrap<Region> {
 
 void FinalizeBuffer(Napi::Env, void*, NativeRegion* region) { region->Unref(); }
 
+void FinalizeWindow(napi_env, void*, void* hint) { static_cast<NativeRegion*>(hint)->Unref(); }
+
+// An external ArrayBuffer over part of a published region, holding a reference to it. Raw N-API: on
+// a failure Node has already run the finalizer (the reference is given back), nothing to undo.
+napi_value RegionWindow(napi_env env, NativeRegion* region, size_t at, size_t length) {
+  region->Ref();
+  napi_value ab = nullptr;
+  if (napi_create_external_arraybuffer(env, region->address + at, length, FinalizeWindow, region, &ab) != napi_ok) return nullptr;
+  return ab;
+}
+
 }  // namespace
 
 Napi::Object WrapRegion(Napi::Env env, NativeRegion* region) {
@@ -106,11 +124,25 @@ Napi::Object WrapRegion(Napi::Env env, NativeRegion* region) {
   Napi::Object obj = data->regionCtor.New({Napi::External<NativeRegion>::New(env, region)});
   if (region->published) {
     // The ArrayBuffer holds its own reference, so the memory cannot be unmapped under a live view
-    // except by an explicit free(), which detaches the buffer first.
-    region->Ref();
-    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, region->address, region->length, FinalizeBuffer, region);
-    region->buffer = Napi::Weak(ab);
-    obj.DefineProperty(Napi::PropertyDescriptor::Value("buffer", ab, napi_enumerable));
+    // except by an explicit free(), which detaches the buffer first. Node 20's external buffers stop
+    // at 4 GiB: a longer region comes as `windows`, 2 GiB every 1 GiB (like mapShared's).
+    if (region->length <= kMaxExternalBytes) {
+      napi_value ab = RegionWindow(env, region, 0, region->length);
+      if (ab == nullptr) return Napi::Object();
+      region->buffer = Napi::Weak(Napi::ArrayBuffer(env, ab));
+      obj.DefineProperty(Napi::PropertyDescriptor::Value("buffer", Napi::Value(env, ab), napi_enumerable));
+    } else {
+      Napi::Array windows = Napi::Array::New(env);
+      for (size_t at = 0;; at += kWindowStride) {
+        const size_t length = std::min(kWindowBytes, region->length - at);
+        napi_value ab = RegionWindow(env, region, at, length);
+        if (ab == nullptr) return Napi::Object();
+        region->windows.push_back(Napi::Weak(Napi::ArrayBuffer(env, ab)));
+        windows.Set(static_cast<uint32_t>(region->windows.size() - 1), Napi::Value(env, ab));
+        if (at + kWindowBytes >= region->length) break;
+      }
+      obj.DefineProperty(Napi::PropertyDescriptor::Value("windows", windows, napi_enumerable));
+    }
   }
   return obj;
 }

@@ -33,10 +33,6 @@ namespace {
 // Mappings the SIGBUS handler may repair. The handler only reads these atomics; slots are taken and
 // freed on the JS thread. 8192 >= the sidecar's connections x pools per connection.
 constexpr int kMaxMappings = 8192;
-constexpr size_t kMaxExternalBytes = size_t{1} << 32;  // Node 20's Buffer MAX_LENGTH
-constexpr size_t kWindowStride = size_t{1} << 30;
-constexpr size_t kWindowBytes = size_t{2} << 30;
-
 struct MappingSlot {
   std::atomic<int> used{0};
   int buffers = 0;  // ArrayBuffers (windows) still alive over the mapping; JS thread only

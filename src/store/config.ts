@@ -80,8 +80,8 @@ export class StoreConfigError extends ConfigError {
   override name = 'StoreConfigError';
 }
 
-/** The largest published pool (Node 20's Buffer MAX_LENGTH: one JS buffer covers the pool). */
-export const MAX_GLOBAL_SEGMENT_BYTES = 2 ** 32;
+/** The largest published pool over tcp (Node 20's Buffer MAX_LENGTH: one JS buffer holds it). */
+export const MAX_TCP_SEGMENT_BYTES = 2 ** 32;
 
 function checkInt(name: string, v: unknown, min: number): void {
   if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < min)) {
@@ -103,8 +103,8 @@ export function validateConfig(config: PeerCacheStoreConfig): void {
   }
   if (!config.directory && !redis && typeof config.discoveryAddr !== 'string') throw new StoreConfigError('discoveryAddr (host:port) is required (or a redis:// directoryUrl)');
   checkInt('globalSegmentBytes', config.globalSegmentBytes, 0);
-  if ((config.globalSegmentBytes ?? 0) > MAX_GLOBAL_SEGMENT_BYTES) {
-    throw new StoreConfigError(`globalSegmentBytes (--global-segment) must be at most 4 GiB in this version, got ${config.globalSegmentBytes}: the published pool is one JavaScript buffer, and Node 20 limits those to 4 GiB`);
+  if ((config.globalSegmentBytes ?? 0) > MAX_TCP_SEGMENT_BYTES && config.protocol === 'tcp') {
+    throw new StoreConfigError(`globalSegmentBytes (--global-segment) over --protocol tcp must be at most 4 GiB, got ${config.globalSegmentBytes}: the tcp transport keeps the published pool in one JavaScript buffer, and Node 20 limits those to 4 GiB (shm and rdma have no such limit)`);
   }
   checkInt('slotBytes', config.slotBytes, 1);
   checkInt('maxBytes', config.maxBytes, 1);

@@ -14,7 +14,7 @@
  * length the directory gave it: a slot rewritten at any point since the lookup fails that check,
  * because its generation was invalidated before its data was touched.
  */
-import type { PublishedRegion } from '../transport/types.js';
+import { MAX_VIEW_BYTES, type PublishedRegion } from '../transport/types.js';
 
 export const SLOT_HEADER_BYTES = 64;
 /** Bytes of the header a reader fetches to validate a READ. */
@@ -119,9 +119,14 @@ export class PublishedPool {
     if (this.slots < 1) {
       throw new RangeError(`a published pool of ${region.length} bytes holds no ${slotDataBytes}-byte slot (${publishedPoolBytes(1, slotDataBytes)} bytes with its header)`);
     }
-    const buffer = region.bytes.buffer as ArrayBuffer;
-    this.gen64 = new BigInt64Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 8));
-    this.u32 = new Uint32Array(buffer, region.bytes.byteOffset, Math.floor(region.bytes.byteLength / 4));
+    // The headers, all at the start of the region (data goes through view(): a region over 4 GiB
+    // reaches JavaScript as windows, and any one slot lies inside one of them).
+    if (this.dataBase > MAX_VIEW_BYTES || this.slotStride > MAX_VIEW_BYTES) {
+      throw new RangeError(`a published pool of ${region.length} bytes in ${slotDataBytes}-byte slots: its headers and each slot must fit in ${MAX_VIEW_BYTES} bytes`);
+    }
+    const head = region.view(0, this.dataBase);
+    this.gen64 = new BigInt64Array(head.buffer as ArrayBuffer, head.byteOffset, Math.floor(head.byteLength / 8));
+    this.u32 = new Uint32Array(head.buffer as ArrayBuffer, head.byteOffset, Math.floor(head.byteLength / 4));
     this.stale = new Uint32Array(this.slots);
     for (let s = this.slots - 1; s >= 0; s--) {
       this.stamp(s, 0);
@@ -190,9 +195,9 @@ export class PublishedPool {
     const generation = this.nextGeneration++;
     const header = this.headerOffset(slot);
     this.stamp(slot, 0);
-    const dataOffset = this.dataOffset(slot);
-    this.region.bytes.set(data, dataOffset);
-    if (this.stale[slot] > data.byteLength) this.region.bytes.fill(0, dataOffset + data.byteLength, dataOffset + this.stale[slot]);
+    const dest = this.region.view(this.dataOffset(slot), this.slotDataBytes);
+    dest.set(data, 0);
+    if (this.stale[slot] > data.byteLength) dest.fill(0, data.byteLength, this.stale[slot]);
     this.stale[slot] = 0;
     this.u32[(header + 8) >>> 2] = keyTag(key);
     this.u32[(header + 12) >>> 2] = data.byteLength;
@@ -220,8 +225,7 @@ export class PublishedPool {
   copyOut(key: string, generation: number, dest: Uint8Array, destOffset: number): boolean {
     const entry = this.entries.get(key);
     if (!entry || entry.generation !== generation || entry.length > dest.byteLength - destOffset) return false;
-    const data = this.dataOffset(entry.slot);
-    dest.set(this.region.bytes.subarray(data, data + entry.length), destOffset);
+    dest.set(this.region.view(this.dataOffset(entry.slot), entry.length), destOffset);
     return true;
   }
 
@@ -230,8 +234,7 @@ export class PublishedPool {
     this.stamp(entry.slot, 0);
     this.entries.delete(entry.key);
     if (scrub) {
-      const data = this.dataOffset(entry.slot);
-      this.region.bytes.fill(0, data, data + Math.max(entry.length, this.stale[entry.slot]));
+      this.region.view(this.dataOffset(entry.slot), Math.max(entry.length, this.stale[entry.slot])).fill(0);
       const header = this.headerOffset(entry.slot);
       this.u32[(header + 8) >>> 2] = 0;
       this.u32[(header + 12) >>> 2] = 0;

@@ -29,8 +29,9 @@ export interface NativeRegion {
   readonly length: number;
   readonly published: boolean;
   readonly freed: boolean;
-  /** Present on published regions only. */
+  /** Present on published regions only: the whole region, or `windows` when it is over 4 GiB. */
   readonly buffer?: ArrayBuffer;
+  readonly windows?: ArrayBuffer[];
   descriptor(): Uint8Array;
   free(): void;
 }

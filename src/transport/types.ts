@@ -52,9 +52,11 @@ export interface TcpServerLimits {
 
 /** Memory this node publishes: peers READ (and WRITE) it one-sidedly. */
 export interface PublishedRegion {
-  /** A view of the whole region (detached after free()). */
+  /** A view of the whole region, or of its first window when it is over 4 GiB (detached after free()). */
   readonly bytes: Uint8Array;
   readonly length: number;
+  /** The bytes [offset, offset + length) as one view (length at most MAX_VIEW_BYTES). */
+  view(offset: number, length: number): Uint8Array;
   /** The blob a peer passes to `Endpoint.attach()` to reach this region. */
   descriptor(): Uint8Array;
   free(): void;

@@ -34,12 +34,19 @@ export function parseLanes(info: string): string[] {
 class UcxPublished implements PublishedRegion {
   readonly bytes: Uint8Array;
   readonly length: number;
+  private readonly mapping?: WindowedMapping;
   constructor(
     readonly native: NativeRegion,
     private readonly onFree: (region: UcxPublished) => void,
   ) {
-    this.bytes = new Uint8Array(native.buffer as ArrayBuffer);
     this.length = native.length;
+    if (native.windows) {
+      this.mapping = { windows: native.windows, stride: requireNative().sharedWindowStride, length: native.length };
+      this.bytes = new Uint8Array(native.windows[0]);
+    } else this.bytes = new Uint8Array(native.buffer as ArrayBuffer);
+  }
+  view(offset: number, length: number): Uint8Array {
+    return this.mapping ? windowView(this.mapping, offset, length) : this.bytes.subarray(offset, offset + length);
   }
   descriptor(): Uint8Array {
     return this.native.descriptor();

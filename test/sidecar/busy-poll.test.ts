@@ -94,10 +94,10 @@ test('a sidecar with --busy-poll-us serves requests back to back and reports the
   }
 });
 
-test('--global-segment over 4 GiB is a one-line error, not a crash', () => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'node', '--global-segment', '8g', '--socket', join(dir, 'g.sock'), '--discovery-addr', '127.0.0.1:1', '--slot-bytes', '8k'], { encoding: 'utf8' });
+test('--global-segment over 4 GiB on tcp is a one-line error, not a crash', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'node', '--protocol', 'tcp', '--global-segment', '8g', '--socket', join(dir, 'g.sock'), '--discovery-addr', '127.0.0.1:1', '--slot-bytes', '8k'], { encoding: 'utf8' });
   assert.is(r.status, 2, r.stderr);
-  assert.match(r.stderr, /--global-segment\) must be at most 4 GiB in this version, got 8589934592/);
+  assert.match(r.stderr, /--global-segment\) over --protocol tcp must be at most 4 GiB, got 8589934592/);
   assert.not.match(r.stderr, /double free|\n\s+at /);
 });
 

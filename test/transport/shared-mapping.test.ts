@@ -86,17 +86,19 @@ test('a file over 4 GiB comes as overlapping windows of one mapping, which UCX r
     const region = ctx.register(new Uint8Array(m[0]), 5 * 2 ** 30 + 4096);
     let refused = '';
     try { ctx.register(new Uint8Array(16), 32); } catch (e) { refused = e.message; }
-    let tooBig = '';
-    try { ctx.allocate(2 ** 32 + 4096); } catch (e) { tooBig = e.message; }
+    const published = ctx.allocate(2 ** 32 + 4096);  // a published region over 4 GiB: windows too
+    new Uint8Array(published.windows[2])[5] = 7;
+    const seen = new Uint8Array(published.windows[1])[stride + 5];
+    published.free();
     console.log('windows', m.length, m.map((b) => b.byteLength / 2 ** 30).join(','), 'alias', new Uint8Array(m[1])[5], 'registered', region.length);
     console.log('refused:', refused);
-    console.log('allocate:', tooBig);
+    console.log('published:', published.windows.length, 'windows, alias', seen, 'detached after free', published.windows.every((w) => w.byteLength === 0));
   `);
   assert.is(r.signal, null, r.out);
   assert.is(r.status, 0, r.out);
   assert.match(r.out, /windows 5 2,2,2,2,1\.0000038146972656 alias 42 registered 5368713216/);
   assert.match(r.out, /refused: register\(view, length\): past its view, only a mapShared mapping can be registered/);
-  assert.match(r.out, /allocate: allocate\(bytes\): at most 4 GiB/);
+  assert.match(r.out, /published: 4 windows, alias 7 detached after free true/);
 });
 
 test('sharedMappingShrunk refuses a buffer that is not a mapping, with a one-line error', () => {

@@ -21,7 +21,7 @@ export interface ServedRegions {
 }
 
 export class TcpPublished implements PublishedRegion {
-  private view: Uint8Array;
+  private whole: Uint8Array;
   /** A Buffer over the same memory, for Buffer.copy (memmove) on the serving path. */
   readonly buf: Buffer;
   freed = false;
@@ -36,13 +36,17 @@ export class TcpPublished implements PublishedRegion {
     readonly remoteWritable: boolean,
   ) {
     const ab = new ArrayBuffer(length);
-    this.view = new Uint8Array(ab);
+    this.whole = new Uint8Array(ab);
     this.buf = Buffer.from(ab);
     this.length = length;
   }
 
   get bytes(): Uint8Array {
-    return this.view;
+    return this.whole;
+  }
+
+  view(offset: number, length: number): Uint8Array {
+    return this.whole.subarray(offset, offset + length);
   }
 
   descriptor(): Uint8Array {
@@ -56,7 +60,7 @@ export class TcpPublished implements PublishedRegion {
     this.table.unpublish(this);
     // Node 20 has no ArrayBuffer.prototype.transfer; transferring through structuredClone detaches
     // the buffer all the same (no copy), so every view of it, `bytes` included, reads length 0.
-    const ab = this.view.buffer as ArrayBuffer;
+    const ab = this.whole.buffer as ArrayBuffer;
     try {
       structuredClone(ab, { transfer: [ab] });
     } catch {
