@@ -11,9 +11,11 @@
 // outside these mappings go to the previous handler (or the default action).
 //
 // Node's external buffers hold at most 4 GiB (buffer.constants.MAX_LENGTH), and SGLang's host pools
-// are larger. A longer file is still mapped in one piece (UCX registers it whole), but JS gets it as
-// an array of windows: 2 GiB external ArrayBuffers every 1 GiB, so any range of up to 1 GiB lies
-// inside one window. The mapping goes when the last window is collected.
+// are larger. A longer file is still mapped in one piece (UCX registers it whole), and JS sees it
+// through windows: 2 GiB external ArrayBuffers every 1 GiB, so any range of up to 1 GiB lies inside
+// one window. mapShared returns the first; sharedMappingWindow(first, i) makes window i when it is
+// first needed (each external buffer costs V8 a few ms of GC accounting: a 1 TiB pool's 1,023 made
+// at once took 2.9 s). The mapping goes when the last window is collected.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -162,16 +164,11 @@ Napi::Value MapShared(const Napi::CallbackInfo& info) {
     napi_value ab = Window(env, slot, p, length);
     if (ab != nullptr) result = Napi::Value(env, ab);
   } else {
-    Napi::Array windows = Napi::Array::New(env);
-    uint32_t n = 0;
-    for (size_t at = 0;; at += kWindowStride) {
-      napi_value ab = Window(env, slot, base + at, std::min(kWindowBytes, length - at));
-      if (ab == nullptr) break;
-      windows.Set(n++, Napi::Value(env, ab));
-      if (at + kWindowBytes >= length) {
-        result = windows;
-        break;
-      }
+    napi_value ab = Window(env, slot, base, kWindowBytes);
+    if (ab != nullptr) {
+      Napi::Array windows = Napi::Array::New(env);
+      windows.Set(0u, Napi::Value(env, ab));
+      result = windows;
     }
   }
   Unmap(new int(slot));  // this call's hold
@@ -192,6 +189,29 @@ bool WithinSharedMapping(const void* p, size_t length) {
 }
 
 namespace {
+
+// sharedMappingWindow(first, i): window i (bytes i x stride .. + 2 strides, or to the end) of the
+// mapping whose first window is `first`.
+Napi::Value SharedMappingWindow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsArrayBuffer() || !info[1].IsNumber()) return ThrowError(env, "sharedMappingWindow(first, index): a mapShared window and an integer", "ERR_INVALID_ARG");
+  const uintptr_t start = reinterpret_cast<uintptr_t>(info[0].As<Napi::ArrayBuffer>().Data());
+  const double index = info[1].As<Napi::Number>().DoubleValue();
+  const int high = g_high.load(std::memory_order_acquire);
+  for (int slot = 0; slot < high; slot++) {
+    MappingSlot& s = g_slots[slot];
+    if (start == 0 || s.start.load(std::memory_order_acquire) != start) continue;
+    const size_t length = s.length.load(std::memory_order_acquire);
+    if (!(index >= 0) || index != static_cast<double>(static_cast<uint64_t>(index)) || index * static_cast<double>(kWindowStride) >= static_cast<double>(length)) {
+      return ThrowError(env, "sharedMappingWindow: no window " + std::to_string(static_cast<int64_t>(index)) + " in a " + std::to_string(length) + "-byte mapping", "ERR_INVALID_ARG");
+    }
+    const size_t at = static_cast<size_t>(index) * kWindowStride;
+    napi_value ab = Window(env, slot, reinterpret_cast<uint8_t*>(start) + at, std::min(kWindowBytes, length - at));
+    if (ab == nullptr) return ThrowError(env, "sharedMappingWindow: cannot make window " + std::to_string(index), "ERR_MAP");
+    return Napi::Value(env, ab);
+  }
+  return ThrowError(env, "sharedMappingWindow: the buffer is not the first window of a mapShared mapping", "ERR_INVALID_ARG");
+}
 
 // sharedMappingShrunk(buffer, checkFile): whether the file under a mapShared buffer shrank: a page
 // was already replaced after a SIGBUS, or (checkFile) the file is now shorter than the mapping.
@@ -216,6 +236,7 @@ Napi::Value SharedMappingShrunk(const Napi::CallbackInfo& info) {
 void InitSharedMapping(Napi::Env env, Napi::Object exports) {
   exports.Set("mapShared", Napi::Function::New(env, MapShared, "mapShared"));
   exports.Set("sharedWindowStride", Napi::Number::New(env, static_cast<double>(kWindowStride)));
+  exports.Set("sharedMappingWindow", Napi::Function::New(env, SharedMappingWindow, "sharedMappingWindow"));
   exports.Set("sharedMappingShrunk", Napi::Function::New(env, SharedMappingShrunk, "sharedMappingShrunk"));
 }
 

@@ -70,6 +70,17 @@ export function clientFile(pid: number, fd: number, bytes: number): { path: stri
   return { path, st };
 }
 
+/** A mapShared mapping over 4 GiB: its windows made on first use, then kept (the mapping lives while they do). */
+function lazyWindows(first: ArrayBuffer, length: number): WindowedMapping {
+  const native = requireNative();
+  const windows: ArrayBuffer[] = [first];
+  return {
+    window: (i) => (windows[i] ??= native.sharedMappingWindow(first, i)),
+    stride: native.sharedWindowStride,
+    length,
+  };
+}
+
 export class PoolMappings {
   private readonly pools = new Map<string, MappedPool>();
   /** Bytes of every mapping held now. */
@@ -97,7 +108,7 @@ export class PoolMappings {
       throw new RequestError((err as Error).message);
     }
     // Over 4 GiB the mapping comes as overlapping windows (one JS buffer cannot be that long).
-    const whole: Uint8Array | WindowedMapping = Array.isArray(mapped) ? { windows: mapped, stride: requireNative().sharedWindowStride, length: bytes } : new Uint8Array(mapped);
+    const whole: Uint8Array | WindowedMapping = Array.isArray(mapped) ? lazyWindows(mapped[0], bytes) : new Uint8Array(mapped);
     const buffer = Array.isArray(mapped) ? mapped[0] : mapped;
     let region: LocalRegion;
     try {

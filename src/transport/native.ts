@@ -66,7 +66,10 @@ export interface NativeBinding {
   describeHost(): string;
   addressOf(view: ArrayBufferView): number;
   /** Maps a file (e.g. /proc/<pid>/fd/<n> of a memfd) MAP_SHARED read-write; unmapped when the buffer is collected. */
+  /** One buffer up to 4 GiB; over that, [its first window] (sharedMappingWindow makes the others). */
   mapShared(path: string, length: number): ArrayBuffer | ArrayBuffer[];
+  /** Window `index` of the mapShared mapping whose first window is `first`. */
+  sharedMappingWindow(first: ArrayBuffer, index: number): ArrayBuffer;
   /** Bytes between the starts of mapShared's windows (a mapping over 4 GiB comes as an array of them). */
   sharedWindowStride: number;
   /** Whether the file under a mapShared buffer shrank: a page past its end was touched (and replaced by anonymous memory), or (checkFile) it is now shorter than the mapping. */

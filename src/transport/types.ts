@@ -81,16 +81,22 @@ export const MAX_VIEW_BYTES = 2 ** 30;
  * `length` bytes (native mapShared). Any range of up to `stride` bytes lies inside one window.
  */
 export interface WindowedMapping {
-  readonly windows: readonly ArrayBuffer[];
+  /** Window i (made when first asked for, where the owner allows). */
+  window(index: number): ArrayBuffer;
   readonly stride: number;
   readonly length: number;
 }
 
+/** Index of the window that holds [offset, offset + length) whole (the last window if past it). */
+function windowIndex(m: WindowedMapping, offset: number): number {
+  return Math.max(0, Math.min(Math.floor(offset / m.stride), Math.ceil(m.length / m.stride) - 2));
+}
+
 /** view() of a WindowedMapping: the window holding the whole range, or a RangeError. */
 export function windowView(m: WindowedMapping, offset: number, length: number): Uint8Array {
-  const i = Math.min(Math.floor(offset / m.stride), m.windows.length - 1);
+  const i = windowIndex(m, offset);
   const at = offset - i * m.stride;
-  const w = m.windows[i];
+  const w = m.window(i);
   if (offset < 0 || length < 0 || at + length > w.byteLength) throw new RangeError(`bytes ${offset}..${offset + length} are not inside one window of the ${m.length}-byte mapping`);
   return new Uint8Array(w, at, length);
 }

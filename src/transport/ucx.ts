@@ -41,7 +41,8 @@ class UcxPublished implements PublishedRegion {
   ) {
     this.length = native.length;
     if (native.windows) {
-      this.mapping = { windows: native.windows, stride: requireNative().sharedWindowStride, length: native.length };
+      const windows = native.windows;
+      this.mapping = { window: (i) => windows[i], stride: requireNative().sharedWindowStride, length: native.length };
       this.bytes = new Uint8Array(native.windows[0]);
     } else this.bytes = new Uint8Array(native.buffer as ArrayBuffer);
   }
@@ -266,7 +267,7 @@ export class UcxTransport implements TransportNode {
   register(view: Uint8Array | WindowedMapping): LocalRegion {
     try {
       if (view instanceof Uint8Array) return new UcxLocal(this.context.register(view), view);
-      const first = new Uint8Array(view.windows[0]);
+      const first = new Uint8Array(view.window(0));
       return new UcxLocal(this.context.register(first, view.length), first, view);
     } catch (err) {
       throw asTransportError(err);

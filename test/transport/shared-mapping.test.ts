@@ -74,13 +74,16 @@ test('a SIGBUS outside the guarded mappings still takes the default action', () 
   assert.not.match(r.out, /survived/);
 });
 
-test('a file over 4 GiB comes as overlapping windows of one mapping, which UCX registers whole', () => {
+test('a file over 4 GiB comes as overlapping windows of one mapping (made when needed), which UCX registers whole', () => {
   // Node 20 cannot make one external buffer over 4 GiB: this used to end in a double free (abort).
   const r = child(`
     truncate(5 * 2 ** 30 + 4096);               // sparse: nothing is written but two bytes
     const m = native.mapShared(file, 5 * 2 ** 30 + 4096);
-    if (!Array.isArray(m)) throw new Error('one buffer');
+    if (!Array.isArray(m) || m.length !== 1) throw new Error('not [its first window]');
     const stride = native.sharedWindowStride;
+    for (let i = 1; i <= 5; i++) m.push(native.sharedMappingWindow(m[0], i));   // made when needed
+    let past = '';
+    try { native.sharedMappingWindow(m[0], 6); } catch (e) { past = e.message; }
     new Uint8Array(m[0])[stride + 5] = 42;       // window 0 and window 1 overlap
     const ctx = new native.Context({ protocol: 'shm' });
     const region = ctx.register(new Uint8Array(m[0]), 5 * 2 ** 30 + 4096);
@@ -92,11 +95,13 @@ test('a file over 4 GiB comes as overlapping windows of one mapping, which UCX r
     published.free();
     console.log('windows', m.length, m.map((b) => b.byteLength / 2 ** 30).join(','), 'alias', new Uint8Array(m[1])[5], 'registered', region.length);
     console.log('refused:', refused);
+    console.log('past the end:', past);
     console.log('published:', published.windows.length, 'windows, alias', seen, 'detached after free', published.windows.every((w) => w.byteLength === 0));
   `);
   assert.is(r.signal, null, r.out);
   assert.is(r.status, 0, r.out);
-  assert.match(r.out, /windows 5 2,2,2,2,1\.0000038146972656 alias 42 registered 5368713216/);
+  assert.match(r.out, /windows 6 2,2,2,2,1\.0000038146972656,0\.000003814697265625 alias 42 registered 5368713216/);
+  assert.match(r.out, /past the end: sharedMappingWindow: no window 6 in a 5368713216-byte mapping/);
   assert.match(r.out, /refused: register\(view, length\): past its view, only a mapShared mapping can be registered/);
   assert.match(r.out, /published: 4 windows, alias 7 detached after free true/);
 });

@@ -112,7 +112,7 @@ export class TcpTransport implements TransportNode {
 
   register(view: Uint8Array | WindowedMapping): LocalRegion {
     this.check();
-    if (!(view instanceof Uint8Array) && Array.isArray((view as WindowedMapping | undefined)?.windows)) {
+    if (!(view instanceof Uint8Array) && typeof (view as WindowedMapping | undefined)?.window === 'function') {
       throw new TransportError('ERR_INVALID_ARG', `register: a ${(view as WindowedMapping).length}-byte mapping is longer than one buffer can be (4 GiB); the tcp transport cannot register it (use shm or rdma)`);
     }
     if (!(view instanceof Uint8Array)) {
