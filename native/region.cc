@@ -104,8 +104,6 @@ class Region : public Napi::ObjectWrap<Region> {
   NativeRegion* region_ = nullptr;
 };
 
-void FinalizeBuffer(Napi::Env, void*, NativeRegion* region) { region->Unref(); }
-
 void FinalizeWindow(napi_env, void*, void* hint) { static_cast<NativeRegion*>(hint)->Unref(); }
 
 // An external ArrayBuffer over part of a published region, holding a reference to it. Raw N-API: on

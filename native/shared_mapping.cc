@@ -48,15 +48,31 @@ std::atomic<int> g_high{0};  // slots at and above this index were never used: l
 struct sigaction g_previous;
 bool g_installed = false;
 
+// The slot whose mapping holds [addr, addr + length), or -1. Atomics only: the SIGBUS handler uses it.
+int SlotHolding(uintptr_t addr, size_t length) {
+  const int high = g_high.load(std::memory_order_acquire);
+  for (int i = 0; i < high; i++) {
+    const uintptr_t start = g_slots[i].start.load(std::memory_order_acquire);
+    if (start != 0 && addr >= start && addr + length <= start + g_slots[i].length.load(std::memory_order_acquire)) return i;
+  }
+  return -1;
+}
+
+// The slot of the mapping that starts at `buffer` (its first window), or -1.
+int SlotStartingAt(Napi::ArrayBuffer buffer) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(buffer.Data());
+  const int i = start == 0 ? -1 : SlotHolding(start, 1);
+  return i >= 0 && g_slots[i].start.load(std::memory_order_acquire) == start ? i : -1;
+}
+
 void OnSigbus(int sig, siginfo_t* info, void* context) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const int high = g_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
+  const int i = SlotHolding(addr, 1);
+  if (i >= 0) {
     MappingSlot& s = g_slots[i];
     const uintptr_t start = s.start.load(std::memory_order_acquire);
     const size_t length = s.length.load(std::memory_order_acquire);
-    if (start == 0 || addr < start || addr >= start + length) continue;
     // Every page past the file's end now, at once (a copy then faults once, not once per page);
     // from the faulting page if the file shrank again since.
     const off_t size = lseek(s.fd, 0, SEEK_END);
@@ -64,9 +80,10 @@ void OnSigbus(int sig, siginfo_t* info, void* context) {
     uintptr_t from = start + (kept < length ? kept : length);
     if (addr < from) from = addr & ~(page - 1);
     void* p = mmap(reinterpret_cast<void*>(from), start + length - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    if (p == MAP_FAILED) break;
-    s.shrunk.store(1, std::memory_order_release);
-    return;  // the faulting access is retried, on anonymous memory now
+    if (p != MAP_FAILED) {
+      s.shrunk.store(1, std::memory_order_release);
+      return;  // the faulting access is retried, on anonymous memory now
+    }
   }
   if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction != nullptr) {
     g_previous.sa_sigaction(sig, info, context);
@@ -178,15 +195,7 @@ Napi::Value MapShared(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-bool WithinSharedMapping(const void* p, size_t length) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  const int high = g_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    const uintptr_t start = g_slots[i].start.load(std::memory_order_acquire);
-    if (start != 0 && a >= start && a + length <= start + g_slots[i].length.load(std::memory_order_acquire)) return true;
-  }
-  return false;
-}
+bool WithinSharedMapping(const void* p, size_t length) { return SlotHolding(reinterpret_cast<uintptr_t>(p), length) >= 0; }
 
 namespace {
 
@@ -195,22 +204,17 @@ namespace {
 Napi::Value SharedMappingWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 2 || !info[0].IsArrayBuffer() || !info[1].IsNumber()) return ThrowError(env, "sharedMappingWindow(first, index): a mapShared window and an integer", "ERR_INVALID_ARG");
-  const uintptr_t start = reinterpret_cast<uintptr_t>(info[0].As<Napi::ArrayBuffer>().Data());
+  const int slot = SlotStartingAt(info[0].As<Napi::ArrayBuffer>());
+  if (slot < 0) return ThrowError(env, "sharedMappingWindow: the buffer is not the first window of a mapShared mapping", "ERR_INVALID_ARG");
   const double index = info[1].As<Napi::Number>().DoubleValue();
-  const int high = g_high.load(std::memory_order_acquire);
-  for (int slot = 0; slot < high; slot++) {
-    MappingSlot& s = g_slots[slot];
-    if (start == 0 || s.start.load(std::memory_order_acquire) != start) continue;
-    const size_t length = s.length.load(std::memory_order_acquire);
-    if (!(index >= 0) || index != static_cast<double>(static_cast<uint64_t>(index)) || index * static_cast<double>(kWindowStride) >= static_cast<double>(length)) {
-      return ThrowError(env, "sharedMappingWindow: no window " + std::to_string(static_cast<int64_t>(index)) + " in a " + std::to_string(length) + "-byte mapping", "ERR_INVALID_ARG");
-    }
-    const size_t at = static_cast<size_t>(index) * kWindowStride;
-    napi_value ab = Window(env, slot, reinterpret_cast<uint8_t*>(start) + at, std::min(kWindowBytes, length - at));
-    if (ab == nullptr) return ThrowError(env, "sharedMappingWindow: cannot make window " + std::to_string(index), "ERR_MAP");
-    return Napi::Value(env, ab);
+  const size_t length = g_slots[slot].length.load(std::memory_order_acquire);
+  if (!(index >= 0) || index != static_cast<double>(static_cast<uint64_t>(index)) || index * static_cast<double>(kWindowStride) >= static_cast<double>(length)) {
+    return ThrowError(env, "sharedMappingWindow: no window " + std::to_string(static_cast<int64_t>(index)) + " in a " + std::to_string(length) + "-byte mapping", "ERR_INVALID_ARG");
   }
-  return ThrowError(env, "sharedMappingWindow: the buffer is not the first window of a mapShared mapping", "ERR_INVALID_ARG");
+  const size_t at = static_cast<size_t>(index) * kWindowStride;
+  napi_value ab = Window(env, slot, reinterpret_cast<uint8_t*>(g_slots[slot].start.load()) + at, std::min(kWindowBytes, length - at));
+  if (ab == nullptr) return ThrowError(env, "sharedMappingWindow: cannot make window " + std::to_string(static_cast<int64_t>(index)), "ERR_MAP");
+  return Napi::Value(env, ab);
 }
 
 // sharedMappingShrunk(buffer, checkFile): whether the file under a mapShared buffer shrank: a page
@@ -218,17 +222,13 @@ Napi::Value SharedMappingWindow(const Napi::CallbackInfo& info) {
 Napi::Value SharedMappingShrunk(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 2 || !info[0].IsArrayBuffer() || !info[1].IsBoolean()) return ThrowError(env, "sharedMappingShrunk(buffer, checkFile): a mapShared ArrayBuffer and a boolean", "ERR_INVALID_ARG");
-  const uintptr_t start = reinterpret_cast<uintptr_t>(info[0].As<Napi::ArrayBuffer>().Data());
-  const int high = g_high.load(std::memory_order_acquire);
-  for (int i = 0; i < high; i++) {
-    MappingSlot& s = g_slots[i];
-    if (start == 0 || s.start.load(std::memory_order_acquire) != start) continue;
-    if (s.shrunk.load(std::memory_order_acquire)) return Napi::Boolean::New(env, true);
-    if (!info[1].As<Napi::Boolean>().Value()) return Napi::Boolean::New(env, false);
-    off_t size = lseek(s.fd, 0, SEEK_END);
-    return Napi::Boolean::New(env, size < 0 || static_cast<uint64_t>(size) < s.length.load(std::memory_order_relaxed));
-  }
-  return ThrowError(env, "sharedMappingShrunk: the buffer is not a mapShared mapping", "ERR_INVALID_ARG");
+  const int i = SlotStartingAt(info[0].As<Napi::ArrayBuffer>());
+  if (i < 0) return ThrowError(env, "sharedMappingShrunk: the buffer is not a mapShared mapping", "ERR_INVALID_ARG");
+  MappingSlot& s = g_slots[i];
+  if (s.shrunk.load(std::memory_order_acquire)) return Napi::Boolean::New(env, true);
+  if (!info[1].As<Napi::Boolean>().Value()) return Napi::Boolean::New(env, false);
+  off_t size = lseek(s.fd, 0, SEEK_END);
+  return Napi::Boolean::New(env, size < 0 || static_cast<uint64_t>(size) < s.length.load(std::memory_order_relaxed));
 }
 
 }  // namespace

@@ -109,7 +109,7 @@ class SidecarClient:
         self.poll_s = poll_us / 1e6
         self.polled_s = 0.0
         self._due = {}  # (op, size class) -> expected answer time (s)
-        self.lane = None  # mmap of this connection's lane, when it has one
+        self.lane = None  # this connection's _Lane, when it has one
         self._pending = b""  # socket bytes read past a lane answer (stale wake-up events)
         self.lane_calls = self.lane_nudges = self.lane_wakeups = 0
 
@@ -267,12 +267,11 @@ class SidecarClient:
             self._pending = b""
         due_key = (binary_op, count.bit_length()) if binary_op and self.poll_s else None
         due = self._due.get(due_key) if due_key else None
-        if got:
-            pass
-        elif due is None:
-            got = self._recv_into(view)
-        else:  # polled; an answer later than due waits for the rest of the deadline only
-            got = self._poll_answer(view, due, deadline) or self._recv_more(view, 0, deadline)
+        if not got:  # (with stale bytes in hand, the loop below reads on after them)
+            if due is None:
+                got = self._recv_into(view)
+            else:  # polled; an answer later than due waits for the rest of the deadline only
+                got = self._poll_answer(view, due, deadline) or self._recv_more(view, 0, deadline)
         if due_key:
             self._learn_due(due_key, due, sent)
         while True:

@@ -8,28 +8,17 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 export type Emit = (value: number, labels?: Record<string, string>) => void;
 
 export function pulledMetric(kind: 'counter' | 'gauge', registry: Registry, name: string, help: string, labelNames: string[], read: (emit: Emit) => void): void {
-  const registers = [registry];
-  if (kind === 'counter') {
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        read((value, labels) => (labels ? this.inc(labels, value) : this.inc(value)));
-      },
-    });
-  } else {
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        read((value, labels) => (labels ? this.set(labels, value) : this.set(value)));
-      },
-    });
-  }
+  // One options object for both kinds; only how a value is reported differs (inc vs set).
+  const options = <M extends Counter | Gauge>(report: (metric: M, value: number, labels?: Record<string, string>) => void) => ({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(this: M) {
+      this.reset();
+      read((value, labels) => report(this, value, labels));
+    },
+  });
+  if (kind === 'counter') new Counter(options<Counter>((m, v, l) => (l ? m.inc(l, v) : m.inc(v))));
+  else new Gauge(options<Gauge>((m, v, l) => (l ? m.set(l, v) : m.set(v))));
 }
