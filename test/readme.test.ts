@@ -1,5 +1,5 @@
 /**
- * The README's library examples, run as written: every ```ts block is extracted and executed
+ * The library examples of README.md and docs/*.md, run as written: every ```ts block is extracted and executed
  * against the built package (`import … from 'peercache'` resolves to dist/, as for a user). The
  * Redis fleet example names a fleet's hosts, so only its host-specific values are replaced (each
  * replacement must apply, so a README edit cannot silently skip it). Sizes are checked to be
@@ -8,12 +8,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startRedis } from './helpers/redis.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+const docFiles = ['README.md', ...readdirSync(`${root}docs`).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+const readme = docFiles.map((f) => readFileSync(`${root}${f}`, 'utf8')).join('\n');
 const blocks = [...readme.matchAll(/```ts\n([^]*?)```/g)].map((m) => m[1]);
 
 function runBlock(code: string, name: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -35,7 +36,7 @@ function runBlock(code: string, name: string): Promise<{ code: number | null; st
   });
 }
 
-test('the README has the library and the Redis fleet examples', () => {
+test('the docs have the library and the Redis fleet examples', () => {
   assert.is(blocks.length, 2, `${blocks.length} ts blocks`);
   assert.match(blocks[0], /PeerCacheStore\.open/);
   assert.match(blocks[1], /directoryUrl: 'redis:/);

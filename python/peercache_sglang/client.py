@@ -4,7 +4,7 @@ Frame: u32 BE payload length | u8 version (1) | u8 kind (1 request, 2 response, 
 u32 BE request id | payload. Control ops (hello, register, clear, stats) carry UTF-8 JSON; the hot
 ops (exists, get, set) a binary payload: a 32-byte little-endian header, u64 offsets (and lengths
 or u32 pools when they differ per key), the keys joined by '\n'; their answer is the op byte and
-one '1'/'0' byte per key. Documented in the README ("Socket protocol") and src/sidecar/protocol.ts.
+one '1'/'0' byte per key. Documented in docs/sidecar-protocol.md and src/sidecar/protocol.ts.
 A connection is used by one thread at a time (the adapter keeps one per thread); every call has
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """

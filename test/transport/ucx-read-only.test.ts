@@ -4,7 +4,7 @@
  * (no remote-write access on the memory region); the shared-memory transports map the peer's
  * segment read-write and do not. The store never writes remotely, and readers validate every page
  * (key tag, generation, length), so on shm a peer that writes is caught only as far as it forges
- * those headers badly: shm is a one-host, one-trust-domain protocol (README, Security).
+ * those headers badly: shm is a one-host, one-trust-domain protocol (docs/security.md).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -34,7 +34,7 @@ test('shm: a remote WRITE into a read-only published region — what UCX 1.13 do
     const changed = back.every((b) => b === 0xab);
     console.log(`    shm WRITE into a read-only region: ${refused ? `refused (${refused})` : 'accepted'}; bytes ${changed ? 'changed' : 'unchanged'}`);
     // The measured behaviour of UCX 1.13 on shm: not enforced. If a UCX upgrade starts refusing,
-    // this fails and the README's Security section must say so.
+    // this fails and docs/security.md must say so.
     assert.is(refused, null);
     assert.ok(changed);
   } finally {

@@ -12,7 +12,7 @@ export default defineCommand({
   meta: {
     name: 'node',
     description:
-      'run a long-lived store node that serves the SGLang ranks of this host over a Unix socket (python/ adapter, README "Use with SGLang"); ' +
+      'run a long-lived store node that serves the SGLang ranks of this host over a Unix socket (python/ adapter, docs/sglang.md); ' +
       'it maps their memfd host pools and READs straight into them. Runs until Ctrl-C/SIGTERM.',
   },
   args: {
@@ -32,7 +32,7 @@ export default defineCommand({
     'busy-poll-us': {
       type: 'string',
       description:
-        'Keep polling the socket this many µs after each answer instead of sleeping, so the next call of a burst skips a wake-up (costs up to that much CPU per call; 0: off). README "Use with SGLang"',
+        'Keep polling the socket this many µs after each answer instead of sleeping, so the next call of a burst skips a wake-up (costs up to that much CPU per call; 0: off). docs/tuning.md, polling',
       default: '0',
       valueHint: 'us',
     },

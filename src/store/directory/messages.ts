@@ -9,7 +9,7 @@ import { MAX_FRAME_LIMIT, WireError } from './framing.js';
 
 /**
  * Limits every message is checked against before it is acted on (the directory's explicit
- * bounds; see README "Security"). A client splits larger batches itself.
+ * bounds; see docs/security.md). A client splits larger batches itself.
  */
 export const LIMITS = {
   /** Keys in one lookup / publish / remove request. */
