@@ -23,6 +23,8 @@ export interface PageReaderContext {
   logger: Logger;
   /** Entries of the location cache (0: no cache). */
   cacheEntries: number;
+  /** The deadline of a get that names none (the store's timeoutMs): it bounds the whole call. */
+  timeoutMs: number;
   /** This node's own published pool (its keys are copied, not READ), if any. */
   localPool(): PublishedPool | null;
 }
@@ -106,10 +108,26 @@ export class PageReader {
     return found;
   }
 
-  /** A directory that cannot answer (down, reconnecting) makes misses, not errors, as on the get path. */
+  /**
+   * A directory that cannot answer (down, reconnecting) makes misses, not errors, as on the get
+   * path; so do locations on a node this reader has found unreachable (a get could only miss them).
+   */
   async lookupOrMiss(keys: readonly string[], what: string): Promise<(Location | null)[]> {
     try {
-      return await this.lookup(keys);
+      const found = await this.lookup(keys);
+      const { peers, nodeId } = this.ctx;
+      let last = '';
+      let lastReachable = true;
+      for (let i = 0; i < found.length; i++) {
+        const owner = found[i]?.nodeId;
+        if (owner === undefined || owner === nodeId) continue;
+        if (owner !== last) {
+          last = owner;
+          lastReachable = peers.reachable(owner);
+        }
+        if (!lastReachable) found[i] = null;
+      }
+      return found;
     } catch (err) {
       this.ctx.stats.directoryErrors++;
       this.ctx.logger.error(`${what}: directory lookup failed (the keys are misses): ${(err as Error).message}`);
@@ -151,9 +169,12 @@ export class PageReader {
   async getObjects(objects: readonly string[], local: LocalRegion, offsets: ArrayLike<number>, lengths: number | ArrayLike<number>, timeoutMs?: number): Promise<Uint8Array> {
     const { stats } = this.ctx;
     const lengthOf = typeof lengths === 'number' ? () => lengths : (j: number) => lengths[j];
-    const end = timeoutMs === undefined ? undefined : performance.now() + timeoutMs;
-    const left = (): number | undefined => (end === undefined ? undefined : end - performance.now());
-    const attempt = this.tryFastGet(objects, local, offsets, lengthOf, timeoutMs);
+    // One deadline for the whole call, whatever paths it takes (the fast path, a lookup, a
+    // connect, the retry of stale entries): each gets only what is left of it.
+    const budget = timeoutMs ?? this.ctx.timeoutMs;
+    const end = performance.now() + budget;
+    const left = (): number => end - performance.now();
+    const attempt = this.tryFastGet(objects, local, offsets, lengthOf, budget);
     if (attempt === true || (attempt !== false && (await attempt))) {
       stats.cacheHits += objects.length;
       return new Uint8Array(objects.length).fill(1);
@@ -170,19 +191,20 @@ export class PageReader {
         missing.push(j);
       }
     }
-    await this.resolveMissing(objects, missing, items, local, offsets, lengthOf);
+    if (left() <= 0) return ok;
+    await this.resolveMissing(objects, missing, items, local, offsets, lengthOf, left());
     const first = left();
-    if (first !== undefined && first <= 0) return ok;
+    if (first <= 0) return ok;
     const retry = await this.readAll(items.filter((x): x is ReadItem => x !== null), ok, first);
     const again = left();
-    if (retry.length && (again === undefined || again > 0)) {
+    if (retry.length && again > 0) {
       // Stale cached locations: one directory lookup for those keys, then one more READ.
       const stale = retry.map((it) => it.index);
       for (const j of stale) items[j] = null;
       for (const it of retry) this.cache.delete(it.key);
-      await this.resolveMissing(objects, stale, items, local, offsets, lengthOf);
+      await this.resolveMissing(objects, stale, items, local, offsets, lengthOf, again);
       const last = left();
-      if (last === undefined || last > 0) await this.readAll(stale.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok, last);
+      if (last > 0) await this.readAll(stale.map((j) => items[j]).filter((x): x is ReadItem => x !== null), ok, last);
     }
     return ok;
   }
@@ -254,8 +276,9 @@ export class PageReader {
       // Where a READ completes inside the call (shm), the inline form skips the Promise round trips.
       try {
         endpoint.readInline(peer.remote, f.locals, ops.ops, 2 * n, { fenceAt: n, timeoutMs });
-      } catch {
-        return false; // the general path reads again, logs and counts the error
+      } catch (err) {
+        if (endpoint.failure !== null) this.peerFailed(peer, err as Error);
+        return false; // the general path reads again (what is left of the deadline)
       }
       return this.fastValidate(f, n);
     }
@@ -265,8 +288,9 @@ export class PageReader {
         this.fastInUse = false;
         return this.fastValidate(f, n);
       },
-      () => {
+      (err: Error) => {
         this.fastInUse = false;
+        if (endpoint.failure !== null) this.peerFailed(peer, err);
         return false;
       },
     );
@@ -308,11 +332,12 @@ export class PageReader {
     local: LocalRegion,
     offsets: ArrayLike<number>,
     lengthOf: (j: number) => number,
+    timeoutMs: number,
   ): Promise<void> {
     if (!missing.length) return;
     let found: (Location | null)[];
     try {
-      found = await this.lookup(missing.map((j) => objects[j]));
+      found = await withDeadline(this.lookup(missing.map((j) => objects[j])), timeoutMs, 'directory lookup');
     } catch (err) {
       this.ctx.stats.directoryErrors++;
       this.ctx.logger.error(`batchGetV1: directory lookup failed: ${(err as Error).message}`);
@@ -349,7 +374,7 @@ export class PageReader {
           }
           return;
         }
-        const peer = await this.ctx.peers.resolve(nodeId);
+        const peer = await this.ctx.peers.resolve(nodeId, timeoutMs);
         if (!peer) {
           this.cache.dropNode(nodeId);
           return;
@@ -358,6 +383,17 @@ export class PageReader {
       }),
     );
     return stale;
+  }
+
+  /**
+   * A READ failed with its endpoint (timed out: the peer is silent; or its connection was lost):
+   * the node is unreachable from here for a back-off period (exists stops reporting its pages,
+   * gets miss them at once) and its cached locations are dropped.
+   */
+  private peerFailed(peer: Peer, err: Error): void {
+    this.ctx.stats.readErrors++;
+    this.cache.dropNode(peer.nodeId);
+    this.ctx.peers.unreachable(peer, `a READ failed (${err.message})`);
   }
 
   private noteStale(it: ReadItem, stale: ReadItem[]): void {
@@ -395,7 +431,7 @@ export class PageReader {
     const scratchIndex = locals.push(scratch) - 1;
     // After the fence: the header of every slot, read once its data has been read.
     for (let i = 0; i < n; i++) ops.push(headers[i], scratchIndex, i * SLOT_CHECK_BYTES, SLOT_CHECK_BYTES);
-    const { stats, logger, peers } = this.ctx;
+    const { stats, logger } = this.ctx;
     try {
       await peer.endpoint.read(peer.remote, locals, ops.ops, ops.count, { fenceAt: n, timeoutMs });
       for (let i = 0; i < n; i++) {
@@ -404,14 +440,30 @@ export class PageReader {
         else this.noteStale(it, stale);
       }
     } catch (err) {
-      stats.readErrors++;
-      logger.warn(`READ of ${n} objects from ${peer.nodeId} failed (they are misses): ${(err as Error).message}`);
-      if (peer.endpoint.failure !== null) {
-        peers.drop(peer.nodeId, peer.endpoint.failure);
-        this.cache.dropNode(peer.nodeId);
+      if (peer.endpoint.failure !== null) this.peerFailed(peer, err as Error);
+      else {
+        stats.readErrors++;
+        logger.warn(`READ of ${n} objects from ${peer.nodeId} failed (they are misses): ${(err as Error).message}`);
       }
     } finally {
       this.scratch.release(scratch);
     }
   }
+}
+
+/** `p`, or a rejection naming `what` once `timeoutMs` has passed (the caller's deadline). */
+function withDeadline<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: the call's deadline passed (${Math.round(timeoutMs)} ms left when it started)`)), Math.max(0, timeoutMs));
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err as Error);
+      },
+    );
+  });
 }

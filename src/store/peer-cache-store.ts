@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { openTransport } from '../transport/index.js';
-import type { LocalRegion, Protocol, TransportNode, WindowedMapping } from '../transport/types.js';
+import { DEFAULT_BATCH_TIMEOUT_MS, type LocalRegion, type Protocol, type TransportNode, type WindowedMapping } from '../transport/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { assertKeys, DEFAULT_MAX_BYTES, StoreConfigError, validateConfig, type PeerCacheStoreConfig } from './config.js';
 import { isRedisUrl, openConfiguredDirectory } from './directory/url.js';
@@ -62,6 +62,7 @@ export class PeerCacheStore {
       stats: this.stats,
       logger,
       cacheEntries: config.locationCache === false ? 0 : (config.locationCacheEntries ?? 65_536),
+      timeoutMs: config.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS,
       localPool: () => this.pool,
     });
     this.suffixes = componentSuffixes({

@@ -54,11 +54,55 @@ export class PeerSet {
     return peer && peer.endpoint.failure === null ? peer : undefined;
   }
 
-  /** The peer, connected; null if the node is unknown, gone, or publishes nothing. */
-  resolve(nodeId: string): Promise<Peer | null> {
+  /**
+   * The peer, connected; null if the node is unknown, gone, publishes nothing, or cannot be
+   * reached within `timeoutMs` (the caller's deadline: a connect still under way goes on, and a
+   * later call gets its result).
+   */
+  resolve(nodeId: string, timeoutMs?: number): Promise<Peer | null> {
+    const p = this.resolveNow(nodeId);
+    if (timeoutMs === undefined) return p;
+    if (timeoutMs <= 0) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(null), timeoutMs);
+      p.then(
+        (peer) => {
+          clearTimeout(timer);
+          resolve(peer);
+        },
+        () => {
+          clearTimeout(timer);
+          resolve(null);
+        },
+      );
+    });
+  }
+
+  /**
+   * False while this node is known unreachable from here (a READ or a connect to it failed, and no
+   * connect has succeeded since): what exists reports must be what a get can read. Once its back-off
+   * has passed, a connect attempt starts in the background (exists alone must find the node again
+   * after a partition heals, since SGLang gets only what exists reported).
+   */
+  reachable(nodeId: string): boolean {
+    const failed = this.failed.get(nodeId);
+    if (!failed) return true;
+    if (Date.now() >= failed.retryAt && !this.pending.has(nodeId)) this.resolveNow(nodeId).catch(() => {});
+    return false;
+  }
+
+  /** A READ from this node failed with its endpoint (timed out, connection lost): drop it and leave it alone for a back-off period. */
+  unreachable(peer: Peer, reason: string): void {
+    // Once per endpoint: concurrent calls on the same failed endpoint do not double the back-off.
+    if (this.peers.get(peer.nodeId) !== peer) return;
+    this.drop(peer.nodeId, reason);
+    this.refuse(peer.nodeId, reason);
+  }
+
+  private resolveNow(nodeId: string): Promise<Peer | null> {
     const peer = this.peers.get(nodeId);
     if (peer && peer.endpoint.failure === null) return Promise.resolve(peer);
-    if (peer) this.drop(nodeId, `endpoint failed: ${peer.endpoint.failure}`);
+    if (peer) this.unreachable(peer, `endpoint failed: ${peer.endpoint.failure}`);
     const failed = this.failed.get(nodeId);
     if (failed && Date.now() < failed.retryAt) {
       failed.missed++;
