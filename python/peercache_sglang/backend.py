@@ -28,6 +28,8 @@ from .sglang_compat import PoolTransferResult, _Base
 
 DEFAULT_SOCKET = "/run/peercache/peercache.sock"
 STAGING_MIN_BYTES = 16 * 1024 * 1024
+# A connection unused this long is checked for having been closed by the sidecar before it is used (one peek).
+IDLE_CHECK_S = 1.0
 _INT_ONLY = frozenset((int,))  # page starts must be ints (a bool or float is refused)
 
 
@@ -230,11 +232,13 @@ class PeerCacheStorage(_Base):
         if self._closed:
             raise ConnectionError("the backend is closed")
         c = getattr(self._local, "conn", None)
-        if c is not None and c.client.connected:
+        now = time.monotonic()
+        # After a pause, a connection the sidecar closed meanwhile (a full node closes the one idle
+        # longest) is replaced now instead of failing this call.
+        if c is not None and c.client.connected and (now - c.client.last_used < IDLE_CHECK_S or not c.client.closed_while_idle()):
             if self.zero_copy and len(c.file_pools) < len(self.files):
                 self._register_files(c)
             return c
-        now = time.monotonic()
         if now < self._next_connect:
             raise ConnectionError("the sidecar at %s is unreachable (retrying)" % self.socket_path)
         if c is not None:

@@ -112,6 +112,7 @@ class SidecarClient:
         self.lane = None  # this connection's _Lane, when it has one
         self._pending = b""  # socket bytes read past a lane answer (stale wake-up events)
         self.lane_calls = self.lane_nudges = self.lane_wakeups = 0
+        self.last_used = time.monotonic()  # when the last call ended (closed_while_idle looks only after a pause)
 
     @property
     def connected(self):
@@ -140,6 +141,20 @@ class SidecarClient:
         self.hello = hello
         self._open_lane()
         return hello
+
+    def closed_while_idle(self):
+        """Whether the sidecar closed this connection since its last call: it writes nothing between
+        calls but a fatal error frame before closing (a full node closes the connection idle longest)
+        or a late lane wake-up. One non-blocking peek."""
+        if self.sock is None:
+            return True
+        try:
+            head = self.sock.recv(_HEADER.size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        return not head or (len(head) == _HEADER.size and _HEADER.unpack(head)[2] == KIND_ERROR)
 
     def close(self):
         lane, self.lane, self._pending = self.lane, None, b""
@@ -231,6 +246,8 @@ class SidecarClient:
         except BaseException:
             self.close()
             raise
+        finally:
+            self.last_used = time.monotonic()
         if kind == KIND_ERROR:
             fatal = bool(body.get("fatal")) if isinstance(body, dict) else True
             message = body.get("message") if isinstance(body, dict) else "error"

@@ -29,4 +29,7 @@ export function registerSidecarMetrics(registry: Registry, server: () => Sidecar
   counter('peercache_sidecar_lane_requests_total', 'Requests taken from lanes instead of the socket.', (s) => s.counters.laneRequests);
   counter('peercache_sidecar_lane_wakeups_total', 'Lane answers whose client was not polling and was woken by an event frame.', (s) => s.counters.laneWakeups);
   counter('peercache_sidecar_protocol_errors_total', 'Connections closed for a protocol violation.', (s) => s.counters.protocolErrors);
+  counter('peercache_sidecar_closed_not_reading_total', 'Connections closed for leaving their answers unread.', (s) => s.counters.closedNotReading);
+  counter('peercache_sidecar_idle_closed_total', 'Connections closed for making no request after hello in time.', (s) => s.counters.closedIdle);
+  counter('peercache_sidecar_idle_evicted_total', 'Idle connections closed to make room for a new one (--max-connections, --idle-evict-ms).', (s) => s.counters.evictedIdle);
 }

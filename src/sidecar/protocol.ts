@@ -64,8 +64,21 @@ export interface SidecarLimits {
   maxPoolsPerConnection: number;
   /** Requests a connection may have queued (received, not answered). */
   maxQueuedRequests: number;
-  /** A connection must send hello within this long (ms). */
+  /**
+   * How long a client may keep the node waiting (ms): for its hello, for its first request after
+   * hello, and for reading its answers once they pile up (past 1/16 of maxAnswerBytes).
+   */
   helloTimeoutMs: number;
+  /**
+   * Answer bytes queued for one connection (written, not yet read by its client) before it is
+   * closed as not reading. Reading from a connection pauses well before (at 1/16 of this).
+   */
+  maxAnswerBytes: number;
+  /**
+   * A full node (maxConnections) takes a new connection by closing the one idle longest, if it has
+   * been idle (no request, none in flight) for at least this long (ms); otherwise refuses it.
+   */
+  idleEvictMs: number;
 }
 
 export const DEFAULT_SIDECAR_LIMITS: SidecarLimits = {
@@ -76,6 +89,8 @@ export const DEFAULT_SIDECAR_LIMITS: SidecarLimits = {
   maxPoolsPerConnection: 16,
   maxQueuedRequests: 8,
   helloTimeoutMs: 5_000,
+  maxAnswerBytes: 1024 * 1024,
+  idleEvictMs: 60_000,
 };
 
 /** The largest file a client may register (bytes): 2^47, as the host pool. */

@@ -61,6 +61,12 @@ export interface SidecarCounters {
   /** Requests taken from lanes, and the answers whose client had to be woken by an event frame. */
   laneRequests: number;
   laneWakeups: number;
+  /** Connections closed for not reading their answers; times reading from one was paused for it. */
+  closedNotReading: number;
+  readPauses: number;
+  /** Connections closed idle: no request after hello in time, or the idle longest when the node was full. */
+  closedIdle: number;
+  evictedIdle: number;
 }
 
 export interface SidecarServerOptions {
@@ -97,8 +103,14 @@ class Connection {
   queued = 0;
   chain: Promise<void> = Promise.resolve();
   closed = false;
+  /** Until hello: its deadline; after hello, until the first request: that one's. */
   helloTimer: NodeJS.Timeout | null = null;
   lane: Lane | null = null;
+  /** When it last sent a request or was last answered (ms): what "idle" is measured from. */
+  lastActive = Date.now();
+  /** Not read from while too many of its answers wait unread; closed if they stay unread. */
+  paused = false;
+  unreadTimer: NodeJS.Timeout | null = null;
   constructor(readonly socket: Socket) {}
 }
 
@@ -118,7 +130,19 @@ function accepting(path: string): Promise<boolean> {
 
 export class SidecarServer {
   readonly limits: SidecarLimits;
-  readonly counters: SidecarCounters = { connections: 0, connectionsRefused: 0, requests: 0, badRequests: 0, protocolErrors: 0, laneRequests: 0, laneWakeups: 0 };
+  readonly counters: SidecarCounters = {
+    connections: 0,
+    connectionsRefused: 0,
+    requests: 0,
+    badRequests: 0,
+    protocolErrors: 0,
+    laneRequests: 0,
+    laneWakeups: 0,
+    closedNotReading: 0,
+    readPauses: 0,
+    closedIdle: 0,
+    evictedIdle: 0,
+  };
   readonly mappings: PoolMappings;
   private readonly server: Server;
   private readonly connections = new Set<Connection>();
@@ -194,6 +218,7 @@ export class SidecarServer {
   }
 
   private accept(socket: Socket): void {
+    if (this.connections.size >= this.limits.maxConnections) this.evictIdle();
     if (this.connections.size >= this.limits.maxConnections) {
       this.counters.connectionsRefused++;
       this.logger.warn(`sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
@@ -216,6 +241,80 @@ export class SidecarServer {
     });
     socket.on('error', () => {});
     socket.on('close', () => this.drop(conn));
+    socket.on('drain', () => this.resume(conn));
+  }
+
+  /**
+   * A full node: closes the connection idle longest (nothing in flight, no request or answer for
+   * idleEvictMs), so that a new rank is not locked out by connections nobody uses (leaked by dead
+   * threads, or held on purpose). A rank idle between requests is only closed when the node is
+   * full, and its adapter reconnects on its next call.
+   */
+  private evictIdle(): void {
+    const now = Date.now();
+    let victim: Connection | null = null;
+    for (const c of this.connections) {
+      if (c.closed || c.queued > 0 || now - c.lastActive < this.limits.idleEvictMs) continue;
+      if (!victim || c.lastActive < victim.lastActive) victim = c;
+    }
+    if (!victim) return;
+    this.counters.evictedIdle++;
+    const idleS = Math.round((now - victim.lastActive) / 1000);
+    this.logger.warn(`sidecar: closing a connection idle for ${idleS} s to take a new one: ${this.limits.maxConnections} connections already (--max-connections)`);
+    this.closeWith(victim, `closed: idle for ${idleS} s while the node is full (${this.limits.maxConnections} connections, --max-connections): reconnect`);
+  }
+
+  /** Closes a connection with a last fatal error frame (not waited for: a client that does not read must not keep it open). */
+  private closeWith(conn: Connection, message: string, id = 0): void {
+    if (conn.closed) return;
+    const socket = conn.socket;
+    try {
+      socket.end(encodeFrame(FrameKind.Error, id, { message, fatal: true }));
+    } catch {
+      socket.destroy();
+    }
+    if (!socket.destroyed) setTimeout(() => socket.destroy(), 2000).unref();
+    this.drop(conn);
+  }
+
+  /**
+   * Writes an answer (or event) to a connection. Its client reads each answer before it sends the
+   * next request (or a few, pipelined), so answers that pile up mean it does not read: past 1/16 of
+   * maxAnswerBytes the connection is not read from (no more requests, no more answers) until they
+   * drain; still unread after helloTimeoutMs, or past maxAnswerBytes (the answers to the frames of
+   * one chunk already read), it is closed.
+   */
+  private send(conn: Connection, bytes: Uint8Array): void {
+    const socket = conn.socket;
+    socket.write(bytes);
+    const queued = socket.writableLength;
+    if (queued <= this.limits.maxAnswerBytes / 16) return;
+    if (queued > this.limits.maxAnswerBytes) {
+      this.closeNotReading(conn, `${queued} bytes of answers queued, more than ${this.limits.maxAnswerBytes}`);
+      return;
+    }
+    if (conn.paused) return;
+    conn.paused = true;
+    this.counters.readPauses++;
+    socket.pause();
+    conn.unreadTimer = setTimeout(() => this.closeNotReading(conn, `its answers stayed unread for ${this.limits.helloTimeoutMs} ms`), this.limits.helloTimeoutMs);
+    conn.unreadTimer.unref();
+  }
+
+  private resume(conn: Connection): void {
+    if (!conn.paused || conn.closed) return;
+    conn.paused = false;
+    if (conn.unreadTimer) clearTimeout(conn.unreadTimer);
+    conn.unreadTimer = null;
+    conn.socket.resume();
+  }
+
+  private closeNotReading(conn: Connection, why: string): void {
+    if (conn.closed) return;
+    this.counters.closedNotReading++;
+    this.logger.warn(`sidecar: closing a connection not reading its answers: ${why}`);
+    conn.socket.destroy(); // its queue is what must go: nothing more is written to it
+    this.drop(conn);
   }
 
   /** A protocol violation: one error frame, then the connection is closed. */
@@ -224,18 +323,14 @@ export class SidecarServer {
     this.counters.protocolErrors++;
     const id = err instanceof WireError ? err.requestId : 0;
     this.logger.warn(`sidecar: closing a connection: ${err.message}`);
-    try {
-      conn.socket.end(encodeFrame(FrameKind.Error, id, { message: err.message, fatal: true }));
-    } catch {
-      conn.socket.destroy();
-    }
-    this.drop(conn);
+    this.closeWith(conn, err.message, id);
   }
 
   private drop(conn: Connection): void {
     if (!this.connections.has(conn)) return;
     conn.closed = true;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    if (conn.unreadTimer) clearTimeout(conn.unreadTimer);
     this.connections.delete(conn);
     this.laneConnections.delete(conn);
     conn.lane = null; // unmapped when collected
@@ -247,7 +342,7 @@ export class SidecarServer {
 
   /** Takes a new request from a connection's lane, if there is one (a bad lane closes the connection). */
   private pollLane(conn: Connection): void {
-    if (conn.closed || !conn.lane) return;
+    if (conn.closed || !conn.lane || conn.paused) return;
     let taken;
     try {
       taken = conn.lane.take(this.limits.maxFrameBytes);
@@ -269,12 +364,12 @@ export class SidecarServer {
   private answerLane(conn: Connection, id: number, kind: FrameKind, payload: Uint8Array): void {
     const lane = conn.lane!;
     if (!lane.answer(id, kind, payload)) {
-      conn.socket.write(encodeRawFrame(kind, id, payload)); // too long for the lane: the socket, as usual
+      this.send(conn, encodeRawFrame(kind, id, payload)); // too long for the lane: the socket, as usual
       return;
     }
     if (!lane.clientPolls(process.hrtime.bigint())) {
       this.counters.laneWakeups++;
-      conn.socket.write(encodeRawFrame(FrameKind.Event, id, EMPTY));
+      this.send(conn, encodeRawFrame(FrameKind.Event, id, EMPTY));
     }
   }
 
@@ -284,6 +379,11 @@ export class SidecarServer {
       return;
     }
     if (frame.kind !== FrameKind.Request) throw new WireError('bad-kind', `a client sends requests (and lane events, once it has a lane) only (got kind ${frame.kind})`, frame.id);
+    conn.lastActive = Date.now();
+    if (conn.helloDone && conn.helloTimer) {
+      clearTimeout(conn.helloTimer); // its first request after hello: a working connection
+      conn.helloTimer = null;
+    }
     let incoming: Incoming;
     if (isBinaryRequest(frame.payload)) {
       // Decoded now (the payload is a view of the socket's chunk): keys, offsets and lengths become JS values.
@@ -327,7 +427,7 @@ export class SidecarServer {
         else this.logger.info(`sidecar: bad request: ${message}`);
         if (conn.closed) return;
         if (viaLane) this.answerLane(conn, id, FrameKind.Error, Buffer.from(JSON.stringify({ message, fatal: false })));
-        else conn.socket.write(encodeFrame(FrameKind.Error, id, { message, fatal: false }));
+        else this.send(conn, encodeFrame(FrameKind.Error, id, { message, fatal: false }));
         return;
       }
       if (conn.closed) return;
@@ -335,10 +435,11 @@ export class SidecarServer {
       this.busyPoll.extend();
       if (viaLane && answer instanceof Bits) this.answerLane(conn, id, FrameKind.Response, binaryAnswerPayload(answer.op, answer.values));
       else if (answer instanceof Bits) {
-        conn.socket.write(binary ? encodeBinaryAnswer(id, answer.op, answer.values) : encodeFrame(FrameKind.Response, id, answer.op === 'exists' ? { found: bitString(answer.values) } : { ok: bitString(answer.values) }));
-      } else conn.socket.write(encodeFrame(FrameKind.Response, id, answer));
+        this.send(conn, binary ? encodeBinaryAnswer(id, answer.op, answer.values) : encodeFrame(FrameKind.Response, id, answer.op === 'exists' ? { found: bitString(answer.values) } : { ok: bitString(answer.values) }));
+      } else this.send(conn, encodeFrame(FrameKind.Response, id, answer));
     } finally {
       conn.queued--;
+      conn.lastActive = Date.now();
     }
   }
 
@@ -370,6 +471,13 @@ export class SidecarServer {
         if (req.protocol !== SIDECAR_PROTOCOL) throw new WireError('bad-version', `protocol ${JSON.stringify(req.protocol.slice(0, 40))} not supported (this sidecar speaks ${SIDECAR_PROTOCOL})`);
         conn.helloDone = true;
         if (conn.helloTimer) clearTimeout(conn.helloTimer);
+        // A connection that says hello and then nothing is not a rank (the adapter registers its
+        // pools or asks right after hello): it must not keep a slot.
+        conn.helloTimer = setTimeout(() => {
+          if (conn.closed) return;
+          this.counters.closedIdle++;
+          this.fail(conn, new WireError('idle', `no request within ${this.limits.helloTimeoutMs} ms of hello`));
+        }, this.limits.helloTimeoutMs);
         return { nodeId: this.store.nodeId, protocol: SIDECAR_PROTOCOL, transport: this.store.protocol, slotBytes: this.store.slotBytes, limits: this.limits, lanes: LANES_SUPPORTED };
       }
       case 'register': {

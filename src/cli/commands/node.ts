@@ -29,6 +29,18 @@ export default defineCommand({
     'max-connections': { type: 'string', description: 'Socket connections served at once (an SGLang rank opens up to 3)', default: String(DEFAULT_SIDECAR_LIMITS.maxConnections), valueHint: 'n' },
     'max-frame-bytes': { type: 'string', description: 'Largest request frame; k/m suffixes', default: String(DEFAULT_SIDECAR_LIMITS.maxFrameBytes), valueHint: 'bytes' },
     'max-keys': { type: 'string', description: 'Objects in one request', default: String(DEFAULT_SIDECAR_LIMITS.maxKeys), valueHint: 'n' },
+    'hello-timeout-ms': {
+      type: 'string',
+      description: 'How long a client may keep this node waiting: for its hello, for its first request after hello, for reading its answers once they pile up (then it is closed)',
+      default: String(DEFAULT_SIDECAR_LIMITS.helloTimeoutMs),
+      valueHint: 'ms',
+    },
+    'idle-evict-ms': {
+      type: 'string',
+      description: 'When --max-connections are open, a new one closes the connection idle longest if it has been idle this long (else it is refused)',
+      default: String(DEFAULT_SIDECAR_LIMITS.idleEvictMs),
+      valueHint: 'ms',
+    },
     'busy-poll-us': {
       type: 'string',
       description:
@@ -76,6 +88,8 @@ export default defineCommand({
             maxConnections: parsePositiveInt('--max-connections', str(args, 'max-connections'), { max: 65_536 }),
             maxFrameBytes: maxFrame,
             maxKeys: parsePositiveInt('--max-keys', str(args, 'max-keys'), { max: 65_536 }),
+            helloTimeoutMs: parsePositiveInt('--hello-timeout-ms', str(args, 'hello-timeout-ms'), { min: 100, max: 600_000 }),
+            idleEvictMs: parsePositiveInt('--idle-evict-ms', str(args, 'idle-evict-ms'), { min: 0, max: 86_400_000 }),
           },
           busyPollUs: parsePositiveInt('--busy-poll-us', str(args, 'busy-poll-us'), { min: 0, max: 10_000 }),
           metricsPort,
