@@ -9,8 +9,13 @@
  *   and every later call fails at once with the same message. There is no silent reconnect in
  *   this version: the server dropped this node and its entries when the connection closed, so
  *   the owner (the store) must re-join and re-publish on a fresh client, if it wants to;
- * - a heartbeat ping keeps the server's idle timer fed and detects a server that stopped
- *   answering (its host vanished): a ping without answer ends the connection.
+ * - a heartbeat ping keeps the server's idle timer fed (at a third of the idle timeout the server
+ *   announces at hello, at most every `heartbeatMs`) and detects a server that stopped answering
+ *   (its host vanished): a ping without answer ends the connection;
+ * - once a request timed out, the server is known unresponsive (a silent partition: TCP neither
+ *   fails nor progresses): every call fails at once (ERR_UNREACHABLE) instead of waiting its whole
+ *   deadline again, while one ping probes it; its answer (any frame) ends that state, its timeout
+ *   ends the connection (and a RejoiningDirectory reconnects).
  */
 import net from 'node:net';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
@@ -65,6 +70,8 @@ export class DirectoryClient implements Directory {
   private readonly requestTimeoutMs: number;
   private readonly where: string;
   private nextId = 1;
+  /** The server's idle timeout, learned at hello (0: none announced). */
+  private serverIdleTimeoutMs = 0;
   /** The largest frame the server accepts (learned at hello). */
   private serverMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   private lost: string | null = null;
@@ -73,6 +80,9 @@ export class DirectoryClient implements Directory {
   private lastSentAt = Date.now();
   private heartbeat: NodeJS.Timeout | null = null;
   private lastError: Error | null = null;
+  /** Why the server is known unresponsive (a request timed out), null while it answers. */
+  private unresponsive: string | null = null;
+  private probing = false;
 
   private constructor(
     private readonly socket: net.Socket,
@@ -141,6 +151,7 @@ export class DirectoryClient implements Directory {
         throw new DirectoryError(`directory at ${where} sent a malformed hello response`, 'EPROTO');
       }
       client.serverMaxFrameBytes = result.maxFrameBytes;
+      if (typeof result.idleTimeoutMs === 'number' && result.idleTimeoutMs > 0) client.serverIdleTimeoutMs = result.idleTimeoutMs;
     } catch (err) {
       client.userClosed = true; // a failed connect is not a lost connection: no callbacks
       client.fail('hello failed');
@@ -251,6 +262,9 @@ export class DirectoryClient implements Directory {
   private call<O extends Op>(op: O, req: Request, timeoutMs = this.requestTimeoutMs): Promise<ResultMap[O] | unknown> {
     if (this.userClosed) return Promise.reject(new DirectoryError('directory client is closed', 'ECLOSED'));
     if (this.lost !== null) return Promise.reject(new DirectoryError(`directory connection lost: ${this.lost}`, 'ECONNLOST'));
+    if (this.unresponsive !== null && op !== 'ping' && op !== 'leave') {
+      return Promise.reject(new DirectoryError(`directory ${op} not sent: the server ${this.where} is unresponsive (${this.unresponsive}); failing fast until it answers`, 'ERR_UNREACHABLE'));
+    }
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffff_ffff ? 1 : this.nextId + 1; // 0 is reserved for events
     let frame: Buffer;
@@ -264,6 +278,7 @@ export class DirectoryClient implements Directory {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new DirectoryError(`directory ${op} timed out after ${timeoutMs} ms (server ${this.where})`, 'ERR_TIMEOUT'));
+        if (op !== 'leave' && op !== 'hello') this.markUnresponsive(`${op} unanswered for ${timeoutMs} ms`);
       }, timeoutMs);
       this.pending.set(id, { op, resolve, reject, timer });
       this.lastSentAt = Date.now();
@@ -272,6 +287,10 @@ export class DirectoryClient implements Directory {
   }
 
   private onFrame(frame: Frame): void {
+    if (this.unresponsive !== null) {
+      this.log.info(`directory client: server ${this.where} answers again`);
+      this.unresponsive = null;
+    }
     switch (frame.kind) {
       case FrameKind.Response: {
         const p = this.take(frame.id);
@@ -339,9 +358,25 @@ export class DirectoryClient implements Directory {
     }
   }
 
+  /** A request timed out: fail fast from now on, and probe the server with one ping (its timeout ends the connection). */
+  private markUnresponsive(reason: string): void {
+    if (this.lost !== null) return;
+    if (this.unresponsive === null) this.log.warn(`directory client: server ${this.where} unresponsive (${reason}); calls fail fast until it answers`);
+    this.unresponsive ??= reason;
+    if (this.probing) return;
+    this.probing = true;
+    this.call('ping', { op: 'ping' })
+      .catch((err: DirectoryError) => {
+        if (err.code === 'ERR_TIMEOUT') this.fail(`server unresponsive: ${err.message}`);
+      })
+      .finally(() => (this.probing = false));
+  }
+
   private startHeartbeat(): void {
-    const period = this.options.heartbeatMs ?? 5000;
-    if (period <= 0) return;
+    const configured = this.options.heartbeatMs ?? 5000;
+    if (configured <= 0) return;
+    // Well within the server's idle timeout: a quiet member must not be dropped as dead.
+    const period = this.serverIdleTimeoutMs > 0 ? Math.max(50, Math.min(configured, Math.floor(this.serverIdleTimeoutMs / 3))) : configured;
     this.heartbeat = setInterval(() => {
       if (this.lost !== null || Date.now() - this.lastSentAt < period) return;
       this.call('ping', { op: 'ping' }).catch((err: DirectoryError) => {

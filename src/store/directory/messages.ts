@@ -49,6 +49,8 @@ export interface HelloResult {
   maxFrameBytes: number;
   /** The members, when the hello carried a node (hello + join in one round trip). */
   members?: NodeInfo[];
+  /** The server drops a connection silent this long (0: never): clients ping well within it. */
+  idleTimeoutMs?: number;
 }
 
 /** The result each op's response carries. */

@@ -462,9 +462,22 @@ export class RedisDirectory implements Directory {
       return new DirectoryError(`directory ${op} failed: the connection to redis ${this.where} is down; reconnecting`, 'ECONNLOST', { cause: err });
     }
     const timeout = /timed? ?out/i.test(e.message ?? '');
+    if (timeout) this.unresponsive(`${op} unanswered`);
     const code = timeout ? 'ERR_TIMEOUT' : /^INUSE /.test(e.message ?? '') ? 'refused' : (e.code ?? 'EREDIS');
     const message = (e.message ?? String(err)).replace(/^INUSE /, '');
     return new DirectoryError(`directory ${op} failed (redis ${this.where}): ${message}`, code, { cause: err });
+  }
+
+  /**
+   * A request got no answer within its deadline: on a silent partition the connection neither
+   * fails nor progresses, and every later call would wait its whole deadline too. Drop it and
+   * reconnect: until Redis answers again, calls fail at once (the store's misses), and on 'ready'
+   * the heartbeat re-joins and republishes if Redis declared this node dead meanwhile.
+   */
+  private unresponsive(why: string): void {
+    if (this.closed || this.redis.status !== 'ready') return;
+    this.log.warn(`directory: redis ${this.where} unresponsive (${why}); reconnecting, calls fail fast until it answers`);
+    this.redis.disconnect(true);
   }
 
   /** Fails fast when closed or disconnected; one script call otherwise. `name` null: just the checks. */
@@ -534,6 +547,7 @@ export class RedisDirectory implements Directory {
       } catch (err) {
         this.counters.tickErrors++;
         if (initial) throw err;
+        if ((err as DirectoryError).code === 'ERR_TIMEOUT' || /timed? ?out/i.test((err as Error).message ?? '')) this.unresponsive('heartbeat unanswered');
         this.log.debug(`directory: heartbeat on ${this.where} failed: ${(err as Error).message}`);
       } finally {
         clearTimeout(timer);

@@ -161,9 +161,13 @@ export class RejoiningDirectory implements Directory {
       try {
         await this.restore();
       } catch (err) {
-        // The new connection failed while rejoining: its onLost starts the next round.
+        // Refused (the server still holds this node's old connection, e.g. after a silent
+        // partition, until its idle timeout drops it) or the new connection failed: try again
+        // after the next back-off step, on a fresh connection.
         this.options.logger?.warn(`directory: rejoin failed: ${(err as Error).message}`);
-        return;
+        if (next.server) return; // this process serves it now: its own server cannot refuse it for long
+        await next.directory.close().catch(() => {});
+        continue;
       }
       this.rejoins++;
       this.options.logger?.info(`directory: rejoined after ${Date.now() - t0} ms (${next.server ? 'now serving it' : 'joined'}), ${this.held.size} entries republished`);

@@ -552,7 +552,7 @@ class Connection implements Session {
     this.decoder.setMaxFrameBytes(this.server.maxFrameBytes);
     if (req.maxFrameBytes !== undefined) this.peerMaxFrameBytes = req.maxFrameBytes;
     this.server.admit(this);
-    const result: ResultMap['hello'] = { version: PROTOCOL_VERSION, maxFrameBytes: this.server.maxFrameBytes };
+    const result: ResultMap['hello'] = { version: PROTOCOL_VERSION, maxFrameBytes: this.server.maxFrameBytes, idleTimeoutMs: this.server.idleTimeoutMs };
     if (req.node !== undefined) {
       try {
         result.members = this.server.execute(this, { op: 'join', node: req.node });

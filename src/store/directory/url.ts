@@ -104,7 +104,7 @@ export interface OpenConfiguredDirectoryOptions {
   /** Serve a non-loopback embedded directory without a token (see DirectoryServerOptions.insecure). */
   insecure?: boolean;
   logger?: Logger;
-  /** Deadlines of the embedded directory's connect and requests (default 5 s / 10 s). */
+  /** Deadlines of the directory's connect and requests, embedded or Redis (default 5 s / 10 s; for Redis they override the URL's connect_timeout_ms / timeout_ms). */
   connectTimeoutMs?: number;
   requestTimeoutMs?: number;
   /** Deadlines of the embedded server, when this node hosts it (see DirectoryServerOptions). */
@@ -122,7 +122,9 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
   const choice = parseDirectoryChoice(options.directory);
   if (choice.kind === 'redis') {
     const { RedisDirectory } = await import('./redis.js');
-    return { directory: await RedisDirectory.connect({ url: choice.url, logger: options.logger }), server: null };
+    // The store's directoryTimeoutMs bounds Redis calls too (it used to stop here: the URL's 10 s default ruled).
+    const redis = await RedisDirectory.connect({ url: choice.url, logger: options.logger, connectTimeoutMs: options.connectTimeoutMs, requestTimeoutMs: options.requestTimeoutMs });
+    return { directory: redis, server: null };
   }
   if (typeof options.discoveryAddr !== 'string') throw new RangeError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
   return openDirectory({
