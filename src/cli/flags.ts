@@ -83,6 +83,7 @@ export { LOG_LEVELS };
 const FLAG_OF_OPTION: Record<string, string> = {
   pageBytes: '--page-size',
   concurrencies: '--concurrencies',
+  socketPath: '--socket',
 };
 
 /** The flag that sets an option of the library (`maxBytes` → `--max-bytes`). */

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { PeerCacheStore } from '../store/peer-cache-store.js';
 import type { Protocol } from '../transport/types.js';
 import { SidecarServer } from './server.js';
+import { prepareSocketDirectory } from './socket-directory.js';
 import type { SidecarLimits } from './protocol.js';
 
 export interface NodeOptions {
@@ -37,6 +38,7 @@ export interface NodeOptions {
 }
 
 export async function runNode(options: NodeOptions): Promise<{ nodeId: string }> {
+  prepareSocketDirectory(options.socketPath); // a bad --socket is refused before the node joins the cluster
   const metricsModule = options.metricsPort !== undefined ? await import('../store/metrics.js') : null;
   const metrics = metricsModule?.createStoreMetrics();
   const store = await PeerCacheStore.open({

@@ -1,13 +1,12 @@
 /**
  * The sidecar's Unix-socket server: serves the local SGLang ranks of one host with a PeerCacheStore
- * (protocol.ts says what goes over the socket). The socket's directory is created 0700 and the
- * socket is 0600: only this uid connects. Each connection is served in order (one request at a
+ * (protocol.ts says what goes over the socket). The socket is 0600 (only this uid connects), in a
+ * directory only this uid (or root) can write to, or a sticky one (socket-directory.ts). Each connection is served in order (one request at a
  * time, a bounded queue behind it), owns the pools it registered and releases them when it closes,
  * after its last request finished.
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, encodeRawFrame, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, type Frame } from '../store/directory/framing.js';
 import { requireNative } from '../transport/native.js';
@@ -15,6 +14,7 @@ import type { PeerCacheStore } from '../store/peer-cache-store.js';
 import { BusyPoll } from './busy-poll.js';
 import { Lane, LANE_ANSWER_BYTES, LANE_BYTES, LANE_REQUEST_BYTES, LANES_SUPPORTED } from './lane.js';
 import { clientFile, PoolMappings, type MappedPool } from './pool-mapping.js';
+import { prepareSocketDirectory } from './socket-directory.js';
 import {
   binaryAnswerPayload,
   bitString,
@@ -174,12 +174,9 @@ export class SidecarServer {
     this.server = createServer((socket) => this.accept(socket));
   }
 
-  /** Creates the socket's directory (0700) if needed, replaces a stale socket, listens (socket 0600). */
+  /** Checks the socket's directory, or creates it 0700 (socket-directory.ts), replaces a stale socket, listens (socket 0600). */
   static async listen(options: SidecarServerOptions): Promise<SidecarServer> {
-    const dir = dirname(options.socketPath);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = lstatSync(dir);
-    if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+    prepareSocketDirectory(options.socketPath);
     let existing: ReturnType<typeof lstatSync> | null = null;
     try {
       existing = lstatSync(options.socketPath);

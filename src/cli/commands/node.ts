@@ -16,7 +16,7 @@ export default defineCommand({
       'it maps their memfd host pools and READs straight into them. Runs until Ctrl-C/SIGTERM.',
   },
   args: {
-    socket: { type: 'string', description: 'Unix socket path; its directory is created 0700, the socket is 0600', default: '/run/peercache/peercache.sock', valueHint: 'path' },
+    socket: { type: 'string', description: 'Unix socket path (socket 0600); its directory is created 0700 when absent, never changed when present, refused when others can write to it and it is not sticky', default: '/run/peercache/peercache.sock', valueHint: 'path' },
     'discovery-addr': { type: 'string', description: 'host:port of the embedded directory (the first node there serves it); not needed with --directory redis://', default: '', valueHint: 'host:port' },
     ...directoryArg,
     ...connectionArgs,
