@@ -25,7 +25,7 @@ import type { VerifyMode } from './engine/pattern.js';
 import type { ArrivalKind } from './engine/arrival.js';
 import { STORAGE_BATCH } from './engine/drivers.js';
 import { startProducer, type ProducerHandle } from './engine/producer.js';
-import { runRow, type RowPlan, type RunControl } from './engine/row.js';
+import { runRow, type RowPlan, type RowProgress, type RunControl } from './engine/row.js';
 import { MIN_INTERVAL_S } from './engine/intervals.js';
 import { ConfigError } from '../errors.js';
 
@@ -283,7 +283,13 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       const trials: Row[] = [];
       for (let t = 0; t < repeat; t++) {
         // Interval start_s counts from the report's created_at (whole seconds), the .hlog's BaseTime.
-        const outcome = await runRow(rowPlan, { index: i, rows: steps.length, signal: options.signal, logger, onProgress: options.onProgress, originMs: Math.floor(started.getTime() / 1000) * 1000 });
+        // Each stage a row enters is logged (debug): a run without a terminal still says where it is.
+        let stage: RowProgress['stage'] | undefined;
+        const onProgress = (p: RowProgress): void => {
+          if (p.stage !== stage) logger.debug(`row ${i + 1}/${steps.length} ${s.op} x${s.threads}${repeat > 1 ? ` trial ${t + 1}/${repeat}` : ''}: ${(stage = p.stage)}`);
+          options.onProgress?.(p);
+        };
+        const outcome = await runRow(rowPlan, { index: i, rows: steps.length, signal: options.signal, logger, onProgress, originMs: Math.floor(started.getTime() / 1000) * 1000 });
         trials.push(outcomeToRow(outcome));
         // A failed or aborted trial ends the row's trials: the row says which.
         if (outcome.kind !== 'measured' || options.signal?.aborted) break;

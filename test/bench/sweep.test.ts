@@ -1,5 +1,6 @@
 /** runSweep(): the programmatic engine, end to end on shm with real processes and threads. */
 import { test } from 'uvu';
+import { performance } from 'node:perf_hooks';
 import { execSync } from 'node:child_process';
 import * as assert from 'uvu/assert';
 import { runSweep, SweepConfigError, type SweepOptions } from '../../src/bench/sweep.js';
@@ -11,7 +12,9 @@ const small = { protocol: 'shm' as const, pageBytes: 16384, workingSet: 128, dur
 
 test('a saturation sweep: one row per concurrency, rows merged from per-worker histograms, verified bytes, PEAK marked', async () => {
   const progress: RowProgress[] = [];
+  const t0 = performance.now();
   const report = await runSweep({ ...small, mode: 'saturation', op: 'get', concurrencies: [1, 3], verify: true, sloP99Us: 1e9, onProgress: (p) => progress.push(p) });
+  const wallS = (performance.now() - t0) / 1000;
   assert.is(schemaErrors(report), null);
   assert.is(report.results.length, 2);
   const [a, b] = report.results;
@@ -20,7 +23,8 @@ test('a saturation sweep: one row per concurrency, rows merged from per-worker h
     assert.is(r.hit_rate, 1);
     assert.ok(r.calls > 0 && r.lat_us_p50 !== null && r.histogram !== null);
     assert.is(r.pages, r.calls * 32, 'every call read its whole batch');
-    assert.ok(r.duration_s >= 0.55 && r.duration_s < 2, `window ${r.duration_s}`);
+    // The window is never cut short, and lies inside the call (no upper bound in seconds: a loaded host stretches it).
+    assert.ok(r.duration_s >= small.durationS - 0.05 && r.duration_s < wallS, `window ${r.duration_s} s of ${small.durationS} s, call ${wallS} s`);
     assert.ok(r.transports.some((t) => /^(sysv|posix)\//.test(t)), r.transports.join());
     assert.ok(r.cpu_client_pct !== null && r.rss_per_worker_bytes !== null);
   }

@@ -173,11 +173,16 @@ test('Ctrl-C stops cleanly and still writes what was measured', async () => {
   const dir = outDir();
   try {
     let pid = 0;
-    const run = runCli(['saturation', '--protocol', 'shm', '--concurrencies', '1,2,4', '--page-size', '16k', '--working-set', '128', '--duration', '30', '--warmup', '0.2', '--out-dir', dir], {
+    let interrupted = false;
+    // Ctrl-C once the log says the first row is measuring (its window is 30 s).
+    const run = runCli(['saturation', '--protocol', 'shm', '--concurrencies', '1,2,4', '--page-size', '16k', '--working-set', '128', '--duration', '30', '--warmup', '0.2', '--out-dir', dir, '--log-level', 'debug'], {
       onSpawn: (p) => (pid = p),
+      onStderr: (soFar) => {
+        if (interrupted || !/row 1\/3 get x1: measure\n/.test(soFar)) return;
+        interrupted = true;
+        process.kill(pid, 'SIGINT');
+      },
     });
-    await new Promise((r) => setTimeout(r, 4000));
-    process.kill(pid, 'SIGINT');
     const r = await run;
     assert.is(r.code, 130, r.stderr);
     assert.match(r.stderr, /interrupted/);

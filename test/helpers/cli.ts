@@ -11,7 +11,7 @@ export interface CliResult {
   stderr: string;
 }
 
-export async function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
+export async function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onSpawn?: (pid: number) => void; onStderr?: (soFar: string) => void } = {}): Promise<CliResult> {
   const child = new ChildProc({
     label: 'peercache-bench',
     command: process.execPath,
@@ -24,6 +24,8 @@ export async function runCli(args: string[], options: { cwd?: string; env?: Node
   });
   child.proc.stdin!.end(); // the CLI reads no input
   if (child.pid > 0) options.onSpawn?.(child.pid);
+  // What the CLI has written to stderr so far, on each chunk: tests wait for a line, not a clock.
+  if (options.onStderr) child.proc.stderr!.on('data', () => options.onStderr!(child.stderr()));
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
   await child.exited;
   await child.closed;
