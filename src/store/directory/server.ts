@@ -61,6 +61,13 @@ export interface DirectoryServerOptions {
   maxEntriesPerNode?: number;
   /** Connections served at once; more are closed on arrival (default 4096). */
   maxConnections?: number;
+  /**
+   * Bytes (JSON) of all member records together (default 8 MiB): the member list a join answers
+   * with must fit a client's frame (16 MiB by default), so the join that would pass this is
+   * refused instead of every later join failing. Records over BIG_RECORD_BYTES may fill only
+   * 3/4 of it: a few fat records cannot lock ordinary nodes out.
+   */
+  maxMemberBytes?: number;
 }
 
 export const DIRECTORY_SERVER_DEFAULTS = {
@@ -68,7 +75,11 @@ export const DIRECTORY_SERVER_DEFAULTS = {
   maxQueuedBytes: 64 * 1024 * 1024,
   maxEntriesPerNode: 16 * 1024 * 1024,
   maxConnections: 4096,
+  maxMemberBytes: 8 * 1024 * 1024,
 } as const;
+
+/** A member record larger than this (JSON bytes) counts as big: big ones share 3/4 of maxMemberBytes. */
+export const BIG_RECORD_BYTES = 16 * 1024;
 
 /** Binding a non-loopback address without an auth token is refused (code ERR_AUTH_REQUIRED). */
 export class AuthRequiredError extends ConfigError {
@@ -80,6 +91,18 @@ export class AuthRequiredError extends ConfigError {
         'Set the same secret on every node ({authToken} <secret>, or PEERCACHE_AUTH_TOKEN in the environment), or opt out on a trusted network with {insecure}',
     );
   }
+}
+
+/** The numeric limits over their defaults; a RangeError names a bad one. */
+function checkLimits(options: DirectoryServerOptions): { -readonly [K in keyof typeof DIRECTORY_SERVER_DEFAULTS]: number } {
+  const d = DIRECTORY_SERVER_DEFAULTS;
+  return {
+    helloTimeoutMs: positive('helloTimeoutMs', options.helloTimeoutMs ?? d.helloTimeoutMs),
+    maxQueuedBytes: positive('maxQueuedBytes', options.maxQueuedBytes ?? d.maxQueuedBytes),
+    maxEntriesPerNode: positive('maxEntriesPerNode', options.maxEntriesPerNode ?? d.maxEntriesPerNode),
+    maxConnections: positive('maxConnections', options.maxConnections ?? d.maxConnections),
+    maxMemberBytes: positive('maxMemberBytes', options.maxMemberBytes ?? d.maxMemberBytes),
+  };
 }
 
 export interface DirectoryServerStats {
@@ -106,6 +129,8 @@ interface Session {
 interface Member {
   info: NodeInfo;
   session: Session;
+  /** JSON bytes of `info`, counted against maxMemberBytes. */
+  bytes: number;
 }
 
 const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
@@ -125,6 +150,9 @@ export class DirectoryServer {
   private readonly locals = new Set<LocalDirectory>();
   private readonly rejected: Record<string, number> = {};
   private requests = 0;
+  /** Sum of the members' record bytes, and of the big ones' (see maxMemberBytes). */
+  private memberBytes = 0;
+  private bigMemberBytes = 0;
   private closed = false;
   private closing: Promise<void> | null = null;
   private sweeper: NodeJS.Timeout | null = null;
@@ -134,6 +162,7 @@ export class DirectoryServer {
   readonly maxQueuedBytes: number;
   readonly maxEntriesPerNode: number;
   readonly maxConnections: number;
+  readonly maxMemberBytes: number;
   private readonly tokenDigest: Buffer | null;
   private readonly log: Logger;
 
@@ -144,10 +173,12 @@ export class DirectoryServer {
   ) {
     this.maxFrameBytes = checkFrameLimit(options.maxFrameBytes);
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-    this.helloTimeoutMs = positive('helloTimeoutMs', options.helloTimeoutMs ?? DIRECTORY_SERVER_DEFAULTS.helloTimeoutMs);
-    this.maxQueuedBytes = positive('maxQueuedBytes', options.maxQueuedBytes ?? DIRECTORY_SERVER_DEFAULTS.maxQueuedBytes);
-    this.maxEntriesPerNode = positive('maxEntriesPerNode', options.maxEntriesPerNode ?? DIRECTORY_SERVER_DEFAULTS.maxEntriesPerNode);
-    this.maxConnections = positive('maxConnections', options.maxConnections ?? DIRECTORY_SERVER_DEFAULTS.maxConnections);
+    const limits = checkLimits(options);
+    this.helloTimeoutMs = limits.helloTimeoutMs;
+    this.maxQueuedBytes = limits.maxQueuedBytes;
+    this.maxEntriesPerNode = limits.maxEntriesPerNode;
+    this.maxConnections = limits.maxConnections;
+    this.maxMemberBytes = limits.maxMemberBytes;
     this.tokenDigest = options.authToken !== undefined ? digest(options.authToken) : null;
     this.log = options.logger ?? silentLogger;
     server.on('connection', (socket) => this.accept(socket));
@@ -162,6 +193,7 @@ export class DirectoryServer {
     const host = options.host ?? '127.0.0.1';
     const port = options.port ?? 0;
     checkFrameLimit(options.maxFrameBytes);
+    checkLimits(options); // before binding: a bad option must not leave a listening socket behind
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be in 0..65535, got ${port}`);
     if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
     if (options.authToken === undefined && !isLoopback(host)) {
@@ -225,6 +257,8 @@ export class DirectoryServer {
       this.locals.clear();
       this.sessions.clear();
       this.members.clear();
+      this.memberBytes = 0;
+      this.bigMemberBytes = 0;
       this.entries.clear();
       this.byNode.clear();
       for (const conn of this.connections) conn.shutdown('directory server shutting down');
@@ -322,8 +356,24 @@ export class DirectoryServer {
     if (session.nodeId !== null && session.nodeId !== node.nodeId) {
       throw new RequestError(`this connection already joined as '${session.nodeId}'; one node per connection`);
     }
+    // Every join answers with the whole member list: their sum stays under what a client accepts.
+    const bytes = Buffer.byteLength(JSON.stringify(node), 'utf8');
+    const big = bytes > BIG_RECORD_BYTES;
+    const prior = existing?.bytes ?? 0;
+    const priorBig = prior > BIG_RECORD_BYTES ? prior : 0;
+    const total = this.memberBytes - prior + bytes;
+    const bigTotal = this.bigMemberBytes - priorBig + (big ? bytes : 0);
+    if (total > this.maxMemberBytes || (big && bigTotal > Math.floor((this.maxMemberBytes * 3) / 4))) {
+      throw new RequestError(
+        `join refused: the member records would take ${total} bytes, ${big ? `big ones (over ${BIG_RECORD_BYTES} bytes) ${bigTotal}, ` : ''}` +
+          `past the directory's bound of ${this.maxMemberBytes} bytes${big ? ' (3/4 of it for big records)' : ''} (maxMemberBytes); this node's record is ${bytes} bytes: ` +
+          'make it smaller (fewer or shorter attributes) or raise maxMemberBytes together with every client\'s maxFrameBytes',
+      );
+    }
+    this.memberBytes = total;
+    this.bigMemberBytes = bigTotal;
     // A re-join from the same connection updates the node's info (and tells the others again).
-    this.members.set(node.nodeId, { info: node, session });
+    this.members.set(node.nodeId, { info: node, session, bytes });
     session.nodeId = node.nodeId;
     this.log.info(`directory: node '${printable(node.nodeId)}' joined from ${session.label} (${this.members.size} members)`);
     this.broadcast({ type: 'node-joined', node }, session);
@@ -390,7 +440,11 @@ export class DirectoryServer {
   }
 
   private removeNode(nodeId: string, reason: string): void {
-    if (!this.members.delete(nodeId)) return;
+    const member = this.members.get(nodeId);
+    if (member === undefined) return;
+    this.members.delete(nodeId);
+    this.memberBytes -= member.bytes;
+    if (member.bytes > BIG_RECORD_BYTES) this.bigMemberBytes -= member.bytes;
     const keys = this.byNode.get(nodeId);
     if (keys) for (const key of keys) this.entries.delete(key);
     this.byNode.delete(nodeId);
