@@ -337,7 +337,7 @@ try {
     bare.push(await perCall(noop));
     timed.push(await perCall(timedNoop));
   }
-  sink.track({ nodeId: 'bench', stats: { getPages: 1, getHits: 1, staleReads: 0, cacheHits: 0, directoryLookups: 0, setPages: 0, evictions: 0, readErrors: 0, directoryErrors: 0, objectsPublished: 0, bytesPublished: 0, bytesRead: 0 }, publishedSlots: 1, publishedCount: 1 });
+  sink.track({ nodeId: 'bench', stats: { getPages: 1, getHits: 1, staleReads: 0, cacheHits: 0, directoryLookups: 0, replicaLookups: 0, setPages: 0, evictions: 0, readErrors: 0, directoryErrors: 0, objectsPublished: 0, bytesPublished: 0, bytesRead: 0 }, publishedSlots: 1, publishedCount: 1 });
   const s0 = performance.now();
   for (let i = 0; i < 200; i++) await sink.text();
   const scrapeUs = ((performance.now() - s0) * 1000) / 200;

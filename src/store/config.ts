@@ -9,6 +9,7 @@ import { parseDirectoryChoice, type DirectoryServerDeadlines } from './directory
 import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';
+import type { ReplicaOptions } from './directory/replica.js';
 import { ConfigError } from '../errors.js';
 
 export interface PeerCacheStoreConfig {
@@ -46,6 +47,15 @@ export interface PeerCacheStoreConfig {
   /** Cache key locations for batchGetV1 (default on; safe: READs are validated). */
   locationCache?: boolean;
   locationCacheEntries?: number;
+  /**
+   * Keep a local replica of the embedded directory's key locations, so batchExists (and a get's
+   * lookups) answer without a round trip; stale by at most maxStalenessMs (default 1000 ms), and
+   * a stale "present" costs a miss, never wrong bytes. Off by default: it holds every key of the
+   * directory (~200 bytes each, up to maxEntries, default 1 048 576) and the directory pushes every
+   * change to it. `true` for the defaults. No effect with Redis or on the node that hosts the
+   * directory (it reads the entries in-process anyway).
+   */
+  directoryReplica?: boolean | ReplicaOptions;
   /** Deadline of one data-plane batch (default 10 s). */
   timeoutMs?: number;
   /** Deadline of a directory connect or request (default 5 s to connect, 10 s per request). */
@@ -68,7 +78,7 @@ export interface PeerCacheStoreConfig {
 const CONFIG_KEY_TABLE = {
   discoveryAddr: true, protocol: true, localHost: true, deviceName: true, devices: true, ibPort: true, gidIndex: true, hostPool: true,
   globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
-  locationCache: true, locationCacheEntries: true, timeoutMs: true, directoryTimeoutMs: true, directoryServer: true, attributes: true, directory: true,
+  locationCache: true, locationCacheEntries: true, directoryReplica: true, timeoutMs: true, directoryTimeoutMs: true, directoryServer: true, attributes: true, directory: true,
   logger: true, directoryUrl: true, metrics: true,
 } as const satisfies Record<keyof PeerCacheStoreConfig, true>;
 
@@ -112,6 +122,12 @@ export function validateConfig(config: PeerCacheStoreConfig): void {
   checkInt('ppRank', config.ppRank, 0);
   checkInt('ppSize', config.ppSize, 1);
   checkInt('locationCacheEntries', config.locationCacheEntries, 0);
+  const replica = config.directoryReplica;
+  if (replica !== undefined && typeof replica !== 'boolean') {
+    if (typeof replica !== 'object' || replica === null) throw new StoreConfigError('directoryReplica must be a boolean or { maxEntries?, maxStalenessMs? }');
+    checkInt('directoryReplica.maxEntries', replica.maxEntries, 1);
+    if (replica.maxStalenessMs !== undefined && !(Number.isFinite(replica.maxStalenessMs) && replica.maxStalenessMs > 0)) throw new StoreConfigError('directoryReplica.maxStalenessMs must be > 0');
+  }
   checkInt('ibPort', config.ibPort, 1);
   if (config.hostPool !== undefined && !(config.hostPool instanceof HostKVPool)) throw new StoreConfigError('hostPool must be a HostKVPool');
   if (config.timeoutMs !== undefined && !(config.timeoutMs > 0)) throw new StoreConfigError('timeoutMs must be > 0');

@@ -24,6 +24,7 @@ export interface MetricsStats {
   readonly staleReads: number;
   readonly cacheHits: number;
   readonly directoryLookups: number;
+  readonly replicaLookups: number;
   readonly setPages: number;
   readonly evictions: number;
   readonly readErrors: number;
@@ -94,7 +95,8 @@ export class StoreMetrics implements StoreMetricsSink {
     pulled('peercache_pages_evicted_total', 'Objects evicted from the published pool (LRU).', (s) => s.stats.evictions);
     pulled('peercache_stale_reads_total', 'READs whose slot had been reused or invalidated: safe misses.', (s) => s.stats.staleReads);
     pulled('peercache_location_cache_hits_total', 'Objects located from the location cache (no directory round trip).', (s) => s.stats.cacheHits);
-    pulled('peercache_directory_lookups_total', 'Directory lookups made by the store.', (s) => s.stats.directoryLookups);
+    pulled('peercache_directory_lookups_total', 'Directory lookups made by the store (round trips).', (s) => s.stats.directoryLookups);
+    pulled('peercache_replica_lookups_total', 'Lookups answered without a round trip: the directory replica, or the in-process directory of the node that hosts it.', (s) => s.stats.replicaLookups);
     new Counter({
       name: 'peercache_errors_total',
       help: 'Errors by kind: read (a data-plane READ failed), directory (a directory call failed; the pages are misses).',

@@ -98,8 +98,14 @@ export class PageReader {
 
   /** Looks keys up in the directory (one round trip) and refreshes the location cache with the answer. */
   async lookup(keys: readonly string[]): Promise<(Location | null)[]> {
-    this.ctx.stats.directoryLookups++;
-    const found = await this.ctx.directory.lookup(keys);
+    // A fresh replica answers here (stale by its bound at most; READs are validated anyway).
+    let found = this.ctx.directory.lookupLocal?.(keys) ?? null;
+    if (found !== null) {
+      this.ctx.stats.replicaLookups++;
+    } else {
+      this.ctx.stats.directoryLookups++;
+      found = await this.ctx.directory.lookup(keys);
+    }
     for (let i = 0; i < keys.length; i++) {
       const loc = found[i];
       if (loc) this.cache.set(keys[i], loc);

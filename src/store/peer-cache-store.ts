@@ -109,6 +109,7 @@ export class PeerCacheStore {
           connectTimeoutMs: config.directoryTimeoutMs,
           requestTimeoutMs: config.directoryTimeoutMs,
           server: config.directoryServer,
+          replica: config.directoryReplica === true ? {} : config.directoryReplica || undefined,
         });
         directory = opened.directory;
         // Closing the directory also closes an embedded server this process hosts.

@@ -6,6 +6,8 @@ export interface StoreStats {
   staleReads: number;
   cacheHits: number;
   directoryLookups: number;
+  /** Lookups answered by the directory's local replica or in-process entries (no round trip). */
+  replicaLookups: number;
   setPages: number;
   evictions: number;
   readErrors: number;
@@ -19,7 +21,7 @@ export interface StoreStats {
 
 export function newStoreStats(): StoreStats {
   return {
-    getPages: 0, getHits: 0, staleReads: 0, cacheHits: 0, directoryLookups: 0, setPages: 0, evictions: 0, readErrors: 0, directoryErrors: 0,
+    getPages: 0, getHits: 0, staleReads: 0, cacheHits: 0, directoryLookups: 0, replicaLookups: 0, setPages: 0, evictions: 0, readErrors: 0, directoryErrors: 0,
     objectsPublished: 0, bytesPublished: 0, bytesRead: 0,
   };
 }

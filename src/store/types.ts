@@ -56,6 +56,13 @@ export interface Directory {
   /** Locations of keys, null where absent. */
   lookup(keys: readonly string[]): Promise<(Location | null)[]>;
   /**
+   * Locations answered here, without a round trip, from a replica the directory keeps current
+   * (replica.ts), or null when this directory keeps none or it may be staler than its bound: then
+   * call lookup(). A location may be stale by that bound: READs validate it (a stale "present"
+   * costs a miss, never wrong bytes). The objects returned are shared: do not modify them.
+   */
+  lookupLocal?(keys: readonly string[]): (Location | null)[] | null;
+  /**
    * Publishes entries. Per entry: true if the directory now maps the key to this location. An
    * entry is refused (false) when another live node already holds the key (first publisher wins:
    * SGLang's idempotent set) or when the same node holds it with a newer generation.

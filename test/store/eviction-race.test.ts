@@ -15,7 +15,7 @@ const reader = new URL('../fixtures/race-reader.ts', import.meta.url);
 const SECONDS = Number(process.env.PEERCACHE_RACE_SECONDS ?? 10);
 const PAGE = 16 * 1024;
 
-interface Counts { hits: number; misses: number; wrong: number; scans: number; calls: number; staleReads: number }
+interface Counts { hits: number; misses: number; wrong: number; scans: number; calls: number; staleReads: number; replicaLookups: number }
 
 type Protocol = 'shm' | 'tcp';
 
@@ -31,13 +31,16 @@ interface Kind {
   label: (protocol: Protocol) => string;
   /** Where one race's nodes meet (the fixtures' first argument). */
   directory(protocol: Protocol): Promise<string>;
+  /** The second reader keeps a directory replica (the embedded directory; Redis keeps none). */
+  replica: boolean;
 }
 
 const kinds: Kind[] = [
-  { title: '', label: (protocol) => protocol, directory: async () => `127.0.0.1:${await freePort()}` },
+  { title: '', label: (protocol) => protocol, directory: async () => `127.0.0.1:${await freePort()}`, replica: true },
   {
     title: 'redis directory, ',
     label: (protocol) => `redis/${protocol}`,
+    replica: false,
     async directory(protocol) {
       redis ??= await startRedis();
       // A prefix per race: a writer killed before it left cannot hold the next race's node id.
@@ -46,7 +49,7 @@ const kinds: Kind[] = [
   },
 ];
 
-async function race(kind: Kind, protocol: Protocol, modes: ('store' | 'unvalidated')[]): Promise<Counts[]> {
+async function race(kind: Kind, protocol: Protocol, modes: ('store' | 'store-replica' | 'unvalidated')[]): Promise<Counts[]> {
   const where = await kind.directory(protocol);
   const w = spawnFixture(writer, [where, protocol, '64', '10000', String(PAGE), '2']);
   const children: Child[] = [w];
@@ -65,7 +68,10 @@ async function race(kind: Kind, protocol: Protocol, modes: ('store' | 'unvalidat
 for (const kind of kinds) {
   for (const protocol of ['shm', 'tcp'] as const) {
     test(`${kind.title}eviction race on ${protocol}: 64 slots, 10,000 keys, ${SECONDS} s, every hit verified: zero wrong hits`, async () => {
-      const [a, b, control] = await race(kind, protocol, ['store', 'store', 'unvalidated']);
+      // On the embedded directory the second reader answers its lookups from a replica: stale
+      // "present" answers must cost misses only, never wrong bytes.
+      const [a, b, control] = await race(kind, protocol, ['store', kind.replica ? 'store-replica' : 'store', 'unvalidated']);
+      if (kind.replica) assert.ok(b.replicaLookups > 100, `the replica reader did not use its replica: ${JSON.stringify(b)}`);
       for (const r of [a, b]) {
         assert.is(r.wrong, 0, `wrong hits: ${JSON.stringify(r)}`);
         assert.ok(r.hits > 100, `too few hits to mean anything: ${JSON.stringify(r)}`);

@@ -45,7 +45,7 @@ test('GET /metrics: names, types and counts that move after set and get', async 
       'peercache_pages_published_total', 'peercache_published_bytes_total', 'peercache_pages_read_total', 'peercache_read_bytes_total',
       'peercache_pages_evicted_total', 'peercache_get_hit_ratio', 'peercache_pool_slots', 'peercache_pool_slots_used',
       'peercache_pool_occupancy_ratio', 'peercache_errors_total', 'peercache_directory_request_duration_seconds',
-      'peercache_stale_reads_total', 'peercache_location_cache_hits_total', 'peercache_get_pages_total',
+      'peercache_stale_reads_total', 'peercache_location_cache_hits_total', 'peercache_get_pages_total', 'peercache_replica_lookups_total',
     ]) {
       assert.match(before.body, `# HELP ${name} `, name);
     }

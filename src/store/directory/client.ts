@@ -20,7 +20,8 @@
 import net from 'node:net';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
-import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseLookupResult } from './messages.js';
+import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseKeyChanges, parseLookupResult } from './messages.js';
+import { KeyReplica, type ReplicaOptions, type ReplicaState } from './replica.js';
 import type { Frame } from './framing.js';
 import { PeercacheError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
@@ -42,6 +43,11 @@ export interface DirectoryClientOptions {
   logger?: Logger;
   /** Called once when the connection is lost (not on close()). */
   onConnectionLost?: (reason: string) => void;
+  /**
+   * Keep a local replica of the key locations (replica.ts) so exists and lookups need no round
+   * trip; off by default. A directory larger than its maxEntries is refused: lookups go on round trips.
+   */
+  replica?: ReplicaOptions;
 }
 
 /**
@@ -60,6 +66,8 @@ interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
+  /** performance.now() at send: an answer proves every change the server made before it is here (replica.ts). */
+  sentAt: number;
 }
 
 export class DirectoryClient implements Directory {
@@ -83,6 +91,8 @@ export class DirectoryClient implements Directory {
   /** Why the server is known unresponsive (a request timed out), null while it answers. */
   private unresponsive: string | null = null;
   private probing = false;
+  private replica: KeyReplica | null = null;
+  private replicaTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly socket: net.Socket,
@@ -166,7 +176,54 @@ export class DirectoryClient implements Directory {
       throw new DirectoryError(`cannot connect to the directory at ${where}: ${why}`, code, { cause: err });
     }
     client.startHeartbeat();
+    if (options.replica) await client.startReplica(options.replica);
     return client;
+  }
+
+  /** The key replica's state and size (null when none was asked for). */
+  get replicaStatus(): { state: ReplicaState; entries: number; ageMs: number; dropReason: string | null } | null {
+    const r = this.replica;
+    return r && { state: r.state, entries: r.size, ageMs: r.age(), dropReason: r.dropReason };
+  }
+
+  lookupLocal(keys: readonly string[]): (Location | null)[] | null {
+    return this.lost === null && this.replica !== null ? this.replica.lookup(keys) : null;
+  }
+
+  /**
+   * Asks the server to stream its entries and then every change. A refusal (too many entries)
+   * leaves this client on round trips, logged once; the connection stays.
+   */
+  private async startReplica(options: ReplicaOptions): Promise<void> {
+    const replica = new KeyReplica(options);
+    this.replica = replica;
+    const sentAt = performance.now();
+    try {
+      await this.call('watch', { op: 'watch', maxEntries: replica.maxEntries });
+    } catch (err) {
+      replica.drop((err as Error).message);
+      this.log.warn(`directory client: no key replica (exists and lookups take a round trip): ${(err as Error).message}`);
+      return;
+    }
+    replica.markLive(sentAt);
+    // Keep a proof of freshness well inside the bound while idle.
+    const period = Math.max(1, replica.maxStalenessMs / 4);
+    this.replicaTimer = setInterval(() => {
+      if (this.lost !== null || replica.state !== 'live' || replica.age() < period) return;
+      this.call('ping', { op: 'ping' }).catch(() => {
+        // The heartbeat judges the connection; a late ping just leaves the replica unused meanwhile.
+      });
+    }, period);
+    this.replicaTimer.unref();
+  }
+
+  private dropReplica(reason: string): void {
+    const r = this.replica;
+    if (r === null || r.state === 'dropped') return;
+    r.drop(reason);
+    if (this.replicaTimer) clearInterval(this.replicaTimer);
+    this.log.warn(`directory client: key replica dropped (exists and lookups take a round trip now): ${reason}`);
+    if (this.lost === null) this.call('unwatch', { op: 'unwatch' }).catch(() => {});
   }
 
   /** False once the connection is lost or closed. */
@@ -280,7 +337,7 @@ export class DirectoryClient implements Directory {
         reject(new DirectoryError(`directory ${op} timed out after ${timeoutMs} ms (server ${this.where})`, 'ERR_TIMEOUT'));
         if (op !== 'leave' && op !== 'hello') this.markUnresponsive(`${op} unanswered for ${timeoutMs} ms`);
       }, timeoutMs);
-      this.pending.set(id, { op, resolve, reject, timer });
+      this.pending.set(id, { op, resolve, reject, timer, sentAt: performance.now() });
       this.lastSentAt = Date.now();
       this.socket.write(frame);
     });
@@ -308,7 +365,20 @@ export class DirectoryClient implements Directory {
         return;
       }
       case FrameKind.Event: {
-        const event = parseEvent(decodeJson(frame));
+        const body = decodeJson(frame);
+        const changes = parseKeyChanges(body);
+        if (changes === 'reset') {
+          this.dropReplica('the server stopped pushing changes (a change was larger than this client accepts)');
+          return;
+        }
+        if (changes !== null) {
+          if (this.replica !== null && !this.replica.apply(changes)) {
+            this.dropReplica(`the directory holds more than ${this.replica.maxEntries} entries (the replica's limit)`);
+          }
+          return;
+        }
+        const event = parseEvent(body);
+        if (event.type === 'node-left') this.replica?.dropNode(event.nodeId);
         for (const listener of this.listeners) {
           try {
             listener(event);
@@ -331,6 +401,7 @@ export class DirectoryClient implements Directory {
     }
     this.pending.delete(id);
     clearTimeout(p.timer);
+    this.replica?.synced(p.sentAt);
     return p;
   }
 
@@ -339,6 +410,8 @@ export class DirectoryClient implements Directory {
     if (this.lost !== null) return;
     this.lost = reason;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.replicaTimer) clearInterval(this.replicaTimer);
+    this.replica?.drop(`connection lost: ${reason}`);
     const err = this.userClosed
       ? new DirectoryError('directory client is closed', 'ECLOSED')
       : new DirectoryError(`directory connection lost: ${reason}`, 'ECONNLOST');

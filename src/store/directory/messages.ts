@@ -38,7 +38,10 @@ export type Request =
   | { op: 'node'; nodeId: string }
   | { op: 'members' }
   | { op: 'leave' }
-  | { op: 'ping' };
+  | { op: 'ping' }
+  /** Start a key replica: the server streams every entry, then every change (see replica.ts). */
+  | { op: 'watch'; maxEntries: number }
+  | { op: 'unwatch' };
 
 export type Op = Request['op'];
 export type RequestOf<O extends Op> = Extract<Request, { op: O }>;
@@ -65,6 +68,9 @@ export interface ResultMap {
   members: NodeInfo[];
   leave: true;
   ping: true;
+  /** Entries streamed before this answer (the replica is complete once it arrives). */
+  watch: { entries: number };
+  unwatch: true;
 }
 
 export interface ErrorBody {
@@ -391,9 +397,12 @@ export function parseRequest(v: unknown): Request {
       return { op, entries: parseRemove(v) };
     case 'node':
       return { op, nodeId: str(v.nodeId, 'nodeId', false) };
+    case 'watch':
+      return { op, maxEntries: uint(v.maxEntries, 'maxEntries') };
     case 'members':
     case 'leave':
     case 'ping':
+    case 'unwatch':
       return { op };
     default:
       throw new WireError('unknown-op', `unknown operation '${op.slice(0, 64)}'`);
@@ -414,4 +423,26 @@ export function parseEvent(v: unknown): DirectoryEvent {
     return { type: 'node-left', nodeId: str(v.nodeId, 'event.nodeId'), reason: str(v.reason, 'event.reason', false) };
   }
   return bad(`unknown event type '${String(v.type)}'`);
+}
+
+/**
+ * Key changes pushed to a session that watches (a replica): columnar as a lookup result, node -1 =
+ * removed. `{ type: 'keys-reset' }` tells the replica it is no longer kept (drop it).
+ */
+export interface KeyChanges {
+  keys: string[];
+  locations: (Location | null)[];
+}
+
+export function encodeKeyChanges(keys: readonly string[], locations: readonly (Location | null)[]): unknown {
+  return { type: 'keys', keys, ...encodeLookupResult(locations) };
+}
+
+/** Decodes a 'keys' event (throws WireError 'bad-message' if malformed); null for any other event. */
+export function parseKeyChanges(v: unknown): KeyChanges | 'reset' | null {
+  if (!isRecord(v)) bad('event must be an object');
+  if (v.type === 'keys-reset') return 'reset';
+  if (v.type !== 'keys') return null;
+  const keys = parseKeys(v.keys, 'event.keys');
+  return { keys, locations: parseLookupResult(v, keys.length) };
 }

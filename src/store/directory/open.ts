@@ -18,6 +18,7 @@ import { RejoiningDirectory } from './rejoining.js';
 import { DirectoryError, DirectoryClient } from './client.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import type { Logger } from '../../log.js';
+import type { ReplicaOptions } from './replica.js';
 
 export interface OpenDirectoryOptions {
   /** `host:port` (IPv6 as `[addr]:port`); port 1..65535: the others must be able to find it. */
@@ -47,6 +48,8 @@ export interface OpenDirectoryOptions {
    * same node and republishes what it holds (default true; see rejoining.ts).
    */
   rejoin?: boolean;
+  /** A node that joins someone else's directory keeps a key replica (replica.ts; off by default). */
+  replica?: ReplicaOptions;
 }
 
 export interface OpenedDirectory {
@@ -96,6 +99,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
     heartbeatMs: options.heartbeatMs,
     logger: options.logger,
     onConnectionLost,
+    replica: options.replica,
   };
   let lastError: unknown = null;
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
@@ -162,6 +166,9 @@ class ServingDirectory implements Directory {
   }
   lookup(keys: readonly string[]): Promise<(Location | null)[]> {
     return this.inner.lookup(keys);
+  }
+  lookupLocal(keys: readonly string[]): (Location | null)[] | null {
+    return this.inner.lookupLocal?.(keys) ?? null;
   }
   publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
     return this.inner.publish(entries);

@@ -76,6 +76,11 @@ export class RejoiningDirectory implements Directory {
     return this.inner.lookup(keys);
   }
 
+  /** The current connection's replica (none while reconnecting: a fresh one streams again after the rejoin). */
+  lookupLocal(keys: readonly string[]): (Location | null)[] | null {
+    return this.inner.lookupLocal?.(keys) ?? null;
+  }
+
   async publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
     const out = await this.inner.publish(entries);
     const me = this.self?.nodeId;

@@ -17,7 +17,7 @@ import net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
-import { LIMITS, checkRequest, encodeLookupResult, parseNodeInfo, parseRequest } from './messages.js';
+import { LIMITS, checkRequest, encodeKeyChanges, encodeLookupResult, parseNodeInfo, parseRequest } from './messages.js';
 import type { Frame } from './framing.js';
 import { ConfigError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
@@ -110,6 +110,8 @@ export interface DirectoryServerStats {
   entries: number;
   connections: number;
   requests: number;
+  /** Sessions keeping a key replica (every change is pushed to each). */
+  replicas: number;
   /** Connections closed for a protocol violation, by reason code. */
   framesRejected: Record<string, number>;
 }
@@ -124,6 +126,8 @@ interface Session {
   nodeId: string | null;
   /** Pushes an event; `frame` encodes it once for all sockets. */
   deliver(event: DirectoryEvent, frame: () => Buffer): void;
+  /** Pushes key changes (encoded once for all watchers) to a session that watches; absent where a session cannot watch. */
+  deliverKeys?(frame: () => Buffer): void;
 }
 
 interface Member {
@@ -134,6 +138,10 @@ interface Member {
 }
 
 const DEFAULT_IDLE_TIMEOUT_MS = 20_000;
+/** Entries per snapshot frame of a watch (4096 keys of the longest allowed stay ~4.5 MB, under the default frame limit). */
+const SNAPSHOT_CHUNK = 4096;
+/** Bytes queued on a watcher's socket before its snapshot waits for a drain. */
+const SNAPSHOT_HIGH_WATER = 4 * 1024 * 1024;
 
 function digest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
@@ -148,6 +156,8 @@ export class DirectoryServer {
   private readonly sessions = new Set<Session>();
   private readonly connections = new Set<Connection>();
   private readonly locals = new Set<LocalDirectory>();
+  /** Sessions that keep a replica of the entries: every change is pushed to them (replica.ts). */
+  private readonly watchers = new Set<Session>();
   private readonly rejected: Record<string, number> = {};
   private requests = 0;
   /** Sum of the members' record bytes, and of the big ones' (see maxMemberBytes). */
@@ -228,6 +238,7 @@ export class DirectoryServer {
       entries: this.entries.size,
       connections: this.connections.size,
       requests: this.requests,
+      replicas: this.watchers.size,
       framesRejected: { ...this.rejected },
     };
   }
@@ -256,6 +267,7 @@ export class DirectoryServer {
       for (const local of this.locals) local.detach('directory server closed');
       this.locals.clear();
       this.sessions.clear();
+      this.watchers.clear();
       this.members.clear();
       this.memberBytes = 0;
       this.bigMemberBytes = 0;
@@ -295,6 +307,7 @@ export class DirectoryServer {
   /** @internal A session went away: its node (if any) leaves with all its entries. */
   drop(session: Session, reason: string): void {
     this.sessions.delete(session);
+    this.watchers.delete(session);
     this.leave(session, reason);
   }
 
@@ -338,7 +351,46 @@ export class DirectoryServer {
         return true;
       case 'ping':
         return true;
+      case 'watch':
+        // Connections stream their snapshot themselves (Connection.watch); an in-process directory reads the entries directly.
+        throw new RequestError('watch is for socket sessions; the in-process directory answers lookupLocal() directly');
+      case 'unwatch':
+        this.watchers.delete(session);
+        return true;
     }
+  }
+
+  /** @internal Entries held now (a watch is refused when its replica could not hold them). */
+  get entryCount(): number {
+    return this.entries.size;
+  }
+
+  /** @internal A live view of the entries, for a watcher's snapshot (Map iteration sees later changes in order; see Connection.watch). */
+  entryIterator(): IterableIterator<[string, Location]> {
+    return this.entries.entries();
+  }
+
+  /** @internal From now on every change is pushed to this session. */
+  addWatcher(session: Session): void {
+    this.watchers.add(session);
+  }
+
+  /** @internal In-process replica read: the entries themselves (copies), no round trip. */
+  lookupNow(keys: readonly string[]): (Location | null)[] {
+    const out = new Array<Location | null>(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const l = this.entries.get(keys[i]);
+      out[i] = l === undefined ? null : { nodeId: l.nodeId, offset: l.offset, length: l.length, generation: l.generation };
+    }
+    return out;
+  }
+
+  /** Pushes changed keys (null: removed) to every watcher, before the request that made them is answered. */
+  private pushChanges(keys: string[], locations: (Location | null)[]): void {
+    if (keys.length === 0) return;
+    let frame: Buffer | null = null;
+    const encode = (): Buffer => (frame ??= encodeFrame(FrameKind.Event, 0, encodeKeyChanges(keys, locations), Number.MAX_SAFE_INTEGER));
+    for (const w of this.watchers) w.deliverKeys?.(encode);
   }
 
   private memberList(): NodeInfo[] {
@@ -388,6 +440,9 @@ export class DirectoryServer {
 
   private publish(nodeId: string, entries: readonly DirectoryEntry[]): boolean[] {
     const out = new Array<boolean>(entries.length);
+    const watched = this.watchers.size > 0;
+    const changedKeys: string[] = [];
+    const changed: Location[] = [];
     for (let i = 0; i < entries.length; i++) {
       const { key, location } = entries[i];
       // A session publishes for its own node only (no squatting another member's keys or
@@ -406,6 +461,10 @@ export class DirectoryServer {
         this.entries.set(key, location);
         owned.add(key);
         out[i] = true;
+        if (watched) {
+          changedKeys.push(key);
+          changed.push(location);
+        }
       } else if (cur.nodeId !== location.nodeId || location.generation < cur.generation) {
         // First live publisher wins (entries of departed nodes are already gone); a node may
         // only move its own entry forward.
@@ -413,20 +472,28 @@ export class DirectoryServer {
       } else {
         this.entries.set(key, location);
         out[i] = true;
+        if (watched) {
+          changedKeys.push(key);
+          changed.push(location);
+        }
       }
     }
+    if (watched) this.pushChanges(changedKeys, changed);
     return out;
   }
 
   private remove(owner: string, entries: readonly RemovalEntry[]): number {
     let removed = 0;
+    const gone: string[] = [];
     for (const { key, nodeId, generation } of entries) {
       const cur = this.entries.get(key);
       if (nodeId !== owner || cur === undefined || cur.nodeId !== nodeId || cur.generation !== generation) continue;
       this.entries.delete(key);
       this.byNode.get(nodeId)?.delete(key);
       removed++;
+      if (this.watchers.size > 0) gone.push(key);
     }
+    if (gone.length > 0) this.pushChanges(gone, new Array<Location | null>(gone.length).fill(null));
     return removed;
   }
 
@@ -532,6 +599,66 @@ class Connection implements Session {
     this.checkQueued();
   }
 
+  deliverKeys(frame: () => Buffer): void {
+    if (this.closing) return;
+    const buf = frame();
+    if (buf.length > this.peerMaxFrameBytes) {
+      // Larger than this client accepts: its replica can no longer be kept; it falls back to lookups.
+      this.server.execute(this, { op: 'unwatch' });
+      this.socket.write(encodeFrame(FrameKind.Event, 0, { type: 'keys-reset' }, Number.MAX_SAFE_INTEGER));
+    } else {
+      this.socket.write(buf);
+    }
+    this.checkQueued();
+  }
+
+  /**
+   * Starts a replica: every entry in chunks, then the answer; changes made meanwhile are pushed
+   * in order between the chunks. The snapshot iterates the live Map, so each chunk carries the
+   * entries' values when it is written and an entry removed earlier is not sent: in socket order,
+   * the replica ends equal to the directory. Waits for the socket to drain between chunks, so a
+   * snapshot of millions of entries neither blocks the loop for long nor outgrows the send queue.
+   */
+  private async watch(id: number, maxEntries: number): Promise<void> {
+    const held = this.server.entryCount;
+    if (held > maxEntries) {
+      this.send(FrameKind.Error, id, { message: `the directory holds ${held} entries, more than this replica's limit of ${maxEntries}`, fatal: false, code: 'too-many' });
+      return;
+    }
+    this.server.addWatcher(this);
+    const it = this.server.entryIterator();
+    let sent = 0;
+    for (let done = false; !done; ) {
+      if (this.closing) return;
+      const keys: string[] = [];
+      const locations: Location[] = [];
+      while (keys.length < SNAPSHOT_CHUNK) {
+        const r = it.next();
+        if (r.done) {
+          done = true;
+          break;
+        }
+        keys.push(r.value[0]);
+        locations.push(r.value[1]);
+      }
+      if (keys.length === 0) break;
+      this.deliverKeys(() => encodeFrame(FrameKind.Event, 0, encodeKeyChanges(keys, locations), Number.MAX_SAFE_INTEGER));
+      sent += keys.length;
+      if (this.socket.writableLength > SNAPSHOT_HIGH_WATER) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            this.socket.off('drain', done);
+            this.socket.off('close', done);
+            resolve();
+          };
+          this.socket.on('drain', done);
+          this.socket.on('close', done);
+        });
+      }
+    }
+    if (!this.closing) this.reply(id, 'watch', { entries: sent });
+  }
+
   /** A session that does not read what it is sent is closed before its queue grows without bound. */
   private checkQueued(): void {
     const queued = this.socket.writableLength;
@@ -585,6 +712,10 @@ class Connection implements Session {
       return;
     }
     if (req.op === 'hello') throw new WireError('bad-message', 'duplicate hello', frame.id);
+    if (req.op === 'watch') {
+      this.watch(frame.id, req.maxEntries).catch((err: unknown) => this.reject(err));
+      return;
+    }
     let result: unknown;
     try {
       result = this.server.execute(this, req);
@@ -727,6 +858,12 @@ class LocalDirectory implements Directory {
       if (l !== null) locs[i] = { nodeId: l.nodeId, offset: l.offset, length: l.length, generation: l.generation };
     }
     return locs;
+  }
+
+  /** The serving node reads the entries in-process: always current, no round trip. */
+  lookupLocal(keys: readonly string[]): (Location | null)[] | null {
+    if (this.closed || this.lost !== null) return null;
+    return this.server.lookupNow(keys);
   }
 
   publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {

@@ -13,6 +13,7 @@ import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './open.
 import { DirectoryClient } from './client.js';
 import type { Directory } from '../types.js';
 import type { Logger } from '../../log.js';
+import type { ReplicaOptions } from './replica.js';
 
 export interface RedisUrlParts {
   tls: boolean;
@@ -109,6 +110,8 @@ export interface OpenConfiguredDirectoryOptions {
   requestTimeoutMs?: number;
   /** Deadlines of the embedded server, when this node hosts it (see DirectoryServerOptions). */
   server?: DirectoryServerDeadlines;
+  /** Keep a key replica of the embedded directory (replica.ts); the Redis directory keeps none (every lookup is a round trip). */
+  replica?: ReplicaOptions;
 }
 
 /** The embedded server's hello and idle deadlines (defaults 5 s and 20 s). */
@@ -136,6 +139,7 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
     requestTimeoutMs: options.requestTimeoutMs,
     helloTimeoutMs: options.server?.helloTimeoutMs,
     idleTimeoutMs: options.server?.idleTimeoutMs,
+    replica: options.replica,
   });
 }
 
