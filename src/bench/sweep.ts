@@ -54,6 +54,8 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   verifyMode?: VerifyMode;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
+  /** Workers keep a key replica of the embedded directory (--directory-replica). */
+  directoryReplica?: boolean;
   /** Windows per row (default 1; suite 3): the row reports their median, 95% CI and CV. */
   repeat?: number;
   /** CV above which a repeated row is noisy (default 0.05). */
@@ -218,7 +220,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const transports = new Set<string>();
   const discoveryAddr = `${localHost}:${await freePort(localHost)}`;
   const directoryUrl = options.directory && options.directory !== 'embedded' ? options.directory : undefined;
-  const storeCfg = storeConfig(connection, { discoveryAddr, directoryUrl });
+  const storeCfg = storeConfig(connection, { discoveryAddr, directoryUrl, directoryReplica: options.directoryReplica });
   // Names of this run in a directory other runs may share (one Redis for a fleet): its producer's
   // node id and its pages' keys, so concurrent runs neither refuse each other nor read each other's pages.
   const runId = randomBytes(4).toString('hex');
@@ -350,6 +352,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       verify_mode: options.verify ? (options.verifyMode ?? 'sample') : null,
       producer: 'separate process',
       directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
+      directory_replica: options.directoryReplica === true && !directoryUrl,
     },
     // PEAK is the best row of a sweep: latency and throughput modes have none.
     // Knee and SLO peak likewise only in sweeps.

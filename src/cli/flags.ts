@@ -49,6 +49,12 @@ export const runArgs = {
 
 export const directoryArg = {
   directory: { type: 'string', description: "Directory: 'embedded' (the producer serves it) or redis://host:port[/db] (rediss:// for TLS; password in the URL)", default: 'embedded', valueHint: 'embedded|url' },
+  'directory-replica': {
+    type: 'boolean',
+    description:
+      'Keep a local replica of the embedded directory\'s key locations: exists and lookups without a round trip, stale by at most 1 s (a stale hit costs a miss, never wrong bytes); ~200 bytes per key of the whole directory, up to 1 Mi keys (README "Directory replica")',
+    default: false,
+  },
 } as const satisfies ArgsDef;
 
 export const hicacheArgs = {

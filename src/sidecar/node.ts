@@ -15,6 +15,8 @@ export interface NodeOptions {
   protocol: Protocol;
   discoveryAddr?: string;
   directoryUrl?: string;
+  /** Keep a key replica of the embedded directory (PeerCacheStoreConfig.directoryReplica). */
+  directoryReplica?: boolean;
   globalSegmentBytes: number;
   /** Largest object (an MLA page, or one of an MHA page's k/v) the published pool holds. */
   slotBytes: number;
@@ -45,6 +47,7 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
     protocol: options.protocol,
     discoveryAddr: options.discoveryAddr,
     directoryUrl: options.directoryUrl,
+    directoryReplica: options.directoryReplica,
     globalSegmentBytes: options.globalSegmentBytes,
     slotBytes: options.slotBytes,
     maxBytes: Number.MAX_SAFE_INTEGER,

@@ -38,6 +38,8 @@ export interface StoreConfig {
   authToken: string | undefined;
   localHost: string;
   timeoutMs: number;
+  /** Keep a key replica of the embedded directory. */
+  directoryReplica?: boolean;
 }
 
 /** The rails: `devices`, else the one `deviceName`, else none (UCX picks). */
@@ -51,8 +53,9 @@ export function resolveConnection(o: ConnectionOptions, localHost = o.localHost 
 }
 
 /** The store configuration of a node on connection `c` joining the directory at `at`. */
-export function storeConfig(c: Connection, at: { discoveryAddr: string; directoryUrl?: string; authToken?: string }): StoreConfig {
+export function storeConfig(c: Connection, at: { discoveryAddr: string; directoryUrl?: string; authToken?: string; directoryReplica?: boolean }): StoreConfig {
   return {
+    directoryReplica: at.directoryReplica,
     discoveryAddr: at.discoveryAddr,
     directoryUrl: at.directoryUrl,
     protocol: c.protocol,

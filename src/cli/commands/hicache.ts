@@ -61,6 +61,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     arrival: parseEnum('--arrival', str(args, 'arrival'), ARRIVAL_KINDS),
     verifyMode: parseEnum('--verify-mode', str(args, 'verify-mode'), VERIFY_MODES),
     directory: parseDirectoryArg(str(args, 'directory')),
+    directoryReplica: args['directory-replica'] === true,
     repeat: str(args, 'repeat').trim() === '' ? undefined : parsePositiveInt('--repeat', str(args, 'repeat'), { max: 1000 }),
     sloP99Us: str(args, 'slo-p99').trim() === '' ? undefined : parsePositiveNumber('--slo-p99', str(args, 'slo-p99')),
     intervalS: str(args, 'interval').trim() === '' ? undefined : parseSeconds('--interval', str(args, 'interval'), { min: MIN_INTERVAL_S, max: 3600 }),

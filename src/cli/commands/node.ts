@@ -74,6 +74,7 @@ export default defineCommand({
           protocol: conn.protocol,
           discoveryAddr: discoveryAddr || undefined,
           directoryUrl: directory === 'embedded' ? undefined : directory,
+          directoryReplica: args['directory-replica'] === true,
           globalSegmentBytes: parseSize('--global-segment', str(args, 'global-segment')),
           slotBytes: parseSize('--slot-bytes', slotText),
           localHost: conn.localHost,
