@@ -52,7 +52,7 @@ export const directoryArg = {
   'directory-replica': {
     type: 'boolean',
     description:
-      'Keep a local replica of the embedded directory\'s key locations: exists and lookups without a round trip, stale by at most 1 s (a stale hit costs a miss, never wrong bytes); ~200 bytes per key of the whole directory, up to 1 Mi keys (README "Directory replica")',
+      'Keep a local replica of the embedded directory\'s key locations: exists and lookups without a round trip, stale by at most 1 s (a stale hit costs a miss, never wrong bytes); ~220 bytes per key of the whole directory, up to 1 Mi keys (docs/tuning.md "Directory replica")',
     default: false,
   },
 } as const satisfies ArgsDef;
