@@ -385,7 +385,11 @@ export class DirectoryServer {
     return out;
   }
 
-  /** Pushes changed keys (null: removed) to every watcher, before the request that made them is answered. */
+  /**
+   * Pushes changed keys (null: removed) to every watcher, before the request that made them is
+   * answered. A watcher gets exactly what its lookups could see: with per-session access rules
+   * (namespaces), filter here and in Connection.watch's snapshot, the two places keys leave.
+   */
   private pushChanges(keys: string[], locations: (Location | null)[]): void {
     if (keys.length === 0) return;
     let frame: Buffer | null = null;
