@@ -118,9 +118,9 @@ export class PageReader {
    * A directory that cannot answer (down, reconnecting) makes misses, not errors, as on the get
    * path; so do locations on a node this reader has found unreachable (a get could only miss them).
    */
-  async lookupOrMiss(keys: readonly string[], what: string): Promise<(Location | null)[]> {
+  async lookupOrMiss(keys: readonly string[], what: string, timeoutMs?: number): Promise<(Location | null)[]> {
     try {
-      const found = await this.lookup(keys);
+      const found = await (timeoutMs === undefined ? this.lookup(keys) : withDeadline(this.lookup(keys), timeoutMs, 'directory lookup'));
       const { peers, nodeId } = this.ctx;
       let last = '';
       let lastReachable = true;

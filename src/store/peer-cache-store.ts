@@ -354,8 +354,9 @@ export class PeerCacheStore {
    * READs whole objects (already named: page key + component suffix) into `region`: object j into
    * `offsets[j]`, a hit only if it was published with exactly `lengths[j]` bytes and its slot still
    * holds it (the same generation check as batchGetV1). One bool per object. Ranges must lie in
-   * the region (checked here). `timeoutMs` bounds the call's READs (they end, or are cut off,
-   * within it: nothing lands in the region later), default the transport's batch deadline.
+   * the region (checked here). `timeoutMs` (a caller's deadline, e.g. an SGLang rank's) can only
+   * shorten the store's own `timeoutMs`: the whole call ends within the smaller one, its READs
+   * done or cut off (nothing lands in the region later), unreachable objects as misses.
    */
   async getObjectsInto(objects: readonly string[], region: LocalRegion, offsets: ArrayLike<number>, lengths: ArrayLike<number>, timeoutMs?: number): Promise<boolean[]> {
     assertKeys(objects, 'getObjectsInto');
@@ -372,7 +373,8 @@ export class PeerCacheStore {
     const yielded = this.yieldSometimes();
     if (yielded) await yielded;
     if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new RangeError('getObjectsInto: timeoutMs must be > 0');
-    const ok = await this.reader.getObjects(objects, region, offsets, lengths, timeoutMs);
+    const own = this.config.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
+    const ok = await this.reader.getObjects(objects, region, offsets, lengths, timeoutMs === undefined ? own : Math.min(own, timeoutMs));
     const out = new Array<boolean>(objects.length);
     let hits = 0;
     for (let j = 0; j < objects.length; j++) {
@@ -408,11 +410,15 @@ export class PeerCacheStore {
     return ok;
   }
 
-  /** Which named objects the directory knows (one round trip; a directory that cannot answer gives misses). */
-  async existsObjects(objects: readonly string[]): Promise<boolean[]> {
+  /**
+   * Which named objects the directory knows on nodes this one can reach (one round trip; a
+   * directory that cannot answer gives misses). `timeoutMs`: the caller's deadline; past it, the
+   * answer is all misses (the directory's own deadline applies too).
+   */
+  async existsObjects(objects: readonly string[], timeoutMs?: number): Promise<boolean[]> {
     assertKeys(objects, 'existsObjects');
     if (objects.length === 0) return [];
-    return (await this.reader.lookupOrMiss(objects, 'existsObjects')).map((l) => l !== null);
+    return (await this.reader.lookupOrMiss(objects, 'existsObjects', timeoutMs)).map((l) => l !== null);
   }
 
   /** Bytes of the largest object the published pool holds (0: no published pool). */

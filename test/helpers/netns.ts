@@ -78,7 +78,7 @@ export interface Host {
   readonly ns: string;
   readonly ip: string;
   /** Starts `command args…` inside this host's namespace (its stdin tied to this process's life). */
-  spawn(command: string, args: string[], env?: NodeJS.ProcessEnv): NsChild;
+  spawn(command: string, args: string[], env?: NodeJS.ProcessEnv, options?: { readsStdin?: boolean }): NsChild;
   /** Starts a TypeScript fixture (through tsx) inside this host's namespace. */
   spawnFixture(fixture: URL, args: string[], env?: NodeJS.ProcessEnv): NsChild;
   /** Silently drops every packet between this host and `peers` (both ways, inside this host). */
@@ -154,14 +154,14 @@ export function makeHosts(roles: readonly string[]): Hosts {
       ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
       ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       nsExec(ns, 'nft', ['-f', '-'], `table inet ${TABLE} {\n chain in { type filter hook input priority 0; policy accept; }\n chain out { type filter hook output priority 0; policy accept; }\n}\n`);
-      const spawnIn = (command: string, args: string[], env: NodeJS.ProcessEnv = {}): NsChild => {
+      const spawnIn = (command: string, args: string[], env: NodeJS.ProcessEnv = {}, options: { readsStdin?: boolean } = {}): NsChild => {
         const child = new ChildProc<Record<string, unknown>>({
           label: `${role} (${ns})`,
           command: 'ip',
           args: ['netns', 'exec', ns, command, ...args],
           env: { ...process.env, ...env },
           // Our Node fixtures exit when their stdin closes; anything else (redis-server) is supervised.
-          lifetime: command === process.execPath ? 'stdin' : 'supervised',
+          lifetime: command === process.execPath || options.readsStdin ? 'stdin' : 'supervised',
           parseMessage: (line) => {
             try {
               const v: unknown = JSON.parse(line);
