@@ -46,8 +46,21 @@ export interface TcpServerLimits {
   maxConnections: number;
   /** Answer bytes (plus a fixed cost per answer) queued unsent on one connection before the server stops reading it. */
   maxQueuedAnswerBytes: number;
-  /** The same over all connections: past it, connections wait for answers to drain before more are made. */
+  /**
+   * The same over all connections: past it, connections wait for answers to drain before more are
+   * made. Half of it is split evenly as every connection's guaranteed allowance (so a reader's
+   * small answers never wait behind others), the other half is shared, each connection holding at
+   * most an even share of it once others want some.
+   */
   maxTotalAnswerBytes: number;
+  /**
+   * Connections that have not yet sent a frame with a valid region token (only HELLO, or forged
+   * tokens) held at once; a new one past it closes the oldest such connection. Their answers are
+   * held to a small allowance of their own, never the shared budget.
+   */
+  maxUnauthenticated: number;
+  /** A connection that sent no frame with a valid region token this long after connecting is closed (ms). */
+  authTimeoutMs: number;
 }
 
 /** Memory this node publishes: peers READ (and WRITE) it one-sidedly. */

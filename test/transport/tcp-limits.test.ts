@@ -151,7 +151,7 @@ test('after HELLO, a forged-token frame trickling in pins no memory and is close
 });
 
 test('200 half-open connections (silent, or silent after HELLO) are closed within their deadlines', async () => {
-  const p = await publisher({ helloTimeoutMs: 500, idleTimeoutMs: 800 });
+  const p = await publisher({ helloTimeoutMs: 500, idleTimeoutMs: 800, maxUnauthenticated: 1024 }); // deadlines, not eviction (tcp-fairness.test.ts)
   const socks: net.Socket[] = [];
   try {
     for (let i = 0; i < 150; i++) socks.push(await rawConnect(p.port));

@@ -135,6 +135,8 @@ export class TcpEndpoint implements Endpoint {
   private failed: string | null = null;
   private lastSocketError: string | null = null;
   private corked = false;
+  /** A region token was sent on this connection (see attach). */
+  private tokenShown = false;
   private hello: { resolve: () => void; reject: (err: TransportError) => void } | null = null;
   // Response decoder state.
   private readonly recv = Buffer.allocUnsafe(CLIENT_RECV_BUFFER);
@@ -239,7 +241,17 @@ export class TcpEndpoint implements Endpoint {
         `invalid region descriptor: it names a region of node ${d.nodeId}, but this endpoint's peer is node ${this.peerAddress.nodeId}`,
       );
     }
-    return new TcpRemote(this, d.regionId, d.length, d.token);
+    const remote = new TcpRemote(this, d.regionId, d.length, d.token);
+    if (!this.tokenShown && d.length > 0) {
+      // The server closes connections that present no valid region token within its authTimeoutMs
+      // (and the oldest of them under a flood): a 1-byte READ now proves ours, so an endpoint
+      // attached ahead of its first real READ is not taken for a stranger. Its answer is dropped.
+      this.tokenShown = true;
+      const probe = new Batch('READ', 1, () => undefined, () => undefined);
+      probe.framesLeft = 1;
+      this.sendFrame(KIND_READ, probe, remote, [Buffer.allocUnsafe(1)], { roff: [0], lidx: [0], loff: [0], len: [1], bytes: 1 });
+    }
+    return remote;
   }
 
   read(remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void> {

@@ -12,7 +12,12 @@ export const TCP_SERVER_LIMITS: Readonly<TcpServerLimits> = Object.freeze({
   maxConnections: 1_024,
   maxQueuedAnswerBytes: 32 << 20,
   maxTotalAnswerBytes: 256 << 20,
+  maxUnauthenticated: 64,
+  authTimeoutMs: 10_000,
 });
+
+/** Answer bytes (with overhead) one unauthenticated connection may have queued: its refusals and HELLO answer. */
+export const UNAUTHENTICATED_ANSWER_BYTES = 64 << 10;
 
 /** What one queued answer costs beyond its bytes (its write request and callback): many tiny answers count. */
 export const ANSWER_OVERHEAD_BYTES = 1024;
@@ -29,6 +34,8 @@ export function serverLimits(given: Partial<TcpServerLimits> | undefined): TcpSe
     maxConnections: 1,
     maxQueuedAnswerBytes: MIN_ANSWER_BUDGET,
     maxTotalAnswerBytes: MIN_ANSWER_BUDGET,
+    maxUnauthenticated: 1,
+    authTimeoutMs: 1,
   };
   for (const key of Object.keys(mins) as (keyof TcpServerLimits)[]) {
     const v = limits[key];

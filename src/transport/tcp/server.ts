@@ -15,13 +15,22 @@
  * idleTimeoutMs is closed, however many bytes of an unfinished one trickle in; connections past
  * maxConnections are closed as they arrive; and every answer (READ data, acknowledgement, error)
  * is charged to its connection's and to the server's answer budget before it is made: a
- * connection whose queued answers are at its budget is not read until they drain, and when the
- * server's total is reached, connections wait their turn. The one-frame exception (an answer is
- * always allowed when nothing is queued) makes progress certain; MAX_FRAME_DATA bounds it.
+ * connection whose queued answers are at its budget is not read until they drain.
+ *
+ * Fairness (issue 24): granting the total budget in arrival order let non-readers at the head of
+ * the queue make everyone wait behind them. Now half of maxTotalAnswerBytes is split evenly into
+ * a guaranteed allowance per connection (a reader's small answers never wait for anyone), and the
+ * other half is shared: a connection may take from it only up to an even share among those that
+ * hold some (a connection holding none may take one answer's worth), and waiting connections are
+ * woken independently, not in a line. A connection is unauthenticated until one of its frames
+ * carries a valid region token; such connections (only HELLO, or forged tokens) never touch that
+ * budget (their answers get a small allowance of their own), are capped in number (a new one
+ * closes the oldest) and closed after authTimeoutMs. The one-frame exception (an answer is always
+ * allowed when nothing is queued) makes progress certain; MAX_FRAME_DATA bounds it.
  */
 import net from 'node:net';
 import { TransportError, type TcpServerLimits } from '../types.js';
-import { ANSWER_OVERHEAD_BYTES } from './limits.js';
+import { ANSWER_OVERHEAD_BYTES, UNAUTHENTICATED_ANSWER_BYTES } from './limits.js';
 import type { Refusal, ServedRegions, TcpPublished } from './regions.js';
 import {
   FrameHeaderReader,
@@ -59,14 +68,24 @@ export interface TcpServerStats {
   queuedAnswerBytes: number;
   /** Connections closed on arrival because the server was at maxConnections. */
   refusedConnections: number;
+  /** Connections that have not sent a frame with a valid region token yet. */
+  unauthenticated: number;
 }
 
 /** The listening side of one node. */
 export class TcpServer {
   private readonly connections = new Set<ServerConnection>();
-  /** Connections waiting for the total answer budget, in arrival order. */
+  /** Connections waiting for the shared answer budget (each woken on its own, not in a line). */
   private readonly waiting = new Set<ServerConnection>();
+  /** Connections without a valid token yet, oldest first. */
+  private readonly unauthenticated = new Set<ServerConnection>();
   private queuedTotal = 0;
+  /** Bytes authenticated connections hold beyond their guaranteed allowance, and how many hold some. */
+  private sharedTotal = 0;
+  private sharers = 0;
+  /** Every connection's guaranteed allowance, and what is left to share. */
+  readonly guaranteed: number;
+  readonly sharedBudget: number;
   private refused = 0;
   private wakeScheduled = false;
   private closed = false;
@@ -83,6 +102,8 @@ export class TcpServer {
     readonly limits: TcpServerLimits,
     private readonly sink: (line: string) => void,
   ) {
+    this.guaranteed = Math.floor(limits.maxTotalAnswerBytes / 2 / limits.maxConnections);
+    this.sharedBudget = limits.maxTotalAnswerBytes - this.guaranteed * limits.maxConnections;
     server.on('connection', (socket: net.Socket) => this.accept(socket));
     // Deadlines are checked by one sweep, not a timer per connection (frames must stay cheap):
     // a connection is closed at most a quarter of its deadline late.
@@ -120,7 +141,21 @@ export class TcpServer {
       socket.destroy();
       return;
     }
-    this.connections.add(new ServerConnection(this, socket, performance.now()));
+    if (this.unauthenticated.size >= this.limits.maxUnauthenticated) {
+      // The oldest stranger makes room: a flood of HELLO-only connections cannot hold every slot,
+      // and a real peer presents its token within a round trip of connecting.
+      const oldest = this.unauthenticated.values().next().value as ServerConnection;
+      oldest.protocolError(`closed to make room: ${this.limits.maxUnauthenticated} unauthenticated connections (no valid region token yet; tcpLimits.maxUnauthenticated)`);
+      this.unauthenticated.delete(oldest);
+    }
+    const c = new ServerConnection(this, socket, performance.now());
+    this.connections.add(c);
+    this.unauthenticated.add(c);
+  }
+
+  /** @internal `c` presented a valid region token. */
+  authenticated(c: ServerConnection): void {
+    this.unauthenticated.delete(c);
   }
 
   /** Logs a line, at most LOG_LINES_PER_WINDOW per window: a flood of bad peers cannot flood the log. */
@@ -145,38 +180,52 @@ export class TcpServer {
     for (const c of this.connections) c.checkDeadlines(now);
   }
 
-  /** Takes `cost` from the total answer budget for `c`, or queues `c` to be woken when there is some. */
-  take(c: ServerConnection, cost: number): boolean {
-    const first = this.waiting.size === 0 || this.waiting.values().next().value === c;
-    if (first && (this.queuedTotal === 0 || this.queuedTotal + cost <= this.limits.maxTotalAnswerBytes)) {
-      this.waiting.delete(c);
-      this.queuedTotal += cost;
-      return true;
+  /**
+   * Takes `cost` for `c`, whose shared holding goes from `shared` to `after` (0 for an
+   * unauthenticated connection or within the guarantee); or queues `c` to be woken when it may.
+   */
+  take(c: ServerConnection, cost: number, shared: number, after: number): boolean {
+    const more = after - shared;
+    if (more > 0 && this.queuedTotal > 0) {
+      // A connection holding none may take one answer's worth; one holding some, up to an even share.
+      const holders = this.sharers + (shared === 0 ? 1 : 0);
+      const fits = this.sharedTotal + more <= this.sharedBudget && (shared === 0 || after <= Math.floor(this.sharedBudget / holders));
+      if (!fits) {
+        this.waiting.add(c);
+        return false;
+      }
     }
-    this.waiting.add(c);
-    return false;
+    this.waiting.delete(c);
+    this.queuedTotal += cost;
+    this.setShared(shared, after);
+    return true;
   }
 
-  /** Gives `cost` back to the total budget (the answer reached the kernel, or its connection died). */
-  release(cost: number): void {
+  /** Gives `cost` back (the answer reached the kernel, or its connection died); `c`'s shared holding is now `after`. */
+  release(cost: number, shared: number, after: number): void {
     this.queuedTotal -= cost;
+    this.setShared(shared, after);
     if (this.waiting.size > 0 && !this.wakeScheduled) {
       this.wakeScheduled = true;
       setImmediate(() => this.wake());
     }
   }
 
+  /** @internal A connection's holding of the shared budget changed from `before` to `after`. */
+  setShared(before: number, after: number): void {
+    this.sharedTotal += after - before;
+    if (before === 0 && after > 0) this.sharers++;
+    else if (before > 0 && after === 0) this.sharers--;
+  }
+
   private wake(): void {
     this.wakeScheduled = false;
-    // In order; stop at the first that still cannot go (it keeps its place).
-    for (const c of [...this.waiting]) {
-      c.resume();
-      if (this.waiting.has(c)) return;
-    }
+    // Each on its own: one that still cannot go keeps waiting without holding up the others.
+    for (const c of [...this.waiting]) c.resume();
   }
 
   stats(): TcpServerStats {
-    return { connections: this.connections.size, queuedAnswerBytes: this.queuedTotal, refusedConnections: this.refused };
+    return { connections: this.connections.size, queuedAnswerBytes: this.queuedTotal, refusedConnections: this.refused, unauthenticated: this.unauthenticated.size };
   }
 
   /** `c` no longer waits for the total budget (it is gone, or waits for its own answers first). */
@@ -190,6 +239,7 @@ export class TcpServer {
   /** @internal */
   drop(c: ServerConnection): void {
     this.connections.delete(c);
+    this.unauthenticated.delete(c);
     this.leave(c);
   }
 
@@ -216,6 +266,8 @@ class ServerConnection {
   private stage = Stage.Header;
   private readonly header = new FrameHeaderReader(REQUEST_HEADER, REQUEST_MAGIC, ' (not a peercache tcp client?)');
   private helloed = false;
+  /** A frame of this connection carried a valid region token. */
+  private authenticated = false;
   private lastFrameAt: number;
   // The frame being decoded.
   private kind = 0;
@@ -237,6 +289,8 @@ class ServerConnection {
   private wLeft = 0;
   // Answer budget: what this connection's unsent answers cost, and whether reading waits for it.
   private queued = 0;
+  /** The part of `queued` counted against the server's shared budget. */
+  private shared = 0;
   private stalled = false;
   private resumeScheduled = false;
   private backlog: Buffer | null = null;
@@ -262,12 +316,18 @@ class ServerConnection {
   private onClose(): void {
     this.dead = true;
     // Answers still queued are dropped with the socket: their budget is free again.
-    if (this.queued > 0) this.server.release(this.queued);
+    if (this.queued > 0) this.server.release(this.queued, this.shared, 0);
     this.queued = 0;
+    this.shared = 0;
     this.server.drop(this);
   }
 
-  private protocolError(reason: string): void {
+  /** Bytes of `queued` beyond this connection's guarantee (none while unauthenticated). */
+  private sharedFor(queued: number): number {
+    return this.authenticated ? Math.max(0, queued - this.server.guaranteed) : 0;
+  }
+
+  protocolError(reason: string): void {
     if (this.dead) return;
     this.dead = true;
     this.server.log(`peercache tcp: closing the connection from ${this.peer}: ${reason}`);
@@ -278,6 +338,8 @@ class ServerConnection {
     const limits = this.server.limits;
     if (!this.helloed) {
       if (now - this.connectedAt > limits.helloTimeoutMs) this.protocolError(`no HELLO within ${limits.helloTimeoutMs} ms of connecting`);
+    } else if (!this.authenticated && now - this.connectedAt > limits.authTimeoutMs) {
+      this.protocolError(`unauthenticated: no frame with a valid region token within ${limits.authTimeoutMs} ms of connecting (tcpLimits.authTimeoutMs)`);
     } else if (now - this.lastFrameAt > limits.idleTimeoutMs) {
       this.protocolError(`no complete frame for ${limits.idleTimeoutMs} ms (idle, or a frame trickling in)`);
     }
@@ -369,6 +431,13 @@ class ServerConnection {
       this.refusal = { status: STATUS_INVALID, reason: 'a batch has at least one op' };
     } else {
       const found = this.server.regions.lookup(this.regionId, this.token);
+      if (!('status' in found) && !this.authenticated) {
+        this.authenticated = true;
+        this.server.authenticated(this);
+        const after = this.sharedFor(this.queued);
+        this.server.setShared(this.shared, after);
+        this.shared = after;
+      }
       if ('status' in found) this.refusal = found;
       else if (kind === KIND_WRITE && !found.remoteWritable) {
         this.refusal = { status: STATUS_READ_ONLY, reason: `region ${this.regionId} is read-only to peers (its node did not allocate it remoteWritable)` };
@@ -522,13 +591,16 @@ class ServerConnection {
   /** Charges an answer of `bytes` to this connection and the server; its cost, or -1 to wait. */
   private reserve(bytes: number): number {
     const cost = bytes + ANSWER_OVERHEAD_BYTES;
+    const own = this.authenticated ? this.server.limits.maxQueuedAnswerBytes : UNAUTHENTICATED_ANSWER_BYTES;
     // Over this connection's budget: its own answers draining wake it (see send).
-    if (this.queued > 0 && this.queued + cost > this.server.limits.maxQueuedAnswerBytes) {
+    if (this.queued > 0 && this.queued + cost > own) {
       this.server.leave(this);
       return -1;
     }
-    if (!this.server.take(this, cost)) return -1;
+    const after = this.sharedFor(this.queued + cost);
+    if (!this.server.take(this, cost, this.shared, after)) return -1;
     this.queued += cost;
+    this.shared = after;
     return cost;
   }
 
@@ -538,7 +610,9 @@ class ServerConnection {
       if (pooled) pool.release(frame);
       if (this.dead) return; // onClose gave the budget back
       this.queued -= cost;
-      this.server.release(cost);
+      const after = this.sharedFor(this.queued);
+      this.server.release(cost, this.shared, after);
+      this.shared = after;
       if (this.stalled && !this.resumeScheduled) {
         this.resumeScheduled = true;
         setImmediate(() => {
