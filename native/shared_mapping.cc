@@ -1,5 +1,5 @@
-// mapShared(path, length): maps a file (a memfd another process shares, through
-// /proc/<pid>/fd/<n>) MAP_SHARED read-write and returns it as an external ArrayBuffer. Node cannot
+// mapShared(path, length): maps a file of shared memory (a memfd another process shares, through
+// /proc/<pid>/fd/<n>; a disk file is refused) MAP_SHARED read-write and returns it as an external ArrayBuffer. Node cannot
 // mmap; the sidecar registers the view with UCX so READs land in, and publishes copy from, the
 // other process's pages. The mapping is unmapped when the ArrayBuffer is garbage-collected.
 //
@@ -27,6 +27,10 @@
 #include <cstring>
 
 #include "common.h"
+
+#ifndef F_GET_SEALS  // linux/fcntl.h: F_LINUX_SPECIFIC_BASE + 10 (older libc headers lack it)
+#define F_GET_SEALS 1034
+#endif
 
 namespace peercache {
 
@@ -154,6 +158,13 @@ Napi::Value MapShared(const Napi::CallbackInfo& info) {
   if (fd < 0) {
     giveBack();
     return ThrowError(env, "mapShared: cannot open " + path + ": " + std::strerror(errno), "ERR_MAP");
+  }
+  // Shared memory only (a memfd, a file on tmpfs or hugetlbfs), judged by the file opened, not by
+  // its name: only those answer F_GET_SEALS. A disk file is refused whatever its path says.
+  if (fcntl(fd, F_GET_SEALS) < 0) {
+    close(fd);
+    giveBack();
+    return ThrowError(env, "mapShared: " + path + " is not shared memory (a memfd, or a file on tmpfs or hugetlbfs)", "ERR_NOT_SHARED_MEMORY");
   }
   // The size by lseek, not fstat: fstat binds to GLIBC_2.33 and the prebuild must load on 2.28.
   off_t size = lseek(fd, 0, SEEK_END);

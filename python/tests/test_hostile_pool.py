@@ -5,6 +5,7 @@ cannot be sealed against shrinking. A page the file no longer covers raises SIGB
 touch: here by the READ that lands in the pool (get) and by the copy that publishes from it (set).
 """
 import os
+import sys
 
 import pytest
 
@@ -76,4 +77,70 @@ def test_a_pool_shrunk_after_registration_cannot_crash_the_sidecar(own_hosts, op
     finally:
         r.close()
         rp.close()
+    assert b.proc.poll() is None
+
+
+# A client in its own mount namespace with a disk directory bind-mounted under /dev/shm: the name the
+# sidecar reads from /proc/<pid>/fd says "/dev/shm/…", the file is on disk. The sidecar must judge
+# the file itself (only shared memory answers F_GET_SEALS), not the text of the link.
+_DISGUISED_CLIENT = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from peercache_sglang.client import SidecarClient, SidecarError
+sock, path, size, names = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5].split(",")
+fd = os.open(path, os.O_RDWR)
+print(json.dumps({"link": os.readlink("/proc/self/fd/%d" % fd)}), flush=True)
+c = SidecarClient(sock, 10)
+c.connect()
+try:
+    pool = c.register(fd, size)
+except SidecarError as e:
+    print(json.dumps({"refused": str(e)}), flush=True)
+    sys.exit(0)
+print(json.dumps({"registered": pool, "got": c.get(pool, names, [i * (size // len(names)) for i in range(len(names))], size // len(names))}), flush=True)
+"""
+
+
+def _tool(name):
+    return any(os.access(os.path.join(d, name), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep))
+
+
+@pytest.mark.skipif(not os.environ.get("CI") and (os.geteuid() != 0 or not _tool("unshare")), reason="needs root and unshare (CI runs it)")
+def test_a_disk_file_whose_path_looks_like_shared_memory_is_refused(hosts):
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+    import uuid
+
+    from standin import ROOT
+
+    a, b = hosts
+    keys, names, size, data = published(a, PAGES)
+    scratch = os.path.join(ROOT, ".tmp")
+    os.makedirs(scratch, exist_ok=True)
+    disk = tempfile.mkdtemp(dir=scratch)  # in the checkout: on disk, not tmpfs
+    mountpoint = "/dev/shm/pc-disguised-%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
+    os.mkdir(mountpoint, 0o700)
+    try:
+        path = os.path.join(disk, "pool")
+        with open(path, "wb") as f:
+            f.write(b"\0" * (PAGES * size))
+        assert subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True).stdout.strip() != "tmpfs"
+        script = "mount --bind %s %s && exec %s -c \"$0\" \"$@\"" % (disk, mountpoint, sys.executable)
+        out = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script, _DISGUISED_CLIENT,
+             os.path.join(ROOT, "python"), b.sock_path, os.path.join(mountpoint, "pool"), str(PAGES * size), ",".join(names)],
+            capture_output=True, text=True, timeout=60,
+        )
+        lines = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+        assert lines and lines[0]["link"].startswith("/dev/shm/"), (out.stdout, out.stderr)
+        assert len(lines) == 2, (out.stdout, out.stderr)
+        assert "refused" in lines[1], "the sidecar mapped a disk file named %s: %s" % (lines[0]["link"], lines[1])
+        assert "not shared memory" in lines[1]["refused"], lines[1]
+        with open(path, "rb") as f:
+            assert f.read() == b"\0" * (PAGES * size), "KV bytes were written into a file on disk"
+    finally:
+        os.rmdir(mountpoint)
+        shutil.rmtree(disk, ignore_errors=True)
     assert b.proc.poll() is None

@@ -5,14 +5,16 @@
  * from them with no copy across the process boundary.
  *
  * Checks: the process must run under the sidecar's own uid (read from /proc/<pid>/status; the
- * kernel also refuses /proc/<pid>/fd of a process we may not ptrace), the fd must be a memfd or a
- * file in /dev/shm (a wrong fd number must not make the sidecar write into a file on disk) of at
- * least `bytes` bytes. The client can still shrink the file later: the native SIGBUS guard (native/
+ * kernel also refuses /proc/<pid>/fd of a process we may not ptrace), the fd must be shared memory
+ * (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm: a wrong fd number must not make the
+ * sidecar write into a file on disk) of at least `bytes` bytes. What the file is, the addon decides
+ * from the file it maps (F_GET_SEALS), not from the name /proc shows for it, which a client can
+ * choose (a disk directory bind-mounted under /dev/shm in its own mount namespace). The client can still shrink the file later: the native SIGBUS guard (native/
  * shared_mapping.cc) keeps the sidecar alive and shrunk() tells the server, which drops the pool.
  * A file is mapped once however many
  * connections register it (keyed by device, inode and size) and unmapped when the last one goes.
  */
-import { readFileSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { requireNative } from '../transport/native.js';
 import type { LocalRegion, WindowedMapping } from '../transport/types.js';
 import { RequestError } from './protocol.js';
@@ -45,7 +47,8 @@ function uidOf(pid: number): number {
 
 /**
  * The path through which the sidecar opens fd `fd` of process `pid`, after the checks in the header
- * (same uid, a memfd or a /dev/shm file, at least `bytes` long); RequestError naming what failed.
+ * (same uid, a regular file at least `bytes` long; mapClientFile checks it is shared memory);
+ * RequestError naming what failed.
  */
 export function clientFile(pid: number, fd: number, bytes: number): { path: string; st: Stats } {
   const uid = process.getuid?.() ?? -1;
@@ -57,17 +60,22 @@ export function clientFile(pid: number, fd: number, bytes: number): { path: stri
   } catch (err) {
     throw new RequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  let target = '';
-  try {
-    target = readlinkSync(path);
-  } catch {
-    /* judged below */
-  }
-  if (!st.isFile() || !(target.startsWith('/memfd:') || target.startsWith('/dev/shm/'))) {
-    throw new RequestError(`fd ${fd} of process ${pid} (${JSON.stringify(target.slice(0, 80))}) is not a memfd or a file in /dev/shm`);
-  }
+  // (stat does not open: a FIFO or a device is refused before anything opens it)
+  if (!st.isFile()) throw new RequestError(`fd ${fd} of process ${pid} is not shared memory (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm)`);
   if (st.size < bytes) throw new RequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
   return { path, st };
+}
+
+/** Maps a client's file (clientFile's path) MAP_SHARED; RequestError when it is not shared memory or cannot be mapped. */
+export function mapClientFile(pid: number, fd: number, path: string, bytes: number): ArrayBuffer | ArrayBuffer[] {
+  try {
+    return requireNative().mapShared(path, bytes);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_NOT_SHARED_MEMORY') {
+      throw new RequestError(`fd ${fd} of process ${pid} is not shared memory (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm)`);
+    }
+    throw new RequestError((err as Error).message);
+  }
 }
 
 /** A mapShared mapping over 4 GiB: its windows made on first use, then kept (the mapping lives while they do). */
@@ -101,12 +109,7 @@ export class PoolMappings {
       existing.refs++;
       return existing;
     }
-    let mapped: ArrayBuffer | ArrayBuffer[];
-    try {
-      mapped = requireNative().mapShared(path, bytes);
-    } catch (err) {
-      throw new RequestError((err as Error).message);
-    }
+    const mapped = mapClientFile(pid, fd, path, bytes);
     // Over 4 GiB the mapping comes as overlapping windows (one JS buffer cannot be that long).
     const whole: Uint8Array | WindowedMapping = Array.isArray(mapped) ? lazyWindows(mapped[0], bytes) : new Uint8Array(mapped);
     const buffer = Array.isArray(mapped) ? mapped[0] : mapped;

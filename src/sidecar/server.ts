@@ -9,11 +9,10 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, encodeRawFrame, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, type Frame } from '../store/directory/framing.js';
-import { requireNative } from '../transport/native.js';
 import type { PeerCacheStore } from '../store/peer-cache-store.js';
 import { BusyPoll } from './busy-poll.js';
 import { Lane, LANE_ANSWER_BYTES, LANE_BYTES, LANE_REQUEST_BYTES, LANES_SUPPORTED } from './lane.js';
-import { clientFile, PoolMappings, type MappedPool } from './pool-mapping.js';
+import { clientFile, mapClientFile, PoolMappings, type MappedPool } from './pool-mapping.js';
 import { prepareSocketDirectory } from './socket-directory.js';
 import {
   binaryAnswerPayload,
@@ -487,12 +486,7 @@ export class SidecarServer {
         if (!LANES_SUPPORTED) throw new RequestError(`lanes need x86-64 (this sidecar runs on ${process.arch}): use the socket`);
         if (conn.lane) throw new RequestError('this connection has a lane already');
         const { path } = clientFile(req.pid, req.fd, LANE_BYTES);
-        let lane: Lane;
-        try {
-          lane = new Lane(requireNative().mapShared(path, LANE_BYTES) as ArrayBuffer); // one buffer: far below 4 GiB
-        } catch (err) {
-          throw new RequestError((err as Error).message);
-        }
+        const lane = new Lane(mapClientFile(req.pid, req.fd, path, LANE_BYTES) as ArrayBuffer); // one buffer: far below 4 GiB
         if (!lane.valid) throw new RequestError(`fd ${req.fd} of process ${req.pid} is not a lane (no 'PCL1' at its start)`);
         lane.sidecarPollsUntil = this.pollsUntilNs;
         conn.lane = lane;

@@ -8,10 +8,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const dir = mkdtempSync(join(tmpdir(), 'pc-shared-mapping-'));
+// mapShared maps shared memory only: the files live in /dev/shm (removed after).
+const dir = mkdtempSync('/dev/shm/pc-shared-mapping-');
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Runs `body` in a child with `native` (the addon), `file` (64 KiB of 7s) and truncate() in scope. */
