@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log.js';
 import { PeerCacheStore } from '../store/peer-cache-store.js';
+import type { DirectoryTls } from '../store/directory/tls.js';
 import type { Protocol } from '../transport/types.js';
 import { SidecarServer } from './server.js';
 import { prepareSocketDirectory } from './socket-directory.js';
@@ -26,6 +27,7 @@ export interface NodeOptions {
   gidIndex?: number;
   nodeId?: string;
   authToken?: string;
+  directoryTls?: DirectoryTls;
   insecure?: boolean;
   timeoutMs?: number;
   limits?: Partial<SidecarLimits>;
@@ -57,6 +59,7 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
     gidIndex: options.gidIndex,
     nodeId: options.nodeId,
     authToken: options.authToken,
+    directoryTls: options.directoryTls,
     insecure: options.insecure,
     timeoutMs: options.timeoutMs,
     metrics,

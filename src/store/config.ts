@@ -10,6 +10,7 @@ import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';
 import type { ReplicaOptions } from './directory/replica.js';
+import type { DirectoryTls } from './directory/tls.js';
 import { ConfigError } from '../errors.js';
 
 export interface PeerCacheStoreConfig {
@@ -39,6 +40,11 @@ export interface PeerCacheStoreConfig {
   maxBytes?: number;
   nodeId?: string;
   authToken?: string;
+  /**
+   * TLS for the embedded directory, certificates by path: certFile/keyFile to serve it (any node
+   * may), caFile to verify it. Without it the token crosses the network in cleartext (docs/security.md).
+   */
+  directoryTls?: DirectoryTls;
   /** Host the embedded directory on a non-loopback address without a token (trusted networks only). */
   insecure?: boolean;
   tpRank?: number;
@@ -77,7 +83,7 @@ export interface PeerCacheStoreConfig {
 /** Every key of PeerCacheStoreConfig, exactly: the compiler rejects a missing or an extra one. */
 const CONFIG_KEY_TABLE = {
   discoveryAddr: true, protocol: true, localHost: true, deviceName: true, devices: true, ibPort: true, gidIndex: true, hostPool: true,
-  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
+  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, directoryTls: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
   locationCache: true, locationCacheEntries: true, directoryReplica: true, timeoutMs: true, directoryTimeoutMs: true, directoryServer: true, attributes: true, directory: true,
   logger: true, directoryUrl: true, metrics: true,
 } as const satisfies Record<keyof PeerCacheStoreConfig, true>;

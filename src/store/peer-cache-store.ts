@@ -104,6 +104,7 @@ export class PeerCacheStore {
           directory: config.directoryUrl,
           discoveryAddr: config.discoveryAddr,
           authToken: config.authToken,
+          tls: config.directoryTls,
           insecure: config.insecure,
           logger,
           connectTimeoutMs: config.directoryTimeoutMs,

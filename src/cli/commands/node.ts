@@ -3,6 +3,7 @@ import { defineCommand } from 'citty';
 import { DEFAULT_SIDECAR_LIMITS } from '../../sidecar/protocol.js';
 import { runNode } from '../../sidecar/node.js';
 import { StoreConfigError } from '../../store/config.js';
+import type { DirectoryTls } from '../../store/directory/tls.js';
 import { connectionArgs, connectionFromArgs, directoryArg } from '../flags.js';
 import { parsePositiveInt, parseSize, UsageError } from '../parse.js';
 import { toProgramError, withInterrupts } from '../run-report.js';
@@ -25,6 +26,9 @@ export default defineCommand({
     'node-id': { type: 'string', description: "This node's id (default: <host>-<random>)", default: '', valueHint: 'id' },
     'auth-token': { type: 'string', description: 'Shared secret of the directory (default: $PEERCACHE_AUTH_TOKEN)', default: '', valueHint: 'token' },
     insecure: { type: 'boolean', description: 'Serve the directory on a non-loopback address without --auth-token (trusted networks only)', default: false },
+    'directory-tls-cert': { type: 'string', description: 'Embedded directory over TLS: the PEM certificate this node presents if it serves the directory (with --directory-tls-key; docs/security.md)', default: '', valueHint: 'path' },
+    'directory-tls-key': { type: 'string', description: 'Embedded directory over TLS: the PEM key of --directory-tls-cert', default: '', valueHint: 'path' },
+    'directory-tls-ca': { type: 'string', description: "Embedded directory over TLS: the PEM CA bundle that signed the directory's certificate (any of these three turns TLS on)", default: '', valueHint: 'path' },
     'timeout-ms': { type: 'string', description: 'Deadline of one data-plane batch', default: '10000', valueHint: 'ms' },
     'max-connections': { type: 'string', description: 'Socket connections served at once (an SGLang rank opens up to 3)', default: String(DEFAULT_SIDECAR_LIMITS.maxConnections), valueHint: 'n' },
     'max-frame-bytes': { type: 'string', description: 'Largest request frame; k/m suffixes', default: String(DEFAULT_SIDECAR_LIMITS.maxFrameBytes), valueHint: 'bytes' },
@@ -84,6 +88,7 @@ export default defineCommand({
           nodeId: str(args, 'node-id').trim() || undefined,
           authToken: str(args, 'auth-token') || process.env.PEERCACHE_AUTH_TOKEN || undefined,
           insecure: args.insecure === true,
+          directoryTls: tlsFromArgs(args),
           timeoutMs: parsePositiveInt('--timeout-ms', str(args, 'timeout-ms'), { max: 600_000 }),
           limits: {
             maxConnections: parsePositiveInt('--max-connections', str(args, 'max-connections'), { max: 65_536 }),
@@ -108,3 +113,13 @@ export default defineCommand({
     }
   },
 });
+
+/** --directory-tls-*: any of them turns TLS on for the embedded directory; files are read (and checked) when the store opens. */
+function tlsFromArgs(args: Record<string, unknown>): DirectoryTls | undefined {
+  const certFile = String(args['directory-tls-cert'] ?? '').trim();
+  const keyFile = String(args['directory-tls-key'] ?? '').trim();
+  const caFile = String(args['directory-tls-ca'] ?? '').trim();
+  if (!certFile && !keyFile && !caFile) return undefined;
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError('--directory-tls-cert and --directory-tls-key go together');
+  return { certFile: certFile || undefined, keyFile: keyFile || undefined, caFile: caFile || undefined };
+}

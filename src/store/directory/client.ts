@@ -18,6 +18,8 @@
  *   ends the connection (and a RejoiningDirectory reconnects).
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import { clientOptions as tlsClientOptions, type DirectoryTls } from './tls.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseKeyChanges, parseLookupResult } from './messages.js';
@@ -43,6 +45,8 @@ export interface DirectoryClientOptions {
   logger?: Logger;
   /** Called once when the connection is lost (not on close()). */
   onConnectionLost?: (reason: string) => void;
+  /** Connect over TLS, verifying the server against caFile (and servername); see tls.ts. */
+  tls?: DirectoryTls;
   /**
    * Keep a local replica of the key locations (replica.ts) so exists and lookups need no round
    * trip; off by default. A directory larger than its maxEntries is refused: lookups go on round trips.
@@ -133,13 +137,15 @@ export class DirectoryClient implements Directory {
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port must be in 1..65535, got ${port}`);
     const timeoutMs = options.connectTimeoutMs ?? 5000;
     const deadline = Date.now() + timeoutMs;
-    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
+    const socket = options.tls
+      ? tls.connect({ host, port, ...tlsClientOptions(options.tls, host) }).setNoDelay(true).setKeepAlive(true, 5000)
+      : net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 5000 });
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           reject(new DirectoryError(`directory connect to ${where} timed out after ${timeoutMs} ms`, 'ERR_TIMEOUT'));
         }, timeoutMs);
-        socket.once('connect', () => {
+        socket.once(options.tls ? 'secureConnect' : 'connect', () => {
           clearTimeout(timer);
           resolve();
         });

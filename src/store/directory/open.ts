@@ -18,12 +18,15 @@ import { RejoiningDirectory } from './rejoining.js';
 import { DirectoryError, DirectoryClient } from './client.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import type { Logger } from '../../log.js';
+import type { DirectoryTls } from './tls.js';
 import type { ReplicaOptions } from './replica.js';
 
 export interface OpenDirectoryOptions {
   /** `host:port` (IPv6 as `[addr]:port`); port 1..65535: the others must be able to find it. */
   discoveryAddr: string;
   authToken?: string;
+  /** TLS: serve with certFile/keyFile when this process serves, verify the server with caFile when it joins (tls.ts). */
+  tls?: DirectoryTls;
   /** Serve a non-loopback address without a token (see DirectoryServerOptions.insecure). */
   insecure?: boolean;
   connectTimeoutMs?: number;
@@ -93,6 +96,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
     host,
     port,
     authToken: options.authToken,
+    tls: options.tls,
     connectTimeoutMs: options.connectTimeoutMs,
     requestTimeoutMs: options.requestTimeoutMs,
     maxFrameBytes: options.maxFrameBytes,
@@ -117,6 +121,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
         host,
         port,
         authToken: options.authToken,
+        tls: options.tls,
         insecure: options.insecure,
         maxFrameBytes: options.maxFrameBytes,
         idleTimeoutMs: options.idleTimeoutMs,

@@ -14,6 +14,8 @@
  * - all connections share one event loop (no thread per connection); requests are pipelined.
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import { serverContext, type DirectoryTls } from './tls.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
@@ -68,6 +70,11 @@ export interface DirectoryServerOptions {
    * 3/4 of it: a few fat records cannot lock ordinary nodes out.
    */
   maxMemberBytes?: number;
+  /**
+   * Serve over TLS (certFile and keyFile, PEM): the token, member records and key locations are
+   * encrypted and a captured hello cannot be replayed. Plaintext clients are refused. See tls.ts.
+   */
+  tls?: DirectoryTls;
 }
 
 export const DIRECTORY_SERVER_DEFAULTS = {
@@ -174,6 +181,8 @@ export class DirectoryServer {
   readonly maxConnections: number;
   readonly maxMemberBytes: number;
   private readonly tokenDigest: Buffer | null;
+  /** Set when serving TLS: every accepted socket is wrapped before it is read. */
+  private secureContext: tls.SecureContext | null = null;
   private readonly log: Logger;
 
   private constructor(
@@ -204,6 +213,7 @@ export class DirectoryServer {
     const port = options.port ?? 0;
     checkFrameLimit(options.maxFrameBytes);
     checkLimits(options); // before binding: a bad option must not leave a listening socket behind
+    const secureContext = options.tls ? serverContext(options.tls) : null;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be in 0..65535, got ${port}`);
     if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
     if (options.authToken === undefined && !isLoopback(host)) {
@@ -224,7 +234,8 @@ export class DirectoryServer {
     });
     const bound = server.address() as net.AddressInfo;
     const ds = new DirectoryServer(server, { host: bound.address, port: bound.port }, options);
-    ds.log.info(`directory server listening on ${bound.address}:${bound.port}`);
+    ds.secureContext = secureContext;
+    ds.log.info(`directory server listening on ${bound.address}:${bound.port}${secureContext ? ' (TLS)' : ''}`);
     return ds;
   }
 
@@ -539,7 +550,13 @@ export class DirectoryServer {
       socket.destroy();
       return;
     }
-    const conn: Connection = new Connection(this, socket, () => this.connections.delete(conn));
+    let stream: net.Socket = socket;
+    if (this.secureContext !== null) {
+      // The handshake happens inside the hello deadline: a stranger that never finishes it is closed like one that never says hello.
+      socket.on('error', () => undefined);
+      stream = new tls.TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
+    }
+    const conn: Connection = new Connection(this, stream, () => this.connections.delete(conn));
     this.connections.add(conn);
   }
 

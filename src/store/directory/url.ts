@@ -13,6 +13,7 @@ import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './open.
 import { DirectoryClient } from './client.js';
 import type { Directory } from '../types.js';
 import type { Logger } from '../../log.js';
+import type { DirectoryTls } from './tls.js';
 import type { ReplicaOptions } from './replica.js';
 
 export interface RedisUrlParts {
@@ -102,6 +103,8 @@ export interface OpenConfiguredDirectoryOptions {
   discoveryAddr?: string;
   /** The embedded directory's shared token (Redis takes its password from the URL). */
   authToken?: string;
+  /** TLS for the embedded directory (tls.ts); Redis takes rediss:// in its URL. */
+  tls?: DirectoryTls;
   /** Serve a non-loopback embedded directory without a token (see DirectoryServerOptions.insecure). */
   insecure?: boolean;
   logger?: Logger;
@@ -133,6 +136,7 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
   return openDirectory({
     discoveryAddr: options.discoveryAddr,
     authToken: options.authToken,
+    tls: options.tls,
     insecure: options.insecure,
     logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs,
@@ -147,11 +151,11 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
  * A directory client that does not join and never serves: for tools that only look keys up or
  * watch membership (scanners, dashboards). `target` is a redis URL or the embedded `host:port`.
  */
-export async function connectDirectoryClient(target: string, options: { authToken?: string; logger?: Logger } = {}): Promise<Directory> {
+export async function connectDirectoryClient(target: string, options: { authToken?: string; tls?: DirectoryTls; logger?: Logger } = {}): Promise<Directory> {
   if (isRedisUrl(target)) {
     const { RedisDirectory } = await import('./redis.js');
     return RedisDirectory.connect({ url: target, logger: options.logger });
   }
   const { host, port } = parseDiscoveryAddr(target);
-  return DirectoryClient.connect({ host, port, authToken: options.authToken, logger: options.logger });
+  return DirectoryClient.connect({ host, port, authToken: options.authToken, tls: options.tls, logger: options.logger });
 }
