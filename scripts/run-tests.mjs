@@ -2,7 +2,9 @@
 // Runs every test file in its own Node process (a native crash or hang in one file cannot take
 // the others down), streams its output, and ends with one line: "N passed, N failed".
 // Then the Python adapter's tests (python3 -m pytest -q python/tests), counted in the same line.
-// Usage: node scripts/run-tests.mjs [substring-filter ...]   (a filter matching "python/tests" runs them)
+// Usage: node scripts/run-tests.mjs [--quick] [substring-filter ...]   (a filter matching "python/tests" runs them)
+// --quick (npm run test:quick): every file but the slow tier below — a few minutes, for the edit-test loop;
+// CI and `npm test` run everything.
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -10,7 +12,29 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const perFileTimeoutMs = Number(process.env.PEERCACHE_TEST_TIMEOUT_MS ?? 300_000);
-const filters = process.argv.slice(2);
+const quick = process.argv.includes('--quick');
+const filters = process.argv.slice(2).filter((a) => a !== '--quick');
+
+// The slow tier, left out by --quick: files that take tens of seconds each (installs, clusters,
+// browsers, network namespaces, end-to-end CLI runs), measured with the per-file times printed below.
+const SLOW_TESTS = [
+  'test/package/',
+  'test/net/',
+  'test/docs/',
+  'test/bench/cluster.test.ts',
+  'test/bench/mooncake.test.ts',
+  'test/bench/plot-browser.test.ts',
+  'test/bench/sweep.test.ts',
+  'test/cli/hicache.test.ts',
+  'test/cli/compare.test.ts',
+  'test/store/big-segment.test.ts',
+  'test/store/directory-rejoin.test.ts',
+  'test/store/eviction-race.test.ts',
+  'test/transport/ucx-cross-process.test.ts',
+  'test/bench/micro.test.ts',
+  'test/readme.test.ts',
+];
+const SLOW_PYTHON = ['test_big_pool.py', 'test_package.py', 'test_sidecar_death.py', 'test_polling.py', 'test_sglang'];
 
 function listTests(dir) {
   const out = [];
@@ -54,15 +78,18 @@ function runFile(file) {
 }
 
 const files = listTests(join(root, 'test')).filter(
-  (f) => filters.length === 0 || filters.some((s) => f.includes(s)),
+  (f) => (filters.length === 0 || filters.some((s) => f.includes(s))) && !(quick && SLOW_TESTS.some((s) => relative(root, f).startsWith(s))),
 );
 let passed = 0;
 let failed = 0;
 const failures = [];
+const timings = [];
 const started = Date.now();
 for (const file of files) {
   process.stdout.write(`\n=== ${relative(root, file)}\n`);
+  const fileStarted = Date.now();
   const r = await runFile(file);
+  timings.push([relative(root, file), (Date.now() - fileStarted) / 1000]);
   passed += r.passed;
   failed += r.failed;
   if (r.failed > 0) failures.push(`${relative(root, r.file)} (exit ${r.code ?? r.signal})`);
@@ -84,7 +111,9 @@ if (runPython) {
     failures.push(`${pyTests} (pytest missing)`);
   } else {
     const r = await new Promise((resolve) => {
-      const child = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', pyTests], { cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const skip = quick ? readdirSync(join(root, pyTests)).filter((n) => SLOW_PYTHON.some((s) => n.startsWith(s))).map((n) => `--ignore=${pyTests}/${n}`) : [];
+      const pyStarted = Date.now();
+      const child = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', ...skip, pyTests], { cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       for (const [stream, sink] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
         stream.on('data', (chunk) => {
@@ -98,6 +127,7 @@ if (runPython) {
         const count = (word) => Number(new RegExp(`(\\d+) ${word}`).exec(out.split('\n').filter((l) => /\d+ (passed|failed|error)/.test(l)).at(-1) ?? '')?.[1] ?? 0);
         let pyFailed = count('failed') + count('error');
         if ((code !== 0 || signal) && pyFailed === 0) pyFailed = 1;
+        timings.push([`${pyTests} (pytest)`, (Date.now() - pyStarted) / 1000]);
         resolve({ passed: count('passed'), failed: pyFailed, code: code ?? signal });
       });
     });
@@ -106,7 +136,8 @@ if (runPython) {
     if (r.failed > 0) failures.push(`${pyTests} (exit ${r.code})`);
   }
 }
-process.stdout.write(`\n${files.length} test files in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+const slowest = timings.sort((a, b) => b[1] - a[1]).slice(0, 8).map(([f, s]) => `${f} ${s.toFixed(1)} s`);
+process.stdout.write(`\n${files.length} test files${quick ? ' (--quick: the slow tier left out)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s; slowest: ${slowest.join(', ')}\n`);
 if (failures.length) process.stdout.write(`failing files:\n  ${failures.join('\n  ')}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
 process.exitCode = failed > 0 || (files.length === 0 && !runPython) ? 1 : 0;
