@@ -49,18 +49,9 @@ for (const kind of kinds) {
       stop = true;
       await flapping;
       c.pub.link(true);
-      const calls = s.calls as [number, number, number, number, string][];
       const total = s.totalCalls as number;
-      const byOp: Record<string, { calls: number; answered: number; fullHits: number; misses: number; maxMs: number }> = {};
-      for (const [, ms, asked, hits, op] of calls) {
-        const o = (byOp[op] ??= { calls: 0, answered: 0, fullHits: 0, misses: 0, maxMs: 0 });
-        o.calls++;
-        if (hits >= 0) o.answered++;
-        if (hits === asked) o.fullHits++;
-        else if (hits >= 0) o.misses += asked - hits;
-        o.maxMs = Math.max(o.maxMs, ms);
-      }
-      const worst = Math.max(...calls.map((x) => x[1]));
+      const byOp = s.byOp as Record<string, Record<string, number>>;
+      const worst = Math.max(...Object.values(byOp).map((o) => o.maxMs));
       const rssGrowth = (s.maxRss as number) - rss0;
       const summary = {
         directory: kind, flap_s: FLAP_S, down_ms: DOWN_MS, up_ms: UP_MS, flaps, workers: 8, deadline_ms: DEADLINE,
