@@ -127,13 +127,16 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
         ? await group.runRow({ index: i, signal: options.signal, onProgress: options.onProgress })
         : outcomeToRow(await runRow(rowPlan(rowsCfg, i), { index: i, rows: o.concurrencies.length, signal: options.signal, logger, onProgress: options.onProgress, readyTimeoutMs: o.connectTimeoutMs }));
       const after = await node.serveGone();
+      const saw = row.op === 'get' && row.pages_requested > 0 ? `, the workers got ${Math.round((row.pages / row.pages_requested) * 1000) / 10}% hits` : '';
+      const errs = row.errors ? ` and ${row.errors} failed calls` : '';
       if (after) {
-        const saw = row.op === 'get' && row.pages_requested > 0 ? `, the workers got ${Math.round((row.pages / row.pages_requested) * 1000) / 10}% hits` : '';
-        const errs = row.errors ? ` and ${row.errors} failed calls` : '';
-        row = { ...row, ok: false, note: `serve went away during this row (${after}${saw}${errs}); ${row.note}` };
+        row = brokenWindow(row, `serve went away during this row (${after}${saw}${errs})`);
         notes.push(`serve went away during row ${i + 1} (${after}): that row is not valid and the remaining rows were not run`);
-      } else if (row.ok && row.op === 'get' && row.hit_rate !== null && row.hit_rate < 1) {
-        row = { ...row, note: `${row.note}; ${row.pages_requested - row.pages} misses on a static working set` };
+      } else if (row.op === 'get' && row.hit_rate !== null && row.hit_rate < 1) {
+        // serve publishes a static working set: a miss means a READ or lookup failed (a partition, a
+        // slow link past the deadline), and the window's figures would mix reads with failures.
+        row = brokenWindow(row, `${row.pages_requested - row.pages} of ${row.pages_requested} pages missed on a static working set (reads or lookups failed during the window: a partition, or a link too slow for the deadline${errs})`);
+        notes.push(`row ${i + 1} missed pages of the static working set: not valid`);
       }
       for (const t of row.transports) transports.add(t);
       rows.push(row);
@@ -191,4 +194,17 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
     results: markPeak(rows),
     notes,
   });
+}
+
+/**
+ * A row whose window was broken (serve went away, reads failed): it keeps what it counted (calls,
+ * failed calls, the window) and says what happened, but publishes no figure (rates and latencies
+ * of a window that mixed reads with failures mean nothing).
+ */
+function brokenWindow(row: Row, why: string): Row {
+  const failed = failedRow(
+    { path: row.path, op: row.op, protocol: row.protocol, blockSize: row.block_size, batchSize: row.batch_size, threads: row.threads, phase: row.phase, latUnit: row.lat_unit, smoke: row.smoke, transports: row.transports, errors: row.errors, calls: row.calls, elapsedNs: Math.round(row.duration_s * 1e9), aborted: row.aborted },
+    `failed: ${why}; figures withheld; ${row.note}`,
+  );
+  return { ...failed, pages_requested: row.pages_requested };
 }
