@@ -135,7 +135,7 @@ def main():
             store_calls(b.sock_path, True)
             adapter = timed(lambda: r.batch_get_v1(keys, idx), n, label, b)
             store = store_calls(b.sock_path, True)["get"]
-            st = r.get_stats()
+            st = r.adapter_stats()
             rows.append((label, adapter, store, mib))
             if not memfd:
                 notes.append("staging: %d copies, %.1f MiB copied in Python (ctypes.memmove) over the run" % (st.staging_copies, st.staging_bytes / 2 ** 20))

@@ -23,7 +23,7 @@ from .pools import Staging, allocator_fds, buffer_address, find_file_span, pool_
 
 logger = logging.getLogger("peercache_sglang")
 
-from .sglang_compat import PoolTransferResult, _Base
+from .sglang_compat import PoolTransferResult, _Base, storage_metrics_class
 
 
 DEFAULT_SOCKET = "/run/peercache/peercache.sock"
@@ -31,22 +31,26 @@ STAGING_MIN_BYTES = 16 * 1024 * 1024
 # A connection unused this long is checked for having been closed by the sidecar before it is used (one peek).
 IDLE_CHECK_S = 1.0
 _INT_ONLY = frozenset((int,))  # page starts must be ints (a bool or float is refused)
+# The layouts served, as MooncakeStore serves them: page_first, page_first_direct (MLA and MHA), page_head
+# (MHA: k and v of a page each contiguous) and layer_first (MLA: one object made of layer_num ranges).
+SERVED_LAYOUTS = ("page_first", "page_first_direct", "page_head", "layer_first")
 
 
 class BadInput(ValueError):
     """A call's arguments cannot be served: its entries are False and the reason is logged."""
 
 
-class PeerCacheStats(object):
-    """get_stats(): Mooncake-style drained lists (prefetch_pgs, backup_pgs, *_bandwidth in GB/s per
-    call) plus running counters of this adapter (zero_copy, staging copies, errors, reconnects)."""
+# Per-call records kept for get_stats() between two drains (SGLang drains on every prefill check;
+# a scheduler that never drains must not grow the adapter without bound).
+MAX_RECORDS = 4096
 
-    def __init__(self, counters, lists):
+
+class PeerCacheStats(object):
+    """adapter_stats(): running counters of this adapter (zero_copy, staging copies, errors,
+    reconnects, ...). SGLang's own metrics come from get_stats() (its StorageMetrics)."""
+
+    def __init__(self, counters):
         self.__dict__.update(counters)
-        self.prefetch_pgs = lists["prefetch_pgs"]
-        self.backup_pgs = lists["backup_pgs"]
-        self.prefetch_bandwidth = lists["prefetch_bandwidth"]
-        self.backup_bandwidth = lists["backup_bandwidth"]
         self.counters = dict(counters)
 
     def __repr__(self):
@@ -89,7 +93,11 @@ class PeerCacheStorage(_Base):
             self.poll_us = -1.0
         if not 0 <= self.poll_us <= 10000:
             raise ValueError("peercache: poll_us must be 0..10000 (µs of polling around each answer; 0: off), got %r" % cfg.get("poll_us"))
-        self.interface_v1 = bool(cfg.get("interface_v1", True))
+        # SGLang picks batch_get_v1/batch_set_v1 only when bool(extra_config.get("interface_v1", 0)) holds
+        # (cache_controller.attach_storage_backend), else batch_get/batch_set: the same test here keeps
+        # exists, get and set on the same names whichever SGLang uses.
+        self.interface_v1 = bool(cfg.get("interface_v1", 0))
+        self.enable_metrics = bool(_cfg(storage_config, "enable_storage_metrics", False))
         self.tp_rank = int(_cfg(storage_config, "tp_rank", 0))
         self.pp_rank = int(_cfg(storage_config, "pp_rank", 0))
         self.pp_size = int(_cfg(storage_config, "pp_size", 1))
@@ -100,11 +108,19 @@ class PeerCacheStorage(_Base):
         self.cp_size = int(_cfg(storage_config, "attn_cp_size", 1) or 1)
         self.is_mla = _cfg(storage_config, "is_mla_model", None)
         model = _cfg(storage_config, "model_name", None)
-        parts = [p for p in (cfg.get("extra_backend_tag"), "-".join(model.split("/")) if model else None) if p]
+        # As MooncakeStore: str() of any tag that is not None (0 and "" included), then the model name.
+        parts = []
+        if cfg.get("extra_backend_tag") is not None:
+            parts.append(str(cfg["extra_backend_tag"]))
+        if model:
+            parts.append("-".join(str(model).split("/")))
         self.key_prefix = ("_".join(parts) + "_") if parts else ""
         if "\n" in self.key_prefix:
             raise ValueError("peercache: model_name and extra_backend_tag must not contain a newline (they prefix every key), got %r" % self.key_prefix)
         self.mem_pool_host = None
+        self.multi_range = False
+        self.v2_pools = {}  # name -> (host pool, object suffixes, FileSpans or None: staging)
+        self.mla_part = self.mha_part = ""
         self.page_size = 0
         self.pool_tokens = None
         self.suffixes = ["__k"]
@@ -126,6 +142,10 @@ class PeerCacheStorage(_Base):
             geometry=False, geometry_mismatches=0, staging_copies=0, staging_bytes=0, poll_seconds=0.0, lane_calls=0, lane_nudges=0, lane_wakeups=0, errors=0, bad_inputs=0, reconnects=0, connect_failures=0,
         )
         self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
+        self.gb_per_page = 0.0  # as MooncakeStore: the K bytes of a page (get_ksize_per_token x page_size) in GiB
+        if not self.interface_v1:
+            logger.warning("peercache: \"interface_v1\" is not set in the extra config, so SGLang uses the copying batch_get/batch_set "
+                           "(one copy through a staging buffer each way); set \"interface_v1\": 1 for zero copy")
 
     # ------------------------------------------------------------ logging and counters
 
@@ -169,12 +189,19 @@ class PeerCacheStorage(_Base):
         if self.cp_size > 1:
             rank.append("cp%d_%d" % (self.cp_rank, self.cp_size))
         part = "_".join(rank)
+        # MooncakeStore's mla_suffix and mha_suffix (with the CP part), which its v2 pool names use too
+        self.mla_part = "_".join(([("%d" % self.pp_rank)] if self.pp_size > 1 else []) + ([("cp%d_%d" % (self.cp_rank, self.cp_size))] if self.cp_size > 1 else []))
+        self.mha_part = "_".join(["%d" % self.tp_rank] + rank[1:] if self.is_mla else rank)
         return ["_%s_k" % part] if self.is_mla else ["_%s_k" % part, "_%s_v" % part]
 
     def _describe_pool(self, pool):
         self.page_size = int(getattr(pool, "page_size", 0) or 0)
         if self.page_size <= 0:
             raise BadInput("the host pool has no page_size")
+        try:
+            self.gb_per_page = float(pool.get_ksize_per_token()) * self.page_size / (1 << 30)
+        except Exception:
+            self.gb_per_page = 0.0
         size = getattr(pool, "size", None)
         self.pool_tokens = int(size) if isinstance(size, int) or hasattr(size, "__index__") else None
         mla = self.is_mla
@@ -183,11 +210,17 @@ class PeerCacheStorage(_Base):
         self.is_mla = bool(mla)
         self.suffixes = self._object_suffixes()
         layout = getattr(pool, "layout", "page_first")
-        if layout not in ("page_first", "page_first_direct"):
-            self.unusable = "host layout %r is not supported (start SGLang with --hicache-mem-layout page_first or page_first_direct)" % layout
+        if layout not in SERVED_LAYOUTS or (layout == "layer_first" and not self.is_mla) or (layout == "page_head" and self.is_mla):
+            # As MooncakeStore: MHA layer_first has no page-contiguous objects ("Use page_first/page_first_direct
+            # for MHA"), page_first_kv_split has no get_page_buffer_meta in SGLang (an Ascend layout).
+            self.unusable = "host layout %r is not served for %s pools (start SGLang with --hicache-mem-layout page_first or page_first_direct)" % (
+                layout, "MLA" if self.is_mla else "MHA")
             self._log(logging.ERROR, "layout", self.unusable)
             return
         self.unusable = None
+        # MLA layer_first: a page is layer_num ranges, one per layer (MooncakeStore's _pack_multi_buffer_meta):
+        # one object each, moved through the staging memfd (gathered to set, scattered after get).
+        self.multi_range = layout == "layer_first"
         spans, files, why = [], {}, None
         for addr, nbytes in pool_buffers(pool):
             span, reason = find_file_span(addr, nbytes, allocator_fds(pool))
@@ -198,6 +231,8 @@ class PeerCacheStorage(_Base):
             files.setdefault(span.inode, (span.fd, span.file_bytes))
         if not spans and why is None:
             why = "the host pool exposes no kv_buffer/k_buffer/v_buffer"
+        if self.multi_range and why is None:
+            why = "layout layer_first: a page is one range per layer (--hicache-mem-layout page_first is zero copy)"
         self.zero_copy = why is None
         self.spans = spans if self.zero_copy else []
         self.files = files if self.zero_copy else {}
@@ -216,14 +251,84 @@ class PeerCacheStorage(_Base):
             self._log(logging.WARNING, "staging", "not zero-copy, pages go through a staging memfd (one copy each way): %s" % why)
 
     def register_mem_host_pool_v2(self, host_pool, host_pool_name):
+        """A hybrid model's extra pool (indexer, SWA, Mamba, draft, DeepSeek-V4's): served with its own
+        page geometry (its get_page_buffer_meta) and MooncakeStore's v2 object names; zero copy when
+        its buffers lie in an open memfd, else through the staging memfd."""
         name = str(getattr(host_pool_name, "value", host_pool_name))
-        if name == "kv":
-            self.register_mem_pool_host(host_pool)
+        if name == "kv":  # the KV anchor came through register_mem_pool_host
+            return
+        if not hasattr(self, "registered_pools"):
+            self.registered_pools = {}
+        self.registered_pools[name] = host_pool
+        try:
+            suffixes = self._v2_suffixes(name, host_pool)
+        except BadInput as e:
+            self.v2_pools.pop(name, None)
+            self._log(logging.ERROR, "v2-" + name, str(e))
+            return
+        spans, why = [], None
+        for addr, nbytes in self._v2_buffers(host_pool):
+            span, reason = find_file_span(addr, nbytes, allocator_fds(host_pool))
+            if span is None:
+                why = reason
+                break
+            spans.append(span)
+        if not spans:
+            why = why or "the pool exposes no buffers"
+        if why is None:
+            for sp in spans:
+                self.files.setdefault(sp.inode, (sp.fd, sp.file_bytes))
         else:
-            if not hasattr(self, "registered_pools"):
-                self.registered_pools = {}
-            self.registered_pools[name] = host_pool
-            self._log(logging.WARNING, "v2-" + name, "pool %r is not supported yet: its pages are misses" % name)
+            self._log(logging.WARNING, "v2-staging-" + name, "pool %r is not zero copy, its pages go through the staging memfd: %s" % (name, why))
+        self.v2_pools[name] = (host_pool, suffixes, spans if why is None else None)
+
+    @staticmethod
+    def _is(pool, *class_names):
+        return any(c.__name__ in class_names for c in type(pool).__mro__)
+
+    def _v2_suffixes(self, name, pool):
+        """MooncakeStore._get_hybrid_page_component_keys's suffixes, in get_page_buffer_meta's order."""
+        mla, mha = self.mla_part, self.mha_part
+        if name == "mamba":
+            out = ["_%s_conv_%d" % (mha, i) for i in range(len(getattr(pool, "conv_buffer", None) or []))]
+            if getattr(pool, "temporal_state_elem_size", 1) > 0:
+                out = ["_%s_temporal" % mha] + out
+            return out
+        if name == "draft":
+            if self._is(pool, "MLATokenToKVPoolHost"):
+                return ["_%s_draft_k" % mla]
+            return ["_%s_draft_k" % mha, "_%s_draft_v" % mha]
+        if name == "draft_swa":
+            if self._is(pool, "DeepSeekV4PagedHostPool", "MLATokenToKVPoolHost"):
+                return ["_%s_%s" % (mla, name)]
+            if self._is(pool, "MHATokenToKVPoolHost"):
+                return ["_%s_%s_k" % (mha, name), "_%s_%s_v" % (mha, name)]
+        if name in ("indexer", "draft_indexer", "deepseek_v4_c4", "deepseek_v4_c4_indexer", "deepseek_v4_c128",
+                    "deepseek_v4_c4_state", "deepseek_v4_c4_indexer_state", "deepseek_v4_c128_state"):
+            return ["_%s_%s" % (mla, name)]
+        if name == "swa":
+            if not self.is_mla and hasattr(pool, "v_buffer"):
+                return ["_%s_swa_k" % mha, "_%s_swa_v" % mha]
+            if self.is_mla:
+                return ["_%s_swa" % mla]
+        raise BadInput("pool %r (%s) has no object names in MooncakeStore's v2 either: its pages are misses" % (name, type(pool).__name__))
+
+    @staticmethod
+    def _v2_buffers(pool):
+        """(address, bytes) of each buffer of a v2 pool: get_hybrid_pool_buffer() as MooncakeStore registers them, else kv_buffer."""
+        getter = getattr(pool, "get_hybrid_pool_buffer", None)
+        bufs = getter() if getter is not None else [getattr(pool, "kv_buffer", None)]
+        out = []
+        for b in bufs:
+            if b is None:
+                continue
+            try:
+                addr, n = buffer_address(b)
+            except TypeError:
+                continue
+            if n:
+                out.append((addr, n))
+        return out
 
     # ------------------------------------------------------------ connections
 
@@ -379,6 +484,24 @@ class PeerCacheStorage(_Base):
                 sizes = sizes * len(ptrs)
         return ptrs, sizes
 
+    def _multi_meta(self, host_indices, npages):
+        """Each page's ranges [(ptr, bytes), ...] from get_page_buffer_meta (MLA layer_first: one per layer)."""
+        ptrs, sizes = self.mem_pool_host.get_page_buffer_meta(host_indices)
+        ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
+        sizes = [sizes] * len(ptrs) if isinstance(sizes, int) else (sizes.tolist() if hasattr(sizes, "tolist") else list(sizes))
+        if not npages or len(ptrs) % npages or len(sizes) != len(ptrs):
+            raise BadInput("get_page_buffer_meta gave %d pointers for %d pages" % (len(ptrs), npages))
+        k = len(ptrs) // npages
+        return [list(zip(ptrs[i * k:(i + 1) * k], sizes[i * k:(i + 1) * k])) for i in range(npages)]
+
+    @staticmethod
+    def _packed(sizes):
+        offsets, o = [], 0
+        for n in sizes:
+            offsets.append(o)
+            o += n
+        return offsets
+
     def _file_ranges(self, c, host_indices, starts):
         """(pool, offsets, lengths) of a batch's objects in the registered pool file(s): from the verified
         formula when there is one (the pool's own answer compared every RECHECK_EVERY calls), else asked."""
@@ -458,6 +581,8 @@ class PeerCacheStorage(_Base):
 
     def batch_get_v1(self, keys, host_indices, extra_info=None):
         n = len(keys) if isinstance(keys, (list, tuple)) else 0
+        if n and self._kv_anchor_is_logical():
+            return [True] * n  # DeepSeek-V4: the KV anchor holds no data (its v2 pools do), as MooncakeStore
         self._count(get_calls=1, get_pages=n)
         t0 = time.monotonic()
 
@@ -466,7 +591,22 @@ class PeerCacheStorage(_Base):
             if not names:
                 return []
             comps = len(self.suffixes)
-            if self.zero_copy:
+            if self.multi_range:
+                groups = self._multi_meta(host_indices, len(starts))
+                sizes = [sum(n for _, n in g) for g in groups]
+                st = self._staging(c, sum(sizes))
+                offsets = self._packed(sizes)
+                bits = c.client.get(c.staging_pool, names, offsets, sizes)
+                copied = 0
+                for j, ch in enumerate(bits):
+                    if ch == "1":
+                        o = st.address + offsets[j]
+                        for ptr, nb in groups[j]:
+                            ctypes.memmove(ptr, o, nb)
+                            o += nb
+                        copied += sizes[j]
+                self._count(staging_copies=1, staging_bytes=copied)
+            elif self.zero_copy:
                 pool, offsets, sizes = self._file_ranges(c, host_indices, starts)
                 bits = c.client.get(pool, names, offsets, sizes)
             else:
@@ -489,13 +629,15 @@ class PeerCacheStorage(_Base):
             out = self._per_page(bits, comps, len(keys))
             first_miss = bits.find("0")
             hits = len(out) if first_miss < 0 else first_miss // comps
-            self._record("prefetch", hits, self._bytes(sizes, hits * comps), t0, get_hits=len(out) if first_miss < 0 else sum(out))
+            self._record("prefetch", len(keys), t0, get_hits=len(out) if first_miss < 0 else sum(out))
             return out
 
         return self._guard("batch_get_v1", run, [False] * n)
 
     def batch_set_v1(self, keys, host_indices, extra_info=None):
         n = len(keys) if isinstance(keys, (list, tuple)) else 0
+        if n and self._kv_anchor_is_logical():
+            return [True] * n  # DeepSeek-V4: the KV anchor holds no data (its v2 pools do), as MooncakeStore
         self._count(set_calls=1, set_pages=n)
         t0 = time.monotonic()
 
@@ -506,14 +648,27 @@ class PeerCacheStorage(_Base):
             if self.is_mla and self.tp_rank != 0:
                 # MLA pages are the same on every rank: rank 0 writes them (SGLang skips the others).
                 return [True] * len(keys)
-            if self.zero_copy:
+            if self.multi_range:
+                groups = self._multi_meta(host_indices, len(starts))
+                sizes = [sum(n for _, n in g) for g in groups]
+            elif self.zero_copy:
                 pool, offsets, sizes = self._file_ranges(c, host_indices, starts)
             else:
                 ptrs, sizes = self._meta(host_indices, len(starts))
             largest = sizes if isinstance(sizes, int) else max(sizes)
             if self.slot_bytes and largest > self.slot_bytes:
                 raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (largest, self.slot_bytes))
-            if self.zero_copy:
+            if self.multi_range:
+                st = self._staging(c, sum(sizes))
+                offsets = self._packed(sizes)
+                for j, g in enumerate(groups):
+                    o = st.address + offsets[j]
+                    for ptr, nb in g:
+                        ctypes.memmove(o, ptr, nb)
+                        o += nb
+                self._count(staging_copies=1, staging_bytes=sum(sizes))
+                bits = c.client.set(c.staging_pool, names, offsets, sizes)
+            elif self.zero_copy:
                 bits = c.client.set(pool, names, offsets, sizes)
             else:
                 st = self._staging(c, sum(sizes))
@@ -527,56 +682,160 @@ class PeerCacheStorage(_Base):
             if len(bits) != len(names):
                 raise ConnectionError("malformed set answer")
             out = self._per_page(bits, len(self.suffixes), len(keys))
-            self._count(set_ok=sum(out))
-            self._record("backup", sum(out), self._bytes(sizes, len(offsets)), t0)
+            self._record("backup", len(keys), t0, set_ok=sum(out))
             return out
 
         return self._guard("batch_set_v1", run, [False] * n)
 
-    def _record(self, kind, pages, nbytes, t0, **counters):
-        """Appends a call's pages and bandwidth to the drained lists and adds `counters`, under one lock."""
+    def _record(self, kind, pages, t0, **counters):
+        """Adds `counters`, and with storage metrics on, the call's pages and bandwidth to the lists
+        get_stats() drains, as MooncakeStore counts them: the batch's pages, and pages x gb_per_page
+        over the call's time (GiB/s of K bytes). Each list keeps its last MAX_RECORDS entries."""
         dt = time.monotonic() - t0
         with self._lock:
             for k, v in counters.items():
                 self._counters[k] += v
-            self._lists[kind + "_pgs"].append(pages)
-            if dt > 0 and nbytes:
-                self._lists[kind + "_bandwidth"].append(nbytes / dt / 1e9)
+            if not self.enable_metrics:
+                return
+            pgs, bw = self._lists[kind + "_pgs"], self._lists[kind + "_bandwidth"]
+            pgs.append(pages)
+            if dt > 0:
+                bw.append(pages / dt * self.gb_per_page)
+            for lst in (pgs, bw):
+                if len(lst) > MAX_RECORDS:
+                    del lst[: len(lst) - MAX_RECORDS]
 
     # ------------------------------------------------------------ v2
 
-    def batch_exists_v2(self, keys, pool_transfers=None, extra_info=None):
-        kv = self.batch_exists(keys, extra_info)
-        extra = {}
-        for t in pool_transfers or []:
-            name = str(getattr(getattr(t, "name", None), "value", getattr(t, "name", "?")))
-            if name == "kv":
-                continue
-            self._log(logging.WARNING, "v2-" + name, "pool %r is not supported yet: its pages are misses" % name)
-            extra[name] = 0
-            kv = 0  # the usable prefix needs every pool
-        try:
-            return PoolTransferResult(kv, extra)
-        except Exception:  # an SGLang whose PoolTransferResult takes other arguments
-            return PoolTransferResult(kv_hit_pages=kv, extra_pool_hit_pages=extra)
+    @staticmethod
+    def _pool_name(t):
+        n = getattr(t, "name", None)
+        return str(getattr(n, "value", n))
 
-    def _v2(self, transfers, fn):
+    def _kv_anchor_is_logical(self):
+        """DeepSeek-V4's KV anchor owns indices only; its data is in v2 pools (MooncakeStore: kv_buffer is None)."""
+        p = self.mem_pool_host
+        return p is not None and getattr(p, "kv_buffer", 0) is None
+
+    def batch_exists_v2(self, keys, pool_transfers=None, extra_info=None):
+        """The usable prefix: the KV pages found, cut by each extra pool's hit policy (as MooncakeStore's)."""
+        kv = len(keys) if self._kv_anchor_is_logical() and isinstance(keys, (list, tuple)) else self.batch_exists(keys, extra_info)
+        hits = {"kv": kv} if kv else {}
+        final = kv
+        for t in pool_transfers or []:
+            if final == 0:
+                break
+            name = self._pool_name(t)
+            page_exists = self._guard("batch_exists_v2", lambda c: self._v2_exists(c, name, keys[:kv]), [False] * kv)
+            policy = str(getattr(getattr(t, "hit_policy", None), "value", getattr(t, "hit_policy", "all_pages")))
+            boundary = 0
+            if policy == "trailing_pages":
+                trailing = max(1, len(t.keys) if getattr(t, "keys", None) else 1)
+                for prefix in range(kv, 0, -1):
+                    if all(page_exists[i] for i in range(max(0, prefix - trailing), prefix)):
+                        boundary = prefix
+                        break
+            else:
+                boundary = page_exists.index(False) if False in page_exists else kv
+            if boundary:
+                hits[name] = boundary
+            final = min(final, boundary)
+        try:
+            return PoolTransferResult(final, hits)
+        except Exception:  # an SGLang whose PoolTransferResult takes other arguments
+            return PoolTransferResult(kv_hit_pages=final, extra_pool_hit_pages=hits)
+
+    def _v2_pool(self, name):
+        entry = self.v2_pools.get(name)
+        if entry is None:
+            raise BadInput("pool %r was not registered (register_mem_host_pool_v2), or has no object names" % name)
+        return entry
+
+    def _v2_exists(self, c, name, keys):
+        pool, suffixes, _ = self._v2_pool(name)
+        if not keys:
+            return []
+        names = self._names(keys, suffixes)
+        found = c.client.exists(names)
+        if len(found) != len(names):
+            raise ConnectionError("malformed exists answer")
+        k = len(suffixes)
+        return [all(found[i * k + j] == "1" for j in range(k)) for i in range(len(keys))]
+
+    def _v2_io(self, c, is_set, name, keys, host_indices):
+        pool, suffixes, spans = self._v2_pool(name)
+        self._check_keys(keys)
+        if not keys:
+            return []
+        page = int(getattr(pool, "page_size", 1) or 1)
+        count = len(host_indices) if host_indices is not None else 0
+        if count != len(keys) * page:
+            raise BadInput("pool %r: %d host indices for %d pages of %d tokens" % (name, count, len(keys), page))
+        names = self._names(keys, suffixes)
+        ptrs, sizes = pool.get_page_buffer_meta(host_indices)
+        ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
+        sizes = [sizes] * len(ptrs) if isinstance(sizes, int) else (sizes.tolist() if hasattr(sizes, "tolist") else list(sizes))
+        nobj = len(keys) * len(suffixes)
+        if not ptrs or len(ptrs) % nobj or len(sizes) != len(ptrs):
+            raise BadInput("pool %r: get_page_buffer_meta gave %d pointers for %d objects" % (name, len(ptrs), nobj))
+        per = len(ptrs) // nobj  # ranges per object (DeepSeek-V4's C4 pool: several, as Mooncake's multi-buffer)
+        largest = max(sum(sizes[i * per:(i + 1) * per]) for i in range(nobj))
+        if is_set and self.slot_bytes and largest > self.slot_bytes:
+            raise BadInput("pool %r: objects of %d bytes exceed the sidecar's --slot-bytes %d" % (name, largest, self.slot_bytes))
+        if per == 1 and spans:
+            pools, offsets = [], []
+            for ptr, n in zip(ptrs, sizes):
+                sp = next((x for x in spans if x.address <= ptr and ptr + n <= x.end), None)
+                if sp is None:
+                    raise BadInput("pool %r: a page at 0x%x lies outside its registered buffers" % (name, ptr))
+                pools.append(c.file_pools[sp.inode])
+                offsets.append(sp.file_offset + (ptr - sp.address))
+            pool_arg = pools[0] if len(set(pools)) == 1 else pools
+            lengths = self._lengths(sizes)
+            bits = (c.client.set if is_set else c.client.get)(pool_arg, names, offsets, lengths)
+        else:
+            groups = [list(zip(ptrs[i * per:(i + 1) * per], sizes[i * per:(i + 1) * per])) for i in range(nobj)]
+            objs = [sum(n for _, n in g) for g in groups]
+            st = self._staging(c, sum(objs))
+            offsets = self._packed(objs)
+            if is_set:
+                for j, g in enumerate(groups):
+                    o = st.address + offsets[j]
+                    for ptr, n in g:
+                        ctypes.memmove(o, ptr, n)
+                        o += n
+                bits = c.client.set(c.staging_pool, names, offsets, objs)
+            else:
+                bits = c.client.get(c.staging_pool, names, offsets, objs)
+                for j, ch in enumerate(bits):
+                    if ch == "1":
+                        o = st.address + offsets[j]
+                        for ptr, n in groups[j]:
+                            ctypes.memmove(ptr, o, n)
+                            o += n
+            self._count(staging_copies=1, staging_bytes=sum(objs))
+        if len(bits) != nobj:
+            raise ConnectionError("malformed answer")
+        return self._per_page(bits, len(suffixes), len(keys))
+
+    def _v2(self, transfers, is_set):
         out = {}
         for t in transfers or []:
-            name = str(getattr(getattr(t, "name", None), "value", getattr(t, "name", "?")))
-            keys = getattr(t, "keys", None) or []
+            name = self._pool_name(t)
+            keys = list(getattr(t, "keys", None) or [])
+            indices = getattr(t, "host_indices", None)
             if name == "kv":
-                out[name] = fn(keys, getattr(t, "host_indices", None))
-            else:
-                self._log(logging.WARNING, "v2-" + name, "pool %r is not supported yet: its pages are misses" % name)
-                out[name] = [False] * len(keys)
+                out[name] = (self.batch_set_v1 if is_set else self.batch_get_v1)(keys, indices)
+                continue
+            what = "batch_%s_v2" % ("set" if is_set else "get")
+            out[name] = self._guard(what, lambda c: self._v2_io(c, is_set, name, keys, indices), [False] * len(keys))
         return out
 
     def batch_get_v2(self, transfers, extra_info=None):
-        return self._v2(transfers, self.batch_get_v1)
+        return self._v2(transfers, False)
 
     def batch_set_v2(self, transfers, extra_info=None):
-        return self._v2(transfers, self.batch_set_v1)
+        return self._v2(transfers, True)
 
     # ------------------------------------------------------------ generic (copying) path
 
@@ -660,7 +919,20 @@ class PeerCacheStorage(_Base):
     # ------------------------------------------------------------ lifecycle
 
     def clear(self):
-        self._guard("clear", lambda c: c.client.clear(), None)
+        """Removes every object the local sidecar (this host's node) publishes; other hosts keep theirs
+        (Mooncake's remove_all empties the whole cluster). Raises when the sidecar cannot do it, so
+        SGLang's clear_storage_backend reports the failure instead of "cleared successfully"."""
+        if self.unusable is not None:
+            raise RuntimeError("peercache: clear: %s" % self.unusable)
+        try:
+            self._conn().client.clear()
+        except Exception as e:
+            self._count(errors=1)
+            c = getattr(self._local, "conn", None)
+            if c is not None:
+                c.client.close()
+            raise RuntimeError("peercache: clear failed (sidecar at %s): %s" % (self.socket_path, e))
+        return True
 
     @staticmethod
     def _add_client_counters(counters, client):
@@ -672,13 +944,24 @@ class PeerCacheStorage(_Base):
         counters["lane_wakeups"] += client.lane_wakeups
 
     def get_stats(self):
+        """SGLang's StorageMetrics with the calls recorded since the last call (drained, as MooncakeStore's)."""
         with self._lock:
             lists = self._lists
             self._lists = dict(prefetch_pgs=[], backup_pgs=[], prefetch_bandwidth=[], backup_bandwidth=[])
+        m = storage_metrics_class()()
+        m.prefetch_pgs.extend(lists["prefetch_pgs"])
+        m.backup_pgs.extend(lists["backup_pgs"])
+        m.prefetch_bandwidth.extend(lists["prefetch_bandwidth"])
+        m.backup_bandwidth.extend(lists["backup_bandwidth"])
+        return m
+
+    def adapter_stats(self):
+        """This adapter's running counters (not drained): zero copy, geometry, staging copies, polling, errors, reconnects."""
+        with self._lock:
             counters = dict(self._counters)
             for c in self._conns:
                 self._add_client_counters(counters, c.client)
-            return PeerCacheStats(counters, lists)
+        return PeerCacheStats(counters)
 
     def sidecar_stats(self):
         """The sidecar's counters (store stats, connections, pools), or {} when unreachable."""

@@ -87,7 +87,7 @@ def run_check(socket_path, pages=8, page_bytes=0, iterations=20, timeout_s=5.0, 
     storage = PeerCacheStorage(config, {"socket": socket_path, "interface_v1": 1, "timeout_s": timeout_s, "retry_s": 0.1})
     try:
         storage.register_mem_pool_host(pool)
-        st = storage.get_stats()
+        st = storage.adapter_stats()
         say("pool: %d pages of %d bytes in a memfd, zero copy %s, page formula %s" % (2 * pages, page_bytes, "yes" if st.zero_copy else "NO (staging copies)", "yes" if st.geometry else "no"))
         keys = ["peercache-check/%s/%d" % (uuid.uuid4().hex, i) for i in range(pages)]
         src, dst = list(range(pages)), list(range(pages, 2 * pages))
@@ -110,7 +110,7 @@ def run_check(socket_path, pages=8, page_bytes=0, iterations=20, timeout_s=5.0, 
         get_us = _p50_us(lambda: storage.batch_get_v1(keys, dst), iterations)
         mib = pages * page_bytes / 2 ** 20
         say("p50 over %d calls: batch_exists %.0f µs, batch_get_v1 %.0f µs (%.2f GiB/s for %.1f MiB)" % (iterations, exists_us, get_us, mib / 1024 / (get_us / 1e6), mib))
-        st = storage.get_stats()
+        st = storage.adapter_stats()
         if st.errors or st.bad_inputs:
             raise CheckFailed("the adapter counted %d errors and %d bad inputs" % (st.errors, st.bad_inputs))
     finally:

@@ -33,3 +33,32 @@ except Exception:
         def __init__(self, kv_hit_pages, extra_pool_hit_pages):
             self.kv_hit_pages = kv_hit_pages
             self.extra_pool_hit_pages = extra_pool_hit_pages
+
+
+_storage_metrics_cls = None
+
+
+def storage_metrics_class():
+    """SGLang's StorageMetrics (its collector asserts that type), or a stand-in with its fields when
+    SGLang is absent. Looked up on first use: the adapter is imported before SGLang's metrics module."""
+    global _storage_metrics_cls
+    if _storage_metrics_cls is None:
+        try:
+            from sglang.srt.observability.metrics_collector import StorageMetrics  # type: ignore
+
+            _storage_metrics_cls = StorageMetrics
+        except Exception:
+            from dataclasses import dataclass, field
+            from typing import List
+
+            @dataclass
+            class StorageMetrics(object):
+                """Stand-in for sglang's StorageMetrics (same fields)."""
+
+                prefetch_pgs: List[int] = field(default_factory=list)
+                backup_pgs: List[int] = field(default_factory=list)
+                prefetch_bandwidth: List[float] = field(default_factory=list)
+                backup_bandwidth: List[float] = field(default_factory=list)
+
+            _storage_metrics_cls = StorageMetrics
+    return _storage_metrics_cls

@@ -8,11 +8,12 @@ from standin import (  # noqa: F401  (re-exported for the tests)
 )
 
 
-def sidecar_pair(d, protocol, extra_args=()):
-    """Two started sidecars in directory d: A hosts the directory, B joins it (B also serves /metrics)."""
+def sidecar_pair(d, protocol, extra_args=(), **kw):
+    """Two started sidecars in directory d: A hosts the directory, B joins it (B also serves /metrics);
+    kw: Sidecar's (slot_bytes, segment, ...)."""
     discovery = "127.0.0.1:%d" % free_port()
-    a = Sidecar(protocol, discovery, str(d / "a" / "peercache.sock"), str(d / "a.log"))
-    b = Sidecar(protocol, discovery, str(d / "b" / "peercache.sock"), str(d / "b.log"))
+    a = Sidecar(protocol, discovery, str(d / "a" / "peercache.sock"), str(d / "a.log"), **kw)
+    b = Sidecar(protocol, discovery, str(d / "b" / "peercache.sock"), str(d / "b.log"), **kw)
     b.metrics_port = free_port()
     a.extra_args = tuple(extra_args)
     b.extra_args = tuple(extra_args) + ("--metrics-port", str(b.metrics_port))

@@ -130,7 +130,7 @@ def test_malformed_binary_answers_are_misses_and_close_the_connection(tmp_path, 
         s, pool = backend(fake.path)
         try:
             assert s.batch_exists(unique_keys(2)) == 0
-            assert s.get_stats().errors >= 1
+            assert s.adapter_stats().errors >= 1
         finally:
             s.close()
             pool.close()

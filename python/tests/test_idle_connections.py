@@ -43,7 +43,7 @@ def test_idle_ranks_and_a_full_sidecar(protocol, tmp_path):
         time.sleep(1.2)
         assert rank.batch_get_v1(keys, pool.indices(range(100, 100 + PAGES))) == [True] * PAGES
         assert [pool.read(100 + p) for p in range(PAGES)] == data
-        assert rank.get_stats().reconnects == 0
+        assert rank.adapter_stats().reconnects == 0
 
         # Hello and nothing else: closed at the first-request deadline.
         hello_only = [SidecarClient(node.sock_path, 5) for _ in range(2)]
@@ -72,7 +72,7 @@ def test_idle_ranks_and_a_full_sidecar(protocol, tmp_path):
         # The rank notices before its next call and reconnects: every page, no error.
         assert rank.batch_get_v1(keys, pool.indices(range(200, 200 + PAGES))) == [True] * PAGES
         assert [pool.read(200 + p) for p in range(PAGES)] == data
-        stats = rank.get_stats()
+        stats = rank.adapter_stats()
         assert (stats.reconnects, stats.errors) == (1, 0), stats
         assert "closing a connection idle for" in open(node.log_path).read()
     finally:

@@ -51,7 +51,7 @@ def test_calls_through_the_lane_give_every_byte(lane_hosts, layout):
         with pytest.raises(SidecarError, match="not registered"):
             c.get(7, ["k"], [0], 4096)
         assert r.batch_exists(keys) == 32
-        st = r.get_stats()
+        st = r.adapter_stats()
         assert st.errors == 0 and st.lane_calls >= 81
         side = r.sidecar_stats()
         assert side["lanes"] >= 1 and side["laneRequests"] >= 81
@@ -72,7 +72,7 @@ def test_no_lane_without_polling(lane_hosts):
     r, rp = backend(b.sock_path, "mla", poll_us=0)
     try:
         assert r.batch_exists(unique_keys(4)) == 0
-        assert r._conn().client.lane is None and r.get_stats().lane_calls == 0
+        assert r._conn().client.lane is None and r.adapter_stats().lane_calls == 0
     finally:
         r.close()
         rp.close()
@@ -142,7 +142,7 @@ def test_a_lane_a_client_abuses_closes_that_connection_only(lane_hosts, abuse):
     # Other clients, and new lanes, are served as before.
     r, rp = backend(b.sock_path, "mla", poll_us=200)
     try:
-        assert r.batch_exists(unique_keys(2)) == 0 and r.get_stats().lane_calls == 1
+        assert r.batch_exists(unique_keys(2)) == 0 and r.adapter_stats().lane_calls == 1
     finally:
         r.close()
         rp.close()

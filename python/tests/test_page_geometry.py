@@ -73,7 +73,7 @@ def test_linear_pool_is_asked_once_per_recheck_and_every_byte_lands(hosts, layou
     rp = counting(LAYOUTS[layout]())
     r = rank(hosts[1].sock_path, layout, rp)
     probe_calls = rp.meta_calls
-    assert r.get_stats().geometry is True
+    assert r.adapter_stats().geometry is True
     calls = 2 * RECHECK_EVERY + 1
     for i in range(calls):
         dest = [(4 * i + j) % 200 + 10 for j in range(4)]
@@ -83,7 +83,7 @@ def test_linear_pool_is_asked_once_per_recheck_and_every_byte_lands(hosts, layou
         assert [rp.read(p) for p in dest] == [data[k] for k in keys], "call %d" % i
     # the first call and every RECHECK_EVERY-th ask the pool; the others use the formula
     assert rp.meta_calls - probe_calls == 3
-    st = r.get_stats()
+    st = r.adapter_stats()
     assert st.geometry is True and st.geometry_mismatches == 0
     r.close()
     rp.close()
@@ -94,7 +94,7 @@ def test_a_pool_off_the_formula_is_asked_on_every_batch(hosts, layout):
     # 320 pages: linear below page 100 (pages 0 and 1 look right), rotated above
     rp = counting(remapped(LAYOUTS[layout](), lambda p: p if p < 100 else 100 + (p - 100 + 50) % 220))
     r = rank(hosts[1].sock_path, layout, rp)
-    assert r.get_stats().geometry is False
+    assert r.adapter_stats().geometry is False
     for i in range(3):
         dest = [150 + 4 * i + j for j in range(4)]
         before = rp.meta_calls
@@ -109,12 +109,12 @@ def test_a_pool_that_changes_after_registration_is_caught_at_the_recheck(hosts, 
     keys, data = publish(hosts, layout, 4)
     rp = LAYOUTS[layout]()
     r = rank(hosts[1].sock_path, layout, rp)
-    assert r.get_stats().geometry is True
+    assert r.adapter_stats().geometry is True
     remapped(rp, lambda p: (p + 3) % 320)  # the formula probed at registration no longer holds
     dest = [40, 41, 42, 43]
     assert r.batch_get_v1(keys, rp.indices(dest)) == [True] * 4  # the first call is a recheck
     assert [read_as_the_pool_says(rp, p) for p in dest] == [data[k] for k in keys]
-    st = r.get_stats()
+    st = r.adapter_stats()
     assert st.geometry is False and st.geometry_mismatches == 1
     assert "no longer matches" in caplog.text
     dest = [60, 61, 62, 63]

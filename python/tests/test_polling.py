@@ -34,7 +34,7 @@ def test_polling_ends_give_the_same_bytes_and_count_their_polling(polling_hosts,
         assert r.batch_get_v1(keys, rp.indices(dest)) == [True] * 16
         assert [rp.read(p) for p in dest] == [data[k] for k in keys], "call %d" % i
     assert r.batch_exists(unique_keys(4)) == 0
-    st = r.get_stats()
+    st = r.adapter_stats()
     assert st.poll_seconds > 0 and st.errors == 0
     side = r.sidecar_stats()
     assert side["busyPollUs"] == 500 and side["busyPollSeconds"] > 0
@@ -53,7 +53,7 @@ def test_no_polling_by_default(polling_hosts):
     r, rp = rank(b.sock_path, "mla", poll_us=0)
     for _ in range(5):
         assert r.batch_exists(unique_keys(4)) == 0
-    assert r.get_stats().poll_seconds == 0
+    assert r.adapter_stats().poll_seconds == 0
     r.close()
     rp.close()
 

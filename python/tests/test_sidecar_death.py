@@ -72,7 +72,7 @@ def test_sigkill_mid_call_then_restart(protocol, poll_us, tmp_path):
             rp.zero(p)
         assert r.batch_get_v1(keys, rp.indices(dest)) == [True] * 64
         assert all(rp.read(p) == data[k] for k, p in zip(keys, dest))
-        assert r.get_stats().reconnects >= 1
+        assert r.adapter_stats().reconnects >= 1
     finally:
         for x in (w, r, wp, rp):
             x.close()

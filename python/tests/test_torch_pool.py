@@ -99,7 +99,7 @@ def test_bf16_pages_cross_hosts_into_torch_tensors(hosts, mla):
     a, b = hosts
     wp, rp = TorchHostPool(mla), TorchHostPool(mla)
     w, r = rank(a.sock_path, wp), rank(b.sock_path, rp)
-    st = r.get_stats()
+    st = r.adapter_stats()
     assert st.zero_copy is True and st.geometry is True, st
     keys = unique_keys(12)
     src, dst = list(range(12)), [50 - 3 * i for i in range(12)]
@@ -115,7 +115,7 @@ def test_bf16_pages_cross_hosts_into_torch_tensors(hosts, mla):
             assert torch.equal(rp.page(d), wp.page(s)), "page %d -> %d differs" % (s, d)
         untouched = [p for p in range(64) if p not in dst]
         assert all(not rp.page(p).any() for p in untouched), "a get wrote outside its pages"
-    st = r.get_stats()
+    st = r.adapter_stats()
     assert st.geometry is True and st.geometry_mismatches == 0, "the page formula disagreed with SGLang's arithmetic"
     # a prefix hit: the first 5 of these exist
     mixed = keys[:5] + unique_keys(3)
