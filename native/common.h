@@ -83,6 +83,10 @@ struct NativeRemote : RefCounted {
   ucp_rkey_h rkey = nullptr;
   uint64_t base = 0;
   uint64_t length = 0;
+  // Where the rkey maps the peer's segment into this process (shm), else null; its page tables
+  // are populated chunk by chunk on first use (endpoint.cc PopulateRange), one bit per chunk.
+  uint8_t* mapped = nullptr;
+  std::vector<uint64_t> populated;
   void Destroy();
 
  protected:

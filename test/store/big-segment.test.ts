@@ -23,7 +23,6 @@ function value(i: number): Uint8Array {
 
 test('a 4.3 GiB published pool over shm: objects past the 4 GiB line, read by a peer and by the node itself', async () => {
   const discoveryAddr = `127.0.0.1:${await freePort()}`;
-  // (Its size is kept near 4 GiB: a peer's first READ attaches the whole segment, ~0.6 s per GiB here.)
   const big = await PeerCacheStore.open({ protocol: 'shm', discoveryAddr, globalSegmentBytes: 4 * GiB + 320 * 2 ** 20, slotBytes: SLOT });
   const peer = await PeerCacheStore.open({ protocol: 'shm', discoveryAddr, globalSegmentBytes: SLOT * 2, slotBytes: SLOT });
   try {
