@@ -395,7 +395,7 @@ class PeerCacheStorage(_Base):
             self._log(logging.WARNING, what + ":" + str(e)[:60], "%s: %s (the entries are misses)" % (what, e))
         except SidecarError as e:
             self._count(errors=1)
-            self._log(logging.WARNING, what + ":sidecar:" + str(e)[:60], "%s: the sidecar refused the request: %s" % (what, e))
+            self._log(logging.WARNING, what + ":sidecar:" + str(e)[:60], "%s: the sidecar refused the request (%s): %s" % (what, e.code, e))
         except (OSError, ConnectionError, socket.timeout, ValueError) as e:
             self._count(errors=1)
             c = getattr(self._local, "conn", None)

@@ -56,11 +56,13 @@ class KeyBlob(object):
 
 
 class SidecarError(Exception):
-    """The sidecar refused a request (bad input); the connection stays usable unless `fatal`."""
+    """The sidecar refused a request; the connection stays usable unless `fatal`. `code` is the error
+    frame's code (schema/sidecar-wire.json lists them): act on it, never on the message text."""
 
-    def __init__(self, message, fatal=False):
+    def __init__(self, message, fatal=False, code="ERR_REQUEST_FAILED"):
         super().__init__(message)
         self.fatal = fatal
+        self.code = code
 
 
 def _precise_timers():
@@ -251,9 +253,10 @@ class SidecarClient:
         if kind == KIND_ERROR:
             fatal = bool(body.get("fatal")) if isinstance(body, dict) else True
             message = body.get("message") if isinstance(body, dict) else "error"
+            code = body.get("code") if isinstance(body, dict) else None
             if fatal or answer_id != rid:
                 self.close()
-            raise SidecarError(str(message), fatal)
+            raise SidecarError(str(message), fatal, str(code) if isinstance(code, str) else "ERR_REQUEST_FAILED")
         if answer_id != rid:
             self.close()
             raise ConnectionError("answer %d to request %d" % (answer_id, rid))

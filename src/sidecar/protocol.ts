@@ -6,7 +6,7 @@
  * Framing is the directory's (store/directory/framing.ts): `u32 BE payload length | u8 version (1)
  * | u8 kind (1 request, 2 response, 4 error) | u32 BE request id | payload`: UTF-8 JSON, or a binary
  * exists/get/set (below). A JSON request is `{ "op": ..., ...args }`; its response carries the same id. The first request on a connection
- * must be `hello` naming SIDECAR_PROTOCOL. An error frame carries `{ message, fatal }`; fatal errors
+ * must be `hello` naming SIDECAR_PROTOCOL. An error frame carries `{ message, fatal, code }`; fatal errors
  * (a malformed frame, a frame past the limit) close the connection, others answer one request.
  *
  * Ops (object keys are full object names: page hash + SGLang's component suffix):
@@ -44,7 +44,7 @@
  */
 
 import { isAscii, isUtf8 } from 'node:buffer';
-import { FRAME_HEADER_BYTES, FrameKind, PROTOCOL_VERSION } from '../store/directory/framing.js';
+import { FRAME_HEADER_BYTES, FrameKind, PROTOCOL_VERSION, type WireErrorCode } from '../store/directory/framing.js';
 import { LANE_BYTES } from './lane.js';
 
 export const SIDECAR_PROTOCOL = 'peercache-sidecar/2';
@@ -105,9 +105,52 @@ export type SidecarRequest =
   | { op: 'clear' }
   | { op: 'stats'; reset: boolean };
 
+/**
+ * The `code` of an error frame (schema/sidecar-wire.json lists them with their meaning): clients
+ * act on it, never on the message text.
+ */
+export const SIDECAR_ERROR_CODES = [
+  'ERR_BAD_REQUEST',
+  'ERR_POOL_GONE',
+  'ERR_TOO_LATE',
+  'ERR_REQUEST_FAILED',
+  'ERR_BAD_FRAME',
+  'ERR_NO_HELLO',
+  'ERR_WRONG_PROTOCOL',
+  'ERR_TOO_MANY_CONNECTIONS',
+  'ERR_SLOW_READER',
+  'ERR_IDLE',
+  'ERR_BAD_LANE',
+] as const;
+export type SidecarErrorCode = (typeof SIDECAR_ERROR_CODES)[number];
+
+/** The error frame's code for a protocol violation (the connection is closed after it). */
+export function wireErrorCode(code: WireErrorCode): SidecarErrorCode {
+  switch (code) {
+    case 'no-hello':
+      return 'ERR_NO_HELLO';
+    case 'bad-version':
+      return 'ERR_WRONG_PROTOCOL';
+    case 'idle':
+      return 'ERR_IDLE';
+    case 'slow-reader':
+      return 'ERR_SLOW_READER';
+    case 'bad-lane':
+      return 'ERR_BAD_LANE';
+    default:
+      return 'ERR_BAD_FRAME';
+  }
+}
+
 /** A request that cannot be served; the connection stays open. */
 export class RequestError extends Error {
   override readonly name = 'RequestError';
+  constructor(
+    message: string,
+    readonly code: SidecarErrorCode = 'ERR_BAD_REQUEST',
+  ) {
+    super(message);
+  }
 }
 
 const OPS = new Set(['hello', 'register', 'lane', 'exists', 'get', 'set', 'clear', 'stats']);

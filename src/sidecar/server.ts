@@ -25,6 +25,8 @@ import {
   parseRequest,
   RequestError,
   SIDECAR_PROTOCOL,
+  wireErrorCode,
+  type SidecarErrorCode,
   type SidecarLimits,
   type SidecarRequest,
 } from './protocol.js';
@@ -46,7 +48,7 @@ const EMPTY = new Uint8Array(0);
 function timeLeft(op: string, deadline: number | undefined): number | undefined {
   if (deadline === undefined) return undefined;
   const left = deadline - Date.now() - DEADLINE_MARGIN_MS;
-  if (left <= 0) throw new RequestError(`${op}: too late to start (the client's deadline is ${deadline - Date.now()} ms away): not served`);
+  if (left <= 0) throw new RequestError(`${op}: too late to start (the client's deadline is ${deadline - Date.now()} ms away): not served`, 'ERR_TOO_LATE');
   return left;
 }
 
@@ -218,7 +220,7 @@ export class SidecarServer {
     if (this.connections.size >= this.limits.maxConnections) {
       this.counters.connectionsRefused++;
       this.logger.warn(`sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
-      socket.end(encodeFrame(FrameKind.Error, 0, { message: `too many connections (limit ${this.limits.maxConnections})`, fatal: true }));
+      socket.end(encodeFrame(FrameKind.Error, 0, { message: `too many connections (limit ${this.limits.maxConnections})`, fatal: true, code: 'ERR_TOO_MANY_CONNECTIONS' }));
       socket.destroySoon?.();
       return;
     }
@@ -257,15 +259,15 @@ export class SidecarServer {
     this.counters.evictedIdle++;
     const idleS = Math.round((now - victim.lastActive) / 1000);
     this.logger.warn(`sidecar: closing a connection idle for ${idleS} s to take a new one: ${this.limits.maxConnections} connections already (--max-connections)`);
-    this.closeWith(victim, `closed: idle for ${idleS} s while the node is full (${this.limits.maxConnections} connections, --max-connections): reconnect`);
+    this.closeWith(victim, `closed: idle for ${idleS} s while the node is full (${this.limits.maxConnections} connections, --max-connections): reconnect`, 'ERR_IDLE');
   }
 
   /** Closes a connection with a last fatal error frame (not waited for: a client that does not read must not keep it open). */
-  private closeWith(conn: Connection, message: string, id = 0): void {
+  private closeWith(conn: Connection, message: string, code: SidecarErrorCode, id = 0): void {
     if (conn.closed) return;
     const socket = conn.socket;
     try {
-      socket.end(encodeFrame(FrameKind.Error, id, { message, fatal: true }));
+      socket.end(encodeFrame(FrameKind.Error, id, { message, fatal: true, code }));
     } catch {
       socket.destroy();
     }
@@ -319,7 +321,7 @@ export class SidecarServer {
     this.counters.protocolErrors++;
     const id = err instanceof WireError ? err.requestId : 0;
     this.logger.warn(`sidecar: closing a connection: ${err.message}`);
-    this.closeWith(conn, err.message, id);
+    this.closeWith(conn, err.message, err instanceof WireError ? wireErrorCode(err.code) : 'ERR_BAD_FRAME', id);
   }
 
   private drop(conn: Connection): void {
@@ -419,11 +421,12 @@ export class SidecarServer {
         }
         this.counters.badRequests++;
         const message = (err as Error).message;
+        const code: SidecarErrorCode = err instanceof RequestError ? err.code : 'ERR_REQUEST_FAILED';
         if (!(err instanceof RequestError)) this.logger.error(`sidecar: request failed: ${message}`);
         else this.logger.info(`sidecar: bad request: ${message}`);
         if (conn.closed) return;
-        if (viaLane) this.answerLane(conn, id, FrameKind.Error, Buffer.from(JSON.stringify({ message, fatal: false })));
-        else this.send(conn, encodeFrame(FrameKind.Error, id, { message, fatal: false }));
+        if (viaLane) this.answerLane(conn, id, FrameKind.Error, Buffer.from(JSON.stringify({ message, fatal: false, code })));
+        else this.send(conn, encodeFrame(FrameKind.Error, id, { message, fatal: false, code }));
         return;
       }
       if (conn.closed) return;
@@ -441,8 +444,8 @@ export class SidecarServer {
 
   private pool(conn: Connection, index: number): MappedPool {
     const p = conn.pools[index];
-    if (!p) throw new RequestError(`pool ${index} is not registered on this connection`);
-    if (p.shrunk) throw new RequestError(`pool ${index} shrank after it was registered: it serves no more requests (register the file again)`);
+    if (!p) throw new RequestError(`pool ${index} is not registered on this connection`, 'ERR_POOL_GONE');
+    if (p.shrunk) throw new RequestError(`pool ${index} shrank after it was registered: it serves no more requests (register the file again)`, 'ERR_POOL_GONE');
     return p;
   }
 
@@ -457,7 +460,7 @@ export class SidecarServer {
       if (p.shrunk || !this.mappings.shrunk(p, checkFile)) continue;
       const index = conn.pools.indexOf(p);
       this.logger.warn(`sidecar: ${op}: pool ${index} (${p.bytes} bytes) of a client shrank after it was registered: dropped`);
-      throw new RequestError(`${op}: pool ${index} shrank after it was registered (its file is shorter than the ${p.bytes} bytes registered): dropped`);
+      throw new RequestError(`${op}: pool ${index} shrank after it was registered (its file is shorter than the ${p.bytes} bytes registered): dropped`, 'ERR_POOL_GONE');
     }
   }
 
