@@ -221,6 +221,9 @@ export class RedisDirectory implements Directory {
       keepAlive: 5000,
       noDelay: true,
       connectionName: 'peercache-directory',
+      // Its ready check runs INFO, which a tenant's ACL user is rightly denied (ioredis then prints
+      // a warning on every connect); the first tick below is this directory's own check.
+      enableReadyCheck: false,
       scripts: Object.fromEntries((Object.keys(SCRIPTS) as ScriptName[]).map((name) => [name, { numberOfKeys: 0, lua: scriptSource(name) }])),
     };
     const redis = new Redis(redisOptions);
@@ -253,7 +256,16 @@ export class RedisDirectory implements Directory {
     } catch (err) {
       dir.closed = true;
       redis.disconnect();
-      throw new DirectoryError(`the Redis directory at ${parts.redacted} does not answer its scripts: ${(err as Error).message}`, 'EPROTO', { cause: err });
+      const message = (err as Error).message;
+      if (/NOPERM|can't access at least one of the keys|no permissions/i.test(message)) {
+        // A tenant's Redis user may touch only its own prefix (docs/security.md, tenants).
+        throw new DirectoryError(
+          `the Redis user of ${parts.redacted} may not use the key prefix '${dir.prefix}' (Redis ACL): give this node its tenant's user and prefix, or allow ~${dir.prefix}* to that user (${message})`,
+          'EACCES',
+          { cause: err },
+        );
+      }
+      throw new DirectoryError(`the Redis directory at ${parts.redacted} does not answer its scripts: ${message}`, 'EPROTO', { cause: err });
     }
     dir.timer = setInterval(() => void dir.tick(), dir.pollMs);
     dir.timer.unref();

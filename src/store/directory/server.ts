@@ -75,6 +75,13 @@ export interface DirectoryServerOptions {
    * encrypted and a captured hello cannot be replayed. Plaintext clients are refused. See tls.ts.
    */
   tls?: DirectoryTls;
+  /**
+   * Tenants: name → token. A connection whose hello carries a tenant's token joins that tenant's
+   * own directory: its members, keys, events and replica are that tenant's alone, so one model's
+   * nodes can neither publish under another's keys, read its locations, nor learn its region
+   * access tokens. `authToken`, when also set, is the default tenant's (and the hosting node's).
+   */
+  tenants?: Record<string, string>;
 }
 
 export const DIRECTORY_SERVER_DEFAULTS = {
@@ -98,6 +105,18 @@ export class AuthRequiredError extends ConfigError {
         'Set the same secret on every node ({authToken} <secret>, or PEERCACHE_AUTH_TOKEN in the environment), or opt out on a trusted network with {insecure}',
     );
   }
+}
+
+/** The tenants' names and tokens, checked (non-empty, distinct tokens, none equal to authToken). */
+function checkTenants(options: DirectoryServerOptions): [string, string][] {
+  const entries = Object.entries(options.tenants ?? {});
+  const seen = new Set<string>(options.authToken !== undefined ? [options.authToken] : []);
+  for (const [name, token] of entries) {
+    if (name.length === 0 || typeof token !== 'string' || token.length === 0) throw new RangeError(`tenant '${name}': a tenant needs a name and a non-empty token`);
+    if (seen.has(token)) throw new RangeError(`tenant '${name}': its token is also another tenant's (or authToken): tokens must differ`);
+    seen.add(token);
+  }
+  return entries;
 }
 
 /** The numeric limits over their defaults; a RangeError names a bad one. */
@@ -181,6 +200,8 @@ export class DirectoryServer {
   readonly maxConnections: number;
   readonly maxMemberBytes: number;
   private readonly tokenDigest: Buffer | null;
+  /** The tenants' directories and their tokens' digests (empty without tenants). */
+  private readonly tenantCores: { name: string; digest: Buffer; core: DirectoryServer }[] = [];
   /** Set when serving TLS: every accepted socket is wrapped before it is read. */
   private secureContext: tls.SecureContext | null = null;
   private readonly log: Logger;
@@ -213,10 +234,11 @@ export class DirectoryServer {
     const port = options.port ?? 0;
     checkFrameLimit(options.maxFrameBytes);
     checkLimits(options); // before binding: a bad option must not leave a listening socket behind
+    const tenants = checkTenants(options);
     const secureContext = options.tls ? serverContext(options.tls) : null;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be in 0..65535, got ${port}`);
     if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
-    if (options.authToken === undefined && !isLoopback(host)) {
+    if (options.authToken === undefined && tenants.length === 0 && !isLoopback(host)) {
       if (!options.insecure) throw new AuthRequiredError(host, port);
       options.logger?.warn(`directory server on ${host}:${port} runs WITHOUT authentication (insecure): any host that reaches this port can join, publish and learn region access tokens`);
     }
@@ -235,12 +257,23 @@ export class DirectoryServer {
     const bound = server.address() as net.AddressInfo;
     const ds = new DirectoryServer(server, { host: bound.address, port: bound.port }, options);
     ds.secureContext = secureContext;
+    for (const [name, token] of tenants) {
+      // A tenant's directory: the same code and limits, fed connections by this one after their hello.
+      const { tenants: _t, authToken: _a, ...rest } = options;
+      const core = new DirectoryServer(net.createServer(), ds.address, { ...rest, authToken: token });
+      ds.tenantCores.push({ name, digest: digest(token), core });
+    }
     ds.log.info(`directory server listening on ${bound.address}:${bound.port}${secureContext ? ' (TLS)' : ''}`);
     return ds;
   }
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** A tenant's directory (its stats, or a local directory in it), undefined for an unknown name. */
+  tenant(name: string): DirectoryServer | undefined {
+    return this.tenantCores.find((t) => t.name === name)?.core;
   }
 
   stats(): DirectoryServerStats {
@@ -286,11 +319,45 @@ export class DirectoryServer {
       this.byNode.clear();
       for (const conn of this.connections) conn.shutdown('directory server shutting down');
     });
+    const cores = this.tenantCores.map((t) => t.core.close());
+    if (cores.length > 0) this.closing = Promise.all([this.closing, ...cores]).then(() => undefined);
     this.log.info(`directory server on ${this.address.host}:${this.address.port} closing`);
     return this.closing;
   }
 
   // --- internals shared with Connection and LocalDirectory ------------------------------------
+
+  /** @internal The directory a hello's token opens: this one, a tenant's, or a refusal. */
+  directoryFor(token: string | undefined): DirectoryServer | 'missing' | 'wrong' {
+    if (token !== undefined && this.tenantCores.length > 0) {
+      const d = digest(token);
+      let found: DirectoryServer | null = null;
+      // Every digest compared (constant time, no early exit): which tenant matched is not timed.
+      for (const t of this.tenantCores) if (timingSafeEqual(d, t.digest)) found = t.core;
+      if (found !== null) return found;
+    }
+    if (this.tokenDigest === null && this.tenantCores.length > 0) return token === undefined ? 'missing' : 'wrong';
+    const own = this.tokenMatches(token);
+    return own === 'ok' ? this : own;
+  }
+
+  /** @internal A connection moves to the tenant directory its hello opened. */
+  adopt(conn: Connection, from: DirectoryServer): void {
+    from.connections.delete(conn);
+    this.connections.add(conn);
+  }
+
+  /** @internal */
+  forgetConnection(conn: Connection): void {
+    this.connections.delete(conn);
+  }
+
+  /** Connections of this directory and of its tenants' (maxConnections bounds them together). */
+  private connectionCount(): number {
+    let n = this.connections.size;
+    for (const t of this.tenantCores) n += t.core.connections.size;
+    return n;
+  }
 
   /** @internal */
   tokenMatches(token: string | undefined): 'ok' | 'missing' | 'wrong' {
@@ -545,7 +612,7 @@ export class DirectoryServer {
       socket.destroy();
       return;
     }
-    if (this.connections.size >= this.maxConnections) {
+    if (this.connectionCount() >= this.maxConnections) {
       this.countRejected('too-many-connections');
       socket.destroy();
       return;
@@ -556,7 +623,7 @@ export class DirectoryServer {
       socket.on('error', () => undefined);
       stream = new tls.TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
     }
-    const conn: Connection = new Connection(this, stream, () => this.connections.delete(conn));
+    const conn: Connection = new Connection(this, stream, () => conn.owner.forgetConnection(conn));
     this.connections.add(conn);
   }
 
@@ -583,11 +650,15 @@ class Connection implements Session {
   /** When the last complete frame arrived: a trickle of bytes does not keep a connection alive. */
   private lastSeen = Date.now();
   private readonly connectedAt = Date.now();
+  /** The directory this connection belongs to (a tenant's after a tenant's hello). */
+  get owner(): DirectoryServer {
+    return this.server;
+  }
   private peerMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   private waitingDrain = false;
 
   constructor(
-    private readonly server: DirectoryServer,
+    private server: DirectoryServer,
     private readonly socket: net.Socket,
     onClosed: () => void,
   ) {
@@ -752,8 +823,13 @@ class Connection implements Session {
     if (req.version !== PROTOCOL_VERSION) {
       throw new WireError('bad-version', `protocol version ${req.version} not supported (server speaks ${PROTOCOL_VERSION})`, id);
     }
-    const auth = this.server.tokenMatches(req.token);
-    if (auth !== 'ok') throw new WireError('auth', `authentication failed: ${auth} token`, id);
+    const auth = this.server.directoryFor(req.token);
+    if (typeof auth === 'string') throw new WireError('auth', `authentication failed: ${auth} token`, id);
+    if (auth !== this.server) {
+      // A tenant's token: from now on this connection lives in that tenant's directory only.
+      auth.adopt(this, this.server);
+      this.server = auth;
+    }
     this.ready = true;
     this.decoder.setMaxFrameBytes(this.server.maxFrameBytes);
     if (req.maxFrameBytes !== undefined) this.peerMaxFrameBytes = req.maxFrameBytes;
