@@ -13,6 +13,10 @@ time the TypeScript store itself took for the same call inside the sidecar (the 
 
 Usage: python3 scripts/bench-sglang.py [--protocol shm] [--page-bytes 131072] [--batch 128]
            [--iterations 200] [--out bench-results/sglang-adapter-shm.md]
+       python3 scripts/bench-sglang.py --model deepseek-v3 | llama-70b-tp8 [--batch 32] ...
+  --model sets the page from a real model's geometry (64-token pages, BF16): deepseek-v3 is MLA
+  (61 layers x 576 = 4,497,408 B per page, one object), llama-70b-tp8 is MHA on one TP-8 rank
+  (80 layers x 1 KV head x 128: k and v objects of 1,310,720 B each).
 Needs `npm run build` (dist/cli/peercache.js). Never asserts times: it reports them.
 """
 import argparse
@@ -29,7 +33,13 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 sys.path.insert(0, os.path.join(ROOT, "python", "tests"))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 
-from standin import Config, MLATokenToKVPoolHost, Sidecar, free_port  # noqa: E402
+from harness import RankConfig, MHAPageFirstPool, MLAPageFirstPool, Sidecar, free_port  # noqa: E402
+
+# name: (MLA?, layers, MLA dim or KV heads per rank, head_dim); 64-token pages of 2-byte elements
+MODELS = {
+    "deepseek-v3": (True, 61, 576, 0),  # kv_lora_rank 512 + rope 64
+    "llama-70b-tp8": (False, 80, 1, 128),  # 8 KV heads over 8 ranks
+}
 from peercache_sglang import PeerCacheStorage  # noqa: E402
 from peercache_sglang.client import SidecarClient  # noqa: E402
 
@@ -87,6 +97,7 @@ def main():
     ap.add_argument("--busy-poll-us", type=int, default=0, help="the sidecars' --busy-poll-us (µs of polling after each answer; 0: off)")
     ap.add_argument("--poll-us", type=int, default=0, help="the adapter's poll_us (hybrid polling around each answer; 0: off)")
     ap.add_argument("--directory-on", default="writer", choices=["writer", "reader"], help="which sidecar serves the embedded directory: the writer's (the reader's exists crosses to it) or the reader's (its lookups stay in process, as when the directory is on another machine no local CPU serves it)")
+    ap.add_argument("--model", default="", choices=[""] + sorted(MODELS), help="pages of this model's geometry (overrides --page-bytes)")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     if args.page_bytes % (64 * 2) != 0:
@@ -98,10 +109,17 @@ def main():
     if not 1 <= args.batch <= 1024 or args.iterations < 10:
         sys.exit("bench-sglang: --batch must be 1..1024 and --iterations at least 10")
     tokens, dim = 64, args.page_bytes // (64 * 2)
+    mla, layers, heads, head_dim = True, 1, 0, 0
+    if args.model:
+        mla, layers, dim_or_heads, head_dim = MODELS[args.model]
+        dim, heads = (dim_or_heads, 0) if mla else (0, dim_or_heads)
+    obj_bytes = tokens * layers * (dim if mla else heads * head_dim) * 2
+    comps = 1 if mla else 2
+    args.page_bytes = obj_bytes
     pages = args.batch + 8
     tmp = tempfile.mkdtemp(prefix="pc-bench-sglang-")
     discovery = "127.0.0.1:%d" % free_port()
-    segment = str(max(64 * 2 ** 20, 3 * args.batch * (args.page_bytes + 4096)))
+    segment = str(max(64 * 2 ** 20, 3 * args.batch * comps * (args.page_bytes + 4096)))
     a = Sidecar(args.protocol, discovery, os.path.join(tmp, "a", "s.sock"), os.path.join(tmp, "a.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning")
     b = Sidecar(args.protocol, discovery, os.path.join(tmp, "b", "s.sock"), os.path.join(tmp, "b.log"), slot_bytes=args.page_bytes, segment=segment, log_level="warning")
     a.extra_args = b.extra_args = ("--busy-poll-us", str(args.busy_poll_us))
@@ -111,8 +129,11 @@ def main():
     rows, notes = [], []
     try:
         def rank(sock, memfd):
-            pool = MLATokenToKVPoolHost(pages=pages, page_size=tokens, layers=1, mla_dim=dim, memfd=memfd)
-            s = PeerCacheStorage(Config(True, extra=dict(socket=sock, interface_v1=1, timeout_s=30, poll_us=args.poll_us)), {})
+            if mla:
+                pool = MLAPageFirstPool(pages=pages, page_size=tokens, layers=layers, mla_dim=dim, memfd=memfd)
+            else:
+                pool = MHAPageFirstPool(pages=pages, page_size=tokens, layers=layers, heads=heads, head_dim=head_dim, memfd=memfd)
+            s = PeerCacheStorage(RankConfig(mla, extra=dict(socket=sock, interface_v1=1, timeout_s=30, poll_us=args.poll_us)), {})
             s.register_mem_pool_host(pool)
             return s, pool
 
@@ -122,7 +143,7 @@ def main():
             wp.fill(p)
         assert w.batch_set_v1(keys, wp.indices(range(args.batch))) == [True] * args.batch, "publish failed"
         n = args.iterations
-        mib = args.batch * args.page_bytes / 2 ** 20
+        mib = args.batch * comps * args.page_bytes / 2 ** 20
 
         for label, memfd in (("batch_get_v1, zero copy", True), ("batch_get_v1, staging", False)):
             r, rp = rank(b.sock_path, memfd)
@@ -196,7 +217,10 @@ def main():
         subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())))
     lines.append("Load average (1, 5, 15 min) at the end: %.1f %.1f %.1f (other processes share these CPUs: the store and the adapter columns come from the same calls, so their ratio holds under load better than either time)." % os.getloadavg())
     lines.append("")
-    lines.append("MLA pages of %d B, %d pages per call (%.1f MiB), %d timed calls after %d warm-up calls; two sidecars on this host, the reader's sidecar READs from the writer's." % (args.page_bytes, args.batch, args.batch * args.page_bytes / 2 ** 20, args.iterations, args.warmup))
+    what = ("%s: " % args.model) if args.model else ""
+    shape = ("MLA pages of %d B" % args.page_bytes) if mla else ("MHA pages of 2 x %d B (k, v) on one rank" % args.page_bytes)
+    lines.append("%s%s, %d pages per call (%.1f MiB), %d timed calls after %d warm-up calls; two sidecars on this host, the reader's sidecar READs from the writer's. Sidecars --busy-poll-us %d, adapter poll_us %d." % (
+        what, shape, args.batch, args.batch * comps * args.page_bytes / 2 ** 20, args.iterations, args.warmup, args.busy_poll_us, args.poll_us))
     lines.append("Adapter = one Python call (protocol 2: binary exists/get/set frames, Unix socket, sidecar, store, answer). Store = the TypeScript store's own call in the sidecar for the same requests (no socket).")
     lines.append("")
     lines.append("| call | adapter p50 µs | store p50 µs | adapter mean µs | store mean µs | store/adapter (p50) | store/adapter (mean) | adapter GiB/s (mean) |")

@@ -1,10 +1,10 @@
-"""Fixtures: real `peercache node` sidecars (two "hosts" on this machine); stand-ins in standin.py."""
+"""Fixtures: real `peercache node` sidecars (two "hosts" on this machine); page_first test pools in harness.py."""
 import uuid
 
 import pytest
 
-from standin import (  # noqa: F401  (re-exported for the tests)
-    Config, MHATokenToKVPoolHost, MLATokenToKVPoolHost, Sidecar, StandInPool, free_port,
+from harness import (  # noqa: F401  (re-exported for the tests)
+    RankConfig, MHAPageFirstPool, MLAPageFirstPool, Sidecar, PageFirstPool, free_port,
 )
 
 
@@ -35,18 +35,18 @@ def hosts(request, tmp_path_factory):
     a.stop()
 
 
-LAYOUTS = {"mla": MLATokenToKVPoolHost, "mha": MHATokenToKVPoolHost}
+LAYOUTS = {"mla": MLAPageFirstPool, "mha": MHAPageFirstPool}
 
 
 def backend(sock, layout, tp_rank=0, memfd=True, pool=None, pp=(0, 1), cp=(0, 1), **extra):
-    """A rank's PeerCacheStorage on `sock` with its host pool registered (a new stand-in unless `pool`);
+    """A rank's PeerCacheStorage on `sock` with its host pool registered (a new harness pool unless `pool`);
     pp and cp: (rank, size) of pipeline and attention context parallelism."""
     from peercache_sglang import PeerCacheStorage
 
     pool = pool if pool is not None else LAYOUTS[layout](memfd=memfd)
     cfg = dict(socket=sock, interface_v1=1, timeout_s=5.0, retry_s=0.1)
     cfg.update(extra)
-    s = PeerCacheStorage(Config(layout == "mla", tp_rank=tp_rank, extra=cfg, pp=pp, cp=cp), {})
+    s = PeerCacheStorage(RankConfig(layout == "mla", tp_rank=tp_rank, extra=cfg, pp=pp, cp=cp), {})
     s.register_mem_pool_host(pool)
     return s, pool
 

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from conftest import backend, unique_keys
-from standin import Config
+from harness import RankConfig
 
 try:
     import numpy as np
@@ -132,7 +132,7 @@ def test_object_names_follow_sglangs_per_layout_and_rank():
     from peercache_sglang import PeerCacheStorage
 
     def suffixes(mla, tp=0, pp=(0, 1), cp=(0, 1)):
-        s = PeerCacheStorage(Config(mla, tp_rank=tp, extra=dict(socket="/nonexistent"), pp=pp, cp=cp), {})
+        s = PeerCacheStorage(RankConfig(mla, tp_rank=tp, extra=dict(socket="/nonexistent"), pp=pp, cp=cp), {})
         return s._object_suffixes()
 
     assert suffixes(True) == ["__k"]  # Mooncake's MLA name: <hash>__k

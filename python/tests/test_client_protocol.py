@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import Config, MLATokenToKVPoolHost, unique_keys
+from conftest import RankConfig, MLAPageFirstPool, unique_keys
 from peercache_sglang import PeerCacheStorage
 from peercache_sglang.client import PROTOCOL, SidecarClient, SidecarError
 
@@ -69,8 +69,8 @@ def old_sidecar(payload):
 
 
 def backend(sock):
-    pool = MLATokenToKVPoolHost(memfd=True)
-    s = PeerCacheStorage(Config(True, extra=dict(socket=sock, interface_v1=1, timeout_s=2.0, retry_s=0.05)), {})
+    pool = MLAPageFirstPool(memfd=True)
+    s = PeerCacheStorage(RankConfig(True, extra=dict(socket=sock, interface_v1=1, timeout_s=2.0, retry_s=0.05)), {})
     s.register_mem_pool_host(pool)
     return s, pool
 

@@ -113,7 +113,7 @@ def test_a_disk_file_whose_path_looks_like_shared_memory_is_refused(hosts):
     import tempfile
     import uuid
 
-    from standin import ROOT
+    from harness import ROOT
 
     a, b = hosts
     keys, names, size, data = published(a, PAGES)

@@ -2,7 +2,7 @@
 polling counted on both sides, bad settings refused. Times are not asserted (a noisy machine)."""
 import pytest
 
-from conftest import Config, backend, sidecar_pair, unique_keys
+from conftest import RankConfig, backend, sidecar_pair, unique_keys
 from peercache_sglang import PeerCacheStorage
 
 
@@ -45,7 +45,7 @@ def test_polling_ends_give_the_same_bytes_and_count_their_polling(polling_hosts,
 def test_a_newline_in_the_key_prefix_is_a_clear_error_at_construction():
     # The prefix (model name, extra_backend_tag) starts every key on the wire, where '\n' separates keys.
     with pytest.raises(ValueError, match="newline"):
-        PeerCacheStorage(Config(True, extra=dict(socket="/nonexistent", extra_backend_tag="a\nb")), {})
+        PeerCacheStorage(RankConfig(True, extra=dict(socket="/nonexistent", extra_backend_tag="a\nb")), {})
 
 
 def test_no_polling_by_default(polling_hosts):
@@ -61,4 +61,4 @@ def test_no_polling_by_default(polling_hosts):
 @pytest.mark.parametrize("value", [-1, 20000, "fast"])
 def test_a_bad_poll_us_is_a_clear_error_at_construction(value):
     with pytest.raises(ValueError, match="poll_us"):
-        PeerCacheStorage(Config(True, extra=dict(socket="/nonexistent", poll_us=value)), {})
+        PeerCacheStorage(RankConfig(True, extra=dict(socket="/nonexistent", poll_us=value)), {})

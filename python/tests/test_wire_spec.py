@@ -10,7 +10,7 @@ import pytest
 
 from peercache_sglang import client
 from peercache_sglang.client import SidecarClient, SidecarError
-from standin import Sidecar, free_port
+from harness import Sidecar, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 with open(os.path.join(ROOT, "schema", "sidecar-wire.json")) as f:

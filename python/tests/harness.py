@@ -1,10 +1,11 @@
-"""Stand-ins for the tests and scripts/bench-sglang.py: SGLang-shaped host pools and real sidecars.
-
-The stand-in pools mirror SGLang's page_first layouts (pool_host/mla.py, mha.py):
+"""Test harness for the adapter's protocol-level tests and scripts/bench-sglang.py: real `peercache
+node` sidecars, and memfd buffers laid out as SGLang's page_first host pools (pool_host/mla.py, mha.py):
   MLA kv_buffer (S, L, 1, dim): page pointer base + first_token*L*dim*item, L*P*dim*item bytes;
   MHA kv_buffer (2, S, L, H, D): k at base + t*L*H*D*item, v the same in the second half;
-and get_page_buffer_meta(host_indices) reads one token index per page (host_indices[::page_size]),
-returning (ptr_list, element_size_list) with k then v per page for MHA.
+get_page_buffer_meta(host_indices) reads one token index per page (host_indices[::page_size]) and
+returns (ptr_list, element_size_list), k then v per page for MHA. These are not SGLang's classes
+(the adapter must also run where SGLang's own pools misbehave: test_hostile_pool, test_page_geometry);
+SGLang's real pools, controller and factory drive the adapter in test_sglang_real.py.
 """
 import ctypes
 import mmap
@@ -30,7 +31,7 @@ class _Alloc(object):
         self.fd = fd
 
 
-class StandInPool(object):
+class PageFirstPool(object):
     """A host KV pool with SGLang's page_first geometry in a memfd (or anonymous memory: memfd=False)."""
 
     layout = "page_first"
@@ -108,16 +109,16 @@ class StandInPool(object):
             os.close(self.fd)
 
 
-class MLATokenToKVPoolHost(StandInPool):
+class MLAPageFirstPool(PageFirstPool):
     pass
 
 
-class MHATokenToKVPoolHost(StandInPool):
+class MHAPageFirstPool(PageFirstPool):
     pass
 
 
-class Config(object):
-    """Stand-in HiCacheStorageConfig."""
+class RankConfig(object):
+    """A rank's storage config with HiCacheStorageConfig's fields (SGLang's own is used in test_sglang_real.py)."""
 
     def __init__(self, is_mla, tp_rank=0, tp_size=1, extra=None, pp=(0, 1), cp=(0, 1)):
         self.tp_rank, self.tp_size, (self.pp_rank, self.pp_size) = tp_rank, tp_size, pp
