@@ -1,8 +1,12 @@
 /**
  * Soak: 64 workers doing get/set/exists on shm with --verify, round after round, while a hostile
  * client keeps sending malformed frames to the directory and a victim node is killed and restarted
- * every --kill-every seconds. Reports errors, wrong pages, crashes, and the RSS of the directory's
- * host (the producer process) and of the workers' process at the start and the end of each round.
+ * every --kill-every seconds. Beside it, the whole time, the sidecar path (scripts/lib/soak-sidecar.ts):
+ * two `peercache node` processes, four ranks through the Python adapter doing set/exists/get with
+ * every hit's bytes checked, and hostile local clients on one node's socket (a non-reader streaming
+ * malformed frames, hello-only and idle connections filling --max-connections, garbage). Reports
+ * errors, wrong pages, crashes, and the RSS of the directory's host (the producer process), of the
+ * workers' process and of the two nodes at the end of each round.
  *
  *   npm run build && npx tsx scripts/soak.ts --minutes 10 [--workers 64] [--round 30] [--kill-every 60] [--out bench-results/soak-shm.md]
  */
@@ -11,6 +15,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { built } from './lib/built.js';
 import { flag, reportLog } from './lib/cli.js';
+import { SIDECAR_SOAK_FLAGS, startSidecarSoak } from './lib/soak-sidecar.js';
 import type * as Api from '../src/index.js';
 
 const { runSweep } = await built<typeof Api>('index.js');
@@ -77,15 +82,29 @@ function startVictim(addr: string): ChildProcess {
   return child;
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sidecar = await startSidecarSoak(await freePort());
 const deadline = Date.now() + minutes * 60_000;
 const totals = { rows: 0, failedRows: 0, errors: 0, wrongPages: 0, calls: 0, malformed: 0, kills: 0 };
-const rss: { round: number; op: string; producerStart: number; producerEnd: number; selfStart: number; selfEnd: number }[] = [];
-report.log(`# Soak: ${workers} workers, shm, --verify, ${minutes} min; hostile client and a victim killed every ${killEveryS} s`);
+const rss: { round: number; op: string; producerStart: number; producerEnd: number; selfStart: number; selfEnd: number; nodeA: number; nodeB: number }[] = [];
+report.log(`# Soak: ${workers} workers, shm, --verify, ${minutes} min; hostile client and a victim killed every ${killEveryS} s; the sidecar path under hostile local clients`);
 report.log('');
 report.log(`command: npx tsx scripts/soak.ts ${process.argv.slice(2).join(' ')}`);
 report.log('');
-report.log('| round | op | ok | calls | errors | wrong pages | malformed frames | victim kills | producer RSS start→end MiB | bench RSS start→end MiB |');
-report.log('|---|---|---|---|---|---|---|---|---|---|');
+report.log(`Sidecar: nodes A and B (shm, \`--global-segment 64m --slot-bytes 8k --busy-poll-us 50\`; B also \`${SIDECAR_SOAK_FLAGS.join(' ')}\`), ranks a0/b0 (socket) and a1/b1 (lanes, poll_us 100) through the Python adapter; attackers on B's socket.`);
+report.log('');
+report.log('| round | op | ok | calls | errors | wrong pages | malformed frames | victim kills | producer RSS start→end MiB | bench RSS start→end MiB | rank calls | rank hits own/peer | rank wrong pages | rank errors | node A / B RSS MiB |');
+report.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 const mib = (b: number) => (b / 2 ** 20).toFixed(0);
 let round = 0;
 let lastKill = Date.now();
@@ -103,6 +122,7 @@ while (Date.now() < deadline) {
       debug() {},
       warn() {},
       error() {},
+      enabled: (level: string) => level === 'info',
       info(message: string) {
         // "starting the producer process: ... at host:port": the directory's address.
         const m = / at ([\d.]+):(\d+)$/.exec(message);
@@ -155,8 +175,13 @@ while (Date.now() < deadline) {
     totals.calls += calls;
     totals.malformed += malformed;
     const selfEnd = rssOf(process.pid);
-    rss.push({ round, op, producerStart, producerEnd, selfStart, selfEnd });
-    report.log(`| ${round} | ${op} | ${ok ? 'yes' : 'NO'} | ${calls} | ${errors} | ${wrong} | ${malformed} | ${totals.kills} | ${mib(producerStart)}→${mib(producerEnd)} | ${mib(selfStart)}→${mib(selfEnd)} |`);
+    const nodes = sidecar.rss();
+    rss.push({ round, op, producerStart, producerEnd, selfStart, selfEnd, nodeA: nodes.a, nodeB: nodes.b });
+    const rk = sidecar.ranks();
+    const sum = (f: (r: (typeof rk)[number]) => number) => rk.reduce((a, r) => a + f(r), 0);
+    report.log(
+      `| ${round} | ${op} | ${ok ? 'yes' : 'NO'} | ${calls} | ${errors} | ${wrong} | ${malformed} | ${totals.kills} | ${mib(producerStart)}→${mib(producerEnd)} | ${mib(selfStart)}→${mib(selfEnd)} | ${sum((r) => r.calls)} | ${sum((r) => r.own_hits)}/${sum((r) => r.peer_hits)} | ${sum((r) => r.wrong_pages)} | ${sum((r) => r.errors + r.bad_answers)} | ${mib(nodes.a)} / ${mib(nodes.b)} |`,
+    );
   }
 }
 // RSS growth after warm-up: the bench process from the end of the first round of each op to the end of its last.
@@ -178,5 +203,38 @@ if (middle && last && middle !== last) {
   const g = last.selfEnd / middle.selfEnd - 1;
   report.log(`bench process RSS over the second half (end of round ${middle.round} → end of round ${last.round}): ${mib(middle.selfEnd)}→${mib(last.selfEnd)} MiB, ${(g * 100).toFixed(1)}% (target < 5%)`);
 }
+// The sidecar half: final counters (the ranks print theirs as they stop), attacks, crashes, node RSS.
+const crashesBefore = sidecar.crashes();
+await sidecar.stop();
+const ranks = sidecar.ranks();
+report.log('');
+report.log('Sidecar ranks (final counters; every hit checked byte for byte):');
+report.log('');
+report.log('| rank | rounds | calls | sets ok / failed | exists all found / short | own hits / misses | peer hits / misses | wrong pages | bad answers | errors | reconnects | connect failures |');
+report.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const r of ranks) {
+  report.log(`| ${r.rank} | ${r.rounds} | ${r.calls} | ${r.set_ok} / ${r.set_failed} | ${r.exists_found} / ${r.exists_short} | ${r.own_hits} / ${r.own_misses} | ${r.peer_hits} / ${r.peer_misses} | ${r.wrong_pages} | ${r.bad_answers} | ${r.errors} | ${r.reconnects} | ${r.connect_failures} |`);
+}
+const rankLog = sidecar.rankLog();
+if (rankLog.length) {
+  report.log('');
+  report.log("The ranks' first log lines:");
+  report.log('');
+  for (const l of rankLog) report.log(`    ${l}`);
+}
+const a = sidecar.attacks;
+report.log('');
+report.log(
+  `Attackers on node B: ${a.nonReaderConnections} non-reader connections (${(a.nonReaderBytes / 2 ** 20).toFixed(0)} MiB of malformed frames offered, ${a.nonReaderClosedByNode} closed by the node), ${a.helloOnlyOpened} hello-only (${a.helloOnlyClosedByNode} closed by the node), ${a.idleOpened} idle after one request (${a.idleClosedByNode} evicted or closed), ${a.refused} refused as too many, ${a.garbage} garbage connections.`,
+);
+const sidecarWrong = ranks.reduce((s, r) => s + r.wrong_pages + r.bad_answers, 0);
+const sidecarCrashes = crashesBefore.length;
+report.log(`sidecar: ${ranks.reduce((s, r) => s + r.calls, 0)} rank calls, ${sidecarWrong} wrong pages or malformed answers, crashes: ${sidecarCrashes ? crashesBefore.join('; ') : 'none (both nodes and all four ranks ran to the end)'}`);
+if (middle && last && middle !== last) {
+  for (const [name, key] of [['A', 'nodeA'], ['B', 'nodeB']] as const) {
+    const g = last[key] / middle[key] - 1;
+    report.log(`node ${name} RSS over the second half (end of round ${middle.round} → end of round ${last.round}): ${mib(middle[key])}→${mib(last[key])} MiB, ${(g * 100).toFixed(1)}% (target < 5%)`);
+  }
+}
 report.save(out);
-process.exit(totals.wrongPages === 0 && totals.failedRows === 0 ? 0 : 1);
+process.exit(totals.wrongPages === 0 && totals.failedRows === 0 && sidecarWrong === 0 && sidecarCrashes === 0 && ranks.length === 4 ? 0 : 1);

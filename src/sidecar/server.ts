@@ -217,6 +217,7 @@ export class SidecarServer {
 
   private accept(socket: Socket): void {
     if (this.connections.size >= this.limits.maxConnections) this.evictIdle();
+    socket.on('error', () => {}); // a client gone before its answer (EPIPE) must not kill the node
     if (this.connections.size >= this.limits.maxConnections) {
       this.counters.connectionsRefused++;
       this.logger.warn(`sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
@@ -237,7 +238,6 @@ export class SidecarServer {
         this.fail(conn, err as Error);
       }
     });
-    socket.on('error', () => {});
     socket.on('close', () => this.drop(conn));
     socket.on('drain', () => this.resume(conn));
   }
@@ -266,6 +266,7 @@ export class SidecarServer {
   private closeWith(conn: Connection, message: string, code: SidecarErrorCode, id = 0): void {
     if (conn.closed) return;
     const socket = conn.socket;
+    socket.pause(); // nothing more is read from it (a flood would be read and dropped until it closes)
     try {
       socket.end(encodeFrame(FrameKind.Error, id, { message, fatal: true, code }));
     } catch {

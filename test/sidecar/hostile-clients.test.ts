@@ -188,4 +188,29 @@ test('a full node evicts the connection idle longest for a new one; busy and rec
   }
 });
 
+test('a full node survives clients that connect and are gone before it refuses them', async () => {
+  const node = await startNode('refused', ['--max-connections', '2']);
+  try {
+    const held = [await hello(node.socketPath), await hello(node.socketPath)];
+    for (const c of held) await c.call({ op: 'exists', keys: ['x'] });
+    // Each connects, and closes before the node's refusal is written (it used to die of EPIPE).
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        Array.from({ length: 20 }, () => {
+          const s = net.connect(node.socketPath);
+          s.on('error', () => {});
+          s.on('connect', () => s.destroy());
+          return new Promise((r) => s.once('close', r));
+        }),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(node.child.alive, `the node died: ${node.child.tail(20)}`);
+    for (const c of held) assert.is((await c.call({ op: 'exists', keys: ['y'] })).kind, FrameKind.Response);
+    for (const c of held) c.socket.destroy();
+  } finally {
+    await node.stop();
+  }
+});
+
 test.run();
