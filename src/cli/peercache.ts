@@ -7,6 +7,7 @@ const spec: ProgramSpec = {
   bin: 'peercache',
   commands: {
     node: { summary: 'the store node SGLang ranks of this host use (Unix socket; python/ adapter)', load: lazyCommand('node', 'default') },
+    directory: { summary: 'the directory on its own (tenants, TLS); nodes join it with --discovery-addr', load: lazyCommand('directory', 'default') },
   },
   usage: () =>
     [
@@ -15,7 +16,8 @@ const spec: ProgramSpec = {
       'USAGE peercache <command> [options]      (peercache <command> --help for its options)',
       '',
       'COMMANDS',
-      '  node  the store node SGLang ranks of this host use (Unix socket; python/ adapter)',
+      '  node       the store node SGLang ranks of this host use (Unix socket; python/ adapter)',
+      '  directory  the directory on its own (tenants, TLS); nodes join it with --discovery-addr',
       '',
     ].join('\n'),
 };
