@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'ERR_TIMEOUT'
   | 'ERR_AUTH_REQUIRED'
   | 'ERR_PROTOCOL_UNAVAILABLE'
+  | 'ERR_PLOT_UNAVAILABLE'
   // The transport's own (see transport/types.ts and native/): a stable code per failure.
   | (string & {});
 

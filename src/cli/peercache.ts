@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The peercache executable: long-running services (the benchmarks are peercache-bench). */
-import { packageVersion } from '../bench/report/host.js';
+import { packageVersion } from '../version.js';
 import { lazyCommand, runProgram, type ProgramSpec } from './program.js';
 
 const spec: ProgramSpec = {

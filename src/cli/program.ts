@@ -4,7 +4,7 @@
  * 2 for usage errors, 1 for failures. Never process.exit here: tests and the bin share it.
  */
 import { runCommand, type ArgsDef, type CommandDef, type CommandMeta } from 'citty';
-import { packageVersion } from '../bench/report/host.js';
+import { packageVersion } from '../version.js';
 import { UsageError } from './parse.js';
 import type { CommandResult } from './shared.js';
 

@@ -9,7 +9,8 @@ import { markPeak, peakKey } from '../../src/bench/report/peak.js';
 import { fileTimestamp, humanBytes, humanCount, iecBytes, isoSeconds, thousands, toJsonSafe } from '../../src/bench/report/format.js';
 import { formats, hicacheCells, render, renderConsole, renderMarkdown, setupSentence, SMOKE_BANNER } from '../../src/bench/report/render.js';
 import { artifactName, sanitizeTag, writeReport } from '../../src/bench/report/write.js';
-import { collectHost, packageVersion } from '../../src/bench/report/host.js';
+import { collectHost } from '../../src/bench/report/host.js';
+import { packageVersion } from '../../src/version.js';
 import { SMOKE_LABEL, type Host, type JsonValue, type Meta, type Report, type Row } from '../../src/bench/report/types.js';
 import { errorsOf, validate } from '../helpers/schema.js';
 

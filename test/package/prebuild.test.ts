@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, mkdirSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +42,7 @@ test('the prebuild runs on glibc 2.28 / libstdc++ of GCC 8 (RHEL 8, Ubuntu 20.04
   assert.not.match(needed, /NEEDED\s+lib(ucp|ucs|uct|ibverbs|rdmacm)/);
 });
 
-test('npm pack, then install with no compiler on PATH, load the addon and move bytes over shm', () => {
+test('npm pack, then a store-only install (no optional packages) with no compiler on PATH: load the addon, move bytes over shm, reports without vega', () => {
   const work = mkdtempSync(join(tmpdir(), 'peercache-install-'));
   try {
     const pack = execFileSync('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root, encoding: 'utf8' });
@@ -61,13 +61,17 @@ test('npm pack, then install with no compiler on PATH, load the addon and move b
     for (const tool of ['cc', 'gcc', 'g++', 'make', 'python3']) {
       assert.ok(spawnSync('/bin/sh', ['-c', `command -v ${tool}`], { env }).status !== 0, `${tool} must not be on the install PATH`);
     }
-    const install = spawnSync(join(bin, 'npm'), ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, env, encoding: 'utf8' });
+    const install = spawnSync(join(bin, 'npm'), ['install', tarball, '--omit=optional', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, env, encoding: 'utf8' });
     assert.is(install.status, 0, `npm install failed:\n${install.stdout}\n${install.stderr}`);
     const installed = join(app, 'node_modules', 'peercache');
     assert.not.ok(existsSync(join(installed, 'build')), 'nothing was compiled at install');
     assert.ok(readdirSync(join(installed, 'prebuilds', 'linux-x64')).includes('peercache.node'));
+    // vega and vega-lite (~19 MB) are optional: a store-only install has neither.
+    for (const plotPackage of ['vega', 'vega-lite']) assert.not.ok(existsSync(join(app, 'node_modules', plotPackage)), `${plotPackage} was installed`);
     const script = `
-      import { UcxTransport, loadNative } from 'peercache';
+      import { UcxTransport, loadNative } from 'peercache/transport';
+      import { PeerCacheStore } from 'peercache';
+      if (typeof PeerCacheStore.open !== 'function') throw new Error('no store');
       const load = loadNative();
       if (!load.ok) throw new Error(load.error);
       if (!load.path.includes('prebuilds')) throw new Error('loaded ' + load.path);
@@ -84,6 +88,15 @@ test('npm pack, then install with no compiler on PATH, load the addon and move b
     const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: app, env, encoding: 'utf8' });
     assert.is(run.status, 0, `${run.stdout}\n${run.stderr}`);
     assert.match(run.stdout, /moved 1048576 bytes via .*prebuilds\/linux-x64\/peercache\.node/);
+    // Without vega a report is still re-rendered: the Markdown is written, the plot is one warning line.
+    const saved = join(work, 'run.json');
+    copyFileSync(join(root, 'bench-results', 'hicache-suite-shm-20261125-014329.json'), saved);
+    const rerender = spawnSync(process.execPath, [join(installed, 'dist', 'cli', 'main.js'), 'report', saved, '--write'], { cwd: app, env, encoding: 'utf8' });
+    assert.is(rerender.status, 0, `${rerender.stdout}\n${rerender.stderr}`);
+    assert.match(rerender.stderr, /no plot: plots need the optional packages vega and vega-lite, which are not installed \(npm install vega vega-lite\)/);
+    assert.not.match(rerender.stderr, /\n\s+at /, 'no stack trace');
+    assert.ok(existsSync(join(work, 'run.md')), 'the Markdown was written');
+    assert.not.ok(existsSync(join(work, 'run.svg')), 'no SVG without vega');
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

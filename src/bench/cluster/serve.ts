@@ -15,7 +15,7 @@ import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import { publishedPoolBytes } from '../../store/published-pool.js';
 import type { NodeInfo } from '../../store/types.js';
 import { openTransport } from '../../transport/index.js';
-import { packageVersion } from '../report/host.js';
+import { packageVersion } from '../../version.js';
 import { fillPage, pageSeed } from '../engine/pattern.js';
 import { parseDiscoveryAddr } from '../../store/directory/open.js';
 import { chooseLocalHost, isWildcard } from './net.js';

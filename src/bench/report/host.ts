@@ -2,29 +2,10 @@
  * The report's `host` block. The UCX version comes from the caller: this module must not load the
  * native addon (reports are also written where UCX is absent).
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { loadNative } from '../../transport/native.js';
 import type { Host } from './types.js';
-
-let cachedVersion: string | undefined;
-
-/**
- * The package version from package.json, found relative to this file: ../../../package.json is the
- * package root from both src/bench/report (tsx) and dist/bench/report (built). "unknown" if
- * unreadable, so a report is still written.
- */
-export function packageVersion(): string {
-  if (cachedVersion !== undefined) return cachedVersion;
-  try {
-    const pkg: unknown = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
-    const v = typeof pkg === 'object' && pkg !== null ? (pkg as { version?: unknown }).version : undefined;
-    cachedVersion = typeof v === 'string' && v ? v : 'unknown';
-  } catch {
-    cachedVersion = 'unknown';
-  }
-  return cachedVersion;
-}
+import { packageVersion } from '../../version.js';
 
 export interface HostOptions {
   /** The UCX library version the addon reports, or null when UCX is not loaded. */

@@ -2,9 +2,12 @@
  * The sweep plot: throughput vs concurrency (or vs offered load, once rows carry it) on the left
  * axis, p50/p99 latency on a second (log) axis, the PEAK marked; one panel per op. Built as a
  * Vega-Lite spec and rendered to SVG headless by Vega (no browser, no canvas, no native build).
+ * vega and vega-lite (~19 MB) are optional dependencies, loaded only when a plot is drawn: a
+ * store-only install (`npm install --omit=optional`) has neither, and then a plot is a clear
+ * ERR_PLOT_UNAVAILABLE while the JSON and Markdown are still written.
  */
-import { compile, type TopLevelSpec } from 'vega-lite';
-import { parse, View } from 'vega';
+import type { TopLevelSpec } from 'vega-lite';
+import { PeercacheError } from '../../errors.js';
 import { humanCount, iecBytes } from './format.js';
 import { latencyPer } from './render.js';
 import { SMOKE_LABEL, type Report, type Row } from './types.js';
@@ -169,10 +172,26 @@ export function plotSpec(report: Report, opts: PlotOptions = {}): TopLevelSpec |
   } as unknown as TopLevelSpec;
 }
 
+/** Loads the optional renderers; a missing one is ERR_PLOT_UNAVAILABLE saying how to add them. */
+async function loadRenderers(): Promise<{ compile: typeof import('vega-lite').compile; parse: typeof import('vega').parse; View: typeof import('vega').View }> {
+  try {
+    const [{ compile }, { parse, View }] = await Promise.all([import('vega-lite'), import('vega')]);
+    return { compile, parse, View };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    throw new PeercacheError(
+      'ERR_PLOT_UNAVAILABLE',
+      'plots need the optional packages vega and vega-lite, which are not installed (npm install vega vega-lite); the report is written without its SVG',
+      { cause: e },
+    );
+  }
+}
+
 /** The report's sweep plot as an SVG document, or undefined when the report has no sweep. */
 export async function plotReport(report: Report, opts: PlotOptions = {}): Promise<string | undefined> {
   const spec = plotSpec(report, opts);
   if (!spec) return undefined;
+  const { compile, parse, View } = await loadRenderers();
   const view = new View(parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();

@@ -1,7 +1,7 @@
 /** `peercache-bench doctor`: what a user runs first on a new host. */
 import { defineCommand } from 'citty';
 import { probeHost, type HostProbe } from '../../transport/probe.js';
-import { packageVersion } from '../../bench/report/host.js';
+import { packageVersion } from '../../version.js';
 import { parseNameList } from '../parse.js';
 import { flagFor } from '../flags.js';
 import { globalArgs, loggerFromArgs, type CommandResult } from '../shared.js';

@@ -22,6 +22,13 @@ import { globalArgs, loggerFromArgs, str, type CommandResult } from '../shared.j
 const FORMATS = ['md', 'csv', 'json'] as const;
 type OutFormat = (typeof FORMATS)[number];
 
+/** The plot, or undefined with a warning when it cannot be drawn: the JSON and Markdown are written all the same. */
+const plotOrWarn = (report: Report): Promise<string | undefined> =>
+  plotReport(report).catch((e: unknown) => {
+    process.stderr.write(`no plot: ${(e as Error).message}\n`);
+    return undefined;
+  });
+
 const stem = (path: string): string => basename(path).replace(/\.json$/i, '');
 
 function renderReport(report: Report, format: OutFormat, plotFile?: string): string {
@@ -45,7 +52,7 @@ async function run(files: string[], args: Record<string, unknown>): Promise<Comm
     const merged = mergeReports(files.map((f, i) => ({ name: basename(f), report: reports[i] })));
     const outDir = str(args, 'out-dir');
     if (outDir) {
-      const svg = await plotReport(merged);
+      const svg = await plotOrWarn(merged);
       const paths = await writeReport(merged, { outDir, name: `${stem(files[0])}-merged`, svg });
       process.stderr.write([paths.json, paths.md, ...(paths.svg ? [paths.svg] : [])].map((p) => `wrote ${p}\n`).join(''));
     }
@@ -67,7 +74,7 @@ async function run(files: string[], args: Record<string, unknown>): Promise<Comm
   if (args.write === true) {
     // The .md, .svg and .hlog (--interval) are derived from the JSON: re-rendering replaces them; the JSON is untouched.
     const base = join(dirname(file), stem(file));
-    const svg = await plotReport(report);
+    const svg = await plotOrWarn(report);
     const hlog = renderHlog(report);
     try {
       if (svg) {

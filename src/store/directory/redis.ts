@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { DirectoryError } from './client.js';
-import { parseRedisUrl, type RedisUrlParts } from './url.js';
+import { parseRedisUrl, type RedisUrlParts } from './redis-url.js';
 import { scriptSource, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { silentLogger, type Logger } from '../../log.js';
