@@ -5,6 +5,7 @@
  * `peercache/redis`, `peercache/metrics`.
  */
 export { PeerCacheStore } from './store/peer-cache-store.js';
+export { ObjectStore, type ObjectStoreConfig } from './store/object-store.js';
 export { StoreConfigError, DEFAULT_MAX_BYTES, type PeerCacheStoreConfig } from './store/config.js';
 export type { StoreStats } from './store/stats.js';
 export { HostKVPool, type HostKVPoolOptions, type HostIndices, type Layout } from './store/host-pool.js';

@@ -1,10 +1,11 @@
 /**
- * runNode(): `peercache node`, the long-running store node of one host. It opens a PeerCacheStore
- * (joining the cluster through the directory), serves the host's SGLang ranks over a Unix socket
+ * runNode(): `peercache node`, the long-running store node of one host. It opens the store's core
+ * (ObjectStore: named objects, no host pool of its own; the ranks name the objects), joining the
+ * cluster through the directory, serves the host's SGLang ranks over a Unix socket
  * (server.ts) and optionally Prometheus metrics, until it is told to stop.
  */
 import type { Logger } from '../log.js';
-import { PeerCacheStore } from '../store/peer-cache-store.js';
+import { ObjectStore } from '../store/object-store.js';
 import type { DirectoryTls } from '../store/directory/tls.js';
 import type { Protocol } from '../transport/types.js';
 import { SidecarServer } from './server.js';
@@ -45,7 +46,7 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
   prepareSocketDirectory(options.socketPath); // a bad --socket is refused before the node joins the cluster
   const metricsModule = options.metricsPort !== undefined ? await import('../store/metrics.js') : null;
   const metrics = metricsModule?.createStoreMetrics();
-  const store = await PeerCacheStore.open({
+  const store = await ObjectStore.open({
     protocol: options.protocol,
     discoveryAddr: options.discoveryAddr,
     directoryUrl: options.directoryUrl,

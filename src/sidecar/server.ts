@@ -1,5 +1,5 @@
 /**
- * The sidecar's Unix-socket server: serves the local SGLang ranks of one host with a PeerCacheStore
+ * The sidecar's Unix-socket server: serves the local SGLang ranks of one host with the store's core (ObjectStore)
  * (protocol.ts says what goes over the socket). The socket is 0600 (only this uid connects), in a
  * directory only this uid (or root) can write to, or a sticky one (socket-directory.ts). Each connection is served in order (one request at a
  * time, a bounded queue behind it), owns the pools it registered and releases them when it closes,
@@ -9,7 +9,7 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { decodeJson, encodeFrame, encodeRawFrame, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, type Frame } from '../store/directory/framing.js';
-import type { PeerCacheStore } from '../store/peer-cache-store.js';
+import type { ObjectStore } from '../store/object-store.js';
 import { BusyPoll } from './busy-poll.js';
 import { Lane, LANE_ANSWER_BYTES, LANE_BYTES, LANE_REQUEST_BYTES, LANES_SUPPORTED } from './lane.js';
 import { clientFile, mapClientFile, PoolMappings, type MappedPool } from './pool-mapping.js';
@@ -72,7 +72,7 @@ export interface SidecarCounters {
 
 export interface SidecarServerOptions {
   socketPath: string;
-  store: PeerCacheStore;
+  store: ObjectStore;
   limits?: Partial<SidecarLimits>;
   logger: Logger;
   /** Keep polling the sockets this long after each answer (µs; 0: sleep until the next request). */
@@ -147,7 +147,7 @@ export class SidecarServer {
   readonly mappings: PoolMappings;
   private readonly server: Server;
   private readonly connections = new Set<Connection>();
-  private readonly store: PeerCacheStore;
+  private readonly store: ObjectStore;
   private readonly logger: Logger;
   private readonly socketPath: string;
   private readonly timings = { get: new Timings(), set: new Timings(), exists: new Timings() };
