@@ -18,6 +18,26 @@ import {
   type TransportOptions,
 } from './types.js';
 
+/**
+ * Test only, never a fast path: `PEERCACHE_TEST_UCX_TLS=tcp` runs protocol 'rdma' over UCX's own
+ * tcp transport (one-sided GET emulated with active messages), so tests between network
+ * namespaces exercise the rdma code path without a NIC: endpoints from a remote worker address,
+ * rkeys unpacked from another host, UCX's peer-failure handling. Such a node is smoke-only.
+ */
+export const TEST_UCX_TLS_ENV = 'PEERCACHE_TEST_UCX_TLS';
+
+function testTls(protocol: Protocol): { tls?: string } {
+  const tls = process.env[TEST_UCX_TLS_ENV];
+  if (tls === undefined || tls === '') return {};
+  if (protocol !== 'rdma') throw new TransportError('ERR_INVALID_ARG', `${TEST_UCX_TLS_ENV} applies to protocol rdma only (a test setting), not ${protocol}`);
+  if (!/^tcp$/.test(tls)) throw new TransportError('ERR_INVALID_ARG', `${TEST_UCX_TLS_ENV} may only be 'tcp' (a test setting), got '${tls}'`);
+  // UCX 1.13's tcp transport connects with a blocking connect() by default: toward a silent peer
+  // (a partition) ep creation held the whole thread for 70 s, until heal. Non-blocking connects
+  // keep every wait under the batch deadline.
+  process.env.UCX_TCP_CONN_NB ??= 'y';
+  return { tls };
+}
+
 function asTransportError(err: unknown): TransportError {
   if (err instanceof TransportError) return err;
   const e = err as { code?: string; message?: string };
@@ -181,7 +201,8 @@ export class UcxEndpoint implements Endpoint {
 }
 
 export class UcxTransport implements TransportNode {
-  readonly smokeOnly = false;
+  /** True under the test-only UCX tcp setting (TEST_UCX_TLS_ENV): never a publishable figure. */
+  readonly smokeOnly: boolean;
   private closed = false;
   /**
    * Every region this node published and has not freed. Peers hold its descriptor and READ it
@@ -196,7 +217,9 @@ export class UcxTransport implements TransportNode {
     private readonly context: NativeContext,
     private readonly worker: NativeWorker,
     private readonly timeoutMs: number,
-  ) {}
+  ) {
+    this.smokeOnly = protocol === 'rdma' && context.tls === 'tcp';
+  }
 
   /** Opens the UCX context (shared per process) and this thread's worker. Throws ERR_PROTOCOL_UNAVAILABLE with the reason and the fix. */
   static open(options: TransportOptions): UcxTransport {
@@ -216,6 +239,7 @@ export class UcxTransport implements TransportNode {
     let context: NativeContext;
     try {
       context = new binding.Context({
+        ...testTls(options.protocol),
         protocol: options.protocol,
         devices: options.devices ?? [],
         ibPort: options.ibPort ?? 1,

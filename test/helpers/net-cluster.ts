@@ -9,6 +9,7 @@ import { makeHosts, type Host, type Hosts, type NsChild } from './netns.js';
 export const storeFixture = new URL('../fixtures/netns-store.ts', import.meta.url);
 
 export type DirectoryKind = 'embedded' | 'redis';
+export type DataPlane = 'tcp' | 'ucx-tcp';
 
 export interface ClusterOptions {
   directory: DirectoryKind;
@@ -22,6 +23,8 @@ export interface ClusterOptions {
   extraRoles?: string[];
   /** Reader's host pool pages (default pages). */
   readerPages?: number;
+  /** 'ucx-tcp': protocol rdma over UCX's own tcp transport (PEERCACHE_TEST_UCX_TLS=tcp, test only). */
+  dataPlane?: DataPlane;
 }
 
 export interface Cluster {
@@ -61,9 +64,10 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
         timeoutMs: o.timeoutMs,
         directoryTimeoutMs: o.timeoutMs,
         directoryServer: { idleTimeoutMs: o.livenessMs },
+        ...(o.dataPlane === 'ucx-tcp' ? { protocol: 'rdma' } : {}),
         ...extra,
       };
-      const child = host.spawnFixture(storeFixture, [JSON.stringify(cfg)]);
+      const child = host.spawnFixture(storeFixture, [JSON.stringify(cfg)], o.dataPlane === 'ucx-tcp' ? { PEERCACHE_TEST_UCX_TLS: 'tcp' } : {});
       await child.ready;
       return child;
     };

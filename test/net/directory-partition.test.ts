@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { netnsUnavailable } from '../helpers/netns.js';
-import { startCluster, within, type DirectoryKind } from '../helpers/net-cluster.js';
+import { startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
 
 const skip = netnsUnavailable();
 const DEADLINE = 2000;
@@ -30,10 +30,13 @@ const HEAL_BOUND_MS = LIVENESS + 2000 + DEADLINE + 1000 + 2000;
 
 const num = (v: unknown): number => v as number;
 
-for (const kind of ['embedded', 'redis'] as DirectoryKind[]) {
-  test(`${kind}: reader ↔ directory cut: fails within the deadline, then fast; cached reads keep working; sets false; back after heal`, async () => {
+// The tcp data plane with both directories, and UCX's own tcp transport under the rdma code path
+// (PEERCACHE_TEST_UCX_TLS=tcp, test only: no RDMA NIC here) with the embedded one.
+const cases: [DirectoryKind, DataPlane][] = [['embedded', 'tcp'], ['redis', 'tcp'], ['embedded', 'ucx-tcp']];
+for (const [kind, plane] of cases) {
+  test(`${kind}, ${plane}: reader ↔ directory cut: fails within the deadline, then fast; cached reads keep working; sets false; back after heal`, async () => {
     if (skip) return console.log(`    skipped: ${skip}`);
-    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS });
+    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS, dataPlane: plane });
     try {
       const r = c.readerNode;
       assert.is((await r.request({ op: 'get', prefix: 'p', from: 0, count: PAGES })).hits, PAGES);
@@ -68,9 +71,9 @@ for (const kind of ['embedded', 'redis'] as DirectoryKind[]) {
     }
   });
 
-  test(`${kind}: publisher ↔ directory cut: seen gone within the liveness bound, none of its entries served after, rejoins and republishes after heal, one owner per key`, async () => {
+  test(`${kind}, ${plane}: publisher ↔ directory cut: seen gone within the liveness bound, none of its entries served after, rejoins and republishes after heal, one owner per key`, async () => {
     if (skip) return console.log(`    skipped: ${skip}`);
-    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS });
+    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS, dataPlane: plane });
     try {
       const r = c.readerNode;
       assert.is((await r.request({ op: 'get', prefix: 'p', from: 0, count: PAGES })).hits, PAGES);

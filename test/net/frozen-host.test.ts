@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { netnsUnavailable } from '../helpers/netns.js';
-import { startCluster, within, type DirectoryKind } from '../helpers/net-cluster.js';
+import { startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
 
 const skip = netnsUnavailable();
 const DEADLINE = 2000;
@@ -21,10 +21,13 @@ const BACK_BOUND_MS = 2000 + DEADLINE + 2000;
 
 const num = (v: unknown): number => v as number;
 
-for (const kind of ['embedded', 'redis'] as DirectoryKind[]) {
-  test(`${kind}: publisher SIGSTOPped: gets bounded and missing, exists stops reporting; after SIGCONT it learns it was declared dead and rejoins`, async () => {
+// The tcp data plane with both directories, and UCX's own tcp transport under the rdma code path
+// (PEERCACHE_TEST_UCX_TLS=tcp, test only: no RDMA NIC here) with the embedded one.
+const cases: [DirectoryKind, DataPlane][] = [['embedded', 'tcp'], ['redis', 'tcp'], ['embedded', 'ucx-tcp']];
+for (const [kind, plane] of cases) {
+  test(`${kind}, ${plane}: publisher SIGSTOPped: gets bounded and missing, exists stops reporting; after SIGCONT it learns it was declared dead and rejoins`, async () => {
     if (skip) return console.log(`    skipped: ${skip}`);
-    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS });
+    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS, dataPlane: plane });
     try {
       const r = c.readerNode;
       assert.is((await r.request({ op: 'get', prefix: 'p', from: 0, count: PAGES })).hits, PAGES);

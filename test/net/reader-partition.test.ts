@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { netnsUnavailable } from '../helpers/netns.js';
-import { startCluster, within, type DirectoryKind } from '../helpers/net-cluster.js';
+import { startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
 import { PEER_RETRY_MAX_MS } from '../../src/store/peers.js';
 
 const skip = netnsUnavailable();
@@ -19,10 +19,13 @@ const SLACK = 600;
 /** Recovery after heal: the longest back-off before the next attempt, one attempt's deadline, and slack. */
 const HEAL_BOUND_MS = PEER_RETRY_MAX_MS + DEADLINE + 2000;
 
-for (const kind of ['embedded', 'redis'] as DirectoryKind[]) {
-  test(`${kind}: publisher ↔ reader cut: each get ends within its one deadline as misses, exists stops reporting the pages, no wrong byte, hits again after heal`, async () => {
+// The tcp data plane with both directories, and UCX's own tcp transport under the rdma code path
+// (PEERCACHE_TEST_UCX_TLS=tcp, test only: no RDMA NIC here) with the embedded one.
+const cases: [DirectoryKind, DataPlane][] = [['embedded', 'tcp'], ['redis', 'tcp'], ['embedded', 'ucx-tcp']];
+for (const [kind, plane] of cases) {
+  test(`${kind}, ${plane}: publisher ↔ reader cut: each get ends within its one deadline as misses, exists stops reporting the pages, no wrong byte, hits again after heal`, async () => {
     if (skip) return console.log(`    skipped: ${skip}`);
-    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 64 << 10, livenessMs: 3000 });
+    const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 64 << 10, livenessMs: 3000, dataPlane: plane });
     try {
       const r = c.readerNode;
       const warm = await r.request({ op: 'get', prefix: 'p', from: 0, count: PAGES });
