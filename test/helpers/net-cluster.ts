@@ -92,3 +92,14 @@ export async function within(boundMs: number, probe: () => Promise<boolean>, eve
   }
   return -1;
 }
+
+/**
+ * Runs one scenario per case at the same time (each in its own namespaces): the waits are
+ * deadlines and liveness bounds, not CPU, so cases overlap instead of adding up. Fails naming
+ * every case that failed.
+ */
+export async function concurrently<T>(cases: readonly T[], name: (c: T) => string, fn: (c: T, log: (line: string) => void) => Promise<void>): Promise<void> {
+  const results = await Promise.allSettled(cases.map((c) => fn(c, (line) => console.log(`    [${name(c)}] ${line}`))));
+  const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${name(cases[i])}: ${(r.reason as Error)?.message ?? String(r.reason)}`] : []));
+  if (failed.length) throw new Error(failed.join('\n---\n'));
+}

@@ -59,7 +59,7 @@ export function removeStaleNamespaces(): void {
     } catch (err) {
       alive = (err as NodeJS.ErrnoException).code !== 'ESRCH';
     }
-    if (!alive || pid === process.pid) spawnSync('ip', ['netns', 'del', m[1]]);
+    if (!alive) spawnSync('ip', ['netns', 'del', m[1]]);
   }
 }
 

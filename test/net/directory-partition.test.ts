@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { netnsUnavailable } from '../helpers/netns.js';
-import { startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
+import { concurrently, startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
 
 const skip = netnsUnavailable();
 const DEADLINE = 2000;
@@ -33,9 +33,9 @@ const num = (v: unknown): number => v as number;
 // The tcp data plane with both directories, and UCX's own tcp transport under the rdma code path
 // (PEERCACHE_TEST_UCX_TLS=tcp, test only: no RDMA NIC here) with the embedded one.
 const cases: [DirectoryKind, DataPlane][] = [['embedded', 'tcp'], ['redis', 'tcp'], ['embedded', 'ucx-tcp']];
-for (const [kind, plane] of cases) {
-  test(`${kind}, ${plane}: reader ↔ directory cut: fails within the deadline, then fast; cached reads keep working; sets false; back after heal`, async () => {
-    if (skip) return console.log(`    skipped: ${skip}`);
+test(`reader ↔ directory cut: fails within the deadline, then fast; cached reads keep working; sets false; back after heal (embedded/tcp, redis/tcp, embedded/ucx-tcp at once)`, async () => {
+  if (skip) return console.log(`    skipped: ${skip}`);
+  await concurrently(cases, ([k, p]) => `${k}/${p}`, async ([kind, plane], log) => {
     const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS, dataPlane: plane });
     try {
       const r = c.readerNode;
@@ -50,7 +50,7 @@ for (const [kind, plane] of cases) {
         assert.is(e.hits, 0);
         later.push(Math.round(num(e.ms)));
       }
-      console.log(`    exists while cut: first ${Math.round(num(first.ms))} ms, then ${later.join(', ')} ms`);
+      log(`exists while cut: first ${Math.round(num(first.ms))} ms, then ${later.join(', ')} ms`);
       assert.ok(Math.max(...later) <= FAST_MS, `exists must fail fast once the directory is known unreachable: ${later.join(', ')} ms`);
       const cached = await r.request({ op: 'get', prefix: 'p', from: 0, count: PAGES });
       assert.is(cached.hits, PAGES, 'reads through cached locations keep working');
@@ -63,16 +63,18 @@ for (const [kind, plane] of cases) {
 
       c.reader.heal();
       const back = await within(HEAL_BOUND_MS, async () => (await r.request({ op: 'exists', prefix: 'p', from: 0, count: PAGES })).hits === PAGES, 200);
-      console.log(`    the reader finds the directory again ${back} ms after heal (bound ${HEAL_BOUND_MS} ms)`);
+      log(`the reader finds the directory again ${back} ms after heal (bound ${HEAL_BOUND_MS} ms)`);
       assert.ok(back >= 0, `no directory ${HEAL_BOUND_MS} ms after heal\n${r.stderr().slice(-2000)}`);
       assert.is((await r.request({ op: 'publish', prefix: 'r', from: 0, count: 4 })).hits, 4, 'sets work again');
     } finally {
       await c.close();
     }
   });
+});
 
-  test(`${kind}, ${plane}: publisher ↔ directory cut: seen gone within the liveness bound, none of its entries served after, rejoins and republishes after heal, one owner per key`, async () => {
-    if (skip) return console.log(`    skipped: ${skip}`);
+test(`publisher ↔ directory cut: seen gone within the liveness bound, none of its entries served after, rejoins and republishes after heal, one owner per key (embedded/tcp, redis/tcp, embedded/ucx-tcp at once)`, async () => {
+  if (skip) return console.log(`    skipped: ${skip}`);
+  await concurrently(cases, ([k, p]) => `${k}/${p}`, async ([kind, plane], log) => {
     const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS, dataPlane: plane });
     try {
       const r = c.readerNode;
@@ -81,7 +83,7 @@ for (const [kind, plane] of cases) {
       c.pub.cut([c.dir]);
       const t0 = Date.now();
       const gone = await within(GONE_BOUND_MS, async () => !((await r.request({ op: 'members' })).ids as string[]).includes('pub'));
-      console.log(`    the publisher is seen gone ${Date.now() - t0} ms after the cut (liveness ${LIVENESS} ms, bound ${GONE_BOUND_MS} ms)`);
+      log(`the publisher is seen gone ${Date.now() - t0} ms after the cut (liveness ${LIVENESS} ms, bound ${GONE_BOUND_MS} ms)`);
       assert.ok(gone >= 0, `the publisher was still a member ${GONE_BOUND_MS} ms after it was cut off`);
       // The reader can still reach the publisher's data plane: nothing of a dead node may be served.
       // (Redis: the reader learns it at its next membership poll, a quarter of the liveness bound.)
@@ -100,7 +102,7 @@ for (const [kind, plane] of cases) {
       c.pub.heal();
       const t1 = Date.now();
       const back = await within(HEAL_BOUND_MS, async () => (await r.request({ op: 'exists', prefix: 'p', from: 0, count: PAGES })).hits === PAGES, 200);
-      console.log(`    the publisher rejoined and republished ${Date.now() - t1} ms after heal (bound ${HEAL_BOUND_MS} ms)`);
+      log(`the publisher rejoined and republished ${Date.now() - t1} ms after heal (bound ${HEAL_BOUND_MS} ms)`);
       assert.ok(back >= 0, `the publisher's pages were not found again ${HEAL_BOUND_MS} ms after heal\n${c.publisher.stderr().slice(-2000)}`);
       const all = await r.request({ op: 'get', prefix: 'p', from: 0, count: PAGES });
       assert.is(all.hits, PAGES);
@@ -114,6 +116,6 @@ for (const [kind, plane] of cases) {
       await c.close();
     }
   });
-}
+});
 
 test.run();

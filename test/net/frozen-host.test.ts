@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { netnsUnavailable } from '../helpers/netns.js';
-import { startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
+import { concurrently, startCluster, within, type DataPlane, type DirectoryKind } from '../helpers/net-cluster.js';
 
 const skip = netnsUnavailable();
 const DEADLINE = 2000;
@@ -24,9 +24,9 @@ const num = (v: unknown): number => v as number;
 // The tcp data plane with both directories, and UCX's own tcp transport under the rdma code path
 // (PEERCACHE_TEST_UCX_TLS=tcp, test only: no RDMA NIC here) with the embedded one.
 const cases: [DirectoryKind, DataPlane][] = [['embedded', 'tcp'], ['redis', 'tcp'], ['embedded', 'ucx-tcp']];
-for (const [kind, plane] of cases) {
-  test(`${kind}, ${plane}: publisher SIGSTOPped: gets bounded and missing, exists stops reporting; after SIGCONT it learns it was declared dead and rejoins`, async () => {
-    if (skip) return console.log(`    skipped: ${skip}`);
+test(`publisher SIGSTOPped: gets bounded and missing, exists stops reporting; after SIGCONT it learns it was declared dead and rejoins (embedded/tcp, redis/tcp, embedded/ucx-tcp at once)`, async () => {
+  if (skip) return console.log(`    skipped: ${skip}`);
+  await concurrently(cases, ([k, p]) => `${k}/${p}`, async ([kind, plane], log) => {
     const c = await startCluster({ directory: kind, timeoutMs: DEADLINE, pages: PAGES, pageBytes: 16 << 10, livenessMs: LIVENESS, dataPlane: plane });
     try {
       const r = c.readerNode;
@@ -38,7 +38,7 @@ for (const [kind, plane] of cases) {
       assert.ok(num(g.ms) <= DEADLINE + SLACK, `a get took ${Math.round(num(g.ms))} ms with the publisher frozen`);
       assert.is((await r.request({ op: 'exists', prefix: 'p', from: 0, count: PAGES })).hits, 0, 'exists stops reporting pages of a peer found unreachable');
       const gone = await within(GONE_BOUND_MS, async () => !((await r.request({ op: 'members' })).ids as string[]).includes('pub'));
-      console.log(`    frozen publisher: get ${Math.round(num(g.ms))} ms, seen gone ${Date.now() - t0} ms after SIGSTOP (liveness ${LIVENESS} ms)`);
+      log(`frozen publisher: get ${Math.round(num(g.ms))} ms, seen gone ${Date.now() - t0} ms after SIGSTOP (liveness ${LIVENESS} ms)`);
       assert.ok(gone >= 0, 'the frozen publisher was declared dead within the liveness bound');
 
       c.publisher.signal('SIGCONT');
@@ -48,7 +48,7 @@ for (const [kind, plane] of cases) {
         assert.is(e.wrong, 0);
         return e.hits === PAGES;
       }, 200);
-      console.log(`    after SIGCONT: rejoined and read again in ${Date.now() - t1} ms (bound ${BACK_BOUND_MS} ms)`);
+      log(`after SIGCONT: rejoined and read again in ${Date.now() - t1} ms (bound ${BACK_BOUND_MS} ms)`);
       assert.ok(back >= 0, `no hits ${BACK_BOUND_MS} ms after SIGCONT\n${c.publisher.stderr().slice(-2000)}`);
       assert.match(c.publisher.stderr(), kind === 'redis' ? /lost its membership|joined again/ : /connection lost|rejoin/, 'the publisher says it rejoined');
       assert.ok(((await r.request({ op: 'members' })).ids as string[]).includes('pub'));
@@ -57,6 +57,6 @@ for (const [kind, plane] of cases) {
       await c.close();
     }
   });
-}
+});
 
 test.run();

@@ -49,7 +49,7 @@ async function withServe(fn: (serve: Host, drive: Host, addr: string, dir: strin
 }
 
 const drive = (b: Host, addr: string, dir: string, extra: string[]): NsChild =>
-  b.spawn(process.execPath, ['--import', 'tsx', cliEntry, 'drive', '--discovery-addr', addr, '--local-host', b.ip, '--protocol', 'tcp', ...SMALL, '--concurrencies', '1', '--warmup', '0.2', '--batch-size', '8', '--connect-timeout', '10', '--out-dir', dir, '--log-level', 'info', ...extra]);
+  b.spawn(process.execPath, ['--import', 'tsx', cliEntry, 'drive', '--discovery-addr', addr, '--local-host', b.ip, '--protocol', 'tcp', ...SMALL, '--concurrencies', '1', '--warmup', '0.2', '--batch-size', '8', '--connect-timeout', '4', '--out-dir', dir, '--log-level', 'info', ...extra]);
 
 test('serve/drive across hosts, tbf 100 Mbit/s on serve: the row reports the link rate', async () => {
   if (skip) return console.log(`    skipped: ${skip}`);

@@ -26,7 +26,7 @@ test('tbf 100 Mbit/s then 10 Mbit/s: the reader gets about the link rate, every 
     const rss0 = (await r.request({ op: 'stats' })).rss as number;
     for (const [mbit, workers] of [[100, 2], [10, 1], [10, 8]] as const) {
       c.pub.shape(mbit);
-      const ms = 3000;
+      const ms = 2000;
       const s = await r.request({ op: 'stream', kind: 'get', prefix: 'p', count: PAGES, batch: 8, workers, ms }, 60_000);
       const calls = s.calls as Call[];
       const hitPages = calls.reduce((n, x) => n + Math.max(0, x[3]), 0);
