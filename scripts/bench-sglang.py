@@ -241,6 +241,17 @@ def main():
     lines.append("The same rounds at p10 (the calls the other jobs on this machine disturbed least): get store/adapter %s, median **%.3f**; exists added %s µs, median **%.0f µs**." % (
         ", ".join("%.3f" % x for x in get_ratio10), statistics.median(get_ratio10), ", ".join("%.0f" % x for x in exists_added10), statistics.median(exists_added10)))
     lines.append("")
+    if args.busy_poll_us == 0 and args.poll_us == 0:
+        med, med10 = statistics.median(get_ratio), statistics.median(get_ratio10)
+        lines.append("Goal (issue 23): zero-copy get >= 0.95 of the store's own get without polling: median of rounds %.3f at p50, %.3f at p10: **%s**." % (
+            med, med10, "met" if med >= 0.95 else ("met at p10 only" if med10 >= 0.95 else "not met")))
+        lines.append("")
+    if "batch_get_v1, zero copy" in CPU:
+        py, side = CPU["batch_get_v1, zero copy"]
+        wall = statistics.mean(zc[1])
+        lines.append("Where a zero-copy get's time goes (means per call): adapter wall %.0f µs = Python CPU %.0f + reader sidecar CPU %.0f (the store's READ is its memcpy) + %.0f µs in which neither ran: waiting for a CPU (load average above) or for the writer's side." % (
+            wall, py, side, max(0.0, wall - py - side)))
+        lines.append("")
     lines.append("Staging path cost: its get takes %.2fx the zero-copy get's time at p50 (%.0f vs %.0f µs)." % (pct(stg[1], 0.5) / pct(zc[1], 0.5), pct(stg[1], 0.5), pct(zc[1], 0.5)))
     lines.append("")
     lines.append("CPU per call (load-independent cost; the sidecar's includes the store's own work, e.g. the shm READ's memcpy):")

@@ -175,17 +175,19 @@ def roundtrip(s):
     n, seed = s.get("pages", 6), s.get("seed", 1)
     tokens = tokens_for(n, seed)
     result = dict(check="roundtrip", kind=kind, layout=layout, tp=tp, pp=pp, extra=extra, ranks=[])
+    wants = {}
     for p in range(pp):
         for t in range(tp):
             w = Rank(kind, layout, s["a"], tp=(t, tp), pp=(p, pp), **extra)
             r = Rank(kind, layout, s["b"], tp=(t, tp), pp=(p, pp), **extra)
             try:
                 wi = w.fill(n)
-                want = w.pages(wi, n)
-                written = w.backup(wi, tokens) if not w.ctl.backup_skip else None
+                if w.ctl.backup_skip:  # MLA: SGLang backs up from tp rank 0 only; this rank reads rank 0's pages
+                    want, written = wants[p], None
+                else:
+                    want = wants[p] = w.pages(wi, n)
+                    written = w.backup(wi, tokens)
                 result["ranks"].append(dict(tp=t, pp=p, written=written, skip=w.ctl.backup_skip))
-                if w.ctl.backup_skip:  # MLA: rank 0 wrote the pages; this rank reads them
-                    continue
                 # a longer request than what is stored: a partial prefix hit
                 extra_tokens = tokens + tokens_for(2, seed + 100)
                 found, read, ri = r.prefetch(extra_tokens)
@@ -226,7 +228,8 @@ def metrics(s):
         sample = {x.name: x.value for m in collector.histogram_prefetch_pgs.collect() for x in m.samples if x.name.endswith("_count")}
         out(check="metrics", found=found, read=read, error=error, prefetch_pgs=getattr(stats, "prefetch_pgs", None),
             prefetch_bandwidth=getattr(stats, "prefetch_bandwidth", None), drained=getattr(drained, "prefetch_pgs", None),
-            histogram_count=sum(sample.values()), gb_per_page=r.host.get_ksize_per_token() * PAGE / (1 << 30))
+            histogram_count=sum(sample.values()), gb_per_page=r.host.get_ksize_per_token() * PAGE / (1 << 30),
+            adapter_gb_per_page=getattr(r.backend, "gb_per_page", None))
         del hist
     finally:
         w.close()

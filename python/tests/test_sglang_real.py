@@ -112,10 +112,13 @@ def test_every_layout_round_trips_byte_exact_through_sglangs_threads(sglang, kin
     """Backup thread writes through sidecar A; B's prefetch thread finds the stored prefix of a longer
     request (6 of 8 pages: a partial prefix) and its IO thread reads it; every byte equal, per rank."""
     r = _roundtrip(sglang[0], kind, layout, tp, pp)
-    ranks = [x for x in r["ranks"] if not x["skip"]]
-    assert len(ranks) == (pp if kind == "mla" else tp * pp), r  # MLA: SGLang's backup_skip leaves tp rank 0 writing
+    ranks = r["ranks"]
+    assert len(ranks) == tp * pp, r
+    # MLA: SGLang's backup_skip leaves tp rank 0 writing; every rank reads
+    assert [x["skip"] for x in ranks] == [kind == "mla" and x["tp"] != 0 for x in ranks], r
     for x in ranks:
-        assert (x["written"], x["found"], x["read"]) == (6, 6, 6), (x, r["log"])
+        assert x["written"] == (None if x["skip"] else 6), (x, r["log"])
+        assert (x["found"], x["read"]) == (6, 6), (x, r["log"])
         assert x["same"] == [True] * 6, x
         assert x["zero_copy"] == "_page_get_zero_copy"
 
@@ -135,6 +138,9 @@ def test_get_stats_is_sglangs_storage_metrics_through_its_collector(sglang):
     assert (m["found"], m["read"]) == (4, 4)
     assert m["prefetch_pgs"] == [4] and m["drained"] == [] and m["histogram_count"] == 1
     assert len(m["prefetch_bandwidth"]) == 1 and m["prefetch_bandwidth"][0] > 0
+    # MooncakeStore's unit: pages x gb_per_page (get_ksize_per_token() x page_size, in GiB) over the call
+    assert m["adapter_gb_per_page"] == m["gb_per_page"]
+    assert m["prefetch_bandwidth"][0] <= 4 * m["gb_per_page"] / 1e-6  # the call took at least a microsecond
 
 
 def test_metrics_off_records_nothing(sglang):
