@@ -382,6 +382,17 @@ def _hybrid_rank(kind, sock, extra_name):
         host = MLATokenToKVPoolHost(device_pool=dev, host_to_device_ratio=2.0, host_size=0, page_size=PAGE, layout="page_first",
                                     pin_memory=False, allocator_type="shm")
         xdev, xhost = dev, DSAIndexerPoolHost(dev, host, "page_first", pin_memory=False, allocator_type="shm")
+    elif extra_name == "mamba":  # a Mamba2 hybrid: per-request SSM and conv states beside the attention KV
+        from sglang.srt.configs.mamba_utils import Mamba2CacheParams, Mamba2StateShape
+        from sglang.srt.mem_cache.memory_pool import MambaPool
+        from sglang.srt.mem_cache.pool_host.mamba import MambaPoolHost
+
+        r = Rank.__new__(Rank)
+        Rank._pools(r, kind, "page_first")
+        dev, host = r.device, r.host
+        shape = Mamba2StateShape.create(tp_world_size=1, intermediate_size=64, n_groups=1, num_heads=2, head_dim=32, state_size=16, conv_kernel=4)
+        xdev = MambaPool(size=16, spec_state_size=0, cache_params=Mamba2CacheParams(shape=shape, layers=[0, 1]), mamba_layer_ids=[0, 1], device="cpu")
+        xhost = MambaPoolHost(xdev, 2.0, 0, pin_memory=False, allocator_type="shm", layout="page_first")
     else:
         r = Rank.__new__(Rank)
         Rank._pools(r, kind, "page_first")
@@ -425,9 +436,18 @@ def _hybrid(s):
         for buf in _buffers(w.host.anchor_entry.host_pool) + _buffers(w.extra):
             buf.view(torch.uint8).view(-1).copy_(torch.randint(0, 256, (buf.numel() * buf.element_size(),), dtype=torch.uint8))
         want_kv = [bytes(w.host.get_data_page(int(wi[i * PAGE]), flat=True).contiguous().view(torch.uint8).numpy().tobytes()) for i in range(n)]
-        want_x = _extra_pages(w.extra, wi, n)
+        want_x = _extra_pages(w.extra, wi, n) if extra_name != "mamba" else None
         hashes = get_hash_str(tokens, None, page_size=PAGE)
-        op_id = w.ctl.write_storage(wi, tokens, hash_value=hashes, extra_pools=[PoolTransfer(name=w.extra_name, indices_from_pool=w.extra_name.__class__("kv"))])
+        mamba = extra_name == "mamba"
+        if mamba:  # the state after the last page, in its own slot (SGLang's trailing-pages policy)
+            from sglang.srt.mem_cache.hicache_storage import PoolHitPolicy
+
+            w_slot = w.extra.alloc(1)
+            x_write = PoolTransfer(name=w.extra_name, host_indices=w_slot, keys=hashes[-1:], hit_policy=PoolHitPolicy.TRAILING_PAGES)
+            want_x = _slot_bytes(w.extra, w_slot)
+        else:
+            x_write = PoolTransfer(name=w.extra_name, indices_from_pool=w.extra_name.__class__("kv"))
+        op_id = w.ctl.write_storage(wi, tokens, hash_value=hashes, extra_pools=[x_write])
         deadline = time.monotonic() + 20
         done = None
         while time.monotonic() < deadline and done is None:
@@ -438,7 +458,12 @@ def _hybrid(s):
                 pass
         written = dict(kv=done.completed_tokens // PAGE if done else None, extra=dict(done.pool_storage_result.extra_pool_hit_pages) if done else None)
         # the reader: prefetch with the extra pool; then HiRadixCache's step (allocate, hand to the IO thread)
-        op = r.ctl.prefetch(uuid.uuid4().hex, tokens + tokens_for(2, 900), extra_pools=[PoolTransfer(name=r.extra_name, indices_from_pool=r.extra_name.__class__("kv"))])
+        if mamba:
+            r_slot = r.extra.alloc(1)
+            x_read = PoolTransfer(name=r.extra_name, host_indices=r_slot, keys=[None], hit_policy=PoolHitPolicy.TRAILING_PAGES)
+        else:
+            x_read = PoolTransfer(name=r.extra_name, indices_from_pool=r.extra_name.__class__("kv"))
+        op = r.ctl.prefetch(uuid.uuid4().hex, tokens + tokens_for(2, 900), extra_pools=[x_read])
         got = None
         while time.monotonic() < deadline and got is not op:
             try:
@@ -455,7 +480,10 @@ def _hybrid(s):
                 time.sleep(0.01)
         read = op.completed_tokens // PAGE
         same_kv = [a == b for a, b in zip(want_kv, [bytes(r.host.get_data_page(int(ri[i * PAGE]), flat=True).contiguous().view(torch.uint8).numpy().tobytes()) for i in range(read)])] if read else []
-        same_x = [a == b for a, b in zip(want_x, _extra_pages(r.extra, ri, read))] if read else []
+        if mamba:
+            same_x = [_slot_bytes(r.extra, r_slot)[0] == want_x[0]] * n if read else []
+        else:
+            same_x = [a == b for a, b in zip(want_x, _extra_pages(r.extra, ri, read))] if read else []
         out(check="hybrid", kind=kind, pool=extra_name, written=written, found=hit // PAGE, read=read,
             extra_read=dict(op.pool_storage_result.extra_pool_hit_pages), same_kv=same_kv, same_extra=same_x,
             names=r.backend.v2_pools[extra_name][1] if hasattr(r.backend, "v2_pools") and extra_name in r.backend.v2_pools else None,
@@ -463,6 +491,13 @@ def _hybrid(s):
     finally:
         w.close()
         r.close()
+
+
+def _slot_bytes(pool, slots):
+    import ctypes
+
+    ptrs, sizes = pool.get_page_buffer_meta(slots)
+    return [b"".join(ctypes.string_at(p, z) for p, z in zip(ptrs, sizes))]
 
 
 def _buffers(pool):

@@ -60,6 +60,7 @@ HYBRID = [  # (model kind, extra pool, page size): SGLang's HybridCacheControlle
     ("mha", "draft", 16),
     ("mha", "swa", 16),  # sliding-window layers' KV beside the full-attention KV
     ("mla", "indexer", 64),  # DeepSeek-V3.2's DSA indexer (SGLang's DSA pool wants pages of 64)
+    ("mha", "mamba", 16),  # a Mamba2 hybrid: the SSM and conv state after the last page (trailing_pages)
 ]
 STEPS = ROUNDTRIPS + [dict(do="hybrid", kind=k, pool=p, page=pg, seed=1000 + 10 * i) for i, (k, p, pg) in enumerate(HYBRID)] + [
     dict(do="metrics", calls=2000),
@@ -178,12 +179,14 @@ def test_hybrid_pools_round_trip_through_v2(sglang, kind, pool, page):
     HybridCacheController: the extra pool's pages are written, found and read; every byte of both
     pools equal; the object names are MooncakeStore's v2 names."""
     r = next(x for x in sglang[0] if x["check"] == "hybrid" and (x["kind"], x["pool"]) == (kind, pool))
-    assert r["written"] == {"kv": 4, "extra": {pool: 4}}, r
-    assert (r["found"], r["read"], r["extra_read"]) == (4, 4, {pool: 4}), r
+    extra = 1 if pool == "mamba" else 4  # Mamba: one state, keyed by the last page's hash
+    assert r["written"] == {"kv": 4, "extra": {pool: extra}}, r
+    assert (r["found"], r["read"], r["extra_read"]) == (4, 4, {pool: extra}), r
     assert r["same_kv"] == [True] * 4 and r["same_extra"] == [True] * 4, r
     mla, mha = "", "0"
     names = {("mla", "draft"): ["_%s_draft_k" % mla], ("mha", "draft"): ["_%s_draft_k" % mha, "_%s_draft_v" % mha],
-             ("mha", "swa"): ["_%s_swa_k" % mha, "_%s_swa_v" % mha], ("mla", "indexer"): ["_%s_indexer" % mla]}
+             ("mha", "swa"): ["_%s_swa_k" % mha, "_%s_swa_v" % mha], ("mla", "indexer"): ["_%s_indexer" % mla],
+             ("mha", "mamba"): ["_%s_temporal" % mha, "_%s_conv_0" % mha]}
     assert r["names"] == names[(kind, pool)]
 
 
