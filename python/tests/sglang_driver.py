@@ -287,39 +287,77 @@ def tags(s):
     out(check="tags", results=res)
 
 
-def mooncake_prefix(mc, tag):
-    """MooncakeStore's own key prefix for this tag, from its __init__ with its C++ client stood in."""
+class MooncakeClient(object):
+    """mooncake.store.MooncakeDistributedStore (a C++ extension, not installed): in memory, recording
+    the keys MooncakeStore asks about. The only stand-in on these paths; MooncakeStore itself is SGLang's."""
+
+    def __init__(self):
+        self.d = {}
+        self.asked = []
+
+    def setup(self, *a, **k):
+        return 0
+
+    def register_buffer(self, ptr, size):
+        return 0
+
+    def put(self, k, v):
+        self.d[k] = v
+        return 0
+
+    def is_exist(self, k):
+        return 1 if k in self.d else 0
+
+    def get(self, k):
+        return self.d.get(k)
+
+    def batch_is_exist(self, keys):
+        self.asked.extend(keys)
+        return [0] * len(keys)
+
+
+def mooncake_store(tag=None, mla=True, tp=(0, 1), pp=(0, 1)):
+    """SGLang's MooncakeStore, built by its own __init__ over MooncakeClient."""
     from sglang.srt.mem_cache.hicache_storage import HiCacheStorageConfig
+    from sglang.srt.mem_cache.storage.mooncake_store import mooncake_store as mc
 
-    class Client(object):  # mooncake.store.MooncakeDistributedStore: in memory (the only stand-in here)
-        def __init__(self):
-            self.d = {}
-
-        def setup(self, *a, **k):
-            return 0
-
-        def put(self, k, v):
-            self.d[k] = v
-            return 0
-
-        def is_exist(self, k):
-            return 1 if k in self.d else 0
-
-        def get(self, k):
-            return self.d.get(k)
-
-    cfg = HiCacheStorageConfig(tp_rank=0, tp_size=1, pp_rank=0, pp_size=1, attn_cp_rank=0, attn_cp_size=1, is_mla_model=True,
+    cfg = HiCacheStorageConfig(tp_rank=tp[0], tp_size=tp[1], pp_rank=pp[0], pp_size=pp[1], attn_cp_rank=0, attn_cp_size=1, is_mla_model=mla,
                                enable_storage_metrics=False, is_page_first_layout=True, model_name=MODEL,
                                extra_config={"master_server_address": "127.0.0.1:1", "extra_backend_tag": tag, "check_server": False})
     orig = mc.MooncakeBaseStore._import_mooncake_store
-    mc.MooncakeBaseStore._import_mooncake_store = lambda self: Client
+    mc.MooncakeBaseStore._import_mooncake_store = lambda self: MooncakeClient
     try:
-        m = mc.MooncakeStore(cfg, None)
+        return mc.MooncakeStore(cfg, None)
+    finally:
+        mc.MooncakeBaseStore._import_mooncake_store = orig
+
+
+def mooncake_prefix(mc, tag):
+    """MooncakeStore's own key prefix for this tag, from its __init__."""
+    try:
+        m = mooncake_store(tag)
         return None if m.config_prefix is None else m.config_prefix + "_"
     except Exception as e:
         return "error: %s: %s" % (type(e).__name__, e)
-    finally:
-        mc.MooncakeBaseStore._import_mooncake_store = orig
+
+
+def names(s):
+    """Every object name the adapter uses, against MooncakeStore's own for the same keys and rank:
+    v1 pages (its batch_exists's query keys) for MLA/MHA, TP and PP ranks, with and without a tag."""
+    res = []
+    keys = get_hash_str(tokens_for(3, 77), None, page_size=PAGE)
+    for kind in ("mla", "mha"):
+        for tp, pp in (((0, 1), (0, 1)), ((1, 2), (0, 1)), ((0, 1), (1, 2)), ((1, 2), (1, 2))):
+            for tag in (None, 7):
+                m = mooncake_store(tag, kind == "mla", tp, pp)
+                m.batch_exists(keys)
+                r = Rank(kind, "page_first", s["b"], tp=tp, pp=pp, extra_backend_tag=tag)
+                try:
+                    ours = r.backend._names(keys).blob.decode().split("\n")
+                finally:
+                    r.close()
+                res.append(dict(kind=kind, tp=tp, pp=pp, tag=tag, ours=ours, mooncake=m.store.asked))
+    out(check="names", results=res)
 
 
 def clear(s):

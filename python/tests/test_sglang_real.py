@@ -66,6 +66,7 @@ STEPS = ROUNDTRIPS + [dict(do="hybrid", kind=k, pool=p, page=pg, seed=1000 + 10 
     dict(do="metrics", calls=2000),
     dict(do="interface", kind="mha", values=[None, 0, 1]),
     dict(do="tags", tags=[7, "", 0, "t", None]),
+    dict(do="names"),
     dict(do="clear"),
     dict(do="kill_mid_prefetch"),  # last: kills sidecar B
 ]
@@ -165,6 +166,15 @@ def test_extra_backend_tag_prefixes_as_mooncake(sglang):
     """Numeric, empty, zero, text and absent tags give MooncakeStore's own prefix (its __init__, C++ client stood in)."""
     for x in _one(sglang[0], "tags")["results"]:
         assert x["error"] is None and x["prefix"] == x["mooncake"], x
+
+
+def test_object_names_are_mooncakes(sglang):
+    """MLA and MHA, TP rank 1 of 2, PP rank 1 of 2, with and without a tag: the names the adapter reads
+    and writes are those SGLang's MooncakeStore asks its client about for the same get_hash_str keys."""
+    results = _one(sglang[0], "names")["results"]
+    assert len(results) == 16
+    for x in results:
+        assert x["ours"] == x["mooncake"], x
 
 
 def test_clear_reports_failure(sglang):
