@@ -6,7 +6,7 @@
 // --quick (npm run test:quick): every file but the slow tier below — a few minutes, for the edit-test loop;
 // CI and `npm test` run everything.
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -32,7 +32,6 @@ const SLOW_TESTS = [
   'test/store/eviction-race.test.ts',
   'test/transport/ucx-cross-process.test.ts',
   'test/bench/micro.test.ts',
-  'test/readme.test.ts',
 ];
 const SLOW_PYTHON = ['test_big_pool.py', 'test_package.py', 'test_sidecar_death.py', 'test_polling.py', 'test_sglang'];
 
@@ -47,7 +46,14 @@ function listTests(dir) {
   return out;
 }
 
+// A file that needs longer says so in its first lines: `// run-tests: timeout 600s` (never shorter than the default).
+function timeoutFor(file) {
+  const m = /run-tests: timeout (\d+)s/.exec(readFileSync(file, 'utf8').slice(0, 4000));
+  return m ? Math.max(perFileTimeoutMs, Number(m[1]) * 1000) : perFileTimeoutMs;
+}
+
 function runFile(file) {
+  const timeoutMs = timeoutFor(file);
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', file], {
       cwd: root,
@@ -62,9 +68,9 @@ function runFile(file) {
     child.stdout.on('data', onData(process.stdout));
     child.stderr.on('data', onData(process.stderr));
     const timer = setTimeout(() => {
-      process.stderr.write(`\n[run-tests] ${relative(root, file)} exceeded ${perFileTimeoutMs} ms, killing it\n`);
+      process.stderr.write(`\n[run-tests] ${relative(root, file)} exceeded ${timeoutMs} ms, killing it\n`);
       child.kill('SIGKILL');
-    }, perFileTimeoutMs);
+    }, timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const total = Number(/^\s+Total:\s+(\d+)/m.exec(out)?.[1] ?? 0);

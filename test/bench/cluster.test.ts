@@ -4,9 +4,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execSync, type ChildProcess } from 'node:child_process';
+import { execSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { ChildProc } from '../../src/bench/child-process.js';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliEntry, type CliResult } from '../helpers/cli.js';
@@ -162,6 +163,52 @@ for (const protocol of ['shm', 'tcp'] as const) {
     }
   });
 }
+
+test("serve's drive hint carries the auth token by name, never the secret, and runs as printed", async () => {
+  const dir = await tmp();
+  const saved = process.env.PEERCACHE_AUTH_TOKEN;
+  try {
+    // A token given as a flag: the hint says one is needed without printing it.
+    const flagged = await serve('shm', ['--auth-token', 'flag-s3cret']);
+    assert.match(flagged.s.out(), / --auth-token <the same token> \.\.\.\)/);
+    assert.not.match(flagged.s.out(), /flag-s3cret/);
+    await flagged.s.kill('SIGTERM');
+    // A token from the environment: the hint names the variable, so it runs where that is set.
+    process.env.PEERCACHE_AUTH_TOKEN = 'env-s3cret';
+    const { s } = await serve('tcp');
+    delete process.env.PEERCACHE_AUTH_TOKEN;
+    assert.not.match(s.out(), /env-s3cret/);
+    const hint = /\((peercache-bench drive [^)]*?) \.\.\.\)/.exec(s.out())?.[1];
+    assert.ok(hint && hint.includes('--auth-token "$PEERCACHE_AUTH_TOKEN"'), s.out());
+    await writeFile(join(dir, 'peercache-bench'), `#!/bin/sh\nexec "${process.execPath}" --import tsx "${cliEntry}" "$@"\n`, { mode: 0o755 });
+    const r = spawnSync('bash', ['-c', `${hint} --concurrencies 1 ${quick.join(' ')} --out-dir ${dir}/out`], {
+      env: { ...process.env, PEERCACHE_AUTH_TOKEN: 'env-s3cret', PATH: `${dir}:${process.env.PATH}`, NO_COLOR: '1' },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.is(r.status, 0, `${hint}\n${r.stderr}`);
+    // The same hint without the token is refused: the hint's flag is what made it work.
+    const without = spawnSync('bash', ['-c', `${hint} --concurrencies 1 ${quick.join(' ')} --out-dir ${dir}/out`], {
+      env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, NO_COLOR: '1' },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.is.not(without.status, 0, without.stdout);
+  } finally {
+    if (saved === undefined) delete process.env.PEERCACHE_AUTH_TOKEN;
+    else process.env.PEERCACHE_AUTH_TOKEN = saved;
+    await reapAll();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('drive --protocol rdma on a host without an RDMA device fails at once, naming RDMA (not after --connect-timeout)', async () => {
+  if (existsSync('/sys/class/infiniband') && readdirSync('/sys/class/infiniband').length > 0) return; // a NIC: nothing to refuse
+  const r = await start(['drive', '--discovery-addr', `127.0.0.1:${await freePort()}`, '--protocol', 'rdma', '--connect-timeout', '30']).done;
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, /protocol 'rdma' cannot run here/);
+  assert.not.match(r.stderr, /no directory at/);
+});
 
 test('serve --metrics-port exposes Prometheus metrics that move when a driver reads', async () => {
   const dir = await tmp();

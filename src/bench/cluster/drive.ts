@@ -20,6 +20,7 @@ import { outcomeToRow } from '../report/outcome.js';
 import { markPeak } from '../report/peak.js';
 import type { Report, Row } from '../report/types.js';
 import { DriverNode } from './driver-node.js';
+import { openTransport } from '../../transport/index.js';
 import { chooseLocalHost } from './net.js';
 import { ATTR, commonDefaults, DistConfigError, type Agreement, type DistCommonOptions } from './params.js';
 import { rowPlan, type DriveOp, type DriveRowsConfig } from './plan.js';
@@ -63,6 +64,10 @@ export async function runDrive(options: DriveOptions): Promise<Report> {
   const logger = options.logger ?? silentLogger;
   const o = validate(options);
   const local = await chooseLocalHost(options.discoveryAddr, options.localHost, 'drive');
+  // Fails at once with the transport's own explanation (rdma without a NIC, no UCX), as serve does,
+  // instead of after waiting --connect-timeout for a serve node.
+  const probe = await openTransport({ protocol: options.protocol, devices: o.devices, ibPort: options.ibPort, gidIndex: options.gidIndex, host: local.host });
+  await probe.close();
   const agreement: Agreement = { layout: o.layout, pageBytes: o.pageBytes, workingSet: o.workingSet, protocol: options.protocol, devices: o.devices };
   const nodeId = options.nodeId || `pcbench-drive-${hostname()}-${process.pid}`;
   const nodeCfg = {

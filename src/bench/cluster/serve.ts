@@ -128,11 +128,13 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
     if (options.signal?.aborted) return { nodeId, localHost: local.host, pages: store.publishedCount, transports: store.transport.transports, driversSeen };
     const { host: dh, port: dp } = parseDiscoveryAddr(options.discoveryAddr);
     const driveHost = isWildcard(dh) ? local.host : dh.includes(':') ? `[${dh}]` : dh;
+    // drive must pass the same secret; the hint names where it comes from, never the secret itself.
+    const tokenHint = !options.authToken ? '' : options.authToken === process.env.PEERCACHE_AUTH_TOKEN ? ' --auth-token "$PEERCACHE_AUTH_TOKEN"' : ' --auth-token <the same token>';
     print(
       `serving ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}, ${human(d.workingSet * components * d.pageBytes)}) as node '${nodeId}' at ${local.host} ` +
         `(${local.how}), protocol ${options.protocol} (transports ${store.transport.transports}), directory ${options.discoveryAddr}; ` +
         `published in ${((Date.now() - t0) / 1000).toFixed(1)} s; waiting for ${readers} driver${readers === 1 ? '' : 's'} ` +
-        `(peercache-bench drive --discovery-addr ${driveHost}:${dp} --protocol ${options.protocol} --layout ${d.layout} --page-size ${d.pageBytes} --working-set ${d.workingSet}${d.devices.length ? ` --devices ${d.devices.join(',')}` : ''} ...); Ctrl-C stops`,
+        `(peercache-bench drive --discovery-addr ${driveHost}:${dp} --protocol ${options.protocol} --layout ${d.layout} --page-size ${d.pageBytes} --working-set ${d.workingSet}${d.devices.length ? ` --devices ${d.devices.join(',')}` : ''}${tokenHint} ...); Ctrl-C stops`,
     );
     const self: NodeInfo = { nodeId, protocol: options.protocol, host: local.host, transportAddress: '', regionDescriptor: null, attributes: agreementAttributes('serve', agreement) };
     const drivers = new Map<string, NodeInfo>();

@@ -1,25 +1,27 @@
 /**
- * The library examples of README.md and docs/*.md, run as written: every ```ts block is extracted and executed
- * against the built package (`import … from 'peercache'` resolves to dist/, as for a user). The
- * Redis fleet example names a fleet's hosts, so only its host-specific values are replaced (each
- * replacement must apply, so a README edit cannot silently skip it). Sizes are checked to be
- * non-zero: `4 << 30` is 0 in JavaScript.
+ * The library examples of README.md and docs/*.md (```ts blocks), run as written against the built
+ * package (`import … from 'peercache'` resolves to dist/, as for a user) and real processes. A block
+ * annotated `<!-- docs-test: redis-fleet -->` names a fleet's hosts: only its host-specific values
+ * are replaced (a real redis-server's URL, shm for the RDMA NIC, loopback; each replacement must
+ * apply, so an edit cannot silently skip it). Every other ts block runs unchanged and must exit 0;
+ * a `// <value>` comment after its last console.log is the output it must print. Sizes are checked
+ * to be non-zero: `4 << 30` is 0 in JavaScript.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { startRedis } from './helpers/redis.js';
+import { rmSync, writeFileSync } from 'node:fs';
+import { startRedis } from '../helpers/redis.js';
+import { allBlocks, repoRoot as root, TS_LANGS, where } from '../helpers/doc-blocks.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const docFiles = ['README.md', ...readdirSync(`${root}docs`).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
-const readme = docFiles.map((f) => readFileSync(`${root}${f}`, 'utf8')).join('\n');
-const blocks = [...readme.matchAll(/```ts\n([^]*?)```/g)].map((m) => m[1]);
+const tsBlocks = allBlocks().filter((b) => TS_LANGS.has(b.lang));
+const fleet = tsBlocks.filter((b) => b.annotation?.mode === 'redis-fleet');
+const plain = tsBlocks.filter((b) => !b.annotation);
+const readme = tsBlocks.map((b) => b.code).join('\n');
 
 function runBlock(code: string, name: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   // Inside the package, so `import 'peercache'` is the package's self-reference (its exports map).
-  const file = `${root}test/.readme-${name}-${process.pid}.mts`;
+  const file = `${root}test/.docs-${name}-${process.pid}.mts`;
   writeFileSync(file, code);
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -36,10 +38,12 @@ function runBlock(code: string, name: string): Promise<{ code: number | null; st
   });
 }
 
-test('the docs have the library and the Redis fleet examples', () => {
-  assert.is(blocks.length, 2, `${blocks.length} ts blocks`);
-  assert.match(blocks[0], /PeerCacheStore\.open/);
-  assert.match(blocks[1], /directoryUrl: 'redis:/);
+test('the docs have a library example and a Redis fleet example; no ts block with another annotation', () => {
+  assert.ok(plain.some((b) => /PeerCacheStore\.open/.test(b.code)), 'a library example');
+  assert.is(fleet.length, 1, `${fleet.length} redis-fleet blocks`);
+  assert.match(fleet[0].code, /directoryUrl: 'redis:/);
+  const other = tsBlocks.filter((b) => b.annotation && b.annotation.mode !== 'redis-fleet').map(where);
+  assert.equal(other, []);
 });
 
 test('every globalSegmentBytes in the README is a positive size (no 32-bit shifts)', () => {
@@ -52,18 +56,20 @@ test('every globalSegmentBytes in the README is a positive size (no 32-bit shift
   }
 });
 
-test('Library example runs as written and prints what its comment says', async () => {
-  const r = await runBlock(blocks[0], 'library');
-  assert.is(r.code, 0, r.stderr);
-  const expected = /console\.log\([^)]*\);\s*\/\/ (.+)\n/.exec(blocks[0])![1].trim();
-  assert.is(r.stdout.trim().split('\n').pop(), expected);
-  assert.match(r.stderr, /measure \d/, 'onProgress ran');
-});
+for (const [i, block] of plain.entries()) {
+  test(`${where(block)} runs as written and prints what its comment says`, async () => {
+    const r = await runBlock(block.code, `plain${i}`);
+    assert.is(r.code, 0, `${where(block)}: ${r.stderr}`);
+    const expected = /console\.log\([^)]*\);\s*\/\/ (.+)\n[^]*$/.exec(block.code)?.[1]?.trim();
+    if (expected) assert.is(r.stdout.trim().split('\n').pop(), expected);
+    if (/onProgress/.test(block.code)) assert.match(r.stderr, /measure \d/, 'onProgress ran');
+  });
+}
 
 test('Redis fleet example runs against a real redis-server (host-specific values replaced)', async () => {
   const redis = await startRedis();
   try {
-    let code = blocks[1];
+    let code = fleet[0].code;
     const replace = (from: string, to: string) => {
       assert.ok(code.includes(from), `README example no longer has ${from}`);
       code = code.replace(from, to);
