@@ -18,7 +18,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, os.path.join(ROOT, "python", "tests"))
 
-from standin import Config, MLATokenToKVPoolHost  # noqa: E402
+from harness import MLAPageFirstPool, RankConfig  # noqa: E402
 from peercache_sglang import PeerCacheStorage  # noqa: E402
 
 BATCH = 16
@@ -33,9 +33,9 @@ def main() -> int:
     sock, name, peer, poll_us = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    pool = MLATokenToKVPoolHost(pages=4 * BATCH, memfd=True)
+    pool = MLAPageFirstPool(pages=4 * BATCH, memfd=True)
     size = pool.object_bytes
-    storage = PeerCacheStorage(Config(True, extra=dict(socket=sock, interface_v1=1, timeout_s=10.0, retry_s=0.1, poll_us=poll_us)), {})
+    storage = PeerCacheStorage(RankConfig(True, extra=dict(socket=sock, interface_v1=1, timeout_s=10.0, retry_s=0.1, poll_us=poll_us)), {})
     storage.register_mem_pool_host(pool)
 
     def content(k: str) -> bytes:

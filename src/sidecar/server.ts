@@ -43,6 +43,8 @@ class Bits {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Connection warnings of one kind are logged at most this often (warnConnection). */
+const WARN_EVERY_MS = 5000;
 
 /** Milliseconds a request may still use before its client's deadline (undefined: no deadline); throws when too late to start. */
 function timeLeft(op: string, deadline: number | undefined): number | undefined {
@@ -155,6 +157,7 @@ export class SidecarServer {
   private readonly laneConnections = new Set<Connection>();
   /** Until when the busy poll runs (CLOCK_MONOTONIC ns), told to each new lane. */
   private pollsUntilNs = 0n;
+  private readonly warned = new Map<string, { at: number; skipped: number }>();
   readonly busyPoll: BusyPoll;
 
   private constructor(options: SidecarServerOptions) {
@@ -220,7 +223,7 @@ export class SidecarServer {
     socket.on('error', () => {}); // a client gone before its answer (EPIPE) must not kill the node
     if (this.connections.size >= this.limits.maxConnections) {
       this.counters.connectionsRefused++;
-      this.logger.warn(`sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
+      this.warnConnection('refused', `sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
       socket.end(encodeFrame(FrameKind.Error, 0, { message: `too many connections (limit ${this.limits.maxConnections})`, fatal: true, code: 'ERR_TOO_MANY_CONNECTIONS' }));
       socket.destroySoon?.();
       return;
@@ -258,8 +261,24 @@ export class SidecarServer {
     if (!victim) return;
     this.counters.evictedIdle++;
     const idleS = Math.round((now - victim.lastActive) / 1000);
-    this.logger.warn(`sidecar: closing a connection idle for ${idleS} s to take a new one: ${this.limits.maxConnections} connections already (--max-connections)`);
+    this.warnConnection('evicted', `sidecar: closing a connection idle for ${idleS} s to take a new one: ${this.limits.maxConnections} connections already (--max-connections)`);
     this.closeWith(victim, `closed: idle for ${idleS} s while the node is full (${this.limits.maxConnections} connections, --max-connections): reconnect`, 'ERR_IDLE');
+  }
+
+  /**
+   * A warning about one connection (refused, closed, evicted): at most one line per kind every
+   * WARN_EVERY_MS, the next one saying how many were left out, so a local client opening
+   * connections in a loop cannot fill the node's log.
+   */
+  private warnConnection(kind: string, message: string): void {
+    const now = Date.now();
+    const w = this.warned.get(kind);
+    if (w && now - w.at < WARN_EVERY_MS) {
+      w.skipped++;
+      return;
+    }
+    this.logger.warn(w?.skipped ? `${message} (and ${w.skipped} more like it in the last ${Math.round((now - w.at) / 1000)} s)` : message);
+    this.warned.set(kind, { at: now, skipped: 0 });
   }
 
   /** Closes a connection with a last fatal error frame (not waited for: a client that does not read must not keep it open). */
@@ -311,7 +330,7 @@ export class SidecarServer {
   private closeNotReading(conn: Connection, why: string): void {
     if (conn.closed) return;
     this.counters.closedNotReading++;
-    this.logger.warn(`sidecar: closing a connection not reading its answers: ${why}`);
+    this.warnConnection('not reading', `sidecar: closing a connection not reading its answers: ${why}`);
     conn.socket.destroy(); // its queue is what must go: nothing more is written to it
     this.drop(conn);
   }
@@ -321,7 +340,7 @@ export class SidecarServer {
     if (conn.closed) return;
     this.counters.protocolErrors++;
     const id = err instanceof WireError ? err.requestId : 0;
-    this.logger.warn(`sidecar: closing a connection: ${err.message}`);
+    this.warnConnection(err instanceof WireError ? err.code : 'failed', `sidecar: closing a connection: ${err.message}`);
     this.closeWith(conn, err.message, err instanceof WireError ? wireErrorCode(err.code) : 'ERR_BAD_FRAME', id);
   }
 

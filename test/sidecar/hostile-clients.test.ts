@@ -194,6 +194,7 @@ test('a full node survives clients that connect and are gone before it refuses t
     const held = [await hello(node.socketPath), await hello(node.socketPath)];
     for (const c of held) await c.call({ op: 'exists', keys: ['x'] });
     // Each connects, and closes before the node's refusal is written (it used to die of EPIPE).
+    const t0 = Date.now();
     for (let round = 0; round < 20; round++) {
       await Promise.all(
         Array.from({ length: 20 }, () => {
@@ -207,6 +208,9 @@ test('a full node survives clients that connect and are gone before it refuses t
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(node.child.alive, `the node died: ${node.child.tail(20)}`);
     for (const c of held) assert.is((await c.call({ op: 'exists', keys: ['y'] })).kind, FrameKind.Response);
+    // 400 refusals, a few log lines: one per kind every 5 s.
+    const lines = node.child.stderr().split('\n').filter((l) => /refusing a connection/.test(l));
+    assert.ok(lines.length >= 1 && lines.length <= 1 + Math.ceil((Date.now() - t0) / 5000), `${lines.length} log lines for 400 refusals`);
     for (const c of held) c.socket.destroy();
   } finally {
     await node.stop();
