@@ -80,6 +80,34 @@ test('a tenant sees only its own members, keys and events; unknown or missing to
   }
 });
 
+test("a tenant's key replica holds its own keys only, from the snapshot and from later changes", async () => {
+  const server = await DirectoryServer.listen({ tenants });
+  const port = server.address.port;
+  const a = await DirectoryClient.connect({ port, authToken: tenants['model-a'] });
+  try {
+    await a.join(nodeInfo('a1'));
+    await a.publish([{ key: 'before', location: loc('a1', 0, 1) }]);
+    const b = await DirectoryClient.connect({ port, authToken: tenants['model-b'], replica: {} });
+    try {
+      await b.join(nodeInfo('b1'));
+      await b.publish([{ key: 'mine', location: loc('b1', 0, 1) }]);
+      await a.publish([{ key: 'after', location: loc('a1', 4096, 1) }]);
+      await b.ping(); // every change before the answer is in the replica
+      await a.ping();
+      await b.ping();
+      assert.equal(b.lookupLocal(['before', 'after']), [null, null]);
+      assert.is(b.lookupLocal(['mine'])?.[0]?.nodeId, 'b1');
+      assert.is(server.tenant('model-b')?.stats().replicas, 1);
+      assert.is(server.tenant('model-a')?.stats().replicas, 0);
+    } finally {
+      await b.close();
+    }
+  } finally {
+    await a.close();
+    await server.close();
+  }
+});
+
 test('tenants: duplicate or empty tokens are refused before binding', async () => {
   for (const bad of [{ x: 'same', y: 'same' }, { x: '' }] as Record<string, string>[]) {
     const err = await rejection(DirectoryServer.listen({ tenants: bad }));
