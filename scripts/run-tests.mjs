@@ -20,7 +20,8 @@ const filters = process.argv.slice(2).filter((a) => a !== '--quick');
 const SLOW_TESTS = [
   'test/package/',
   'test/net/',
-  'test/docs/',
+  'test/docs/commands.test.ts',
+  'test/docs/typescript.test.ts',
   'test/bench/cluster.test.ts',
   'test/bench/mooncake.test.ts',
   'test/bench/plot-browser.test.ts',

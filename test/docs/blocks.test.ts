@@ -112,6 +112,18 @@ test('the README is a front door: at most 200 lines, linking every docs/ page', 
   assert.ok(readme.includes('](CHANGELOG.md)'), 'README links CHANGELOG.md');
 });
 
+test("the docs' apt-get checker passes installed packages, refuses unknown ones, and installs nothing", () => {
+  const checker = join(repoRoot, 'test/fixtures/docs-bin/apt-get');
+  const ok = spawnSync(checker, ['install', '-y', 'libucx0'], { encoding: 'utf8' });
+  assert.is(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /libucx0 is already installed/);
+  const bad = spawnSync(checker, ['install', '-y', 'libucx0', 'peercache-no-such-package'], { encoding: 'utf8' });
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /Unable to locate package peercache-no-such-package/);
+  assert.is(spawnSync(checker, ['update'], { encoding: 'utf8' }).status, 0);
+  assert.is.not(spawnSync(checker, ['remove', 'libucx0'], { encoding: 'utf8' }).status, 0);
+});
+
 test('ts blocks are library examples (run by typescript.test.ts), shell blocks commands', () => {
   assert.ok(blocks.some((b) => TS_LANGS.has(b.lang)));
 });
