@@ -20,6 +20,7 @@ Usage: python3 scripts/bench-sglang.py [--protocol shm] [--page-bytes 131072] [-
 Needs `npm run build` (dist/cli/peercache.js). Never asserts times: it reports them.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -267,6 +268,8 @@ def main():
         lines.append(note)
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
+    # For bench-check.ts: the adapter's zero-copy get against the store's (median round, p50).
+    sys.stdout.write("RATIOS %s\n" % json.dumps({"adapter_get_vs_store": statistics.median(get_ratio)}))
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -110,6 +110,8 @@ try {
   log(`| batchGetV1 of 1 page, location cache off | ${pct(results['get1-false'].samples, 50).toFixed(1)} | ${pct(results['get1-false'].samples, 99).toFixed(1)} |`);
   log('');
   log(`The location cache saves ${(pct(results['get1-false'].samples, 50) - pct(results['get1-true'].samples, 50)).toFixed(1)} µs (p50) on a batch-1 get: the directory round trip. Every READ is still validated against its slot generation.`);
+  // For bench-check.ts.
+  console.log(`RATIOS ${JSON.stringify({ store_get_vs_read: cached / bareG })}`);
 } finally {
   await producer.stop();
 }

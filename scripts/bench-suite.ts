@@ -95,3 +95,5 @@ log(`| get at concurrency 64 / get PEAK | ${(at64.gbps / peak.gbps).toFixed(2)} 
 log(`| every row ok | ${perConc.every((x) => x.ok)} | |`);
 log(`| for reference: the bare READ at 64 threads / the bare READ | ${(median(bare64) / bareG).toFixed(2)} (${median(bare64).toFixed(2)} GB/s) | |`);
 save(out);
+// For bench-check.ts.
+console.log(`RATIOS ${JSON.stringify({ get_peak_vs_read: peak.gbps / bareG, x64_vs_peak: at64.gbps / peak.gbps })}`);

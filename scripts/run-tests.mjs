@@ -33,6 +33,8 @@ const SLOW_TESTS = [
   'test/store/eviction-race.test.ts',
   'test/transport/ucx-cross-process.test.ts',
   'test/bench/micro.test.ts',
+  'test/bench/bench-check.test.ts',
+  'test/bench/models.test.ts',
 ];
 const SLOW_PYTHON = ['test_big_pool.py', 'test_package.py', 'test_sidecar_death.py', 'test_polling.py', 'test_sglang'];
 

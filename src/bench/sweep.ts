@@ -54,6 +54,8 @@ export interface SweepOptions extends ConnectionOptions, RunControl {
   verifyMode?: VerifyMode;
   /** The directory: undefined/'embedded' (the producer process serves it) or a redis:// URL. */
   directory?: string;
+  /** --model: the preset the page size and layout come from (recorded in the report). */
+  model?: { name: string; tp: number };
   /** Workers keep a key replica of the embedded directory (--directory-replica). */
   directoryReplica?: boolean;
   /** Windows per row (default 1; suite 3): the row reports their median, 95% CI and CV. */
@@ -353,6 +355,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       producer: 'separate process',
       directory: directoryUrl ? directoryUrl.replace(/\/\/[^@/]*@/, '//***@') : 'embedded',
       directory_replica: options.directoryReplica === true && !directoryUrl,
+      model: options.model?.name ?? null,
+      tp: options.model?.tp ?? null,
     },
     // PEAK is the best row of a sweep: latency and throughput modes have none.
     // Knee and SLO peak likewise only in sweeps.

@@ -6,8 +6,41 @@ import type { ArgsDef } from 'citty';
 import type { ConnectionOptions } from '../bench/engine/connection.js';
 import { LOG_LEVELS } from '../log.js';
 import { PROTOCOLS } from '../transport/types.js';
-import { parseEnum, parseNameList, parsePositiveInt } from './parse.js';
+import { parseEnum, parseNameList, parsePositiveInt, UsageError } from './parse.js';
 import { globalArgs, str, type Args } from './shared.js';
+import { modelNames, modelPage, type ModelPage } from '../bench/models.js';
+
+/** --model / --tp: a published model's page (schema/models.json) instead of --layout and --page-size. */
+export const modelArgs = {
+  model: {
+    type: 'string',
+    description: `A published model's page size and layout instead of --layout/--page-size (${modelNames().join(', ')}; dims in schema/models.json), per TP rank and --tokens-per-page tokens (64 where a command has no such flag)`,
+    default: '',
+    valueHint: 'name',
+  },
+  tp: { type: 'string', description: "With --model: tensor-parallel size (an MHA object holds this rank's share of the KV heads; MLA pages are the same on every rank)", default: '1', valueHint: 'n' },
+} as const satisfies ArgsDef;
+
+/**
+ * The page of --model (null without it). `explicit` lists the flags --model replaces that were
+ * given a value other than their default: giving both is a UsageError.
+ */
+export function modelFromArgs(args: Args, tokensPerPage: number, explicit: [flag: string, value: string, dflt: string][] = []): ModelPage | null {
+  const name = str(args, 'model').trim();
+  const tp = parsePositiveInt('--tp', str(args, 'tp'), { max: 1024 });
+  if (!name) {
+    if (tp !== 1) throw new UsageError('--tp is used with --model only (it picks the TP rank share of the model\'s KV heads)');
+    return null;
+  }
+  for (const [flag, value, dflt] of explicit) {
+    if (value.trim() !== dflt) throw new UsageError(`--model ${name} sets ${flag}: give one of them`);
+  }
+  try {
+    return modelPage(name, { tp, tokensPerPage });
+  } catch (err) {
+    throw new UsageError(`--model: ${(err as Error).message}`);
+  }
+}
 
 export const connectionArgs = {
   protocol: { type: 'string', description: 'Data plane: rdma (RDMA NIC), shm (one host, same one-sided path), tcp (smoke test, never publishable)', default: 'rdma', valueHint: 'rdma|shm|tcp' },
@@ -61,6 +94,7 @@ export const hicacheArgs = {
   ...connectionArgs,
   ...directoryArg,
   ...pageArgs,
+  ...modelArgs,
   'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: '4096', valueHint: 'pages' },
   'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: '8g', valueHint: 'bytes' },
   verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },

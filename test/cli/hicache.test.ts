@@ -148,6 +148,11 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
       [['throughput', '--protocol', 'shm', '--interval', 'abc'], /--interval: "abc" is not a duration/],
       [['throughput', '--protocol', 'shm', '--interval', '5ms'], /--interval: "5ms" must be at least 100 ms/],
       [['suite', '--protocol', 'shm', '--interval', '0.05'], /--interval: "0.05" must be at least 100 ms/],
+      [['suite', '--protocol', 'shm', '--model', 'gpt-5'], /--model: unknown model 'gpt-5': one of deepseek-v3, /],
+      [['suite', '--protocol', 'shm', '--model', 'deepseek-v3', '--page-size', '4k'], /--model deepseek-v3 sets --page-size: give one of them/],
+      [['suite', '--protocol', 'shm', '--model', 'deepseek-v3', '--layout', 'mha'], /--model deepseek-v3 sets --layout/],
+      [['suite', '--protocol', 'shm', '--tp', '8'], /--tp is used with --model only/],
+      [['suite', '--protocol', 'shm', '--model', 'llama-3-70b', '--tp', '0'], /--tp/],
     ];
     for (const [args, pattern] of cases) {
       const r = await runCli([...args, '--out-dir', dir]);

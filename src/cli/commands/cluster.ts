@@ -7,7 +7,7 @@ import { defineCommand, type ArgsDef } from 'citty';
 import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/cluster/drive.js';
 import { DistConfigError, type DistCommonOptions } from '../../bench/cluster/params.js';
 import { runServe } from '../../bench/cluster/serve.js';
-import { connectionArgs, connectionFromArgs, runArgs } from '../flags.js';
+import { connectionArgs, connectionFromArgs, runArgs, modelArgs, modelFromArgs } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, parseNonNegativeNumber, UsageError } from '../parse.js';
 import { runMeasureCommand, toProgramError, withInterrupts } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
@@ -34,20 +34,26 @@ const commonArgs = {
     valueHint: 'token',
   },
   insecure: { type: 'boolean', description: 'Serve the directory on a non-loopback address without --auth-token (trusted networks only; logged as a warning)', default: false },
+  ...modelArgs,
 } as const satisfies ArgsDef;
 
 function commonFromArgs(args: Args): DistCommonOptions {
   const addr = str(args, 'discovery-addr').trim();
   if (!addr) throw new UsageError('--discovery-addr is required: host:port of the directory serve hosts (e.g. --discovery-addr 10.0.0.5:7600)');
-  const pageBytes = parseSize('--page-size', str(args, 'page-size'));
+  const tokensPerPage = parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page'));
+  const model = modelFromArgs(args, tokensPerPage, [
+    ['--page-size', str(args, 'page-size'), commonArgs['page-size'].default],
+    ['--layout', str(args, 'layout'), commonArgs.layout.default],
+  ]);
+  const pageBytes = model?.pageBytes ?? parseSize('--page-size', str(args, 'page-size'));
   if (pageBytes % 4 !== 0) throw new UsageError(`--page-size: ${pageBytes} is not a multiple of 4 bytes`);
   return {
     discoveryAddr: addr,
     // Empty --local-host: detected (see bench/cluster/net.ts).
     ...connectionFromArgs(args),
-    layout: parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
+    layout: model?.layout ?? parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
     pageBytes,
-    tokensPerPage: parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page')),
+    tokensPerPage,
     workingSet: parsePositiveInt('--working-set', str(args, 'working-set')),
     nodeId: str(args, 'node-id').trim() || undefined,
     connectTimeoutMs: parseSeconds('--connect-timeout', str(args, 'connect-timeout')) * 1000,

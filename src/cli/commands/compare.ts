@@ -3,7 +3,7 @@ import { defineCommand } from 'citty';
 import { COMPARE_DEFAULT_BLOCK_SIZES, isMooncakeMissing, runCompare, type CompareOptions } from '../../bench/compare.js';
 import type { Report } from '../../bench/report/types.js';
 import { MicroConfigError } from '../../bench/micro.js';
-import { connectionArgs, connectionFromArgs } from '../flags.js';
+import { connectionArgs, connectionFromArgs, modelArgs, modelFromArgs } from '../flags.js';
 import { parsePositiveInt, parseSize, parseSizeList, UsageError } from '../parse.js';
 import { runMeasureCommand } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
@@ -17,7 +17,8 @@ const COMPARE_INTERRUPT =
 const sizeText = (n: number) => (n % (KIB * KIB) === 0 ? `${n / KIB / KIB}m` : n % KIB === 0 ? `${n / KIB}k` : String(n));
 
 export function compareOptionsFromArgs(args: Args): CompareOptions {
-  const blockSizes = parseSizeList('--block-sizes', str(args, 'block-sizes'));
+  const model = modelFromArgs(args, 64, [['--block-sizes', str(args, 'block-sizes'), COMPARE_DEFAULT_BLOCK_SIZES.map(sizeText).join(',')]]);
+  const blockSizes = model ? [model.pageBytes] : parseSizeList('--block-sizes', str(args, 'block-sizes'));
   const bad = blockSizes.find((n) => n % 4 !== 0);
   if (bad !== undefined) throw new UsageError(`--block-sizes: ${bad} is not a multiple of 4 bytes`);
   const shape = runShapeFromArgs(args);
@@ -58,6 +59,7 @@ export default defineCommand({
     'skip-store': { type: 'boolean', description: 'Leave out the store-get rows', default: false },
     'skip-mooncake': { type: 'boolean', description: 'Leave out the Mooncake rows', default: false },
     ...mooncakeArgs,
+    ...modelArgs,
     ...maxBytesArg,
     ...globalArgs,
   },

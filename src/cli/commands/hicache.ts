@@ -2,7 +2,7 @@
 import { defineCommand } from 'citty';
 import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
 import { parseDirectoryChoice } from '../../store/directory/url.js';
-import { connectionFromArgs, hicacheArgs, opArg } from '../flags.js';
+import { connectionFromArgs, hicacheArgs, modelFromArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
 
 /** A rate in calls/s: a number > 0, optionally with k (1e3) or m (1e6). */
@@ -67,6 +67,15 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     intervalS: str(args, 'interval').trim() === '' ? undefined : parseSeconds('--interval', str(args, 'interval'), { min: MIN_INTERVAL_S, max: 3600 }),
     noisyCv: parseNonNegativeNumber('--noisy-cv', str(args, 'noisy-cv'), { max: 1000 }) / 100,
   };
+  const model = modelFromArgs(args, options.tokensPerPage!, [
+    ['--page-size', str(args, 'page-size'), String(hicacheArgs['page-size'].default)],
+    ['--layout', str(args, 'layout'), hicacheArgs.layout.default],
+  ]);
+  if (model) {
+    options.layout = model.layout;
+    options.pageBytes = model.pageBytes;
+    options.model = { name: model.model, tp: model.tp };
+  }
   if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
     options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists', 'prefetch'] as const);

@@ -1,7 +1,7 @@
 /** peercache-bench micro: the bare data-plane READ and the store get path between two processes. */
 import { defineCommand, type ArgsDef } from 'citty';
 import { MICRO_DEFAULTS, MicroConfigError, runMicro, type MicroOptions } from '../../bench/micro.js';
-import { connectionArgs, connectionFromArgs } from '../flags.js';
+import { connectionArgs, connectionFromArgs, modelArgs, modelFromArgs } from '../flags.js';
 import { parseEnum, parseNonNegativeNumber, parsePositiveInt, parseSeconds, parseSize, UsageError } from '../parse.js';
 import { runMeasureCommand } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
@@ -44,7 +44,7 @@ export function microOptionsFromArgs(args: Args): MicroOptions {
   return {
     ...connectionFromArgs(args, '127.0.0.1'),
     ...runShapeFromArgs(args),
-    blockSize: blockSizeFromArgs('--block-size', str(args, 'block-size')),
+    blockSize: modelFromArgs(args, 64, [['--block-size', str(args, 'block-size'), String(MICRO_DEFAULTS.blockSize)]])?.pageBytes ?? blockSizeFromArgs('--block-size', str(args, 'block-size')),
     path: parseEnum('--path', str(args, 'path'), ['transport', 'store', 'both'] as const),
     pattern: parseEnum('--pattern', str(args, 'pattern'), ['spread', 'hot'] as const),
     maxBytes: parseSize('--max-bytes', str(args, 'max-bytes')),
@@ -63,6 +63,7 @@ export default defineCommand({
       default: MICRO_DEFAULTS.pattern,
       valueHint: 'spread|hot',
     },
+    ...modelArgs,
     ...microRunArgs,
     ...maxBytesArg,
     ...globalArgs,

@@ -1,4 +1,5 @@
 /** peercache-bench mooncake: Mooncake's official transfer_engine_bench as a row of our report. */
+import { modelArgs, modelFromArgs } from '../flags.js';
 import { defineCommand, type ArgsDef } from 'citty';
 import { describeBinProblem, findMooncakeBin, MOONCAKE_BIN_NAME, MOONCAKE_DEFAULTS, MOONCAKE_HOWTO, MOONCAKE_OWN_DEFAULTS, runMooncake, type MooncakeBin, type MooncakeOptions } from '../../bench/mooncake.js';
 import { PROTOCOLS } from '../../transport/types.js';
@@ -64,6 +65,7 @@ export default defineCommand({
     duration: { type: 'string', description: 'Measured seconds (Mooncake takes whole seconds: rounded, at least 1)', default: String(MOONCAKE_DEFAULTS.durationS), valueHint: 's' },
     warmup: { type: 'string', description: 'Seconds of a discarded initiator run first, against the same target (rounded up; a separate initiator process, so it warms the target side only); 0: none', default: String(MOONCAKE_DEFAULTS.warmupS), valueHint: 's' },
     ...mooncakeArgs,
+    ...modelArgs,
     ...globalArgs,
   },
   async run({ args }): Promise<CommandResult> {
@@ -73,7 +75,7 @@ export default defineCommand({
       protocol: parseEnum('--protocol', str(args, 'protocol'), PROTOCOLS),
       deviceName: str(args, 'device-name').trim() || undefined,
       localHost: str(args, 'local-host').trim() || '127.0.0.1',
-      blockSize: blockSizeFromArgs('--block-size', str(args, 'block-size')),
+      blockSize: modelFromArgs(args, 64, [['--block-size', str(args, 'block-size'), String(MOONCAKE_DEFAULTS.blockSize)]])?.pageBytes ?? blockSizeFromArgs('--block-size', str(args, 'block-size')),
       ...shape,
       ...mooncakeFromArgs(args),
     };

@@ -1,0 +1,152 @@
+/**
+ * set against memcpy, and tcp against iperf3, each side by side in one run (issue 27, goals 3-4).
+ *
+ *   npm run build && npx tsx scripts/bench-set-tcp.ts [--rounds 2] [--duration 2] [--warmup 0.5] [--out bench-results/set-tcp.md]
+ *
+ * Per round, alternating:
+ * - `saturation --op set --protocol shm --concurrencies 1,2` (mla, 128 KiB, batch 32) against
+ *   memcpy at 1 and 2 threads over the same footprint: each thread copies batches of 32 blocks of
+ *   128 KiB from its share of the row's host pool into its own destination the size of the row's
+ *   published pool (what a set worker copies, without the store);
+ * - `saturation --op get|set --protocol tcp --concurrencies 1,2` against `iperf3` over loopback
+ *   with 1 and 2 streams (what the kernel moves between two processes on this host).
+ * Medians over rounds; ratios at 1 and 2 workers. The last line is `RATIOS {json}`.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { freePort } from '../test/helpers/ports.js';
+import { args, flag, reportLog } from './lib/cli.js';
+import { built } from './lib/built.js';
+import { median } from './lib/stats.js';
+
+const { runSweep, setPoolPages } = await built<typeof import('../src/bench/sweep.js')>('bench/sweep.js');
+
+const rounds = Number(flag('--rounds', '2'));
+const durationS = Number(flag('--duration', '2'));
+const warmupS = Number(flag('--warmup', '0.5'));
+const out = flag('--out', '');
+const PAGE = 131072;
+const BATCH = 32;
+const { log, save } = reportLog();
+
+/** GB/s of `threads` threads copying batches of blocks from a shared source span into private destinations. */
+async function memcpyRate(threads: number, seconds: number): Promise<number> {
+  // The sweep's auto host pool: twice its widest row's pages in flight (2 workers x 32), shared by the row's workers.
+  const hostPages = 2 * 2 * BATCH;
+  const src = new SharedArrayBuffer(hostPages * PAGE);
+  new Uint8Array(src).fill(7);
+  const dstPages = setPoolPages(BATCH, threads);
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { src, index, threads, hostPages, dstPages, page, batch, seconds } = workerData;
+    const s = new Uint8Array(src);
+    const d = Buffer.alloc(dstPages * page, 1);
+    const share = Math.floor(hostPages / threads);
+    let sc = 0, dc = 0, bytes = 0;
+    const step = () => {
+      for (let i = 0; i < batch; i++) {
+        const sp = index * share + ((sc + i) % share);
+        const dp = (dc + i) % dstPages;
+        d.set(s.subarray(sp * page, (sp + 1) * page), dp * page);
+      }
+      sc = (sc + batch) % share;
+      dc = (dc + batch) % dstPages;
+      bytes += batch * page;
+    };
+    const warm = Date.now() + 300;
+    while (Date.now() < warm) step();
+    bytes = 0;
+    const t0 = process.hrtime.bigint();
+    const end = Date.now() + seconds * 1000;
+    while (Date.now() < end) step();
+    parentPort.postMessage({ bytes, ns: Number(process.hrtime.bigint() - t0) });
+  `;
+  const results = await Promise.all(
+    Array.from({ length: threads }, (_, index) =>
+      new Promise<{ bytes: number; ns: number }>((resolve, reject) => {
+        const w = new Worker(code, { eval: true, workerData: { src, index, threads, hostPages, dstPages, page: PAGE, batch: BATCH, seconds } });
+        w.once('message', resolve);
+        w.once('error', reject);
+      }),
+    ),
+  );
+  return results.reduce((s, r) => s + r.bytes / (r.ns / 1e9), 0) / 1e9;
+}
+
+/** iperf3 over loopback: GB/s of `streams` parallel streams for `seconds`. */
+async function iperf(streams: number, seconds: number): Promise<number> {
+  const port = await freePort();
+  const server = spawn('iperf3', ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 50; i++) {
+      const r = spawnSync('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-P', String(streams), '-t', String(seconds), '-J'], { encoding: 'utf8' });
+      if (r.status === 0) {
+        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+        return j.end.sum_received.bits_per_second / 8 / 1e9;
+      }
+      if (!/Connection refused|unable to connect/.test(r.stdout + r.stderr)) throw new Error(`iperf3 failed: ${r.stdout.slice(-500)} ${r.stderr.slice(-500)}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error('iperf3 server did not start');
+  } finally {
+    server.kill();
+  }
+}
+
+async function sweep(op: 'get' | 'set', protocol: 'shm' | 'tcp'): Promise<number[]> {
+  const report = await runSweep({ mode: 'saturation', op, protocol, concurrencies: [1, 2], durationS, warmupS, pageBytes: PAGE, batchSize: BATCH, layout: 'mla' });
+  return report.results.map((r) => (r.ok ? r.throughput_gbps : NaN));
+}
+
+const series: Record<string, number[]> = {};
+const add = (k: string, v: number) => (series[k] ??= []).push(v);
+const loads: string[] = [];
+for (let r = 0; r < rounds; r++) {
+  loads.push(loadavg()[0].toFixed(1));
+  const [set1, set2] = await sweep('set', 'shm');
+  add('shm set x1', set1);
+  add('shm set x2', set2);
+  add('memcpy x1', await memcpyRate(1, durationS));
+  add('memcpy x2', await memcpyRate(2, durationS));
+  add('iperf3 -P 1', await iperf(1, durationS));
+  add('iperf3 -P 2', await iperf(2, durationS));
+  const [tget1, tget2] = await sweep('get', 'tcp');
+  add('tcp get x1', tget1);
+  add('tcp get x2', tget2);
+  const [tset1, tset2] = await sweep('set', 'tcp');
+  add('tcp set x1', tset1);
+  add('tcp set x2', tset2);
+  console.error(`round ${r + 1}: ${Object.entries(series).map(([k, v]) => `${k} ${v[v.length - 1].toFixed(2)}`).join(', ')}`);
+}
+const m = Object.fromEntries(Object.entries(series).map(([k, v]) => [k, median(v)]));
+const ratios = {
+  set1_vs_memcpy1: m['shm set x1'] / m['memcpy x1'],
+  set2_vs_memcpy2: m['shm set x2'] / m['memcpy x2'],
+  tcp_get1_vs_iperf1: m['tcp get x1'] / m['iperf3 -P 1'],
+  tcp_get2_vs_iperf2: m['tcp get x2'] / m['iperf3 -P 2'],
+  tcp_set1_vs_iperf1: m['tcp set x1'] / m['iperf3 -P 1'],
+  tcp_set2_vs_iperf2: m['tcp set x2'] / m['iperf3 -P 2'],
+};
+log('# set against memcpy, tcp against iperf3 (issue 27, goals 3-4)');
+log();
+log(`- command: \`${['npx tsx scripts/bench-set-tcp.ts', ...args].join(' ')}\` (after \`npm run build\`)`);
+log(`- when: ${new Date().toISOString()}; 1-min load at each round: ${loads.join(', ')} (2 vCPUs, shared)`);
+log(`- mla, 128 KiB pages, batch 32; sweeps of ${durationS} s per row after ${warmupS} s warmup; medians over ${rounds} rounds (each round: set shm, memcpy, iperf3, tcp get, tcp set)`);
+log('- memcpy: the same footprint as the set rows (each thread: its share of the host pool → its own destination of the row\'s published-pool size, batches of 32 × 128 KiB); iperf3: loopback, one and two streams, between two processes');
+log();
+log('| what | GB/s (median) | rounds |');
+log('|---|---:|---|');
+for (const [k, v] of Object.entries(series)) log(`| ${k} | ${m[k].toFixed(2)} | ${v.map((x) => x.toFixed(2)).join(', ')} |`);
+log();
+log('| ratio | value | target |');
+log('|---|---:|---|');
+log(`| shm set x1 / memcpy x1 | ${ratios.set1_vs_memcpy1.toFixed(3)} | ≥ 0.85 |`);
+log(`| shm set x2 / memcpy x2 | ${ratios.set2_vs_memcpy2.toFixed(3)} | ≥ 0.85 |`);
+log(`| tcp get x1 / iperf3 -P 1 | ${ratios.tcp_get1_vs_iperf1.toFixed(3)} | ≥ 0.8 |`);
+log(`| tcp get x2 / iperf3 -P 2 | ${ratios.tcp_get2_vs_iperf2.toFixed(3)} | ≥ 0.8 |`);
+log(`| tcp set x1 / iperf3 -P 1 | ${ratios.tcp_set1_vs_iperf1.toFixed(3)} | ≥ 0.8 |`);
+log(`| tcp set x2 / iperf3 -P 2 | ${ratios.tcp_set2_vs_iperf2.toFixed(3)} | ≥ 0.8 |`);
+log();
+save(out);
+console.log(`RATIOS ${JSON.stringify(ratios)}`);
