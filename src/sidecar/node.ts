@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../log.js';
 import { ObjectStore } from '../store/object-store.js';
-import type { DirectoryTls } from '../store/directory/tls.js';
+import type { DirectoryTls } from '../tls.js';
 import type { Protocol } from '../transport/types.js';
 import { SidecarServer } from './server.js';
 import { prepareSocketDirectory } from './socket-directory.js';
@@ -29,6 +29,7 @@ export interface NodeOptions {
   nodeId?: string;
   authToken?: string;
   directoryTls?: DirectoryTls;
+  tcpTls?: DirectoryTls;
   insecure?: boolean;
   timeoutMs?: number;
   limits?: Partial<SidecarLimits>;
@@ -61,6 +62,7 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
     nodeId: options.nodeId,
     authToken: options.authToken,
     directoryTls: options.directoryTls,
+    tcpTls: options.tcpTls,
     insecure: options.insecure,
     timeoutMs: options.timeoutMs,
     metrics,

@@ -10,7 +10,7 @@ import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';
 import type { ReplicaOptions } from './directory/replica.js';
-import type { DirectoryTls } from './directory/tls.js';
+import type { DirectoryTls } from '../tls.js';
 import { ConfigError } from '../errors.js';
 
 export interface PeerCacheStoreConfig {
@@ -45,6 +45,8 @@ export interface PeerCacheStoreConfig {
    * may), caFile to verify it. Without it the token crosses the network in cleartext (docs/security.md).
    */
   directoryTls?: DirectoryTls;
+  /** TLS for the tcp data plane (protocol 'tcp'): certFile/keyFile for this node's server, caFile to verify peers. */
+  tcpTls?: DirectoryTls;
   /** Host the embedded directory on a non-loopback address without a token (trusted networks only). */
   insecure?: boolean;
   tpRank?: number;
@@ -83,7 +85,7 @@ export interface PeerCacheStoreConfig {
 /** Every key of PeerCacheStoreConfig, exactly: the compiler rejects a missing or an extra one. */
 const CONFIG_KEY_TABLE = {
   discoveryAddr: true, protocol: true, localHost: true, deviceName: true, devices: true, ibPort: true, gidIndex: true, hostPool: true,
-  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, directoryTls: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
+  globalSegmentBytes: true, slotBytes: true, maxBytes: true, nodeId: true, authToken: true, directoryTls: true, tcpTls: true, insecure: true, tpRank: true, ppRank: true, ppSize: true,
   locationCache: true, locationCacheEntries: true, directoryReplica: true, timeoutMs: true, directoryTimeoutMs: true, directoryServer: true, attributes: true, directory: true,
   logger: true, directoryUrl: true, metrics: true,
 } as const satisfies Record<keyof PeerCacheStoreConfig, true>;
@@ -111,6 +113,7 @@ export function validateConfig(config: PeerCacheStoreConfig): void {
   const unknown = Object.keys(config).filter((k) => !CONFIG_KEYS.has(k));
   if (unknown.length) throw new StoreConfigError(`unknown config key(s): ${unknown.join(', ')} (known: ${[...CONFIG_KEYS].join(', ')})`);
   if (!['rdma', 'shm', 'tcp'].includes(config.protocol)) throw new StoreConfigError(`protocol must be rdma, shm or tcp, got ${String(config.protocol)}`);
+  if (config.tcpTls !== undefined && config.protocol !== 'tcp') throw new StoreConfigError(`tcpTls is TLS for the tcp data plane; this node speaks ${config.protocol}`);
   let redis = false;
   try {
     redis = parseDirectoryChoice(config.directoryUrl).kind === 'redis';

@@ -95,6 +95,7 @@ export class ObjectStore {
       gidIndex: config.gidIndex,
       host: config.localHost,
       timeoutMs: config.timeoutMs,
+      tcpTls: config.tcpTls,
       logger,
     });
     let directory: Directory;

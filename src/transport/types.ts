@@ -13,6 +13,7 @@ export const PROTOCOLS: readonly Protocol[] = ['rdma', 'shm', 'tcp'];
 
 import type { Logger } from '../log.js';
 import { PeercacheError, type ErrorCode } from '../errors.js';
+import type { TlsFiles } from '../tls.js';
 
 export interface TransportOptions {
   protocol: Protocol;
@@ -28,6 +29,12 @@ export interface TransportOptions {
   timeoutMs?: number;
   /** tcp: limits of the node's data-plane server (each defaults to TCP_SERVER_LIMITS). */
   tcpLimits?: Partial<TcpServerLimits>;
+  /**
+   * tcp: TLS for the data plane, certificates by path: this node's server presents certFile/keyFile
+   * (its certificate must name the host it advertises), its endpoints verify peers against caFile.
+   * Without it region tokens and page bytes cross the network in cleartext (docs/security.md).
+   */
+  tcpTls?: TlsFiles;
   /** Where the node reports what peers did to it (tcp: a connection closed and why); default: warnings to stderr. */
   logger?: Logger;
 }

@@ -3,7 +3,7 @@ import { defineCommand } from 'citty';
 import { DEFAULT_SIDECAR_LIMITS } from '../../sidecar/protocol.js';
 import { runNode } from '../../sidecar/node.js';
 import { StoreConfigError } from '../../store/config.js';
-import type { DirectoryTls } from '../../store/directory/tls.js';
+import type { DirectoryTls } from '../../tls.js';
 import { connectionArgs, connectionFromArgs, directoryArg } from '../flags.js';
 import { parsePositiveInt, parseSize, UsageError } from '../parse.js';
 import { toProgramError, withInterrupts } from '../run-report.js';
@@ -28,6 +28,9 @@ export default defineCommand({
     insecure: { type: 'boolean', description: 'Serve the directory on a non-loopback address without --auth-token (trusted networks only)', default: false },
     'directory-tls-cert': { type: 'string', description: 'Embedded directory over TLS: the PEM certificate this node presents if it serves the directory (with --directory-tls-key; docs/security.md)', default: '', valueHint: 'path' },
     'directory-tls-key': { type: 'string', description: 'Embedded directory over TLS: the PEM key of --directory-tls-cert', default: '', valueHint: 'path' },
+    'tcp-tls-cert': { type: 'string', description: 'tcp data plane over TLS (--protocol tcp): the PEM certificate this node\'s server presents (it must name the address this node advertises; with --tcp-tls-key)', default: '', valueHint: 'path' },
+    'tcp-tls-key': { type: 'string', description: 'tcp data plane over TLS: the PEM key of --tcp-tls-cert', default: '', valueHint: 'path' },
+    'tcp-tls-ca': { type: 'string', description: "tcp data plane over TLS: the PEM CA bundle that signed the peers' certificates", default: '', valueHint: 'path' },
     'directory-tls-ca': { type: 'string', description: "Embedded directory over TLS: the PEM CA bundle that signed the directory's certificate (any of these three turns TLS on)", default: '', valueHint: 'path' },
     'timeout-ms': { type: 'string', description: 'Deadline of one data-plane batch', default: '10000', valueHint: 'ms' },
     'max-connections': { type: 'string', description: 'Socket connections served at once (an SGLang rank opens up to 3)', default: String(DEFAULT_SIDECAR_LIMITS.maxConnections), valueHint: 'n' },
@@ -88,7 +91,8 @@ export default defineCommand({
           nodeId: str(args, 'node-id').trim() || undefined,
           authToken: str(args, 'auth-token') || process.env.PEERCACHE_AUTH_TOKEN || undefined,
           insecure: args.insecure === true,
-          directoryTls: tlsFromArgs(args),
+          directoryTls: tlsFromArgs(args, 'directory-tls'),
+          tcpTls: tlsFromArgs(args, 'tcp-tls'),
           timeoutMs: parsePositiveInt('--timeout-ms', str(args, 'timeout-ms'), { max: 600_000 }),
           limits: {
             maxConnections: parsePositiveInt('--max-connections', str(args, 'max-connections'), { max: 65_536 }),
@@ -115,11 +119,11 @@ export default defineCommand({
 });
 
 /** --directory-tls-*: any of them turns TLS on for the embedded directory; files are read (and checked) when the store opens. */
-function tlsFromArgs(args: Record<string, unknown>): DirectoryTls | undefined {
-  const certFile = String(args['directory-tls-cert'] ?? '').trim();
-  const keyFile = String(args['directory-tls-key'] ?? '').trim();
-  const caFile = String(args['directory-tls-ca'] ?? '').trim();
+function tlsFromArgs(args: Record<string, unknown>, flag: 'directory-tls' | 'tcp-tls'): DirectoryTls | undefined {
+  const certFile = String(args[`${flag}-cert`] ?? '').trim();
+  const keyFile = String(args[`${flag}-key`] ?? '').trim();
+  const caFile = String(args[`${flag}-ca`] ?? '').trim();
   if (!certFile && !keyFile && !caFile) return undefined;
-  if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError('--directory-tls-cert and --directory-tls-key go together');
+  if (Boolean(certFile) !== Boolean(keyFile)) throw new UsageError(`--${flag}-cert and --${flag}-key go together`);
   return { certFile: certFile || undefined, keyFile: keyFile || undefined, caFile: caFile || undefined };
 }

@@ -19,7 +19,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { clientOptions as tlsClientOptions, type DirectoryTls } from './tls.js';
+import { clientOptions as tlsClientOptions, type DirectoryTls } from '../../tls.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseKeyChanges, parseLookupResult } from './messages.js';

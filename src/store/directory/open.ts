@@ -18,7 +18,7 @@ import { RejoiningDirectory } from './rejoining.js';
 import { DirectoryError, DirectoryClient } from './client.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import type { Logger } from '../../log.js';
-import type { DirectoryTls } from './tls.js';
+import type { DirectoryTls } from '../../tls.js';
 import type { ReplicaOptions } from './replica.js';
 
 export interface OpenDirectoryOptions {

@@ -10,7 +10,7 @@ import { openDirectory, parseDiscoveryAddr, type OpenedDirectory } from './open.
 import { DirectoryClient } from './client.js';
 import type { Directory } from '../types.js';
 import type { Logger } from '../../log.js';
-import type { DirectoryTls } from './tls.js';
+import type { DirectoryTls } from '../../tls.js';
 import type { ReplicaOptions } from './replica.js';
 import { isRedisUrl, parseRedisUrl, redactUrl, type RedisUrlParts } from './redis-url.js';
 

@@ -8,6 +8,7 @@
  * copy plus the kernel's two. A WRITE is copied once on each side.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { OP_FIELDS, TransportError, type BatchOptions, type Endpoint, type LocalRegion, type RemoteRegion } from '../types.js';
 import { TcpLocal } from './regions.js';
 import {
@@ -158,8 +159,23 @@ export class TcpEndpoint implements Endpoint {
     private readonly defaultTimeoutMs: number,
     /** Called once when the endpoint is closed (its node stops tracking it). */
     private readonly onClosed: (ep: TcpEndpoint) => void,
+    tlsOptions: tls.ConnectionOptions | null,
   ) {
-    this.socket = net.connect({
+    if (tlsOptions !== null) {
+      // TLS decrypts into its own buffers (no onread): each chunk is handed to the decoder through
+      // the same buffers a plain socket would have read into, so decoding is the same code.
+      this.socket = tls.connect({ host: peerAddress.host, port: peerAddress.port, ...tlsOptions }).setNoDelay(true);
+      this.socket.on('data', (chunk: Buffer) => {
+        let pos = 0;
+        while (pos < chunk.length && !this.closed) {
+          const target = this.nextReadBuffer();
+          const n = Math.min(target.length, chunk.length - pos);
+          target.set(chunk.subarray(pos, pos + n));
+          this.onBytes(n, target);
+          pos += n;
+        }
+      });
+    } else this.socket = net.connect({
       host: peerAddress.host,
       port: peerAddress.port,
       noDelay: true,
@@ -178,8 +194,8 @@ export class TcpEndpoint implements Endpoint {
   }
 
   /** Connects and completes the HELLO within `timeoutMs`. */
-  static open(pool: BufferPool, peer: TcpAddress, timeoutMs: number, onClosed: (ep: TcpEndpoint) => void): Promise<TcpEndpoint> {
-    const ep = new TcpEndpoint(pool, peer, timeoutMs, onClosed);
+  static open(pool: BufferPool, peer: TcpAddress, timeoutMs: number, onClosed: (ep: TcpEndpoint) => void, tlsOptions: tls.ConnectionOptions | null = null): Promise<TcpEndpoint> {
+    const ep = new TcpEndpoint(pool, peer, timeoutMs, onClosed, tlsOptions);
     return new Promise<TcpEndpoint>((resolve, reject) => {
       const timer = setTimeout(() => {
         ep.hello = null;

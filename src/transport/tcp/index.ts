@@ -9,6 +9,8 @@
  */
 import { createLogger } from '../../log.js';
 import { randomBytes } from 'node:crypto';
+import type tls from 'node:tls';
+import { clientOptions as clientTlsOptions, serverContext } from '../../tls.js';
 import {
   DEFAULT_BATCH_TIMEOUT_MS,
   TransportError,
@@ -46,6 +48,8 @@ export class TcpTransport implements TransportNode {
     private readonly pool: BufferPool,
     readonly host: string,
     private readonly timeoutMs: number,
+    /** With tcpTls: the TLS options for connecting to a peer at `host`. */
+    private readonly tlsClient: ((host: string) => tls.ConnectionOptions) | null,
   ) {
     this.nodeId = regions.nodeId;
     this.addressBlob = encodeTcpAddress({ host, port: server.port, nodeId: this.nodeId });
@@ -66,8 +70,20 @@ export class TcpTransport implements TransportNode {
     // Frame buffers shared by this node's server and endpoints.
     const pool = new BufferPool(128 << 20);
     const logger = options.logger ?? createLogger();
-    const server = await TcpServer.listen(host, regions, pool, limits, (line) => logger.warn(line));
-    return new TcpTransport(server, regions, pool, host, timeoutMs);
+    let tlsServer: tls.SecureContext | null = null;
+    let tlsClient: ((host: string) => tls.ConnectionOptions) | null = null;
+    if (options.tcpTls) {
+      const files = options.tcpTls;
+      try {
+        tlsServer = serverContext(files, 'tcp data plane');
+        clientTlsOptions(files, host, 'tcp data plane'); // read the CA now: a bad file fails open(), not a READ
+      } catch (err) {
+        throw new TransportError('ERR_INVALID_ARG', (err as Error).message);
+      }
+      tlsClient = (peerHost) => clientTlsOptions(files, peerHost, 'tcp data plane');
+    }
+    const server = await TcpServer.listen(host, regions, pool, limits, (line) => logger.warn(line), tlsServer);
+    return new TcpTransport(server, regions, pool, host, timeoutMs, tlsClient);
   }
 
   /** What the node's server holds now (connections, queued answer bytes, refusals). */
@@ -87,7 +103,7 @@ export class TcpTransport implements TransportNode {
   async connect(peerAddress: Uint8Array): Promise<TcpEndpoint> {
     this.check();
     const peer = decodeTcpAddress(peerAddress);
-    const ep = await TcpEndpoint.open(this.pool, peer, this.timeoutMs, (closed) => this.endpoints.delete(closed));
+    const ep = await TcpEndpoint.open(this.pool, peer, this.timeoutMs, (closed) => this.endpoints.delete(closed), this.tlsClient?.(peer.host) ?? null);
     if (this.closed) {
       ep.close();
       throw new TransportError('ERR_CLOSED', 'TcpTransport is closed');

@@ -29,6 +29,7 @@
  * allowed when nothing is queued) makes progress certain; MAX_FRAME_DATA bounds it.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { TransportError, type TcpServerLimits } from '../types.js';
 import { ANSWER_OVERHEAD_BYTES, UNAUTHENTICATED_ANSWER_BYTES } from './limits.js';
 import type { Refusal, ServedRegions, TcpPublished } from './regions.js';
@@ -101,6 +102,8 @@ export class TcpServer {
     readonly pool: BufferPool,
     readonly limits: TcpServerLimits,
     private readonly sink: (line: string) => void,
+    /** With tcpTls: every accepted socket is wrapped before it is read (the handshake counts against the HELLO deadline). */
+    private readonly secureContext: tls.SecureContext | null,
   ) {
     this.guaranteed = Math.floor(limits.maxTotalAnswerBytes / 2 / limits.maxConnections);
     this.sharedBudget = limits.maxTotalAnswerBytes - this.guaranteed * limits.maxConnections;
@@ -113,7 +116,7 @@ export class TcpServer {
   }
 
   /** Listens on `host`, an ephemeral port; rejects with ERR_PROTOCOL_UNAVAILABLE when it cannot. */
-  static listen(host: string, regions: ServedRegions, pool: BufferPool, limits: TcpServerLimits, log: (line: string) => void): Promise<TcpServer> {
+  static listen(host: string, regions: ServedRegions, pool: BufferPool, limits: TcpServerLimits, log: (line: string) => void, secureContext: tls.SecureContext | null = null): Promise<TcpServer> {
     return new Promise<TcpServer>((resolve, reject) => {
       const server = net.createServer();
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -124,7 +127,7 @@ export class TcpServer {
         server.off('error', onError);
         server.on('error', () => undefined);
         const port = (server.address() as net.AddressInfo).port;
-        resolve(new TcpServer(server, port, regions, pool, limits, log));
+        resolve(new TcpServer(server, port, regions, pool, limits, log, secureContext));
       });
     });
   }
@@ -148,7 +151,12 @@ export class TcpServer {
       oldest.protocolError(`closed to make room: ${this.limits.maxUnauthenticated} unauthenticated connections (no valid region token yet; tcpLimits.maxUnauthenticated)`);
       this.unauthenticated.delete(oldest);
     }
-    const c = new ServerConnection(this, socket, performance.now());
+    let stream: net.Socket = socket;
+    if (this.secureContext !== null) {
+      socket.on('error', () => undefined);
+      stream = new tls.TLSSocket(socket, { isServer: true, secureContext: this.secureContext });
+    }
+    const c = new ServerConnection(this, stream, performance.now());
     this.connections.add(c);
     this.unauthenticated.add(c);
   }
