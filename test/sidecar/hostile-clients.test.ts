@@ -35,7 +35,12 @@ async function startNode(name: string, extra: string[]): Promise<Node> {
     args: ['--import', 'tsx', peercacheEntry, 'node', '--socket', socketPath, '--discovery-addr', `127.0.0.1:${await freePort()}`, '--protocol', 'tcp', '--global-segment', '4m', '--slot-bytes', '4k', ...extra],
     lifetime: 'stdin',
   });
-  await child.waitForLine(/ready: socket/, 60_000);
+  try {
+    await child.waitForLine(/ready: socket/, 120_000);
+  } catch (err) {
+    await child.stop({ via: 'SIGKILL', graceMs: 0 }); // a node that never got ready must not keep this file's process alive
+    throw err;
+  }
   return { child, socketPath, stop: () => child.stop({ via: 'SIGTERM', graceMs: 5000 }) };
 }
 

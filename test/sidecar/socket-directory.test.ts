@@ -35,7 +35,7 @@ async function runNode(socketPath: string): Promise<{ ready: boolean; code: numb
     args: ['--import', 'tsx', peercacheEntry, 'node', '--socket', socketPath, '--discovery-addr', `127.0.0.1:${await freePort()}`, '--protocol', 'tcp', '--global-segment', '4m', '--slot-bytes', '4k'],
     lifetime: 'stdin',
   });
-  const ready = await child.waitForLine(/ready: socket/, 60_000).then(
+  const ready = await child.waitForLine(/ready: socket/, 120_000).then(
     () => true,
     () => false,
   );
@@ -43,7 +43,7 @@ async function runNode(socketPath: string): Promise<{ ready: boolean; code: numb
     assert.ok(statSync(socketPath).isSocket());
     assert.is(modeOf(socketPath), 0o600);
     await child.stop({ via: 'SIGTERM', graceMs: 5000 });
-  }
+  } else if (child.alive) await child.stop({ via: 'SIGKILL', graceMs: 0 }); // neither ready nor refused in time
   const exit = await child.exited;
   return { ready, code: exit.code, stderr: child.stderr() };
 }
