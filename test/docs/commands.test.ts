@@ -37,6 +37,9 @@
  *    for): $PEERCACHE_PYTHON, python3, /usr/bin/python3 (a pyenv python3 may lack wheel).
  * ```ts blocks are run by test/docs/typescript.test.ts; other languages (ini, json, text) are not
  * commands.
+ *
+ * Every exit path removes what the test made (namespaces, their processes, the copy): a finally, an
+ * 'exit' hook, SIGINT/SIGTERM/SIGHUP; after a SIGKILL the next run removes those of dead pids.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -147,8 +150,22 @@ interface Env {
   env: NodeJS.ProcessEnv;
 }
 
+/** Copies of earlier runs whose process is gone (SIGKILL leaves them; the pid in the name proves whose). */
+function removeStaleCopies(): void {
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^peercache-docs-(\d+)-/.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch {
+      rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
 function makeEnv(): Env {
-  const tmp = mkdtempSync(join(tmpdir(), 'peercache-docs-'));
+  removeStaleCopies();
+  const tmp = mkdtempSync(join(tmpdir(), `peercache-docs-${process.pid}-`));
   cleanups.push(() => rmSync(tmp, { recursive: true, force: true }));
   // The copy is named like a clone of the repository, so `../peercache/…` reads as in the docs.
   const checkout = join(tmp, 'peercache');
