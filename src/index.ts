@@ -17,7 +17,8 @@ export { connectDirectoryClient, openConfiguredDirectory, parseDirectoryChoice, 
 export type { RedisDirectoryOptions, RedisDirectoryStats } from './store/directory/redis.js';
 export type { StoreMetricsSink, MetricsSource, MetricsServer, MetricsServerOptions } from './store/metrics.js';
 export { PROTOCOLS, TransportError, type Protocol } from './transport/types.js';
-export { PeercacheError, ConfigError, type ErrorCode } from './errors.js';
+export { PeercacheError, ConfigError, InvalidArgumentError, ERROR_CODES, isErrorCode, type ErrorCode } from './errors.js';
+export { WireError } from './store/directory/framing.js';
 export { createLogger, type Logger, type LogLevel } from './log.js';
 // The sweep engine stays importable from the root, as the README has always shown it.
 export { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type SweepOptions, type HiCacheMode } from './bench/sweep.js';

@@ -20,6 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
+import { PeercacheError } from '../errors.js';
 
 /** The limits every child shares (they used to differ per call site). */
 export const CHILD_LIMITS = {
@@ -238,7 +239,7 @@ export class ChildProc<M = unknown> {
     return new Promise((resolveWait, reject) => {
       const now = check();
       if (now !== null) return resolveWait(now);
-      if (this.exitState) return reject(new Error(`exited (${describeExit(this.exitState)}) early`));
+      if (this.exitState) return reject(new PeercacheError('ERR_CHILD_PROCESS', `exited (${describeExit(this.exitState)}) early`));
       let unsubscribe = () => {};
       const done = (fn: () => void) => {
         clearTimeout(timer);
@@ -246,14 +247,14 @@ export class ChildProc<M = unknown> {
         signal?.removeEventListener('abort', onAbort);
         fn();
       };
-      const onAbort = () => done(() => reject(new Error('aborted by the user')));
-      const timer = setTimeout(() => done(() => reject(new Error(`no ${what} within ${Math.round(timeoutMs / 100) / 10} s`))), timeoutMs);
+      const onAbort = () => done(() => reject(new PeercacheError('ERR_ABORTED', 'aborted by the user')));
+      const timer = setTimeout(() => done(() => reject(new PeercacheError('ERR_TIMEOUT', `no ${what} within ${Math.round(timeoutMs / 100) / 10} s`))), timeoutMs);
       unsubscribe = subscribe(() => {
         const v = check();
         if (v !== null) done(() => resolveWait(v));
       });
       signal?.addEventListener('abort', onAbort, { once: true });
-      void this.exited.then((s) => done(() => reject(new Error(`exited (${describeExit(s)}) early`))));
+      void this.exited.then((s) => done(() => reject(new PeercacheError('ERR_CHILD_PROCESS', `exited (${describeExit(s)}) early`))));
     });
   }
 

@@ -18,6 +18,7 @@ import { checkProtocol, type ConnectionOptions } from './engine/connection.js';
 import { measureMicro, microNotes, resolveMicro, type MicroPoint } from './micro.js';
 import { describeBinProblem, findMooncakeBin, MOONCAKE_HOWTO, MOONCAKE_MISSING, mooncakeNotes, mooncakeSeconds, runMooncakeRow, type MooncakeOptions } from './mooncake.js';
 import type { RunControl } from './engine/row.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** The block sizes the original PeerCache compare used (4 KiB, 64 KiB, 1 MiB). */
 export const COMPARE_DEFAULT_BLOCK_SIZES = [4096, 65536, 1048576];
@@ -120,7 +121,7 @@ export function addRatios(rows: Row[], blockSizes: readonly number[]): string[] 
 export async function runCompare(options: CompareOptions): Promise<Report> {
   const logger = options.logger ?? silentLogger;
   const blockSizes = options.blockSizes ?? COMPARE_DEFAULT_BLOCK_SIZES;
-  if (!blockSizes.length) throw new RangeError('compare: blockSizes is empty');
+  if (!blockSizes.length) throw new InvalidArgumentError('compare: blockSizes is empty');
   const points: MicroPoint[] = blockSizes.map((blockSize) => resolveMicro({ ...options, blockSize, path: options.skipStore ? 'transport' : 'both' }));
   const p0 = points[0];
   const mooncakeThreads = options.mooncakeThreads ?? p0.threads;

@@ -18,6 +18,7 @@
 
 import hdr from 'hdr-histogram-js';
 import type { Histogram as HdrHistogram } from 'hdr-histogram-js';
+import { InvalidArgumentError } from '../errors.js';
 
 const MAGIC = 0x48445231; // 'HDR1'
 const LAYOUT_VERSION = 1;
@@ -93,7 +94,7 @@ export const SHARED_HISTOGRAM_BYTES = sharedHistogramBytes();
 
 function checkHighest(v: number): number {
   if (!Number.isSafeInteger(v) || v < 2) {
-    throw new RangeError(`highestTrackableValue must be a safe integer >= 2, got ${v}`);
+    throw new InvalidArgumentError(`highestTrackableValue must be a safe integer >= 2, got ${v}`);
   }
   return v;
 }
@@ -163,7 +164,7 @@ export class SharedHistogram {
   /** A view of a buffer made by create() (in another thread); throws if it is not one. */
   static attach(buffer: SharedArrayBuffer): SharedHistogram {
     const bad = (why: string): never => {
-      throw new TypeError(`SharedHistogram.attach: not a SharedHistogram buffer (${why})`);
+      throw new InvalidArgumentError(`SharedHistogram.attach: not a SharedHistogram buffer (${why})`);
     };
     if (!(buffer instanceof SharedArrayBuffer)) bad(`expected a SharedArrayBuffer, got ${Object.prototype.toString.call(buffer)}`);
     if (buffer.byteLength < HEADER_BYTES) bad(`${buffer.byteLength} bytes, the header alone is ${HEADER_BYTES}`);
@@ -241,7 +242,7 @@ export class SharedHistogram {
    * holding the percentile (lowest equivalent for p = 0). `percentile` in [0, 100]; null when empty.
    */
   valueAtPercentile(percentile: number): number | null {
-    if (!(percentile >= 0)) throw new RangeError(`percentile must be in [0, 100], got ${percentile}`);
+    if (!(percentile >= 0)) throw new InvalidArgumentError(`percentile must be in [0, 100], got ${percentile}`);
     const total = this.count;
     if (total === 0) return null;
     const fp = (Math.min(percentile, 100) / 100) * total;
@@ -287,7 +288,7 @@ export class SharedHistogram {
   /** Adds other's samples to this one (same highestTrackableValue). Throws before changing anything if a bucket would pass 2^32 - 1. */
   add(other: SharedHistogram): void {
     if (other.countsLength !== this.countsLength || other.highestTrackableValue !== this.highestTrackableValue) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `SharedHistogram.add: highestTrackableValue ${other.highestTrackableValue} != ${this.highestTrackableValue}`,
       );
     }
@@ -296,7 +297,7 @@ export class SharedHistogram {
     Atomics.load(src, 0); // fence: see the other writer's header and counts
     for (let i = 0; i < src.length; i++) {
       if (src[i] !== 0 && dst[i] + src[i] > MAX_COUNT) {
-        throw new RangeError(`SharedHistogram.add: bucket ${valueFromIndex(i)} ns would exceed 2^32 - 1 samples`);
+        throw new InvalidArgumentError(`SharedHistogram.add: bucket ${valueFromIndex(i)} ns would exceed 2^32 - 1 samples`);
       }
     }
     for (let i = 0; i < src.length; i++) if (src[i] !== 0) Atomics.add(dst, i, src[i]);
@@ -311,7 +312,7 @@ export class SharedHistogram {
 
   /** A new histogram holding the union of the given ones (e.g. one per worker). */
   static merge(histograms: readonly SharedHistogram[]): SharedHistogram {
-    if (histograms.length === 0) throw new RangeError('SharedHistogram.merge: no histograms');
+    if (histograms.length === 0) throw new InvalidArgumentError('SharedHistogram.merge: no histograms');
     const out = SharedHistogram.create({ highestTrackableValue: histograms[0].highestTrackableValue });
     for (const h of histograms) out.add(h);
     return out;
@@ -324,7 +325,7 @@ export class SharedHistogram {
    * grows between resets). Reader side; allocates nothing.
    */
   addCountsTo(acc: Float64Array): void {
-    if (acc.length !== this.countsLength) throw new RangeError(`SharedHistogram.addCountsTo: ${acc.length} counters, expected ${this.countsLength}`);
+    if (acc.length !== this.countsLength) throw new InvalidArgumentError(`SharedHistogram.addCountsTo: ${acc.length} counters, expected ${this.countsLength}`);
     const src = this.counts;
     Atomics.load(src, 0); // fence: see the writer's stores so far
     for (let i = 0; i < src.length; i++) acc[i] += src[i];
@@ -341,7 +342,7 @@ export class SharedHistogram {
     const put = (i: number, c: number) => {
       if (c === 0) return;
       if (!Number.isSafeInteger(i) || i < 0 || i >= out.countsLength || !Number.isSafeInteger(c) || c < 0 || c > MAX_COUNT) {
-        throw new RangeError(`SharedHistogram.fromCounts: bucket ${i} (count ${c}) does not fit`);
+        throw new InvalidArgumentError(`SharedHistogram.fromCounts: bucket ${i} (count ${c}) does not fit`);
       }
       out.putBucket(i, c);
     };
@@ -373,7 +374,7 @@ export class SharedHistogram {
    * and percentiles within a bucket's width plus one unit of this one's.
    */
   toHdr(unit = 1): HdrHistogram {
-    if (!(unit >= 1) || !Number.isSafeInteger(unit)) throw new RangeError(`SharedHistogram.toHdr: unit must be a positive integer, got ${unit}`);
+    if (!(unit >= 1) || !Number.isSafeInteger(unit)) throw new InvalidArgumentError(`SharedHistogram.toHdr: unit must be a positive integer, got ${unit}`);
     const out = hdr.build({
       bitBucketSize: 64,
       autoResize: false,
@@ -401,9 +402,9 @@ export class SharedHistogram {
    */
   static decode(base64: string): SharedHistogram {
     const src = hdr.decodeFromCompressedBase64(base64, 64);
-    if (!(src instanceof hdr.JsHistogram)) throw new TypeError('SharedHistogram.decode: unexpected histogram type');
+    if (!(src instanceof hdr.JsHistogram)) throw new InvalidArgumentError('SharedHistogram.decode: unexpected histogram type');
     if (src.numberOfSignificantValueDigits !== SIGNIFICANT_DIGITS || src.lowestDiscernibleValue !== 1) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `SharedHistogram.decode: needs ${SIGNIFICANT_DIGITS} digits and lowest value 1, got ` +
           `${src.numberOfSignificantValueDigits} and ${src.lowestDiscernibleValue}`,
       );
@@ -413,7 +414,7 @@ export class SharedHistogram {
       const c = src.getCountAtIndex(i);
       if (c === 0) continue;
       if (i >= out.countsLength || c > MAX_COUNT) {
-        throw new RangeError(`SharedHistogram.decode: bucket ${i} (count ${c}) does not fit`);
+        throw new InvalidArgumentError(`SharedHistogram.decode: bucket ${i} (count ${c}) does not fit`);
       }
       out.putBucket(i, c);
     }

@@ -34,6 +34,7 @@ import { loadAverage } from './report/manifest.js';
 import { markPeak } from './report/peak.js';
 import type { Report, Row } from './report/types.js';
 import { freePort } from './engine/net.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const MOONCAKE_BIN_NAME = 'transfer_engine_bench';
 /** Every row of a missing binary starts with this (compare tells such rows from real failures). */
@@ -327,11 +328,11 @@ function resolveOptions(o: MooncakeOptions): Resolved {
   const batchSize = o.batchSize ?? MOONCAKE_DEFAULTS.batchSize;
   const threads = o.threads ?? MOONCAKE_DEFAULTS.threads;
   for (const [name, v] of [['blockSize', blockSize], ['batchSize', batchSize], ['threads', threads]] as const) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`mooncake: ${name} must be a positive integer, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < 1) throw new InvalidArgumentError(`mooncake: ${name} must be a positive integer, got ${v}`);
   }
   const durationS = o.durationS ?? MOONCAKE_DEFAULTS.durationS;
   const warmupS = o.warmupS ?? MOONCAKE_DEFAULTS.warmupS;
-  if (!(durationS > 0) || !(warmupS >= 0)) throw new RangeError('mooncake: durationS must be > 0 and warmupS >= 0');
+  if (!(durationS > 0) || !(warmupS >= 0)) throw new InvalidArgumentError('mooncake: durationS must be > 0 and warmupS >= 0');
   const localHost = bareHost(o.localHost ?? '127.0.0.1');
   return {
     protocol: o.protocol,

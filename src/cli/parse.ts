@@ -2,12 +2,13 @@
  * Value parsers for CLI flags. Each throws UsageError with a one-line message that names the flag
  * and quotes the offending text (JSON-quoted, so control characters cannot break the line).
  */
+import { PeercacheError } from '../errors.js';
 
 /** A mistake in how the command was invoked; the message is meant for the user as it is. */
-export class UsageError extends Error {
+export class UsageError extends PeercacheError {
   override readonly name = 'UsageError';
   constructor(message: string) {
-    super(message);
+    super('ERR_USAGE', message);
   }
 }
 

@@ -152,6 +152,7 @@ export function asFlags(err: unknown): string {
 }
 
 export function toProgramError(err: unknown, configError?: ConfigErrorClass): unknown {
+  if (err instanceof UsageError) return err; // already a flag's message (exit 2)
   // Configuration errors (a directory open to other hosts without a token among them): the fix is a flag.
   if (err instanceof ConfigError || (configError && err instanceof configError)) return new UsageError(asFlags(err));
   if (err instanceof TransportError && err.code === 'ERR_PROTOCOL_UNAVAILABLE') {

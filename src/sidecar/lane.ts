@@ -23,6 +23,7 @@
  * not change under the copy), then parsed by the same parser with the same limits.
  */
 import { requireNative } from '../transport/native.js';
+import { PeercacheError } from '../errors.js';
 
 export const LANE_MAGIC = 0x314c4350; // 'PCL1' little-endian
 export const LANE_REQUEST_ID = 64;
@@ -73,9 +74,9 @@ export class Lane {
     const id = this.u32[U32(LANE_REQUEST_ID)];
     if (id === this.lastId) return null;
     const length = this.u32[U32(LANE_REQUEST_LENGTH)];
-    if (length === 0 || length > LANE_REQUEST_BYTES || length > maxBytes) throw new Error(`lane request ${id}: ${length} bytes (1..${Math.min(LANE_REQUEST_BYTES, maxBytes)})`);
+    if (length === 0 || length > LANE_REQUEST_BYTES || length > maxBytes) throw new PeercacheError('ERR_BAD_FRAME', `lane request ${id}: ${length} bytes (1..${Math.min(LANE_REQUEST_BYTES, maxBytes)})`);
     const payload = Buffer.from(this.bytes.subarray(LANE_REQUEST_AT, LANE_REQUEST_AT + length));
-    if (this.u32[U32(LANE_REQUEST_ID)] !== id) throw new Error(`lane request ${id} was rewritten while it was read`);
+    if (this.u32[U32(LANE_REQUEST_ID)] !== id) throw new PeercacheError('ERR_BAD_FRAME', `lane request ${id} was rewritten while it was read`);
     this.lastId = id;
     return { id, payload };
   }

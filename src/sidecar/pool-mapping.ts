@@ -17,7 +17,7 @@
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { requireNative } from '../transport/native.js';
 import type { LocalRegion, WindowedMapping } from '../transport/types.js';
-import { RequestError } from './protocol.js';
+import { SidecarRequestError } from './protocol.js';
 
 export interface MappedPool {
   readonly key: string;
@@ -38,43 +38,43 @@ function uidOf(pid: number): number {
   try {
     status = readFileSync(`/proc/${pid}/status`, 'utf8');
   } catch {
-    throw new RequestError(`process ${pid} does not exist`);
+    throw new SidecarRequestError(`process ${pid} does not exist`);
   }
   const m = /^Uid:\s+(\d+)/m.exec(status);
-  if (!m) throw new RequestError(`cannot read the uid of process ${pid}`);
+  if (!m) throw new SidecarRequestError(`cannot read the uid of process ${pid}`);
   return Number(m[1]);
 }
 
 /**
  * The path through which the sidecar opens fd `fd` of process `pid`, after the checks in the header
  * (same uid, a regular file at least `bytes` long; mapClientFile checks it is shared memory);
- * RequestError naming what failed.
+ * SidecarRequestError naming what failed.
  */
 export function clientFile(pid: number, fd: number, bytes: number): { path: string; st: Stats } {
   const uid = process.getuid?.() ?? -1;
-  if (uidOf(pid) !== uid) throw new RequestError(`process ${pid} does not run as this sidecar's uid ${uid}: its file is not mapped`);
+  if (uidOf(pid) !== uid) throw new SidecarRequestError(`process ${pid} does not run as this sidecar's uid ${uid}: its file is not mapped`);
   const path = `/proc/${pid}/fd/${fd}`;
   let st: Stats;
   try {
     st = statSync(path);
   } catch (err) {
-    throw new RequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new SidecarRequestError(`cannot open fd ${fd} of process ${pid}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   // (stat does not open: a FIFO or a device is refused before anything opens it)
-  if (!st.isFile()) throw new RequestError(`fd ${fd} of process ${pid} is not shared memory (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm)`);
-  if (st.size < bytes) throw new RequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
+  if (!st.isFile()) throw new SidecarRequestError(`fd ${fd} of process ${pid} is not shared memory (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm)`);
+  if (st.size < bytes) throw new SidecarRequestError(`fd ${fd} of process ${pid} has ${st.size} bytes, fewer than the ${bytes} registered`);
   return { path, st };
 }
 
-/** Maps a client's file (clientFile's path) MAP_SHARED; RequestError when it is not shared memory or cannot be mapped. */
+/** Maps a client's file (clientFile's path) MAP_SHARED; SidecarRequestError when it is not shared memory or cannot be mapped. */
 export function mapClientFile(pid: number, fd: number, path: string, bytes: number): ArrayBuffer | ArrayBuffer[] {
   try {
     return requireNative().mapShared(path, bytes);
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_NOT_SHARED_MEMORY') {
-      throw new RequestError(`fd ${fd} of process ${pid} is not shared memory (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm)`);
+      throw new SidecarRequestError(`fd ${fd} of process ${pid} is not shared memory (a memfd, or a file on tmpfs or hugetlbfs such as /dev/shm)`);
     }
-    throw new RequestError((err as Error).message);
+    throw new SidecarRequestError((err as Error).message);
   }
 }
 
@@ -117,7 +117,7 @@ export class PoolMappings {
     try {
       region = this.register(whole);
     } catch (err) {
-      throw new RequestError(`cannot register the pool with the data plane: ${(err as Error).message}`);
+      throw new SidecarRequestError(`cannot register the pool with the data plane: ${(err as Error).message}`);
     }
     const pool: MappedPool = { key, region, bytes, buffer, refs: 1, shrunk: false };
     this.pools.set(key, pool);

@@ -44,6 +44,7 @@
  */
 
 import { isAscii, isUtf8 } from 'node:buffer';
+import { PeercacheError, type ErrorCode } from '../errors.js';
 import { FRAME_HEADER_BYTES, FrameKind, PROTOCOL_VERSION, type WireErrorCode } from '../store/directory/framing.js';
 import { LANE_BYTES } from './lane.js';
 
@@ -122,7 +123,7 @@ export const SIDECAR_ERROR_CODES = [
   'ERR_IDLE',
   'ERR_BAD_LANE',
 ] as const;
-export type SidecarErrorCode = (typeof SIDECAR_ERROR_CODES)[number];
+export type SidecarErrorCode = (typeof SIDECAR_ERROR_CODES)[number] & ErrorCode;
 
 /** The error frame's code for a protocol violation (the connection is closed after it). */
 export function wireErrorCode(code: WireErrorCode): SidecarErrorCode {
@@ -142,21 +143,20 @@ export function wireErrorCode(code: WireErrorCode): SidecarErrorCode {
   }
 }
 
-/** A request that cannot be served; the connection stays open. */
-export class RequestError extends Error {
-  override readonly name = 'RequestError';
-  constructor(
-    message: string,
-    readonly code: SidecarErrorCode = 'ERR_BAD_REQUEST',
-  ) {
-    super(message);
+/** A request that cannot be served; the connection stays open. Its code goes in the error frame. */
+export class SidecarRequestError extends PeercacheError {
+  override name = 'SidecarRequestError';
+  override readonly code: SidecarErrorCode;
+  constructor(message: string, code: SidecarErrorCode = 'ERR_BAD_REQUEST') {
+    super(code, message);
+    this.code = code;
   }
 }
 
 const OPS = new Set(['hello', 'register', 'lane', 'exists', 'get', 'set', 'clear', 'stats']);
 
 function bad(message: string): never {
-  throw new RequestError(message);
+  throw new SidecarRequestError(message);
 }
 
 function int(v: unknown, name: string, min: number, max: number): number {
@@ -188,7 +188,7 @@ function deadline(v: unknown): number | undefined {
   return v === undefined ? undefined : int(v, 'deadline', 0, 2 ** 50);
 }
 
-/** Checks a decoded JSON body; throws RequestError naming the first bad field. */
+/** Checks a decoded JSON body; throws SidecarRequestError naming the first bad field. */
 export function parseRequest(body: unknown, limits: SidecarLimits): SidecarRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('a request must be a JSON object');
   const b = body as Record<string, unknown>;
@@ -251,7 +251,7 @@ function u64(d: DataView, at: number, name: string, max: number): number {
  * Checks a binary exists/get/set payload (layout in the header comment) and decodes it: the sizes
  * against the limits and the payload's length, every key (valid UTF-8, non-empty, at most
  * maxKeyChars), every offset and length (0..MAX_POOL_BYTES; the server checks them against the
- * pool). Throws RequestError naming the first bad field.
+ * pool). Throws SidecarRequestError naming the first bad field.
  */
 export function parseBinaryRequest(p: Buffer, limits: SidecarLimits): SidecarRequest {
   const op = BINARY_OPS[p[0]];

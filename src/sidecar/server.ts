@@ -23,16 +23,17 @@ import {
   isBinaryRequest,
   parseBinaryRequest,
   parseRequest,
-  RequestError,
+  SidecarRequestError,
   SIDECAR_PROTOCOL,
   wireErrorCode,
   type SidecarErrorCode,
   type SidecarLimits,
   type SidecarRequest,
 } from './protocol.js';
+import { PeercacheError } from '../errors.js';
 
 /** What a frame asked: a JSON body (checked when served), or a binary request decoded on arrival (or why it cannot be). */
-type Incoming = { json: unknown } | { binary: SidecarRequest } | { refused: RequestError };
+type Incoming = { json: unknown } | { binary: SidecarRequest } | { refused: SidecarRequestError };
 
 /** The answer of exists/get/set before it is framed: JSON `{found|ok: "10.."}` or binary bytes. */
 class Bits {
@@ -50,7 +51,7 @@ const WARN_EVERY_MS = 5000;
 function timeLeft(op: string, deadline: number | undefined): number | undefined {
   if (deadline === undefined) return undefined;
   const left = deadline - Date.now() - DEADLINE_MARGIN_MS;
-  if (left <= 0) throw new RequestError(`${op}: too late to start (the client's deadline is ${deadline - Date.now()} ms away): not served`, 'ERR_TOO_LATE');
+  if (left <= 0) throw new SidecarRequestError(`${op}: too late to start (the client's deadline is ${deadline - Date.now()} ms away): not served`, 'ERR_TOO_LATE');
   return left;
 }
 
@@ -188,9 +189,9 @@ export class SidecarServer {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     if (existing) {
-      if (!existing.isSocket()) throw new Error(`${options.socketPath} exists and is not a socket: refusing to replace it`);
+      if (!existing.isSocket()) throw new PeercacheError('ERR_CONFIG', `${options.socketPath} exists and is not a socket: refusing to replace it`);
       // A live node keeps its socket; only a stale one (nobody accepts) is replaced.
-      if (await accepting(options.socketPath)) throw new Error(`another peercache node is serving ${options.socketPath}`);
+      if (await accepting(options.socketPath)) throw new PeercacheError('ERR_CONFIG', `another peercache node is serving ${options.socketPath}`);
       unlinkSync(options.socketPath);
     }
     const s = new SidecarServer(options);
@@ -340,8 +341,8 @@ export class SidecarServer {
     if (conn.closed) return;
     this.counters.protocolErrors++;
     const id = err instanceof WireError ? err.requestId : 0;
-    this.warnConnection(err instanceof WireError ? err.code : 'failed', `sidecar: closing a connection: ${err.message}`);
-    this.closeWith(conn, err.message, err instanceof WireError ? wireErrorCode(err.code) : 'ERR_BAD_FRAME', id);
+    this.warnConnection(err instanceof WireError ? err.reason : 'failed', `sidecar: closing a connection: ${err.message}`);
+    this.closeWith(conn, err.message, err instanceof WireError ? wireErrorCode(err.reason) : 'ERR_BAD_FRAME', id);
   }
 
   private drop(conn: Connection): void {
@@ -364,7 +365,7 @@ export class SidecarServer {
     let taken;
     try {
       taken = conn.lane.take(this.limits.maxFrameBytes);
-      if (taken && !isBinaryRequest(taken.payload)) throw new Error(`lane request ${taken.id}: a lane carries binary exists/get/set requests only`);
+      if (taken && !isBinaryRequest(taken.payload)) throw new PeercacheError('ERR_BAD_FRAME', `lane request ${taken.id}: a lane carries binary exists/get/set requests only`);
     } catch (err) {
       this.fail(conn, new WireError('bad-lane', (err as Error).message, 0));
       return;
@@ -408,7 +409,7 @@ export class SidecarServer {
       try {
         incoming = { binary: parseBinaryRequest(frame.payload, this.limits) };
       } catch (err) {
-        if (!(err instanceof RequestError)) throw err;
+        if (!(err instanceof SidecarRequestError)) throw err;
         incoming = { refused: err };
       }
     } else incoming = { json: decodeJson(frame) };
@@ -441,8 +442,8 @@ export class SidecarServer {
         }
         this.counters.badRequests++;
         const message = (err as Error).message;
-        const code: SidecarErrorCode = err instanceof RequestError ? err.code : 'ERR_REQUEST_FAILED';
-        if (!(err instanceof RequestError)) this.logger.error(`sidecar: request failed: ${message}`);
+        const code: SidecarErrorCode = err instanceof SidecarRequestError ? err.code : 'ERR_REQUEST_FAILED';
+        if (!(err instanceof SidecarRequestError)) this.logger.error(`sidecar: request failed: ${message}`);
         else this.logger.info(`sidecar: bad request: ${message}`);
         if (conn.closed) return;
         if (viaLane) this.answerLane(conn, id, FrameKind.Error, Buffer.from(JSON.stringify({ message, fatal: false, code })));
@@ -464,8 +465,8 @@ export class SidecarServer {
 
   private pool(conn: Connection, index: number): MappedPool {
     const p = conn.pools[index];
-    if (!p) throw new RequestError(`pool ${index} is not registered on this connection`, 'ERR_POOL_GONE');
-    if (p.shrunk) throw new RequestError(`pool ${index} shrank after it was registered: it serves no more requests (register the file again)`, 'ERR_POOL_GONE');
+    if (!p) throw new SidecarRequestError(`pool ${index} is not registered on this connection`, 'ERR_POOL_GONE');
+    if (p.shrunk) throw new SidecarRequestError(`pool ${index} shrank after it was registered: it serves no more requests (register the file again)`, 'ERR_POOL_GONE');
     return p;
   }
 
@@ -480,7 +481,7 @@ export class SidecarServer {
       if (p.shrunk || !this.mappings.shrunk(p, checkFile)) continue;
       const index = conn.pools.indexOf(p);
       this.logger.warn(`sidecar: ${op}: pool ${index} (${p.bytes} bytes) of a client shrank after it was registered: dropped`);
-      throw new RequestError(`${op}: pool ${index} shrank after it was registered (its file is shorter than the ${p.bytes} bytes registered): dropped`, 'ERR_POOL_GONE');
+      throw new SidecarRequestError(`${op}: pool ${index} shrank after it was registered (its file is shorter than the ${p.bytes} bytes registered): dropped`, 'ERR_POOL_GONE');
     }
   }
 
@@ -500,17 +501,17 @@ export class SidecarServer {
         return { nodeId: this.store.nodeId, protocol: SIDECAR_PROTOCOL, transport: this.store.protocol, slotBytes: this.store.slotBytes, limits: this.limits, lanes: LANES_SUPPORTED };
       }
       case 'register': {
-        if (conn.pools.length >= this.limits.maxPoolsPerConnection) throw new RequestError(`at most ${this.limits.maxPoolsPerConnection} pools per connection`);
+        if (conn.pools.length >= this.limits.maxPoolsPerConnection) throw new SidecarRequestError(`at most ${this.limits.maxPoolsPerConnection} pools per connection`);
         const p = this.mappings.acquire(req.pid, req.fd, req.bytes);
         conn.pools.push(p);
         return { pool: conn.pools.length - 1 };
       }
       case 'lane': {
-        if (!LANES_SUPPORTED) throw new RequestError(`lanes need x86-64 (this sidecar runs on ${process.arch}): use the socket`);
-        if (conn.lane) throw new RequestError('this connection has a lane already');
+        if (!LANES_SUPPORTED) throw new SidecarRequestError(`lanes need x86-64 (this sidecar runs on ${process.arch}): use the socket`);
+        if (conn.lane) throw new SidecarRequestError('this connection has a lane already');
         const { path } = clientFile(req.pid, req.fd, LANE_BYTES);
         const lane = new Lane(mapClientFile(req.pid, req.fd, path, LANE_BYTES) as ArrayBuffer); // one buffer: far below 4 GiB
-        if (!lane.valid) throw new RequestError(`fd ${req.fd} of process ${req.pid} is not a lane (no 'PCL1' at its start)`);
+        if (!lane.valid) throw new SidecarRequestError(`fd ${req.fd} of process ${req.pid} is not a lane (no 'PCL1' at its start)`);
         lane.sidecarPollsUntil = this.pollsUntilNs;
         conn.lane = lane;
         this.laneConnections.add(conn);
@@ -532,7 +533,7 @@ export class SidecarServer {
         const single = typeof req.pool === 'number' ? this.pool(conn, req.pool) : null;
         for (let j = 0; j < n; j++) {
           const p = single ?? pools![j];
-          if (req.offsets[j] + req.lengths[j] > p.bytes) throw new RequestError(`${req.op}: key ${j} (offset ${req.offsets[j]}, length ${req.lengths[j]}) lies outside its pool of ${p.bytes} bytes`);
+          if (req.offsets[j] + req.lengths[j] > p.bytes) throw new SidecarRequestError(`${req.op}: key ${j} (offset ${req.offsets[j]}, length ${req.lengths[j]}) lies outside its pool of ${p.bytes} bytes`);
         }
         const used = single ? [single] : [...new Set(pools)];
         if (req.op === 'set') {
@@ -540,7 +541,7 @@ export class SidecarServer {
           this.checkIntact(conn, used, true, 'set');
           const slot = this.store.slotBytes;
           const sources = req.keys.map((_, j) => {
-            if (req.lengths[j] > slot) throw new RequestError(`set: key ${j} is ${req.lengths[j]} bytes; this sidecar's slots hold ${slot} (--slot-bytes)`);
+            if (req.lengths[j] > slot) throw new SidecarRequestError(`set: key ${j} is ${req.lengths[j]} bytes; this sidecar's slots hold ${slot} (--slot-bytes)`);
             const p = single ?? pools![j];
             return p.region.view(req.offsets[j], req.lengths[j]);
           });

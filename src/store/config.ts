@@ -11,7 +11,7 @@ import type { StoreMetricsSink } from './metrics.js';
 import type { Directory } from './types.js';
 import type { ReplicaOptions } from './directory/replica.js';
 import type { DirectoryTls } from '../tls.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, InvalidArgumentError } from '../errors.js';
 
 export interface PeerCacheStoreConfig {
   /** host:port of the embedded discovery/directory service; the first node there serves it. Not needed with a Redis directoryUrl. */
@@ -149,8 +149,8 @@ export function validateConfig(config: PeerCacheStoreConfig): void {
 
 /** A call's keys: an array of non-empty strings (a TypeError naming the first bad one otherwise). */
 export function assertKeys(keys: readonly string[], what: string): void {
-  if (!Array.isArray(keys)) throw new TypeError(`${what}: keys must be an array of strings`);
+  if (!Array.isArray(keys)) throw new InvalidArgumentError(`${what}: keys must be an array of strings`);
   for (let i = 0; i < keys.length; i++) {
-    if (typeof keys[i] !== 'string' || keys[i].length === 0) throw new TypeError(`${what}: keys[${i}] must be a non-empty string`);
+    if (typeof keys[i] !== 'string' || keys[i].length === 0) throw new InvalidArgumentError(`${what}: keys[${i}] must be a non-empty string`);
   }
 }

@@ -6,6 +6,7 @@
  */
 
 import { alignedBytes } from '../transport/memory.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export type Layout = 'mla' | 'mha';
 
@@ -39,9 +40,9 @@ export class HostKVPool {
 
   constructor(options: HostKVPoolOptions) {
     const { layout, pageBytes, pages, tokensPerPage } = options;
-    if (layout !== 'mla' && layout !== 'mha') throw new RangeError(`HostKVPool: layout must be 'mla' or 'mha', got ${String(layout)}`);
+    if (layout !== 'mla' && layout !== 'mha') throw new InvalidArgumentError(`HostKVPool: layout must be 'mla' or 'mha', got ${String(layout)}`);
     for (const [name, v] of [['pageBytes', pageBytes], ['pages', pages], ['tokensPerPage', tokensPerPage]] as const) {
-      if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`HostKVPool: ${name} must be a positive integer, got ${String(v)}`);
+      if (!Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`HostKVPool: ${name} must be a positive integer, got ${String(v)}`);
     }
     this.layout = layout;
     this.pageBytes = pageBytes;
@@ -50,10 +51,10 @@ export class HostKVPool {
     this.components = layout === 'mla' ? 1 : 2;
     this.pageStride = pageBytes * this.components;
     const total = this.pageStride * pages;
-    if (total > 2 ** 47) throw new RangeError(`HostKVPool: ${total} bytes is too large`);
+    if (total > 2 ** 47) throw new InvalidArgumentError(`HostKVPool: ${total} bytes is too large`);
     if (options.buffer !== undefined) {
       if (!(options.buffer instanceof Uint8Array) || options.buffer.byteLength < total) {
-        throw new RangeError(`HostKVPool: the buffer given must be a Uint8Array of at least ${total} bytes`);
+        throw new InvalidArgumentError(`HostKVPool: the buffer given must be a Uint8Array of at least ${total} bytes`);
       }
       this.buffer = options.buffer.subarray(0, total);
     } else {
@@ -68,10 +69,10 @@ export class HostKVPool {
   /** Byte offset of one object of a page in `buffer`. */
   objectOffset(pageIndex: number, component = 0): number {
     if (!Number.isInteger(pageIndex) || pageIndex < 0 || pageIndex >= this.pages) {
-      throw new RangeError(`page ${pageIndex} is outside the host pool (0..${this.pages - 1})`);
+      throw new InvalidArgumentError(`page ${pageIndex} is outside the host pool (0..${this.pages - 1})`);
     }
     if (component !== 0 && component !== this.components - 1) {
-      throw new RangeError(`component ${component} does not exist in layout ${this.layout}`);
+      throw new InvalidArgumentError(`component ${component} does not exist in layout ${this.layout}`);
     }
     return pageIndex * this.pageStride + component * this.pageBytes;
   }
@@ -89,7 +90,7 @@ export class HostKVPool {
   pagesOf(hostIndices: HostIndices, pageCount: number): number[] {
     const expected = pageCount * this.tokensPerPage;
     if (hostIndices.length !== expected) {
-      throw new RangeError(
+      throw new InvalidArgumentError(
         `hostIndices has ${hostIndices.length} token slots for ${pageCount} keys; expected ${expected} (keys x tokensPerPage ${this.tokensPerPage})`,
       );
     }
@@ -97,11 +98,11 @@ export class HostKVPool {
     for (let i = 0; i < pageCount; i++) {
       const slot = hostIndices[i * this.tokensPerPage];
       if (!Number.isInteger(slot) || slot < 0 || slot % this.tokensPerPage !== 0) {
-        throw new RangeError(`hostIndices[${i * this.tokensPerPage}] = ${slot} is not the first token slot of a page (multiple of ${this.tokensPerPage})`);
+        throw new InvalidArgumentError(`hostIndices[${i * this.tokensPerPage}] = ${slot} is not the first token slot of a page (multiple of ${this.tokensPerPage})`);
       }
       const page = slot / this.tokensPerPage;
       if (page >= this.pages) {
-        throw new RangeError(`hostIndices[${i * this.tokensPerPage}] = ${slot} is page ${page}, outside the host pool of ${this.pages} pages`);
+        throw new InvalidArgumentError(`hostIndices[${i * this.tokensPerPage}] = ${slot} is page ${page}, outside the host pool of ${this.pages} pages`);
       }
       out[i] = page;
     }

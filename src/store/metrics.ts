@@ -16,6 +16,7 @@ import http from 'node:http';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { pulledMetric } from './pulled-metric.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from './types.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** The counters a store keeps (a subset of StoreStats; read at scrape time). */
 export interface MetricsStats {
@@ -255,13 +256,13 @@ export interface MetricsServer {
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const registry = options.registry instanceof StoreMetrics ? options.registry.registry : options.registry;
   const host = options.host ?? '127.0.0.1';
-  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new RangeError(`metrics port must be in 0..65535, got ${options.port}`);
+  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new InvalidArgumentError(`metrics port must be in 0..65535, got ${options.port}`);
   const headersTimeout = options.headersTimeoutMs ?? METRICS_HEADERS_TIMEOUT_MS;
   const requestTimeout = options.requestTimeoutMs ?? Math.max(METRICS_REQUEST_TIMEOUT_MS, headersTimeout);
   for (const [name, v] of [['headersTimeoutMs', headersTimeout], ['requestTimeoutMs', requestTimeout]] as const) {
-    if (!Number.isInteger(v) || v < 1 || v > 0x7fffffff) throw new RangeError(`metrics ${name} must be a positive integer (ms), got ${v}`);
+    if (!Number.isInteger(v) || v < 1 || v > 0x7fffffff) throw new InvalidArgumentError(`metrics ${name} must be a positive integer (ms), got ${v}`);
   }
-  if (headersTimeout > requestTimeout) throw new RangeError(`metrics headersTimeoutMs (${headersTimeout}) must not exceed requestTimeoutMs (${requestTimeout})`);
+  if (headersTimeout > requestTimeout) throw new InvalidArgumentError(`metrics headersTimeoutMs (${headersTimeout}) must not exceed requestTimeoutMs (${requestTimeout})`);
   const serverOptions: http.ServerOptions = {
     headersTimeout,
     requestTimeout,

@@ -21,6 +21,7 @@ import { PeerSet, POOL_DATA_BASE, POOL_STRIDE } from './peers.js';
 import { PublishedPool, type SlotEntry } from './published-pool.js';
 import { newStoreStats, type StoreStats } from './stats.js';
 import type { Directory, DirectoryEntry, NodeInfo, RemovalEntry } from './types.js';
+import { InvalidArgumentError, PeercacheError } from '../errors.js';
 
 export { StoreConfigError } from './config.js';
 export type { StoreStats } from './stats.js';
@@ -289,7 +290,7 @@ export class ObjectStore {
    * as a destination of READs; free() the region when that process goes away.
    */
   registerRegion(view: Uint8Array | WindowedMapping): LocalRegion {
-    if (this.closed) throw new Error('registerRegion: the store is closed');
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', 'registerRegion: the store is closed');
     return this.transport.register(view);
   }
 
@@ -303,19 +304,19 @@ export class ObjectStore {
    */
   async getObjectsInto(objects: readonly string[], region: LocalRegion, offsets: ArrayLike<number>, lengths: ArrayLike<number>, timeoutMs?: number): Promise<boolean[]> {
     assertKeys(objects, 'getObjectsInto');
-    if (this.closed) throw new Error('getObjectsInto: the store is closed');
-    if (offsets.length !== objects.length || lengths.length !== objects.length) throw new RangeError('getObjectsInto: one offset and one length per object');
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', 'getObjectsInto: the store is closed');
+    if (offsets.length !== objects.length || lengths.length !== objects.length) throw new InvalidArgumentError('getObjectsInto: one offset and one length per object');
     for (let j = 0; j < objects.length; j++) {
       const o = offsets[j];
       const l = lengths[j];
       if (!Number.isSafeInteger(o) || !Number.isSafeInteger(l) || o < 0 || l <= 0 || o + l > region.length) {
-        throw new RangeError(`getObjectsInto: object ${j} (offset ${o}, length ${l}) is outside the region of ${region.length} bytes`);
+        throw new InvalidArgumentError(`getObjectsInto: object ${j} (offset ${o}, length ${l}) is outside the region of ${region.length} bytes`);
       }
     }
     if (objects.length === 0) return [];
     const yielded = this.yieldSometimes();
     if (yielded) await yielded;
-    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new RangeError('getObjectsInto: timeoutMs must be > 0');
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new InvalidArgumentError('getObjectsInto: timeoutMs must be > 0');
     const own = this.config.timeoutMs ?? DEFAULT_BATCH_TIMEOUT_MS;
     const ok = await this.reader.getObjects(objects, region, offsets, lengths, timeoutMs === undefined ? own : Math.min(own, timeoutMs));
     const out = new Array<boolean>(objects.length);
@@ -339,11 +340,11 @@ export class ObjectStore {
    */
   async setObjectsFrom(objects: readonly string[], sources: readonly Uint8Array[]): Promise<boolean[]> {
     assertKeys(objects, 'setObjectsFrom');
-    if (this.closed) throw new Error('setObjectsFrom: the store is closed');
-    if (!Array.isArray(sources) || sources.length !== objects.length) throw new TypeError('setObjectsFrom: one source view per object');
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', 'setObjectsFrom: the store is closed');
+    if (!Array.isArray(sources) || sources.length !== objects.length) throw new InvalidArgumentError('setObjectsFrom: one source view per object');
     if (!this.pool) throw new StoreConfigError('setObjectsFrom: this node has no published pool (globalSegmentBytes is 0)');
     for (let j = 0; j < sources.length; j++) {
-      if (sources[j].byteLength > this.pool.slotDataBytes) throw new RangeError(`setObjectsFrom: object ${j} is ${sources[j].byteLength} bytes; slots hold at most ${this.pool.slotDataBytes}`);
+      if (sources[j].byteLength > this.pool.slotDataBytes) throw new InvalidArgumentError(`setObjectsFrom: object ${j} is ${sources[j].byteLength} bytes; slots hold at most ${this.pool.slotDataBytes}`);
     }
     if (objects.length === 0) return [];
     const yielded = this.yieldSometimes();
@@ -374,8 +375,8 @@ export class ObjectStore {
   /** Legacy: publishes values under raw keys (no page/component suffix). True if every key was stored. */
   async batchSet(keys: readonly string[], values: readonly Uint8Array[]): Promise<boolean> {
     assertKeys(keys, 'batchSet');
-    if (!Array.isArray(values) || values.length !== keys.length) throw new TypeError('batchSet: values must be an array with one Uint8Array per key');
-    if (this.closed) throw new Error('batchSet: the store is closed');
+    if (!Array.isArray(values) || values.length !== keys.length) throw new InvalidArgumentError('batchSet: values must be an array with one Uint8Array per key');
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', 'batchSet: the store is closed');
     if (!this.pool) throw new StoreConfigError('batchSet: this node has no published pool (globalSegmentBytes is 0)');
     if (keys.length === 0) return true;
     const ok = await this.publishObjects(keys, values);
@@ -389,8 +390,8 @@ export class ObjectStore {
   /** Legacy: reads raw keys into `targets`; each element is the target on a hit, else null. */
   async batchGet(keys: readonly string[], targets: readonly Uint8Array[]): Promise<(Uint8Array | null)[]> {
     assertKeys(keys, 'batchGet');
-    if (!Array.isArray(targets) || targets.length !== keys.length) throw new TypeError('batchGet: targets must be an array with one Uint8Array per key');
-    if (this.closed) throw new Error('batchGet: the store is closed');
+    if (!Array.isArray(targets) || targets.length !== keys.length) throw new InvalidArgumentError('batchGet: targets must be an array with one Uint8Array per key');
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', 'batchGet: the store is closed');
     if (keys.length === 0) return [];
     return this.reader.getRaw(keys, targets);
   }

@@ -12,6 +12,7 @@ import type { Peer, PeerSet } from './peers.js';
 import { SLOT_CHECK_BYTES, headerMatches, keyTag, type PublishedPool } from './published-pool.js';
 import type { StoreStats } from './stats.js';
 import type { Directory, Location } from './types.js';
+import { PeercacheError } from '../errors.js';
 
 /** What the reader shares with the store that owns it. */
 export interface PageReaderContext {
@@ -460,7 +461,7 @@ export class PageReader {
 /** `p`, or a rejection naming `what` once `timeoutMs` has passed (the caller's deadline). */
 function withDeadline<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: the call's deadline passed (${Math.round(timeoutMs)} ms left when it started)`)), Math.max(0, timeoutMs));
+    const timer = setTimeout(() => reject(new PeercacheError('ERR_TIMEOUT', `${what}: the call's deadline passed (${Math.round(timeoutMs)} ms left when it started)`)), Math.max(0, timeoutMs));
     p.then(
       (v) => {
         clearTimeout(timer);

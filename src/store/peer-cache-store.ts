@@ -12,6 +12,7 @@ import { assertKeys, StoreConfigError, type PeerCacheStoreConfig } from './confi
 import { HostKVPool, type HostIndices } from './host-pool.js';
 import { componentSuffixes, ObjectKeyNames } from './keys.js';
 import { ObjectStore } from './object-store.js';
+import { PeercacheError } from '../errors.js';
 
 export { StoreConfigError, type PeerCacheStoreConfig } from './config.js';
 export type { StoreStats } from './stats.js';
@@ -70,7 +71,7 @@ export class PeerCacheStore extends ObjectStore {
   }
 
   private requireHostPool(what: string): HostKVPool {
-    if (this.closed) throw new Error(`${what}: the store is closed`);
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', `${what}: the store is closed`);
     if (!this.hostPool || !this.hostRegion) throw new StoreConfigError(`${what}: no host pool registered (pass hostPool to open() or call registerMemPoolHost)`);
     return this.hostPool;
   }

@@ -15,6 +15,7 @@
  * because its generation was invalidated before its data was touched.
  */
 import { MAX_VIEW_BYTES, type PublishedRegion } from '../transport/types.js';
+import { InvalidArgumentError } from '../errors.js';
 
 export const SLOT_HEADER_BYTES = 64;
 /** Bytes of the header a reader fetches to validate a READ. */
@@ -110,19 +111,19 @@ export class PublishedPool {
   private nextGeneration: number;
 
   constructor(readonly region: PublishedRegion, slotDataBytes: number) {
-    if (!Number.isSafeInteger(slotDataBytes) || slotDataBytes <= 0) throw new RangeError('slotDataBytes must be a positive integer');
+    if (!Number.isSafeInteger(slotDataBytes) || slotDataBytes <= 0) throw new InvalidArgumentError('slotDataBytes must be a positive integer');
     this.slotDataBytes = slotDataBytes;
     const geometry = poolGeometry(region.length, slotDataBytes);
     this.slotStride = geometry.stride;
     this.dataBase = geometry.dataBase;
     this.slots = geometry.slots;
     if (this.slots < 1) {
-      throw new RangeError(`a published pool of ${region.length} bytes holds no ${slotDataBytes}-byte slot (${publishedPoolBytes(1, slotDataBytes)} bytes with its header)`);
+      throw new InvalidArgumentError(`a published pool of ${region.length} bytes holds no ${slotDataBytes}-byte slot (${publishedPoolBytes(1, slotDataBytes)} bytes with its header)`);
     }
     // The headers, all at the start of the region (data goes through view(): a region over 4 GiB
     // reaches JavaScript as windows, and any one slot lies inside one of them).
     if (this.dataBase > MAX_VIEW_BYTES || this.slotStride > MAX_VIEW_BYTES) {
-      throw new RangeError(`a published pool of ${region.length} bytes in ${slotDataBytes}-byte slots: its headers and each slot must fit in ${MAX_VIEW_BYTES} bytes`);
+      throw new InvalidArgumentError(`a published pool of ${region.length} bytes in ${slotDataBytes}-byte slots: its headers and each slot must fit in ${MAX_VIEW_BYTES} bytes`);
     }
     const head = region.view(0, this.dataBase);
     this.gen64 = new BigInt64Array(head.buffer as ArrayBuffer, head.byteOffset, Math.floor(head.byteLength / 8));
@@ -177,7 +178,7 @@ export class PublishedPool {
    */
   publish(key: string, data: Uint8Array): { entry: SlotEntry; evicted: SlotEntry[] } {
     if (data.byteLength > this.slotDataBytes) {
-      throw new RangeError(`object ${key} is ${data.byteLength} bytes; slots hold at most ${this.slotDataBytes}`);
+      throw new InvalidArgumentError(`object ${key} is ${data.byteLength} bytes; slots hold at most ${this.slotDataBytes}`);
     }
     const evicted: SlotEntry[] = [];
     const previous = this.entries.get(key);

@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { PeercacheError } from '../errors.js';
 
 export interface UcxStatus {
   available: boolean;
@@ -112,6 +113,6 @@ export function loadNative(): NativeLoad {
 /** The binding, or an Error that says why it is unavailable. */
 export function requireNative(): NativeBinding {
   const load = loadNative();
-  if (!load.ok) throw Object.assign(new Error(load.error), { code: 'ERR_NO_NATIVE' });
+  if (!load.ok) throw new PeercacheError('ERR_NO_NATIVE', load.error);
   return load.binding;
 }

@@ -12,7 +12,7 @@ export type Protocol = 'rdma' | 'shm' | 'tcp';
 export const PROTOCOLS: readonly Protocol[] = ['rdma', 'shm', 'tcp'];
 
 import type { Logger } from '../log.js';
-import { PeercacheError, type ErrorCode } from '../errors.js';
+import { PeercacheError, type ErrorCode, InvalidArgumentError } from '../errors.js';
 import type { TlsFiles } from '../tls.js';
 
 export interface TransportOptions {
@@ -117,7 +117,7 @@ export function windowView(m: WindowedMapping, offset: number, length: number): 
   const i = windowIndex(m, offset);
   const at = offset - i * m.stride;
   const w = m.window(i);
-  if (offset < 0 || length < 0 || at + length > w.byteLength) throw new RangeError(`bytes ${offset}..${offset + length} are not inside one window of the ${m.length}-byte mapping`);
+  if (offset < 0 || length < 0 || at + length > w.byteLength) throw new InvalidArgumentError(`bytes ${offset}..${offset + length} are not inside one window of the ${m.length}-byte mapping`);
   return new Uint8Array(w, at, length);
 }
 

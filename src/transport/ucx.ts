@@ -2,6 +2,7 @@
  * The UCX data plane (`rdma`, `shm`): a typed wrapper over the native addon. One UCX worker per
  * TransportNode (create one per thread); endpoints are that worker's (its own QPs on RDMA).
  */
+import { isErrorCode } from '../errors.js';
 import { requireNative, type NativeContext, type NativeEndpoint, type NativeRegion, type NativeRemote, type NativeWorker } from './native.js';
 import {
   DEFAULT_BATCH_TIMEOUT_MS,
@@ -41,7 +42,8 @@ function testTls(protocol: Protocol): { tls?: string } {
 function asTransportError(err: unknown): TransportError {
   if (err instanceof TransportError) return err;
   const e = err as { code?: string; message?: string };
-  return new TransportError(e.code ?? 'ERR_UCX', e.message ?? String(err));
+  // The addon's codes are ours (native/common.h); anything else it might say is UCX's.
+  return new TransportError(isErrorCode(e.code) ? e.code : 'ERR_UCX', e.message ?? String(err));
 }
 
 /** Lanes from `ucp_ep_print_info` text: "lane[0]:  1:sysv/memory.0 md[1] ..." -> "sysv/memory". */

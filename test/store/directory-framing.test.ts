@@ -75,7 +75,8 @@ test('an oversized length is rejected from the header alone, before any body is 
   const header = encodeRawFrame(FrameKind.Request, 9, new Uint8Array(0));
   header.writeUInt32BE(1_000_000_000, 0);
   const err = catchWire(() => decoder.push(header));
-  assert.is(err.code, 'oversized');
+  assert.is(err.reason, 'oversized');
+  assert.is(err.code, 'ERR_OVERSIZED');
   assert.is(err.requestId, 9);
   assert.match(err.message, 'frame of 1000000000 bytes exceeds the limit of 1024 bytes');
   assert.is(decoder.bufferedBytes, 0);
@@ -92,10 +93,10 @@ test('an oversized length is rejected from the header alone, before any body is 
 
 test('a wrong version and an unknown kind are rejected with their reason', () => {
   const v9 = catchWire(() => collect().decoder.push(encodeRawFrame(FrameKind.Request, 1, Buffer.from('{}'), 9)));
-  assert.is(v9.code, 'bad-version');
+  assert.is(v9.reason, 'bad-version');
   assert.is(v9.message, 'protocol version 9 not supported (server speaks 1)');
   const k = catchWire(() => collect().decoder.push(encodeRawFrame(77, 1, Buffer.from('{}'))));
-  assert.is(k.code, 'bad-kind');
+  assert.is(k.reason, 'bad-kind');
   assert.match(k.message, 'unknown frame kind 77');
 });
 
@@ -103,10 +104,10 @@ test('bad JSON, bad shapes and unknown operations', () => {
   const { decoder, frames } = collect();
   decoder.push(encodeRawFrame(FrameKind.Request, 3, Buffer.from('{"op": "lookup", ')));
   const j = catchWire(() => decodeJson(frames[0]));
-  assert.is(j.code, 'bad-json');
+  assert.is(j.reason, 'bad-json');
   assert.is(j.requestId, 3);
   assert.match(j.message, 'invalid JSON payload');
-  assert.is(catchWire(() => parseRequest({ op: 'frobnicate' })).code, 'unknown-op');
+  assert.is(catchWire(() => parseRequest({ op: 'frobnicate' })).reason, 'unknown-op');
   assert.match(catchWire(() => parseRequest({ op: 'frobnicate' })).message, "unknown operation 'frobnicate'");
   assert.match(catchWire(() => parseRequest([1])).message, 'request must be a JSON object');
   assert.match(catchWire(() => parseRequest({ op: 'lookup', keys: ['a', 1] })).message, 'keys[1] must be a string');

@@ -70,9 +70,9 @@ test('a tenant sees only its own members, keys and events; unknown or missing to
     assert.is(server.tenant('model-a')?.stats().members, 1);
     assert.is(server.tenant('model-b')?.stats().members, 1);
     const wrong = await rejection(DirectoryClient.connect({ port, authToken: 'guessed' }));
-    assert.is(wrong.code, 'EAUTH');
+    assert.is(wrong.code, 'ERR_AUTH');
     const none = await rejection(DirectoryClient.connect({ port }));
-    assert.is(none.code, 'EAUTH');
+    assert.is(none.code, 'ERR_AUTH');
   } finally {
     await a.close();
     await b.close();

@@ -319,7 +319,7 @@ test('auth token: missing and wrong tokens are rejected, the right one accepted'
   try {
     const missing = await rejection(connect(server));
     assert.match(missing.message, 'authentication failed: missing token');
-    assert.is((missing as { code?: string }).code, 'EAUTH');
+    assert.is((missing as { code?: string }).code, 'ERR_AUTH');
     const wrong = await rejection(connect(server, { authToken: 's3cre7' }));
     assert.match(wrong.message, 'authentication failed: wrong token');
     const ok = await connect(server, { authToken: 's3cret' });

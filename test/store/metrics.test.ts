@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import { test } from 'uvu';
+import { InvalidArgumentError } from '../../src/errors.js';
 import * as assert from 'uvu/assert';
 import { fillPattern } from '../../src/bench/engine/pattern.js';
 import { freePort } from '../helpers/ports.js';
@@ -151,7 +152,8 @@ test('startMetricsServer: bad timeouts are refused', async () => {
   ] as const) {
     let err: unknown = null;
     await startMetricsServer({ port: 0, registry: createStoreMetrics(), ...opts }).then((s) => s.close(), (e: unknown) => (err = e));
-    assert.instance(err, RangeError, JSON.stringify(opts));
+    assert.instance(err, InvalidArgumentError, JSON.stringify(opts));
+    assert.is((err as InvalidArgumentError).code, 'ERR_INVALID_ARG');
     assert.match((err as Error).message, re);
   }
 });

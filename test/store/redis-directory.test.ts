@@ -4,6 +4,7 @@
  * restarted mid-run, Redis unreachable at start, prefixes. The semantics it shares with the
  * embedded directory run on both in directory.test.ts.
  */
+import { DirectoryError } from '../../src/store/directory/client.js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { memoryLogger } from '../helpers/log.js';
@@ -181,7 +182,8 @@ test('Redis unreachable at start: a clear error naming the URL (password masked)
   assert.match(err.message, `cannot connect to the Redis directory at redis://:***@127.0.0.1:${port}/0`);
   assert.match(err.message, /ECONNREFUSED/);
   assert.not.match(err.message, 'hunter2');
-  assert.is(err.code, 'ECONNREFUSED');
+  assert.is(err.code, 'ERR_CONNECT');
+  assert.is((err as DirectoryError).errno, 'ECONNREFUSED');
   // A server that accepts but never answers: the connect deadline holds.
   const silent = net.createServer(() => {});
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));

@@ -43,7 +43,7 @@ test("a tenant's Redis user reaches only its own prefix: no poisoning, no readin
     assert.equal((await a.members()).map((m) => m.nodeId), ['a-rank']);
     // B naming A's prefix: Redis refuses B's user, and the directory says why in one line.
     const err = await rejection(RedisDirectory.connect({ url: url('b', 'a') }));
-    assert.is(err.code, 'EACCES');
+    assert.is(err.code, 'ERR_ACCESS_DENIED');
     assert.match(err.message, /may not use the key prefix 'peercache:a:' \(Redis ACL\)/);
     assert.not.match(err.message, /pw-b/);
     // And B's user cannot read A's keys directly either.

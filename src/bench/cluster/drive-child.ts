@@ -11,6 +11,7 @@ import { outcomeToRow } from '../report/outcome.js';
 import { encode, parseParentMessage, wallNow, type ChildMessage } from './child-protocol.js';
 import { DriverNode } from './driver-node.js';
 import { rowPlan, type DriveRowsConfig } from './plan.js';
+import { PeercacheError } from '../../errors.js';
 
 const send = (msg: ChildMessage) => process.stdout.write(encode(msg));
 
@@ -57,13 +58,13 @@ async function main(): Promise<void> {
       }
       case 'abort':
         if (pendingGo && pendingGo.row === msg.row) {
-          pendingGo.reject(new Error(`aborted: ${msg.reason}`));
+          pendingGo.reject(new PeercacheError('ERR_ABORTED', `aborted: ${msg.reason}`));
           pendingGo = null;
         }
         return;
       case 'stop':
         controller.abort();
-        pendingGo?.reject(new Error('aborted by the user'));
+        pendingGo?.reject(new PeercacheError('ERR_ABORTED', 'aborted by the user'));
         pendingGo = null;
         return;
     }
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
           // The parent answers within its own deadline; this one only guards against a lost parent.
           const timer = setTimeout(() => {
             if (pendingGo?.row === index) pendingGo = null;
-            reject(new Error(`no start signal from the drive parent within ${(cfg.readyTimeoutMs + 30_000) / 1000} s`));
+            reject(new PeercacheError('ERR_TIMEOUT', `no start signal from the drive parent within ${(cfg.readyTimeoutMs + 30_000) / 1000} s`));
           }, cfg.readyTimeoutMs + 30_000);
           pendingGo = {
             row: index,

@@ -12,6 +12,7 @@ import type { NodeInfo } from '../../store/types.js';
 import type { Logger } from '../../log.js';
 import type { StoreConfig } from '../engine/connection.js';
 import { agreementAttributes, ATTR, compareAgreement, DistMismatchError, isServeNode, type Agreement } from './params.js';
+import { PeercacheError } from '../../errors.js';
 
 /** Everything a driver node needs; JSON-serialisable (children get it on their command line). */
 export interface DriverNodeConfig {
@@ -23,8 +24,11 @@ export interface DriverNodeConfig {
 }
 
 /** serve is not there (yet), or went away: the run cannot measure. */
-export class ServeUnavailableError extends Error {
+export class ServeUnavailableError extends PeercacheError {
   override readonly name = 'ServeUnavailableError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_SERVE_UNAVAILABLE', message, options);
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -50,7 +54,7 @@ async function connectDirectory(cfg: DriverNodeConfig, deadline: number, onLost:
       const e = err as DirectoryError;
       last = e.message;
       // Wrong token or a protocol mismatch will not get better by waiting.
-      if (e.code === 'EAUTH' || e.code === 'EPROTO') throw new ServeUnavailableError(`${e.message} (check --auth-token on both sides)`);
+      if (e.code === 'ERR_AUTH' || e.code === 'ERR_DIRECTORY_PROTOCOL') throw new ServeUnavailableError(`${e.message} (check --auth-token on both sides)`);
       await sleep(Math.min(500, 50 * 2 ** Math.min(attempt, 4)));
     }
   }

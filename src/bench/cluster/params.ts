@@ -7,7 +7,7 @@ import type { Layout } from '../../store/host-pool.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Protocol } from '../../transport/types.js';
 import { resolveDevices, type ConnectionOptions } from '../engine/connection.js';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, PeercacheError } from '../../errors.js';
 
 /** The connection and page parameters both subcommands take. */
 export interface DistCommonOptions extends ConnectionOptions {
@@ -83,7 +83,7 @@ export interface Mismatch {
 }
 
 /** serve and drive were started with different parameters; the message says which and how to fix it. */
-export class DistMismatchError extends Error {
+export class DistMismatchError extends PeercacheError {
   override readonly name = 'DistMismatchError';
   constructor(
     readonly serveNode: string,
@@ -91,6 +91,7 @@ export class DistMismatchError extends Error {
   ) {
     const what = mismatches.map((m) => `${m.flag}: serve ${m.serve}, drive ${m.drive}`).join('; ');
     super(
+      'ERR_DIST_MISMATCH',
       `serve node '${serveNode}' and this driver disagree on ${mismatches.map((m) => m.flag).join(', ')} (${what}); ` +
         'both hosts must use the same layout, page size, working set, protocol and number of rails: rerun with the same values on both sides',
     );

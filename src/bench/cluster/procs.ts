@@ -13,6 +13,7 @@ import type { Row } from '../report/types.js';
 import { parseChildMessage, wallNow, type ChildMessage, type ParentMessage } from './child-protocol.js';
 import { mergeProcessRows, type ProcessRowResult } from './merge.js';
 import { rowPlan, type DriveRowsConfig } from './plan.js';
+import { PeercacheError } from '../../errors.js';
 
 /** The child entry, next to this module: .ts from the sources (through tsx), .js when built. */
 export function childEntry(): string {
@@ -68,8 +69,8 @@ class Child {
       return await this.proc.next(match, timeoutMs, what);
     } catch (err) {
       const msg = (err as Error).message;
-      if (msg.startsWith('exited')) throw new Error(this.proc.exitDescription(2));
-      throw new Error(`drive process ${this.index + 1} sent ${msg}`);
+      if (msg.startsWith('exited')) throw new PeercacheError('ERR_CHILD_PROCESS', this.proc.exitDescription(2));
+      throw new PeercacheError('ERR_CHILD_PROCESS', `drive process ${this.index + 1} sent ${msg}`);
     }
   }
 
@@ -122,7 +123,7 @@ export class ProcessGroup {
       });
     if (first.t === 'error') {
       await child.stop();
-      throw new Error(`drive process ${i + 1} could not start: ${first.message}`);
+      throw new PeercacheError('ERR_CHILD_PROCESS', `drive process ${i + 1} could not start: ${first.message}`);
     }
     return child;
   }

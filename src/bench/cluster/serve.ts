@@ -20,6 +20,7 @@ import { fillPage, pageSeed } from '../engine/pattern.js';
 import { parseDiscoveryAddr } from '../../store/directory/open.js';
 import { chooseLocalHost, isWildcard } from './net.js';
 import { agreementAttributes, ATTR, commonDefaults, compareAgreement, DIST_KEY_PREFIX, DistConfigError, isDriveNode, type Agreement, type DistCommonOptions } from './params.js';
+import { PeercacheError } from '../../errors.js';
 
 export interface ServeOptions extends DistCommonOptions {
   /** Driver processes serve expects (messages only). Default 1. */
@@ -123,7 +124,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
       }
       const ok = await store.batchSetV1(keys, host.tokenIndices(Array.from({ length: n }, (_, i) => i)));
       const bad = ok.indexOf(false);
-      if (bad >= 0) throw new Error(`serve could not publish ${keys[bad]}: the directory refused it (another node publishes the same working set?)`);
+      if (bad >= 0) throw new PeercacheError('ERR_DIRECTORY', `serve could not publish ${keys[bad]}: the directory refused it (another node publishes the same working set?)`);
     }
     if (options.signal?.aborted) return { nodeId, localHost: local.host, pages: store.publishedCount, transports: store.transport.transports, driversSeen };
     const { host: dh, port: dp } = parseDiscoveryAddr(options.discoveryAddr);

@@ -4,6 +4,7 @@
  * repeated). Calls are timed from their intended start (response latency: no coordinated
  * omission) and from their actual start (service latency).
  */
+import { InvalidArgumentError } from '../../errors.js';
 
 export type ArrivalKind = 'constant' | 'poisson';
 export const ARRIVAL_KINDS: readonly ArrivalKind[] = ['constant', 'poisson'];
@@ -28,7 +29,7 @@ export class ArrivalSchedule {
 
   /** `rate`: calls per second on this timeline. */
   constructor(readonly rate: number, readonly kind: ArrivalKind, seed = 1) {
-    if (!(rate > 0) || !Number.isFinite(rate)) throw new RangeError(`ArrivalSchedule: rate must be a number > 0, got ${rate}`);
+    if (!(rate > 0) || !Number.isFinite(rate)) throw new InvalidArgumentError(`ArrivalSchedule: rate must be a number > 0, got ${rate}`);
     this.gapNs = 1e9 / rate;
     this.random = prng(seed);
   }

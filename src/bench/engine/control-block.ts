@@ -13,6 +13,7 @@
  *   (measured-window calls only), and warmup pages (calls completed in the warmup; counted only
  *   when the row records intervals, see engine/intervals.ts).
  */
+import { InvalidArgumentError } from '../../errors.js';
 
 export const Phase = { Init: 0, Warmup: 1, Measure: 2, Stop: 3 } as const;
 export type PhaseCode = (typeof Phase)[keyof typeof Phase];
@@ -44,7 +45,7 @@ export class ControlBlock {
 
   /** A fresh block for `workers` workers, phase Init. */
   static create(workers: number): ControlBlock {
-    if (!Number.isSafeInteger(workers) || workers < 1) throw new RangeError(`ControlBlock: workers must be a positive integer, got ${workers}`);
+    if (!Number.isSafeInteger(workers) || workers < 1) throw new InvalidArgumentError(`ControlBlock: workers must be a positive integer, got ${workers}`);
     return new ControlBlock(new SharedArrayBuffer((HEADER + workers * LIVE_FIELDS) * 4), workers);
   }
 
@@ -52,7 +53,7 @@ export class ControlBlock {
   static attach(buffer: SharedArrayBuffer): ControlBlock {
     const slots = buffer.byteLength / 4;
     const workers = (slots - HEADER) / LIVE_FIELDS;
-    if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`ControlBlock: a buffer of ${buffer.byteLength} bytes is not a control block`);
+    if (!Number.isInteger(workers) || workers < 1) throw new InvalidArgumentError(`ControlBlock: a buffer of ${buffer.byteLength} bytes is not a control block`);
     return new ControlBlock(buffer, workers);
   }
 

@@ -12,6 +12,7 @@ import { alignedBytes } from '../../transport/memory.js';
 import { OP_FIELDS } from '../../transport/types.js';
 import { pageSeed, verifyPage, verifyPageSampled } from './pattern.js';
 import type { WorkerTask } from './protocol.js';
+import { PeercacheError } from '../../errors.js';
 
 /**
  * This worker thread's part of its node ids and set keys. The pid alone is not enough: two runs in
@@ -58,7 +59,7 @@ function noopSession(bs: number): Session {
 
 /** micro's transport path: READ `batchSize` blocks per call from the producer's raw region. */
 async function readSession(task: WorkerTask): Promise<Session> {
-  if (!task.raw) throw new Error('a read row needs the producer raw region');
+  if (!task.raw) throw new PeercacheError('ERR_CONFIG', 'a read row needs the producer raw region');
   const bs = task.batchSize;
   const block = task.pageBytes;
   const hot = task.readPattern === 'hot';
@@ -129,7 +130,7 @@ function storeDriver(task: WorkerTask, store: PeerCacheStore, host: HostKVPool):
   // one slot per call), or its one-batch pool.
   const share = Math.floor(host.pages / Math.max(1, task.hostPool ? task.threads : 1));
   const slotCount = Math.max(1, Math.floor(share / bs));
-  if (share < bs) throw new Error(`the host pool (${host.pages} pages) has less than one batch (${bs} pages) for each of ${task.threads} workers`);
+  if (share < bs) throw new PeercacheError('ERR_CONFIG', `the host pool (${host.pages} pages) has less than one batch (${bs} pages) for each of ${task.threads} workers`);
   const slotIndices = Array.from({ length: slotCount }, (_, s) => host.tokenIndices(Array.from({ length: bs }, (_, i) => task.index * (task.hostPool ? share : 0) + s * bs + i)));
   let slot = 0;
   let indices = slotIndices[0];

@@ -16,6 +16,7 @@
  * and encodings are built once the row is over (toMeasured()), off the measured window.
  */
 import { SharedHistogram, type LatencySummary } from '../histogram.js';
+import { InvalidArgumentError, PeercacheError } from '../../errors.js';
 
 export type IntervalPhase = 'warmup' | 'measure';
 
@@ -69,7 +70,7 @@ export class IntervalSeries {
     private readonly pagesNow: () => number,
     startNs: bigint,
   ) {
-    if (!histograms.length) throw new RangeError('IntervalSeries: no histograms');
+    if (!histograms.length) throw new InvalidArgumentError('IntervalSeries: no histograms');
     // The histograms are empty when their phase starts: the first snapshot is all zeros.
     this.prev = new Float64Array(histograms[0].countsLength);
     this.cur = new Float64Array(histograms[0].countsLength);
@@ -78,7 +79,7 @@ export class IntervalSeries {
 
   /** A boundary at `nowNs`: the interval since the last one, from a snapshot taken now. */
   tick(nowNs: bigint): void {
-    if (this.pending) throw new Error('IntervalSeries: tick after close');
+    if (this.pending) throw new PeercacheError('ERR_CLOSED', 'IntervalSeries: tick after close');
     this.take(this.lastNs, nowNs);
     this.lastNs = nowNs;
   }

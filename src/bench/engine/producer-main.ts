@@ -10,6 +10,7 @@ import { publishedPoolBytes } from '../../store/published-pool.js';
 import { createLogger } from '../../log.js';
 import { fillPage, pageSeed } from './pattern.js';
 import { encodeProducerMessage, type ProducerConfig } from './producer.js';
+import { PeercacheError } from '../../errors.js';
 
 const CHUNK = 256;
 
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
       }
       const ok = await store.batchSetV1(keys, host.tokenIndices(Array.from({ length: n }, (_, i) => i)));
       const bad = ok.indexOf(false);
-      if (bad >= 0) throw new Error(`the producer could not publish ${keys[bad]} (published pool too small?)`);
+      if (bad >= 0) throw new PeercacheError('ERR_DIRECTORY', `the producer could not publish ${keys[bad]} (published pool too small?)`);
       published += n;
     }
   }

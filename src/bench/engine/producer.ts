@@ -5,6 +5,7 @@ import type { Layout } from '../../store/host-pool.js';
 import type { StoreConfig } from './connection.js';
 import { childExecArgv, moduleFile } from './entry.js';
 import type { RawRegion } from './protocol.js';
+import { PeercacheError } from '../../errors.js';
 
 /** The producer's store is opened with its own default timeout: `timeoutMs` is the workers'. */
 export interface ProducerConfig extends Omit<StoreConfig, 'timeoutMs'> {
@@ -68,13 +69,13 @@ export async function startProducer(cfg: ProducerConfig, logger: Logger, timeout
   const stop = () => child.stop({ via: 'stdin', graceMs: 5000 });
   try {
     const m = await child.next(() => true, timeoutMs, 'ready message from the producer process');
-    if (m.t === 'error') throw new Error(`the producer process could not start: ${m.message}`);
+    if (m.t === 'error') throw new PeercacheError('ERR_CHILD_PROCESS', `the producer process could not start: ${m.message}`);
     return { nodeId: m.nodeId, pid: m.pid, transports: m.transports, raw: m.raw, stop };
   } catch (err) {
     const msg = (err as Error).message;
     await stop();
-    if (msg.startsWith('exited')) throw new Error(`the producer process ${msg.replace(/ early$/, '')} before it was ready: ${child.tail(3)}`);
-    if (msg.startsWith('no ready')) throw new Error(`the producer process did not become ready within ${timeoutMs / 1000} s`);
+    if (msg.startsWith('exited')) throw new PeercacheError('ERR_CHILD_PROCESS', `the producer process ${msg.replace(/ early$/, '')} before it was ready: ${child.tail(3)}`);
+    if (msg.startsWith('no ready')) throw new PeercacheError('ERR_CHILD_PROCESS', `the producer process did not become ready within ${timeoutMs / 1000} s`);
     throw err;
   }
 }

@@ -16,6 +16,7 @@ import { ControlBlock, Phase } from './control-block.js';
 import { IntervalSeries, toMeasured } from './intervals.js';
 import { workerEntry } from './entry.js';
 import type { DriverKind, WorkerResult, WorkerTask } from './protocol.js';
+import { PeercacheError } from '../../errors.js';
 
 export interface RowPlan {
   /** What each worker's loop runs. */
@@ -235,7 +236,7 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
         break;
       }
       if (Date.now() > readyDeadline) {
-        fail(new Error(`only ${control.ready} of ${threads} workers connected within ${(ctx.readyTimeoutMs ?? 120_000) / 1000} s`));
+        fail(new PeercacheError('ERR_WORKERS', `only ${control.ready} of ${threads} workers connected within ${(ctx.readyTimeoutMs ?? 120_000) / 1000} s`));
         break;
       }
       await sleep(20);

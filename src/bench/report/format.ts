@@ -4,6 +4,7 @@
  * cells agree.
  */
 import type { JsonValue } from './types.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 /** `x` rounded to `dp` decimals; non-finite values come back as they are. */
 export function round(x: number, dp: number): number {
@@ -109,7 +110,7 @@ function safe(value: unknown, seen: Set<object>): JsonValue {
   if (value === null) return null;
   const obj = value as object & { toJSON?: () => unknown };
   if (typeof obj.toJSON === 'function') return safe(obj.toJSON(), seen);
-  if (seen.has(obj)) throw new TypeError('toJsonSafe: circular structure');
+  if (seen.has(obj)) throw new InvalidArgumentError('toJsonSafe: circular structure');
   seen.add(obj);
   try {
     if (Array.isArray(obj)) return obj.map((v: unknown) => safe(v, seen));

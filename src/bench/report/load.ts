@@ -1,10 +1,14 @@
 /** Reading report artifacts back (for `peercache-bench report`): one-line errors for bad input. */
 import { readFile } from 'node:fs/promises';
 import { REPORT_SCHEMA_ID, REPORT_SCHEMA_VERSION, type Report } from './types.js';
+import { PeercacheError } from '../../errors.js';
 
 /** A file that is not a readable peercache-bench report, or inputs that do not fit together. */
-export class ReportInputError extends Error {
+export class ReportInputError extends PeercacheError {
   override name = 'ReportInputError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_REPORT', message, options);
+  }
 }
 
 export async function loadReport(path: string): Promise<Report> {

@@ -15,6 +15,7 @@ export type { LatencySummary } from '../histogram.js';
 import type { LatencySummary } from '../histogram.js';
 import type { MeasuredInterval } from '../engine/intervals.js';
 import { collectManifest } from './manifest.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 /** An open-loop row's own figures (absent or null: closed loop). */
 export interface OpenLoopFigures {
@@ -100,7 +101,7 @@ export function rate(count: number, seconds: number): number {
 function counter(name: string, v: number | undefined, fallback: number): number {
   const x = v ?? fallback;
   // A bad counter is a harness bug; fail loudly rather than publish a NaN row.
-  if (!Number.isFinite(x) || x < 0) throw new RangeError(`makeRow: ${name} must be a finite number >= 0, got ${x}`);
+  if (!Number.isFinite(x) || x < 0) throw new InvalidArgumentError(`makeRow: ${name} must be a finite number >= 0, got ${x}`);
   return x;
 }
 

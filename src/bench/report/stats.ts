@@ -4,6 +4,7 @@
  * trials the normal 1.96 would understate the interval 2.2x..1.1x). Pure functions on plain
  * arrays; null whenever a figure is not defined (fewer than 2 samples, a zero mean).
  */
+import { InvalidArgumentError } from '../../errors.js';
 
 /** The median (the mean of the middle two for an even count); null for no sample. */
 export function median(xs: readonly number[]): number | null {
@@ -38,7 +39,7 @@ const T975 = [
 ];
 
 export function t975(df: number): number {
-  if (!Number.isInteger(df) || df < 1) throw new RangeError(`t975: degrees of freedom must be a positive integer, got ${df}`);
+  if (!Number.isInteger(df) || df < 1) throw new InvalidArgumentError(`t975: degrees of freedom must be a positive integer, got ${df}`);
   return df <= T975.length ? T975[df - 1] : df <= 60 ? 2.0 : 1.96;
 }
 

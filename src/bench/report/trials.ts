@@ -19,6 +19,7 @@ import { round } from './format.js';
 import { peakKey } from './peak.js';
 import { ci95, cv, median } from './stats.js';
 import type { Row } from './types.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 /** Default CV above which a row is noisy: 5%. */
 export const DEFAULT_NOISY_CV = 0.05;
@@ -61,7 +62,7 @@ function combineSpread(trials: readonly Row[], noisyCv: number) {
  * aborted trial makes the row aborted (never PEAK, never in a ratio).
  */
 export function combineTrials(trials: readonly Row[], noisyCv = DEFAULT_NOISY_CV): Row {
-  if (!trials.length) throw new RangeError('combineTrials: no trial');
+  if (!trials.length) throw new InvalidArgumentError('combineTrials: no trial');
   const n = trials.length;
   const bad = trials.findIndex((t) => !t.ok);
   if (bad >= 0) {

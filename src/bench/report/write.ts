@@ -15,6 +15,7 @@ import { fileTimestamp } from './format.js';
 import { renderHlog } from './hlog.js';
 import { renderJson, renderMarkdown, type RenderOptions } from './render.js';
 import type { Report } from './types.js';
+import { PeercacheError } from '../../errors.js';
 
 export { toJsonSafe } from './format.js';
 
@@ -44,7 +45,7 @@ export function sanitizeTag(tag: string): string {
 }
 
 function part(what: string, value: string | undefined): string {
-  if (!value || !SAFE_PART.test(value)) throw new Error(`artifactName: ${what} ${JSON.stringify(value)} must match [A-Za-z0-9._-]+`);
+  if (!value || !SAFE_PART.test(value)) throw new PeercacheError('ERR_REPORT', `artifactName: ${what} ${JSON.stringify(value)} must match [A-Za-z0-9._-]+`);
   return value;
 }
 
@@ -58,7 +59,7 @@ export function artifactName(input: ArtifactNameInput): string {
   parts.push(part('protocol', input.protocol));
   const tag = sanitizeTag(input.tag ?? '');
   if (tag) parts.push(tag);
-  if (Number.isNaN(input.date.getTime())) throw new Error('artifactName: invalid date');
+  if (Number.isNaN(input.date.getTime())) throw new PeercacheError('ERR_REPORT', 'artifactName: invalid date');
   parts.push(fileTimestamp(input.date));
   return parts.join('-');
 }
@@ -96,8 +97,11 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** The output directory cannot be created or written; the message is one line naming the directory. */
-export class OutDirError extends Error {
+export class OutDirError extends PeercacheError {
   override name = 'OutDirError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('ERR_REPORT', message, options);
+  }
 }
 
 const ERRNO_TEXT: Record<string, string> = {
@@ -208,12 +212,12 @@ async function claim(outDir: string, name: string): Promise<string> {
       throw e;
     }
   }
-  throw new Error(`writeReport: no free name for ${name} in ${outDir}`);
+  throw new PeercacheError('ERR_REPORT', `writeReport: no free name for ${name} in ${outDir}`);
 }
 
 /** Creates outDir, picks a free name, writes <name>.svg and <name>.hlog (if any), <name>.md, <name>.json; returns their paths. */
 export async function writeReport(report: Report, options: WriteOptions): Promise<WrittenPaths> {
-  if (!SAFE_PART.test(options.name)) throw new Error(`writeReport: name ${JSON.stringify(options.name)} must match [A-Za-z0-9._-]+`);
+  if (!SAFE_PART.test(options.name)) throw new PeercacheError('ERR_REPORT', `writeReport: name ${JSON.stringify(options.name)} must match [A-Za-z0-9._-]+`);
   const json = renderJson(report);
   const hlog = renderHlog(report);
   await prepareOutDir(options.outDir);

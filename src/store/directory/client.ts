@@ -25,7 +25,7 @@ import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, Wir
 import { LIMITS, encodeRequestBody, parseErrorBody, parseEvent, parseKeyChanges, parseLookupResult } from './messages.js';
 import { KeyReplica, type ReplicaOptions, type ReplicaState } from './replica.js';
 import type { Frame } from './framing.js';
-import { PeercacheError } from '../../errors.js';
+import { PeercacheError, type ErrorCode, InvalidArgumentError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Op, Request, ResultMap } from './messages.js';
 
@@ -60,8 +60,31 @@ export interface DirectoryClientOptions {
  */
 export class DirectoryError extends PeercacheError {
   override name = 'DirectoryError';
-  constructor(message: string, code = 'ERR_DIRECTORY', options?: { cause?: unknown }) {
+  /** The system's code (ECONNREFUSED, EADDRNOTAVAIL, …) when a socket call failed. */
+  readonly errno: string | undefined;
+  constructor(message: string, code: ErrorCode = 'ERR_DIRECTORY', options?: { cause?: unknown; errno?: string }) {
     super(code, message, options);
+    this.errno = options?.errno;
+  }
+}
+
+/** The code of a directory server's error frame (messages.ts: its wire names) as one of ours. */
+export function directoryWireCode(code: string | undefined): ErrorCode {
+  switch (code) {
+    case 'auth':
+      return 'ERR_AUTH';
+    case 'refused':
+      return 'ERR_REFUSED';
+    case 'too-many':
+      return 'ERR_TOO_MANY';
+    case 'shutdown':
+      return 'ERR_SHUTDOWN';
+    case 'oversized':
+      return 'ERR_OVERSIZED';
+    case undefined:
+      return 'ERR_DIRECTORY';
+    default:
+      return 'ERR_BAD_FRAME';
   }
 }
 
@@ -127,14 +150,14 @@ export class DirectoryClient implements Directory {
   /**
    * Connects and says hello (version, token). Rejects with a DirectoryError naming the address;
    * its `code` is the socket error's (ECONNREFUSED when nobody listens), 'ERR_TIMEOUT' past the
-   * deadline, 'EAUTH' when the token is refused.
+   * deadline, 'ERR_AUTH' when the token is refused.
    */
   static async connect(options: DirectoryClientOptions): Promise<DirectoryClient> {
     const host = options.host ?? '127.0.0.1';
     const port = options.port;
     const where = `${host}:${port}`;
     checkFrameLimit(options.maxFrameBytes);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port must be in 1..65535, got ${port}`);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`port must be in 1..65535, got ${port}`);
     const timeoutMs = options.connectTimeoutMs ?? 5000;
     const deadline = Date.now() + timeoutMs;
     const socket = options.tls
@@ -151,7 +174,7 @@ export class DirectoryClient implements Directory {
         });
         socket.once('error', (err: NodeJS.ErrnoException) => {
           clearTimeout(timer);
-          reject(new DirectoryError(`cannot connect to the directory at ${where}: ${err.message}`, err.code, { cause: err }));
+          reject(new DirectoryError(`cannot connect to the directory at ${where}: ${err.message}`, 'ERR_CONNECT', { cause: err, errno: err.code }));
         });
       });
     } catch (err) {
@@ -164,7 +187,7 @@ export class DirectoryClient implements Directory {
       if (options.authToken !== undefined) hello.token = options.authToken;
       const result = await client.call('hello', hello, Math.max(1, deadline - Date.now()));
       if (!isObject(result) || result.version !== PROTOCOL_VERSION || typeof result.maxFrameBytes !== 'number') {
-        throw new DirectoryError(`directory at ${where} sent a malformed hello response`, 'EPROTO');
+        throw new DirectoryError(`directory at ${where} sent a malformed hello response`, 'ERR_DIRECTORY_PROTOCOL');
       }
       client.serverMaxFrameBytes = result.maxFrameBytes;
       if (typeof result.idleTimeoutMs === 'number' && result.idleTimeoutMs > 0) client.serverIdleTimeoutMs = result.idleTimeoutMs;
@@ -173,7 +196,7 @@ export class DirectoryClient implements Directory {
       client.fail('hello failed');
       socket.destroy();
       const e = err as DirectoryError;
-      const code = /authentication failed/.test(e.message) ? 'EAUTH' : e.code;
+      const code = /authentication failed/.test(e.message) ? 'ERR_AUTH' : e.code;
       // A TCP connection but no hello answer: the port belongs to something that is not a directory.
       const why =
         e.code === 'ERR_TIMEOUT'
@@ -252,14 +275,14 @@ export class DirectoryClient implements Directory {
     try {
       return parseLookupResult(body, keys.length);
     } catch (err) {
-      throw new DirectoryError(`directory lookup: malformed response: ${(err as Error).message}`, 'EPROTO');
+      throw new DirectoryError(`directory lookup: malformed response: ${(err as Error).message}`, 'ERR_DIRECTORY_PROTOCOL');
     }
   }
 
   async publish(entries: readonly DirectoryEntry[]): Promise<boolean[]> {
     if (entries.length > LIMITS.keysPerRequest) return (await Promise.all(slices(entries).map((s) => this.publish(s)))).flat();
     const out = expectArray<boolean>(await this.call('publish', { op: 'publish', entries: entries as DirectoryEntry[] }), 'publish');
-    if (out.length !== entries.length) throw new DirectoryError(`directory publish: ${out.length} results for ${entries.length} entries`, 'EPROTO');
+    if (out.length !== entries.length) throw new DirectoryError(`directory publish: ${out.length} results for ${entries.length} entries`, 'ERR_DIRECTORY_PROTOCOL');
     return out;
   }
 
@@ -323,8 +346,8 @@ export class DirectoryClient implements Directory {
   // --- internals ------------------------------------------------------------------------------
 
   private call<O extends Op>(op: O, req: Request, timeoutMs = this.requestTimeoutMs): Promise<ResultMap[O] | unknown> {
-    if (this.userClosed) return Promise.reject(new DirectoryError('directory client is closed', 'ECLOSED'));
-    if (this.lost !== null) return Promise.reject(new DirectoryError(`directory connection lost: ${this.lost}`, 'ECONNLOST'));
+    if (this.userClosed) return Promise.reject(new DirectoryError('directory client is closed', 'ERR_CLOSED'));
+    if (this.lost !== null) return Promise.reject(new DirectoryError(`directory connection lost: ${this.lost}`, 'ERR_CONNECTION_LOST'));
     if (this.unresponsive !== null && op !== 'ping' && op !== 'leave') {
       return Promise.reject(new DirectoryError(`directory ${op} not sent: the server ${this.where} is unresponsive (${this.unresponsive}); failing fast until it answers`, 'ERR_UNREACHABLE'));
     }
@@ -335,7 +358,7 @@ export class DirectoryClient implements Directory {
       frame = encodeFrame(FrameKind.Request, id, encodeRequestBody(req), this.serverMaxFrameBytes);
     } catch (err) {
       if (!(err instanceof WireError)) throw err;
-      return Promise.reject(new DirectoryError(`directory ${op} request too large: ${err.message}; split the batch`, 'E2BIG'));
+      return Promise.reject(new DirectoryError(`directory ${op} request too large: ${err.message}; split the batch`, 'ERR_OVERSIZED'));
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -363,7 +386,7 @@ export class DirectoryClient implements Directory {
       case FrameKind.Error: {
         const body = parseErrorBody(decodeJson(frame));
         const p = this.take(frame.id);
-        if (p) p.reject(new DirectoryError(`directory ${p.op} failed: ${body.message}`, body.code === 'auth' ? 'EAUTH' : body.code));
+        if (p) p.reject(new DirectoryError(`directory ${p.op} failed: ${body.message}`, directoryWireCode(body.code)));
         if (body.fatal) {
           this.log.warn(`directory client: server ${this.where} closed the connection: ${body.message}`);
           this.fail(`server closed the connection: ${body.message}`);
@@ -419,8 +442,8 @@ export class DirectoryClient implements Directory {
     if (this.replicaTimer) clearInterval(this.replicaTimer);
     this.replica?.drop(`connection lost: ${reason}`);
     const err = this.userClosed
-      ? new DirectoryError('directory client is closed', 'ECLOSED')
-      : new DirectoryError(`directory connection lost: ${reason}`, 'ECONNLOST');
+      ? new DirectoryError('directory client is closed', 'ERR_CLOSED')
+      : new DirectoryError(`directory connection lost: ${reason}`, 'ERR_CONNECTION_LOST');
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(err);
@@ -471,7 +494,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 function expectArray<T>(v: unknown, op: string): T[] {
-  if (!Array.isArray(v)) throw new DirectoryError(`directory ${op}: malformed response`, 'EPROTO');
+  if (!Array.isArray(v)) throw new DirectoryError(`directory ${op}: malformed response`, 'ERR_DIRECTORY_PROTOCOL');
   return v as T[];
 }
 

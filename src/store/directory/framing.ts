@@ -9,6 +9,7 @@
  * or JSON without negotiation, no limit), every frame names its version and every length is
  * checked against a limit before any of its body is buffered.
  */
+import { InvalidArgumentError, PeercacheError } from '../../errors.js';
 
 export const PROTOCOL_VERSION = 1;
 export const FRAME_HEADER_BYTES = 10;
@@ -46,16 +47,20 @@ export type WireErrorCode =
   | 'slow-reader'
   | 'bad-lane';
 
-/** A protocol violation: the connection that produced it is closed. */
-export class WireError extends Error {
+/**
+ * A protocol violation: the connection that produced it is closed. `code` is ERR_OVERSIZED for a
+ * frame past its limit and ERR_BAD_FRAME otherwise; `reason` is the wire's own name for it (what
+ * error frames and the rejection counters carry).
+ */
+export class WireError extends PeercacheError {
+  override name = 'WireError';
   constructor(
-    readonly code: WireErrorCode,
+    readonly reason: WireErrorCode,
     message: string,
     /** The request id of the offending frame, when its header was read. */
     readonly requestId = 0,
   ) {
-    super(message);
-    this.name = 'WireError';
+    super(reason === 'oversized' ? 'ERR_OVERSIZED' : reason === 'auth' ? 'ERR_AUTH' : 'ERR_BAD_FRAME', message);
   }
 }
 
@@ -63,7 +68,7 @@ export class WireError extends Error {
 export function checkFrameLimit(value: number | undefined, what = 'maxFrameBytes'): number {
   const v = value ?? DEFAULT_MAX_FRAME_BYTES;
   if (!Number.isSafeInteger(v) || v < 1 || v > MAX_FRAME_LIMIT) {
-    throw new RangeError(`${what} must be an integer in 1..${MAX_FRAME_LIMIT}, got ${String(value)}`);
+    throw new InvalidArgumentError(`${what} must be an integer in 1..${MAX_FRAME_LIMIT}, got ${String(value)}`);
   }
   return v;
 }

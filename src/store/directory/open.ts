@@ -20,6 +20,7 @@ import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, Rem
 import type { Logger } from '../../log.js';
 import type { DirectoryTls } from '../../tls.js';
 import type { ReplicaOptions } from './replica.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 export interface OpenDirectoryOptions {
   /** `host:port` (IPv6 as `[addr]:port`); port 1..65535: the others must be able to find it. */
@@ -66,7 +67,7 @@ export function parseDiscoveryAddr(addr: string): { host: string; port: number }
   const m = /^\[([^\]\s]+)\]:(\d{1,5})$/.exec(addr) ?? /^([^\s:[\]]+):(\d{1,5})$/.exec(addr);
   const port = m ? Number(m[2]) : NaN;
   if (!m || !(port >= 1 && port <= 65535)) {
-    throw new RangeError(
+    throw new InvalidArgumentError(
       `invalid discoveryAddr '${addr}': expected host:port with port 1..65535 (e.g. 127.0.0.1:7600, [::1]:7600)`,
     );
   }
@@ -113,7 +114,7 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
     } catch (err) {
       lastError = err;
       // Only "nobody listens" means we may serve; auth, timeout or protocol errors are final.
-      if ((err as DirectoryError).code !== 'ECONNREFUSED') throw err;
+      if ((err as DirectoryError).errno !== 'ECONNREFUSED') throw err;
     }
     let server: DirectoryServer;
     try {
@@ -135,8 +136,8 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
       if (code === 'EADDRNOTAVAIL') {
         throw new DirectoryError(
           `nobody serves the directory at ${where}, and this host cannot serve it (${where} is not a local address)`,
-          code,
-          { cause: err },
+          'ERR_CONNECT',
+          { cause: err, errno: code },
         );
       }
       throw err;
@@ -154,8 +155,8 @@ async function openOnce(options: OpenDirectoryOptions, onConnectionLost?: (reaso
   const last = lastError instanceof Error ? lastError.message : String(lastError);
   throw new DirectoryError(
     `could not reach or serve the directory at ${where} after ${maxAttempts} attempts (last error: ${last})`,
-    (lastError as NodeJS.ErrnoException | null)?.code,
-    { cause: lastError },
+    'ERR_CONNECT',
+    { cause: lastError, errno: (lastError as NodeJS.ErrnoException | null)?.code },
   );
 }
 

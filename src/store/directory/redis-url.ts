@@ -6,6 +6,7 @@
  * Its own module so that url.ts (choosing a directory) and redis.ts (the client) both use it
  * without importing each other.
  */
+import { InvalidArgumentError } from '../../errors.js';
 export interface RedisUrlParts {
   tls: boolean;
   host: string;
@@ -42,7 +43,7 @@ export function redactUrl(value: string): string {
 
 function positiveInt(v: string, name: string, where: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new RangeError(`${where}: ${name} must be a positive integer (ms), got '${v}'`);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${where}: ${name} must be a positive integer (ms), got '${v}'`);
   return n;
 }
 
@@ -53,26 +54,26 @@ export function parseRedisUrl(value: string): RedisUrlParts {
   try {
     url = new URL(value);
   } catch {
-    throw new RangeError(`invalid directory URL '${redacted}': expected redis://[user:password@]host:port[/db] or rediss://…`);
+    throw new InvalidArgumentError(`invalid directory URL '${redacted}': expected redis://[user:password@]host:port[/db] or rediss://…`);
   }
   const tls = url.protocol.toLowerCase() === 'rediss:';
-  if (!tls && url.protocol.toLowerCase() !== 'redis:') throw new RangeError(`invalid directory URL '${redacted}': scheme must be redis:// or rediss://`);
+  if (!tls && url.protocol.toLowerCase() !== 'redis:') throw new InvalidArgumentError(`invalid directory URL '${redacted}': scheme must be redis:// or rediss://`);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (!host) throw new RangeError(`invalid directory URL '${redacted}': no host`);
+  if (!host) throw new InvalidArgumentError(`invalid directory URL '${redacted}': no host`);
   const port = url.port ? Number(url.port) : 6379;
   const path = url.pathname.replace(/^\//, '');
-  if (path !== '' && !/^\d{1,5}$/.test(path)) throw new RangeError(`invalid directory URL '${redacted}': the path must be a database number (/0, /1, …), got '/${path}'`);
+  if (path !== '' && !/^\d{1,5}$/.test(path)) throw new InvalidArgumentError(`invalid directory URL '${redacted}': the path must be a database number (/0, /1, …), got '/${path}'`);
   const parts: RedisUrlParts = { tls, host, port, db: path === '' ? 0 : Number(path), redacted };
   if (url.username) parts.username = decodeURIComponent(url.username);
   if (url.password) parts.password = decodeURIComponent(url.password);
   for (const [k, v] of url.searchParams) {
     if (k === 'prefix') {
-      if (v.length === 0) throw new RangeError(`invalid directory URL '${redacted}': prefix must not be empty`);
+      if (v.length === 0) throw new InvalidArgumentError(`invalid directory URL '${redacted}': prefix must not be empty`);
       parts.prefix = v;
     } else if (Object.hasOwn(MS_OPTIONS, k)) {
       parts[MS_OPTIONS[k as keyof typeof MS_OPTIONS]] = positiveInt(v, k, `directory URL '${redacted}'`);
     } else {
-      throw new RangeError(`invalid directory URL '${redacted}': unknown option '${k}' (known: ${QUERY_KEYS.join(', ')})`);
+      throw new InvalidArgumentError(`invalid directory URL '${redacted}': unknown option '${k}' (known: ${QUERY_KEYS.join(', ')})`);
     }
   }
   return parts;

@@ -29,7 +29,9 @@ import { parseRedisUrl, type RedisUrlParts } from './redis-url.js';
 import { scriptSource, SCRIPTS, type ScriptName } from './redis-scripts.js';
 import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
 import { silentLogger, type Logger } from '../../log.js';
+import type { ErrorCode } from '../../errors.js';
 import { parseNodeInfo } from './messages.js';
+import { InvalidArgumentError, PeercacheError } from '../../errors.js';
 
 export interface RedisDirectoryOptions {
   /** redis://[user:password@]host:port[/db][?prefix=&ttl_ms=&poll_ms=&timeout_ms=&connect_timeout_ms=] or rediss://… */
@@ -86,12 +88,12 @@ function parseEntry(v: string): Location {
   const b = v.indexOf(':', a + 1);
   const c = v.indexOf(':', b + 1);
   const d = v.indexOf(':', c + 1);
-  if (a < 1 || b < 0 || c < 0 || d < 0) throw new DirectoryError(`malformed directory entry in Redis: '${v.slice(0, 80)}'`, 'EPROTO');
+  if (a < 1 || b < 0 || c < 0 || d < 0) throw new DirectoryError(`malformed directory entry in Redis: '${v.slice(0, 80)}'`, 'ERR_DIRECTORY_PROTOCOL');
   const generation = Number(v.slice(0, a));
   const offset = Number(v.slice(a + 1, b));
   const length = Number(v.slice(b + 1, c));
   if (!Number.isSafeInteger(generation) || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
-    throw new DirectoryError(`malformed directory entry in Redis: '${v.slice(0, 80)}'`, 'EPROTO');
+    throw new DirectoryError(`malformed directory entry in Redis: '${v.slice(0, 80)}'`, 'ERR_DIRECTORY_PROTOCOL');
   }
   return { nodeId: v.slice(d + 1), offset, length, generation };
 }
@@ -102,7 +104,7 @@ function parseMember(raw: string): Known {
   try {
     return { inc: raw.slice(0, i), raw, info: parseNodeInfo(JSON.parse(raw.slice(i + 1)) as unknown) };
   } catch (err) {
-    throw new DirectoryError(`malformed member in Redis: ${(err as Error).message}`, 'EPROTO');
+    throw new DirectoryError(`malformed member in Redis: ${(err as Error).message}`, 'ERR_DIRECTORY_PROTOCOL');
   }
 }
 
@@ -112,13 +114,13 @@ const isUint = (v: unknown): boolean => typeof v === 'number' && Number.isSafeIn
 function checkEntry(e: DirectoryEntry): void {
   const l = e?.location;
   if (typeof e?.key !== 'string' || !l || typeof l.nodeId !== 'string' || l.nodeId.length === 0 || !isUint(l.offset) || !isUint(l.length) || !isUint(l.generation)) {
-    throw new DirectoryError('directory publish: each entry needs a string key and a location { nodeId, offset, length, generation } of non-negative integers', 'EINVAL');
+    throw new DirectoryError('directory publish: each entry needs a string key and a location { nodeId, offset, length, generation } of non-negative integers', 'ERR_INVALID_ARG');
   }
 }
 
 function checkRemoval(r: RemovalEntry): void {
   if (typeof r?.key !== 'string' || typeof r.nodeId !== 'string' || r.nodeId.length === 0 || !isUint(r.generation)) {
-    throw new DirectoryError('directory remove: each entry needs a string key, a nodeId and a non-negative integer generation', 'EINVAL');
+    throw new DirectoryError('directory remove: each entry needs a string key, a nodeId and a non-negative integer generation', 'ERR_INVALID_ARG');
   }
 }
 
@@ -167,7 +169,7 @@ export class RedisDirectory implements Directory {
     this.log = options.logger ?? silentLogger;
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
       const fn = (redis as unknown as Record<string, ScriptCall | undefined>)[name];
-      if (typeof fn !== 'function') throw new Error(`redis script ${name} was not defined`);
+      if (typeof fn !== 'function') throw new PeercacheError('ERR_REDIS', `redis script ${name} was not defined`);
       this.calls.set(name, fn.bind(redis));
     }
     redis.on('error', (err: Error) => {
@@ -196,7 +198,7 @@ export class RedisDirectory implements Directory {
     const ttlMs = options.ttlMs ?? parts.ttlMs ?? 5000;
     const pollMs = Math.max(10, options.pollMs ?? parts.pollMs ?? Math.min(1000, Math.floor(ttlMs / 4)));
     if (!Number.isSafeInteger(ttlMs) || !Number.isSafeInteger(pollMs) || pollMs * 3 > ttlMs) {
-      throw new RangeError(`directory ${parts.redacted}: poll_ms (${pollMs}) must be an integer of at most a third of ttl_ms (${ttlMs}): a node must have two heartbeats per TTL`);
+      throw new InvalidArgumentError(`directory ${parts.redacted}: poll_ms (${pollMs}) must be an integer of at most a third of ttl_ms (${ttlMs}): a node must have two heartbeats per TTL`);
     }
     const connectTimeoutMs = options.connectTimeoutMs ?? parts.connectTimeoutMs ?? 5000;
     const requestTimeoutMs = options.requestTimeoutMs ?? parts.timeoutMs ?? 10_000;
@@ -244,8 +246,8 @@ export class RedisDirectory implements Directory {
     } catch (err) {
       redis.disconnect();
       const cause = (lastError ?? err) as NodeJS.ErrnoException;
-      const code = cause.code ?? (err as DirectoryError).code ?? (/WRONGPASS|NOAUTH/.test(cause.message) ? 'EAUTH' : undefined);
-      throw new DirectoryError(`cannot connect to the Redis directory at ${parts.redacted}: ${cause.message}`, code, { cause });
+      const code: ErrorCode = /WRONGPASS|NOAUTH/.test(cause.message) ? 'ERR_AUTH' : err instanceof DirectoryError ? err.code : 'ERR_CONNECT';
+      throw new DirectoryError(`cannot connect to the Redis directory at ${parts.redacted}: ${cause.message}`, code, { cause, errno: cause.code });
     } finally {
       clearTimeout(timer);
       redis.off('error', onError);
@@ -261,11 +263,11 @@ export class RedisDirectory implements Directory {
         // A tenant's Redis user may touch only its own prefix (docs/security.md, tenants).
         throw new DirectoryError(
           `the Redis user of ${parts.redacted} may not use the key prefix '${dir.prefix}' (Redis ACL): give this node its tenant's user and prefix, or allow ~${dir.prefix}* to that user (${message})`,
-          'EACCES',
+          'ERR_ACCESS_DENIED',
           { cause: err },
         );
       }
-      throw new DirectoryError(`the Redis directory at ${parts.redacted} does not answer its scripts: ${message}`, 'EPROTO', { cause: err });
+      throw new DirectoryError(`the Redis directory at ${parts.redacted} does not answer its scripts: ${message}`, 'ERR_DIRECTORY_PROTOCOL', { cause: err });
     }
     dir.timer = setInterval(() => void dir.tick(), dir.pollMs);
     dir.timer.unref();
@@ -286,7 +288,7 @@ export class RedisDirectory implements Directory {
   async join(node: NodeInfo): Promise<NodeInfo[]> {
     const info = parseNodeInfo(node);
     if (this.self && this.self.info.nodeId !== info.nodeId) {
-      throw new DirectoryError(`directory join failed: this client already joined as '${this.self.info.nodeId}'; one node per client`, 'refused');
+      throw new DirectoryError(`directory join failed: this client already joined as '${this.self.info.nodeId}'; one node per client`, 'ERR_REFUSED');
     }
     const inc = this.self?.inc ?? randomBytes(8).toString('hex');
     const reply = await this.run('join', 'pcDirJoin', [this.prefix, info.nodeId, inc, String(this.keyTtlMs), JSON.stringify(info)]);
@@ -330,7 +332,7 @@ export class RedisDirectory implements Directory {
       const r = await this.run('lookup', null, []).then(() => this.redis.hmget(hash, ...keys)).catch((err: unknown) => {
         throw this.error('lookup', err);
       });
-      if (r.length !== keys.length) throw new DirectoryError(`directory lookup: ${r.length} results for ${keys.length} keys`, 'EPROTO');
+      if (r.length !== keys.length) throw new DirectoryError(`directory lookup: ${r.length} results for ${keys.length} keys`, 'ERR_DIRECTORY_PROTOCOL');
       return r;
     }
     await this.run('lookup', null, []);
@@ -339,19 +341,19 @@ export class RedisDirectory implements Directory {
     const results = await pipeline.exec().catch((err: unknown) => {
       throw this.error('lookup', err);
     });
-    if (!results) throw new DirectoryError(`directory lookup failed: pipeline aborted (redis ${this.where})`, 'ECONNLOST');
+    if (!results) throw new DirectoryError(`directory lookup failed: pipeline aborted (redis ${this.where})`, 'ERR_CONNECTION_LOST');
     const out: (string | null)[] = [];
     for (const [err, value] of results) {
       if (err) throw this.error('lookup', err);
       for (const v of value as (string | null)[]) out.push(v);
     }
-    if (out.length !== keys.length) throw new DirectoryError(`directory lookup: ${out.length} results for ${keys.length} keys`, 'EPROTO');
+    if (out.length !== keys.length) throw new DirectoryError(`directory lookup: ${out.length} results for ${keys.length} keys`, 'ERR_DIRECTORY_PROTOCOL');
     return out;
   }
 
   /** The node this client joined as: a client publishes and removes its own node's entries only. */
   private joinedNode(op: string): string {
-    if (this.self === null) throw new DirectoryError(`directory ${op} refused: this client has not joined as a node`, 'refused');
+    if (this.self === null) throw new DirectoryError(`directory ${op} refused: this client has not joined as a node`, 'ERR_REFUSED');
     return this.self.info.nodeId;
   }
 
@@ -381,7 +383,7 @@ export class RedisDirectory implements Directory {
     const out = new Array<boolean>(entries.length);
     let i = 0;
     for (const reply of replies) {
-      if (!Array.isArray(reply)) throw new DirectoryError('directory publish: malformed reply from Redis', 'EPROTO');
+      if (!Array.isArray(reply)) throw new DirectoryError('directory publish: malformed reply from Redis', 'ERR_DIRECTORY_PROTOCOL');
       for (const v of reply as unknown[]) {
         const ok = v === 1;
         const e = entries[i];
@@ -389,7 +391,7 @@ export class RedisDirectory implements Directory {
         out[i++] = ok;
       }
     }
-    if (i !== entries.length) throw new DirectoryError(`directory publish: ${i} results for ${entries.length} entries`, 'EPROTO');
+    if (i !== entries.length) throw new DirectoryError(`directory publish: ${i} results for ${entries.length} entries`, 'ERR_DIRECTORY_PROTOCOL');
     if (mine) return out;
     let j = 0;
     return all.map((e) => (e.location.nodeId === me ? out[j++] : false));
@@ -427,7 +429,7 @@ export class RedisDirectory implements Directory {
 
   async members(): Promise<NodeInfo[]> {
     const reply = await this.run('members', 'pcDirMembers', [this.prefix]);
-    if (!Array.isArray(reply)) throw new DirectoryError('directory members: malformed reply from Redis', 'EPROTO');
+    if (!Array.isArray(reply)) throw new DirectoryError('directory members: malformed reply from Redis', 'ERR_DIRECTORY_PROTOCOL');
     return (reply as unknown[]).slice(1).map((s) => parseMember(String(s)).info);
   }
 
@@ -471,13 +473,13 @@ export class RedisDirectory implements Directory {
     if (err instanceof DirectoryError) return err;
     const e = err as NodeJS.ErrnoException;
     if (/Stream isn't writeable|Connection is closed|MaxRetriesPerRequest|max retries per request/i.test(e.message ?? '')) {
-      return new DirectoryError(`directory ${op} failed: the connection to redis ${this.where} is down; reconnecting`, 'ECONNLOST', { cause: err });
+      return new DirectoryError(`directory ${op} failed: the connection to redis ${this.where} is down; reconnecting`, 'ERR_CONNECTION_LOST', { cause: err });
     }
     const timeout = /timed? ?out/i.test(e.message ?? '');
     if (timeout) this.unresponsive(`${op} unanswered`);
-    const code = timeout ? 'ERR_TIMEOUT' : /^INUSE /.test(e.message ?? '') ? 'refused' : (e.code ?? 'EREDIS');
+    const code: ErrorCode = timeout ? 'ERR_TIMEOUT' : /^INUSE /.test(e.message ?? '') ? 'ERR_REFUSED' : 'ERR_REDIS';
     const message = (e.message ?? String(err)).replace(/^INUSE /, '');
-    return new DirectoryError(`directory ${op} failed (redis ${this.where}): ${message}`, code, { cause: err });
+    return new DirectoryError(`directory ${op} failed (redis ${this.where}): ${message}`, code, { cause: err, errno: e.code });
   }
 
   /**
@@ -494,9 +496,9 @@ export class RedisDirectory implements Directory {
 
   /** Fails fast when closed or disconnected; one script call otherwise. `name` null: just the checks. */
   private async run(op: string, name: ScriptName | null, args: string[]): Promise<unknown> {
-    if (this.closed) throw new DirectoryError('directory client is closed', 'ECLOSED');
+    if (this.closed) throw new DirectoryError('directory client is closed', 'ERR_CLOSED');
     if (this.redis.status !== 'ready') {
-      throw new DirectoryError(`directory ${op} failed: the connection to redis ${this.where} is down (${this.redis.status}); reconnecting`, 'ECONNLOST');
+      throw new DirectoryError(`directory ${op} failed: the connection to redis ${this.where} is down (${this.redis.status}); reconnecting`, 'ERR_CONNECTION_LOST');
     }
     if (name === null) return null;
     try {
@@ -519,7 +521,7 @@ export class RedisDirectory implements Directory {
     } catch (err) {
       throw this.error(op, err);
     }
-    if (!results) throw new DirectoryError(`directory ${op} failed: pipeline aborted (redis ${this.where})`, 'ECONNLOST');
+    if (!results) throw new DirectoryError(`directory ${op} failed: pipeline aborted (redis ${this.where})`, 'ERR_CONNECTION_LOST');
     return results.map(([err, value]) => {
       if (err) throw this.error(op, err);
       return value;
@@ -551,7 +553,7 @@ export class RedisDirectory implements Directory {
             timer = setTimeout(() => reject(new DirectoryError(`heartbeat unanswered for ${this.ttlMs} ms`, 'ERR_TIMEOUT')), this.ttlMs);
           }),
         ]);
-        if (!Array.isArray(reply) || reply.length < 3) throw new DirectoryError('directory tick: malformed reply from Redis', 'EPROTO');
+        if (!Array.isArray(reply) || reply.length < 3) throw new DirectoryError('directory tick: malformed reply from Redis', 'ERR_DIRECTORY_PROTOCOL');
         const [own, changed] = reply as [number, number];
         if (changed === 1) this.applyMembers(reply, 2, !initial);
         else this.version = String(reply[2]);
@@ -605,7 +607,7 @@ export class RedisDirectory implements Directory {
 
   /** Parses a members reply (`{…, version, "inc:json"...}` from index `at`), updates `known`, emits the difference. */
   private applyMembers(reply: unknown, at: number, emit: boolean): Known[] {
-    if (!Array.isArray(reply) || reply.length <= at) throw new DirectoryError('directory: malformed members reply from Redis', 'EPROTO');
+    if (!Array.isArray(reply) || reply.length <= at) throw new DirectoryError('directory: malformed members reply from Redis', 'ERR_DIRECTORY_PROTOCOL');
     const list = (reply as unknown[]).slice(at + 1).map((s) => parseMember(String(s)));
     this.version = String((reply as unknown[])[at]);
     const next = new Map<string, Known>();

@@ -21,6 +21,7 @@
  */
 import type { Location } from '../types.js';
 import type { KeyChanges } from './messages.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 export interface ReplicaOptions {
   /** Entries the replica may hold (default 1 048 576); past it the replica is dropped. */
@@ -46,8 +47,8 @@ export class KeyReplica {
   constructor(options: ReplicaOptions = {}) {
     this.maxEntries = options.maxEntries ?? REPLICA_DEFAULTS.maxEntries;
     this.maxStalenessMs = options.maxStalenessMs ?? REPLICA_DEFAULTS.maxStalenessMs;
-    if (!Number.isSafeInteger(this.maxEntries) || this.maxEntries < 1) throw new RangeError(`replica maxEntries must be a positive integer, got ${this.maxEntries}`);
-    if (!(Number.isFinite(this.maxStalenessMs) && this.maxStalenessMs > 0)) throw new RangeError(`replica maxStalenessMs must be > 0 ms, got ${this.maxStalenessMs}`);
+    if (!Number.isSafeInteger(this.maxEntries) || this.maxEntries < 1) throw new InvalidArgumentError(`replica maxEntries must be a positive integer, got ${this.maxEntries}`);
+    if (!(Number.isFinite(this.maxStalenessMs) && this.maxStalenessMs > 0)) throw new InvalidArgumentError(`replica maxStalenessMs must be > 0 ms, got ${this.maxStalenessMs}`);
   }
 
   get state(): ReplicaState {

@@ -21,14 +21,14 @@ import type { Directory, DirectoryEntry, DirectoryEvent, Location, NodeInfo, Rem
 import { DEFAULT_MAX_FRAME_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, checkFrameLimit, decodeJson, encodeFrame, frameKindName } from './framing.js';
 import { LIMITS, checkRequest, encodeKeyChanges, encodeLookupResult, parseNodeInfo, parseRequest } from './messages.js';
 import type { Frame } from './framing.js';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, InvalidArgumentError, PeercacheError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Request, RequestOf, ResultMap } from './messages.js';
 import { isLoopback } from '../loopback.js';
 import { printable } from '../printable.js';
 
 function positive(name: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  if (!Number.isSafeInteger(v) || v <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${v}`);
   return v;
 }
 
@@ -112,8 +112,8 @@ function checkTenants(options: DirectoryServerOptions): [string, string][] {
   const entries = Object.entries(options.tenants ?? {});
   const seen = new Set<string>(options.authToken !== undefined ? [options.authToken] : []);
   for (const [name, token] of entries) {
-    if (name.length === 0 || typeof token !== 'string' || token.length === 0) throw new RangeError(`tenant '${name}': a tenant needs a name and a non-empty token`);
-    if (seen.has(token)) throw new RangeError(`tenant '${name}': its token is also another tenant's (or authToken): tokens must differ`);
+    if (name.length === 0 || typeof token !== 'string' || token.length === 0) throw new InvalidArgumentError(`tenant '${name}': a tenant needs a name and a non-empty token`);
+    if (seen.has(token)) throw new InvalidArgumentError(`tenant '${name}': its token is also another tenant's (or authToken): tokens must differ`);
     seen.add(token);
   }
   return entries;
@@ -143,7 +143,13 @@ export interface DirectoryServerStats {
 }
 
 /** An application-level refusal of one request: answered with an error frame, the connection stays. */
-class RequestError extends Error {}
+/** A request the directory refuses (membership or ownership rules); the session stays open. */
+class DirectoryRequestError extends PeercacheError {
+  override name = 'DirectoryRequestError';
+  constructor(message: string) {
+    super('ERR_REFUSED', message);
+  }
+}
 
 /** One party of the directory: a socket connection or an in-process (local) directory. */
 interface Session {
@@ -236,8 +242,8 @@ export class DirectoryServer {
     checkLimits(options); // before binding: a bad option must not leave a listening socket behind
     const tenants = checkTenants(options);
     const secureContext = options.tls ? serverContext(options.tls) : null;
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`port must be in 0..65535, got ${port}`);
-    if (options.authToken !== undefined && options.authToken.length === 0) throw new RangeError('authToken must not be empty');
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`port must be in 0..65535, got ${port}`);
+    if (options.authToken !== undefined && options.authToken.length === 0) throw new InvalidArgumentError('authToken must not be empty');
     if (options.authToken === undefined && tenants.length === 0 && !isLoopback(host)) {
       if (!options.insecure) throw new AuthRequiredError(host, port);
       options.logger?.warn(`directory server on ${host}:${port} runs WITHOUT authentication (insecure): any host that reaches this port can join, publish and learn region access tokens`);
@@ -293,7 +299,7 @@ export class DirectoryServer {
    * makes its calls fail.
    */
   localDirectory(): Directory {
-    if (this.closed) throw new Error('directory server is closed');
+    if (this.closed) throw new PeercacheError('ERR_CLOSED', 'directory server is closed');
     const local = new LocalDirectory(this);
     this.locals.add(local);
     this.sessions.add(local.session);
@@ -403,7 +409,7 @@ export class DirectoryServer {
     this.drop(local.session, 'left');
   }
 
-  /** @internal Applies one request (hello excluded) for a session; throws RequestError on refusal. */
+  /** @internal Applies one request (hello excluded) for a session; throws DirectoryRequestError on refusal. */
   execute<O extends Exclude<Request['op'], 'hello'>>(session: Session, req: RequestOf<O>): ResultMap[O];
   execute(session: Session, req: Exclude<Request, { op: 'hello' }>): ResultMap[keyof ResultMap] {
     this.requests++;
@@ -431,7 +437,7 @@ export class DirectoryServer {
         return true;
       case 'watch':
         // Connections stream their snapshot themselves (Connection.watch); an in-process directory reads the entries directly.
-        throw new RequestError('watch is for socket sessions; the in-process directory answers lookupLocal() directly');
+        throw new DirectoryRequestError('watch is for socket sessions; the in-process directory answers lookupLocal() directly');
       case 'unwatch':
         this.watchers.delete(session);
         return true;
@@ -482,13 +488,13 @@ export class DirectoryServer {
   private join(session: Session, node: NodeInfo): NodeInfo[] {
     const existing = this.members.get(node.nodeId);
     if (existing && existing.session !== session) {
-      throw new RequestError(
+      throw new DirectoryRequestError(
         `nodeId '${printable(node.nodeId)}' is already in use by a live member (connected from ${existing.session.label}); ` +
           'if that node died, its entry goes when its connection closes or times out',
       );
     }
     if (session.nodeId !== null && session.nodeId !== node.nodeId) {
-      throw new RequestError(`this connection already joined as '${session.nodeId}'; one node per connection`);
+      throw new DirectoryRequestError(`this connection already joined as '${session.nodeId}'; one node per connection`);
     }
     // Every join answers with the whole member list: their sum stays under what a client accepts.
     const bytes = Buffer.byteLength(JSON.stringify(node), 'utf8');
@@ -498,7 +504,7 @@ export class DirectoryServer {
     const total = this.memberBytes - prior + bytes;
     const bigTotal = this.bigMemberBytes - priorBig + (big ? bytes : 0);
     if (total > this.maxMemberBytes || (big && bigTotal > Math.floor((this.maxMemberBytes * 3) / 4))) {
-      throw new RequestError(
+      throw new DirectoryRequestError(
         `join refused: the member records would take ${total} bytes, ${big ? `big ones (over ${BIG_RECORD_BYTES} bytes) ${bigTotal}, ` : ''}` +
           `past the directory's bound of ${this.maxMemberBytes} bytes${big ? ' (3/4 of it for big records)' : ''} (maxMemberBytes); this node's record is ${bytes} bytes: ` +
           'make it smaller (fewer or shorter attributes) or raise maxMemberBytes together with every client\'s maxFrameBytes',
@@ -516,7 +522,7 @@ export class DirectoryServer {
 
   /** The node a session joined as: only that node's entries may be published or removed by it. */
   private joinedNode(session: Session, op: string): string {
-    if (session.nodeId === null) throw new RequestError(`${op} refused: this connection has not joined as a node`);
+    if (session.nodeId === null) throw new DirectoryRequestError(`${op} refused: this connection has not joined as a node`);
     return session.nodeId;
   }
 
@@ -795,7 +801,7 @@ class Connection implements Session {
     try {
       req = parseRequest(decodeJson(frame));
     } catch (err) {
-      if (err instanceof WireError) throw new WireError(err.code, err.message, frame.id);
+      if (err instanceof WireError) throw new WireError(err.reason, err.message, frame.id);
       throw err;
     }
     if (!this.ready) {
@@ -812,7 +818,7 @@ class Connection implements Session {
     try {
       result = this.server.execute(this, req);
     } catch (err) {
-      if (!(err instanceof RequestError)) throw err;
+      if (!(err instanceof DirectoryRequestError)) throw err;
       this.send(FrameKind.Error, frame.id, { message: err.message, fatal: false, code: 'refused' });
       return;
     }
@@ -839,7 +845,7 @@ class Connection implements Session {
       try {
         result.members = this.server.execute(this, { op: 'join', node: req.node });
       } catch (err) {
-        if (!(err instanceof RequestError)) throw err;
+        if (!(err instanceof DirectoryRequestError)) throw err;
         this.send(FrameKind.Error, id, { message: err.message, fatal: false, code: 'refused' });
         return;
       }
@@ -878,7 +884,7 @@ class Connection implements Session {
     if (this.closing) return;
     this.closing = true;
     const wire = err instanceof WireError ? err : null;
-    const code = wire?.code ?? 'internal';
+    const code = wire?.reason ?? 'internal';
     const message = wire ? wire.message : 'internal error';
     this.server.countRejected(code);
     if (wire) this.server.logLine('warn', `directory: closing connection from ${this.label}: ${message}`);
@@ -932,14 +938,14 @@ class LocalDirectory implements Directory {
   }
 
   private run<O extends Exclude<Request['op'], 'hello'>>(req: RequestOf<O>): Promise<ResultMap[O]> {
-    if (this.closed) return Promise.reject(new Error('directory client is closed'));
-    if (this.lost !== null) return Promise.reject(new Error(`directory connection lost: ${this.lost}`));
+    if (this.closed) return Promise.reject(new PeercacheError('ERR_CLOSED', 'directory client is closed'));
+    if (this.lost !== null) return Promise.reject(new PeercacheError('ERR_CONNECTION_LOST', `directory connection lost: ${this.lost}`));
     try {
       // The same validation (and copying) as the wire path: callers cannot alias stored state.
       const checked = checkRequest(req as Request) as RequestOf<O>;
       return Promise.resolve(this.server.execute<O>(this.session, checked));
     } catch (err) {
-      return Promise.reject(err instanceof Error ? new Error(`directory ${(req as Request).op} failed: ${err.message}`) : err);
+      return Promise.reject(err instanceof Error ? new PeercacheError('ERR_REFUSED', `directory ${(req as Request).op} failed: ${err.message}`) : err);
     }
   }
 

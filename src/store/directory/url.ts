@@ -13,6 +13,7 @@ import type { Logger } from '../../log.js';
 import type { DirectoryTls } from '../../tls.js';
 import type { ReplicaOptions } from './replica.js';
 import { isRedisUrl, parseRedisUrl, redactUrl, type RedisUrlParts } from './redis-url.js';
+import { InvalidArgumentError } from '../../errors.js';
 
 export { isRedisUrl, parseRedisUrl, redactUrl, type RedisUrlParts };
 
@@ -22,7 +23,7 @@ export type DirectoryChoice = { kind: 'embedded' } | { kind: 'redis'; url: strin
 export function parseDirectoryChoice(value: string | undefined): DirectoryChoice {
   if (value === undefined || value === 'embedded') return { kind: 'embedded' };
   if (isRedisUrl(value)) return { kind: 'redis', url: value, parts: parseRedisUrl(value) };
-  throw new RangeError(`invalid directory '${redactUrl(value)}': expected 'embedded', redis://host:port[/db] or rediss://host:port[/db]`);
+  throw new InvalidArgumentError(`invalid directory '${redactUrl(value)}': expected 'embedded', redis://host:port[/db] or rediss://host:port[/db]`);
 }
 
 export interface OpenConfiguredDirectoryOptions {
@@ -61,7 +62,7 @@ export async function openConfiguredDirectory(options: OpenConfiguredDirectoryOp
     const redis = await RedisDirectory.connect({ url: choice.url, logger: options.logger, connectTimeoutMs: options.connectTimeoutMs, requestTimeoutMs: options.requestTimeoutMs });
     return { directory: redis, server: null };
   }
-  if (typeof options.discoveryAddr !== 'string') throw new RangeError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
+  if (typeof options.discoveryAddr !== 'string') throw new InvalidArgumentError("the embedded directory needs discoveryAddr (host:port); or pass a redis:// directory URL");
   return openDirectory({
     discoveryAddr: options.discoveryAddr,
     authToken: options.authToken,

@@ -9,6 +9,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import type { ErrorCode } from '../../errors.js';
 import { OP_FIELDS, TransportError, type BatchOptions, type Endpoint, type LocalRegion, type RemoteRegion } from '../types.js';
 import { TcpLocal } from './regions.js';
 import {
@@ -387,14 +388,14 @@ export class TcpEndpoint implements Endpoint {
   }
 
   /** Closes the socket and rejects every batch still in flight. */
-  private shutdown(code: string, why: string): void {
+  private shutdown(code: ErrorCode, why: string): void {
     this.closed = true;
     this.socket.destroy();
     this.rejectAll(code, why);
     this.onClosed(this);
   }
 
-  private rejectAll(code: string, why: string): void {
+  private rejectAll(code: ErrorCode, why: string): void {
     const frames = [...this.pending.values()];
     this.pending.clear();
     this.cur = null;
@@ -410,7 +411,7 @@ export class TcpEndpoint implements Endpoint {
   }
 
   /** The connection broke (peer died, reset, garbage answer): fail everything in flight. */
-  private fail(reason: string, code: string): void {
+  private fail(reason: string, code: ErrorCode): void {
     if (this.closed || this.failed !== null) return;
     this.failed = reason;
     this.socket.destroy();

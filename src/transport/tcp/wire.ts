@@ -29,6 +29,7 @@
  * data, 65 536 ops) is split into several frames, sent back to back. Before its HELLO a
  * connection may send nothing else.
  */
+import type { ErrorCode } from '../../errors.js';
 import { TransportError } from '../types.js';
 
 export const WIRE_VERSION = 1;
@@ -222,7 +223,7 @@ export function writeRequestHeader(out: Buffer, kind: number, id: number, count:
 }
 
 /** The TransportError code a response status stands for. */
-export function errorStatusCode(status: number): string {
+export function errorStatusCode(status: number): ErrorCode {
   if (status === STATUS_BAD_RKEY) return 'ERR_BAD_RKEY';
   if (status === STATUS_OUT_OF_RANGE) return 'ERR_OUT_OF_RANGE';
   if (status === STATUS_INVALID) return 'ERR_INVALID_ARG';
