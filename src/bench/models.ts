@@ -4,6 +4,7 @@
  * per TP rank and tokens per page.
  */
 import { readFileSync } from 'node:fs';
+import { InvalidArgumentError } from '../errors.js';
 
 export interface ModelGeometry {
   attention: 'mla' | 'mha';
@@ -43,9 +44,9 @@ export const modelNames = (): string[] => Object.keys(models());
 /** The page one TP rank of `model` stores; throws a RangeError naming the known models. */
 export function modelPage(model: string, options: { tp: number; tokensPerPage: number }): ModelPage {
   const g = models()[model];
-  if (g === undefined) throw new RangeError(`unknown model '${model}': one of ${modelNames().join(', ')}`);
+  if (g === undefined) throw new InvalidArgumentError(`unknown model '${model}': one of ${modelNames().join(', ')}`);
   const { tp, tokensPerPage } = options;
-  if (!Number.isInteger(tp) || tp < 1) throw new RangeError(`tp must be a positive integer, got ${tp}`);
+  if (!Number.isInteger(tp) || tp < 1) throw new InvalidArgumentError(`tp must be a positive integer, got ${tp}`);
   const perToken =
     g.attention === 'mla' ? (g.kvLoraRank! + g.qkRopeHeadDim!) * g.dtypeBytes : Math.max(1, Math.floor(g.kvHeads! / tp)) * g.headDim! * g.dtypeBytes;
   return { model, layout: g.attention, pageBytes: tokensPerPage * g.layers * perToken, tp, tokensPerPage };
