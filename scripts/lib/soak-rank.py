@@ -97,9 +97,9 @@ def main() -> int:
         now = time.monotonic()
         if now - last >= 2.0:
             last = now
-            st = storage.get_stats()
+            st = storage.adapter_stats()
             print(json.dumps(dict(n, errors=st.errors, reconnects=st.reconnects, connect_failures=st.connect_failures)), flush=True)
-    st = storage.get_stats()
+    st = storage.adapter_stats()
     print(json.dumps(dict(n, errors=st.errors, reconnects=st.reconnects, connect_failures=st.connect_failures, final=True)), flush=True)
     storage.close()
     pool.close()
