@@ -18,7 +18,7 @@ Napi::Value ThrowError(Napi::Env env, const std::string& message, const char* co
 namespace {
 
 // Bumped whenever the JS-visible surface changes; the TS wrapper refuses a mismatched binary.
-constexpr int kAbiVersion = 4;
+constexpr int kAbiVersion = 5;
 
 Napi::Value UcxStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -169,6 +169,98 @@ std::string DescribeContext(ucp_context_h context) {
 
 namespace {
 
+bool AllocateArgs(const Napi::CallbackInfo& info, size_t* length, bool* remoteWritable) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
+    return false;
+  }
+  double bytes = info[0].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 1) || bytes != static_cast<double>(static_cast<uint64_t>(bytes)) || bytes > 1e15) {
+    ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
+    return false;
+  }
+  *length = static_cast<size_t>(bytes);
+  // allocate(bytes, remoteWritable): peers may only READ unless asked otherwise. Enforced by RDMA
+  // NICs (no remote-write access on the memory region); UCX 1.13's shared-memory transports map
+  // segments read-write whatever the flags say (measured: test/transport/ucx-read-only.test.ts).
+  *remoteWritable = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  return true;
+}
+
+// ucp_mem_map(ALLOCATE) + query; no JS: callable from any thread.
+bool MapPublished(SharedContext* sc, size_t length, bool remoteWritable, ucp_mem_h* memhOut, void** addressOut,
+                  std::string* error) {
+  const UcxApi& api = Ucx();
+  ucp_mem_map_params_t params = {};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_PROT;
+  params.length = length;
+  params.flags = UCP_MEM_MAP_ALLOCATE;
+  params.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE | UCP_MEM_MAP_PROT_REMOTE_READ |
+                (remoteWritable ? UCP_MEM_MAP_PROT_REMOTE_WRITE : 0);
+  ucp_mem_h memh = nullptr;
+  ucs_status_t st = api.ucp_mem_map(sc->context, &params, &memh);
+  if (st != UCS_OK) {
+    *error = "cannot allocate a published region of " + std::to_string(length) + " bytes through UCX: " +
+             StatusText(st) +
+             " (on shm this is SysV/posix shared memory: check kernel.shmmax/shmall and free space in /dev/shm)";
+    return false;
+  }
+  ucp_mem_attr_t attr = {};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  st = api.ucp_mem_query(memh, &attr);
+  if (st != UCS_OK) {
+    api.ucp_mem_unmap(sc->context, memh);
+    *error = "ucp_mem_query failed: " + StatusText(st);
+    return false;
+  }
+  *memhOut = memh;
+  *addressOut = attr.address;
+  return true;
+}
+
+Napi::Value WrapPublished(Napi::Env env, SharedContext* sc, ucp_mem_h memh, void* address, size_t length) {
+  NativeRegion* region = new NativeRegion();
+  RetainContext(sc);
+  region->shared = sc;
+  region->memh = memh;
+  region->address = static_cast<uint8_t*>(address);
+  region->length = length;
+  region->published = true;
+  return WrapRegion(env, region);
+}
+
+// allocateAsync's work: holds the context until it is done, so a close() meanwhile cannot free it.
+class AllocateWork : public Napi::AsyncWorker {
+ public:
+  AllocateWork(Napi::Env env, SharedContext* sc, size_t length, bool remoteWritable)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), sc_(sc), length_(length),
+        remoteWritable_(remoteWritable) {
+    RetainContext(sc_);
+  }
+  ~AllocateWork() override { ReleaseContext(sc_); }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  void Execute() override { ok_ = MapPublished(sc_, length_, remoteWritable_, &memh_, &address_, &error_); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!ok_) {
+      deferred_.Reject(MakeError(env, error_, "ERR_ALLOC").Value());
+      return;
+    }
+    deferred_.Resolve(WrapPublished(env, sc_, memh_, address_, length_));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  SharedContext* sc_;
+  size_t length_;
+  bool remoteWritable_;
+  bool ok_ = false;
+  ucp_mem_h memh_ = nullptr;
+  void* address_ = nullptr;
+  std::string error_;
+};
+
 class Context : public Napi::ObjectWrap<Context> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -178,6 +270,7 @@ class Context : public Napi::ObjectWrap<Context> {
                            InstanceAccessor<&Context::Tls>("tls"),
                            InstanceAccessor<&Context::Devices>("devices"),
                            InstanceMethod<&Context::Allocate>("allocate"),
+                           InstanceMethod<&Context::AllocateAsync>("allocateAsync"),
                            InstanceMethod<&Context::Register>("register"),
                            InstanceMethod<&Context::Close>("close"),
                        });
@@ -248,49 +341,30 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Allocate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Check(env)) return env.Undefined();
-    if (info.Length() < 1 || !info[0].IsNumber()) {
-      return ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
-    }
-    double bytes = info[0].As<Napi::Number>().DoubleValue();
-    if (!(bytes >= 1) || bytes != static_cast<double>(static_cast<uint64_t>(bytes)) || bytes > 1e15) {
-      return ThrowError(env, "allocate(bytes): bytes must be a positive integer", "ERR_INVALID_ARG");
-    }
-    const UcxApi& api = Ucx();
-    // allocate(bytes, remoteWritable): peers may only READ unless asked otherwise. Enforced by RDMA
-    // NICs (no remote-write access on the memory region); UCX 1.13's shared-memory transports map
-    // segments read-write whatever the flags say (measured: test/transport/ucx-read-only.test.ts).
-    bool remoteWritable = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
-    ucp_mem_map_params_t params = {};
-    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS | UCP_MEM_MAP_PARAM_FIELD_PROT;
-    params.length = static_cast<size_t>(bytes);
-    params.flags = UCP_MEM_MAP_ALLOCATE;
-    params.prot = UCP_MEM_MAP_PROT_LOCAL_READ | UCP_MEM_MAP_PROT_LOCAL_WRITE | UCP_MEM_MAP_PROT_REMOTE_READ |
-                  (remoteWritable ? UCP_MEM_MAP_PROT_REMOTE_WRITE : 0);
+    size_t length = 0;
+    bool remoteWritable = false;
+    if (!AllocateArgs(info, &length, &remoteWritable)) return env.Undefined();
     ucp_mem_h memh = nullptr;
-    ucs_status_t st = api.ucp_mem_map(shared_->context, &params, &memh);
-    if (st != UCS_OK) {
-      return ThrowError(env,
-                        "cannot allocate a published region of " + std::to_string(params.length) +
-                            " bytes through UCX: " + StatusText(st) +
-                            " (on shm this is SysV/posix shared memory: check kernel.shmmax/shmall and "
-                            "free space in /dev/shm)",
-                        "ERR_ALLOC");
-    }
-    ucp_mem_attr_t attr = {};
-    attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
-    st = api.ucp_mem_query(memh, &attr);
-    if (st != UCS_OK) {
-      api.ucp_mem_unmap(shared_->context, memh);
-      return ThrowError(env, "ucp_mem_query failed: " + StatusText(st), "ERR_ALLOC");
-    }
-    NativeRegion* region = new NativeRegion();
-    RetainContext(shared_);
-    region->shared = shared_;
-    region->memh = memh;
-    region->address = static_cast<uint8_t*>(attr.address);
-    region->length = params.length;
-    region->published = true;
-    return WrapRegion(env, region);
+    void* address = nullptr;
+    std::string error;
+    if (!MapPublished(shared_, length, remoteWritable, &memh, &address, &error)) return ThrowError(env, error, "ERR_ALLOC");
+    return WrapPublished(env, shared_, memh, address, length);
+  }
+
+  // allocateAsync(bytes, remoteWritable): the same on a libuv pool thread, so that the event loop
+  // stays free while UCX maps a big segment (its POSIX allocator writes every byte of the backing
+  // file before mapping it: seconds per GiB). The context is mt_workers_shared, so ucp_mem_map
+  // from that thread is safe; the main thread makes no UCX call meanwhile (PeerCacheStore.open).
+  Napi::Value AllocateAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Check(env)) return env.Undefined();
+    size_t length = 0;
+    bool remoteWritable = false;
+    if (!AllocateArgs(info, &length, &remoteWritable)) return env.Undefined();
+    AllocateWork* work = new AllocateWork(env, shared_, length, remoteWritable);
+    Napi::Promise promise = work->Promise();
+    work->Queue();
+    return promise;
   }
 
   // register(view): register an existing ArrayBuffer/SharedArrayBuffer view as a local buffer (the

@@ -124,6 +124,7 @@ const FLAG_OF_OPTION: Record<string, string> = {
   pageBytes: '--page-size',
   concurrencies: '--concurrencies',
   socketPath: '--socket',
+  globalSegmentBytes: '--global-segment',
 };
 
 /** The flag that sets an option of the library (`maxBytes` → `--max-bytes`). */

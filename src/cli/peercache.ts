@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The peercache executable: long-running services (the benchmarks are peercache-bench). */
 import { packageVersion } from '../version.js';
-import { lazyCommand, runProgram, type ProgramSpec } from './program.js';
+import { finish, lazyCommand, runProgram, type ProgramSpec } from './program.js';
 
 const spec: ProgramSpec = {
   bin: 'peercache',
@@ -22,4 +22,4 @@ const spec: ProgramSpec = {
     ].join('\n'),
 };
 
-process.exitCode = await runProgram(spec, process.argv.slice(2));
+await finish(await runProgram(spec, process.argv.slice(2)));

@@ -182,3 +182,22 @@ export async function runProgram(spec: ProgramSpec, argv: string[], io: ProgramI
     return 1;
   }
 }
+
+/**
+ * The bins' last step. A command a signal stopped during start-up may leave an allocation running
+ * on a libuv pool thread (UCX writing a POSIX segment it was told to stop making), and a normal
+ * exit would wait for it: libuv joins its threads at exit (20 s for 3 GiB). Then the process dies
+ * of that signal at once (the shell sees the same 130/143); what the allocation made is unlinked
+ * already and the kernel frees the rest with the process.
+ */
+export async function finish(code: number): Promise<void> {
+  const signal = code === 130 ? 'SIGINT' : code === 143 ? 'SIGTERM' : null;
+  if (signal) {
+    const { allocationsStillRunning } = await import('../transport/ucx.js');
+    if (allocationsStillRunning()) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    }
+  }
+  process.exitCode = code;
+}

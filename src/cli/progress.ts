@@ -9,6 +9,7 @@ import type { RowProgress } from '../bench/engine/row.js';
 import { fixed, humanCount } from '../bench/report/format.js';
 import { gbpsCell, latencyPer } from '../bench/report/render.js';
 import type { Row } from '../bench/report/types.js';
+import type { AllocateProgress } from '../transport/types.js';
 
 /** ANSI styling only on a terminal and only when NO_COLOR is unset or empty (no-color.org). */
 export function colorFor(isTty: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
@@ -23,6 +24,12 @@ export function formatDuration(s: number): string {
   if (t >= 3600) return `${Math.floor(t / 3600)} h ${String(Math.floor((t % 3600) / 60)).padStart(2, '0')} min`;
   if (t >= 60) return `${Math.floor(t / 60)} min ${String(t % 60).padStart(2, '0')} s`;
   return `${t} s`;
+}
+
+/** One line about a published segment being allocated (UCX's POSIX allocator writes all of it first). */
+export function allocationProgress(p: AllocateProgress): string {
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  return `allocating the published pool: ${gib(p.written)} of ${gib(p.total)} written after ${formatDuration(p.elapsedMs / 1000)}; Ctrl-C stops`;
 }
 
 /** The phase a row belongs to, for the live line ("latency", "get sweep", …). */

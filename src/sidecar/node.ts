@@ -7,7 +7,7 @@
 import type { Logger } from '../log.js';
 import { ObjectStore } from '../store/object-store.js';
 import type { DirectoryTls } from '../tls.js';
-import type { Protocol } from '../transport/types.js';
+import type { AllocateProgress, Protocol } from '../transport/types.js';
 import { SidecarServer } from './server.js';
 import { prepareSocketDirectory } from './socket-directory.js';
 import type { SidecarLimits } from './protocol.js';
@@ -39,6 +39,8 @@ export interface NodeOptions {
   metricsHost?: string;
   signal: AbortSignal;
   logger: Logger;
+  /** Called about once a second while the published pool is being allocated (seconds per GiB on shm). */
+  onAllocateProgress?: (progress: AllocateProgress) => void;
   /** Called once the socket accepts connections (the CLI prints a line). */
   onReady?: (info: { nodeId: string; socketPath: string; metricsUrl: string | null }) => void;
 }
@@ -68,7 +70,7 @@ export async function runNode(options: NodeOptions): Promise<{ nodeId: string }>
     metrics,
     logger: options.logger,
     attributes: { role: 'sidecar' },
-  });
+  }, { signal: options.signal, onProgress: options.onAllocateProgress });
   let server: SidecarServer | null = null;
   let metricsServer: { url: string; close(): Promise<void> } | null = null;
   try {

@@ -12,7 +12,9 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { openTransport } from '../transport/index.js';
-import { DEFAULT_BATCH_TIMEOUT_MS, type LocalRegion, type Protocol, type TransportNode, type WindowedMapping } from '../transport/types.js';
+import { DEFAULT_BATCH_TIMEOUT_MS, type AllocateProgress, type LocalRegion, type Protocol, type TransportNode, type WindowedMapping } from '../transport/types.js';
+import { checkSegmentFits } from '../transport/segment-budget.js';
+import { removeStaleShm } from '../transport/shm-ledger.js';
 import { silentLogger, type Logger } from '../log.js';
 import { assertKeys, DEFAULT_MAX_BYTES, StoreConfigError, validateConfig, type PeerCacheStoreConfig } from './config.js';
 import { isRedisUrl, openConfiguredDirectory } from './directory/url.js';
@@ -31,6 +33,13 @@ export type ObjectStoreConfig = Omit<PeerCacheStoreConfig, 'hostPool' | 'tpRank'
 
 /** What a store is built from, once open() has opened them. */
 type StoreParts = [config: PeerCacheStoreConfig, transport: TransportNode, directory: Directory, closeDirectory: () => Promise<void>, logger: Logger];
+
+/** How open() reports and stops a slow start (a big published pool takes seconds per GiB on shm). */
+export interface StoreStartup {
+  /** Aborting it stops an allocation in progress (its shared memory is unlinked); open() rejects with ERR_ABORTED. */
+  signal?: AbortSignal;
+  onProgress?: (progress: AllocateProgress) => void;
+}
 
 export class ObjectStore {
   readonly nodeId: string;
@@ -72,15 +81,15 @@ export class ObjectStore {
   }
 
   /** Opens the data plane, the published pool and the directory, and joins the cluster. */
-  static async open(config: ObjectStoreConfig): Promise<ObjectStore> {
-    return ObjectStore.openAs((...parts) => new ObjectStore(...parts), config);
+  static async open(config: ObjectStoreConfig, startup: StoreStartup = {}): Promise<ObjectStore> {
+    return ObjectStore.openAs((...parts) => new ObjectStore(...parts), config, startup);
   }
 
   /**
    * Opens a store that `make` builds (this core, or a facade over it): the data plane, the
    * directory, then the store's own preparation (prepare()), the published pool, and the join.
    */
-  protected static async openAs<T extends ObjectStore>(make: (...parts: StoreParts) => T, config: PeerCacheStoreConfig): Promise<T> {
+  protected static async openAs<T extends ObjectStore>(make: (...parts: StoreParts) => T, config: PeerCacheStoreConfig, startup: StoreStartup = {}): Promise<T> {
     validateConfig(config);
     const logger = config.logger ?? silentLogger;
     const hostBytes = config.hostPool?.byteLength ?? 0;
@@ -88,6 +97,13 @@ export class ObjectStore {
     const maxBytes = config.maxBytes ?? DEFAULT_MAX_BYTES;
     if (hostBytes + segment > maxBytes) {
       throw new StoreConfigError(`host pool (${hostBytes} B) + published pool (${segment} B) exceed maxBytes (${maxBytes} B): lower them or raise maxBytes`);
+    }
+    if (segment > 0) {
+      // A killed node's shared memory first (it counts against what is free), then the budget.
+      if (config.protocol !== 'tcp') {
+        for (const r of removeStaleShm()) logger.warn(`removed ${r.file} (${r.bytes} B of shared memory) left by peercache process ${r.pid}, which is gone`);
+      }
+      checkSegmentFits(segment, config.protocol);
     }
     const transport = await openTransport({
       protocol: config.protocol,
@@ -129,7 +145,7 @@ export class ObjectStore {
     const store = make(config, transport, directory, closeDirectory, logger);
     try {
       store.prepare();
-      if (segment > 0) store.ensurePublishedPool();
+      if (segment > 0) await store.allocatePublishedPool(startup);
       await store.join();
     } catch (err) {
       await store.close();
@@ -151,10 +167,20 @@ export class ObjectStore {
     return { layout: '' };
   }
 
+  /** The published pool at open: off the event loop, with progress, interruptible. */
+  private async allocatePublishedPool(startup: StoreStartup): Promise<void> {
+    if (this.pool) return;
+    const slotBytes = this.publishedSlotBytes();
+    if (!slotBytes) return; // created when the host pool is registered
+    const region = await this.transport.allocateAsync(this.config.globalSegmentBytes!, { signal: startup.signal, onProgress: startup.onProgress });
+    this.pool = new PublishedPool(region, slotBytes);
+  }
+
   protected ensurePublishedPool(): void {
     if (this.pool) return;
     const slotBytes = this.publishedSlotBytes();
     if (!slotBytes) return; // created when the host pool is registered
+    checkSegmentFits(this.config.globalSegmentBytes!, this.protocol);
     const region = this.transport.allocate(this.config.globalSegmentBytes!);
     this.pool = new PublishedPool(region, slotBytes);
   }

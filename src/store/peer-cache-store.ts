@@ -11,7 +11,7 @@ import type { LocalRegion } from '../transport/types.js';
 import { assertKeys, StoreConfigError, type PeerCacheStoreConfig } from './config.js';
 import { HostKVPool, type HostIndices } from './host-pool.js';
 import { componentSuffixes, ObjectKeyNames } from './keys.js';
-import { ObjectStore } from './object-store.js';
+import { ObjectStore, type StoreStartup } from './object-store.js';
 import { PeercacheError } from '../errors.js';
 
 export { StoreConfigError, type PeerCacheStoreConfig } from './config.js';
@@ -24,8 +24,8 @@ export class PeerCacheStore extends ObjectStore {
   private readonly names = new ObjectKeyNames(this.suffixes);
 
   /** Opens the data plane, the published pool and the directory, and joins the cluster. */
-  static override async open(config: PeerCacheStoreConfig): Promise<PeerCacheStore> {
-    return ObjectStore.openAs((...parts) => new PeerCacheStore(...parts), config);
+  static override async open(config: PeerCacheStoreConfig, startup: StoreStartup = {}): Promise<PeerCacheStore> {
+    return ObjectStore.openAs((...parts) => new PeerCacheStore(...parts), config, startup);
   }
 
   protected override prepare(): void {

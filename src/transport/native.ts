@@ -20,6 +20,8 @@ export interface NativeContext {
   readonly devices: string;
   /** A published region; peers may only READ it unless `remoteWritable`. */
   allocate(bytes: number, remoteWritable?: boolean): NativeRegion;
+  /** allocate() on a libuv pool thread (the event loop stays free). */
+  allocateAsync(bytes: number, remoteWritable?: boolean): Promise<NativeRegion>;
   /** `length` past the view: only inside one mapShared mapping (its first window as the view). */
   register(view: Uint8Array, length?: number): NativeRegion;
   close(): void;
@@ -79,7 +81,7 @@ export interface NativeBinding {
   Worker: new (context: NativeContext) => NativeWorker;
 }
 
-export const EXPECTED_ABI_VERSION = 4;
+export const EXPECTED_ABI_VERSION = 5;
 
 export type NativeLoad =
   | { ok: true; binding: NativeBinding; path: string }

@@ -157,6 +157,20 @@ export interface Endpoint {
   close(): void;
 }
 
+/** Progress of a slow allocation: bytes of backing memory written so far, of `total`. */
+export interface AllocateProgress {
+  written: number;
+  total: number;
+  elapsedMs: number;
+}
+
+export interface AllocateOptions {
+  remoteWritable?: boolean;
+  signal?: AbortSignal;
+  /** Called about once a second while an allocation lasts. */
+  onProgress?: (progress: AllocateProgress) => void;
+}
+
 export interface TransportNode {
   readonly protocol: Protocol;
   /** The transports this node was restricted to (e.g. 'posix,sysv,cma,self'; 'tcp (smoke)'). */
@@ -167,6 +181,12 @@ export interface TransportNode {
   address(): Uint8Array;
   connect(peerAddress: Uint8Array): Promise<Endpoint>;
   allocate(bytes: number, options?: { remoteWritable?: boolean }): PublishedRegion;
+  /**
+   * The same without holding the event loop (UCX's POSIX allocator writes the whole segment
+   * first: seconds per GiB): reports progress, and an abort unlinks what it has created so far and
+   * rejects at once (ERR_ABORTED; the process should then exit, the allocation cannot be recalled).
+   */
+  allocateAsync(bytes: number, options?: AllocateOptions): Promise<PublishedRegion>;
   /** A local buffer: a view, or (UCX only) a mapShared mapping longer than one view. */
   register(view: Uint8Array | WindowedMapping): LocalRegion;
   close(): Promise<void>;

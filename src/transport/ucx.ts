@@ -4,7 +4,9 @@
  */
 import { isErrorCode } from '../errors.js';
 import { requireNative, type NativeContext, type NativeEndpoint, type NativeRegion, type NativeRemote, type NativeWorker } from './native.js';
+import { openShmFiles, ShmLedger, writtenBytes } from './shm-ledger.js';
 import {
+  type AllocateOptions,
   DEFAULT_BATCH_TIMEOUT_MS,
   TransportError,
   type BatchOptions,
@@ -37,6 +39,14 @@ function testTls(protocol: Protocol): { tls?: string } {
   // keep every wait under the batch deadline.
   process.env.UCX_TCP_CONN_NB ??= 'y';
   return { tls };
+}
+
+/** Allocations an abort gave up on that still run on a libuv pool thread (see allocateAsync). */
+let abandonedAllocations = 0;
+
+/** Whether an abandoned allocation still runs: a normal exit would wait for it (libuv joins its pool threads at exit). */
+export function allocationsStillRunning(): boolean {
+  return abandonedAllocations > 0;
 }
 
 function asTransportError(err: unknown): TransportError {
@@ -287,6 +297,70 @@ export class UcxTransport implements TransportNode {
       return region;
     } catch (err) {
       throw asTransportError(err);
+    }
+  }
+
+  async allocateAsync(bytes: number, options: AllocateOptions = {}): Promise<PublishedRegion> {
+    const { signal, onProgress } = options;
+    if (signal?.aborted) throw new TransportError('ERR_ABORTED', 'allocation aborted before it started');
+    // Descriptors open before: another allocation's, not this one's.
+    const before = new Set(openShmFiles().keys());
+    const ours = new Map<string, string>();
+    const ledger = new ShmLedger();
+    const t0 = performance.now();
+    let lastReport = t0;
+    const look = () => {
+      for (const [fd, path] of openShmFiles()) {
+        if (before.has(fd) || ours.has(fd)) continue;
+        ours.set(fd, path);
+        ledger.add(path);
+      }
+      const now = performance.now();
+      if (onProgress && now - lastReport >= 1000) {
+        lastReport = now;
+        let written = 0;
+        for (const fd of ours.keys()) written += writtenBytes(fd);
+        onProgress({ written, total: bytes, elapsedMs: now - t0 });
+      }
+    };
+    // Often at first: the file's name must be in the ledger before anything can kill this process.
+    const timer = setInterval(look, 20);
+    let native: Promise<NativeRegion>;
+    try {
+      native = this.context.allocateAsync(bytes, options.remoteWritable === true);
+    } catch (err) {
+      clearInterval(timer);
+      throw asTransportError(err);
+    }
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        clearInterval(timer);
+        look();
+        // The pool thread is still writing into it: unlinked, its memory goes when the process does.
+        ledger.removeAll();
+        reject(new TransportError('ERR_ABORTED', `allocation of ${bytes} bytes interrupted`));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    let delivered = false;
+    try {
+      const region = await Promise.race([native, aborted]);
+      const published = new UcxPublished(region, (r) => this.published.delete(r));
+      this.published.add(published);
+      delivered = true;
+      return published;
+    } catch (err) {
+      throw asTransportError(err);
+    } finally {
+      clearInterval(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+      ledger.settle();
+      // Aborted: should the allocation finish after all, nobody will use it.
+      if (!delivered) {
+        abandonedAllocations++;
+        native.then((r) => r.free(), () => {}).finally(() => abandonedAllocations--);
+      }
     }
   }
 

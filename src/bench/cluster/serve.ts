@@ -18,6 +18,8 @@ import { openTransport } from '../../transport/index.js';
 import { packageVersion } from '../../version.js';
 import { fillPage, pageSeed } from '../engine/pattern.js';
 import { parseDiscoveryAddr } from '../../store/directory/open.js';
+import { checkSegmentFits } from '../../transport/segment-budget.js';
+import type { AllocateProgress } from '../../transport/types.js';
 import { chooseLocalHost, isWildcard } from './net.js';
 import { agreementAttributes, ATTR, commonDefaults, compareAgreement, DIST_KEY_PREFIX, DistConfigError, isDriveNode, type Agreement, type DistCommonOptions } from './params.js';
 import { PeercacheError } from '../../errors.js';
@@ -27,8 +29,10 @@ export interface ServeOptions extends DistCommonOptions {
   readers?: number;
   /** Bytes of the published pool; 0 or undefined = sized to the working set. */
   globalSegmentBytes?: number;
-  /** Stops serving (Ctrl-C / SIGTERM). */
+  /** Stops serving (Ctrl-C / SIGTERM), and a start-up still allocating the published pool. */
   signal?: AbortSignal;
+  /** Called about once a second while the published pool is being allocated. */
+  onAllocateProgress?: (progress: AllocateProgress) => void;
   logger?: Logger;
   /** serve's user-facing lines (the banner, drivers joining and leaving). */
   print?: (line: string) => void;
@@ -66,8 +70,10 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
   const needed = servePoolBytes(d.workingSet, components, d.pageBytes);
   const segment = options.globalSegmentBytes || needed;
   if (segment < needed) {
-    throw new DistConfigError(`--global-segment-size ${segment} is too small for ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}): it needs at least ${needed} (0 sizes it automatically)`);
+    throw new DistConfigError(`--global-segment ${segment} is too small for ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}): it needs at least ${needed} (0 sizes it automatically)`);
   }
+  // Before anything is opened: a segment this host cannot hold is refused in one line.
+  checkSegmentFits(segment, options.protocol);
   const local = await chooseLocalHost(options.discoveryAddr, options.localHost, 'serve');
   const agreement: Agreement = { layout: d.layout, pageBytes: d.pageBytes, workingSet: d.workingSet, protocol: options.protocol, devices: d.devices };
   const chunk = Math.min(CHUNK, d.workingSet);
@@ -104,7 +110,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
       [ATTR.version]: packageVersion(),
     },
     logger,
-  });
+  }, { signal: options.signal, onProgress: options.onAllocateProgress });
   let driversSeen = 0;
   const metricsServer = metricsModule && metrics ? await metricsModule.startMetricsServer({ port: options.metricsPort!, host: options.metricsHost, registry: metrics }).catch(async (err: unknown) => {
     await store.close();

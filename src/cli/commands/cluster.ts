@@ -7,6 +7,8 @@ import { defineCommand, type ArgsDef } from 'citty';
 import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/cluster/drive.js';
 import { DistConfigError, type DistCommonOptions } from '../../bench/cluster/params.js';
 import { runServe } from '../../bench/cluster/serve.js';
+import { signalExitCode } from '../../bench/child-process.js';
+import { allocationProgress } from '../progress.js';
 import { connectionArgs, connectionFromArgs, runArgs, modelArgs, modelFromArgs } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, parseNonNegativeNumber, UsageError } from '../parse.js';
 import { runMeasureCommand, toProgramError, withInterrupts } from '../run-report.js';
@@ -77,7 +79,13 @@ export const serve = defineCommand({
   args: {
     ...commonArgs,
     readers: { type: 'string', description: 'Driver processes expected (drive --processes N); serve reports when they have joined', default: '1', valueHint: 'n' },
-    'global-segment-size': { type: 'string', description: 'Bytes of the published pool; 0 = sized to the working set; k/m/g suffixes', default: '0', valueHint: 'bytes' },
+    'global-segment': {
+      type: 'string',
+      description: 'Bytes of the published pool (as peercache node --global-segment; --global-segment-size is the same flag); 0 = sized to the working set; k/m/g suffixes',
+      default: '0',
+      valueHint: 'bytes',
+      alias: ['global-segment-size'],
+    },
     'metrics-port': { type: 'string', description: 'Serve Prometheus metrics at http://<metrics-host>:<port>/metrics (pages published/read/evicted, bytes, hit ratio, pool occupancy, directory latency, errors); off when empty', default: '', valueHint: 'port' },
     'metrics-host': { type: 'string', description: 'Address the metrics endpoint binds (0.0.0.0 for a Prometheus on another host)', default: '127.0.0.1', valueHint: 'addr' },
     ...globalArgs,
@@ -85,19 +93,26 @@ export const serve = defineCommand({
   async run({ args }): Promise<CommandResult> {
     const logger = loggerFromArgs(args);
     const common = commonFromArgs(args);
-    const segText = str(args, 'global-segment-size').trim();
-    const globalSegmentBytes = segText === '0' ? 0 : parseSize('--global-segment-size', segText);
+    const segText = str(args, 'global-segment').trim();
+    const globalSegmentBytes = segText === '0' ? 0 : parseSize('--global-segment', segText);
     const readers = parsePositiveInt('--readers', str(args, 'readers'), { max: 4096 });
     const metricsText = str(args, 'metrics-port').trim();
     const metricsPort = metricsText === '' ? undefined : metricsText === '0' ? 0 : parsePositiveInt('--metrics-port', metricsText, { max: 65535 });
     const metricsHost = str(args, 'metrics-host').trim() || '127.0.0.1';
+    let interruptedBy: () => NodeJS.Signals | null = () => null;
     try {
-      const summary = await withInterrupts('\nstopping: leaving the cluster (drivers still running will report that serve went away)\n', (signal) =>
-        runServe({ ...common, readers, globalSegmentBytes, metricsPort, metricsHost, signal, logger }),
-      );
+      const summary = await withInterrupts('\nstopping: leaving the cluster (drivers still running will report that serve went away)\n', (signal, by) => {
+        interruptedBy = by;
+        return runServe({ ...common, readers, globalSegmentBytes, metricsPort, metricsHost, signal, logger, onAllocateProgress: (p) => process.stderr.write(`${allocationProgress(p)}\n`) });
+      });
       process.stdout.write(`serve stopped: node '${summary.nodeId}', ${summary.pages} objects published, ${summary.driversSeen} driver node(s) seen\n`);
       return { exitCode: 0 };
     } catch (err) {
+      const by = interruptedBy();
+      if (by) {
+        process.stderr.write(`peercache-bench serve: stopped during start-up (${by}): ${(err as Error).message}\n`);
+        return { exitCode: signalExitCode(by) };
+      }
       throw toProgramError(err, DistConfigError);
     }
   },

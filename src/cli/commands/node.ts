@@ -6,6 +6,8 @@ import { StoreConfigError } from '../../store/config.js';
 import type { DirectoryTls } from '../../tls.js';
 import { connectionArgs, connectionFromArgs, directoryArg } from '../flags.js';
 import { parsePositiveInt, parseSize, UsageError } from '../parse.js';
+import { allocationProgress } from '../progress.js';
+import { signalExitCode } from '../../bench/child-process.js';
 import { toProgramError, withInterrupts } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type CommandResult } from '../shared.js';
 
@@ -21,7 +23,14 @@ export default defineCommand({
     'discovery-addr': { type: 'string', description: 'host:port of the embedded directory (the first node there serves it); not needed with --directory redis://', default: '', valueHint: 'host:port' },
     ...directoryArg,
     ...connectionArgs,
-    'global-segment': { type: 'string', description: 'Bytes of the published pool this node serves reads from; k/m/g suffixes', default: '4g', valueHint: 'bytes' },
+    'global-segment': {
+      type: 'string',
+      description:
+        "Bytes of the published pool this node serves reads from; k/m/g suffixes. Refused (exit 2) when it does not fit the host's available memory (less 1 GiB), /dev/shm where POSIX memory backs it, or ulimit -l on rdma. Also --global-segment-size",
+      default: '4g',
+      valueHint: 'bytes',
+      alias: ['global-segment-size'],
+    },
     'slot-bytes': { type: 'string', description: 'Largest object stored: an MLA page, or the k (or v) of an MHA page, in bytes; k/m suffixes', default: '', valueHint: 'bytes' },
     'node-id': { type: 'string', description: "This node's id (default: <host>-<random>)", default: '', valueHint: 'id' },
     'auth-token': { type: 'string', description: 'Shared secret of the directory (default: $PEERCACHE_AUTH_TOKEN)', default: '', valueHint: 'token' },
@@ -74,8 +83,9 @@ export default defineCommand({
     const metricsPort = metricsText === '' ? undefined : metricsText === '0' ? 0 : parsePositiveInt('--metrics-port', metricsText, { max: 65535 });
     const maxFrame = parseSize('--max-frame-bytes', str(args, 'max-frame-bytes'));
     if (maxFrame > 64 * 2 ** 20) throw new UsageError('--max-frame-bytes: at most 64m');
+    let interruptedBy: () => NodeJS.Signals | null = () => null;
     try {
-      const { nodeId } = await withInterrupts('\nstopping: leaving the cluster\n', (signal) =>
+      const { nodeId } = await withInterrupts('\nstopping: leaving the cluster\n', (signal, by) => (interruptedBy = by,
         runNode({
           socketPath,
           protocol: conn.protocol,
@@ -106,13 +116,20 @@ export default defineCommand({
           metricsHost: str(args, 'metrics-host').trim() || '127.0.0.1',
           signal,
           logger,
+          onAllocateProgress: (p) => process.stderr.write(`${allocationProgress(p)}\n`),
           onReady: (info) =>
             process.stdout.write(`peercache node '${info.nodeId}' ready: socket ${info.socketPath}, protocol ${conn.protocol}${info.metricsUrl ? `, metrics ${info.metricsUrl}` : ''}\n`),
-        }),
+        })),
       );
       process.stdout.write(`peercache node '${nodeId}' stopped\n`);
       return { exitCode: 0 };
     } catch (err) {
+      const by = interruptedBy();
+      if (by) {
+        // Stopped while starting (a big segment being allocated): what it had made is removed.
+        process.stderr.write(`peercache node: stopped during start-up (${by}): ${(err as Error).message}\n`);
+        return { exitCode: signalExitCode(by) };
+      }
       throw toProgramError(err, StoreConfigError);
     }
   },

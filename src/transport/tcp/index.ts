@@ -14,6 +14,7 @@ import { clientOptions as clientTlsOptions, serverContext } from '../../tls.js';
 import {
   DEFAULT_BATCH_TIMEOUT_MS,
   TransportError,
+  type AllocateOptions,
   type LocalRegion,
   type PublishedRegion,
   type TransportNode,
@@ -124,6 +125,11 @@ export class TcpTransport implements TransportNode {
     const remoteWritable = options?.remoteWritable ?? false;
     if (typeof remoteWritable !== 'boolean') throw new TransportError('ERR_INVALID_ARG', 'allocate(bytes, options): remoteWritable must be a boolean');
     return this.regions.allocate(bytes, remoteWritable);
+  }
+
+  async allocateAsync(bytes: number, options: AllocateOptions = {}): Promise<PublishedRegion> {
+    if (options.signal?.aborted) throw new TransportError('ERR_ABORTED', 'allocation aborted before it started');
+    return this.allocate(bytes, options);
   }
 
   register(view: Uint8Array | WindowedMapping): LocalRegion {
