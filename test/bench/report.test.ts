@@ -305,7 +305,7 @@ test('render: HiCache table columns and formats', () => {
   const lines = md.split('\n');
   const head = lines.filter((l) => l.startsWith('| op')).pop()!;
   assert.equal(head.split('|').slice(1, -1).map((c) => c.trim()), [
-    'op', 'layout', 'proto', 'page', 'batch', 'threads', 'pages/s', 'tokens/s', 'GB/s', 'p50 µs', 'p95 µs', 'p99 µs', 'p999 µs', 'max µs',
+    'op', 'layout', 'proto', 'page', 'batch', 'threads', 'pages/s', 'pages/s 95% CI', 'tokens/s', 'GB/s', 'p50 µs', 'p95 µs', 'p99 µs', 'p999 µs', 'max µs',
     'latency per', 'hit%', 'calls', 'client CPU %', 'RSS/worker', 'note',
   ]);
   const sep = lines[lines.indexOf(head) + 1];
@@ -316,10 +316,11 @@ test('render: HiCache table columns and formats', () => {
   assert.match(peakLine, /\*\*1\.23K\*\*/, 'md bolds the PEAK pages/s');
   assert.match(peakLine, /\| mla +\| shm /, 'layout is a column');
   assert.match(peakLine, /\| call of 32 pages \|/, 'latency unit per row');
-  assert.match(md, /\n## Notes\n\n- a note\n$/);
+  // The run's notes, then what the marks of its table mean (here PEAK).
+  assert.match(md, /\n## Notes\n\n- a note\n- PEAK: the highest sustained throughput of its sweep[^\n]*\n$/);
   // Every line of the results table has the same number of cells (valid GFM).
   const table = lines.slice(lines.indexOf(head)).filter((l) => l.startsWith('|'));
-  assert.ok(table.every((l) => l.split(' | ').length === 20), 'cells per line');
+  assert.ok(table.every((l) => l.split(' | ').length === 21), 'cells per line');
 });
 
 test('render: the suite Markdown opens with the seed baseline table, filled in', () => {
@@ -405,11 +406,11 @@ test('render: compact table for compare', () => {
   const md = renderMarkdown(r);
   assert.match(md, /^# PeerCache vs Mooncake baseline\n/);
   const lines = md.split('\n').filter((l) => l.startsWith('|'));
-  assert.equal(lines[0].split('|').slice(1, -1).map((c) => c.trim()), ['system', 'path', 'proto', 'block', 'batch', 'threads', 'GB/s', 'ops/s', 'p50 µs', 'p99 µs', 'note']);
+  assert.equal(lines[0].split('|').slice(1, -1).map((c) => c.trim()), ['system', 'path', 'proto', 'block', 'batch', 'threads', 'GB/s', 'GB/s 95% CI', 'ops/s', 'p50 µs', 'p99 µs', 'note']);
   const cells = (l: string): string[] => l.split('|').slice(1, -1).map((c) => c.trim());
-  assert.equal(cells(lines[2]).slice(0, 10), ['peercache', 'transport-read', 'shm', '4 KiB', '64', '1', '**0.144**', '35,167', '100.0', '200.0']);
-  assert.equal(cells(lines[3]).slice(6, 10), ['**0.020**', '4,883', '-', '-']);
-  assert.equal(cells(lines[4]).slice(6, 11), ['n/a', 'n/a', '-', '-', 'mooncake not installed']);
+  assert.equal(cells(lines[2]).slice(0, 11), ['peercache', 'transport-read', 'shm', '4 KiB', '64', '1', '**0.144**', '-', '35,167', '100.0', '200.0']);
+  assert.equal(cells(lines[3]).slice(6, 11), ['**0.020**', '-', '4,883', '-', '-']);
+  assert.equal(cells(lines[4]).slice(6, 12), ['n/a', '-', 'n/a', '-', '-', 'mooncake not installed']);
   assert.match(renderMarkdown(r, { title: 'Custom' }), /^# Custom\n/);
 });
 

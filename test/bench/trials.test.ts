@@ -1,7 +1,7 @@
 /** Repeated trials: the statistics on fixed samples, and one row from N trial rows. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ci95, cv, mean, median, stdev, t975 } from '../../src/bench/report/stats.js';
+import { ci95, ci95Positive, cv, mean, median, stdev, t975 } from '../../src/bench/report/stats.js';
 import { combineTrials } from '../../src/bench/report/trials.js';
 import { makeRow, failedRow, type LatencySummary } from '../../src/bench/report/metrics.js';
 import { markPeak } from '../../src/bench/report/peak.js';
@@ -55,14 +55,29 @@ test('combineTrials: medians, summed counters, CI, cv, merged histogram; not noi
   assert.is(row.lat_us_max, 240);
   assert.is(row.tokens_per_s, 10_200 * 64);
   const [lo, hi] = row.pages_per_s_ci95!;
-  // mean 10200, s 200: ± 4.303 × 200 / √3 = ± 496.9
-  close(lo, 9703.1, 0.05);
-  close(hi, 10696.9, 0.05);
+  // On log values (the geometric mean 10199 × / ÷ e^(4.303 × s_log / √3)): 9713.7 .. 10707.9
+  close(lo, 9713.7, 0.05);
+  close(hi, 10707.9, 0.05);
   assert.ok(row.throughput_gbps_ci95 !== null && row.lat_us_p99_ci95 !== null);
   close(row.cv!, 200 / 10200, 1e-4);
   assert.is(row.noisy, false);
   assert.is(SharedHistogram.decode(row.histogram!).count, 6);
   assert.match(row.note, /median of 3 trials \(cv 2\.0%\)/);
+});
+
+test("a noisy row's 95% CI stays positive (issue 26: [-2840, 23499] pages/s at 4 workers) and holds the median", () => {
+  // mean ± t·s would be [-15422, 39155] here.
+  const row = combineTrials([trial(2_600, 100), trial(24_000, 900), trial(9_000, 300)]);
+  for (const [field, ci] of [['pages_per_s', row.pages_per_s_ci95], ['throughput_gbps', row.throughput_gbps_ci95], ['lat_us_p99', row.lat_us_p99_ci95]] as const) {
+    assert.ok(ci !== null, field);
+    const median = row[field]!;
+    assert.ok(ci![0] > 0, `${field} CI ${ci} goes below zero`);
+    assert.ok(ci![0] <= median && median <= ci![1], `${field} CI ${ci} misses the median ${median}`);
+  }
+  close(row.pages_per_s_ci95![0], 518.5, 0.5);
+  close(row.pages_per_s_ci95![1], 131284.8, 1);
+  // A trial that moved nothing has no logarithm: the plain interval, clipped at zero.
+  assert.equal(ci95Positive([0, 10, 20]), [0, ci95([0, 10, 20])![1]]);
 });
 
 test('combineTrials: a noisy row (cv over the threshold), and a custom threshold', () => {

@@ -57,3 +57,34 @@ export function markPeak(rows: readonly Row[]): Row[] {
   const winners = new Set(best.values());
   return rows.map((row, i) => ({ ...structuredClone(row), peak: winners.has(i) }));
 }
+
+/** The 95% CI of a row's PEAK measure, when it has one (repeated trials). */
+export function peakInterval(row: Row): [number, number] | null {
+  return peakKey(row) === 'pages_per_s' ? row.pages_per_s_ci95 : row.throughput_gbps_ci95;
+}
+
+/**
+ * For each PEAK row whose 95% CI overlaps that of another eligible row of its group: those rows,
+ * by concurrency ("x4 ≈ x2, x8 within noise"). The PEAK is then the highest median, but the run
+ * cannot tell it from them. Rows without intervals (one trial) are not compared.
+ */
+export function peakTies(rows: readonly Row[]): Map<Row, Row[]> {
+  const out = new Map<Row, Row[]>();
+  for (const peak of rows) {
+    if (!peak.peak) continue;
+    const pi = peakInterval(peak);
+    if (!pi) continue;
+    const ties = rows.filter((r) => {
+      if (r === peak || !peakEligible(r) || peakGroup(r) !== peakGroup(peak) || r.phase !== peak.phase) return false;
+      const ri = peakInterval(r);
+      return ri !== null && ri[0] <= pi[1] && pi[0] <= ri[1];
+    });
+    if (ties.length) out.set(peak, ties);
+  }
+  return out;
+}
+
+/** "x4 ≈ x2, x8 within noise": a PEAK and the rows its interval overlaps, by concurrency. */
+export function peakTieText(peak: Row, ties: readonly Row[]): string {
+  return `x${peak.threads} ≈ ${ties.map((r) => `x${r.threads}`).join(', ')} within noise`;
+}

@@ -9,6 +9,7 @@
 import type { TopLevelSpec } from 'vega-lite';
 import { PeercacheError } from '../../errors.js';
 import { humanCount, iecBytes } from './format.js';
+import { peakTies } from './peak.js';
 import { latencyPer } from './render.js';
 import { SMOKE_LABEL, type Report, type Row } from './types.js';
 
@@ -55,31 +56,44 @@ export function sweeps(report: Report): SweepSeries[] {
   }
   const openLoop = (rows: Row[]) => rows.every((r) => offeredLoad(r) !== undefined);
   return [...groups]
-    .map(([series, rows]) => ({ series, rows: [...rows].sort((a, b) => xOf(a, openLoop(rows)) - xOf(b, openLoop(rows))) }))
-    .filter((s) => new Set(s.rows.map((r) => xOf(r, openLoop(s.rows)))).size >= 2);
+    .map(([series, rows]) => ({ series, rows: [...rows].sort((a, b) => xOfRow(a, openLoop(rows)) - xOfRow(b, openLoop(rows))) }))
+    .filter((s) => new Set(s.rows.map((r) => xOfRow(r, openLoop(s.rows)))).size >= 2);
 }
 
-function xOf(row: Row, openLoop: boolean): number {
-  return openLoop ? offeredLoad(row)! : row.threads;
+function xOfRow(row: Row, openLoop: boolean, perProcess = 1): number {
+  return openLoop ? offeredLoad(row)! : row.threads / perProcess;
+}
+
+/** drive --processes N: each row's threads are N × the concurrency asked for; the axis shows what was asked. */
+function processesOf(report: Report): number {
+  const n = report.meta.processes;
+  return report.meta.mode === 'dist' && typeof n === 'number' && Number.isInteger(n) && n > 1 ? n : 1;
 }
 
 const COLORS = { 'pages/s': '#1f77b4', 'p50 µs': '#2ca02c', 'p99 µs': '#d62728' } as const;
 
 function panel(report: Report, s: SweepSeries, markers: PlotMarker[], width: number): Record<string, unknown> {
   const openLoop = s.rows.every((r) => offeredLoad(r) !== undefined);
-  const xTitle = openLoop ? 'offered load (pages/s)' : 'concurrency (workers)';
+  const procs = processesOf(report);
+  const xOf = (row: Row, open: boolean) => xOfRow(row, open, procs);
+  const xTitle = openLoop ? 'offered load (pages/s)' : procs > 1 ? `concurrency per process (× ${procs} driver processes)` : 'concurrency (workers)';
   const xs = s.rows.map((r) => xOf(r, openLoop));
+  const hasCi = s.rows.some((r) => r.pages_per_s_ci95 !== null && r.pages_per_s_ci95 !== undefined);
+  const yTitle = hasCi ? 'throughput (pages/s; bars: 95% CI)' : 'throughput (pages/s)';
   const values = s.rows.flatMap((r) => {
     const x = xOf(r, openLoop);
+    const ci = r.pages_per_s_ci95;
     return [
-      { x, metric: 'pages/s', value: r.pages_per_s },
+      { x, metric: 'pages/s', value: r.pages_per_s, ...(ci ? { lo: ci[0], hi: ci[1] } : {}) },
       ...(r.lat_us_p50 !== null ? [{ x, metric: 'p50 µs', value: r.lat_us_p50 }] : []),
       ...(r.lat_us_p99 !== null ? [{ x, metric: 'p99 µs', value: r.lat_us_p99 }] : []),
     ];
   });
   const peak = s.rows.find((r) => r.peak);
+  const ties = peak ? peakTies(report.results).get(peak) : undefined;
+  const tieText = peak && ties ? ` (≈ ${ties.map((r) => `x${xOf(r, openLoop)}`).join(', ')} within noise)` : '';
   const marked = [
-    ...(peak ? [{ x: xOf(peak, openLoop), value: peak.pages_per_s, label: `PEAK ${humanCount(peak.pages_per_s)} pages/s` }] : []),
+    ...(peak ? [{ x: xOf(peak, openLoop), value: peak.pages_per_s, label: `PEAK ${humanCount(peak.pages_per_s)} pages/s${tieText}` }] : []),
     ...s.rows.filter((r) => r.slo_peak === true).map((r) => ({ x: xOf(r, openLoop), value: r.pages_per_s, label: `SLO-PEAK p99 ${r.lat_us_p99} µs${typeof report.meta.slo_p99_us === 'number' ? ` ≤ ${report.meta.slo_p99_us}` : ''}` })),
     ...s.rows.filter((r) => r.knee === true).map((r) => ({ x: xOf(r, openLoop), value: r.pages_per_s, label: 'knee' })),
     ...markers
@@ -93,7 +107,9 @@ function panel(report: Report, s: SweepSeries, markers: PlotMarker[], width: num
     const cur = byX.get(m.x);
     byX.set(m.x, cur ? { ...cur, label: `${cur.label} · ${m.label}` } : m);
   }
-  const marks = [...byX.values()];
+  // A label on the right half of the panel ends at its point (it ran into the right axis), one on the left starts there.
+  const xsSorted = [...new Set(xs)].sort((a, b) => a - b);
+  const marks = [...byX.values()].map((m) => ({ ...m, side: xsSorted.indexOf(m.x) >= xsSorted.length / 2 ? 'right' : 'left' }));
   const first = s.rows[0];
   const layout = typeof report.meta.layout === 'string' ? ` (${report.meta.layout})` : '';
   const x = {
@@ -124,18 +140,30 @@ function panel(report: Report, s: SweepSeries, markers: PlotMarker[], width: num
           {
             transform: [{ filter: "datum.metric === 'pages/s'" }],
             mark: { type: 'line', point: true, strokeWidth: 2.5 },
-            encoding: { x, y: { field: 'value', type: 'quantitative', title: 'throughput (pages/s)', axis: { format: '~s', titleColor: COLORS['pages/s'] } }, color },
+            encoding: { x, y: { field: 'value', type: 'quantitative', title: yTitle, axis: { format: '~s', titleColor: COLORS['pages/s'] } }, color },
           },
+          // The 95% CI of each repeated row (--repeat): the noise a reader must see beside the line.
+          ...(hasCi
+            ? [
+                {
+                  transform: [{ filter: "datum.metric === 'pages/s' && isValid(datum.lo)" }],
+                  mark: { type: 'errorbar', ticks: { size: 8 }, color: COLORS['pages/s'] },
+                  // The same title as the line's: Vega-Lite joins a layer's differing titles ("…, lo").
+                  encoding: { x, y: { field: 'lo', type: 'quantitative', title: yTitle }, y2: { field: 'hi' } },
+                },
+              ]
+            : []),
           ...(marks.length
             ? [
                 {
                   data: { values: marks },
                   layer: [
                     { mark: { type: 'point', shape: 'diamond', size: 160, filled: true, color: '#000' }, encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'value', type: 'quantitative' } } },
-                    {
-                      mark: { type: 'text', dy: -14, fontWeight: 'bold', fontSize: 12 },
+                    ...(['left', 'right'] as const).map((side) => ({
+                      transform: [{ filter: `datum.side === '${side}'` }],
+                      mark: { type: 'text', dy: -14, dx: side === 'left' ? 6 : -6, align: side === 'left' ? 'left' : 'right', fontWeight: 'bold', fontSize: 12 },
                       encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
-                    },
+                    })),
                   ],
                 },
               ]

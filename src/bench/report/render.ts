@@ -5,6 +5,7 @@
  */
 import { fixed, humanCount, iecBytes, thousands, toJsonSafe } from './format.js';
 import { PERCENTILE_MIN_SAMPLES, type GatedPercentile } from './metrics.js';
+import { peakTies, peakTieText } from './peak.js';
 import { SMOKE_LABEL, type Host, type Meta, type Report, type Row } from './types.js';
 
 export type Format = 'md' | 'console' | 'json';
@@ -37,7 +38,15 @@ export interface Column {
 export interface CellContext {
   /** The run's page layout (meta.layout); rows do not carry it. */
   layout?: string;
+  /** PEAK rows that the run cannot tell from others (peak.ts peakTies): "x4 ≈ x2 within noise". */
+  peakTies?: Map<Row, Row[]>;
 }
+
+/** A 95% CI as "lo–hi" in the column's format, '-' without one (a single trial). */
+const ciCell = (pick: (row: Row) => [number, number] | null, format: (n: number) => string) => (row: Row): string => {
+  const ci = row.ok ? pick(row) : null;
+  return ci ? `${format(ci[0])}–${format(ci[1])}` : '-';
+};
 
 const col = (header: string, right: boolean, cell: (row: Row, ctx: CellContext) => string): Column => ({ header, right, cell });
 const latCell = (pick: (row: Row) => number | null) => (row: Row): string => (row.ok ? fixed(pick(row), 1) : '-');
@@ -71,6 +80,8 @@ const C = {
   batch: col('batch', true, (r) => String(r.batch_size)),
   threads: col('threads', true, (r) => String(r.threads)),
   pagesPerS: col('pages/s', true, rate((r) => humanCount(r.pages_per_s))),
+  pagesCi: col('pages/s 95% CI', true, ciCell((r) => r.pages_per_s_ci95, humanCount)),
+  gbpsCi: col('GB/s 95% CI', true, ciCell((r) => (r.op === 'exists' ? null : r.throughput_gbps_ci95), (n) => n.toFixed(3))),
   tokensPerS: col('tokens/s', true, rate((r) => humanCount(r.tokens_per_s))),
   gbps: col('GB/s', true, gbpsCell),
   p50: col('p50 µs', true, latCell((r) => r.lat_us_p50)),
@@ -83,7 +94,7 @@ const C = {
   calls: col('calls', true, (r) => thousands(r.calls)),
   cpu: col('client CPU %', true, (r) => fixed(r.cpu_client_pct, 0)),
   rss: col('RSS/worker', true, (r) => iecBytes(r.rss_per_worker_bytes)),
-  note: col('note', false, (r) => noteCell(r)),
+  note: col('note', false, (r, ctx) => noteCell(r, ctx)),
   // compact (compare, mooncake)
   system: col('system', false, (r) => r.system),
   path: col('path', false, (r) => r.path),
@@ -95,10 +106,10 @@ const C = {
 export const HICACHE_COLUMNS: Column[] = [C.op, C.proto, C.page, C.batch, C.threads, C.pagesPerS, C.tokensPerS, C.gbps, C.p50, C.p95, C.p99, C.p999, C.max, C.hit, C.note];
 /** The Markdown HiCache table: every measured field a reader compares, the latency unit per row. */
 export const HICACHE_MD_COLUMNS: Column[] = [
-  C.op, C.layout, C.proto, C.page, C.batch, C.threads, C.pagesPerS, C.tokensPerS, C.gbps, C.p50, C.p95, C.p99, C.p999, C.max,
+  C.op, C.layout, C.proto, C.page, C.batch, C.threads, C.pagesPerS, C.pagesCi, C.tokensPerS, C.gbps, C.p50, C.p95, C.p99, C.p999, C.max,
   C.latPer, C.hit, C.calls, C.cpu, C.rss, C.note,
 ];
-export const COMPACT_COLUMNS: Column[] = [C.system, C.path, C.proto, C.block, C.batch, C.threads, C.gbps, C.opsPerS, C.p50, C.p99, C.note];
+export const COMPACT_COLUMNS: Column[] = [C.system, C.path, C.proto, C.block, C.batch, C.threads, C.gbps, C.gbpsCi, C.opsPerS, C.p50, C.p99, C.note];
 /** The seed page's baseline template, plus the latency unit. */
 export const BASELINE_COLUMNS: Column[] = [C.op, C.layout, C.page, C.batch, C.threads, C.pagesPerS, C.tokensPerS, C.gbps, C.p50, C.p99, C.p999, C.latPer];
 
@@ -108,9 +119,10 @@ const RESET_BOLD = '\x1b[22m';
 export const SMOKE_BANNER = `*** ${SMOKE_LABEL}: protocol tcp is a functional check, not a performance figure ***`;
 
 /** The note cell: "PEAK" first, then the phase tag, then the row's note (with the smoke label). */
-export function noteCell(row: Row): string {
+export function noteCell(row: Row, ctx: CellContext = {}): string {
   const parts: string[] = [];
-  if (row.peak) parts.push('PEAK');
+  const ties = ctx.peakTies?.get(row);
+  if (row.peak) parts.push(ties ? `PEAK (${peakTieText(row, ties)})` : 'PEAK');
   if (row.aborted === true) parts.push('ABORTED');
   if (row.slo_peak === true) parts.push('SLO-PEAK');
   if (row.knee === true) parts.push('KNEE');
@@ -264,8 +276,9 @@ export function renderConsole(report: Report, opts: RenderOptions = {}): string 
   lines.push(`host: ${hostLine(report.host)}`);
   const meta = metaLine(report.meta);
   if (meta) lines.push(`meta: ${meta}`);
-  lines.push('', renderTable(report.results, opts.table ?? defaultTable(report.meta), 'console', opts));
-  if (report.notes.length) lines.push('', 'notes:', ...report.notes.map((n) => `- ${n}`));
+  lines.push('', renderTable(report.results, opts.table ?? defaultTable(report.meta), 'console', { ...opts, ctx: { peakTies: peakTies(report.results) } }));
+  const notes = [...report.notes, ...markNotes(report.results)];
+  if (notes.length) lines.push('', 'notes:', ...notes.map((n) => `- ${n}`));
   return `${lines.join('\n')}\n`;
 }
 
@@ -310,7 +323,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     lines.push(`> **${SMOKE_LABEL}**: protocol \`${report.meta.protocol}\` is a functional check, not a performance scenario; do not publish these figures.`, '');
   }
   const kind = opts.table ?? defaultTable(report.meta);
-  const ctx: CellContext = { layout: report.meta.layout };
+  const ctx: CellContext = { layout: report.meta.layout, peakTies: peakTies(report.results) };
   const baseline = kind === 'hicache' ? baselineRows(report.results) : [];
   if (baseline.length) {
     lines.push(
@@ -325,8 +338,31 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
   lines.push('## Results', '', renderTable(report.results, kind, 'md', { ctx }));
   const intervals = intervalSection(report);
   if (intervals.length) lines.push('', ...intervals);
-  if (report.notes.length) lines.push('', '## Notes', '', ...report.notes.map((n) => `- ${n.replace(/\r?\n/g, ' ')}`));
+  const notes = [...report.notes, ...markNotes(report.results)];
+  if (notes.length) lines.push('', '## Notes', '', ...notes.map((n) => `- ${n.replace(/\r?\n/g, ' ')}`));
   return `${lines.join('\n')}\n`;
+}
+
+/** What the marks in a table mean: PEAK, ≈, SLO-PEAK, KNEE, NOISY and the CI columns. */
+export const MARK_NOTES = {
+  peak: 'PEAK: the highest sustained throughput of its sweep (median of the trials with --repeat); closed loop, no latency bound.',
+  tie: "PEAK (x4 ≈ x2 within noise): the PEAK's 95% CI overlaps those rows': this run cannot tell them apart; repeat with more trials (--repeat) or on a quieter host before quoting one.",
+  slo: 'SLO-PEAK: the highest throughput whose p99 meets --slo-p99.',
+  knee: 'KNEE: the last concurrency before latency grows faster than throughput (the first maximum of throughput / p50 latency); past it, more workers buy latency.',
+  noisy: 'NOISY: the trials of the row disagree by more than --noisy-cv (coefficient of variation, default 5%); its figures move from run to run.',
+  ci: '95% CI: the interval of the figure over the row\'s trials (--repeat; Student\'s t on log values, so never below zero); "-" with one trial.',
+} as const;
+
+/** The MARK_NOTES of the marks these rows carry, in that order. */
+export function markNotes(rows: readonly Row[]): string[] {
+  const out: string[] = [];
+  if (rows.some((r) => r.peak)) out.push(MARK_NOTES.peak);
+  if (peakTies(rows).size) out.push(MARK_NOTES.tie);
+  if (rows.some((r) => r.slo_peak === true)) out.push(MARK_NOTES.slo);
+  if (rows.some((r) => r.knee === true)) out.push(MARK_NOTES.knee);
+  if (rows.some((r) => r.noisy === true)) out.push(MARK_NOTES.noisy);
+  if (rows.some((r) => r.pages_per_s_ci95 !== null || r.throughput_gbps_ci95 !== null)) out.push(MARK_NOTES.ci);
+  return out;
 }
 
 const SPARK = '▁▂▃▄▅▆▇█';

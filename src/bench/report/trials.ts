@@ -8,8 +8,9 @@
  * - Counters (calls, pages, ops, bytes, errors) and duration_s: summed over the trials; the
  *   histogram: every trial's samples merged; intervals (--interval): every trial's, in run order,
  *   each with its trial number.
- * - throughput_gbps_ci95, pages_per_s_ci95, lat_us_p99_ci95: the 95% confidence interval of the
- *   mean over trials (Student's t), null below 2 trials.
+ * - throughput_gbps_ci95, pages_per_s_ci95, lat_us_p99_ci95: the 95% confidence interval over
+ *   trials, computed on log values (Student's t; stats.ts ci95Positive: a rate's interval never
+ *   goes below zero), null below 2 trials.
  * - cv: coefficient of variation of the row's PEAK measure (pages_per_s for get/set/exists, else
  *   throughput_gbps) over trials; noisy: cv above the threshold (default 5%).
  * PEAK and ratios then compare medians, since those are the row's rates.
@@ -17,7 +18,7 @@
 import { SharedHistogram } from '../histogram.js';
 import { round } from './format.js';
 import { peakKey } from './peak.js';
-import { ci95, cv, median } from './stats.js';
+import { ci95Positive, cv, median } from './stats.js';
 import type { Row } from './types.js';
 import { InvalidArgumentError } from '../../errors.js';
 
@@ -35,7 +36,7 @@ const LATS: Lat[] = [
 ];
 
 const ciOf = (xs: number[], dp: number): [number, number] | null => {
-  const c = ci95(xs);
+  const c = ci95Positive(xs);
   return c ? [round(c[0], dp), round(c[1], dp)] : null;
 };
 

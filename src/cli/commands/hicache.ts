@@ -132,9 +132,15 @@ export const throughput = command('throughput', 'sustained throughput and tail a
   ...opArg,
   concurrency: { type: 'string', description: 'Concurrent workers (each with its own endpoint)', default: '8', valueHint: 'n' },
 });
-export const saturation = command('saturation', 'throughput/latency curve over a concurrency sweep (or, with --rate-sweep, over offered load), and the PEAK', {
+/** What the marks of a sweep's table mean (saturation and suite --help; the Markdown's notes say the same). */
+const MARKS =
+  '. Marks: PEAK = the highest sustained throughput of the sweep (medians with --repeat), "PEAK (x4 ≈ x2 within noise)" when its 95% CI overlaps ' +
+  'other rows\' (the run cannot tell them apart); KNEE = the last concurrency before latency grows faster than throughput; SLO-PEAK = the highest ' +
+  'throughput whose p99 meets --slo-p99; NOISY = trials disagree by more than --noisy-cv. The Markdown shows each row\'s 95% CI, the plot draws them as error bars';
+
+export const saturation = command('saturation', 'throughput/latency curve over a concurrency sweep (or, with --rate-sweep, over offered load), and the PEAK' + MARKS, {
   ...opArg,
   'rate-sweep': { type: 'string', description: 'Open loop: one row per offered rate (calls/s, e.g. 1k,2k,4k) at the one concurrency of --concurrencies', default: '', valueHint: 'list' },
   ...concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')),
 });
-export const suite = command('suite', 'the full baseline: latency + get/set/exists saturation', concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')));
+export const suite = command('suite', 'the full baseline: latency + get/set/exists saturation' + MARKS, concurrenciesArg(DEFAULT_CONCURRENCIES.join(',')));
