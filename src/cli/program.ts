@@ -93,22 +93,35 @@ function acceptedFlags(args: ArgsDef): Set<string> {
   return names;
 }
 
+/** Commands that take arguments besides flags (report's files); any other command refuses them. */
+const TAKES_OPERANDS = new Set(['report']);
+
 function checkFlags(name: string, args: ArgsDef, rawArgs: string[]): void {
   const accepted = acceptedFlags(args);
+  let valueNext = false;
   for (const token of rawArgs) {
     if (token === '--') break;
+    if (valueNext) {
+      valueNext = false;
+      continue;
+    }
     const m = /^--?([^=]+)/.exec(token);
-    if (!m || /^-\d/.test(token)) continue;
+    if (!m || /^-\d/.test(token)) {
+      // A word that is no flag's value was silently ignored (exit 0): now a usage error.
+      if (!TAKES_OPERANDS.has(name)) throw new UsageError(`unexpected argument '${token}' for '${name}' (it takes only --options)`);
+      continue;
+    }
     const flag = m[1];
     if (!accepted.has(flag)) {
       const known = [...accepted].filter((a) => a.length > 1 && !/[A-Z]/.test(a));
       const near = known.find((k) => k.startsWith(flag.slice(0, 4)) || flag.startsWith(k.slice(0, 4)));
       throw new UsageError(`unknown option ${token.split('=')[0]} for '${name}'${near ? ` (did you mean --${near}?)` : ''}`);
     }
-    const def = args[flag] ?? args[flag.replace(/^no-/, '')];
+    const def = args[flag] ?? args[flag.replace(/^no-/, '')] ?? Object.values(args).find((d) => 'alias' in d && d.alias && ([] as string[]).concat(d.alias).includes(flag));
     if (def && def.type !== 'boolean' && !token.includes('=')) {
       const next = rawArgs[rawArgs.indexOf(token) + 1];
       if (next === undefined || (next.startsWith('--') && next.length > 2)) throw new UsageError(`option ${token} needs a value`);
+      valueNext = true;
     }
   }
 }

@@ -138,7 +138,9 @@ test('report --merge x.json y.json through the CLI: one row per configuration, -
   const dir = mkdtempSync(join(tmpdir(), 'pcbench-report-'));
   try {
     copyFileSync(DIST_A, join(dir, 'host1.json'));
-    copyFileSync(DIST_A, join(dir, 'host2.json'));
+    // A second host's run with the same figures (the same run twice is refused: paper-cuts.test.ts).
+    const second = load(DIST_A);
+    writeFileSync(join(dir, 'host2.json'), JSON.stringify({ ...second, host: { ...second.host, hostname: `${second.host.hostname}-2` } }));
     const out = join(dir, 'merged');
     const r = await runCli(['report', '--merge', join(dir, 'host1.json'), join(dir, 'host2.json'), '--format', 'json', '--out-dir', out]);
     assert.is(r.code, 0, r.stderr);

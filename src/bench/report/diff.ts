@@ -137,8 +137,13 @@ export function renderDiffMarkdown(diff: ReportDiff): string {
   const widths = DIFF_HEADERS.map((h, i) => Math.max(h.length, 3, ...body.map((r) => r[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ')} |`;
   const sep = `| ${widths.map((w, i) => (right.has(i) ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w))).join(' | ')} |`;
+  const hasCi = (r: Row | null): boolean => r !== null && ['pages_per_s', 'ops_per_s', 'throughput_gbps'].some((f) => interval(r, f) !== null);
+  const aCi = diff.rows.some((d) => hasCi(d.a));
+  const bCi = diff.rows.some((d) => hasCi(d.b));
+  // Say which run lacks intervals: "these runs" when only B does misled (A had them).
+  const lacking = aCi && !bCi ? 'B has no repeats\' confidence intervals (A has)' : !aCi && bCi ? 'A has no repeats\' confidence intervals (B has)' : aCi && bCi ? 'some rows have no repeats\' confidence intervals' : 'these runs have no repeats\' confidence intervals';
   const basis = diff.rows.some((d) => d.noise_basis === 'threshold')
-    ? `≈ noise: within ±${(diff.threshold * 100).toFixed(0)}% (these runs have no repeats' confidence intervals)`
+    ? `≈ noise: within ±${(diff.threshold * 100).toFixed(0)}% (${lacking})`
     : '≈ noise: the 95% confidence intervals of the repeats overlap';
   const lines = [
     '# PeerCache benchmark comparison',

@@ -4,8 +4,8 @@
  *   report a.json b.json     diff row by row: B/A ratios of throughput and p50/p99, noise marker
  *   report --merge x.json …  one exact report from runs of one configuration (histograms merged)
  */
-import { writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { realpath, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { defineCommand } from 'citty';
 import { renderCsv, rowRecords } from '../../bench/report/csv.js';
 import { diffRecords, diffReports, renderDiffMarkdown } from '../../bench/report/diff.js';
@@ -49,6 +49,17 @@ async function run(files: string[], args: Record<string, unknown>): Promise<Comm
   const reports = await Promise.all(files.map((f) => loadReport(f)));
 
   if (merge) {
+    // The same run twice would double every count: refused, by path and by content.
+    const seen = new Map<string, string>();
+    for (const [i, f] of files.entries()) {
+      const real = await realpath(f).catch(() => resolve(f));
+      const key = `${reports[i].created_at}\u0000${reports[i].command}\u0000${reports[i].host.hostname}`;
+      for (const k of [`path:${real}`, `run:${key}`]) {
+        const first = seen.get(k);
+        if (first !== undefined) throw new UsageError(`--merge: ${f} is ${k.startsWith('path:') ? 'the same file as' : 'the same run as'} ${first}; merging it twice would double its counts`);
+        seen.set(k, f);
+      }
+    }
     const merged = mergeReports(files.map((f, i) => ({ name: basename(f), report: reports[i] })));
     const outDir = str(args, 'out-dir');
     if (outDir) {

@@ -1,0 +1,72 @@
+/**
+ * Paper cuts of issue 26 item 4, through the real CLI: extra positional arguments are a usage
+ * error (they were ignored, exit 0), `report --merge` refuses the same run twice (it doubled every
+ * count), a diff names the run that lacks confidence intervals, and serve's segment flag is
+ * node's name (--global-segment-size stays as an alias).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Report } from '../../src/bench/report/types.js';
+
+const bench = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const node = fileURLToPath(new URL('../../src/cli/peercache.ts', import.meta.url));
+const cli = (bin: string, args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], { encoding: 'utf8', timeout: 120_000 });
+const suitePath = fileURLToPath(new URL('../../bench-results/hicache-suite-shm-20261125-014329.json', import.meta.url));
+
+test('an extra positional argument is a one-line usage error, exit 2 (it was ignored, exit 0)', () => {
+  for (const [bin, args] of [
+    [bench, ['doctor', 'extra']],
+    [bench, ['latency', '--protocol', 'tcp', 'oops']],
+    [node, ['node', '--slot-bytes', '4k', 'stray']],
+  ] as const) {
+    const r = cli(bin, [...args]);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`unexpected argument '${args[args.length - 1]}' for '${args[0]}'`));
+    assert.not.match(r.stderr, /\n\s+at /);
+  }
+});
+
+test('report --merge of the same run twice is refused (by path and by content)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-cuts-'));
+  try {
+    const copy = join(dir, 'copy.json');
+    writeFileSync(copy, readFileSync(suitePath));
+    for (const files of [[suitePath, suitePath], [suitePath, copy]]) {
+      const r = cli(bench, ['report', '--merge', ...files]);
+      assert.is(r.status, 2, r.stderr);
+      assert.match(r.stderr, /--merge: .* is the same (file|run) as .*; merging it twice would double its counts/);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('report a b: when only B lacks confidence intervals, the diff says so', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-cuts-'));
+  try {
+    const suite = JSON.parse(readFileSync(suitePath, 'utf8')) as Report;
+    const withCi: Report = { ...suite, results: suite.results.map((r) => ({ ...r, trials: 3, pages_per_s_ci95: [r.pages_per_s * 0.95, r.pages_per_s * 1.05] })) };
+    const a = join(dir, 'a.json');
+    writeFileSync(a, JSON.stringify(withCi));
+    const r = cli(bench, ['report', a, suitePath]);
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /within ±5% \(B has no repeats' confidence intervals \(A has\)\)/);
+    assert.not.match(r.stdout, /these runs have no/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("serve's segment flag is node's --global-segment; --global-segment-size is an alias", () => {
+  const r = cli(bench, ['serve', '--help']);
+  assert.match(r.stdout, /--global-segment <bytes>.*--global-segment-size is the same flag/);
+  const n = cli(node, ['node', '--help']);
+  assert.match(n.stdout, /--global-segment <bytes>.*Also --global-segment-size/);
+});
+
+test.run();
