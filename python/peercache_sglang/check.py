@@ -11,6 +11,7 @@ import argparse
 import ctypes
 import mmap
 import os
+import re
 import sys
 import time
 import uuid
@@ -118,11 +119,27 @@ def run_check(socket_path, pages=8, page_bytes=0, iterations=20, timeout_s=5.0, 
         pool.close()
 
 
+_SIZE = re.compile(r"^((?:\d+(?:\.\d*)?|\.\d+))\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$", re.I)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes as the Node CLIs take them (src/cli/parse.ts): 4096, 128k, 1.5m, 4g (binary units)."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError("%r is not a size (bytes, or a number with k/m/g, e.g. 4096, 128k, 1.5m)" % text)
+    unit = (m.group(2) or "").lower()[:1]
+    n = float(m.group(1)) * _UNITS[unit]
+    if n != int(n):
+        raise argparse.ArgumentTypeError("%r is not a whole number of bytes" % text)
+    return int(n)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m peercache_sglang", description=__doc__.split("\n")[0])
     ap.add_argument("--socket", default=os.environ.get("PEERCACHE_SOCKET") or DEFAULT_SOCKET, help="the sidecar's socket (default: $PEERCACHE_SOCKET or %s)" % DEFAULT_SOCKET)
     ap.add_argument("--pages", type=int, default=8, help="pages to publish and read back (1..128, default 8)")
-    ap.add_argument("--page-bytes", type=int, default=0, help="bytes per page (default: the sidecar's --slot-bytes)")
+    ap.add_argument("--page-bytes", type=parse_size, default=0, help="bytes per page; k/m/g suffixes, as the node's --slot-bytes (default: the sidecar's --slot-bytes)")
     ap.add_argument("--iterations", type=int, default=20, help="timed calls of each kind (default 20)")
     ap.add_argument("--timeout", type=float, default=5.0, help="deadline of one call in seconds (default 5)")
     args = ap.parse_args(argv)

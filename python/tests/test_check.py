@@ -30,7 +30,15 @@ def test_failures_are_one_line_and_exit_1(hosts, tmp_path):
         assert r.stderr.count("\n") == 1 and reason in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+def test_page_bytes_takes_the_node_clis_suffixes():
+    from peercache_sglang.check import parse_size
+    assert [parse_size(t) for t in ("4096", "128k", "1.5m", "4g", "8KiB")] == [4096, 131072, 1572864, 4 << 30, 8192]
+    # As the Node CLIs: a suffix the check tool refused ("8m") is taken; a bad one is exit 2, one line.
+    r = check("--page-bytes", "8q")
+    assert r.returncode == 2 and "is not a size" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_bad_arguments_exit_2():
-    for args in (("--pages", "0"), ("--pages", "x"), ("--timeout", "0")):
+    for args in (("--pages", "0"), ("--pages", "x"), ("--timeout", "0"), ("--page-bytes", "1.5")):
         r = check(*args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)

@@ -11,7 +11,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Report } from '../../src/bench/report/types.js';
+import { SharedHistogram } from '../../src/bench/histogram.js';
+import { makeRow } from '../../src/bench/report/metrics.js';
+import { compactCells } from '../../src/bench/report/render.js';
+import type { Report, Row } from '../../src/bench/report/types.js';
+
+/** One of our own rows with 40 calls: its histogram is too short for a p99. */
+function honestShortRow(): Row {
+  const h = SharedHistogram.create();
+  for (let i = 0; i < 40; i++) h.record(100_000 + i);
+  const s = h.summary();
+  return makeRow({ path: 'transport-read', op: 'read', protocol: 'shm', blockSize: 65536, batchSize: 64, threads: 1, calls: 40, pages: 2560, elapsedNs: 1e9, latency: s, histogram: h.encode(), latUnit: 'read' });
+}
 
 const bench = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const node = fileURLToPath(new URL('../../src/cli/peercache.ts', import.meta.url));
@@ -67,6 +78,13 @@ test("serve's segment flag is node's --global-segment; --global-segment-size is 
   assert.match(r.stdout, /--global-segment <bytes>.*--global-segment-size is the same flag/);
   const n = cli(node, ['node', '--help']);
   assert.match(n.stdout, /--global-segment <bytes>.*Also --global-segment-size/);
+});
+
+test('a Mooncake row has no "n/a (<100 calls)" for a p99 Mooncake never reports; our own short rows keep it', () => {
+  const mc = makeRow({ system: 'mooncake', path: 'transfer-engine', op: '', protocol: 'rdma', blockSize: 65536, batchSize: 64, threads: 4, calls: 40, pages: 0, ops: 2560, bytes: 2560 * 65536, elapsedNs: 1e9, latency: null });
+  assert.not.match(compactCells(mc).join('|'), /n\/a \(</);
+  const ours = honestShortRow();
+  assert.match(compactCells(ours).join('|'), /n\/a \(<100 calls\)/);
 });
 
 test.run();
