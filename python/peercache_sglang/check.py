@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import uuid
+from typing import Any, Callable, List, Optional, TextIO, Tuple
 
 from .backend import DEFAULT_SOCKET, PeerCacheStorage
 from .client import SidecarClient, SidecarError
@@ -27,7 +28,7 @@ class CheckPool(object):
     layout = "page_first"
     page_size = 1
 
-    def __init__(self, pages, page_bytes):
+    def __init__(self, pages: int, page_bytes: int) -> None:
         self.size = pages
         self.page_bytes = page_bytes
         self.nbytes = pages * page_bytes
@@ -39,14 +40,14 @@ class CheckPool(object):
         self.kv_buffer = (self.base, self.nbytes)
         self.allocator = type("Allocator", (), {"fd": self.fd})()
 
-    def get_page_buffer_meta(self, indices):
+    def get_page_buffer_meta(self, indices: Any) -> Tuple[List[int], List[int]]:
         firsts = indices.tolist() if hasattr(indices, "tolist") else list(indices)
         return [self.base + t * self.page_bytes for t in firsts], [self.page_bytes] * len(firsts)
 
-    def page(self, p):
+    def page(self, p: int) -> bytes:
         return bytes(self.map[p * self.page_bytes:(p + 1) * self.page_bytes])
 
-    def close(self):
+    def close(self) -> None:
         self._anchor = None
         self.map.close()
         os.close(self.fd)
@@ -56,7 +57,7 @@ class CheckFailed(Exception):
     pass
 
 
-def _p50_us(fn, n):
+def _p50_us(fn: Callable[[], Any], n: int) -> float:
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -66,7 +67,7 @@ def _p50_us(fn, n):
     return times[len(times) // 2]
 
 
-def run_check(socket_path, pages=8, page_bytes=0, iterations=20, timeout_s=5.0, out=sys.stdout):
+def run_check(socket_path: str, pages: int = 8, page_bytes: int = 0, iterations: int = 20, timeout_s: float = 5.0, out: TextIO = sys.stdout) -> None:
     """Runs every step; raises CheckFailed naming the first that failed."""
     say = lambda line: out.write(line + "\n")  # noqa: E731
     probe = SidecarClient(socket_path, timeout_s)
@@ -135,7 +136,7 @@ def parse_size(text: str) -> int:
     return int(n)
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m peercache_sglang", description=__doc__.split("\n")[0])
     ap.add_argument("--socket", default=os.environ.get("PEERCACHE_SOCKET") or DEFAULT_SOCKET, help="the sidecar's socket (default: $PEERCACHE_SOCKET or %s)" % DEFAULT_SOCKET)
     ap.add_argument("--pages", type=int, default=8, help="pages to publish and read back (1..128, default 8)")

@@ -8,8 +8,9 @@ one '1'/'0' byte per key. Documented in docs/sidecar-protocol.md and src/sidecar
 A connection is used by one thread at a time (the adapter keeps one per thread); every call has
 a deadline, and any failure leaves the connection closed (the caller reconnects).
 """
+from __future__ import annotations
+
 import json
-import mmap
 import os
 import select
 import socket
@@ -17,28 +18,23 @@ import struct
 import sys
 import time
 from array import array
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from .frames import _HEADER, _TIMEVAL, FRAME_VERSION, KIND_ERROR, KIND_EVENT, KIND_REQUEST, KIND_RESPONSE, MAX_ANSWER_BYTES, SidecarError  # noqa: F401 (re-exported)
+from .lane import (  # noqa: F401 (re-exported: the wire spec test and tools read them here)
+    _LITTLE_X64, LANE_ANSWER_AT, LANE_ANSWER_BYTES, LANE_ANSWER_ID, LANE_ANSWER_KIND, LANE_ANSWER_LENGTH, LANE_BYTES,
+    LANE_CLIENT_POLLS_UNTIL, LANE_MAGIC, LANE_MARGIN_NS, LANE_REQUEST_AT, LANE_REQUEST_BYTES, LANE_REQUEST_ID,
+    LANE_REQUEST_LENGTH, LANE_SIDECAR_POLLS_UNTIL, Lane, LaneCalls,
+)
 
 PROTOCOL = "peercache-sidecar/2"
-FRAME_VERSION = 1
-KIND_REQUEST, KIND_RESPONSE, KIND_EVENT, KIND_ERROR = 1, 2, 3, 4
-_HEADER = struct.Struct(">IBBI")
-_TIMEVAL = struct.Struct("@ll")  # struct timeval (Linux: time_t, suseconds_t)
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
+Pools = Union[int, List[int]]  # one pool id for every key, or one per key
+Lengths = Union[int, List[int]]  # one length for every key, or one per key
 # Binary request header: op, flags, 0, count, deadline (Unix ms), key bytes, pool, length.
 _BIN = struct.Struct("<BBHIQIIQ")
 OP_EXISTS, OP_GET, OP_SET = 0x81, 0x82, 0x83
 FLAG_PER_KEY_POOLS, FLAG_PER_KEY_LENGTHS = 1, 2
 _LITTLE = sys.byteorder == "little"
-# The lane's layout (src/sidecar/lane.ts, which explains it); offered by x86-64 sidecars only.
-LANE_MAGIC = 0x314C4350
-LANE_REQUEST_ID, LANE_REQUEST_LENGTH = 64, 68
-LANE_CLIENT_POLLS_UNTIL, LANE_SIDECAR_POLLS_UNTIL = 128, 192
-LANE_ANSWER_ID, LANE_ANSWER_LENGTH, LANE_ANSWER_KIND = 256, 260, 264
-LANE_REQUEST_AT, LANE_REQUEST_BYTES = 4096, 64 * 1024
-LANE_ANSWER_AT, LANE_ANSWER_BYTES = LANE_REQUEST_AT + LANE_REQUEST_BYTES, 8 * 1024
-LANE_BYTES = LANE_ANSWER_AT + LANE_ANSWER_BYTES
-LANE_MARGIN_NS = 50000
-_LITTLE_X64 = _LITTLE and struct.calcsize("@I") == 4 and struct.calcsize("@Q") == 8
 
 
 class KeyBlob(object):
@@ -47,25 +43,15 @@ class KeyBlob(object):
 
     __slots__ = ("count", "blob")
 
-    def __init__(self, count, blob):
+    def __init__(self, count: int, blob: bytes) -> None:
         self.count = count
         self.blob = blob
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.count
 
 
-class SidecarError(Exception):
-    """The sidecar refused a request; the connection stays usable unless `fatal`. `code` is the error
-    frame's code (schema/sidecar-wire.json lists them): act on it, never on the message text."""
-
-    def __init__(self, message, fatal=False, code="ERR_REQUEST_FAILED"):
-        super().__init__(message)
-        self.fatal = fatal
-        self.code = code
-
-
-def _precise_timers():
+def _precise_timers() -> None:
     """This thread's timer slack to 1 µs (Linux allows a thread 50 µs by default): the nap before
     polling ends when asked, not up to 50 µs later. Best effort: nothing happens where prctl is missing."""
     try:
@@ -75,33 +61,14 @@ def _precise_timers():
         pass
 
 
-class _Lane(object):
-    """A lane's mapping, with its control fields as u32/u64 arrays: each read or write is one aligned
-    access (memoryview items are copied whole; struct.pack_into clears the bytes first and writes
-    them one by one, which the sidecar could see half-done)."""
-
-    __slots__ = ("mm", "u32", "u64")
-
-    def __init__(self, mm):
-        self.mm = mm
-        self.u32 = memoryview(mm).cast("I")
-        self.u64 = memoryview(mm).cast("Q")
-        self.u32[0] = LANE_MAGIC
-
-    def close(self):
-        self.u32.release()
-        self.u64.release()
-        self.mm.close()
-
-
-class SidecarClient:
+class SidecarClient(LaneCalls):
     """`poll_us` > 0: hybrid polling for the answers of binary ops. The thread sleeps until about
     `poll_us` before the answer is due (the recent calls of that op and size say when), then polls
     the socket without sleeping until `poll_us` after it, so the answer finds it running instead of
     waking it (a halted vCPU or a deep C-state costs 50-200 µs per wake-up). Late answers are waited
     for as usual. `polled_s` is the time spent polling."""
 
-    def __init__(self, path, timeout_s=15.0, poll_us=0):
+    def __init__(self, path: str, timeout_s: float = 15.0, poll_us: float = 0) -> None:
         self.path = path
         self.timeout_s = timeout_s
         self.sock = None
@@ -111,16 +78,16 @@ class SidecarClient:
         self.poll_s = poll_us / 1e6
         self.polled_s = 0.0
         self._due = {}  # (op, size class) -> expected answer time (s)
-        self.lane = None  # this connection's _Lane, when it has one
+        self.lane = None  # this connection's Lane, when it has one
         self._pending = b""  # socket bytes read past a lane answer (stale wake-up events)
         self.lane_calls = self.lane_nudges = self.lane_wakeups = 0
         self.last_used = time.monotonic()  # when the last call ended (closed_while_idle looks only after a pause)
 
     @property
-    def connected(self):
+    def connected(self) -> bool:
         return self.sock is not None
 
-    def connect(self):
+    def connect(self) -> Dict[str, Any]:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout_s)
         try:
@@ -144,7 +111,7 @@ class SidecarClient:
         self._open_lane()
         return hello
 
-    def closed_while_idle(self):
+    def closed_while_idle(self) -> bool:
         """Whether the sidecar closed this connection since its last call: it writes nothing between
         calls but a fatal error frame before closing (a full node closes the connection idle longest)
         or a late lane wake-up. One non-blocking peek."""
@@ -158,7 +125,7 @@ class SidecarClient:
             return True
         return not head or (len(head) == _HEADER.size and _HEADER.unpack(head)[2] == KIND_ERROR)
 
-    def close(self):
+    def close(self) -> None:
         lane, self.lane, self._pending = self.lane, None, b""
         if lane is not None:
             lane.close()
@@ -169,7 +136,7 @@ class SidecarClient:
             except OSError:
                 pass
 
-    def _timeouts(self, seconds):
+    def _timeouts(self, seconds: float) -> None:
         """Bounds each blocking send and recv by `seconds` (kernel socket timeouts; set only when they change)."""
         seconds = max(0.001, seconds)
         if seconds != self._timeo:
@@ -178,7 +145,7 @@ class SidecarClient:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
             self._timeo = seconds
 
-    def _recv_into(self, view):
+    def _recv_into(self, view: memoryview) -> int:
         try:
             k = self.sock.recv_into(view)
         except BlockingIOError:  # SO_RCVTIMEO expired
@@ -187,7 +154,7 @@ class SidecarClient:
             raise ConnectionError("the sidecar closed the connection")
         return k
 
-    def _poll_answer(self, view, due, deadline):
+    def _poll_answer(self, view: memoryview, due: float, deadline: float) -> int:
         """Sleeps until `poll_s` before the answer is due, then polls until `poll_s` after it (or the
         deadline); the bytes received, or 0 when the answer is later (the caller waits as usual)."""
         start = time.perf_counter()
@@ -214,19 +181,19 @@ class SidecarClient:
         finally:
             self.polled_s += time.perf_counter() - t0
 
-    def _recv_more(self, view, got, deadline):
+    def _recv_more(self, view: memoryview, got: int, deadline: float) -> int:
         left = deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("deadline passed waiting for the sidecar")
         self._timeouts(left)
         return got + self._recv_into(view[got:])
 
-    def call(self, request, timeout_s=None):
+    def call(self, request: Any, timeout_s: Optional[float] = None) -> Any:
         """Sends one request (a dict, or JSON bytes) and waits for its answer; closes the connection on any failure but a refused request."""
         payload = request if isinstance(request, bytes) else json.dumps(request, separators=(",", ":")).encode()
         return self._call(payload, timeout_s)
 
-    def _call(self, payload, timeout_s=None, binary_op=0, count=0):
+    def _call(self, payload: bytes, timeout_s: Optional[float] = None, binary_op: int = 0, count: int = 0) -> Any:
         if self.sock is None:
             raise ConnectionError("not connected")
         limit = timeout_s if timeout_s is not None else self.timeout_s
@@ -262,12 +229,12 @@ class SidecarClient:
             raise ConnectionError("answer %d to request %d" % (answer_id, rid))
         return body
 
-    def _learn_due(self, due_key, due, sent):
+    def _learn_due(self, due_key: Any, due: Optional[float], sent: float) -> None:
         took = time.perf_counter() - sent
         # Falls at once to a faster answer, rises slowly to a slower one: better early than late.
         self._due[due_key] = took if due is None or took < due else 0.875 * due + 0.125 * took
 
-    def _socket_exchange(self, payload, rid, deadline, limit, binary_op, count):
+    def _socket_exchange(self, payload: bytes, rid: int, deadline: float, limit: float, binary_op: int, count: int) -> Tuple[int, int, memoryview]:
         """Sends the request frame and reads its answer frame: (kind, id, payload view)."""
         try:
             self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
@@ -317,134 +284,8 @@ class SidecarClient:
             raise ConnectionError("the sidecar sent more than one answer")
         return kind, answer_id, view[_HEADER.size:total]
 
-    # ---------------------------------------------------------------- lane
-
-    def _open_lane(self):
-        """A lane (src/sidecar/lane.ts) for this connection's binary calls, when both ends poll and the
-        sidecar offers lanes; without one (no memfd, the sidecar refuses) the socket carries them."""
-        if not (self.poll_s and self.hello.get("lanes") and _LITTLE_X64 and hasattr(os, "memfd_create")):
-            return
-        fd = os.memfd_create("peercache-lane", getattr(os, "MFD_CLOEXEC", 1))
-        try:
-            os.ftruncate(fd, LANE_BYTES)
-            lane = _Lane(mmap.mmap(fd, LANE_BYTES))
-            try:
-                self.call({"op": "lane", "pid": os.getpid(), "fd": fd, "bytes": LANE_BYTES})
-            except SidecarError:
-                lane.close()
-                return
-            self.lane = lane
-        finally:
-            os.close(fd)
-
-    def _lane_exchange(self, payload, rid, deadline, binary_op, count):
-        """Puts the request in the lane (an event frame only if the sidecar is not polling) and waits
-        for the answer there: (kind, id, payload)."""
-        lane = self.lane
-        n = len(payload)
-        lane.mm[LANE_REQUEST_AT:LANE_REQUEST_AT + n] = payload
-        u32 = lane.u32
-        u32[LANE_REQUEST_LENGTH // 4] = n
-        u32[LANE_REQUEST_ID // 4] = rid  # last: the sidecar takes the request when the id changes
-        sent = time.perf_counter()
-        self.lane_calls += 1
-        if time.monotonic_ns() + LANE_MARGIN_NS >= lane.u64[LANE_SIDECAR_POLLS_UNTIL // 8]:
-            self.lane_nudges += 1
-            try:
-                self.sock.sendall(_HEADER.pack(0, FRAME_VERSION, KIND_EVENT, rid))
-            except BlockingIOError:
-                raise socket.timeout("deadline passed sending to the sidecar")
-        due_key = (binary_op, count.bit_length())
-        due = self._due.get(due_key)
-        framed = self._lane_wait(lane, rid, sent, due, deadline)
-        self._learn_due(due_key, due, sent)
-        if framed is not None:
-            return framed
-        kind, length = lane.mm[LANE_ANSWER_KIND], u32[LANE_ANSWER_LENGTH // 4]
-        if kind not in (KIND_RESPONSE, KIND_ERROR) or length > LANE_ANSWER_BYTES:
-            raise ConnectionError("malformed lane answer from the sidecar (kind %d, %d bytes)" % (kind, length))
-        return kind, rid, lane.mm[LANE_ANSWER_AT:LANE_ANSWER_AT + length]
-
-    def _lane_wait(self, lane, rid, sent, due, deadline):
-        """Waits for the answer to `rid`: None once it is in the lane, or (kind, id, payload) of an
-        answer that came as a frame. Like _poll_answer: naps until `poll_s` before it is due (woken
-        early by an event), then polls the lane, telling the sidecar until when; then blocks on the
-        socket for the event, until the deadline."""
-        u32, answer_at = lane.u32, LANE_ANSWER_ID // 4
-        left = deadline - time.monotonic()
-        if due is not None:
-            nap = min(due - self.poll_s - (time.perf_counter() - sent), left)
-            if nap > 0.00002:
-                framed = self._lane_events(rid, nap, block=False)
-                if framed is not None:
-                    return None if framed is True else framed
-        # One clock (CLOCK_MONOTONIC, the sidecar's too) both for what the lane says and for when the
-        # polling stops: the answer of a sidecar that saw the window open is in the lane by its end.
-        now = time.monotonic_ns()
-        left = deadline - time.monotonic()
-        end = now + int(min((due or 0.0) + self.poll_s - (time.perf_counter() - sent), left) * 1e9)
-        if end > now:
-            u64, until_at, clock = lane.u64, LANE_CLIENT_POLLS_UNTIL // 8, time.monotonic_ns
-            u64[until_at] = end
-            try:
-                while u32[answer_at] != rid:
-                    if clock() >= end:
-                        break
-                else:
-                    return None
-            finally:
-                u64[until_at] = 0
-                self.polled_s += (time.monotonic_ns() - now) / 1e9
-        # The sidecar judged by the window's end whether to send an event: look once more after it.
-        if u32[answer_at] == rid:
-            return None
-        framed = self._lane_events(rid, deadline - time.monotonic(), block=True)
-        return None if framed is True else framed
-
-    def _lane_events(self, rid, timeout, block):
-        """Reads frames from the socket for up to `timeout` s: True on the event for `rid`, (kind, id,
-        payload) for an answer frame, None when nothing came in time (block=False); stale events are
-        skipped. block=True waits until the deadline (socket.timeout after it)."""
-        sock = self.sock
-        end = time.monotonic() + timeout
-        while True:
-            left = end - time.monotonic()
-            if block:
-                if left <= 0:
-                    raise socket.timeout("deadline passed waiting for the sidecar")
-                self._timeouts(left)
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:  # SO_RCVTIMEO expired
-                    raise socket.timeout("deadline passed waiting for the sidecar")
-            else:
-                if left <= 0 or not select.select((sock,), (), (), left)[0]:
-                    return None
-                data = sock.recv(65536)
-            if not data:
-                raise ConnectionError("the sidecar closed the connection")
-            buf, result = self._pending + data, None
-            while len(buf) >= _HEADER.size:
-                length, version, kind, frame_id = _HEADER.unpack_from(buf)
-                if version != FRAME_VERSION or length > MAX_ANSWER_BYTES:
-                    raise ConnectionError("malformed frame from the sidecar (version %d, %d bytes)" % (version, length))
-                if len(buf) < _HEADER.size + length:
-                    break
-                body, buf = buf[_HEADER.size:_HEADER.size + length], buf[_HEADER.size + length:]
-                if kind == KIND_EVENT:
-                    if frame_id == rid:
-                        self.lane_wakeups += 1
-                        result = True
-                elif kind in (KIND_RESPONSE, KIND_ERROR):
-                    result = (kind, frame_id, body)
-                else:
-                    raise ConnectionError("unexpected frame kind %d from the sidecar" % kind)
-            self._pending = buf
-            if result is not None:
-                return result
-
     @staticmethod
-    def _keys_blob(keys):
+    def _keys_blob(keys: Union[KeyBlob, Sequence[str]]) -> bytes:
         """The keys as one UTF-8 blob joined by '\\n' (a key holding a newline cannot be sent)."""
         if isinstance(keys, KeyBlob):
             return keys.blob
@@ -454,7 +295,7 @@ class SidecarClient:
         return blob
 
     @staticmethod
-    def _u64s(values):
+    def _u64s(values: Sequence[int]) -> bytes:
         """Little-endian u64 bytes of a list (or array('Q')) of ints; OverflowError for one out of range."""
         try:
             a = values if isinstance(values, array) and values.typecode == "Q" else array("Q", values)
@@ -467,25 +308,25 @@ class SidecarClient:
 
     # ---------------------------------------------------------------- ops
 
-    def register(self, fd, nbytes, pid=None):
+    def register(self, fd: int, nbytes: int, pid: Optional[int] = None) -> int:
         return self.call({"op": "register", "pid": pid or os.getpid(), "fd": fd, "bytes": nbytes})["pool"]
 
-    def _deadline_ms(self):
+    def _deadline_ms(self) -> int:
         # When this client gives up (the sidecar will not start the request later, nor READ past it).
         return int((time.time() + self.timeout_s) * 1000)
 
-    def exists(self, keys):
+    def exists(self, keys: Union[KeyBlob, Sequence[str]]) -> str:
         """One '1'/'0' character per key."""
         blob = self._keys_blob(keys)
         return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS, count=len(keys)), keys)
 
-    def _answer(self, bits, keys):
+    def _answer(self, bits: Any, keys: Any) -> str:
         if len(bits) != len(keys):
             self.close()
             raise ConnectionError("the sidecar answered %d entries for %d keys" % (len(bits), len(keys)))
         return bits
 
-    def _io(self, op, pool, keys, offsets, lengths):
+    def _io(self, op: int, pool: Pools, keys: Union[KeyBlob, Sequence[str]], offsets: Sequence[int], lengths: Lengths) -> str:
         n = len(keys)
         if len(offsets) != n:
             raise ValueError("%d offsets for %d keys" % (len(offsets), n))
@@ -512,15 +353,15 @@ class SidecarClient:
         parts[0] = _BIN.pack(op, flags, 0, n, self._deadline_ms(), len(blob), pool_id, length)
         return self._answer(self._call(b"".join(parts), binary_op=op, count=n), keys)
 
-    def get(self, pool, keys, offsets, lengths):
+    def get(self, pool: Pools, keys: Union[KeyBlob, Sequence[str]], offsets: Sequence[int], lengths: Lengths) -> str:
         """`lengths` is a list, or one int for every key."""
         return self._io(OP_GET, pool, keys, offsets, lengths)
 
-    def set(self, pool, keys, offsets, lengths):
+    def set(self, pool: Pools, keys: Union[KeyBlob, Sequence[str]], offsets: Sequence[int], lengths: Lengths) -> str:
         return self._io(OP_SET, pool, keys, offsets, lengths)
 
-    def clear(self):
+    def clear(self) -> Any:
         self.call({"op": "clear"})
 
-    def stats(self):
+    def stats(self) -> Any:
         return self.call({"op": "stats"})

@@ -10,13 +10,16 @@ for a spread of pages across the whole pool, and keeps the formula only if every
 matches; the adapter then compares it with the pool's answer again every RECHECK_EVERY calls and
 drops it at the first difference (and goes back to asking the pool).
 """
+from __future__ import annotations
+
 import sys
+from typing import Any, List, Optional, Sequence, Tuple
 
 PROBE_PAGES = 64
 RECHECK_EVERY = 64
 
 
-def _index_vector(values):
+def _index_vector(values: List[int]) -> Any:
     """Token indices as SGLang passes them (an int64 tensor when torch is loaded; never imports it)."""
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "tensor"):
@@ -29,14 +32,14 @@ class PageGeometry(object):
 
     __slots__ = ("stride", "object_bytes", "file_bases", "inode")
 
-    def __init__(self, stride, object_bytes, file_bases, inode):
+    def __init__(self, stride: int, object_bytes: int, file_bases: List[int], inode: int) -> None:
         self.stride = stride
         self.object_bytes = object_bytes
         self.file_bases = file_bases
         self.inode = inode
 
     @classmethod
-    def probe(cls, pool, page_size, pool_tokens, comps, spans):
+    def probe(cls, pool: Any, page_size: int, pool_tokens: Optional[int], comps: int, spans: Sequence[Any]) -> Tuple[Optional["PageGeometry"], Optional[str]]:
         """(geometry, None) when the pool's pointers follow the formula everywhere probed, else (None, reason)."""
         if not pool_tokens or pool_tokens // page_size < 2:
             return None, "the pool's size in tokens is unknown or under 2 pages"
@@ -72,7 +75,7 @@ class PageGeometry(object):
             file_bases.append(span.file_offset + (b - span.address))
         return cls(stride, object_bytes, file_bases, inode), None
 
-    def file_offsets(self, starts):
+    def file_offsets(self, starts: Sequence[int]) -> List[int]:
         """File offsets of the objects of pages starting at these (checked) token indices, k then v per
         page: what the sidecar READs into."""
         s, bases = self.stride, self.file_bases

@@ -8,12 +8,15 @@ else (anonymous or private memory) goes through a staging memfd with one copy.
 Buffers are read without importing torch: a torch tensor (data_ptr, numel, element_size), a numpy
 array (ctypes.data, nbytes), a writable buffer (bytearray, mmap), or a (ptr, nbytes) pair.
 """
+from __future__ import annotations
+
 import ctypes
 import mmap
 import os
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 
-def buffer_address(obj, writable=True):
+def buffer_address(obj: Any, writable: bool = True) -> Tuple[Any, int]:
     """(address, nbytes) of a tensor, array, buffer or (ptr, nbytes) pair; raises TypeError otherwise."""
     if isinstance(obj, tuple) and len(obj) == 2 and all(isinstance(x, int) for x in obj):
         return obj
@@ -44,7 +47,7 @@ def buffer_address(obj, writable=True):
 class FileSpan:
     """A buffer [address, address + nbytes) that is file `fd` at `file_offset` (file `file_bytes` long)."""
 
-    def __init__(self, address, nbytes, fd, file_offset, file_bytes, inode):
+    def __init__(self, address: int, nbytes: int, fd: int, file_offset: int, file_bytes: int, inode: int) -> None:
         self.address = address
         self.nbytes = nbytes
         self.fd = fd
@@ -53,11 +56,11 @@ class FileSpan:
         self.inode = inode
 
     @property
-    def end(self):
+    def end(self) -> int:
         return self.address + self.nbytes
 
 
-def _mappings():
+def _mappings() -> Iterator[Tuple[int, int, str, int, str, int, str]]:
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split(None, 5)
@@ -67,7 +70,7 @@ def _mappings():
             yield lo, hi, parts[1], int(parts[2], 16), parts[3], int(parts[4]), (parts[5].strip() if len(parts) > 5 else "")
 
 
-def find_file_span(address, nbytes, candidate_fds=()):
+def find_file_span(address: int, nbytes: int, candidate_fds: Iterable[int] = ()) -> Tuple[Optional[FileSpan], Optional[str]]:
     """The FileSpan of a buffer, or (None, reason) when it is not a shared mapping of an open file."""
     hit = None
     for lo, hi, perms, offset, dev, inode, path in _mappings():
@@ -106,7 +109,7 @@ def find_file_span(address, nbytes, candidate_fds=()):
     return None, "no open fd holds %s (the memfd was closed after mmap)" % (path or "the pool's file")
 
 
-def pool_buffers(pool):
+def pool_buffers(pool: Any) -> List[Tuple[int, int]]:
     """The host pool's data buffers: kv_buffer (MLA, or MHA with k and v in one tensor), else k_buffer and v_buffer."""
     out = []
     for name in ("kv_buffer", "k_buffer", "v_buffer"):
@@ -124,7 +127,7 @@ def pool_buffers(pool):
     return out
 
 
-def allocator_fds(pool):
+def allocator_fds(pool: Any) -> List[int]:
     alloc = getattr(pool, "allocator", None)
     fds = []
     for name in ("fds", "fd"):
@@ -139,7 +142,7 @@ def allocator_fds(pool):
 class Staging:
     """A memfd this process maps, registered with the sidecar: the copy path for pools it cannot map."""
 
-    def __init__(self, nbytes):
+    def __init__(self, nbytes: int) -> None:
         self.fd = os.memfd_create("peercache-staging", getattr(os, "MFD_CLOEXEC", 1))
         try:
             os.ftruncate(self.fd, nbytes)
@@ -151,7 +154,7 @@ class Staging:
         self._anchor = ctypes.c_char.from_buffer(self.map)
         self.address = ctypes.addressof(self._anchor)
 
-    def close(self):
+    def close(self) -> None:
         self._anchor = None
         try:
             self.map.close()

@@ -1,5 +1,6 @@
 """SGLang's names when SGLang is installed (the adapter then subclasses the real HiCacheStorage and
 returns its PoolTransferResult), stand-ins with the same names otherwise (tests, tools)."""
+from typing import Any
 
 try:  # the real base class when SGLang is installed
     from sglang.srt.mem_cache.hicache_storage import HiCacheStorage as _Base  # type: ignore
@@ -38,7 +39,7 @@ except Exception:
 _storage_metrics_cls = None
 
 
-def storage_metrics_class():
+def storage_metrics_class() -> Any:
     """SGLang's StorageMetrics (its collector asserts that type), or a stand-in with its fields when
     SGLang is absent. Looked up on first use: the adapter is imported before SGLang's metrics module."""
     global _storage_metrics_cls
