@@ -3,7 +3,10 @@ memfd host pool (the tests' stand-in for SGLang's MLA pool), doing set / exists 
 round until SIGTERM. Every page's bytes are a function of its key, so every hit is checked, byte
 for byte: its own pages read back, and the pages its peer rank (on the other node) published.
 
-    python3 scripts/lib/soak-rank.py <socket> <name> <peer name> <poll_us>
+    python3 scripts/lib/soak-rank.py <socket> <name> <peer name> <poll_us> <progress dir>
+
+Each rank writes its latest published generation to <progress dir>/<name>.gen; its peer reads the
+pages of the peer's latest generations from there (ranks run at different paces).
 
 Prints one JSON line of counters every 2 s and at the end.
 """
@@ -30,7 +33,7 @@ def key(name: str, gen: int, i: int) -> str:
 
 
 def main() -> int:
-    sock, name, peer, poll_us = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    sock, name, peer, poll_us, progress = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     pool = MLAPageFirstPool(pages=4 * BATCH, memfd=True)
@@ -75,6 +78,10 @@ def main() -> int:
         n["calls"] += 1
         n["set_ok"] += sum(1 for x in ok if x is True)
         n["set_failed"] += sum(1 for x in ok if x is not True)
+        mine = os.path.join(progress, name + ".gen")
+        with open(mine + ".tmp", "w") as f:
+            f.write(str(gen))
+        os.replace(mine + ".tmp", mine)
         found = storage.batch_exists(keys)
         n["calls"] += 1
         if not isinstance(found, int):
@@ -87,8 +94,13 @@ def main() -> int:
         n["own_hits"] += h
         n["own_misses"] += m
         n["wrong_pages"] += w
-        # The peer's recent pages (it runs at about our pace; misses are expected, wrong bytes never).
-        theirs = [key(peer, g, i) for g in range(max(1, gen - BACK), gen + 1) for i in range(0, BATCH, BACK)]
+        # The peer's latest pages (misses are possible: not yet published, evicted; wrong bytes never).
+        try:
+            with open(os.path.join(progress, peer + ".gen")) as f:
+                peer_gen = int(f.read() or 0)
+        except (OSError, ValueError):
+            peer_gen = 0
+        theirs = [key(peer, g, i) for g in range(max(1, peer_gen - BACK + 1), peer_gen + 1) for i in range(0, BATCH, BACK)] or [key(peer, 1, 0)]
         h, m, w = check(theirs[: 2 * BATCH], 2 * BATCH)
         n["peer_hits"] += h
         n["peer_misses"] += m

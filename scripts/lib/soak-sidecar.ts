@@ -130,7 +130,7 @@ export async function startSidecarSoak(discoveryPort: number): Promise<SidecarSo
   const firstLines: string[] = [];
   const ranks: ChildProcess[] = [];
   const rank = (socket: string, name: string, peer: string, pollUs: number) => {
-    const child = spawn('python3', [rankScript, socket, name, peer, String(pollUs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('python3', [rankScript, socket, name, peer, String(pollUs), dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let partial = '';
     child.stdout!.on('data', (d: Buffer) => {
       partial += d.toString();
