@@ -37,6 +37,10 @@ test('a saturation sweep: one row per concurrency, rows merged from per-worker h
   assert.is(report.manifest.client_cpu_pct.length, 2);
   assert.is(report.meta.transports.length > 0, true);
   assert.ok(progress.some((p) => p.stage === 'measure' || p.stage === 'done'));
+  // "done" says the row's rate (it said 0 pages/s), the same as the row's within rounding.
+  const done = progress.filter((p) => p.stage === 'done');
+  assert.is(done.length, 2);
+  done.forEach((p, i) => assert.ok(Math.abs(p.pagesPerS - report.results[i].pages_per_s) <= 0.01 * report.results[i].pages_per_s, `done ${p.pagesPerS} vs row ${report.results[i].pages_per_s}`));
 });
 
 test('suite on tcp: latency baseline + get/set/exists sweeps; every row marked smoke', async () => {

@@ -280,7 +280,9 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
     const results = (await Promise.all(tasks)).filter((r): r is WorkerResult => r !== null);
     warmSeries?.settle();
     measureSeries?.settle();
-    progress('done', plan.warmupS + plan.durationS, 0);
+    // "done" carries the window's rate (it said 0 pages/s): the measured pages over the measured time.
+    const measuredS = t0 !== 0n && t1 > t0 ? Number(t1 - t0) / 1e9 : 0;
+    progress('done', plan.warmupS + plan.durationS, 0, measuredS > 0 ? results.reduce((s, r) => s + r.pages, 0) / measuredS : 0);
     const merged = SharedHistogram.merge(histograms);
     const sum = (k: 'calls' | 'pages' | 'pagesRequested' | 'errors' | 'pagesVerified' | 'wrongPages' | 'scheduleLagNs') => results.reduce((s, r) => s + r[k], 0);
     const lanes = [...new Set(results.flatMap((r) => r.lanes))];
