@@ -121,8 +121,11 @@ function plan(o: Required<Pick<SweepOptions, 'mode' | 'op' | 'concurrencies' | '
 }
 
 /** Slots (pages) each set worker publishes into: room for steady-state eviction, the same for every row. */
-export function setPoolPages(batchSize: number, threads: number): number {
-  return Math.max(8 * batchSize, Math.ceil(2048 / threads));
+export function setPoolPages(batchSize: number, threads: number, pageBytes = 0): number {
+  // 2048 pages in all (256 MiB of 128 KiB pages), but at most 1 GiB of real model pages (2048
+  // DeepSeek-V3 pages would be 8.6 GiB per worker): the cycle stays long, the footprint bounded.
+  const cycle = pageBytes > 0 ? Math.min(2048, Math.max(1, Math.floor(2 ** 30 / pageBytes))) : 2048;
+  return Math.max(8 * batchSize, Math.ceil(cycle / threads));
 }
 
 export async function runSweep(options: SweepOptions): Promise<Report> {
@@ -182,7 +185,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const needsProducer = steps.some((s) => s.op !== 'set');
   // Working set, as the original sized it: at least two batches per worker of the widest row.
   const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads, steps.some((s) => s.op === 'prefetch') ? prefixPages : 0);
-  const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads) * components, pageBytes);
+  const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads, pageBytes * components) * components, pageBytes);
   const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
   const pageFootprint = pageBytes * components;
   const widestInFlight = Math.max(...steps.map((s) => s.threads * s.batchSize));
@@ -252,7 +255,7 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       const note =
         s.op === 'prefetch'
           ? `prefetch: ${prefixPages} pages/request, hit ratio ${hitRatio}, ${readersPerKey} readers/key; batch_exists then batch_get_v1 in 128-page batches; latency per request`
-          : s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads)} pages/worker` : 'batch_exists (directory only)';
+          : s.op === 'get' ? `batch_get_v1 ${layout} ws=${workingSet} (location cache warm)` : s.op === 'set' ? `batch_set_v1 ${layout} pool=${setPoolPages(s.batchSize, s.threads, pageBytes * components)} pages/worker` : 'batch_exists (directory only)';
       const rowPlan: RowPlan = {
         op: s.op,
         path: `hicache-${s.op}`,
