@@ -15,9 +15,11 @@
  *                                  exit path, each with its own /run (a tmpfs), cwd the same copy.
  *       background ready="re"      …left running once its output matches `re`, until the end of its
  *                                  file (then SIGTERM); it must not exit before.
- *       needs=rdma                 …where no RDMA device exists (/sys/class/infiniband), the block must
- *                                  fail as documented instead: exit 1 or 2, a message naming RDMA, no
- *                                  stack trace. With a device it runs like any other.
+ *       needs=rdma[,mem=65g]       …where no RDMA device exists (/sys/class/infiniband), or less memory
+ *                                  is available (MemAvailable), the block must fail as documented
+ *                                  instead: exit 1 or 2, no stack trace, a message naming what is
+ *                                  missing (RDMA, or the memory / --global-segment). With all it needs
+ *                                  it runs like any other.
  *   <!-- docs-test: ci -->         commands CI itself runs (`npm test` cannot run inside npm test):
  *                                  test/docs/blocks.test.ts checks .ci/run runs each line.
  *   <!-- docs-test: skip="why" --> cannot run on a CI machine (another project's source tree, GPUs);
@@ -44,7 +46,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { allBlocks, repoRoot, SHELL_LANGS, where, type DocBlock } from '../helpers/doc-blocks.js';
@@ -291,10 +293,16 @@ async function waitReady(r: Running, re: RegExp, ms: number, b: DocBlock): Promi
 
 const tail = (s: string) => s.split('\n').slice(-40).join('\n');
 
-/** The documented clear error of an rdma command on a host without an RDMA device. */
-function assertRdmaRefusal(b: DocBlock, code: number | null, out: string): void {
-  assert.ok(code === 1 || code === 2, `${where(b)} without an RDMA device: exit 1 or 2 expected, got ${code}:\n${tail(out)}`);
-  assert.match(out, /rdma|RDMA/, `${where(b)}: the error names RDMA:\n${tail(out)}`);
+function memAvailable(): number {
+  const kb = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1];
+  return kb ? Number(kb) * 1024 : 0;
+}
+
+/** The documented clear error of a command on a host without what it needs (an RDMA device, memory). */
+function assertRefusal(b: DocBlock, code: number | null, out: string, missing: string[]): void {
+  assert.ok(code === 1 || code === 2, `${where(b)} without ${missing.join(', ')}: exit 1 or 2 expected, got ${code}:\n${tail(out)}`);
+  const names = missing.map((m) => (m === 'rdma' ? 'rdma|RDMA' : 'memory|--global-segment')).join('|');
+  assert.match(out, new RegExp(names), `${where(b)}: the error names what is missing (${missing.join(', ')}):\n${tail(out)}`);
   assert.not.match(out, /^\s+at .+[:(]\d+/m, `${where(b)}: no stack trace:\n${tail(out)}`);
 }
 
@@ -331,10 +339,11 @@ test('every command block runs as written (checkout, two hosts in network namesp
       const a = b.annotation!;
       const t0 = Date.now();
       const r = start(b, e, hosts);
-      if (a.needsRdma && !hasRdma) {
+      const missing = [...(a.needsRdma && !hasRdma ? ['rdma'] : []), ...(a.needsMemBytes > memAvailable() ? ['mem'] : [])];
+      if (missing.length) {
         const { code } = await waitExit(r, 120_000, b);
-        assertRdmaRefusal(b, code, r.output());
-        console.log(`ok ${where(b)} (no RDMA device: refused as documented) ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        assertRefusal(b, code, r.output(), missing);
+        console.log(`ok ${where(b)} (no ${missing.join(', no ')}: refused as documented) ${((Date.now() - t0) / 1000).toFixed(1)} s`);
         continue;
       }
       if (a.background) {

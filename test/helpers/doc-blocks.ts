@@ -24,6 +24,8 @@ export interface Annotation {
   ready?: RegExp;
   /** needs=rdma: where no RDMA device exists, the block must fail with the documented clear error. */
   needsRdma: boolean;
+  /** needs=rdma,mem=65g: bytes of available memory the block needs (a big --global-segment); 0: none. */
+  needsMemBytes: number;
   /** skip="why": not run here; the reason is required. */
   reason?: string;
 }
@@ -66,7 +68,7 @@ export function parseAnnotation(raw: string, lang: string): { annotation: Annota
   const t = tokens(raw);
   const known = new Set(['checkout', 'ci', 'skip', 'host', 'background', 'ready', 'needs', 'redis-fleet']);
   for (const k of t.keys()) if (!known.has(k)) return { annotation: null, error: `unknown word '${k}'` };
-  const a: Annotation = { mode: 'checkout', background: t.has('background'), needsRdma: false };
+  const a: Annotation = { mode: 'checkout', background: t.has('background'), needsRdma: false, needsMemBytes: 0 };
   const modes = ['checkout', 'ci', 'skip', 'host', 'redis-fleet'].filter((m) => t.has(m));
   if (modes.length !== 1) return { annotation: null, error: `exactly one of checkout, host=A|B, ci, skip="why", redis-fleet (got ${modes.join(', ') || 'none'})` };
   a.mode = modes[0] as Mode;
@@ -82,8 +84,12 @@ export function parseAnnotation(raw: string, lang: string): { annotation: Annota
   }
   const needs = t.get('needs');
   if (needs !== undefined) {
-    if (needs !== 'rdma') return { annotation: null, error: 'needs=rdma is the only need' };
-    a.needsRdma = true;
+    for (const need of String(needs).split(',')) {
+      const mem = /^mem=(\d+)([kmg])$/.exec(need);
+      if (need === 'rdma') a.needsRdma = true;
+      else if (mem) a.needsMemBytes = Number(mem[1]) * 1024 ** ' kmg'.indexOf(mem[2]);
+      else return { annotation: null, error: `needs=${needs}: a comma list of rdma and mem=<size>[k|m|g]` };
+    }
   }
   const ready = t.get('ready');
   if (a.background) {
