@@ -12,8 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { SharedHistogram } from '../../src/bench/histogram.js';
-import { makeRow } from '../../src/bench/report/metrics.js';
-import { compactCells } from '../../src/bench/report/render.js';
+import { makeReport, makeRow } from '../../src/bench/report/metrics.js';
+import { collectLocalHost } from '../../src/bench/report/host.js';
+import { compactCells, renderConsole, renderMarkdown } from '../../src/bench/report/render.js';
 import type { Report, Row } from '../../src/bench/report/types.js';
 
 /** One of our own rows with 40 calls: its histogram is too short for a p99. */
@@ -85,6 +86,16 @@ test('a Mooncake row has no "n/a (<100 calls)" for a p99 Mooncake never reports;
   assert.not.match(compactCells(mc).join('|'), /n\/a \(</);
   const ours = honestShortRow();
   assert.match(compactCells(ours).join('|'), /n\/a \(<100 calls\)/);
+});
+
+test('the smoke banner of a shm run with one tcp row names that row, not protocol shm', () => {
+  const shm = makeRow({ path: 'transport-read', op: 'read', protocol: 'shm', blockSize: 65536, batchSize: 64, threads: 1, calls: 200, pages: 12800, elapsedNs: 1e9, latency: null });
+  const tcp = { ...makeRow({ system: 'mooncake', path: 'transfer-engine', op: '', protocol: 'tcp', blockSize: 65536, batchSize: 64, threads: 1, calls: 40, pages: 0, ops: 2560, bytes: 2560 * 65536, elapsedNs: 1e9, latency: null }), smoke: true };
+  const r = makeReport({ command: 'peercache-bench compare --protocol shm', host: collectLocalHost(), meta: { mode: 'compare', protocol: 'shm' }, results: [shm, tcp], date: new Date(0) });
+  for (const text of [renderMarkdown(r), renderConsole(r)]) {
+    assert.match(text, /the rows marked so \(protocol tcp\) are a functional check, not a performance figure; the shm rows stand/);
+    assert.not.match(text, /protocol .?shm.? is a functional check/);
+  }
 });
 
 test.run();

@@ -271,9 +271,21 @@ function isSmoke(report: Report): boolean {
   return report.meta.smoke || report.results.some((r) => r.smoke);
 }
 
+/**
+ * A run that is not smoke itself but has smoke rows (compare --protocol shm whose Mooncake side ran
+ * over tcp): only those rows are a functional check, and the banner says which.
+ */
+function smokeRowsText(report: Report): string {
+  const protos = [...new Set(report.results.filter((r) => r.smoke).map((r) => r.protocol))].join(', ');
+  return `${SMOKE_LABEL}: the rows marked so (protocol ${protos}) are a functional check, not a performance figure; the ${report.meta.protocol} rows stand`;
+}
+
 export function renderConsole(report: Report, opts: RenderOptions = {}): string {
   const lines: string[] = [];
-  if (isSmoke(report)) lines.push(opts.color ? `${BOLD}${SMOKE_BANNER}${RESET_BOLD}` : SMOKE_BANNER);
+  if (isSmoke(report)) {
+    const banner = report.meta.smoke ? SMOKE_BANNER : `*** ${smokeRowsText(report)} ***`;
+    lines.push(opts.color ? `${BOLD}${banner}${RESET_BOLD}` : banner);
+  }
   lines.push(`PeerCache benchmark @ ${report.created_at}`);
   lines.push(`host: ${hostLine(report.host)}`);
   const meta = metaLine(report.meta);
@@ -322,7 +334,12 @@ export function metaList(meta: Meta): string[] {
 export function renderMarkdown(report: Report, opts: RenderOptions = {}): string {
   const lines: string[] = [`# ${opts.title ?? defaultTitle(report.meta)}`, ''];
   if (isSmoke(report)) {
-    lines.push(`> **${SMOKE_LABEL}**: protocol \`${report.meta.protocol}\` is a functional check, not a performance scenario; do not publish these figures.`, '');
+    lines.push(
+      report.meta.smoke
+        ? `> **${SMOKE_LABEL}**: protocol \`${report.meta.protocol}\` is a functional check, not a performance scenario; do not publish these figures.`
+        : `> **${smokeRowsText(report)}**.`,
+      '',
+    );
   }
   const kind = opts.table ?? defaultTable(report.meta);
   const ctx: CellContext = { layout: report.meta.layout, peakTies: peakTies(report.results) };
