@@ -2,7 +2,10 @@
  * Object keys per page, named as the original (and Mooncake) name them, so a cluster mixing
  * implementations sees the same keys: mla one object `<key>__k` (no TP rank: every rank writes the
  * same page), mha two objects `<key>_<tp>_k`, `<key>_<tp>_v`; with pipeline parallelism the pp
- * rank joins the suffix.
+ * rank joins the suffix, with attention context parallelism `cp<rank>_<size>` (each CP rank holds
+ * its own slice of a page, so its own objects: as the SGLang adapter names them, where Mooncake's
+ * names would let CP ranks overwrite each other's slices). schema/object-names.json holds the
+ * vectors this and python/peercache_sglang/naming.py are both checked against.
  */
 import type { Layout } from './host-pool.js';
 
@@ -11,12 +14,18 @@ export interface KeyNaming {
   tpRank: number;
   ppRank: number;
   ppSize: number;
+  /** Attention context-parallel rank and size (default 0 of 1: no CP part). */
+  cpRank?: number;
+  cpSize?: number;
 }
 
 export function componentSuffixes(n: KeyNaming): string[] {
-  if (n.layout === 'mla') return [n.ppSize > 1 ? `_${n.ppRank}_k` : '__k'];
-  const rank = n.ppSize > 1 ? `${n.tpRank}_${n.ppRank}` : `${n.tpRank}`;
-  return [`_${rank}_k`, `_${rank}_v`];
+  const rank = n.layout === 'mla' ? [] : [`${n.tpRank}`];
+  if (n.ppSize > 1) rank.push(`${n.ppRank}`);
+  const cpSize = n.cpSize ?? 1;
+  if (cpSize > 1) rank.push(`cp${n.cpRank ?? 0}_${cpSize}`);
+  const part = rank.join('_');
+  return n.layout === 'mla' ? [`_${part}_k`] : [`_${part}_k`, `_${part}_v`];
 }
 
 
