@@ -94,7 +94,33 @@ export class SweepConfigError extends ConfigError {
   override name = 'SweepConfigError';
 }
 
-export const DEFAULT_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
+/**
+ * Every default of a sweep, once: runSweep() applies them (resolveSweepOptions) and the CLI's flags
+ * show them as their defaults.
+ */
+export const SWEEP_DEFAULTS = {
+  op: 'get',
+  layout: 'mla',
+  pageBytes: 131072,
+  tokensPerPage: 64,
+  batchSize: 32,
+  durationS: 10,
+  warmupS: 2,
+  workingSet: 4096,
+  maxBytes: 8 * 2 ** 30,
+  concurrencies: [1, 2, 4, 8, 16, 32, 64],
+  throughputConcurrency: 8,
+  repeat: 1,
+  suiteRepeat: 3,
+  noisyCv: DEFAULT_NOISY_CV,
+  arrival: 'constant',
+  hostPool: 'auto',
+  prefixPages: 512,
+  hitRatio: 1,
+  readersPerKey: 1,
+} as const satisfies Record<string, string | number | readonly number[]>;
+
+export const DEFAULT_CONCURRENCIES: readonly number[] = SWEEP_DEFAULTS.concurrencies;
 
 interface Step {
   /** Open loop: offered batch calls/s for the row. */
@@ -128,23 +154,28 @@ export function setPoolPages(batchSize: number, threads: number, pageBytes = 0):
   return Math.max(8 * batchSize, Math.ceil(cycle / threads));
 }
 
-export async function runSweep(options: SweepOptions): Promise<Report> {
-  const logger = options.logger ?? silentLogger;
+/**
+ * The options of a sweep with every default applied (SWEEP_DEFAULTS) and every rule checked, and
+ * what follows from them (the rows, the working set, the pools): pure, nothing opened. runSweep()
+ * runs on it; the CLI calls it first, so a bad combination is one line before anything starts.
+ * Errors are SweepConfigErrors naming options as {placeholders} (the CLI shows its flags).
+ */
+export function resolveSweepOptions(options: SweepOptions) {
   const o = {
     mode: options.mode,
-    op: options.op ?? 'get',
-    concurrencies: options.concurrencies ?? (options.mode === 'throughput' ? [8] : DEFAULT_CONCURRENCIES),
-    batchSize: options.batchSize ?? 32,
+    op: options.op ?? SWEEP_DEFAULTS.op,
+    concurrencies: options.concurrencies ?? (options.mode === 'throughput' ? [SWEEP_DEFAULTS.throughputConcurrency] : [...SWEEP_DEFAULTS.concurrencies]),
+    batchSize: options.batchSize ?? SWEEP_DEFAULTS.batchSize,
   };
-  const layout = options.layout ?? 'mla';
+  const layout = options.layout ?? SWEEP_DEFAULTS.layout;
   const components = layout === 'mla' ? 1 : 2;
-  const pageBytes = options.pageBytes ?? 131072;
-  const tokensPerPage = options.tokensPerPage ?? 64;
-  const durationS = options.durationS ?? 10;
-  const warmupS = options.warmupS ?? 2;
-  const maxBytes = options.maxBytes ?? 8 * 2 ** 30;
-  const repeat = options.repeat ?? (options.mode === 'suite' ? 3 : 1);
-  const noisyCv = options.noisyCv ?? DEFAULT_NOISY_CV;
+  const pageBytes = options.pageBytes ?? SWEEP_DEFAULTS.pageBytes;
+  const tokensPerPage = options.tokensPerPage ?? SWEEP_DEFAULTS.tokensPerPage;
+  const durationS = options.durationS ?? SWEEP_DEFAULTS.durationS;
+  const warmupS = options.warmupS ?? SWEEP_DEFAULTS.warmupS;
+  const maxBytes = options.maxBytes ?? SWEEP_DEFAULTS.maxBytes;
+  const repeat = options.repeat ?? (options.mode === 'suite' ? SWEEP_DEFAULTS.suiteRepeat : SWEEP_DEFAULTS.repeat);
+  const noisyCv = options.noisyCv ?? SWEEP_DEFAULTS.noisyCv;
   if (!Number.isSafeInteger(repeat) || repeat < 1) throw new SweepConfigError('repeat must be a positive integer');
   if (!(noisyCv >= 0) || !Number.isFinite(noisyCv)) throw new SweepConfigError('noisyCv must be a number >= 0');
   if (options.sloP99Us !== undefined && !(options.sloP99Us > 0 && Number.isFinite(options.sloP99Us))) throw new SweepConfigError('sloP99Us must be a number > 0');
@@ -156,22 +187,22 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   for (const [name, v] of [['pageBytes', pageBytes], ['tokensPerPage', tokensPerPage], ['batchSize', o.batchSize]] as const) {
     if (!Number.isSafeInteger(v) || v < 1) throw new SweepConfigError(`${name} must be a positive integer`);
   }
-  if (pageBytes % 4 !== 0) throw new SweepConfigError('pageBytes must be a multiple of 4');
+  if (pageBytes % 4 !== 0) throw new SweepConfigError(`{pageBytes} must be a multiple of 4 bytes, got ${pageBytes}`);
   if (!(durationS > 0) || !(warmupS >= 0)) throw new SweepConfigError('durationS must be > 0 and warmupS >= 0');
   if (options.rateSweep !== undefined) {
     if (o.mode !== 'saturation') throw new SweepConfigError('rateSweep is a saturation option');
-    if (o.concurrencies.length !== 1) throw new SweepConfigError('a rate sweep runs at one concurrency: give exactly one (--concurrencies N)');
+    if (o.concurrencies.length !== 1) throw new SweepConfigError('{rateSweep} runs at one concurrency: give exactly one ({concurrencies} N, e.g. 8)');
     if (!options.rateSweep.length || options.rateSweep.some((r) => !(r > 0) || !Number.isFinite(r))) throw new SweepConfigError('rateSweep must be a non-empty list of rates > 0');
-    if (options.rate !== undefined) throw new SweepConfigError('give either rate or rateSweep, not both');
+    if (options.rate !== undefined) throw new SweepConfigError('{rateSweep} and {rate}: give one of them');
   }
   if (options.intervalS !== undefined && !(options.intervalS >= MIN_INTERVAL_S && Number.isFinite(options.intervalS))) {
     throw new SweepConfigError(`intervalS must be a number of seconds >= ${MIN_INTERVAL_S} (each snapshot reads every worker's histogram)`);
   }
   if (options.rate !== undefined && !(options.rate > 0 && Number.isFinite(options.rate))) throw new SweepConfigError('rate must be a number > 0 (batch calls per second)');
-  const arrival = options.arrival ?? 'constant';
-  const prefixPages = options.prefixPages ?? 512;
-  const hitRatio = options.hitRatio ?? 1;
-  const readersPerKey = options.readersPerKey ?? 1;
+  const arrival = options.arrival ?? SWEEP_DEFAULTS.arrival;
+  const prefixPages = options.prefixPages ?? SWEEP_DEFAULTS.prefixPages;
+  const hitRatio = options.hitRatio ?? SWEEP_DEFAULTS.hitRatio;
+  const readersPerKey = options.readersPerKey ?? SWEEP_DEFAULTS.readersPerKey;
   if (!Number.isSafeInteger(prefixPages) || prefixPages < 1) throw new SweepConfigError('prefixPages must be a positive integer');
   if (!(hitRatio >= 0 && hitRatio <= 1)) throw new SweepConfigError('hitRatio must be between 0 and 1');
   if (!Number.isSafeInteger(readersPerKey) || readersPerKey < 1) throw new SweepConfigError('readersPerKey must be a positive integer');
@@ -184,12 +215,12 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const maxThreads = Math.max(...steps.map((s) => s.threads));
   const needsProducer = steps.some((s) => s.op !== 'set');
   // Working set, as the original sized it: at least two batches per worker of the widest row.
-  const workingSet = Math.max(options.workingSet ?? 4096, 2 * o.batchSize * maxThreads, steps.some((s) => s.op === 'prefetch') ? prefixPages : 0);
+  const workingSet = Math.max(options.workingSet ?? SWEEP_DEFAULTS.workingSet, 2 * o.batchSize * maxThreads, steps.some((s) => s.op === 'prefetch') ? prefixPages : 0);
   const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads, pageBytes * components) * components, pageBytes);
   const producerBytes = needsProducer ? publishedPoolBytes(workingSet * components + 64, pageBytes) + Math.min(256, workingSet) * pageBytes * components : 0;
   const pageFootprint = pageBytes * components;
   const widestInFlight = Math.max(...steps.map((s) => s.threads * s.batchSize));
-  const hostPoolChoice = options.hostPool ?? 'auto';
+  const hostPoolChoice = options.hostPool ?? SWEEP_DEFAULTS.hostPool;
   const hostPoolPages = hostPoolChoice === 'per-worker' ? null : hostPoolChoice === 'auto' ? 2 * widestInFlight : Math.floor(hostPoolChoice / pageFootprint);
   if (hostPoolPages !== null && hostPoolPages < widestInFlight) {
     throw new SweepConfigError(
@@ -206,6 +237,16 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
       `this run needs about ${(total / 2 ** 30).toFixed(2)} GiB of pools (producer ${(producerBytes / 2 ** 30).toFixed(2)} GiB for a working set of ${workingSet} pages, consumers ${(Math.max(widestSet, widestRead) / 2 ** 30).toFixed(2)} GiB), over {maxBytes} ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower {workingSet}, {pageBytes}, {batchSize} or the largest of {concurrencies}, or raise {maxBytes}`,
     );
   }
+  return { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes };
+}
+
+/** What resolveSweepOptions() gives: a sweep's options resolved and its plan. */
+export type ResolvedSweep = ReturnType<typeof resolveSweepOptions>;
+
+export async function runSweep(options: SweepOptions): Promise<Report> {
+  const logger = options.logger ?? silentLogger;
+  const { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes } = resolveSweepOptions(options);
+  const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads, pageBytes * components) * components, pageBytes);
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
   await checkProtocol(connection);
   const started = new Date();

@@ -9,6 +9,7 @@ import { PROTOCOLS } from '../transport/types.js';
 import { parseEnum, parseNameList, parsePositiveInt, UsageError } from './parse.js';
 import { globalArgs, str, type Args } from './shared.js';
 import { modelNames, modelPage, type ModelPage } from '../bench/models.js';
+import { SWEEP_DEFAULTS } from '../bench/sweep.js';
 
 /** --model / --tp: a published model's page (schema/models.json) instead of --layout and --page-size. */
 export const modelArgs = {
@@ -66,15 +67,15 @@ export function connectionFromArgs(args: Args, localHost?: string): ConnectionOp
 }
 
 export const pageArgs = {
-  layout: { type: 'string', description: 'Page layout: mla (1 object per page) or mha (k and v objects)', default: 'mla', valueHint: 'mla|mha' },
-  'page-size': { type: 'string', description: 'Bytes per component object (k or v); k/m suffixes allowed', default: '131072', valueHint: 'bytes' },
-  'tokens-per-page': { type: 'string', description: 'Tokens per page (tokens/s = pages/s x this)', default: '64', valueHint: 'n' },
-  'batch-size': { type: 'string', description: 'Pages per batch call', default: '32', valueHint: 'n' },
+  layout: { type: 'string', description: 'Page layout: mla (1 object per page) or mha (k and v objects)', default: SWEEP_DEFAULTS.layout, valueHint: 'mla|mha' },
+  'page-size': { type: 'string', description: 'Bytes per component object (k or v); k/m suffixes allowed', default: String(SWEEP_DEFAULTS.pageBytes), valueHint: 'bytes' },
+  'tokens-per-page': { type: 'string', description: 'Tokens per page (tokens/s = pages/s x this)', default: String(SWEEP_DEFAULTS.tokensPerPage), valueHint: 'n' },
+  'batch-size': { type: 'string', description: 'Pages per batch call', default: String(SWEEP_DEFAULTS.batchSize), valueHint: 'n' },
 } as const satisfies ArgsDef;
 
 export const runArgs = {
-  duration: { type: 'string', description: 'Measured seconds per row', default: '10', valueHint: 's' },
-  warmup: { type: 'string', description: 'Seconds discarded before measuring', default: '2', valueHint: 's' },
+  duration: { type: 'string', description: 'Measured seconds per row', default: String(SWEEP_DEFAULTS.durationS), valueHint: 's' },
+  warmup: { type: 'string', description: 'Seconds discarded before measuring', default: String(SWEEP_DEFAULTS.warmupS), valueHint: 's' },
   'out-dir': { type: 'string', description: 'Where the JSON and Markdown results go', default: './peercache-bench-results', valueHint: 'dir' },
   tag: { type: 'string', description: 'Suffix for the result file names', default: '', valueHint: 'tag' },
   json: { type: 'boolean', description: 'Print the JSON report on stdout (the table and logs go to stderr)', default: false },
@@ -95,26 +96,26 @@ export const hicacheArgs = {
   ...directoryArg,
   ...pageArgs,
   ...modelArgs,
-  'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: '4096', valueHint: 'pages' },
-  'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: '8g', valueHint: 'bytes' },
+  'working-set': { type: 'string', description: 'Distinct pages for get and exists', default: String(SWEEP_DEFAULTS.workingSet), valueHint: 'pages' },
+  'max-bytes': { type: 'string', description: 'Memory budget for all pools of the run; k/m/g suffixes allowed', default: `${SWEEP_DEFAULTS.maxBytes / 2 ** 30}g`, valueHint: 'bytes' },
   verify: { type: 'boolean', description: 'Check every byte of every page read (costs reader CPU; off for speed runs)', default: false },
   'verify-mode': { type: 'string', description: 'With --verify: sample (first/last word and one per 4 KiB of every page) or full (every byte)', default: 'sample', valueHint: 'sample|full' },
-  'host-pool': { type: 'string', description: "The host pool every row's workers share (a fixed footprint): auto (2 x the widest row's in-flight pages), a size (k/m/g), or per-worker", default: 'auto', valueHint: 'auto|bytes|per-worker' },
+  'host-pool': { type: 'string', description: "The host pool every row's workers share (a fixed footprint): auto (2 x the widest row's in-flight pages), a size (k/m/g), or per-worker", default: SWEEP_DEFAULTS.hostPool, valueHint: 'auto|bytes|per-worker' },
   rate: { type: 'string', description: 'Open loop: total batch calls per second over each row\'s workers (k/m = 1e3/1e6); default closed loop', default: '', valueHint: 'calls/s' },
-  arrival: { type: 'string', description: 'Open loop arrivals: constant or poisson', default: 'constant', valueHint: 'constant|poisson' },
+  arrival: { type: 'string', description: 'Open loop arrivals: constant or poisson', default: SWEEP_DEFAULTS.arrival, valueHint: 'constant|poisson' },
   repeat: { type: 'string', description: 'Windows per row: the row reports their median, 95% CI and CV (default 1; suite 3)', default: '', valueHint: 'n' },
   'slo-p99': { type: 'string', description: 'saturation/suite: p99 SLO in µs; the best row meeting it is marked SLO-PEAK', default: '', valueHint: 'us' },
   interval: { type: 'string', description: "Interval series: every row's throughput and p50/p99 per interval (1s, 500ms; at least 100ms), warmup included, in the JSON (intervals) and an HdrHistogram interval log <name>.hlog (values in µs) that HdrHistogram's HistogramLogAnalyzer reads (HistogramLogProcessor turns it into the .hgrm percentiles hdr-plot plots); default off", default: '', valueHint: 'duration' },
-  'noisy-cv': { type: 'string', description: 'CV (percent) above which a repeated row is marked noisy', default: '5', valueHint: 'pct' },
+  'noisy-cv': { type: 'string', description: 'CV (percent) above which a repeated row is marked noisy', default: String(SWEEP_DEFAULTS.noisyCv * 100), valueHint: 'pct' },
   ...runArgs,
   ...globalArgs,
 } as const satisfies ArgsDef;
 
 export const opArg = {
-  op: { type: 'string', description: "Operation: get, set, exists, or prefetch (SGLang's per-request prefetch: batch_exists in 128-key chunks, then batch_get_v1 of the hit prefix)", default: 'get', valueHint: 'get|set|exists|prefetch' },
-  'prefix-pages': { type: 'string', description: 'prefetch: pages per request', default: '512', valueHint: 'pages' },
-  'hit-ratio': { type: 'string', description: "prefetch: fraction of a request's pages in the store (a hit prefix), 0..1", default: '1', valueHint: '0..1' },
-  'readers-per-key': { type: 'string', description: "prefetch: workers reading the same keys (MLA's fan-in: K ranks)", default: '1', valueHint: 'k' },
+  op: { type: 'string', description: "Operation: get, set, exists, or prefetch (SGLang's per-request prefetch: batch_exists in 128-key chunks, then batch_get_v1 of the hit prefix)", default: SWEEP_DEFAULTS.op, valueHint: 'get|set|exists|prefetch' },
+  'prefix-pages': { type: 'string', description: 'prefetch: pages per request', default: String(SWEEP_DEFAULTS.prefixPages), valueHint: 'pages' },
+  'hit-ratio': { type: 'string', description: "prefetch: fraction of a request's pages in the store (a hit prefix), 0..1", default: String(SWEEP_DEFAULTS.hitRatio), valueHint: '0..1' },
+  'readers-per-key': { type: 'string', description: "prefetch: workers reading the same keys (MLA's fan-in: K ranks)", default: String(SWEEP_DEFAULTS.readersPerKey), valueHint: 'k' },
 } as const satisfies ArgsDef;
 
 export { LOG_LEVELS };

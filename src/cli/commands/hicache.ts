@@ -1,6 +1,6 @@
 /** peercache-bench latency | throughput | saturation | suite: the SGLang HiCache benchmark modes. */
 import { defineCommand } from 'citty';
-import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
+import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, SWEEP_DEFAULTS, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
 import { parseDirectoryChoice } from '../../store/directory/url.js';
 import { connectionFromArgs, hicacheArgs, modelFromArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
@@ -41,7 +41,11 @@ function parseDirectoryArg(text: string): string | undefined {
   return t;
 }
 
-/** Turns parsed flags into SweepOptions; every bad value is a UsageError naming its flag. */
+/**
+ * Turns parsed flags into SweepOptions; a value that does not parse is a UsageError naming its flag.
+ * The rules between options (and the defaults) are runSweep's own (resolveSweepOptions): its
+ * SweepConfigError names the flags too.
+ */
 export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOptions {
   const options: SweepOptions = {
     mode,
@@ -76,7 +80,6 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     options.pageBytes = model.pageBytes;
     options.model = { name: model.model, tp: model.tp };
   }
-  if (options.pageBytes! % 4 !== 0) throw new UsageError(`--page-size: ${options.pageBytes} is not a multiple of 4 bytes`);
   if (mode === 'throughput') {
     options.op = parseEnum('--op', str(args, 'op'), ['get', 'set', 'exists', 'prefetch'] as const);
     options.prefixPages = parsePositiveInt('--prefix-pages', str(args, 'prefix-pages'), { max: 1 << 20 });
@@ -90,11 +93,7 @@ export function sweepOptionsFromArgs(mode: HiCacheMode, args: Args): SweepOption
     options.readersPerKey = parsePositiveInt('--readers-per-key', str(args, 'readers-per-key'), { max: 4096 });
     options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
     const sweep = str(args, 'rate-sweep').trim();
-    if (sweep) {
-      options.rateSweep = sweep.split(',').map((x) => parseRate('--rate-sweep', x));
-      if (options.rate !== undefined) throw new UsageError('--rate-sweep and --rate: give one of them');
-      if (options.concurrencies.length !== 1) throw new UsageError('--rate-sweep runs at one concurrency: give it with --concurrencies N (e.g. --concurrencies 8)');
-    }
+    if (sweep) options.rateSweep = sweep.split(',').map((x) => parseRate('--rate-sweep', x));
   } else if (mode === 'suite') {
     options.concurrencies = parseConcurrencies('--concurrencies', str(args, 'concurrencies'));
   }
@@ -130,7 +129,7 @@ const concurrenciesArg = (dflt: string) => ({
 export const latency = command('latency', 'single in-flight op tail: concurrency 1, batch 1, per-page latency of get, set and exists', {});
 export const throughput = command('throughput', 'sustained throughput and tail at one concurrency', {
   ...opArg,
-  concurrency: { type: 'string', description: 'Concurrent workers (each with its own endpoint)', default: '8', valueHint: 'n' },
+  concurrency: { type: 'string', description: 'Concurrent workers (each with its own endpoint)', default: String(SWEEP_DEFAULTS.throughputConcurrency), valueHint: 'n' },
 });
 /** What the marks of a sweep's table mean (saturation and suite --help; the Markdown's notes say the same). */
 const MARKS =
