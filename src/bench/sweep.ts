@@ -237,7 +237,7 @@ export function resolveSweepOptions(options: SweepOptions) {
       `this run needs about ${(total / 2 ** 30).toFixed(2)} GiB of pools (producer ${(producerBytes / 2 ** 30).toFixed(2)} GiB for a working set of ${workingSet} pages, consumers ${(Math.max(widestSet, widestRead) / 2 ** 30).toFixed(2)} GiB), over {maxBytes} ${(maxBytes / 2 ** 30).toFixed(2)} GiB: lower {workingSet}, {pageBytes}, {batchSize} or the largest of {concurrencies}, or raise {maxBytes}`,
     );
   }
-  return { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes };
+  return { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes, setPoolBytes };
 }
 
 /** What resolveSweepOptions() gives: a sweep's options resolved and its plan. */
@@ -245,8 +245,7 @@ export type ResolvedSweep = ReturnType<typeof resolveSweepOptions>;
 
 export async function runSweep(options: SweepOptions): Promise<Report> {
   const logger = options.logger ?? silentLogger;
-  const { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes } = resolveSweepOptions(options);
-  const setPoolBytes = (s: Step) => publishedPoolBytes(setPoolPages(s.batchSize, s.threads, pageBytes * components) * components, pageBytes);
+  const { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes, setPoolBytes } = resolveSweepOptions(options);
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
   await checkProtocol(connection);
   const started = new Date();
