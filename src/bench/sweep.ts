@@ -28,6 +28,7 @@ import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RowProgress, type RunControl } from './engine/row.js';
 import { MIN_INTERVAL_S } from './engine/intervals.js';
 import { ConfigError } from '../errors.js';
+import { connectDirectoryClient } from '../store/directory/url.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
 
@@ -240,6 +241,17 @@ export function resolveSweepOptions(options: SweepOptions) {
   return { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes, setPoolBytes };
 }
 
+/** Connects to the run's Redis directory once (and leaves): a SweepConfigError naming it when it does not answer. */
+async function checkDirectory(url: string): Promise<void> {
+  let directory: Awaited<ReturnType<typeof connectDirectoryClient>>;
+  try {
+    directory = await connectDirectoryClient(url);
+  } catch (err) {
+    throw new SweepConfigError(`{directory}: ${(err as Error).message}: nothing was measured`, { cause: err });
+  }
+  await directory.close();
+}
+
 /** What resolveSweepOptions() gives: a sweep's options resolved and its plan. */
 export type ResolvedSweep = ReturnType<typeof resolveSweepOptions>;
 
@@ -248,6 +260,8 @@ export async function runSweep(options: SweepOptions): Promise<Report> {
   const { o, layout, components, pageBytes, tokensPerPage, durationS, warmupS, maxBytes, repeat, noisyCv, connection, localHost, devices, arrival, prefixPages, hitRatio, readersPerKey, steps, maxThreads, needsProducer, workingSet, producerBytes, pageFootprint, widestInFlight, hostPoolPages, hostPoolBytes, setPoolBytes } = resolveSweepOptions(options);
   // Fail fast, in this process, with the transport's own explanation (rdma without a NIC, no UCX).
   await checkProtocol(connection);
+  // A Redis directory that does not answer would fail every row: refuse before measuring anything.
+  if (options.directory && options.directory !== 'embedded') await checkDirectory(options.directory);
   const started = new Date();
   const loadBefore = loadAverage();
   const host = collectLocalHost();

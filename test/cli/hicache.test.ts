@@ -191,7 +191,9 @@ test('Ctrl-C stops cleanly and still writes what was measured', async () => {
     const r = await run;
     assert.is(r.code, 130, r.stderr);
     assert.match(r.stderr, /interrupted/);
-    const files = readdirSync(dir).filter((f) => !f.endsWith('.svg'));
+    const all = readdirSync(dir);
+    assert.ok(all.some((f) => f.endsWith('.svg')), `an interrupted sweep plots what it measured: ${all.join()}`);
+    const files = all.filter((f) => !f.endsWith('.svg'));
     assert.is(files.length, 2, files.join());
     const report = JSON.parse(readFileSync(join(dir, files.find((f) => f.endsWith('.json'))!), 'utf8')) as Report;
     assert.is(schemaErrors(report), null);

@@ -5,7 +5,8 @@
  * node's name (--global-segment-size stays as an alias).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { freePort } from '../helpers/ports.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +96,20 @@ test('the smoke banner of a shm run with one tcp row names that row, not protoco
   for (const text of [renderMarkdown(r), renderConsole(r)]) {
     assert.match(text, /the rows marked so \(protocol tcp\) are a functional check, not a performance figure; the shm rows stand/);
     assert.not.match(text, /protocol .?shm.? is a functional check/);
+  }
+});
+
+test('an unreachable Redis directory is refused before measuring: one line, exit 2, no report (it wrote failed rows marked publishable)', async () => {
+  const port = await freePort();
+  const out = mkdtempSync(join(tmpdir(), 'pc-cuts-redis-'));
+  try {
+    const r = cli(bench, ['saturation', '--protocol', 'shm', '--directory', `redis://:hunter2@127.0.0.1:${port}/0`, '--concurrencies', '1,2', '--page-size', '16k', '--working-set', '64', '--duration', '0.5', '--warmup', '0.1', '--out-dir', out]);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`--directory: cannot connect to the Redis directory at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port}/0.*nothing was measured`));
+    assert.not.match(r.stderr, /hunter2|\n\s+at /);
+    assert.equal(readdirSync(out), [], 'no report written');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
   }
 });
 

@@ -57,7 +57,8 @@ export function sweeps(report: Report): SweepSeries[] {
   const openLoop = (rows: Row[]) => rows.every((r) => offeredLoad(r) !== undefined);
   return [...groups]
     .map(([series, rows]) => ({ series, rows: [...rows].sort((a, b) => xOfRow(a, openLoop(rows)) - xOfRow(b, openLoop(rows))) }))
-    .filter((s) => new Set(s.rows.map((r) => xOfRow(r, openLoop(s.rows)))).size >= 2);
+    // Two x values make a sweep; an interrupted run plots what it measured, a single point too.
+    .filter((s) => new Set(s.rows.map((r) => xOfRow(r, openLoop(s.rows)))).size >= 2 || s.rows.some((r) => r.aborted));
 }
 
 function xOfRow(row: Row, openLoop: boolean, perProcess = 1): number {
