@@ -397,7 +397,8 @@ export async function runMooncakeRow(options: MooncakeOptions): Promise<Mooncake
     system: 'mooncake' as const,
     path: 'transfer-engine',
     op: 'read' as const,
-    protocol: r.protocol,
+    // What Mooncake runs, not what was asked: it has no shared-memory transport (shm runs its tcp).
+    protocol: (r.mcProtocol === 'tcp' || r.mcProtocol === 'rdma' ? r.mcProtocol : r.protocol) as Protocol,
     blockSize: r.blockSize,
     batchSize: r.batchSize,
     threads: r.threads,
@@ -433,7 +434,7 @@ export async function runMooncakeRow(options: MooncakeOptions): Promise<Mooncake
       segment = p2p ? segmentId(m[1], m[2]) : targetName;
     } catch (err) {
       const why = (err as Error).message;
-      if (options.signal?.aborted) return outcome(failedRow(identity, 'aborted by the user before it was measured'), bin);
+      if (options.signal?.aborted) return outcome(failedRow({ ...identity, transports: judgeNow(target, initiatorLogs).transports }, 'aborted by the user before it was measured'), bin);
       return outcome(failedRow(identity, `the target ${why.startsWith('exited') ? why : `never said where it listens (${why}; is a glog flag sending its log elsewhere?)`}; tail: ${target.tail()}`), bin);
     }
     logger.info(`mooncake target up: segment ${segment}`);
@@ -448,12 +449,13 @@ export async function runMooncakeRow(options: MooncakeOptions): Promise<Mooncake
     // listener or RDMA QPs) and the page cache, never the measured initiator itself.
     if (r.warmupS > 0) {
       const w = await initiator(r.warmupS, 'warmup');
-      if (w.aborted) return outcome(failedRow(identity, 'aborted by the user during the warmup run: Mooncake reports nothing partial'), bin);
+      if (w.aborted) return outcome(failedRow({ ...identity, transports: judgeNow(target, initiatorLogs).transports }, 'aborted by the user during the warmup run: Mooncake reports nothing partial'), bin);
       if (!w.result) return outcome(failedRow({ ...identity, transports: judgeNow(target, initiatorLogs).transports }, `the warmup run failed: ${w.why}`), bin);
       notes.push(`${r.warmupS} s warmup run discarded (a separate initiator: it warms the target side only)`);
     }
     const m = await initiator(r.durationS, 'measuring');
-    if (m.aborted) return outcome(failedRow(identity, 'aborted by the user: the measured run was stopped, Mooncake reports nothing partial'), bin);
+    // An aborted row keeps the transport the target (and initiator) had logged by then.
+    if (m.aborted) return outcome(failedRow({ ...identity, transports: judgeNow(target, initiatorLogs).transports }, 'aborted by the user: the measured run was stopped, Mooncake reports nothing partial'), bin);
     const verdict = judgeNow(target, initiatorLogs, r.mcProtocol);
     usedTransport = verdict.used;
     if (!m.result) return outcome(failedRow({ ...identity, transports: verdict.transports }, m.why), bin);

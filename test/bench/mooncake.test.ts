@@ -86,7 +86,7 @@ test('normal run: matched flags, loopback env, a warmup run, bytes recomputed, e
   assert.is(row.system, 'mooncake');
   assert.is(row.path, 'transfer-engine');
   assert.is(row.op, 'read');
-  assert.is(row.protocol, 'shm');
+  assert.is(row.protocol, 'tcp', 'the row names what Mooncake ran (it has no shm transport), not what was asked');
   assert.is(row.threads, 2);
   assert.is(row.lat_us_p50, null);
   const count = row.extra!.mooncake_batch_count!;
@@ -309,6 +309,7 @@ test('CLI: a run writes mooncake-<protocol>-<tag>-<ts>.{json,md}; a missing bina
   assert.match(m.stdout, /transfer_engine_bench not found/);
   const report2 = JSON.parse(await readFile(join(dir, (await readdir(dir)).filter((f) => f.startsWith('mooncake-shm') && f.endsWith('.json'))[0]), 'utf8')) as Report;
   assert.ok(report2.notes.every((n) => !/Mooncake ran with/.test(n)), 'no note describes a run that did not happen');
+  assert.is(report2.meta.publishable, false, 'a run that measured nothing is not publishable');
 });
 
 /** Runs mooncake against a hung initiator and sends the CLI `signal` once the initiator runs. */
@@ -335,6 +336,7 @@ test('CLI: Ctrl-C during a hung initiator stops it, reaps everything, and still 
   const report = JSON.parse(await readFile(join(dir, json!), 'utf8')) as Report;
   assert.not.ok(report.results[0].ok);
   assert.match(report.results[0].note, /aborted by the user/);
+  assert.equal(report.results[0].transports, ['mooncake/tcp'], 'the aborted row keeps the transport the target logged');
   await assertReaped(log);
 });
 

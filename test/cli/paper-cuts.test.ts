@@ -99,6 +99,15 @@ test('the smoke banner of a shm run with one tcp row names that row, not protoco
   }
 });
 
+test('a mooncake --protocol rdma report whose Mooncake ran tcp names tcp as the functional check, not rdma', () => {
+  const tcp = { ...makeRow({ system: 'mooncake', path: 'transfer-engine', op: '', protocol: 'tcp', blockSize: 65536, batchSize: 64, threads: 1, calls: 40, pages: 0, ops: 2560, bytes: 2560 * 65536, elapsedNs: 1e9, latency: null }), smoke: true };
+  const r = makeReport({ command: 'peercache-bench mooncake --protocol rdma', host: collectLocalHost(), meta: { mode: 'mooncake', protocol: 'rdma', smoke: true }, results: [tcp], date: new Date(0) });
+  const md = renderMarkdown(r);
+  assert.match(md, /protocol `tcp` is a functional check/);
+  assert.not.match(md, /protocol `rdma` is a functional check/);
+  assert.is(r.meta.publishable, false);
+});
+
 test('an unreachable Redis directory is refused before measuring: one line, exit 2, no report (it wrote failed rows marked publishable)', async () => {
   const port = await freePort();
   const out = mkdtempSync(join(tmpdir(), 'pc-cuts-redis-'));

@@ -277,7 +277,8 @@ export function makeReport(input: ReportInput): Report {
   const meta: Meta = {
     ...input.meta,
     smoke,
-    publishable: smoke ? false : (input.meta.publishable ?? true),
+    // Nothing measured is nothing to publish: a report whose every row failed is not publishable.
+    publishable: smoke ? false : (input.meta.publishable ?? input.results.some((r) => r.ok)),
     transports: [...(input.meta.transports ?? [])],
   };
   return {

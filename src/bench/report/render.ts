@@ -275,6 +275,12 @@ function isSmoke(report: Report): boolean {
  * A run that is not smoke itself but has smoke rows (compare --protocol shm whose Mooncake side ran
  * over tcp): only those rows are a functional check, and the banner says which.
  */
+/** The protocols that made a run smoke: its rows' (a Mooncake run asked for rdma that ran tcp is smoke for tcp). */
+function smokeProtocols(report: Report): string {
+  const rows = [...new Set(report.results.filter((r) => r.smoke).map((r) => r.protocol))];
+  return rows.length ? rows.join(', ') : report.meta.protocol;
+}
+
 function smokeRowsText(report: Report): string {
   const protos = [...new Set(report.results.filter((r) => r.smoke).map((r) => r.protocol))].join(', ');
   return `${SMOKE_LABEL}: the rows marked so (protocol ${protos}) are a functional check, not a performance figure; the ${report.meta.protocol} rows stand`;
@@ -336,7 +342,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
   if (isSmoke(report)) {
     lines.push(
       report.meta.smoke
-        ? `> **${SMOKE_LABEL}**: protocol \`${report.meta.protocol}\` is a functional check, not a performance scenario; do not publish these figures.`
+        ? `> **${SMOKE_LABEL}**: protocol \`${smokeProtocols(report)}\` is a functional check, not a performance scenario; do not publish these figures.`
         : `> **${smokeRowsText(report)}**.`,
       '',
     );
