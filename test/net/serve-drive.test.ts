@@ -48,8 +48,9 @@ async function withServe(fn: (serve: Host, drive: Host, addr: string, dir: strin
   }
 }
 
-const drive = (b: Host, addr: string, dir: string, extra: string[]): NsChild =>
-  b.spawn(process.execPath, ['--import', 'tsx', cliEntry, 'drive', '--discovery-addr', addr, '--local-host', b.ip, '--protocol', 'tcp', ...SMALL, '--concurrencies', '1', '--warmup', '0.2', '--batch-size', '8', '--connect-timeout', '4', '--out-dir', dir, '--log-level', 'info', ...extra]);
+// --connect-timeout: how long drive's workers may take to connect; a loaded host needs more than an idle one.
+const drive = (b: Host, addr: string, dir: string, extra: string[], connectTimeoutS = 20): NsChild =>
+  b.spawn(process.execPath, ['--import', 'tsx', cliEntry, 'drive', '--discovery-addr', addr, '--local-host', b.ip, '--protocol', 'tcp', ...SMALL, '--concurrencies', '1', '--warmup', '0.2', '--batch-size', '8', '--connect-timeout', String(connectTimeoutS), '--out-dir', dir, '--log-level', 'info', ...extra]);
 
 async function slowLink(): Promise<void> {
   await withServe(async (a, b, addr, dir) => {

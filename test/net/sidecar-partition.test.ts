@@ -19,7 +19,7 @@ import { PEER_RETRY_MAX_MS } from '../../src/store/peers.js';
 const skip = netnsUnavailable();
 const bin = fileURLToPath(new URL('../../dist/cli/peercache.js', import.meta.url));
 const rankScript = fileURLToPath(new URL('../fixtures/sidecar_rank.py', import.meta.url));
-const backendPy = fileURLToPath(new URL('../../python/peercache_sglang/backend.py', import.meta.url));
+const adapterConfigPy = fileURLToPath(new URL('../../python/peercache_sglang/config.py', import.meta.url));
 /** The sidecars' data-plane deadline here (--timeout-ms), and the ranks' timeout_s (above it, as by default). */
 const SIDECAR_MS = 2000;
 const RANK_TIMEOUT_S = 5;
@@ -27,9 +27,9 @@ const SLACK = 700;
 const PAGES = 16;
 
 test('defaults: the sidecar ends a call (its --timeout-ms) before the adapter gives up on it (timeout_s)', async () => {
-  const src = await readFile(backendPy, 'utf8');
+  const src = await readFile(adapterConfigPy, 'utf8');
   const m = /cfg\.get\("timeout_s", ([\d.]+)\)/.exec(src);
-  assert.ok(m, 'the adapter default timeout_s is found in backend.py');
+  assert.ok(m, 'the adapter default timeout_s is found in config.py (AdapterConfig)');
   const adapterMs = Number(m![1]) * 1000;
   assert.ok(DEFAULT_BATCH_TIMEOUT_MS < adapterMs, `sidecar default ${DEFAULT_BATCH_TIMEOUT_MS} ms must be below the adapter's timeout_s ${adapterMs} ms`);
 });
