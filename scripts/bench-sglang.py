@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def main():
     finally:
         b.stop()
         a.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the sidecars' sockets and logs: nothing left in the temp dir
 
     lines = []
     cmd = "python3 scripts/bench-sglang.py " + " ".join(sys.argv[1:])

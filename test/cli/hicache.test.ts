@@ -167,7 +167,8 @@ test('bad input: one line, exit 2, no stack trace, nothing written', async () =>
 });
 
 test('rdma on a host without an RDMA NIC: one clear line and exit 1', async () => {
-  const r = await runCli(['latency', ...quick, '--out-dir', outDir()]);
+  const dir = outDir();
+  const r = await runCli(['latency', ...quick, '--out-dir', dir]).finally(() => rmSync(dir, { recursive: true, force: true }));
   if (r.code === 0) return; // a host with an RDMA NIC
   assert.is(r.code, 1);
   assert.match(r.stderr, /protocol 'rdma' cannot run here.*--protocol shm/);

@@ -1,9 +1,9 @@
 /** A run is never lost: a bad --out-dir fails before measuring; a write that fails at the end keeps the report elsewhere. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { runAndReport, type ReportIo } from '../../src/cli/run-report.js';
 import { prepareOutDir, OutDirError } from '../../src/bench/report/write.js';
@@ -92,7 +92,15 @@ for (const json of [false, true]) {
       assert.ok(existsSync(saved.replace(/\.json$/, '.md')));
     } finally {
       rmSync(dir, { recursive: true, force: true });
-      if (saved) for (const ext of ['.json', '.md', '.svg']) rmSync(saved.replace(/\.json$/, ext), { force: true });
+      if (saved) {
+        for (const ext of ['.json', '.md', '.svg']) rmSync(saved.replace(/\.json$/, ext), { force: true });
+        // The fallback directory too, when nothing else is in it (it is not the test's to empty).
+        try {
+          rmdirSync(dirname(saved));
+        } catch {
+          /* not empty, or gone */
+        }
+      }
     }
   });
 }
