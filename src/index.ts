@@ -16,7 +16,7 @@ export { openDirectory } from './store/directory/open.js';
 export { connectDirectoryClient, openConfiguredDirectory, parseDirectoryChoice, parseRedisUrl, type DirectoryChoice, type RedisUrlParts } from './store/directory/url.js';
 export type { RedisDirectoryOptions, RedisDirectoryStats } from './store/directory/redis.js';
 export type { StoreMetricsSink, MetricsSource, MetricsServer, MetricsServerOptions } from './store/metrics.js';
-export { PROTOCOLS, TransportError, type Protocol } from './transport/types.js';
+export { PROTOCOLS, TransportError, type DataPlaneOptions, type Protocol } from './transport/types.js';
 export { PeercacheError, ConfigError, InvalidArgumentError, ERROR_CODES, isErrorCode, type ErrorCode } from './errors.js';
 export { WireError } from './store/directory/framing.js';
 export { createLogger, type Logger, type LogLevel } from './log.js';

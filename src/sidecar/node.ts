@@ -7,14 +7,13 @@
 import type { Logger } from '../log.js';
 import { ObjectStore } from '../store/object-store.js';
 import type { DirectoryTls } from '../tls.js';
-import type { AllocateProgress, Protocol } from '../transport/types.js';
+import type { AllocateProgress, DataPlaneOptions } from '../transport/types.js';
 import { SidecarServer } from './server.js';
 import { prepareSocketDirectory } from './socket-directory.js';
 import type { SidecarLimits } from './protocol.js';
 
-export interface NodeOptions {
+export interface NodeOptions extends DataPlaneOptions {
   socketPath: string;
-  protocol: Protocol;
   discoveryAddr?: string;
   directoryUrl?: string;
   /** Keep a key replica of the embedded directory (PeerCacheStoreConfig.directoryReplica). */
@@ -22,10 +21,6 @@ export interface NodeOptions {
   globalSegmentBytes: number;
   /** Largest object (an MLA page, or one of an MHA page's k/v) the published pool holds. */
   slotBytes: number;
-  localHost?: string;
-  devices?: string[];
-  ibPort?: number;
-  gidIndex?: number;
   nodeId?: string;
   authToken?: string;
   directoryTls?: DirectoryTls;

@@ -4,7 +4,7 @@
  * be forgotten there.
  */
 import type { Logger } from '../log.js';
-import type { Protocol } from '../transport/types.js';
+import type { DataPlaneOptions } from '../transport/types.js';
 import { parseDirectoryChoice, type DirectoryServerDeadlines } from './directory/url.js';
 import { HostKVPool } from './host-pool.js';
 import type { StoreMetricsSink } from './metrics.js';
@@ -13,7 +13,7 @@ import type { ReplicaOptions } from './directory/replica.js';
 import type { DirectoryTls } from '../tls.js';
 import { ConfigError, InvalidArgumentError } from '../errors.js';
 
-export interface PeerCacheStoreConfig {
+export interface PeerCacheStoreConfig extends DataPlaneOptions {
   /** host:port of the embedded discovery/directory service; the first node there serves it. Not needed with a Redis directoryUrl. */
   discoveryAddr?: string;
   /**
@@ -21,15 +21,6 @@ export interface PeerCacheStoreConfig {
    * redis://[user:password@]host:port[/db][?prefix=&ttl_ms=&poll_ms=] or rediss://… (see directory-url.ts).
    */
   directoryUrl?: string;
-  protocol: Protocol;
-  /** The host this node advertises and binds its tcp transport to (default 127.0.0.1). */
-  localHost?: string;
-  /** RDMA device, e.g. mlx5_0. */
-  deviceName?: string;
-  /** RDMA devices (rails); overrides deviceName. */
-  devices?: readonly string[];
-  ibPort?: number;
-  gidIndex?: number;
   /** The host KV pool: the source of sets and the destination of gets (can also be registered later). */
   hostPool?: HostKVPool;
   /** Bytes of the published pool this node serves reads from; 0 = this node publishes nothing. */

@@ -15,6 +15,25 @@ import type { Logger } from '../log.js';
 import { PeercacheError, type ErrorCode, InvalidArgumentError } from '../errors.js';
 import type { TlsFiles } from '../tls.js';
 
+/**
+ * The data-plane options every layer takes, declared once: the store's config, `peercache node`'s
+ * options and the bench's connection options extend it (TransportOptions, below, is what the store
+ * resolves them to for the transport).
+ */
+export interface DataPlaneOptions {
+  protocol: Protocol;
+  /** RDMA device, e.g. mlx5_0 (default: UCX picks). */
+  deviceName?: string;
+  /** RDMA devices (rails); overrides deviceName. */
+  devices?: readonly string[];
+  /** RDMA port (default 1). */
+  ibPort?: number;
+  /** RoCE GID index; undefined: UCX picks. */
+  gidIndex?: number;
+  /** The address this node advertises and binds its tcp transport to (default 127.0.0.1). */
+  localHost?: string;
+}
+
 export interface TransportOptions {
   protocol: Protocol;
   /** RDMA device names (rails), e.g. ['mlx5_0']; empty: UCX picks. */

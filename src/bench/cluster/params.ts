@@ -9,14 +9,12 @@ import type { Protocol } from '../../transport/types.js';
 import { resolveDevices, type ConnectionOptions } from '../engine/connection.js';
 import { ConfigError, PeercacheError } from '../../errors.js';
 
-/** The connection and page parameters both subcommands take. */
+/** The connection and page parameters both subcommands take (the RDMA rails, `devices`, must match in count on both sides). */
 export interface DistCommonOptions extends ConnectionOptions {
   /** host:port of the directory; serve hosts it (the first node there serves it). */
   discoveryAddr: string;
   /** The address this node advertises; '' or undefined = detect (see net.ts). */
   localHost?: string;
-  /** RDMA rails; must match in count on both sides. */
-  devices?: string[];
   layout?: Layout;
   /** Bytes per component object (default 131072). */
   pageBytes?: number;

@@ -4,18 +4,10 @@
  * client get from them.
  */
 import { openTransport } from '../../transport/index.js';
-import type { Protocol } from '../../transport/types.js';
+import type { DataPlaneOptions, Protocol } from '../../transport/types.js';
 
-export interface ConnectionOptions {
-  protocol: Protocol;
-  deviceName?: string;
-  /** RDMA devices (rails); overrides deviceName. */
-  devices?: string[];
-  ibPort?: number;
-  gidIndex?: number;
-  /** The address nodes advertise and bind (default 127.0.0.1). */
-  localHost?: string;
-}
+/** The connection options every bench mode takes: the data plane's (one declaration, DataPlaneOptions). */
+export type ConnectionOptions = DataPlaneOptions;
 
 /** ConnectionOptions with their defaults applied. */
 export interface Connection {
@@ -44,7 +36,7 @@ export interface StoreConfig {
 
 /** The rails: `devices`, else the one `deviceName`, else none (UCX picks). */
 export function resolveDevices(o: Pick<ConnectionOptions, 'deviceName' | 'devices'>): string[] {
-  return o.devices ?? (o.deviceName ? [o.deviceName] : []);
+  return o.devices ? [...o.devices] : o.deviceName ? [o.deviceName] : [];
 }
 
 /** The defaults: ibPort 1, localHost `localHost` (127.0.0.1 unless the caller chose the address). */
