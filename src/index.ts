@@ -18,7 +18,7 @@ export type { RedisDirectoryOptions, RedisDirectoryStats } from './store/directo
 export type { StoreMetricsSink, MetricsSource, MetricsServer, MetricsServerOptions } from './store/metrics.js';
 export { PROTOCOLS, TransportError, type DataPlaneOptions, type Protocol } from './transport/types.js';
 export { PeercacheError, ConfigError, InvalidArgumentError, ERROR_CODES, isErrorCode, type ErrorCode } from './errors.js';
-export { WireError } from './store/directory/framing.js';
+export { WireError } from './framing.js';
 export { createLogger, type Logger, type LogLevel } from './log.js';
 // The sweep engine stays importable from the root, as the README has always shown it.
 export { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, type SweepOptions, type HiCacheMode } from './bench/sweep.js';

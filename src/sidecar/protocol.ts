@@ -3,7 +3,7 @@
  * limits, the request shapes and their validation. Clients are local processes but untrusted:
  * every field is checked here before the server acts on it, and every size has a limit.
  *
- * Framing is the directory's (store/directory/framing.ts): `u32 BE payload length | u8 version (1)
+ * Framing is the shared one (src/framing.ts, which the directory speaks too): `u32 BE payload length | u8 version (1)
  * | u8 kind (1 request, 2 response, 4 error) | u32 BE request id | payload`: UTF-8 JSON, or a binary
  * exists/get/set (below). A JSON request is `{ "op": ..., ...args }`; its response carries the same id. The first request on a connection
  * must be `hello` naming SIDECAR_PROTOCOL. An error frame carries `{ message, fatal, code }`; fatal errors
@@ -45,7 +45,7 @@
 
 import { isAscii, isUtf8 } from 'node:buffer';
 import { PeercacheError, type ErrorCode } from '../errors.js';
-import { FRAME_HEADER_BYTES, FrameKind, PROTOCOL_VERSION, type WireErrorCode } from '../store/directory/framing.js';
+import { FRAME_HEADER_BYTES, FrameKind, PROTOCOL_VERSION, type WireErrorCode } from '../framing.js';
 import { LANE_BYTES } from './lane.js';
 
 export const SIDECAR_PROTOCOL = 'peercache-sidecar/2';

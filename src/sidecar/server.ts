@@ -8,7 +8,7 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.js';
-import { decodeJson, encodeFrame, encodeRawFrame, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, type Frame } from '../store/directory/framing.js';
+import { decodeJson, encodeFrame, encodeRawFrame, FrameDecoder, FrameKind, PROTOCOL_VERSION, WireError, type Frame } from '../framing.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { BusyPoll } from './busy-poll.js';
 import { Lane, LANE_ANSWER_BYTES, LANE_BYTES, LANE_REQUEST_BYTES, LANES_SUPPORTED } from './lane.js';

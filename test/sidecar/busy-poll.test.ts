@@ -15,7 +15,7 @@ import { BusyPoll } from '../../src/sidecar/busy-poll.js';
 import { SidecarServer } from '../../src/sidecar/server.js';
 import { SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
-import { FrameDecoder, FrameKind, encodeFrame, type Frame } from '../../src/store/directory/framing.js';
+import { FrameDecoder, FrameKind, encodeFrame, type Frame } from '../../src/framing.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../helpers/ports.js';
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChildProc } from '../../src/bench/child-process.js';
 import { SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
-import { FrameDecoder, FrameKind, encodeFrame, encodeRawFrame, type Frame } from '../../src/store/directory/framing.js';
+import { FrameDecoder, FrameKind, encodeFrame, encodeRawFrame, type Frame } from '../../src/framing.js';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../helpers/ports.js';
 

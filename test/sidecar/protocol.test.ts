@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';
 import { SidecarServer } from '../../src/sidecar/server.js';
 import { BINARY_HEADER_BYTES, SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
-import { FrameDecoder, FrameKind, encodeFrame, encodeRawFrame, type Frame } from '../../src/store/directory/framing.js';
+import { FrameDecoder, FrameKind, encodeFrame, encodeRawFrame, type Frame } from '../../src/framing.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../helpers/ports.js';
 import { requireNative } from '../../src/transport/native.js';

@@ -10,7 +10,7 @@ import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeFrame, encodeRawFrame, FRAME_HEADER_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, type Frame } from '../../src/store/directory/framing.js';
+import { encodeFrame, encodeRawFrame, FRAME_HEADER_BYTES, FrameDecoder, FrameKind, PROTOCOL_VERSION, type Frame } from '../../src/framing.js';
 import { BINARY_HEADER_BYTES, BINARY_PER_KEY_LENGTHS, BINARY_PER_KEY_POOLS, DEFAULT_SIDECAR_LIMITS, parseBinaryRequest, SIDECAR_ERROR_CODES, SIDECAR_PROTOCOL } from '../../src/sidecar/protocol.js';
 import * as lane from '../../src/sidecar/lane.js';
 import { SidecarServer } from '../../src/sidecar/server.js';

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FrameDecoder, FrameKind, FRAME_HEADER_BYTES, PROTOCOL_VERSION, WireError, decodeJson, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
+import { FrameDecoder, FrameKind, FRAME_HEADER_BYTES, PROTOCOL_VERSION, WireError, decodeJson, encodeFrame, encodeRawFrame } from '../../src/framing.js';
 import { LIMITS, encodeLookupResult, encodeRequestBody, parseLookupResult, parseRequest } from '../../src/store/directory/messages.js';
-import type { Frame } from '../../src/store/directory/framing.js';
+import type { Frame } from '../../src/framing.js';
 
 function collect(maxFrameBytes?: number): { decoder: FrameDecoder; frames: Frame[] } {
   const frames: Frame[] = [];

@@ -9,7 +9,7 @@ import { memoryLogger } from '../helpers/log.js';
 import net from 'node:net';
 import { DirectoryServer } from '../../src/store/directory/server.js';
 import { DirectoryClient } from '../../src/store/directory/client.js';
-import { FrameKind, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/store/directory/framing.js';
+import { FrameKind, PROTOCOL_VERSION, encodeFrame, encodeRawFrame } from '../../src/framing.js';
 import { LIMITS } from '../../src/store/directory/messages.js';
 import { printable } from '../../src/store/printable.js';
 import { PeerCacheStore } from '../../src/store/peer-cache-store.js';

@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { DirectoryServer } from '../../src/store/directory/server.js';
 import { DirectoryClient } from '../../src/store/directory/client.js';
 import { openDirectory } from '../../src/store/directory/open.js';
-import { FrameKind, encodeFrame } from '../../src/store/directory/framing.js';
+import { FrameKind, encodeFrame } from '../../src/framing.js';
 import { freePort } from '../helpers/ports.js';
 import { nodeInfo, rejection, sleep } from '../helpers/directory.js';
 

@@ -5,7 +5,7 @@
 import { PROTOCOLS } from '../../transport/types.js';
 import type { Protocol } from '../../transport/types.js';
 import type { DirectoryEntry, DirectoryEvent, Location, NodeInfo, RemovalEntry } from '../types.js';
-import { MAX_FRAME_LIMIT, WireError } from './framing.js';
+import { MAX_FRAME_LIMIT, WireError } from '../../framing.js';
 
 /**
  * Limits every message is checked against before it is acted on (the directory's explicit

@@ -1,6 +1,7 @@
 /**
- * The directory's framing: the frame layout, the streaming decoder and protocol errors, shared by
- * the directory server and its clients (messages.ts holds what frames carry).
+ * The framing both socket protocols speak — the directory's (store/directory/, its messages in
+ * messages.ts) and the sidecar's (sidecar/protocol.ts): the frame layout, the streaming decoder and
+ * protocol errors. Its own module so neither reaches into the other.
  *
  * Frame: `u32 BE payload length | u8 protocol version | u8 kind | u32 BE request id | payload`,
  * payload UTF-8 JSON. Requests carry `{ op, ...args }`; a response carries the op's result; an
@@ -9,7 +10,7 @@
  * or JSON without negotiation, no limit), every frame names its version and every length is
  * checked against a limit before any of its body is buffered.
  */
-import { InvalidArgumentError, PeercacheError } from '../../errors.js';
+import { InvalidArgumentError, PeercacheError } from './errors.js';
 
 export const PROTOCOL_VERSION = 1;
 export const FRAME_HEADER_BYTES = 10;
