@@ -103,3 +103,31 @@ export async function concurrently<T>(cases: readonly T[], name: (c: T) => strin
   const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${name(cases[i])}: ${(r.reason as Error)?.message ?? String(r.reason)}`] : []));
   if (failed.length) throw new Error(failed.join('\n---\n'));
 }
+
+/**
+ * The cases every partition scenario runs: the tcp data plane with both directories, and UCX's
+ * own tcp transport under the rdma code path (PEERCACHE_TEST_UCX_TLS=tcp, test only: no RDMA NIC
+ * here) with the embedded one.
+ */
+export const PARTITION_CASES: readonly (readonly [DirectoryKind, DataPlane])[] = [['embedded', 'tcp'], ['redis', 'tcp'], ['embedded', 'ucx-tcp']];
+
+/**
+ * Runs `scenario` on a fresh cluster per case, all cases at once (see `concurrently`): the reader
+ * has read every page once before the scenario starts, and the cluster is closed on every exit.
+ */
+export async function inEveryCase(
+  options: Omit<ClusterOptions, 'directory' | 'dataPlane'>,
+  scenario: (c: Cluster, kind: DirectoryKind, log: (line: string) => void) => Promise<void>,
+): Promise<void> {
+  await concurrently(PARTITION_CASES, ([k, p]) => `${k}/${p}`, async ([kind, plane], log) => {
+    const c = await startCluster({ ...options, directory: kind, dataPlane: plane });
+    try {
+      const warm = await c.readerNode.request({ op: 'get', prefix: 'p', from: 0, count: options.pages });
+      if (warm.hits !== options.pages) throw new Error(`the reader read ${String(warm.hits)} of ${options.pages} pages before the scenario`);
+      if (warm.wrong !== 0) throw new Error(`${String(warm.wrong)} wrong pages read before the scenario`);
+      await scenario(c, kind, log);
+    } finally {
+      await c.close();
+    }
+  });
+}
