@@ -1,4 +1,4 @@
-"""Test harness for the adapter's protocol-level tests and scripts/bench-sglang.py: real `peercache
+"""Test harness for the adapter's protocol-level tests and benchmarks/bench-sglang.py: real `peercache
 node` sidecars, and memfd buffers laid out as SGLang's page_first host pools (pool_host/mla.py, mha.py):
   MLA kv_buffer (S, L, 1, dim): page pointer base + first_token*L*dim*item, L*P*dim*item bytes;
   MHA kv_buffer (2, S, L, H, D): k at base + t*L*H*D*item, v the same in the second half;

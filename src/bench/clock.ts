@@ -1,6 +1,6 @@
 // Clocks for the benchmark engine: integer nanoseconds as plain numbers (no BigInt, no allocation).
 //
-// Measured on the 2-core dev box, Node 20.20, by scripts/bench-histogram.ts (figures in
+// Measured on the 2-core dev box, Node 20.20, by benchmarks/bench-histogram.ts (figures in
 // bench-results/histogram.md); ns per read, median of 5 x 5M reads, range over the quiet runs:
 //   Math.round(performance.now() * 1e6)   42-45 ns   <- nowNs(): cheapest integer-ns clock
 //   performance.now() * 1e6 (unrounded)   41-46 ns   (the rounding costs nothing measurable)

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:check` (scripts/bench-check.ts): a ratio that fell past its noise is named and
+ * `npm run bench:check` (benchmarks/bench-check.ts): a ratio that fell past its noise is named and
  * fails the run; one within it (or better) passes; bad flags are one line and exit 2. Runs its
  * shortest part (attach: a 1 and a 4 GiB sparse shm segment, ~5 s) against baselines of its own.
  */
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench-check.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 240_000 });
+const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'benchmarks/bench-check.ts', ...args], { cwd: root, encoding: 'utf8', timeout: 240_000 });
 
 function baseline(value: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'pcb-check-'));

@@ -1,7 +1,7 @@
 /**
  * exists against a Redis round trip, in one run (issue 27, goal 1).
  *
- *   node --expose-gc --import tsx scripts/bench-exists.ts [--rounds 5] [--calls 3000] [--out bench-results/exists-replica.md]
+ *   node --expose-gc --import tsx benchmarks/bench-exists.ts [--rounds 5] [--calls 3000] [--out bench-results/exists-replica.md]
  * (--expose-gc makes the replica's memory per key exact; without it the figure is noisier)
  *
  * A store node in another process hosts the embedded directory and publishes 128 pages; this
@@ -153,7 +153,7 @@ try {
 
   log('# exists against a Redis round trip (issue 27, goal 1)');
   log();
-  log(`- command: \`${['node --expose-gc --import tsx scripts/bench-exists.ts', ...args].join(' ')}\``);
+  log(`- command: \`${['node --expose-gc --import tsx benchmarks/bench-exists.ts', ...args].join(' ')}\``);
   log(`- when: ${new Date().toISOString()}; load average ${load0.toFixed(1)} at the start, ${load1.toFixed(1)} at the end (2 vCPUs, shared)`);
   log(`- ${ROUNDS} rounds, each the p50 of ${CALLS} sequential calls, measurements alternated; the table gives the median of the rounds' p50s (and their range)`);
   log('- exists: a reader store in this process; the embedded directory hosted by a store node in another process (shm, 128 pages published). Redis: a local redis-server, 128 keys.');

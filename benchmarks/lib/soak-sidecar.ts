@@ -1,6 +1,6 @@
 /**
  * The soak's sidecar half: two `peercache node` processes over shm (A serves the directory, B joins
- * it), two ranks on each (scripts/lib/soak-rank.py: the Python adapter, set/exists/get, every hit's
+ * it), two ranks on each (benchmarks/lib/soak-rank.py: the Python adapter, set/exists/get, every hit's
  * bytes checked; one pair polls through lanes), and hostile local clients on B's socket the whole
  * time: one streaming malformed frames without reading its answers, hello-only connections,
  * connections that ask once and then sit idle (they fill B's --max-connections, so new ones evict
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const peercacheBin = join(root, 'dist', 'cli', 'peercache.js');
-const rankScript = join(root, 'scripts', 'lib', 'soak-rank.py');
+const rankScript = join(root, 'benchmarks', 'lib', 'soak-rank.py');
 
 /** B's limits: small enough that the attackers fill it, so eviction and refusals happen all along. */
 export const SIDECAR_SOAK_FLAGS = ['--max-connections', '24', '--hello-timeout-ms', '2000', '--idle-evict-ms', '8000'];

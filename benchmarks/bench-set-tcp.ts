@@ -1,7 +1,7 @@
 /**
  * set against memcpy, and tcp against iperf3, each side by side in one run (issue 27, goals 3-4).
  *
- *   npm run build && npx tsx scripts/bench-set-tcp.ts [--rounds 2] [--duration 2] [--warmup 0.5] [--out bench-results/set-tcp.md]
+ *   npm run build && npx tsx benchmarks/bench-set-tcp.ts [--rounds 2] [--duration 2] [--warmup 0.5] [--out bench-results/set-tcp.md]
  *
  * Per round, alternating:
  * - `saturation --op set --protocol shm --concurrencies 1,2` (mla, 128 KiB, batch 32) against
@@ -130,7 +130,7 @@ const ratios = {
 };
 log('# set against memcpy, tcp against iperf3 (issue 27, goals 3-4)');
 log();
-log(`- command: \`${['npx tsx scripts/bench-set-tcp.ts', ...args].join(' ')}\` (after \`npm run build\`)`);
+log(`- command: \`${['npx tsx benchmarks/bench-set-tcp.ts', ...args].join(' ')}\` (after \`npm run build\`)`);
 log(`- when: ${new Date().toISOString()}; 1-min load at each round: ${loads.join(', ')} (2 vCPUs, shared)`);
 log(`- mla, 128 KiB pages, batch 32; sweeps of ${durationS} s per row after ${warmupS} s warmup; medians over ${rounds} rounds (each round: set shm, memcpy, iperf3, tcp get, tcp set)`);
 log('- memcpy: the same footprint as the set rows (each thread: its share of the host pool → its own destination of the row\'s published-pool size, batches of 32 × 128 KiB); iperf3: loopback, one and two streams, between two processes');

@@ -11,9 +11,9 @@ time the TypeScript store itself took for the same call inside the sidecar (the 
   batch_exists:            the adapter's p50 minus the store's p50 (the added latency)
   batch_set_v1, zero copy: publishes from the memfd pool (the store's one copy)
 
-Usage: python3 scripts/bench-sglang.py [--protocol shm] [--page-bytes 131072] [--batch 128]
+Usage: python3 benchmarks/bench-sglang.py [--protocol shm] [--page-bytes 131072] [--batch 128]
            [--iterations 200] [--out bench-results/sglang-adapter-shm.md]
-       python3 scripts/bench-sglang.py --model deepseek-v3 | llama-70b-tp8 [--batch 32] ...
+       python3 benchmarks/bench-sglang.py --model deepseek-v3 | llama-70b-tp8 [--batch 32] ...
   --model sets the page from a real model's geometry (64-token pages, BF16): deepseek-v3 is MLA
   (61 layers x 576 = 4,497,408 B per page, one object), llama-70b-tp8 is MHA on one TP-8 rank
   (80 layers x 1 KV head x 128: k and v objects of 1,310,720 B each).
@@ -211,7 +211,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)  # the sidecars' sockets and logs: nothing left in the temp dir
 
     lines = []
-    cmd = "python3 scripts/bench-sglang.py " + " ".join(sys.argv[1:])
+    cmd = "python3 benchmarks/bench-sglang.py " + " ".join(sys.argv[1:])
     lines.append("# SGLang adapter vs the store in the sidecar (%s)" % args.protocol)
     lines.append("")
     lines.append("Command: `%s`  " % cmd.strip())

@@ -7,7 +7,7 @@
  * pages/s per concurrency, its PEAK and the 64-worker row's ratio to the PEAK (target with the
  * shared pool: >= 0.8).
  *
- *   npx tsx scripts/bench-host-pool.ts [--rounds 1] [--duration 2] [--warmup 1] [--out bench-results/host-pool-shm.md]
+ *   npx tsx benchmarks/bench-host-pool.ts [--rounds 1] [--duration 2] [--warmup 1] [--out bench-results/host-pool-shm.md]
  */
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -68,7 +68,7 @@ const poolBytes = sweeps['shared, single-threaded GC'][0]?.poolBytes ?? 0;
 log('# A fixed host pool across the sweep: get, shm, 128 KiB, batch 32, 1..64 workers');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}; 1-min load average before each sweep: ${loads.join(', ')}`);
-log(`- command: \`npx tsx scripts/bench-host-pool.ts ${args.join(' ')}\``);
+log(`- command: \`npx tsx benchmarks/bench-host-pool.ts ${args.join(' ')}\``);
 log(`- shared: one host pool of ${(poolBytes / 2 ** 20).toFixed(0)} MiB in every row, each worker cycling through its 1/N share; per-worker: each worker its own one-batch pool (4 MiB x N); ${rounds} round(s), sweeps alternating, ${durationS} s windows after ${warmupS} s warmup; working set 4096 pages`);
 log(`- single-threaded GC: the sweep's node process started with \`${SINGLE_THREADED_GC}\` (what the peercache-bench executable does); default GC: without it. Each sweep in its own process.`);
 log('');

@@ -3,7 +3,7 @@
  * check), side by side in one run, on shm: mla 128 KiB pages, batch 32, one reader thread, the
  * producer in its own process.
  *
- *   npx tsx scripts/bench-store.ts [--seconds 3] [--working-set 4096] [--out bench-results/store-shm.md]
+ *   npx tsx benchmarks/bench-store.ts [--seconds 3] [--working-set 4096] [--out bench-results/store-shm.md]
  *
  * Prints: batchGetV1 GB/s with the location cache on and off next to the bare READ (ratio target
  * >= 0.85), the p50/p99 of batchExists on 32 keys and of the directory round trip alone, and a
@@ -93,7 +93,7 @@ try {
   log('# Store read path vs the bare data-plane READ (shm)');
   log('');
   log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}`);
-  log(`- command: \`npx tsx scripts/bench-store.ts ${args.join(' ')}\``);
+  log(`- command: \`npx tsx benchmarks/bench-store.ts ${args.join(' ')}\``);
   log(`- mla, ${PAGE / 1024} KiB pages, batch ${BATCH}, working set ${workingSet} pages (${((workingSet * PAGE) / 2 ** 20).toFixed(0)} MiB, cache-cold), one reader thread, producer in its own process; ${seconds} s per figure`);
   log('');
   log('| path | GB/s | ratio to bare READ | p50 µs | p99 µs |');

@@ -3,7 +3,7 @@
  * default) and --verify-mode full, interleaved in rounds in one run (so drift hits all three
  * alike); prints each mode's median pages/s and its ratio to off. Target: sample >= 0.9.
  *
- *   npx tsx scripts/bench-verify.ts [--rounds 8] [--duration 1.5] [--threads 2] [--out bench-results/verify-cost.md]
+ *   npx tsx benchmarks/bench-verify.ts [--rounds 8] [--duration 1.5] [--threads 2] [--out bench-results/verify-cost.md]
  */
 import { cpus, loadavg } from 'node:os';
 import { startProducer } from '../src/bench/engine/producer.js';
@@ -64,7 +64,7 @@ const pairedRatio = (m: Mode) => median(results[m].map((x, i) => x / results.off
 log('# What --verify costs: get, 128 KiB pages, batch 32, shm');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}; load average before: ${load}`);
-log(`- command: \`npx tsx scripts/bench-verify.ts ${args.join(' ')}\``);
+log(`- command: \`npx tsx benchmarks/bench-verify.ts ${args.join(' ')}\``);
 log(`- ${threads} workers, working set ${WS} pages filled with the key/generation pattern; ${rounds} rounds of off, sample, full interleaved, ${durationS} s windows after ${warmupS} s warmup`);
 log('');
 log('| verify | median pages/s | GB/s | ratio to off (median of per-round ratios) | target | wrong pages | rounds (pages/s) |');

@@ -10,7 +10,7 @@
  *    destinations per round, 2 workers into 8 MiB. Spans alternate in 250 ms bursts; medians.
  * 2. The engine: `peercache-bench throughput --op get --protocol shm` at concurrency 2 and 64.
  *
- *   npm run build && npx tsx scripts/bench-footprint.ts [--rounds 2] [--cycles 10] [--duration 6] [--out bench-results/footprint-shm.md]
+ *   npm run build && npx tsx benchmarks/bench-footprint.ts [--rounds 2] [--cycles 10] [--duration 6] [--out bench-results/footprint-shm.md]
  */
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -86,7 +86,7 @@ const durationS = flag('--duration', '6');
 const out = flag('--out', '');
 const env = (nt: boolean) => ({ ...process.env, GLIBC_TUNABLES: nt ? NT : '' });
 const self = fileURLToPath(import.meta.url);
-const cli = fileURLToPath(new URL('../cluster/cli/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const spanRuns: Record<'plain' | 'nt', number[][]> = { plain: [], nt: [] };
 const getRuns: Record<'plain' | 'nt', Record<number, number[]>> = { plain: { 2: [], 64: [] }, nt: { 2: [], 64: [] } };
 const loads: string[] = [];
@@ -113,7 +113,7 @@ const spanMedian = (v: 'plain' | 'nt', s: number) => median(spanRuns[v].map((r) 
 log('# Destination footprint, oversubscription and non-temporal copies (shm, 128 KiB pages, batch 32)');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}; 1-min load at each round: ${loads.join(', ')}`);
-log(`- command: \`npx tsx scripts/bench-footprint.ts ${args.join(' ')}\``);
+log(`- command: \`npx tsx benchmarks/bench-footprint.ts ${args.join(' ')}\``);
 log(`- plain: the default glibc; NT: \`GLIBC_TUNABLES=${NT}\` (UCX's shm READ is a libc memcpy; with it, copies of 32 KiB and up use non-temporal stores); ${rounds} rounds, order alternated, medians`);
 log('');
 log(`## 1. One client thread, no engine: destination span vs READ GB/s`);

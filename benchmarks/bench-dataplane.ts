@@ -1,7 +1,7 @@
 /**
  * The data plane against ucx_perftest, side by side in one run.
  *
- *   npx tsx scripts/bench-dataplane.ts [--seconds 1] [--rounds 5] [--out bench-results/dataplane-shm.md]
+ *   npx tsx benchmarks/bench-dataplane.ts [--seconds 1] [--rounds 5] [--out bench-results/dataplane-shm.md]
  *
  * For 4 KiB, 128 KiB and 1 MiB: our shm READ (batch 32, one thread, one buffer reused: cache-hot)
  * in its async (Promise) and blocking forms, and `ucx_perftest -t ucp_get -O 32` across two
@@ -76,7 +76,7 @@ try {
   log(`# Data plane vs ucx_perftest (shm)`);
   log('');
   log(`- date: ${new Date().toISOString()}`);
-  log(`- command: \`npx tsx scripts/bench-dataplane.ts ${args.join(' ')}\``);
+  log(`- command: \`npx tsx benchmarks/bench-dataplane.ts ${args.join(' ')}\``);
   log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${ucxVersion()}`);
   log(`- lanes: ${ep.lanes().join(', ')}; UCX_TLS=${SHM_TLS}; GB/s = 10^9 B/s; ${rounds} alternating rounds of ~${seconds} s each, medians; local buffers page-aligned`);
   log('');

@@ -4,7 +4,7 @@
  * in one run. Schedule error = |rate_achieved - rate_offered| / rate_offered (target < 1%); also
  * the mean lag of actual behind intended starts and the response p99 (queueing the schedule saw).
  *
- *   npx tsx scripts/bench-scheduler.ts [--rate 100000] [--seconds 3] [--out bench-results/scheduler.md]
+ *   npx tsx benchmarks/bench-scheduler.ts [--rate 100000] [--seconds 3] [--out bench-results/scheduler.md]
  */
 import { cpus, loadavg } from 'node:os';
 import { runRow } from '../src/bench/engine/row.js';
@@ -38,7 +38,7 @@ const rows = [await row('constant'), await row('poisson')];
 log('# Open-loop scheduler: a no-op at 100k calls/s on one worker');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}; load average before: ${load}`);
-log(`- command: \`npx tsx scripts/bench-scheduler.ts ${args.join(' ')}\``);
+log(`- command: \`npx tsx benchmarks/bench-scheduler.ts ${args.join(' ')}\``);
 log('');
 log('| arrival | offered calls/s | achieved calls/s | schedule error | target | mean lag behind intended start | service p50 / p99 µs | response p50 / p99 µs |');
 log('|---|---:|---:|---:|---|---:|---|---|');

@@ -12,7 +12,7 @@
  *                                               relative distance of a run from that median, at
  *                                               least --min-noise, default 0.05)
  *
- * Every part is a script of its own (scripts/bench-*.ts, scripts/bench-sglang.py) run with short
+ * Every part is a script of its own (benchmarks/bench-*.ts, benchmarks/bench-sglang.py) run with short
  * settings; each prints one `RATIOS {json}` line. Needs `npm run build` (the sweeps and the
  * sidecar run the built package), redis-server, ucx_perftest and iperf3.
  */
@@ -38,7 +38,7 @@ const tsx = [process.execPath, '--import', 'tsx'];
 const parts: Part[] = [
   {
     name: 'exists',
-    command: [...tsx, '--expose-gc', 'scripts/bench-exists.ts', '--rounds', '3', '--calls', '1000', '--memory-keys', '20000'],
+    command: [...tsx, '--expose-gc', 'benchmarks/bench-exists.ts', '--rounds', '3', '--calls', '1000', '--memory-keys', '20000'],
     ratios: {
       exists1_vs_redis_get: { better: 'lower', what: 'exists of 1 page (directory replica) / a redis-benchmark GET, p50' },
       exists128_vs_redis_mget: { better: 'lower', what: 'exists of 128 pages (replica) / a redis-benchmark MGET of 128, p50' },
@@ -47,12 +47,12 @@ const parts: Part[] = [
   },
   {
     name: 'attach',
-    command: [...tsx, 'scripts/bench-attach.ts', '--sizes', '1g,4g'],
+    command: [...tsx, 'benchmarks/bench-attach.ts', '--sizes', '1g,4g'],
     ratios: { attach_largest_vs_smallest: { better: 'lower', what: "a peer's attach of a 4 GiB shm segment / of a 1 GiB one (1: flat)" } },
   },
   {
     name: 'dataplane',
-    command: [...tsx, 'scripts/bench-dataplane.ts', '--hot-only', '--seconds', '0.5', '--rounds', '3'],
+    command: [...tsx, 'benchmarks/bench-dataplane.ts', '--hot-only', '--seconds', '0.5', '--rounds', '3'],
     ratios: {
       read_vs_perftest_128k: { better: 'higher', what: 'shm READ / ucx_perftest ucp_get, 128 KiB, batch 32' },
       read_vs_perftest_1024k: { better: 'higher', what: 'shm READ / ucx_perftest ucp_get, 1 MiB, batch 32' },
@@ -60,12 +60,12 @@ const parts: Part[] = [
   },
   {
     name: 'store',
-    command: [...tsx, 'scripts/bench-store.ts', '--seconds', '1', '--working-set', '2048'],
+    command: [...tsx, 'benchmarks/bench-store.ts', '--seconds', '1', '--working-set', '2048'],
     ratios: { store_get_vs_read: { better: 'higher', what: 'batchGetV1 (location cache) / the bare READ of the same bytes' } },
   },
   {
     name: 'suite',
-    command: [...tsx, 'scripts/bench-suite.ts', '--rounds', '1', '--duration', '1', '--warmup', '0.5'],
+    command: [...tsx, 'benchmarks/bench-suite.ts', '--rounds', '1', '--duration', '1', '--warmup', '0.5'],
     ratios: {
       get_peak_vs_read: { better: 'higher', what: 'get PEAK of a saturation sweep / the bare READ' },
       x64_vs_peak: { better: 'higher', what: 'get at 64 workers / get PEAK' },
@@ -73,7 +73,7 @@ const parts: Part[] = [
   },
   {
     name: 'set-tcp',
-    command: [...tsx, 'scripts/bench-set-tcp.ts', '--rounds', '1', '--duration', '1', '--warmup', '0.3'],
+    command: [...tsx, 'benchmarks/bench-set-tcp.ts', '--rounds', '1', '--duration', '1', '--warmup', '0.3'],
     ratios: {
       set1_vs_memcpy1: { better: 'higher', what: 'shm set x1 / memcpy x1 over the same footprint' },
       set2_vs_memcpy2: { better: 'higher', what: 'shm set x2 / memcpy x2 over the same footprint' },
@@ -83,7 +83,7 @@ const parts: Part[] = [
   },
   {
     name: 'adapter',
-    command: ['python3', 'scripts/bench-sglang.py', '--iterations', '60', '--rounds', '1'],
+    command: ['python3', 'benchmarks/bench-sglang.py', '--iterations', '60', '--rounds', '1'],
     ratios: { adapter_get_vs_store: { better: 'higher', what: "the SGLang adapter's zero-copy batch_get_v1 / the store's own call, p50" } },
   },
 ];

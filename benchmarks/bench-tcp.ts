@@ -3,7 +3,7 @@
  * loopback. READ (and WRITE) of 128 KiB pages in batches of 32, at several pipeline depths.
  * Smoke figures only (the tcp transport is never publishable).
  *
- * Usage: node --import tsx scripts/bench-tcp.ts [seconds-per-point=2] [page-bytes=131072] [batch=32]
+ * Usage: node --import tsx benchmarks/bench-tcp.ts [seconds-per-point=2] [page-bytes=131072] [batch=32]
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';

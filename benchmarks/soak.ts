@@ -1,14 +1,14 @@
 /**
  * Soak: 64 workers doing get/set/exists on shm with --verify, round after round, while a hostile
  * client keeps sending malformed frames to the directory and a victim node is killed and restarted
- * every --kill-every seconds. Beside it, the whole time, the sidecar path (scripts/lib/soak-sidecar.ts):
+ * every --kill-every seconds. Beside it, the whole time, the sidecar path (benchmarks/lib/soak-sidecar.ts):
  * two `peercache node` processes, four ranks through the Python adapter doing set/exists/get with
  * every hit's bytes checked, and hostile local clients on one node's socket (a non-reader streaming
  * malformed frames, hello-only and idle connections filling --max-connections, garbage). Reports
  * errors, wrong pages, crashes, and the RSS of the directory's host (the producer process), of the
  * workers' process and of the two nodes at the end of each round.
  *
- *   npm run build && npx tsx scripts/soak.ts --minutes 10 [--workers 64] [--round 30] [--kill-every 60] [--out bench-results/soak-shm.md]
+ *   npm run build && npx tsx benchmarks/soak.ts --minutes 10 [--workers 64] [--round 30] [--kill-every 60] [--out bench-results/soak-shm.md]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -99,7 +99,7 @@ const totals = { rows: 0, failedRows: 0, errors: 0, wrongPages: 0, calls: 0, mal
 const rss: { round: number; op: string; producerStart: number; producerEnd: number; selfStart: number; selfEnd: number; nodeA: number; nodeB: number }[] = [];
 report.log(`# Soak: ${workers} workers, shm, --verify, ${minutes} min; hostile client and a victim killed every ${killEveryS} s; the sidecar path under hostile local clients`);
 report.log('');
-report.log(`command: npx tsx scripts/soak.ts ${process.argv.slice(2).join(' ')}`);
+report.log(`command: npx tsx benchmarks/soak.ts ${process.argv.slice(2).join(' ')}`);
 report.log('');
 report.log(`Sidecar: nodes A and B (shm, \`--global-segment 64m --slot-bytes 8k --busy-poll-us 50\`; B also \`${SIDECAR_SOAK_FLAGS.join(' ')}\`), ranks a0/b0 (socket) and a1/b1 (lanes, poll_us 100) through the Python adapter; attackers on B's socket.`);
 report.log('');

@@ -3,7 +3,7 @@ memfd host pool (the tests' stand-in for SGLang's MLA pool), doing set / exists 
 round until SIGTERM. Every page's bytes are a function of its key, so every hit is checked, byte
 for byte: its own pages read back, and the pages its peer rank (on the other node) published.
 
-    python3 scripts/lib/soak-rank.py <socket> <name> <peer name> <poll_us> <progress dir>
+    python3 benchmarks/lib/soak-rank.py <socket> <name> <peer name> <poll_us> <progress dir>
 
 Each rank writes its latest published generation to <progress dir>/<name>.gen; its peer reads the
 pages of the peer's latest generations from there (ranks run at different paces).

@@ -3,7 +3,7 @@
  * shared start/stop flag, SharedArrayBuffer histogram) with a no-op operation, and the cost of one
  * histogram record next to hdr-histogram-js's recordValue, measured side by side in one run.
  *
- *   npx tsx scripts/bench-engine.ts [--seconds 3] [--out bench-results/engine.md]
+ *   npx tsx benchmarks/bench-engine.ts [--seconds 3] [--out bench-results/engine.md]
  */
 import { cpus } from 'node:os';
 import hdr from 'hdr-histogram-js';
@@ -67,7 +67,7 @@ const two = await noopRow(2);
 log('# Engine overhead: a no-op operation through the real engine');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}`);
-log(`- command: \`npx tsx scripts/bench-engine.ts ${args.join(' ')}\``);
+log(`- command: \`npx tsx benchmarks/bench-engine.ts ${args.join(' ')}\``);
 log('');
 log('| measure | value | target |');
 log('|---|---|---|');

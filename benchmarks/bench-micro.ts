@@ -1,7 +1,7 @@
 /**
  * micro's speed checks , side by side in one run, repeated and reduced to medians:
  *
- *   npx tsx scripts/bench-micro.ts [--runs 5] [--duration 3] [--warmup 1] [--block-size 131072] [--out bench-results/micro-speed.md]
+ *   npx tsx benchmarks/bench-micro.ts [--runs 5] [--duration 3] [--warmup 1] [--block-size 131072] [--out bench-results/micro-speed.md]
  *
  * Each run (the order rotates from run to run, so slow drift of a shared machine does not favour
  * one figure):
@@ -167,7 +167,7 @@ const label = block >= 1 << 20 ? `${block >> 20} MiB` : `${block >> 10} KiB`;
 log(`# micro speed checks (shm, ${label}, batch ${batch})`);
 log('');
 log(`- date: ${new Date().toISOString()}`);
-log(`- command: \`npx tsx scripts/bench-micro.ts ${args.join(' ')}\``);
+log(`- command: \`npx tsx benchmarks/bench-micro.ts ${args.join(' ')}\``);
 log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${ucxVersion()}; 1-min load average at each run's start: ${results.map((r) => r.load.toFixed(1)).join(', ')}`);
 log(`- each micro row: ${durationS} s measured after ${warmupS} s warmup, producer in its own process; ${runs} runs, order rotated per run; medians below`);
 log(`- micro equivalents: \`peercache-bench micro --protocol shm --path both --block-size ${block} --threads 1 --duration ${durationS} --warmup ${warmupS}\`, \`... --path transport --threads 2\` and \`... --path transport --pattern hot --threads 1\``);

@@ -2,7 +2,7 @@
  * The tcp data-plane server under the floods of issue 24 (item 7), at its default limits: a
  * publisher, one flood, then a legitimate reader's 64 KiB READ (10 s deadline). Loopback only,
  * bounded (a few seconds, at most 1024 sockets).
- *   node --import tsx scripts/tcp-flood.ts nonreaders|forged|hello
+ *   node --import tsx benchmarks/tcp-flood.ts nonreaders|forged|hello
  * nonreaders: 20 connections with a valid token ask 30 x 1 MiB each and never read;
  * forged: 24 connections stream 200 000 forged-token READs each and never read;
  * hello: 1024 connections say HELLO and nothing else.
@@ -16,7 +16,7 @@ const MiB = 1 << 20;
 const REGION = 64 * MiB;
 const mode = process.argv[2];
 if (mode !== 'nonreaders' && mode !== 'forged' && mode !== 'hello') {
-  process.stderr.write('usage: node --import tsx scripts/tcp-flood.ts nonreaders|forged|hello\n');
+  process.stderr.write('usage: node --import tsx benchmarks/tcp-flood.ts nonreaders|forged|hello\n');
   process.exit(2);
 }
 import { silentLogger } from '../src/log.js';

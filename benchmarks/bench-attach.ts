@@ -1,7 +1,7 @@
 /**
  * A peer's first attach of a big shm segment (issue 27, goal 2).
  *
- *   npx tsx scripts/bench-attach.ts [--sizes 1g,4g,16g] [--out bench-results/attach-shm.md]
+ *   npx tsx benchmarks/bench-attach.ts [--sizes 1g,4g,16g] [--out bench-results/attach-shm.md]
  *
  * For each size a publisher process allocates a UCX region of that size over shm (System V only:
  * UCX_ALLOC_PRIO=md:sysv, so a size the kernel refuses fails instead of falling back to POSIX
@@ -38,7 +38,7 @@ for (const bytes of sizes) {
 const load1 = loadavg()[0];
 log('# A peer\'s first attach of a big shm segment (issue 27, goal 2)');
 log();
-log(`- command: \`${['npx tsx scripts/bench-attach.ts', ...args].join(' ')}\``);
+log(`- command: \`${['npx tsx benchmarks/bench-attach.ts', ...args].join(' ')}\``);
 log(`- when: ${new Date().toISOString()}; load average ${load0.toFixed(1)} at the start, ${load1.toFixed(1)} at the end (2 vCPUs, shared)`);
 log('- publisher: UCX allocates the region (System V shared memory, UCX_ALLOC_PRIO=md:sysv), first and last 4 KiB written; reader: another process');
 log();

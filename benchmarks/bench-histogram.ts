@@ -6,7 +6,7 @@
 // is the cost of the work itself: it leaves out the time slices the OS gave to other jobs on this
 // shared 2-core machine, which inflate the wall clock by up to 3x under load. The record target is
 // judged on CPU time, the loop target on wall clock (the stricter one); both are printed.
-// Usage: npx tsx scripts/bench-histogram.ts [--iterations N] [--write]
+// Usage: npx tsx benchmarks/bench-histogram.ts [--iterations N] [--write]
 //   --write  also writes bench-results/histogram.md (figures, command line, date, host)
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -255,7 +255,7 @@ if (args.includes('--write')) {
   const md = [
     '# SharedHistogram record path and clocks',
     '',
-    `- command: \`npx tsx scripts/bench-histogram.ts ${args.join(' ')}\``,
+    `- command: \`npx tsx benchmarks/bench-histogram.ts ${args.join(' ')}\``,
     `- date: ${new Date().toISOString()}`,
     `- host: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? '?'} (shared, noisy dev machine; load average ${load(loadBefore)} before, ${load(loadAfter)} after)`,
     `- method: one process, ${N.toLocaleString()} records per run (${CLOCK_N.toLocaleString()} clock reads), median of ${RUNS} interleaved runs (each run times every row once) after 2 warmup passes; inputs are 4096 log-uniform values 1 µs..10 ms read round-robin`,

@@ -1,7 +1,7 @@
 /**
  * Directory benchmark: embedded vs Redis (the directory's speed check: round trips per batch, embedded vs Redis).
  *
- *   npx tsx scripts/bench-directory.ts [--seconds 3] [--rounds 3] [--keys 10000] [--parts 1,2,3] [--out bench-results/directory-redis.md]
+ *   npx tsx benchmarks/bench-directory.ts [--seconds 3] [--rounds 3] [--keys 10000] [--parts 1,2,3] [--out bench-results/directory-redis.md]
  *
  * 1. Directory lookup, batch 32 keys, concurrency 1, 2, 4, 8 (async callers sharing one client
  *    connection, as a store does): lookups/s, keys/s, p50/p99 per call. Embedded = a
@@ -130,7 +130,7 @@ try {
   log('# Directory: embedded vs Redis');
   log();
   log(`- date: ${new Date().toISOString()}`);
-  log(`- command: \`npx tsx scripts/bench-directory.ts ${args.join(' ')}\``.replace(/ `$/, '`'));
+  log(`- command: \`npx tsx benchmarks/bench-directory.ts ${args.join(' ')}\``.replace(/ `$/, '`'));
   log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, redis-server ${redisVersion} (local, loopback, \`--save '' --appendonly no\`); load average before: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   log(`- every process (this client, the directory server or redis-server, the publisher) shares these ${cpus().length} cores: figures are for comparing the rows with each other, not absolute capacity`);
   log();
