@@ -116,7 +116,7 @@ if (unknown.length) {
   console.error(`bench:check --only: unknown part(s) ${unknown.join(', ')}; parts: ${parts.map((p) => p.name).join(', ')}`);
   process.exit(2);
 }
-if (!existsSync(`${root}dist/cli/main.js`)) {
+if (!existsSync(`${root}dist/cli/peercache-bench.js`)) {
   console.error('bench:check needs the built package: run `npm run build` first');
   process.exit(2);
 }

@@ -86,7 +86,7 @@ const durationS = flag('--duration', '6');
 const out = flag('--out', '');
 const env = (nt: boolean) => ({ ...process.env, GLIBC_TUNABLES: nt ? NT : '' });
 const self = fileURLToPath(import.meta.url);
-const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/cli/peercache-bench.js', import.meta.url));
 const spanRuns: Record<'plain' | 'nt', number[][]> = { plain: [], nt: [] };
 const getRuns: Record<'plain' | 'nt', Record<number, number[]>> = { plain: { 2: [], 64: [] }, nt: { 2: [], 64: [] } };
 const loads: string[] = [];

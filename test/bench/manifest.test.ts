@@ -60,7 +60,7 @@ test('V8 GC flag: oversubscribed sweeps without --single-threaded-gc get a note;
   const note = gcFlagNote(64, 2, ['--enable-source-maps']);
   assert.ok(note && note.includes('64 workers on 2 cores') && note.includes(SINGLE_THREADED_GC), String(note));
   // The executable's first line: `env -S` passes the flag to node (V8 refuses it once running).
-  const shebang = readFileSync(new URL('../../src/cli/main.ts', import.meta.url), 'utf8').split('\n')[0];
+  const shebang = readFileSync(new URL('../../src/cli/peercache-bench.ts', import.meta.url), 'utf8').split('\n')[0];
   assert.is(shebang, `#!/usr/bin/env -S node ${SINGLE_THREADED_GC}`);
 });
 

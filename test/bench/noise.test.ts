@@ -96,7 +96,7 @@ test('in Chromium: the error bars are drawn, and a PEAK at the right end keeps i
 
 test('saturation and suite --help explain PEAK, its ties, KNEE, SLO-PEAK and NOISY', () => {
   for (const mode of ['saturation', 'suite']) {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), mode, '--help'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../../src/cli/peercache-bench.ts', import.meta.url)), mode, '--help'], { encoding: 'utf8' });
     assert.is(r.status, 0, r.stderr);
     for (const mark of ['PEAK =', 'within noise', 'KNEE =', 'SLO-PEAK =', 'NOISY =', '95% CI']) assert.ok(r.stdout.includes(mark), `${mode} --help: ${mark}`);
   }

@@ -24,7 +24,7 @@ import { freePort } from '../helpers/ports.js';
 
 const GiB = 2 ** 30;
 const nodeBin = fileURLToPath(new URL('../../src/cli/peercache.ts', import.meta.url));
-const benchBin = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const benchBin = fileURLToPath(new URL('../../src/cli/peercache-bench.ts', import.meta.url));
 const POSIX_FIRST = 'md:posix,md:sysv,huge,thp,mmap,heap';
 
 interface Run {

@@ -26,7 +26,7 @@ function honestShortRow(): Row {
   return makeRow({ path: 'transport-read', op: 'read', protocol: 'shm', blockSize: 65536, batchSize: 64, threads: 1, calls: 40, pages: 2560, elapsedNs: 1e9, latency: s, histogram: h.encode(), latUnit: 'read' });
 }
 
-const bench = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+const bench = fileURLToPath(new URL('../../src/cli/peercache-bench.ts', import.meta.url));
 const node = fileURLToPath(new URL('../../src/cli/peercache.ts', import.meta.url));
 const cli = (bin: string, args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], { encoding: 'utf8', timeout: 120_000 });
 const suitePath = fileURLToPath(new URL('../../bench-results/hicache-suite-shm-20261125-014329.json', import.meta.url));

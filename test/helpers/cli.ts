@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { ChildProc } from '../../src/bench/child-process.js';
 
-export const cliEntry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+export const cliEntry = fileURLToPath(new URL('../../src/cli/peercache-bench.ts', import.meta.url));
 
 export interface CliResult {
   code: number | null;

@@ -91,7 +91,7 @@ test('npm pack, then a store-only install (no optional packages) with no compile
     // Without vega a report is still re-rendered: the Markdown is written, the plot is one warning line.
     const saved = join(work, 'run.json');
     copyFileSync(join(root, 'bench-results', 'hicache-suite-shm-20261125-014329.json'), saved);
-    const rerender = spawnSync(process.execPath, [join(installed, 'dist', 'cli', 'main.js'), 'report', saved, '--write'], { cwd: app, env, encoding: 'utf8' });
+    const rerender = spawnSync(process.execPath, [join(installed, 'dist', 'cli', 'peercache-bench.js'), 'report', saved, '--write'], { cwd: app, env, encoding: 'utf8' });
     assert.is(rerender.status, 0, `${rerender.stdout}\n${rerender.stderr}`);
     assert.match(rerender.stderr, /no plot: plots need the optional packages vega and vega-lite, which are not installed \(npm install vega vega-lite\)/);
     assert.not.match(rerender.stderr, /\n\s+at /, 'no stack trace');
