@@ -6,7 +6,7 @@ import { finish, lazyCommand, runProgram, type ProgramSpec } from './program.js'
 const spec: ProgramSpec = {
   bin: 'peercache',
   commands: {
-    node: { summary: 'the store node SGLang ranks of this host use (Unix socket; python/ adapter)', load: lazyCommand('node', 'default') },
+    node: { summary: 'the sidecar: the store node SGLang ranks of this host use (Unix socket; python/ adapter)', load: lazyCommand('sidecar', 'default') },
     directory: { summary: 'the directory on its own (tenants, TLS); nodes join it with --discovery-addr', load: lazyCommand('directory', 'default') },
   },
   usage: () =>
@@ -16,7 +16,7 @@ const spec: ProgramSpec = {
       'USAGE peercache <command> [options]      (peercache <command> --help for its options)',
       '',
       'COMMANDS',
-      '  node       the store node SGLang ranks of this host use (Unix socket; python/ adapter)',
+      '  node       the sidecar: the store node SGLang ranks of this host use (Unix socket; python/ adapter)',
       '  directory  the directory on its own (tenants, TLS); nodes join it with --discovery-addr',
       '',
     ].join('\n'),

@@ -16,7 +16,7 @@
  *   exists   { keys }                                         -> { found: "0110..." } (one char per key)
  *   get      { pool, keys, offsets, lengths }                 -> { ok: "1100..." }  (READs into the pool)
  *   set      { pool, keys, offsets, lengths }                 -> { ok: "1111..." }  (publishes from it)
- *   clear    {}                                               -> {}  (unpublishes what this node holds)
+ *   clear    {}                                               -> {}  (unpublishes what this sidecar holds)
  *   stats    { reset? }                                       -> { store stats, connections, pools, storeCalls }
  *            (storeCalls: p10/p50/p90/p99/mean µs of the store's own get/set/exists calls, socket excluded;
  *            reset: true starts new samples after this answer)
@@ -66,7 +66,7 @@ export interface SidecarLimits {
   /** Requests a connection may have queued (received, not answered). */
   maxQueuedRequests: number;
   /**
-   * How long a client may keep the node waiting (ms): for its hello, for its first request after
+   * How long a client may keep the sidecar waiting (ms): for its hello, for its first request after
    * hello, and for reading its answers once they pile up (past 1/16 of maxAnswerBytes).
    */
   helloTimeoutMs: number;
@@ -76,7 +76,7 @@ export interface SidecarLimits {
    */
   maxAnswerBytes: number;
   /**
-   * A full node (maxConnections) takes a new connection by closing the one idle longest, if it has
+   * A full sidecar (maxConnections) takes a new connection by closing the one idle longest, if it has
    * been idle (no request, none in flight) for at least this long (ms); otherwise refuses it.
    */
   idleEvictMs: number;

@@ -68,7 +68,7 @@ export interface SidecarCounters {
   /** Connections closed for not reading their answers; times reading from one was paused for it. */
   closedNotReading: number;
   readPauses: number;
-  /** Connections closed idle: no request after hello in time, or the idle longest when the node was full. */
+  /** Connections closed idle: no request after hello in time, or the idle longest when the sidecar was full. */
   closedIdle: number;
   evictedIdle: number;
 }
@@ -190,7 +190,7 @@ export class SidecarServer {
     }
     if (existing) {
       if (!existing.isSocket()) throw new PeercacheError('ERR_CONFIG', `${options.socketPath} exists and is not a socket: refusing to replace it`);
-      // A live node keeps its socket; only a stale one (nobody accepts) is replaced.
+      // A live sidecar keeps its socket; only a stale one (nobody accepts) is replaced.
       if (await accepting(options.socketPath)) throw new PeercacheError('ERR_CONFIG', `another peercache node is serving ${options.socketPath}`);
       unlinkSync(options.socketPath);
     }
@@ -221,7 +221,7 @@ export class SidecarServer {
 
   private accept(socket: Socket): void {
     if (this.connections.size >= this.limits.maxConnections) this.evictIdle();
-    socket.on('error', () => {}); // a client gone before its answer (EPIPE) must not kill the node
+    socket.on('error', () => {}); // a client gone before its answer (EPIPE) must not kill the sidecar
     if (this.connections.size >= this.limits.maxConnections) {
       this.counters.connectionsRefused++;
       this.warnConnection('refused', `sidecar: refusing a connection: ${this.limits.maxConnections} connections already (--max-connections)`);
@@ -247,9 +247,9 @@ export class SidecarServer {
   }
 
   /**
-   * A full node: closes the connection idle longest (nothing in flight, no request or answer for
+   * A full sidecar: closes the connection idle longest (nothing in flight, no request or answer for
    * idleEvictMs), so that a new rank is not locked out by connections nobody uses (leaked by dead
-   * threads, or held on purpose). A rank idle between requests is only closed when the node is
+   * threads, or held on purpose). A rank idle between requests is only closed when the sidecar is
    * full, and its adapter reconnects on its next call.
    */
   private evictIdle(): void {
@@ -269,7 +269,7 @@ export class SidecarServer {
   /**
    * A warning about one connection (refused, closed, evicted): at most one line per kind every
    * WARN_EVERY_MS, the next one saying how many were left out, so a local client opening
-   * connections in a loop cannot fill the node's log.
+   * connections in a loop cannot fill the sidecar's log.
    */
   private warnConnection(kind: string, message: string): void {
     const now = Date.now();

@@ -28,7 +28,7 @@ function dirWithMode(name: string, mode: number): string {
 }
 
 /** Runs `peercache node --socket <socketPath>`: 'ready' once it serves (then stopped), or its exit and output. */
-async function runNode(socketPath: string): Promise<{ ready: boolean; code: number | null; stderr: string }> {
+async function startSidecar(socketPath: string): Promise<{ ready: boolean; code: number | null; stderr: string }> {
   const child = new ChildProc({
     label: 'peercache node',
     command: process.execPath,
@@ -52,30 +52,30 @@ test.after(() => rmSync(root, { recursive: true, force: true }));
 
 test('an existing directory keeps its mode: 0755, a sticky 01777 one (as /tmp), one reached through a symlink', async () => {
   const shared = dirWithMode('shared', 0o755);
-  assert.ok((await runNode(join(shared, 'x.sock'))).ready);
+  assert.ok((await startSidecar(join(shared, 'x.sock'))).ready);
   assert.is(modeOf(shared).toString(8), '755', 'the node chmodded a directory it did not create');
 
   const sticky = dirWithMode('sticky', 0o1777);
-  assert.ok((await runNode(join(sticky, 'x.sock'))).ready);
+  assert.ok((await startSidecar(join(sticky, 'x.sock'))).ready);
   assert.is(modeOf(sticky).toString(8), '1777');
 
   const real = dirWithMode('real', 0o750);
   const link = join(root, 'link');
   symlinkSync(real, link);
-  assert.ok((await runNode(join(link, 'x.sock'))).ready);
+  assert.ok((await startSidecar(join(link, 'x.sock'))).ready);
   assert.is(modeOf(real).toString(8), '750', 'the node chmodded the target of a symlink');
   assert.ok(lstatSync(link).isSymbolicLink());
 });
 
 test('an absent directory is created 0700; not through a dangling symlink', async () => {
   const fresh = join(root, 'fresh', 'run');
-  assert.ok((await runNode(join(fresh, 'x.sock'))).ready);
+  assert.ok((await startSidecar(join(fresh, 'x.sock'))).ready);
   assert.is(modeOf(fresh).toString(8), '700');
 
   const nowhere = join(root, 'nowhere');
   const dangling = join(root, 'dangling');
   symlinkSync(nowhere, dangling);
-  const r = await runNode(join(dangling, 'x.sock'));
+  const r = await startSidecar(join(dangling, 'x.sock'));
   assert.not.ok(r.ready);
   assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, /--socket: .*dangling is not a directory/);
@@ -85,7 +85,7 @@ test('an absent directory is created 0700; not through a dangling symlink', asyn
 test('a directory others can write to (not sticky), or that another user owns, is refused: one line, exit 2, left as it was', async () => {
   for (const mode of [0o777, 0o775]) {
     const open = dirWithMode(`open-${mode.toString(8)}`, mode);
-    const r = await runNode(join(open, 'x.sock'));
+    const r = await startSidecar(join(open, 'x.sock'));
     assert.not.ok(r.ready, `the node served a socket in a ${mode.toString(8)} directory`);
     assert.is(r.code, 2, r.stderr);
     const lines = r.stderr.trim().split('\n');
@@ -97,7 +97,7 @@ test('a directory others can write to (not sticky), or that another user owns, i
   if (process.getuid?.() === 0) {
     const theirs = dirWithMode('theirs', 0o755);
     chownSync(theirs, 65534, 65534);
-    const r = await runNode(join(theirs, 'x.sock'));
+    const r = await startSidecar(join(theirs, 'x.sock'));
     assert.is(r.code, 2, r.stderr);
     assert.match(r.stderr, /belongs to uid 65534/);
   }

@@ -1,5 +1,6 @@
 /**
- * runNode(): `peercache node`, the long-running store node of one host. It opens the store's core
+ * The sidecar: the long-running store node of one host, which `peercache node` starts
+ * (runSidecar()). It opens the store's core
  * (ObjectStore: named objects, no host pool of its own; the ranks name the objects), joining the
  * cluster through the directory, serves the host's SGLang ranks over a Unix socket
  * (server.ts) and optionally Prometheus metrics, until it is told to stop.
@@ -12,7 +13,8 @@ import { SidecarServer } from './server.js';
 import { prepareSocketDirectory } from './socket-directory.js';
 import type { SidecarLimits } from './protocol.js';
 
-export interface NodeOptions extends DataPlaneOptions {
+/** What `peercache node`'s flags become. */
+export interface SidecarOptions extends DataPlaneOptions {
   socketPath: string;
   discoveryAddr?: string;
   directoryUrl?: string;
@@ -28,7 +30,7 @@ export interface NodeOptions extends DataPlaneOptions {
   insecure?: boolean;
   timeoutMs?: number;
   limits?: Partial<SidecarLimits>;
-  /** µs the node keeps polling its socket after each answer (SidecarServerOptions.busyPollUs). */
+  /** µs the sidecar keeps polling its socket after each answer (SidecarServerOptions.busyPollUs). */
   busyPollUs?: number;
   metricsPort?: number;
   metricsHost?: string;
@@ -40,8 +42,8 @@ export interface NodeOptions extends DataPlaneOptions {
   onReady?: (info: { nodeId: string; socketPath: string; metricsUrl: string | null }) => void;
 }
 
-export async function runNode(options: NodeOptions): Promise<{ nodeId: string }> {
-  prepareSocketDirectory(options.socketPath); // a bad --socket is refused before the node joins the cluster
+export async function runSidecar(options: SidecarOptions): Promise<{ nodeId: string }> {
+  prepareSocketDirectory(options.socketPath); // a bad --socket is refused before the sidecar joins the cluster
   const metricsModule = options.metricsPort !== undefined ? await import('../store/metrics.js') : null;
   const metrics = metricsModule?.createStoreMetrics();
   const store = await ObjectStore.open({

@@ -1,7 +1,7 @@
-/** peercache node: the sidecar store node SGLang ranks on this host talk to (python/ adapter). */
+/** `peercache node`: starts the sidecar, the store node SGLang ranks on this host talk to (python/ adapter). */
 import { defineCommand } from 'citty';
 import { DEFAULT_SIDECAR_LIMITS } from '../../sidecar/protocol.js';
-import { runNode } from '../../sidecar/node.js';
+import { runSidecar } from '../../sidecar/sidecar.js';
 import { StoreConfigError } from '../../store/config.js';
 import type { DirectoryTls } from '../../tls.js';
 import { connectionArgs, connectionFromArgs, directoryArg } from '../flags.js';
@@ -15,7 +15,7 @@ export default defineCommand({
   meta: {
     name: 'node',
     description:
-      'run a long-lived store node that serves the SGLang ranks of this host over a Unix socket (python/ adapter, docs/sglang.md); ' +
+      'run the sidecar, a long-lived store node that serves the SGLang ranks of this host over a Unix socket (python/ adapter, docs/sglang.md); ' +
       'it maps their memfd host pools and READs straight into them. Runs until Ctrl-C/SIGTERM.',
   },
   args: {
@@ -86,7 +86,7 @@ export default defineCommand({
     let interruptedBy: () => NodeJS.Signals | null = () => null;
     try {
       const { nodeId } = await withInterrupts('\nstopping: leaving the cluster\n', (signal, by) => (interruptedBy = by,
-        runNode({
+        runSidecar({
           socketPath,
           protocol: conn.protocol,
           discoveryAddr: discoveryAddr || undefined,
