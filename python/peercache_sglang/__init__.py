@@ -8,6 +8,7 @@ Load it in SGLang with::
         "interface_v1": 1, "allocator": "shm", "socket": "/run/peercache/peercache.sock"}'
 """
 from .backend import PeerCacheStorage, PeerCacheStats
-from .client import SidecarClient, SidecarError
+from .client import SidecarClient
+from .frames import SidecarError
 
 __all__ = ["PeerCacheStorage", "PeerCacheStats", "SidecarClient", "SidecarError"]

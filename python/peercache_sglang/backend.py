@@ -26,8 +26,8 @@ from .errors import BadInput
 from .generic import CopyCalls
 from .geometry import PageGeometry
 from .naming import object_names
-from .pools import allocator_fds, find_file_span, pool_buffers
-from .sglang_compat import _Base, storage_metrics_class
+from .pools import FileSpan, allocator_fds, find_file_span, pool_buffers
+from .sglang_compat import HiCacheStorageBase, storage_metrics_class
 from .v1 import MAX_RECORDS
 
 logger = logging.getLogger("peercache_sglang")
@@ -44,6 +44,28 @@ class PeerCacheStats(object):
     """adapter_stats(): running counters of this adapter (zero_copy, staging copies, errors,
     reconnects, ...). SGLang's own metrics come from get_stats() (its StorageMetrics)."""
 
+    # The counters, as attributes (PeerCacheStorage._counters and Connections._add_client_counters name them).
+    zero_copy: bool
+    geometry: bool
+    exists_calls: int
+    get_calls: int
+    get_pages: int
+    get_hits: int
+    set_calls: int
+    set_pages: int
+    set_ok: int
+    geometry_mismatches: int
+    staging_copies: int
+    staging_bytes: int
+    poll_seconds: float
+    lane_calls: int
+    lane_nudges: int
+    lane_wakeups: int
+    errors: int
+    bad_inputs: int
+    reconnects: int
+    connect_failures: int
+
     def __init__(self, counters: Mapping[str, Any]) -> None:
         self.__dict__.update(counters)
         self.counters = dict(counters)
@@ -52,7 +74,7 @@ class PeerCacheStats(object):
         return "PeerCacheStats(%r)" % (self.counters,)
 
 
-class PeerCacheStorage(CopyCalls, _Base):
+class PeerCacheStorage(CopyCalls, HiCacheStorageBase):
     def __init__(self, storage_config: Any = None, kwargs: Optional[Mapping[str, Any]] = None, **extra: Any) -> None:
         self.config = storage_config  # SGLang's own object, as given
         cfg = AdapterConfig.from_sglang(storage_config, kwargs, **extra)
@@ -126,7 +148,7 @@ class PeerCacheStorage(CopyCalls, _Base):
             self.gb_per_page = float(pool.get_ksize_per_token()) * self.page_size / (1 << 30)
         except Exception:
             self.gb_per_page = 0.0
-        size = getattr(pool, "size", None)
+        size: Any = getattr(pool, "size", None)
         self.pool_tokens = int(size) if isinstance(size, int) or hasattr(size, "__index__") else None
         mla = self.is_mla
         if mla is None:
@@ -145,7 +167,9 @@ class PeerCacheStorage(CopyCalls, _Base):
         # MLA layer_first: a page is layer_num ranges, one per layer (MooncakeStore's _pack_multi_buffer_meta):
         # one object each, moved through the staging memfd (gathered to set, scattered after get).
         self.multi_range = layout == "layer_first"
-        spans, files, why = [], {}, None
+        spans: List[FileSpan] = []
+        files: Dict[int, Tuple[int, int]] = {}
+        why: Optional[str] = None
         for addr, nbytes in pool_buffers(pool):
             span, reason = find_file_span(addr, nbytes, allocator_fds(pool))
             if span is None:

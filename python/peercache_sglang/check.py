@@ -18,7 +18,8 @@ import uuid
 from typing import Any, Callable, List, Optional, TextIO, Tuple
 
 from .backend import DEFAULT_SOCKET, PeerCacheStorage
-from .client import SidecarClient, SidecarError
+from .client import SidecarClient
+from .frames import SidecarError
 
 
 class CheckPool(object):
@@ -35,7 +36,7 @@ class CheckPool(object):
         self.fd = os.memfd_create("peercache-check-pool", getattr(os, "MFD_CLOEXEC", 1))
         os.ftruncate(self.fd, self.nbytes)
         self.map = mmap.mmap(self.fd, self.nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self._anchor = ctypes.c_char.from_buffer(self.map)
+        self._anchor: Optional[ctypes.c_char] = ctypes.c_char.from_buffer(self.map)
         self.base = ctypes.addressof(self._anchor)
         self.kv_buffer = (self.base, self.nbytes)
         self.allocator = type("Allocator", (), {"fd": self.fd})()
@@ -69,7 +70,9 @@ def _p50_us(fn: Callable[[], Any], n: int) -> float:
 
 def run_check(socket_path: str, pages: int = 8, page_bytes: int = 0, iterations: int = 20, timeout_s: float = 5.0, out: TextIO = sys.stdout) -> None:
     """Runs every step; raises CheckFailed naming the first that failed."""
-    say = lambda line: out.write(line + "\n")  # noqa: E731
+    def say(line: str) -> None:
+        out.write(line + "\n")
+
     probe = SidecarClient(socket_path, timeout_s)
     try:
         hello = probe.connect()

@@ -18,7 +18,7 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Sized, Tuple, Union
 
 from .frames import _HEADER, _TIMEVAL, FRAME_VERSION, KIND_ERROR, KIND_EVENT, KIND_REQUEST, KIND_RESPONSE, MAX_ANSWER_BYTES, SidecarError  # noqa: F401 (re-exported)
 from .lane import (  # noqa: F401 (re-exported: the wire spec test and tools read them here)
@@ -71,14 +71,15 @@ class SidecarClient(LaneCalls):
     def __init__(self, path: str, timeout_s: float = 15.0, poll_us: float = 0) -> None:
         self.path = path
         self.timeout_s = timeout_s
-        self.sock = None
+        self.sock: Optional[socket.socket] = None
+        self._timeo: Optional[float] = None  # the socket's SO_RCVTIMEO/SO_SNDTIMEO in seconds (_timeouts)
         self.next_id = 1
-        self.hello = None
+        self.hello: Optional[Dict[str, Any]] = None
         self._buf = bytearray(65536)
         self.poll_s = poll_us / 1e6
         self.polled_s = 0.0
-        self._due = {}  # (op, size class) -> expected answer time (s)
-        self.lane = None  # this connection's Lane, when it has one
+        self._due: Dict[Tuple[int, int], float] = {}  # (op, size class) -> expected answer time (s)
+        self.lane: Optional[Lane] = None  # this connection's Lane, when it has one
         self._pending = b""  # socket bytes read past a lane answer (stale wake-up events)
         self.lane_calls = self.lane_nudges = self.lane_wakeups = 0
         self.last_used = time.monotonic()  # when the last call ended (closed_while_idle looks only after a pause)
@@ -140,14 +141,20 @@ class SidecarClient(LaneCalls):
         """Bounds each blocking send and recv by `seconds` (kernel socket timeouts; set only when they change)."""
         seconds = max(0.001, seconds)
         if seconds != self._timeo:
+            sock = self.sock
+            if sock is None:
+                raise ConnectionError("not connected")
             tv = _TIMEVAL.pack(int(seconds), int((seconds % 1.0) * 1e6))
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
             self._timeo = seconds
 
     def _recv_into(self, view: memoryview) -> int:
+        sock = self.sock
+        if sock is None:
+            raise ConnectionError("not connected")
         try:
-            k = self.sock.recv_into(view)
+            k = sock.recv_into(view)
         except BlockingIOError:  # SO_RCVTIMEO expired
             raise socket.timeout("deadline passed waiting for the sidecar")
         if k == 0:
@@ -157,16 +164,19 @@ class SidecarClient(LaneCalls):
     def _poll_answer(self, view: memoryview, due: float, deadline: float) -> int:
         """Sleeps until `poll_s` before the answer is due, then polls until `poll_s` after it (or the
         deadline); the bytes received, or 0 when the answer is later (the caller waits as usual)."""
+        sock = self.sock
+        if sock is None:
+            raise ConnectionError("not connected")
         start = time.perf_counter()
         left = deadline - time.monotonic()
         nap = min(due - self.poll_s, left)
         if nap > 0.00002:
-            ready, _, _ = select.select((self.sock,), (), (), nap)
+            ready, _, _ = select.select((sock,), (), (), nap)
             if ready:
                 return self._recv_into(view)
         t0 = time.perf_counter()
         end = start + min(due + self.poll_s, left)  # a late due time never outlasts the deadline
-        recv, flags = self.sock.recv_into, socket.MSG_DONTWAIT
+        recv, flags = sock.recv_into, socket.MSG_DONTWAIT
         try:
             while True:
                 try:
@@ -194,7 +204,8 @@ class SidecarClient(LaneCalls):
         return self._call(payload, timeout_s)
 
     def _call(self, payload: bytes, timeout_s: Optional[float] = None, binary_op: int = 0, count: int = 0) -> Any:
-        if self.sock is None:
+        sock = self.sock
+        if sock is None:
             raise ConnectionError("not connected")
         limit = timeout_s if timeout_s is not None else self.timeout_s
         deadline = time.monotonic() + limit
@@ -202,10 +213,11 @@ class SidecarClient(LaneCalls):
         self.next_id = (self.next_id % 0x7FFFFFFF) + 1
         try:
             self._timeouts(limit)
-            if binary_op and self.lane is not None and len(payload) <= LANE_REQUEST_BYTES:
-                kind, answer_id, body = self._lane_exchange(payload, rid, deadline, binary_op, count)
+            lane = self.lane
+            if binary_op and lane is not None and len(payload) <= LANE_REQUEST_BYTES:
+                kind, answer_id, body = self._lane_exchange(sock, lane, payload, rid, deadline, binary_op, count)
             else:
-                kind, answer_id, body = self._socket_exchange(payload, rid, deadline, limit, binary_op, count)
+                kind, answer_id, body = self._socket_exchange(sock, payload, rid, deadline, limit, binary_op, count)
             if binary_op and kind == KIND_RESPONSE:
                 if len(body) < 1 or body[0] != binary_op:
                     raise ConnectionError("malformed binary answer from the sidecar")
@@ -229,15 +241,15 @@ class SidecarClient(LaneCalls):
             raise ConnectionError("answer %d to request %d" % (answer_id, rid))
         return body
 
-    def _learn_due(self, due_key: Any, due: Optional[float], sent: float) -> None:
+    def _learn_due(self, due_key: Tuple[int, int], due: Optional[float], sent: float) -> None:
         took = time.perf_counter() - sent
         # Falls at once to a faster answer, rises slowly to a slower one: better early than late.
         self._due[due_key] = took if due is None or took < due else 0.875 * due + 0.125 * took
 
-    def _socket_exchange(self, payload: bytes, rid: int, deadline: float, limit: float, binary_op: int, count: int) -> Tuple[int, int, memoryview]:
+    def _socket_exchange(self, sock: socket.socket, payload: bytes, rid: int, deadline: float, limit: float, binary_op: int, count: int) -> Tuple[int, int, memoryview]:
         """Sends the request frame and reads its answer frame: (kind, id, payload view)."""
         try:
-            self.sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
+            sock.sendall(_HEADER.pack(len(payload), FRAME_VERSION, KIND_REQUEST, rid) + payload)
         except BlockingIOError:  # SO_SNDTIMEO expired
             raise socket.timeout("deadline passed sending to the sidecar")
         sent = time.perf_counter()
@@ -309,7 +321,12 @@ class SidecarClient(LaneCalls):
     # ---------------------------------------------------------------- ops
 
     def register(self, fd: int, nbytes: int, pid: Optional[int] = None) -> int:
-        return self.call({"op": "register", "pid": pid or os.getpid(), "fd": fd, "bytes": nbytes})["pool"]
+        answer = self.call({"op": "register", "pid": pid or os.getpid(), "fd": fd, "bytes": nbytes})
+        pool = answer.get("pool") if isinstance(answer, dict) else None
+        if not isinstance(pool, int):
+            self.close()
+            raise ConnectionError("malformed register answer from the sidecar: %s" % (repr(answer)[:200],))
+        return pool
 
     def _deadline_ms(self) -> int:
         # When this client gives up (the sidecar will not start the request later, nor READ past it).
@@ -320,17 +337,18 @@ class SidecarClient(LaneCalls):
         blob = self._keys_blob(keys)
         return self._answer(self._call(_BIN.pack(OP_EXISTS, 0, 0, len(keys), self._deadline_ms(), len(blob), 0, 0) + blob, binary_op=OP_EXISTS, count=len(keys)), keys)
 
-    def _answer(self, bits: Any, keys: Any) -> str:
-        if len(bits) != len(keys):
+    def _answer(self, bits: Any, keys: Sized) -> str:
+        """A binary op's answer (_call decoded it to one '1'/'0' character per key), checked against the keys asked."""
+        if not isinstance(bits, str) or len(bits) != len(keys):
             self.close()
-            raise ConnectionError("the sidecar answered %d entries for %d keys" % (len(bits), len(keys)))
+            raise ConnectionError("the sidecar answered %s entries for %d keys" % (len(bits) if isinstance(bits, str) else "no", len(keys)))
         return bits
 
     def _io(self, op: int, pool: Pools, keys: Union[KeyBlob, Sequence[str]], offsets: Sequence[int], lengths: Lengths) -> str:
         n = len(keys)
         if len(offsets) != n:
             raise ValueError("%d offsets for %d keys" % (len(offsets), n))
-        flags, parts = 0, [None, self._u64s(offsets)]
+        flags, parts = 0, [b"", self._u64s(offsets)]  # parts[0]: the header, packed once flags are known
         if isinstance(lengths, int):
             length = lengths
         else:
@@ -360,8 +378,12 @@ class SidecarClient(LaneCalls):
     def set(self, pool: Pools, keys: Union[KeyBlob, Sequence[str]], offsets: Sequence[int], lengths: Lengths) -> str:
         return self._io(OP_SET, pool, keys, offsets, lengths)
 
-    def clear(self) -> Any:
+    def clear(self) -> None:
         self.call({"op": "clear"})
 
-    def stats(self) -> Any:
-        return self.call({"op": "stats"})
+    def stats(self) -> Dict[str, Any]:
+        answer = self.call({"op": "stats"})
+        if not isinstance(answer, dict):
+            self.close()
+            raise ConnectionError("malformed stats answer from the sidecar")
+        return answer

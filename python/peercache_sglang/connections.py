@@ -9,7 +9,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple, TypeVar
 
-from .client import SidecarClient, SidecarError
+from .client import SidecarClient
+from .frames import SidecarError
 from .config import AdapterConfig
 from .errors import BadInput
 from .pools import Staging
@@ -79,7 +80,7 @@ class Connections(object):
         """This thread's connection (connected, pool registered), or None while the sidecar is unreachable."""
         if self._closed:
             raise ConnectionError("the backend is closed")
-        c = getattr(self._local, "conn", None)
+        c: Optional[Conn] = getattr(self._local, "conn", None)
         now = time.monotonic()
         # After a pause, a connection the sidecar closed meanwhile (a full node closes the one idle
         # longest) is replaced now instead of failing this call.
@@ -118,14 +119,16 @@ class Connections(object):
             if inode not in c.file_pools:
                 c.file_pools[inode] = c.client.register(fd, nbytes)
 
-    def _staging(self, c: Conn, nbytes: int) -> Staging:
-        if c.staging is None or c.staging.nbytes < nbytes:
-            if c.staging is not None:
-                c.staging.close()
-                c.staging = None
-            c.staging = Staging(max(nbytes, STAGING_MIN_BYTES))
-            c.staging_pool = c.client.register(c.staging.fd, c.staging.nbytes)
-        return c.staging
+    def _staging(self, c: Conn, nbytes: int) -> Tuple[Staging, int]:
+        """This connection's staging memfd (at least `nbytes`) and its pool id at the sidecar."""
+        st, pool = c.staging, c.staging_pool
+        if st is None or pool is None or st.nbytes < nbytes:
+            if st is not None:
+                st.close()
+                c.staging = c.staging_pool = None
+            st = c.staging = Staging(max(nbytes, STAGING_MIN_BYTES))
+            pool = c.staging_pool = c.client.register(st.fd, st.nbytes)
+        return st, pool
 
     def _guard(self, what: str, fn: Callable[[Conn], T], miss: T) -> T:
         """Runs fn(conn); any failure is logged and gives `miss` (never an exception, never None)."""

@@ -31,8 +31,8 @@ class CopyCalls(PoolCalls):
     def _generic_get(self, c: Conn, key: str, target: Any) -> Any:
         addr, nbytes = buffer_address(target)
         parts = self._generic_parts(key, nbytes)
-        st = self._staging(c, nbytes)
-        bits = c.client.get(c.staging_pool, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
+        st, staging_pool = self._staging(c, nbytes)
+        bits = c.client.get(staging_pool, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
         if bits != "1" * len(parts):
             return None
         ctypes.memmove(addr, st.address, nbytes)
@@ -42,17 +42,21 @@ class CopyCalls(PoolCalls):
     def _generic_set(self, c: Conn, key: str, value: Any) -> bool:
         addr, nbytes = buffer_address(value, writable=False)
         parts = self._generic_parts(key, nbytes)
-        st = self._staging(c, nbytes)
+        st, staging_pool = self._staging(c, nbytes)
         ctypes.memmove(st.address, addr, nbytes)
         self._count(staging_copies=1, staging_bytes=nbytes)
-        bits = c.client.set(c.staging_pool, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
+        bits = c.client.set(staging_pool, [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts])
         return bits == "1" * len(parts)
 
     def get(self, key: str, target_location: Any = None, target_sizes: Any = None) -> Any:
         if target_location is None:
             self._log(logging.WARNING, "get-target", "get(%r): needs a target_location (a host tensor) to read into" % (key,))
             return None
-        return self._guard("get", lambda c: (self._check_keys([key]), self._generic_get(c, key, target_location))[1], None)
+        def run(c: Conn) -> Any:
+            self._check_keys([key])
+            return self._generic_get(c, key, target_location)
+
+        return self._guard("get", run, None)
 
     def batch_get(self, keys: List[str], target_locations: Any = None, target_sizes: Any = None) -> List[Any]:
         n = len(keys) if isinstance(keys, (list, tuple)) else 0
@@ -70,7 +74,11 @@ class CopyCalls(PoolCalls):
         src = value if value is not None else target_location
         if src is None:
             return False
-        return bool(self._guard("set", lambda c: (self._check_keys([key]), self._generic_set(c, key, src))[1], False))
+        def run(c: Conn) -> bool:
+            self._check_keys([key])
+            return self._generic_set(c, key, src)
+
+        return self._guard("set", run, False)
 
     def batch_set(self, keys: List[str], values: Any = None, target_locations: Any = None, target_sizes: Any = None) -> bool:
         srcs = values if values is not None else target_locations

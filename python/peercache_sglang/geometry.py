@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .pools import FileSpan
+
 PROBE_PAGES = 64
 RECHECK_EVERY = 64
 
@@ -39,7 +41,7 @@ class PageGeometry(object):
         self.inode = inode
 
     @classmethod
-    def probe(cls, pool: Any, page_size: int, pool_tokens: Optional[int], comps: int, spans: Sequence[Any]) -> Tuple[Optional["PageGeometry"], Optional[str]]:
+    def probe(cls, pool: Any, page_size: int, pool_tokens: Optional[int], comps: int, spans: Sequence[FileSpan]) -> Tuple[Optional["PageGeometry"], Optional[str]]:
         """(geometry, None) when the pool's pointers follow the formula everywhere probed, else (None, reason)."""
         if not pool_tokens or pool_tokens // page_size < 2:
             return None, "the pool's size in tokens is unknown or under 2 pages"
@@ -65,7 +67,8 @@ class PageGeometry(object):
                 if int(ptrs[k * comps + j]) != bases[j] + t * stride:
                     return None, "page %d object %d is not at base + first token x stride" % (p, j)
         # Every page the pool can hold must lie in one registered file, for the file offsets below.
-        file_bases, inode = [], None
+        file_bases: List[int] = []
+        inode: Optional[int] = None
         last = (pages - 1) * page_size * stride + object_bytes
         for b in bases:
             span = next((s for s in spans if s.address <= b and b + last <= s.end), None)
@@ -73,6 +76,8 @@ class PageGeometry(object):
                 return None, "the pool's pages do not all lie in one registered file"
             inode = span.inode
             file_bases.append(span.file_offset + (b - span.address))
+        if inode is None:
+            return None, "the pool's pages have no objects"
         return cls(stride, object_bytes, file_bases, inode), None
 
     def file_offsets(self, starts: Sequence[int]) -> List[int]:

@@ -10,7 +10,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union
 
 from .frames import _HEADER, FRAME_VERSION, KIND_ERROR, KIND_EVENT, KIND_RESPONSE, MAX_ANSWER_BYTES, SidecarError
 
@@ -47,18 +47,19 @@ class Lane(object):
 
 
 Framed = Tuple[int, int, Any]  # (kind, request id, payload) of an answer
+Woken = Union[None, Literal[True], Framed]  # _lane_events: nothing in time, the event for the call, or an answer frame
 
 
 class LaneCalls(object):
     """The lane part of SidecarClient (its state is set in SidecarClient.__init__)."""
 
     sock: Optional[socket.socket]
-    hello: Any
+    hello: Optional[Dict[str, Any]]
     poll_s: float
     polled_s: float
     lane: Optional[Lane]
     _pending: bytes
-    _due: Dict[Any, float]
+    _due: Dict[Tuple[int, int], float]
     lane_calls: int
     lane_nudges: int
     lane_wakeups: int
@@ -69,13 +70,13 @@ class LaneCalls(object):
     def _timeouts(self, seconds: float) -> None:
         raise NotImplementedError
 
-    def _learn_due(self, due_key: Any, due: Optional[float], sent: float) -> None:
+    def _learn_due(self, due_key: Tuple[int, int], due: Optional[float], sent: float) -> None:
         raise NotImplementedError
 
     def _open_lane(self) -> None:
         """A lane (src/sidecar/lane.ts) for this connection's binary calls, when both ends poll and the
         sidecar offers lanes; without one (no memfd, the sidecar refuses) the socket carries them."""
-        if not (self.poll_s and self.hello.get("lanes") and _LITTLE_X64 and hasattr(os, "memfd_create")):
+        if not (self.poll_s and self.hello and self.hello.get("lanes") and _LITTLE_X64 and hasattr(os, "memfd_create")):
             return
         fd = os.memfd_create("peercache-lane", getattr(os, "MFD_CLOEXEC", 1))
         try:
@@ -90,10 +91,9 @@ class LaneCalls(object):
         finally:
             os.close(fd)
 
-    def _lane_exchange(self, payload: bytes, rid: int, deadline: float, binary_op: int, count: int) -> Framed:
+    def _lane_exchange(self, sock: socket.socket, lane: Lane, payload: bytes, rid: int, deadline: float, binary_op: int, count: int) -> Framed:
         """Puts the request in the lane (an event frame only if the sidecar is not polling) and waits
         for the answer there: (kind, id, payload)."""
-        lane = self.lane
         n = len(payload)
         lane.mm[LANE_REQUEST_AT:LANE_REQUEST_AT + n] = payload
         u32 = lane.u32
@@ -104,12 +104,12 @@ class LaneCalls(object):
         if time.monotonic_ns() + LANE_MARGIN_NS >= lane.u64[LANE_SIDECAR_POLLS_UNTIL // 8]:
             self.lane_nudges += 1
             try:
-                self.sock.sendall(_HEADER.pack(0, FRAME_VERSION, KIND_EVENT, rid))
+                sock.sendall(_HEADER.pack(0, FRAME_VERSION, KIND_EVENT, rid))
             except BlockingIOError:
                 raise socket.timeout("deadline passed sending to the sidecar")
         due_key = (binary_op, count.bit_length())
         due = self._due.get(due_key)
-        framed = self._lane_wait(lane, rid, sent, due, deadline)
+        framed = self._lane_wait(sock, lane, rid, sent, due, deadline)
         self._learn_due(due_key, due, sent)
         if framed is not None:
             return framed
@@ -118,7 +118,7 @@ class LaneCalls(object):
             raise ConnectionError("malformed lane answer from the sidecar (kind %d, %d bytes)" % (kind, length))
         return kind, rid, lane.mm[LANE_ANSWER_AT:LANE_ANSWER_AT + length]
 
-    def _lane_wait(self, lane: Lane, rid: int, sent: float, due: Optional[float], deadline: float) -> Optional[Framed]:
+    def _lane_wait(self, sock: socket.socket, lane: Lane, rid: int, sent: float, due: Optional[float], deadline: float) -> Optional[Framed]:
         """Waits for the answer to `rid`: None once it is in the lane, or (kind, id, payload) of an
         answer that came as a frame. Like _poll_answer: naps until `poll_s` before it is due (woken
         early by an event), then polls the lane, telling the sidecar until when; then blocks on the
@@ -128,7 +128,7 @@ class LaneCalls(object):
         if due is not None:
             nap = min(due - self.poll_s - (time.perf_counter() - sent), left)
             if nap > 0.00002:
-                framed = self._lane_events(rid, nap, block=False)
+                framed = self._lane_events(sock, rid, nap, block=False)
                 if framed is not None:
                     return None if framed is True else framed
         # One clock (CLOCK_MONOTONIC, the sidecar's too) both for what the lane says and for when the
@@ -151,14 +151,13 @@ class LaneCalls(object):
         # The sidecar judged by the window's end whether to send an event: look once more after it.
         if u32[answer_at] == rid:
             return None
-        framed = self._lane_events(rid, deadline - time.monotonic(), block=True)
+        framed = self._lane_events(sock, rid, deadline - time.monotonic(), block=True)
         return None if framed is True else framed
 
-    def _lane_events(self, rid: int, timeout: float, block: bool) -> Union[None, bool, Framed]:
+    def _lane_events(self, sock: socket.socket, rid: int, timeout: float, block: bool) -> Woken:
         """Reads frames from the socket for up to `timeout` s: True on the event for `rid`, (kind, id,
         payload) for an answer frame, None when nothing came in time (block=False); stale events are
         skipped. block=True waits until the deadline (socket.timeout after it)."""
-        sock = self.sock
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
@@ -176,7 +175,7 @@ class LaneCalls(object):
                 data = sock.recv(65536)
             if not data:
                 raise ConnectionError("the sidecar closed the connection")
-            buf, result = self._pending + data, None  # type: Tuple[bytes, Union[None, bool, Framed]]
+            buf, result = self._pending + data, None  # type: Tuple[bytes, Woken]
             while len(buf) >= _HEADER.size:
                 length, version, kind, frame_id = _HEADER.unpack_from(buf)
                 if version != FRAME_VERSION or length > MAX_ANSWER_BYTES:

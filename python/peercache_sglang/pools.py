@@ -16,10 +16,18 @@ import os
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 
-def buffer_address(obj: Any, writable: bool = True) -> Tuple[Any, int]:
+def _bytes_address(data: bytes) -> int:
+    """The address of a bytes object's contents (valid while the object lives)."""
+    address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    if address is None:  # ctypes gives None for a NULL pointer, which a bytes object never has
+        raise TypeError("a bytes object without an address")
+    return address
+
+
+def buffer_address(obj: Any, writable: bool = True) -> Tuple[int, int]:
     """(address, nbytes) of a tensor, array, buffer or (ptr, nbytes) pair; raises TypeError otherwise."""
-    if isinstance(obj, tuple) and len(obj) == 2 and all(isinstance(x, int) for x in obj):
-        return obj
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], int) and isinstance(obj[1], int):
+        return obj[0], obj[1]
     if hasattr(obj, "data_ptr") and hasattr(obj, "element_size"):
         if hasattr(obj, "is_contiguous") and not obj.is_contiguous():
             raise TypeError("the tensor is not contiguous")
@@ -31,7 +39,7 @@ def buffer_address(obj: Any, writable: bool = True) -> Tuple[Any, int]:
             raise TypeError("the array is not contiguous")
         return int(obj.__array_interface__["data"][0]), int(obj.nbytes)
     if isinstance(obj, (bytes,)) and not writable:
-        return ctypes.cast(ctypes.c_char_p(obj), ctypes.c_void_p).value, len(obj)
+        return _bytes_address(obj), len(obj)
     try:
         view = memoryview(obj)
     except TypeError:
@@ -40,7 +48,7 @@ def buffer_address(obj: Any, writable: bool = True) -> Tuple[Any, int]:
         if writable:
             raise TypeError("the buffer is read-only")
         data = bytes(view)
-        return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value, len(data)
+        return _bytes_address(data), len(data)
     return ctypes.addressof(ctypes.c_char.from_buffer(obj)), view.nbytes
 
 
@@ -151,7 +159,8 @@ class Staging:
             os.close(self.fd)
             raise
         self.nbytes = nbytes
-        self._anchor = ctypes.c_char.from_buffer(self.map)
+        # Holds the mapping's buffer exported (and the address valid) until close().
+        self._anchor: Optional[ctypes.c_char] = ctypes.c_char.from_buffer(self.map)
         self.address = ctypes.addressof(self._anchor)
 
     def close(self) -> None:

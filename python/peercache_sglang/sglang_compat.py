@@ -1,65 +1,65 @@
 """SGLang's names when SGLang is installed (the adapter then subclasses the real HiCacheStorage and
-returns its PoolTransferResult), stand-ins with the same names otherwise (tests, tools)."""
-from typing import Any
+returns its PoolTransferResult), stand-ins with the same names otherwise (tests, tools).
 
-try:  # the real base class when SGLang is installed
-    from sglang.srt.mem_cache.hicache_storage import HiCacheStorage as _Base  # type: ignore
-except Exception:  # pragma: no cover - exercised when SGLang is absent (the tests)
+SGLang ships no type information, so the type checker sees the stand-ins (TYPE_CHECKING): the
+adapter is checked against the fields and methods it uses, which the real classes have too."""
+from __future__ import annotations
 
-    class _Base(object):
-        """Stand-in for sglang's HiCacheStorage with the same method names."""
-
-        def register_mem_pool_host(self, mem_pool_host):
-            self.mem_pool_host = mem_pool_host
-
-        def register_mem_host_pool_v2(self, host_pool, host_pool_name):
-            if not hasattr(self, "registered_pools"):
-                self.registered_pools = {}
-            self.registered_pools[host_pool_name] = host_pool
-
-        def clear(self):
-            pass
-
-        def get_stats(self):
-            return None
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 
-try:
-    from sglang.srt.mem_cache.hicache_storage import PoolTransferResult  # type: ignore
-except Exception:
-
-    class PoolTransferResult(object):
-        """Stand-in for sglang's PoolTransferResult (kv_hit_pages, extra_pool_hit_pages)."""
-
-        def __init__(self, kv_hit_pages, extra_pool_hit_pages):
-            self.kv_hit_pages = kv_hit_pages
-            self.extra_pool_hit_pages = extra_pool_hit_pages
+class _StandInStorage(object):
+    """Stand-in for sglang's HiCacheStorage: PeerCacheStorage itself defines every method SGLang calls
+    (register_mem_pool_host, register_mem_host_pool_v2, the batch calls, clear, get_stats)."""
 
 
-_storage_metrics_cls = None
+@dataclass
+class _StandInPoolTransferResult(object):
+    """Stand-in for sglang's PoolTransferResult (a dataclass with these fields)."""
+
+    kv_hit_pages: int
+    extra_pool_hit_pages: Dict[str, int]
 
 
-def storage_metrics_class() -> Any:
+@dataclass
+class _StandInStorageMetrics(object):
+    """Stand-in for sglang's StorageMetrics (same fields)."""
+
+    prefetch_pgs: List[int] = field(default_factory=list)
+    backup_pgs: List[int] = field(default_factory=list)
+    prefetch_bandwidth: List[float] = field(default_factory=list)
+    backup_bandwidth: List[float] = field(default_factory=list)
+
+
+if TYPE_CHECKING:
+    HiCacheStorageBase = _StandInStorage
+    PoolTransferResult = _StandInPoolTransferResult
+else:
+    try:  # the real base class when SGLang is installed
+        from sglang.srt.mem_cache.hicache_storage import HiCacheStorage as HiCacheStorageBase
+    except Exception:  # pragma: no cover - exercised when SGLang is absent (the tests)
+        HiCacheStorageBase = _StandInStorage
+    try:
+        from sglang.srt.mem_cache.hicache_storage import PoolTransferResult
+    except Exception:
+        PoolTransferResult = _StandInPoolTransferResult
+
+StorageMetricsClass = Callable[[], _StandInStorageMetrics]
+_storage_metrics_cls: Optional[StorageMetricsClass] = None
+
+
+def storage_metrics_class() -> StorageMetricsClass:
     """SGLang's StorageMetrics (its collector asserts that type), or a stand-in with its fields when
     SGLang is absent. Looked up on first use: the adapter is imported before SGLang's metrics module."""
     global _storage_metrics_cls
     if _storage_metrics_cls is None:
+        cls: Any
         try:
-            from sglang.srt.observability.metrics_collector import StorageMetrics  # type: ignore
+            from sglang.srt.observability.metrics_collector import StorageMetrics  # type: ignore[import]  # SGLang: no type information
 
-            _storage_metrics_cls = StorageMetrics
+            cls = StorageMetrics
         except Exception:
-            from dataclasses import dataclass, field
-            from typing import List
-
-            @dataclass
-            class StorageMetrics(object):
-                """Stand-in for sglang's StorageMetrics (same fields)."""
-
-                prefetch_pgs: List[int] = field(default_factory=list)
-                backup_pgs: List[int] = field(default_factory=list)
-                prefetch_bandwidth: List[float] = field(default_factory=list)
-                backup_bandwidth: List[float] = field(default_factory=list)
-
-            _storage_metrics_cls = StorageMetrics
+            cls = _StandInStorageMetrics
+        _storage_metrics_cls = cls
     return _storage_metrics_cls

@@ -69,8 +69,8 @@ class PageCalls(Connections):
         ps = self.page_size
         if n != len(keys) * ps:
             raise BadInput("%d host indices for %d keys of %d tokens per page (expected %d)" % (n, len(keys), ps, len(keys) * ps))
-        starts = host_indices[::ps]
-        starts = starts.tolist() if hasattr(starts, "tolist") else list(starts)
+        firsts = host_indices[::ps]
+        starts: List[int] = firsts.tolist() if hasattr(firsts, "tolist") else list(firsts)
         limit = self.pool_tokens
         # One pass in C for the usual batch (ints, in the pool, page-aligned); the slow loop names the bad one.
         if not starts or not (
@@ -209,9 +209,9 @@ class PageCalls(Connections):
             if self.multi_range:
                 groups = self._multi_meta(host_indices, len(starts))
                 sizes = [sum(n for _, n in g) for g in groups]
-                st = self._staging(c, sum(sizes))
+                st, staging_pool = self._staging(c, sum(sizes))
                 offsets = self._packed(sizes)
-                bits = c.client.get(c.staging_pool, names, offsets, sizes)
+                bits = c.client.get(staging_pool, names, offsets, sizes)
                 copied = 0
                 for j, ch in enumerate(bits):
                     if ch == "1":
@@ -222,17 +222,17 @@ class PageCalls(Connections):
                         copied += sizes[j]
                 self._count(staging_copies=1, staging_bytes=copied)
             elif self.zero_copy:
-                pool, offsets, sizes = self._file_ranges(c, host_indices, starts)
-                bits = c.client.get(pool, names, offsets, sizes)
+                pool, offsets, lengths = self._file_ranges(c, host_indices, starts)
+                bits = c.client.get(pool, names, offsets, lengths)
             else:
                 ptrs, sizes = self._meta(host_indices, len(starts))
                 total = sum(sizes)
-                st = self._staging(c, total)
+                st, staging_pool = self._staging(c, total)
                 offsets, o = [], 0
                 for s in sizes:
                     offsets.append(o)
                     o += s
-                bits = c.client.get(c.staging_pool, names, offsets, sizes)
+                bits = c.client.get(staging_pool, names, offsets, sizes)
                 copied = 0
                 for j, ch in enumerate(bits):
                     if ch == "1":
@@ -266,15 +266,17 @@ class PageCalls(Connections):
             if self.multi_range:
                 groups = self._multi_meta(host_indices, len(starts))
                 sizes = [sum(n for _, n in g) for g in groups]
+                largest = max(sizes)
             elif self.zero_copy:
-                pool, offsets, sizes = self._file_ranges(c, host_indices, starts)
+                pool, offsets, lengths = self._file_ranges(c, host_indices, starts)
+                largest = lengths if isinstance(lengths, int) else max(lengths)
             else:
                 ptrs, sizes = self._meta(host_indices, len(starts))
-            largest = sizes if isinstance(sizes, int) else max(sizes)
+                largest = max(sizes)
             if self.slot_bytes and largest > self.slot_bytes:
                 raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (largest, self.slot_bytes))
             if self.multi_range:
-                st = self._staging(c, sum(sizes))
+                st, staging_pool = self._staging(c, sum(sizes))
                 offsets = self._packed(sizes)
                 for j, g in enumerate(groups):
                     o = st.address + offsets[j]
@@ -282,18 +284,18 @@ class PageCalls(Connections):
                         ctypes.memmove(o, ptr, nb)
                         o += nb
                 self._count(staging_copies=1, staging_bytes=sum(sizes))
-                bits = c.client.set(c.staging_pool, names, offsets, sizes)
+                bits = c.client.set(staging_pool, names, offsets, sizes)
             elif self.zero_copy:
-                bits = c.client.set(pool, names, offsets, sizes)
+                bits = c.client.set(pool, names, offsets, lengths)
             else:
-                st = self._staging(c, sum(sizes))
+                st, staging_pool = self._staging(c, sum(sizes))
                 offsets, o = [], 0
                 for p, s in zip(ptrs, sizes):
                     ctypes.memmove(st.address + o, p, s)
                     offsets.append(o)
                     o += s
                 self._count(staging_copies=1, staging_bytes=o)
-                bits = c.client.set(c.staging_pool, names, offsets, sizes)
+                bits = c.client.set(staging_pool, names, offsets, sizes)
             if len(bits) != len(names):
                 raise ConnectionError("malformed set answer")
             out = self._per_page(bits, len(self.suffixes), len(keys))

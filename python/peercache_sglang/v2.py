@@ -7,6 +7,7 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import BadInput
+from .client import Pools
 from .connections import Conn
 from .naming import v2_suffixes
 from .pools import FileSpan, allocator_fds, buffer_address, find_file_span
@@ -156,13 +157,13 @@ class PoolCalls(PageCalls):
                     raise BadInput("pool %r: a page at 0x%x lies outside its registered buffers" % (name, ptr))
                 pools.append(c.file_pools[sp.inode])
                 offsets.append(sp.file_offset + (ptr - sp.address))
-            pool_arg = pools[0] if len(set(pools)) == 1 else pools
+            pool_arg: Pools = pools[0] if len(set(pools)) == 1 else pools
             lengths = self._lengths(sizes)
             bits = (c.client.set if is_set else c.client.get)(pool_arg, names, offsets, lengths)
         else:
             groups = [list(zip(ptrs[i * per:(i + 1) * per], sizes[i * per:(i + 1) * per])) for i in range(nobj)]
             objs = [sum(n for _, n in g) for g in groups]
-            st = self._staging(c, sum(objs))
+            st, staging_pool = self._staging(c, sum(objs))
             offsets = self._packed(objs)
             if is_set:
                 for j, g in enumerate(groups):
@@ -170,9 +171,9 @@ class PoolCalls(PageCalls):
                     for ptr, n in g:
                         ctypes.memmove(o, ptr, n)
                         o += n
-                bits = c.client.set(c.staging_pool, names, offsets, objs)
+                bits = c.client.set(staging_pool, names, offsets, objs)
             else:
-                bits = c.client.get(c.staging_pool, names, offsets, objs)
+                bits = c.client.get(staging_pool, names, offsets, objs)
                 for j, ch in enumerate(bits):
                     if ch == "1":
                         o = st.address + offsets[j]
