@@ -22,7 +22,7 @@ const SLOW_TESTS = [
   'test/net/',
   'test/docs/commands.test.ts',
   'test/docs/typescript.test.ts',
-  'test/bench/cluster.test.ts',
+  'test/bench/two-host.test.ts',
   'test/bench/mooncake.test.ts',
   'test/bench/plot-browser.test.ts',
   'test/bench/sweep.test.ts',

@@ -26,8 +26,8 @@ const commands: Record<string, { summary: string; load: Loader }> = {
   micro: { summary: 'the bare data-plane READ (and the store get path) between two processes', load: lazy('micro', 'default') },
   mooncake: { summary: "wraps Mooncake's official transfer_engine_bench", load: lazy('mooncake', 'default') },
   compare: { summary: 'peercache micro vs Mooncake at matched block sizes', load: lazy('compare', 'default') },
-  serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('cluster', 'serve') },
-  drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('cluster', 'drive') },
+  serve: { summary: 'two hosts: publish a working set and wait for drivers', load: lazy('two-host', 'serve') },
+  drive: { summary: 'two hosts: sweep get/exists against a serve node', load: lazy('two-host', 'drive') },
   report: { summary: 'render, diff (a.json b.json) or --merge saved JSON reports: Markdown, CSV, JSON, plot', load: lazy('report', 'default') },
   doctor: { summary: 'what this host can run: addon, UCX, transports, RDMA devices, each protocol', load: lazy('doctor', 'default') },
 };

@@ -24,7 +24,7 @@ import { str, tagFromArgs, type Args, type CommandResult } from './shared.js';
 
 export interface ReportRun {
   kind: ArtifactKind;
-  /** The mode (hicache) or op (dist) that names the artifact. */
+  /** The mode (hicache) or op (hicache-dist: two-host drive) that names the artifact. */
   mode?: string;
   /** The subcommand, for the one-line errors. */
   name?: string;
@@ -139,7 +139,7 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
   return { exitCode: 1 };
 }
 
-/** An error class of a run's own option validation (SweepConfigError, MicroConfigError, DistConfigError). */
+/** An error class of a run's own option validation (SweepConfigError, MicroConfigError, TwoHostConfigError). */
 export type ConfigErrorClass = abstract new (...args: never[]) => Error;
 
 /**

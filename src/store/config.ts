@@ -64,7 +64,7 @@ export interface PeerCacheStoreConfig extends DataPlaneOptions {
    * Raise them where the members may be starved for seconds (a benchmark's 64 workers on 2 cores).
    */
   directoryServer?: DirectoryServerDeadlines;
-  /** Attributes published with this node (dist runs check layout/page size/working set at join). */
+  /** Attributes published with this node (two-host runs check layout/page size/working set at join). */
   attributes?: Record<string, string | number | boolean>;
   /** A directory to use instead of the embedded one (e.g. Redis). */
   directory?: Directory;

@@ -9,7 +9,7 @@ import type { Protocol } from '../transport/types.js';
 export interface NodeInfo {
   nodeId: string;
   protocol: Protocol;
-  /** The host the node advertises (for messages and dist checks; the transport address is authoritative). */
+  /** The host the node advertises (for messages and two-host checks; the transport address is authoritative). */
   host: string;
   /** Base64 of the node's TransportNode.address(). */
   transportAddress: string;

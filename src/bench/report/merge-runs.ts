@@ -6,7 +6,7 @@
  * own start times are not in the artifacts), threads added. The same merge as --processes N
  * (mergeProcessRows).
  */
-import { mergeProcessRows } from '../cluster/merge.js';
+import { mergeProcessRows } from '../two-host/merge.js';
 import { differingFields, ReportInputError } from './load.js';
 import { CONFIG_FIELDS, rowsByKey } from './match.js';
 import { collectManifest } from './manifest.js';

@@ -9,7 +9,7 @@ import { peakTies, peakTieText } from './peak.js';
 import { SMOKE_LABEL, type Host, type Meta, type Report, type Row } from './types.js';
 
 export type Format = 'md' | 'console' | 'json';
-/** hicache: the page-oriented table (hicache modes, dist, micro); compact: compare and mooncake. */
+/** hicache: the page-oriented table (hicache modes, two-host, micro); compact: compare and mooncake. */
 export type TableKind = 'hicache' | 'compact';
 type Target = 'md' | 'console';
 

@@ -1,5 +1,5 @@
 /**
- * Which address a dist node advertises. The original auto-detected it by connecting a UDP
+ * Which address a two-host node (serve, drive) advertises. The original auto-detected it by connecting a UDP
  * socket towards the discovery host; for `--discovery-addr 0.0.0.0:P` (its documented command)
  * that yields 127.0.0.1, so the serve node told remote readers to READ from their own loopback
  * (a defect of the original PeerCache bench). Here a serve node that would advertise loopback to other hosts refuses, and
@@ -10,7 +10,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { parseDiscoveryAddr } from '../../store/directory/open.js';
-import { DistConfigError, type DistRole } from './params.js';
+import { TwoHostConfigError, type TwoHostRole } from './params.js';
 
 export { isLoopback } from '../../store/loopback.js';
 import { isLoopback } from '../../store/loopback.js';
@@ -56,7 +56,7 @@ async function resolveHost(host: string): Promise<string> {
   try {
     return (await lookup(host)).address;
   } catch {
-    throw new DistConfigError(`--discovery-addr: cannot resolve host '${host}'`);
+    throw new TwoHostConfigError(`--discovery-addr: cannot resolve host '${host}'`);
   }
 }
 
@@ -76,12 +76,12 @@ function fix(addr: string): string {
  * Picks the address to advertise. A serve node refuses to advertise loopback when its discovery
  * address is not loopback: readers on other hosts would be sent to their own 127.0.0.1.
  */
-export async function chooseLocalHost(discoveryAddr: string, given: string | undefined, role: DistRole): Promise<LocalHostChoice> {
+export async function chooseLocalHost(discoveryAddr: string, given: string | undefined, role: TwoHostRole): Promise<LocalHostChoice> {
   let parsed: { host: string; port: number };
   try {
     parsed = parseDiscoveryAddr(discoveryAddr);
   } catch (err) {
-    throw new DistConfigError(`--discovery-addr: ${(err as Error).message}`);
+    throw new TwoHostConfigError(`--discovery-addr: ${(err as Error).message}`);
   }
   const discoveryHost = parsed.host;
   const wildcard = isWildcard(discoveryHost);
@@ -89,9 +89,9 @@ export async function chooseLocalHost(discoveryAddr: string, given: string | und
   const oneHost = !wildcard && isLoopback(local);
   const g = given?.trim();
   if (g) {
-    if (isWildcard(g)) throw new DistConfigError(`--local-host ${g}: a node advertises this address to the others; a wildcard cannot be reached: ${fix(discoveryAddr)}`);
+    if (isWildcard(g)) throw new TwoHostConfigError(`--local-host ${g}: a node advertises this address to the others; a wildcard cannot be reached: ${fix(discoveryAddr)}`);
     if (role === 'serve' && isLoopback(g) && !oneHost) {
-      throw new DistConfigError(
+      throw new TwoHostConfigError(
         `refusing to serve: --local-host ${g} is a loopback address, but --discovery-addr ${discoveryAddr} lets other hosts join; ` +
           `they would be told to READ from their own ${g}. ${fix(discoveryAddr)} (or use a loopback --discovery-addr for a one-host run)`,
       );
@@ -101,7 +101,7 @@ export async function chooseLocalHost(discoveryAddr: string, given: string | und
   if (oneHost) return { host: isIP(local) === 6 ? '::1' : '127.0.0.1', how: 'loopback run' };
   if (wildcard) {
     if (role === 'serve') {
-      throw new DistConfigError(
+      throw new TwoHostConfigError(
         `refusing to serve: --discovery-addr ${discoveryAddr} without --local-host would advertise 127.0.0.1 (the address a socket ` +
           `towards ${discoveryHost} gets), so readers on other hosts would READ from themselves. ${fix(discoveryAddr)}`,
       );
@@ -110,7 +110,7 @@ export async function chooseLocalHost(discoveryAddr: string, given: string | und
   }
   const src = await routeSource(local);
   if (!src || isWildcard(src) || (isLoopback(src) && role === 'serve')) {
-    throw new DistConfigError(
+    throw new TwoHostConfigError(
       `${role === 'serve' ? 'refusing to serve: ' : ''}cannot tell which address of this host reaches ${discoveryHost} ` +
         `(${src ? `the route gives ${src}` : 'no route'}). ${fix(discoveryAddr)}`,
     );

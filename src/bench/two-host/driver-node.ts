@@ -11,7 +11,7 @@ import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Logger } from '../../log.js';
 import type { StoreConfig } from '../engine/connection.js';
-import { agreementAttributes, ATTR, compareAgreement, DistMismatchError, isServeNode, type Agreement } from './params.js';
+import { agreementAttributes, ATTR, compareAgreement, TwoHostMismatchError, isServeNode, type Agreement } from './params.js';
 import { PeercacheError } from '../../errors.js';
 
 /** Everything a driver node needs; JSON-serialisable (children get it on their command line). */
@@ -71,7 +71,7 @@ export class DriverNode {
     private readonly directory: DirectoryClient,
   ) {}
 
-  /** Joins, checks the agreement (DistMismatchError), waits for the working set; all within connectTimeoutMs. */
+  /** Joins, checks the agreement (TwoHostMismatchError), waits for the working set; all within connectTimeoutMs. */
   static async open(cfg: DriverNodeConfig, logger: Logger, attributes: Record<string, string | number | boolean> = {}): Promise<DriverNode> {
     const deadline = Date.now() + cfg.connectTimeoutMs;
     let joined = false;
@@ -105,7 +105,7 @@ export class DriverNode {
     try {
       const serve = await waitForServe(store, deadline, cfg);
       const mismatches = compareAgreement(serve, a);
-      if (mismatches.length) throw new DistMismatchError(serve.nodeId, mismatches);
+      if (mismatches.length) throw new TwoHostMismatchError(serve.nodeId, mismatches);
       await waitForWorkingSet(store, serve, deadline, cfg);
       joined = true;
       return new DriverNode(store, serve, directory);

@@ -21,10 +21,10 @@ import { parseDiscoveryAddr } from '../../store/directory/open.js';
 import { checkSegmentFits } from '../../transport/segment-budget.js';
 import type { AllocateProgress } from '../../transport/types.js';
 import { chooseLocalHost, isWildcard } from './net.js';
-import { agreementAttributes, ATTR, commonDefaults, compareAgreement, DIST_KEY_PREFIX, DistConfigError, isDriveNode, type Agreement, type DistCommonOptions } from './params.js';
+import { agreementAttributes, ATTR, commonDefaults, compareAgreement, TWO_HOST_KEY_PREFIX, TwoHostConfigError, isDriveNode, type Agreement, type TwoHostCommonOptions } from './params.js';
 import { PeercacheError } from '../../errors.js';
 
-export interface ServeOptions extends DistCommonOptions {
+export interface ServeOptions extends TwoHostCommonOptions {
   /** Driver processes serve expects (messages only). Default 1. */
   readers?: number;
   /** Bytes of the published pool; 0 or undefined = sized to the working set. */
@@ -65,12 +65,12 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const d = commonDefaults(options);
   const readers = options.readers ?? 1;
-  if (!Number.isSafeInteger(readers) || readers < 1) throw new DistConfigError('readers must be a positive integer');
+  if (!Number.isSafeInteger(readers) || readers < 1) throw new TwoHostConfigError('readers must be a positive integer');
   const components = d.layout === 'mla' ? 1 : 2;
   const needed = servePoolBytes(d.workingSet, components, d.pageBytes);
   const segment = options.globalSegmentBytes || needed;
   if (segment < needed) {
-    throw new DistConfigError(`--global-segment ${segment} is too small for ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}): it needs at least ${needed} (0 sizes it automatically)`);
+    throw new TwoHostConfigError(`--global-segment ${segment} is too small for ${d.workingSet} pages of ${d.pageBytes} B (${d.layout}): it needs at least ${needed} (0 sizes it automatically)`);
   }
   // Before anything is opened: a segment this host cannot hold is refused in one line.
   checkSegmentFits(segment, options.protocol);
@@ -104,7 +104,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
     attributes: {
       ...agreementAttributes('serve', agreement),
       [ATTR.tokensPerPage]: d.tokensPerPage,
-      [ATTR.keyPrefix]: DIST_KEY_PREFIX,
+      [ATTR.keyPrefix]: TWO_HOST_KEY_PREFIX,
       [ATTR.readers]: readers,
       [ATTR.transports]: transports,
       [ATTR.version]: packageVersion(),
@@ -114,7 +114,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
   let driversSeen = 0;
   const metricsServer = metricsModule && metrics ? await metricsModule.startMetricsServer({ port: options.metricsPort!, host: options.metricsHost, registry: metrics }).catch(async (err: unknown) => {
     await store.close();
-    throw new DistConfigError(`--metrics-port ${options.metricsPort}: ${(err as Error).message}`);
+    throw new TwoHostConfigError(`--metrics-port ${options.metricsPort}: ${(err as Error).message}`);
   }) : null;
   if (metricsServer) print(`metrics: ${metricsServer.url}`);
   try {
@@ -124,7 +124,7 @@ export async function runServe(options: ServeOptions): Promise<ServeSummary> {
       const n = Math.min(chunk, d.workingSet - base);
       const keys: string[] = [];
       for (let i = 0; i < n; i++) {
-        keys.push(`${DIST_KEY_PREFIX}/${base + i}`);
+        keys.push(`${TWO_HOST_KEY_PREFIX}/${base + i}`);
         // Always filled: a driver with --verify checks every byte against its key.
         for (let c = 0; c < components; c++) fillPage(host.pageView(i, c), pageSeed(base + i, c));
       }

@@ -1,4 +1,6 @@
 /**
+ * The two-host mode (`serve` and `drive`; the original's `dist.py`, whose names its data keeps:
+ * report mode "dist", hicache-dist-* files, these keys, ERR_DIST_MISMATCH).
  * What serve and drive must agree on, and how they check it: each side publishes its parameters
  * as node attributes when it joins the directory, and the driver compares the serve node's
  * attributes with its own before it measures anything (the original only said "must match").
@@ -10,7 +12,7 @@ import { resolveDevices, type ConnectionOptions } from '../engine/connection.js'
 import { ConfigError, PeercacheError } from '../../errors.js';
 
 /** The connection and page parameters both subcommands take (the RDMA rails, `devices`, must match in count on both sides). */
-export interface DistCommonOptions extends ConnectionOptions {
+export interface TwoHostCommonOptions extends ConnectionOptions {
   /** host:port of the directory; serve hosts it (the first node there serves it). */
   discoveryAddr: string;
   /** The address this node advertises; '' or undefined = detect (see net.ts). */
@@ -29,8 +31,8 @@ export interface DistCommonOptions extends ConnectionOptions {
   insecure?: boolean;
 }
 
-/** The working set's key prefix: `<prefix>/<i>` for i in [0, working set). */
-export const DIST_KEY_PREFIX = 'pcbench/cluster/get';
+/** The working set's key prefix: `<prefix>/<i>` for i in [0, working set), the original's (its dist.py). */
+export const TWO_HOST_KEY_PREFIX = 'pcbench/dist/get';
 
 /** Attribute names (prefixed: the store adds its own `layout` and `pageBytes`). */
 export const ATTR = {
@@ -50,7 +52,7 @@ export const ATTR = {
   coordinator: 'pcbench_coordinator',
 } as const;
 
-export type DistRole = 'serve' | 'drive';
+export type TwoHostRole = 'serve' | 'drive';
 
 /** What both sides publish and compare. */
 export interface Agreement {
@@ -61,7 +63,7 @@ export interface Agreement {
   devices: string[];
 }
 
-export function agreementAttributes(role: DistRole, a: Agreement): Record<string, string | number | boolean> {
+export function agreementAttributes(role: TwoHostRole, a: Agreement): Record<string, string | number | boolean> {
   return {
     [ATTR.role]: role,
     [ATTR.layout]: a.layout,
@@ -81,8 +83,8 @@ export interface Mismatch {
 }
 
 /** serve and drive were started with different parameters; the message says which and how to fix it. */
-export class DistMismatchError extends PeercacheError {
-  override readonly name = 'DistMismatchError';
+export class TwoHostMismatchError extends PeercacheError {
+  override readonly name = 'TwoHostMismatchError';
   constructor(
     readonly serveNode: string,
     readonly mismatches: Mismatch[],
@@ -126,7 +128,7 @@ export function isDriveNode(n: NodeInfo): boolean {
 }
 
 /** Validated defaults of the common options. */
-export function commonDefaults(o: DistCommonOptions): Required<Pick<DistCommonOptions, 'layout' | 'pageBytes' | 'tokensPerPage' | 'workingSet' | 'connectTimeoutMs'>> & { devices: string[] } {
+export function commonDefaults(o: TwoHostCommonOptions): Required<Pick<TwoHostCommonOptions, 'layout' | 'pageBytes' | 'tokensPerPage' | 'workingSet' | 'connectTimeoutMs'>> & { devices: string[] } {
   const d = {
     layout: o.layout ?? 'mla',
     pageBytes: o.pageBytes ?? 131072,
@@ -136,14 +138,14 @@ export function commonDefaults(o: DistCommonOptions): Required<Pick<DistCommonOp
     devices: resolveDevices(o),
   };
   for (const [name, v] of [['pageBytes', d.pageBytes], ['tokensPerPage', d.tokensPerPage], ['workingSet', d.workingSet]] as const) {
-    if (!Number.isSafeInteger(v) || v < 1) throw new DistConfigError(`${name} must be a positive integer, got ${v}`);
+    if (!Number.isSafeInteger(v) || v < 1) throw new TwoHostConfigError(`${name} must be a positive integer, got ${v}`);
   }
-  if (d.pageBytes % 4 !== 0) throw new DistConfigError(`pageBytes must be a multiple of 4, got ${d.pageBytes}`);
-  if (!(d.connectTimeoutMs > 0)) throw new DistConfigError('connectTimeoutMs must be > 0');
+  if (d.pageBytes % 4 !== 0) throw new TwoHostConfigError(`pageBytes must be a multiple of 4, got ${d.pageBytes}`);
+  if (!(d.connectTimeoutMs > 0)) throw new TwoHostConfigError('connectTimeoutMs must be > 0');
   return d;
 }
 
 /** A bad option value or combination; the CLI turns it into a usage error. */
-export class DistConfigError extends ConfigError {
-  override name = 'DistConfigError';
+export class TwoHostConfigError extends ConfigError {
+  override name = 'TwoHostConfigError';
 }

@@ -4,9 +4,9 @@
  * hicache-dist-<op>-<protocol>[-<tag>]-<ts>.{json,md}.
  */
 import { defineCommand, type ArgsDef } from 'citty';
-import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/cluster/drive.js';
-import { DistConfigError, type DistCommonOptions } from '../../bench/cluster/params.js';
-import { runServe } from '../../bench/cluster/serve.js';
+import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/two-host/drive.js';
+import { TwoHostConfigError, type TwoHostCommonOptions } from '../../bench/two-host/params.js';
+import { runServe } from '../../bench/two-host/serve.js';
 import { signalExitCode } from '../../bench/child-process.js';
 import { allocationProgress } from '../progress.js';
 import { connectionArgs, connectionFromArgs, runArgs, modelArgs, modelFromArgs } from '../flags.js';
@@ -39,7 +39,7 @@ const commonArgs = {
   ...modelArgs,
 } as const satisfies ArgsDef;
 
-function commonFromArgs(args: Args): DistCommonOptions {
+function commonFromArgs(args: Args): TwoHostCommonOptions {
   const addr = str(args, 'discovery-addr').trim();
   if (!addr) throw new UsageError('--discovery-addr is required: host:port of the directory serve hosts (e.g. --discovery-addr 10.0.0.5:7600)');
   const tokensPerPage = parsePositiveInt('--tokens-per-page', str(args, 'tokens-per-page'));
@@ -51,7 +51,7 @@ function commonFromArgs(args: Args): DistCommonOptions {
   if (pageBytes % 4 !== 0) throw new UsageError(`--page-size: ${pageBytes} is not a multiple of 4 bytes`);
   return {
     discoveryAddr: addr,
-    // Empty --local-host: detected (see bench/cluster/net.ts).
+    // Empty --local-host: detected (see bench/two-host/net.ts).
     ...connectionFromArgs(args),
     layout: model?.layout ?? parseEnum('--layout', str(args, 'layout'), ['mla', 'mha'] as const),
     pageBytes,
@@ -113,7 +113,7 @@ export const serve = defineCommand({
         process.stderr.write(`peercache-bench serve: stopped during start-up (${by}): ${(err as Error).message}\n`);
         return { exitCode: signalExitCode(by) };
       }
-      throw toProgramError(err, DistConfigError);
+      throw toProgramError(err, TwoHostConfigError);
     }
   },
 });
@@ -149,7 +149,7 @@ export const drive = defineCommand({
       warmupS: parseNonNegativeNumber('--warmup', str(args, 'warmup')),
       verify: args.verify === true,
     };
-    // DistMismatchError and ServeUnavailableError keep their message (exit 1).
-    return runMeasureCommand({ name: 'drive', kind: 'hicache-dist', mode: options.op, args, logger, configError: DistConfigError, run: (hooks) => runDrive({ ...options, ...hooks }) });
+    // TwoHostMismatchError and ServeUnavailableError keep their message (exit 1).
+    return runMeasureCommand({ name: 'drive', kind: 'hicache-dist', mode: options.op, args, logger, configError: TwoHostConfigError, run: (hooks) => runDrive({ ...options, ...hooks }) });
   },
 });

@@ -15,9 +15,9 @@ import { freePort } from '../helpers/ports.js';
 import { SharedHistogram } from '../../src/bench/histogram.js';
 import { makeRow } from '../../src/bench/report/metrics.js';
 import type { Report } from '../../src/bench/report/types.js';
-import { mergeProcessRows, type MergeIdentity } from '../../src/bench/cluster/merge.js';
-import { compareAgreement, agreementAttributes, DistMismatchError } from '../../src/bench/cluster/params.js';
-import { hostAddresses } from '../../src/bench/cluster/net.js';
+import { mergeProcessRows, type MergeIdentity } from '../../src/bench/two-host/merge.js';
+import { compareAgreement, agreementAttributes, TWO_HOST_KEY_PREFIX, TwoHostMismatchError } from '../../src/bench/two-host/params.js';
+import { hostAddresses } from '../../src/bench/two-host/net.js';
 
 interface Running {
   proc: ChildProcess;
@@ -396,9 +396,13 @@ test('agreement: rails must match in count; the message names both sides', () =>
   const serveNode = { nodeId: 's', protocol: 'rdma' as const, host: 'h', transportAddress: '', regionDescriptor: null, attributes: agreementAttributes('serve', { layout: 'mla', pageBytes: 4096, workingSet: 8, protocol: 'rdma', devices: ['mlx5_0', 'mlx5_1'] }) };
   const m = compareAgreement(serveNode, { layout: 'mla', pageBytes: 4096, workingSet: 8, protocol: 'rdma', devices: ['mlx5_0'] });
   assert.is(m.length, 1);
-  const err = new DistMismatchError('s', m);
+  const err = new TwoHostMismatchError('s', m);
   assert.match(err.message, '--devices: serve 2 rails (--devices mlx5_0,mlx5_1), drive 1 rail (--devices mlx5_0)');
   assert.equal(compareAgreement(serveNode, { layout: 'mla', pageBytes: 4096, workingSet: 8, protocol: 'rdma', devices: ['mlx5_2', 'mlx5_3'] }), []);
+});
+
+test('the working set is named as the original names it (dist.py: pcbench/dist/get/<i>), whatever this mode is called in the code', () => {
+  assert.is(TWO_HOST_KEY_PREFIX, 'pcbench/dist/get');
 });
 
 test.after(reapAll);

@@ -22,11 +22,11 @@ import type { Report, Row } from '../report/types.js';
 import { DriverNode } from './driver-node.js';
 import { openTransport } from '../../transport/index.js';
 import { chooseLocalHost } from './net.js';
-import { ATTR, commonDefaults, DistConfigError, type Agreement, type DistCommonOptions } from './params.js';
+import { ATTR, commonDefaults, TwoHostConfigError, type Agreement, type TwoHostCommonOptions } from './params.js';
 import { rowPlan, type DriveOp, type DriveRowsConfig } from './plan.js';
 import { ProcessGroup } from './procs.js';
 
-export interface DriveOptions extends DistCommonOptions, RunControl {
+export interface DriveOptions extends TwoHostCommonOptions, RunControl {
   op?: DriveOp;
   /** Pages per batch call (default 32). */
   batchSize?: number;
@@ -41,22 +41,22 @@ export interface DriveOptions extends DistCommonOptions, RunControl {
 
 export const DEFAULT_DRIVE_CONCURRENCIES = [1, 2, 4, 8, 16, 32, 64];
 
-/** Before anything connects: the options, with defaults, or a DistConfigError. */
+/** Before anything connects: the options, with defaults, or a TwoHostConfigError. */
 function validate(options: DriveOptions) {
   const d = commonDefaults(options);
   const op = options.op ?? 'get';
-  if (op !== 'get' && op !== 'exists') throw new DistConfigError(`op must be get or exists, got ${String(op)}`);
+  if (op !== 'get' && op !== 'exists') throw new TwoHostConfigError(`op must be get or exists, got ${String(op)}`);
   const concurrencies = options.concurrencies ?? DEFAULT_DRIVE_CONCURRENCIES;
   if (!concurrencies.length || concurrencies.some((c) => !Number.isSafeInteger(c) || c < 1)) {
-    throw new DistConfigError('concurrencies must be a non-empty list of positive integers');
+    throw new TwoHostConfigError('concurrencies must be a non-empty list of positive integers');
   }
   const batchSize = options.batchSize ?? 32;
   const processes = options.processes ?? 1;
   const durationS = options.durationS ?? 10;
   const warmupS = options.warmupS ?? 2;
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new DistConfigError('batchSize must be a positive integer');
-  if (!Number.isSafeInteger(processes) || processes < 1 || processes > 256) throw new DistConfigError('processes must be an integer in 1..256');
-  if (!(durationS > 0) || !(warmupS >= 0)) throw new DistConfigError('durationS must be > 0 and warmupS >= 0');
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new TwoHostConfigError('batchSize must be a positive integer');
+  if (!Number.isSafeInteger(processes) || processes < 1 || processes > 256) throw new TwoHostConfigError('processes must be an integer in 1..256');
+  if (!(durationS > 0) || !(warmupS >= 0)) throw new TwoHostConfigError('durationS must be > 0 and warmupS >= 0');
   return { ...d, op, concurrencies, batchSize, processes, durationS, warmupS };
 }
 
