@@ -3,13 +3,14 @@ its staging memfd), made on first use and after a failure (not before retry_s), 
 SGLang call runs under: any failure is logged (at most once per 10 s per reason) and gives a miss."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Set, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
-from .client import SidecarClient
+from .client import KeyBlob, SidecarClient
 from .frames import SidecarError
 from .config import AdapterConfig
 from .errors import BadInput
@@ -22,6 +23,20 @@ STAGING_MIN_BYTES = 16 * 1024 * 1024
 IDLE_CHECK_S = 1.0
 
 T = TypeVar("T")
+# One object as it lies in this process: its (address, bytes) ranges, in order (one range, or one
+# per layer for MLA layer_first and DeepSeek-V4's multi-buffer pools). Staged, it is one range.
+Ranges = List[Tuple[int, int]]
+
+
+def _packed(objects: Sequence[Ranges]) -> Tuple[List[int], List[int]]:
+    """(offsets, sizes) of the objects packed one after another in the staging memfd."""
+    offsets, sizes, o = [], [], 0
+    for ranges in objects:
+        n = sum(nb for _, nb in ranges)
+        offsets.append(o)
+        sizes.append(n)
+        o += n
+    return offsets, sizes
 
 
 class Conn(object):
@@ -129,6 +144,37 @@ class Connections(object):
             st = c.staging = Staging(max(nbytes, STAGING_MIN_BYTES))
             pool = c.staging_pool = c.client.register(st.fd, st.nbytes)
         return st, pool
+
+    def _staged_get(self, c: Conn, names: KeyBlob, objects: Sequence[Ranges]) -> str:
+        """Reads objects through this connection's staging memfd (pools the sidecar cannot map, objects
+        of several ranges): the sidecar READs them packed into it, each one found is copied out to its
+        ranges. The answer, one '1'/'0' per object."""
+        offsets, sizes = _packed(objects)
+        st, pool = self._staging(c, sum(sizes))
+        bits = c.client.get(pool, names, offsets, sizes)
+        copied = 0
+        for j, ch in enumerate(bits):
+            if ch == "1":
+                o = st.address + offsets[j]
+                for ptr, nb in objects[j]:
+                    ctypes.memmove(ptr, o, nb)
+                    o += nb
+                copied += sizes[j]
+        self._count(staging_copies=1, staging_bytes=copied)
+        return bits
+
+    def _staged_set(self, c: Conn, names: KeyBlob, objects: Sequence[Ranges]) -> str:
+        """Publishes objects through this connection's staging memfd: each is copied in from its ranges,
+        packed, and the sidecar publishes them from there. The answer, one '1'/'0' per object."""
+        offsets, sizes = _packed(objects)
+        st, pool = self._staging(c, sum(sizes))
+        for j, ranges in enumerate(objects):
+            o = st.address + offsets[j]
+            for ptr, nb in ranges:
+                ctypes.memmove(o, ptr, nb)
+                o += nb
+        self._count(staging_copies=1, staging_bytes=sum(sizes))
+        return c.client.set(pool, names, offsets, sizes)
 
     def _guard(self, what: str, fn: Callable[[Conn], T], miss: T) -> T:
         """Runs fn(conn); any failure is logged and gives `miss` (never an exception, never None)."""

@@ -3,13 +3,12 @@ batch_set_v1): each page's objects located in the registered pool file (the prob
 the pool's get_page_buffer_meta), read or written there by the sidecar; staging memfd otherwise."""
 from __future__ import annotations
 
-import ctypes
 import logging
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .client import KeyBlob
-from .connections import Conn, Connections
+from .connections import Conn, Connections, Ranges
 from .errors import BadInput
 from .geometry import RECHECK_EVERY, PageGeometry
 from .naming import check_keys, names_blob
@@ -101,7 +100,7 @@ class PageCalls(Connections):
                 sizes = sizes * len(ptrs)
         return ptrs, sizes
 
-    def _multi_meta(self, host_indices: Any, npages: int) -> List[List[Tuple[int, int]]]:
+    def _multi_meta(self, host_indices: Any, npages: int) -> List[Ranges]:
         """Each page's ranges [(ptr, bytes), ...] from get_page_buffer_meta (MLA layer_first: one per layer)."""
         ptrs, sizes = self.mem_pool_host.get_page_buffer_meta(host_indices)
         ptrs = ptrs.tolist() if hasattr(ptrs, "tolist") else list(ptrs)
@@ -111,13 +110,13 @@ class PageCalls(Connections):
         k = len(ptrs) // npages
         return [list(zip(ptrs[i * k:(i + 1) * k], sizes[i * k:(i + 1) * k])) for i in range(npages)]
 
-    @staticmethod
-    def _packed(sizes: Sequence[int]) -> List[int]:
-        offsets, o = [], 0
-        for n in sizes:
-            offsets.append(o)
-            o += n
-        return offsets
+    def _staged_objects(self, host_indices: Any, npages: int) -> List[Ranges]:
+        """A batch's objects where they lie in the pool, for the staging path: one range each, or one
+        per layer (MLA layer_first)."""
+        if self.multi_range:
+            return self._multi_meta(host_indices, npages)
+        ptrs, sizes = self._meta(host_indices, npages)
+        return [[(p, n)] for p, n in zip(ptrs, sizes)]
 
     def _file_ranges(self, c: Conn, host_indices: Any, starts: List[int]) -> Tuple[Any, List[int], Lengths]:
         """(pool, offsets, lengths) of a batch's objects in the registered pool file(s): from the verified
@@ -206,44 +205,15 @@ class PageCalls(Connections):
             if not names:
                 return []
             comps = len(self.suffixes)
-            if self.multi_range:
-                groups = self._multi_meta(host_indices, len(starts))
-                sizes = [sum(n for _, n in g) for g in groups]
-                st, staging_pool = self._staging(c, sum(sizes))
-                offsets = self._packed(sizes)
-                bits = c.client.get(staging_pool, names, offsets, sizes)
-                copied = 0
-                for j, ch in enumerate(bits):
-                    if ch == "1":
-                        o = st.address + offsets[j]
-                        for ptr, nb in groups[j]:
-                            ctypes.memmove(ptr, o, nb)
-                            o += nb
-                        copied += sizes[j]
-                self._count(staging_copies=1, staging_bytes=copied)
-            elif self.zero_copy:
+            if self.zero_copy and not self.multi_range:
                 pool, offsets, lengths = self._file_ranges(c, host_indices, starts)
                 bits = c.client.get(pool, names, offsets, lengths)
             else:
-                ptrs, sizes = self._meta(host_indices, len(starts))
-                total = sum(sizes)
-                st, staging_pool = self._staging(c, total)
-                offsets, o = [], 0
-                for s in sizes:
-                    offsets.append(o)
-                    o += s
-                bits = c.client.get(staging_pool, names, offsets, sizes)
-                copied = 0
-                for j, ch in enumerate(bits):
-                    if ch == "1":
-                        ctypes.memmove(ptrs[j], st.address + offsets[j], sizes[j])
-                        copied += sizes[j]
-                self._count(staging_copies=1, staging_bytes=copied)
+                bits = self._staged_get(c, names, self._staged_objects(host_indices, len(starts)))
             if len(bits) != len(names):
                 raise ConnectionError("malformed get answer")
             out = self._per_page(bits, comps, len(keys))
             first_miss = bits.find("0")
-            hits = len(out) if first_miss < 0 else first_miss // comps
             self._record("prefetch", len(keys), t0, get_hits=len(out) if first_miss < 0 else sum(out))
             return out
 
@@ -263,39 +233,14 @@ class PageCalls(Connections):
             if self.is_mla and self.tp_rank != 0:
                 # MLA pages are the same on every rank: rank 0 writes them (SGLang skips the others).
                 return [True] * len(keys)
-            if self.multi_range:
-                groups = self._multi_meta(host_indices, len(starts))
-                sizes = [sum(n for _, n in g) for g in groups]
-                largest = max(sizes)
-            elif self.zero_copy:
+            if self.zero_copy and not self.multi_range:
                 pool, offsets, lengths = self._file_ranges(c, host_indices, starts)
-                largest = lengths if isinstance(lengths, int) else max(lengths)
-            else:
-                ptrs, sizes = self._meta(host_indices, len(starts))
-                largest = max(sizes)
-            if self.slot_bytes and largest > self.slot_bytes:
-                raise BadInput("objects of %d bytes exceed the sidecar's --slot-bytes %d" % (largest, self.slot_bytes))
-            if self.multi_range:
-                st, staging_pool = self._staging(c, sum(sizes))
-                offsets = self._packed(sizes)
-                for j, g in enumerate(groups):
-                    o = st.address + offsets[j]
-                    for ptr, nb in g:
-                        ctypes.memmove(o, ptr, nb)
-                        o += nb
-                self._count(staging_copies=1, staging_bytes=sum(sizes))
-                bits = c.client.set(staging_pool, names, offsets, sizes)
-            elif self.zero_copy:
+                self._check_slot(lengths if isinstance(lengths, int) else max(lengths))
                 bits = c.client.set(pool, names, offsets, lengths)
             else:
-                st, staging_pool = self._staging(c, sum(sizes))
-                offsets, o = [], 0
-                for p, s in zip(ptrs, sizes):
-                    ctypes.memmove(st.address + o, p, s)
-                    offsets.append(o)
-                    o += s
-                self._count(staging_copies=1, staging_bytes=o)
-                bits = c.client.set(staging_pool, names, offsets, sizes)
+                objects = self._staged_objects(host_indices, len(starts))
+                self._check_slot(max(sum(nb for _, nb in ranges) for ranges in objects))
+                bits = self._staged_set(c, names, objects)
             if len(bits) != len(names):
                 raise ConnectionError("malformed set answer")
             out = self._per_page(bits, len(self.suffixes), len(keys))
@@ -303,6 +248,11 @@ class PageCalls(Connections):
             return out
 
         return self._guard("batch_set_v1", run, [False] * n)
+
+    def _check_slot(self, largest: int, pool: str = "") -> None:
+        """Refuses objects larger than the sidecar's slots (it would refuse each of them)."""
+        if self.slot_bytes and largest > self.slot_bytes:
+            raise BadInput("%sobjects of %d bytes exceed the sidecar's --slot-bytes %d" % ("pool %r: " % pool if pool else "", largest, self.slot_bytes))
 
     def _record(self, kind: str, pages: int, t0: float, **counters: Any) -> None:
         """Adds `counters`, and with storage metrics on, the call's pages and bandwidth to the lists

@@ -2,7 +2,6 @@
 each with its own page geometry (its get_page_buffer_meta) and MooncakeStore's v2 object names."""
 from __future__ import annotations
 
-import ctypes
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -146,9 +145,8 @@ class PoolCalls(PageCalls):
         if not ptrs or len(ptrs) % nobj or len(sizes) != len(ptrs):
             raise BadInput("pool %r: get_page_buffer_meta gave %d pointers for %d objects" % (name, len(ptrs), nobj))
         per = len(ptrs) // nobj  # ranges per object (DeepSeek-V4's C4 pool: several, as Mooncake's multi-buffer)
-        largest = max(sum(sizes[i * per:(i + 1) * per]) for i in range(nobj))
-        if is_set and self.slot_bytes and largest > self.slot_bytes:
-            raise BadInput("pool %r: objects of %d bytes exceed the sidecar's --slot-bytes %d" % (name, largest, self.slot_bytes))
+        if is_set:
+            self._check_slot(max(sum(sizes[i * per:(i + 1) * per]) for i in range(nobj)), name)
         if per == 1 and spans:
             pools, offsets = [], []
             for ptr, n in zip(ptrs, sizes):
@@ -161,26 +159,8 @@ class PoolCalls(PageCalls):
             lengths = self._lengths(sizes)
             bits = (c.client.set if is_set else c.client.get)(pool_arg, names, offsets, lengths)
         else:
-            groups = [list(zip(ptrs[i * per:(i + 1) * per], sizes[i * per:(i + 1) * per])) for i in range(nobj)]
-            objs = [sum(n for _, n in g) for g in groups]
-            st, staging_pool = self._staging(c, sum(objs))
-            offsets = self._packed(objs)
-            if is_set:
-                for j, g in enumerate(groups):
-                    o = st.address + offsets[j]
-                    for ptr, n in g:
-                        ctypes.memmove(o, ptr, n)
-                        o += n
-                bits = c.client.set(staging_pool, names, offsets, objs)
-            else:
-                bits = c.client.get(staging_pool, names, offsets, objs)
-                for j, ch in enumerate(bits):
-                    if ch == "1":
-                        o = st.address + offsets[j]
-                        for ptr, n in groups[j]:
-                            ctypes.memmove(ptr, o, n)
-                            o += n
-            self._count(staging_copies=1, staging_bytes=sum(objs))
+            objects = [list(zip(ptrs[i * per:(i + 1) * per], sizes[i * per:(i + 1) * per])) for i in range(nobj)]
+            bits = (self._staged_set if is_set else self._staged_get)(c, names, objects)
         if len(bits) != nobj:
             raise ConnectionError("malformed answer")
         return self._per_page(bits, len(suffixes), len(keys))

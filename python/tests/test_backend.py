@@ -1,5 +1,8 @@
 """PeerCacheStorage against two real sidecars (shm and tcp): every byte checked, SGLang's contracts."""
+import ctypes
 import logging
+import mmap
+import os
 import re
 import threading
 import time
@@ -271,6 +274,83 @@ def test_v2_kv_pool_works_an_unregistered_pool_is_logged_misses(pair, caplog):
     assert [rp.read(p) for p in (5, 6, 7)] == [data[k] for k in keys]
     assert any("'mamba' was not registered" in m for m in caplog.messages)
     assert r.batch_exists_v2(keys, [T("mamba", keys[-1:], None)]).kv_hit_pages == 0
+
+
+class _Transfer(object):
+    def __init__(self, name, keys, host_indices):
+        self.name, self.keys, self.host_indices = name, keys, host_indices
+
+
+class RangesPool(object):
+    """A hybrid model's extra host pool (an indexer's) whose page object is `ranges` ranges apart from
+    each other (DeepSeek-V4's C4 pools have several), in anonymous memory or a memfd."""
+
+    page_size = 4
+
+    def __init__(self, ranges, memfd, pages=16, range_bytes=512):
+        self.pages, self.ranges, self.range_bytes = pages, ranges, range_bytes
+        total = pages * ranges * range_bytes
+        self.fd = os.memfd_create("sglang-v2-pool", 0) if memfd else -1
+        if memfd:
+            os.ftruncate(self.fd, total)
+            self.allocator = type("Alloc", (), {"fd": self.fd})()
+        self.map = mmap.mmap(self.fd, total, mmap.MAP_SHARED if memfd else mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._anchor = ctypes.c_char.from_buffer(self.map)
+        self.base = ctypes.addressof(self._anchor)
+        self.kv_buffer = (self.base, total)
+
+    def _offsets(self, page):
+        return [(r * self.pages + page) * self.range_bytes for r in range(self.ranges)]
+
+    def get_page_buffer_meta(self, indices):
+        firsts = list(indices)[:: self.page_size]
+        ptrs = [self.base + o for t in firsts for o in self._offsets(t // self.page_size)]
+        return ptrs, [self.range_bytes] * len(ptrs)
+
+    def indices(self, pages):
+        return [t for p in pages for t in range(p * self.page_size, (p + 1) * self.page_size)]
+
+    def fill(self, page):
+        data = os.urandom(self.ranges * self.range_bytes)
+        for i, o in enumerate(self._offsets(page)):
+            self.map[o:o + self.range_bytes] = data[i * self.range_bytes:(i + 1) * self.range_bytes]
+        return data
+
+    def read(self, page):
+        return b"".join(bytes(self.map[o:o + self.range_bytes]) for o in self._offsets(page))
+
+    def close(self):
+        self._anchor = None
+        self.map.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+@pytest.mark.parametrize("ranges,memfd", [(1, False), (3, True)], ids=["anonymous", "3-ranges"])
+def test_v2_pool_through_the_staging_memfd_round_trips_byte_exact(hosts, ranges, memfd):
+    """A v2 pool the sidecar cannot map, or whose objects are several ranges, goes through the staging
+    memfd: gathered to set, scattered back after get, only the hits copied (and counted)."""
+    a, b = hosts
+    w, wp = backend(a.sock_path, "mla")
+    r, rp = backend(b.sock_path, "mla")
+    wpool, rpool = RangesPool(ranges, memfd), RangesPool(ranges, memfd)
+    try:
+        w.register_mem_host_pool_v2(wpool, "indexer")
+        r.register_mem_host_pool_v2(rpool, "indexer")
+        keys = unique_keys(3)
+        data = [wpool.fill(p) for p in (0, 1, 2)]
+        assert w.batch_set_v2([_Transfer("indexer", keys, wpool.indices([0, 1, 2]))]) == {"indexer": [True] * 3}
+        before = r.adapter_stats()
+        got = r.batch_get_v2([_Transfer("indexer", keys + unique_keys(1), rpool.indices([5, 6, 7, 8]))])
+        assert got == {"indexer": [True, True, True, False]}
+        assert [rpool.read(p) for p in (5, 6, 7)] == data
+        assert rpool.read(8) == bytes(ranges * 512)  # a miss writes nothing
+        after = r.adapter_stats()
+        assert after.staging_copies == before.staging_copies + 1
+        assert after.staging_bytes - before.staging_bytes == 3 * ranges * 512
+    finally:
+        for x in (w, r, wp, rp, wpool, rpool):
+            x.close()
 
 
 def test_generic_get_set_exists(pair):
