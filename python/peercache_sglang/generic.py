@@ -8,7 +8,7 @@ from typing import Any, List, Tuple
 
 from .connections import Conn
 from .naming import generic_suffix
-from .pools import buffer_address
+from .pools import buffer_address, copy_source
 from .v2 import PoolCalls
 
 
@@ -40,6 +40,7 @@ class CopyCalls(PoolCalls):
         return target
 
     def _generic_set(self, c: Conn, key: str, value: Any) -> bool:
+        value = copy_source(value)  # held in this frame until memmove below has copied from it
         addr, nbytes = buffer_address(value, writable=False)
         parts = self._generic_parts(key, nbytes)
         st, staging_pool = self._staging(c, nbytes)

@@ -44,12 +44,22 @@ def buffer_address(obj: Any, writable: bool = True) -> Tuple[int, int]:
         view = memoryview(obj)
     except TypeError:
         raise TypeError("%s is not a tensor, array or buffer" % type(obj).__name__)
-    if view.readonly:
-        if writable:
-            raise TypeError("the buffer is read-only")
-        data = bytes(view)
-        return _bytes_address(data), len(data)
+    if view.readonly:  # (a copy's address would outlive the copy: copy_source makes one the caller holds)
+        raise TypeError("the buffer is read-only" if writable else "a read-only buffer other than bytes (copy_source copies it)")
     return ctypes.addressof(ctypes.c_char.from_buffer(obj)), view.nbytes
+
+
+def copy_source(obj: Any) -> Any:
+    """`obj` as buffer_address(writable=False) takes it: unchanged, or a read-only buffer that is not
+    bytes (a read-only memoryview) copied into bytes, which the caller holds until it has copied from
+    the address (buffer_address cannot: the copy would be freed before its address is used)."""
+    if isinstance(obj, (bytes, tuple)) or hasattr(obj, "data_ptr") or hasattr(obj, "__array_interface__"):
+        return obj
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        return obj  # buffer_address names what it is not
+    return bytes(view) if view.readonly else obj
 
 
 class FileSpan:

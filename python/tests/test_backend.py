@@ -365,6 +365,20 @@ def test_generic_get_set_exists(pair):
     assert r.batch_set(unique_keys(2), [b"a" * 100, b"b" * 100]) is True
 
 
+def test_generic_set_of_a_read_only_buffer_publishes_its_bytes(pair):
+    """A read-only buffer that is not bytes (a read-only memoryview) is copied from memory that lives
+    until the copy is done (it was the address of a temporary copy, freed before the copy: a crash for
+    one of 256 KiB, whose temporary is unmapped at once)."""
+    w, _, r, _ = pair
+    key = unique_keys(1)[0]
+    value = os.urandom(256 * 1024)
+    assert w.set(key, memoryview(value).toreadonly()) is True
+    target = bytearray(len(value))
+    assert r.get(key, target) is target
+    same = bytes(target) == value
+    assert same, "the bytes read back are not the bytes published"
+
+
 def test_sidecar_metrics_and_stats_show_the_traffic(pair, hosts):
     w, wp, r, rp = pair
     _, b = hosts
