@@ -199,7 +199,7 @@ class PeerCacheStorage(CopyCalls, HiCacheStorageBase):
             self._log(logging.WARNING, "staging", "not zero-copy, pages go through a staging memfd (one copy each way): %s" % why)
 
     def clear(self) -> bool:
-        """Removes every object the local sidecar (this host's node) publishes; other hosts keep theirs
+        """Removes every object this host's sidecar publishes; other hosts keep theirs
         (Mooncake's remove_all empties the whole cluster). Raises when the sidecar cannot do it, so
         SGLang's clear_storage_backend reports the failure instead of "cleared successfully"."""
         if self.unusable is not None:

@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m peercache_sglang", description=__doc__.split("\n")[0])
     ap.add_argument("--socket", default=os.environ.get("PEERCACHE_SOCKET") or DEFAULT_SOCKET, help="the sidecar's socket (default: $PEERCACHE_SOCKET or %s)" % DEFAULT_SOCKET)
     ap.add_argument("--pages", type=int, default=8, help="pages to publish and read back (1..128, default 8)")
-    ap.add_argument("--page-bytes", type=parse_size, default=0, help="bytes per page; k/m/g suffixes, as the node's --slot-bytes (default: the sidecar's --slot-bytes)")
+    ap.add_argument("--page-bytes", type=parse_size, default=0, help="bytes per page; k/m/g suffixes, as peercache node's --slot-bytes (default: the sidecar's --slot-bytes)")
     ap.add_argument("--iterations", type=int, default=20, help="timed calls of each kind (default 20)")
     ap.add_argument("--timeout", type=float, default=5.0, help="deadline of one call in seconds (default 5)")
     args = ap.parse_args(argv)

@@ -114,7 +114,7 @@ class SidecarClient(LaneCalls):
 
     def closed_while_idle(self) -> bool:
         """Whether the sidecar closed this connection since its last call: it writes nothing between
-        calls but a fatal error frame before closing (a full node closes the connection idle longest)
+        calls but a fatal error frame before closing (a full sidecar closes the connection idle longest)
         or a late lane wake-up. One non-blocking peek."""
         if self.sock is None:
             return True

@@ -97,7 +97,7 @@ class Connections(object):
             raise ConnectionError("the backend is closed")
         c: Optional[Conn] = getattr(self._local, "conn", None)
         now = time.monotonic()
-        # After a pause, a connection the sidecar closed meanwhile (a full node closes the one idle
+        # After a pause, a connection the sidecar closed meanwhile (a full sidecar closes the one idle
         # longest) is replaced now instead of failing this call.
         if c is not None and c.client.connected and (now - c.client.last_used < IDLE_CHECK_S or not c.client.closed_while_idle()):
             if self.zero_copy and len(c.file_pools) < len(self.files):
