@@ -12,7 +12,7 @@ import type { RunControl } from '../bench/engine/row.js';
 import type { Report, Row } from '../bench/report/types.js';
 import { plotReport } from '../bench/report/plot.js';
 import { renderConsole, renderJson } from '../bench/report/render.js';
-import { artifactName, describeFsError, OutDirError, prepareOutDir, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
+import { artifactName, describeFsError, OutDirError, prepareOutDir, removeCreatedDirs, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
 import type { Logger, LogLevel } from '../log.js';
 import { ConfigError, PeercacheError, errorText } from '../errors.js';
 import { flagFor } from './flags.js';
@@ -88,18 +88,25 @@ export async function runAndReport(r: ReportRun): Promise<CommandResult> {
   const io = r.io ?? processIo;
   const who = `peercache-bench${r.name ? ` ${r.name}` : ''}`;
   // A bad --out-dir is found before measuring, not after a six-minute suite.
+  const created: string[] = [];
   try {
-    await prepareOutDir(r.outDir);
+    await prepareOutDir(r.outDir, created);
   } catch (e) {
     if (!(e instanceof OutDirError)) throw e;
     io.err(`${who}: --out-dir ${r.outDir}: ${e.message}\n`);
     return { exitCode: 2 };
   }
   let interrupted: () => NodeJS.Signals | null = () => null;
-  const report = await withInterrupts(r.interruptMessage ?? DEFAULT_INTERRUPT, (s, by) => {
-    interrupted = by;
-    return r.run(s);
-  });
+  let report: Report;
+  try {
+    report = await withInterrupts(r.interruptMessage ?? DEFAULT_INTERRUPT, (s, by) => {
+      interrupted = by;
+      return r.run(s);
+    });
+  } catch (e) {
+    await removeCreatedDirs(created); // nothing measured: no empty results folder left behind
+    throw e;
+  }
   const name = artifactName({ kind: r.kind, mode: r.mode, protocol: report.meta.protocol, tag: r.tag || undefined, date: new Date(report.created_at) });
   const svg = await plotReport(report).catch((e: unknown) => {
     r.logger.warn(`no plot: ${(e as Error).message}`);

@@ -59,6 +59,22 @@ test('prepareOutDir creates missing parts and leaves no probe file behind', asyn
   }
 });
 
+test('a run that fails before measuring takes back the --out-dir folders it made (none left behind), and keeps a folder that was there', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pcbench-outdir-'));
+  try {
+    // rdma cannot run on a host without an RDMA NIC (and is refused clearly where it can't): the run fails after --out-dir is made.
+    const r = await runCli(['latency', '--protocol', 'rdma', '--out-dir', join(dir, 'made', 'here')], { timeoutMs: 45_000 });
+    if (r.code === 0) return console.log('    skipped: this host runs rdma');
+    assert.not.match(r.stderr, /\n\s+at /);
+    assert.equal(readdirSync(dir), [], 'the folders this run made are gone');
+    const r2 = await runCli(['latency', '--protocol', 'rdma', '--out-dir', dir], { timeoutMs: 45_000 });
+    assert.ok(r2.code !== 0);
+    assert.ok(existsSync(dir), 'a folder that existed before the run is kept');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 function captureIo(): ReportIo & { stdout: string; stderr: string } {
   const io = { stdout: '', stderr: '', out: (t: string) => void (io.stdout += t), err: (t: string) => void (io.stderr += t), outIsTty: false };
   return io;

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileTimestamp } from './format.js';
 import { renderHlog } from './hlog.js';
@@ -126,9 +126,10 @@ export function describeFsError(err: unknown): string {
  * Makes sure `outDir` exists (creating the missing parts) and that files can be created in it,
  * by creating and removing a probe file. Called before measuring, so a bad --out-dir costs
  * nothing. Deliberately not `mkdir({ recursive: true })`: under /proc it loops forever (ENOENT on
- * the child, EEXIST on the parent, again and again).
+ * the child, EEXIST on the parent, again and again). The folders it made are pushed to `created`
+ * (outermost first), so a run that then fails can take them back (`removeCreatedDirs`).
  */
-export async function prepareOutDir(outDir: string): Promise<string> {
+export async function prepareOutDir(outDir: string, created: string[] = []): Promise<string> {
   const dir = resolve(outDir);
   const missing: string[] = [];
   for (let cur = dir; ; ) {
@@ -150,6 +151,7 @@ export async function prepareOutDir(outDir: string): Promise<string> {
   for (const d of missing) {
     try {
       await mkdir(d);
+      created.push(d);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(d).then((s) => s.isDirectory(), () => false))) continue;
       throw new OutDirError(`cannot create ${d}: ${describeFsError(e)}`);
@@ -164,6 +166,20 @@ export async function prepareOutDir(outDir: string): Promise<string> {
   }
   await rm(probe, { force: true });
   return dir;
+}
+
+/**
+ * Removes the folders `prepareOutDir` made, innermost first, where they are still empty: a run
+ * that wrote nothing leaves no trace. Anything else there (a file someone put in) is kept.
+ */
+export async function removeCreatedDirs(created: readonly string[]): Promise<void> {
+  for (const d of [...created].reverse()) {
+    try {
+      await rmdir(d);
+    } catch {
+      return; // not empty (or gone): its parents are not empty either
+    }
+  }
 }
 
 /** Writes `data` to `path` via a synced temp file in the same directory and a rename. */
