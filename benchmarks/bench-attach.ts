@@ -11,7 +11,7 @@
  * The last line is `RATIOS {json}` (bench-check.ts reads it): attach ms per GiB of the largest size.
  */
 import { loadavg } from 'node:os';
-import { spawnSync } from 'node:child_process';
+import { runChild } from '../src/bench/child-process.js';
 import { spawnFixture } from '../test/helpers/child.js';
 import { parseSize } from '../src/cli/parse.js';
 import { args, flag, reportLog } from './lib/cli.js';
@@ -26,8 +26,9 @@ for (const bytes of sizes) {
   const pub = spawnFixture(new URL('./lib/attach-publisher.ts', import.meta.url), [String(bytes)], env);
   try {
     const ready = (await pub.ready) as { address: string; descriptor: string; allocMs: number };
-    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./lib/attach-reader.ts', import.meta.url).pathname, ready.address, ready.descriptor, String(bytes)], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300_000 });
-    if (r.status !== 0) throw new Error(`reader failed: ${r.stderr.slice(-1000)}`);
+    const reader = new URL('./lib/attach-reader.ts', import.meta.url).pathname;
+    const r = await runChild({ label: 'attach reader', command: process.execPath, args: ['--import', 'tsx', reader, ready.address, ready.descriptor, String(bytes)], env: { ...process.env, ...env }, timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`reader failed: ${r.stderr.slice(-1000)}`);
     const m = JSON.parse(r.stdout.trim().split('\n').pop()!) as { connectMs: number; attachMs: number; firstReadMs: number; ok: boolean };
     if (!m.ok) throw new Error('the first READ returned the wrong bytes');
     rows.push({ bytes, allocMs: ready.allocMs, ...m });

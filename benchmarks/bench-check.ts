@@ -16,7 +16,7 @@
  * settings; each prints one `RATIOS {json}` line. Needs `npm run build` (the sweeps and the
  * sidecar run the built package), redis-server, ucx_perftest and iperf3.
  */
-import { spawnSync } from 'node:child_process';
+import { runChild } from '../src/bench/child-process.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -130,10 +130,10 @@ for (let run = 0; run < runs; run++) {
   for (const part of chosen) {
     const started = Date.now();
     process.stderr.write(`bench:check: ${part.name}${runs > 1 ? ` (run ${run + 1}/${runs})` : ''} ... `);
-    const r = spawnSync(part.command[0], part.command.slice(1), { cwd: root, encoding: 'utf8', timeout: 240_000, maxBuffer: 64 << 20 });
-    const line = (r.stdout ?? '').split('\n').reverse().find((l) => l.startsWith('RATIOS '));
-    if (r.status !== 0 || line === undefined) {
-      process.stderr.write(`FAILED (exit ${r.status ?? r.signal})\n${(r.stderr ?? '').slice(-1500)}\n`);
+    const r = await runChild({ label: part.name, command: part.command[0], args: part.command.slice(1), cwd: root, timeoutMs: 240_000, keepBytes: 64 << 20 });
+    const line = r.stdout.split('\n').reverse().find((l) => l.startsWith('RATIOS '));
+    if (r.code !== 0 || line === undefined) {
+      process.stderr.write(`FAILED (exit ${r.code ?? r.signal})\n${r.stderr.slice(-1500)}\n`);
       failedParts.push(part.name);
       continue;
     }

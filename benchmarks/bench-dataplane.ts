@@ -77,7 +77,7 @@ try {
   log('');
   log(`- date: ${new Date().toISOString()}`);
   log(`- command: \`npx tsx benchmarks/bench-dataplane.ts ${args.join(' ')}\``);
-  log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${ucxVersion()}`);
+  log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${await ucxVersion()}`);
   log(`- lanes: ${ep.lanes().join(', ')}; UCX_TLS=${SHM_TLS}; GB/s = 10^9 B/s; ${rounds} alternating rounds of ~${seconds} s each, medians; local buffers page-aligned`);
   log('');
   log('## Cache-hot: batch 32, one thread, one buffer reused (matched to `ucx_perftest -t ucp_get -O 32`)');
@@ -93,7 +93,7 @@ try {
     for (let round = 0; round < rounds; round++) {
       a.push(await rate(() => s.ep.read(s.remote, [s.local], q, BATCH), size * BATCH));
       b.push(rateSync(() => s.ep.readSync(s.remote, [s.local], q, BATCH), size * BATCH));
-      c.push(perftest({ size, outstanding: BATCH, seconds, bytesPerS: 30e9, maxIterations: 400_000 }));
+      c.push(await perftest({ size, outstanding: BATCH, seconds, bytesPerS: 30e9, maxIterations: 400_000 }));
     }
     const [asyncRate, syncRate, ref] = [median(a), median(b), median(c)];
     const target = size === 4096 ? 0.5 : 0.9;

@@ -18,7 +18,7 @@
  * Internal roles (the script spawns itself): --role serve-embedded <port>;
  * --role publisher <host:port | redis-url> <pages> <pageBytes>.
  */
-import { execFileSync } from 'node:child_process';
+import { childOutput } from '../src/bench/child-process.js';
 import { Redis } from 'ioredis';
 import { cpus, loadavg } from 'node:os';
 import { spawnFixture, type Child } from '../test/helpers/child.js';
@@ -125,7 +125,7 @@ async function measure(concurrency: number, op: () => Promise<unknown>): Promise
 
 const redis = await startRedis();
 const children: Child[] = [];
-const redisVersion = execFileSync(process.env.REDIS_SERVER ?? 'redis-server', ['--version'], { encoding: 'utf8' }).match(/v=([\d.]+)/)?.[1] ?? '?';
+const redisVersion = (await childOutput({ label: 'redis-server --version', command: process.env.REDIS_SERVER ?? 'redis-server', args: ['--version'], lifetime: 'supervised' })).match(/v=([\d.]+)/)?.[1] ?? '?';
 try {
   log('# Directory: embedded vs Redis');
   log();

@@ -14,7 +14,7 @@
  *   parts:   the replica's lookupLocal alone (the map reads), and the replica's memory per key.
  * The last line is `RATIOS {json}` (bench-check.ts reads it).
  */
-import { execFileSync } from 'node:child_process';
+import { childOutput } from '../src/bench/child-process.js';
 import net from 'node:net';
 import { loadavg } from 'node:os';
 import { Redis } from 'ioredis';
@@ -54,8 +54,8 @@ async function timeCalls(fn: () => Promise<unknown>, calls = CALLS): Promise<num
 }
 
 /** redis-benchmark's own p50 (µs) of one command, one connection, no pipelining. */
-function redisBenchmark(port: number, command: string[]): number {
-  const out = execFileSync('redis-benchmark', ['-p', String(port), '-c', '1', '-n', String(CALLS), '--csv', ...command], { encoding: 'utf8' });
+async function redisBenchmark(port: number, command: string[]): Promise<number> {
+  const out = await childOutput({ label: 'redis-benchmark', command: 'redis-benchmark', args: ['-p', String(port), '-c', '1', '-n', String(CALLS), '--csv', ...command], lifetime: 'supervised' });
   const lines = out.trim().split('\n');
   const header = lines[0].split(',').map((s) => s.replace(/"/g, ''));
   const row = lines[lines.length - 1].split(',').map((s) => s.replace(/"/g, ''));
@@ -135,8 +135,8 @@ try {
   const add = (name: string, v: number) => (series[name] ??= []).push(v);
   const load0 = loadavg()[0];
   for (let r = 0; r < ROUNDS; r++) {
-    add('redis-benchmark GET', redisBenchmark(redis.port, ['GET', 'r0']));
-    add('redis-benchmark MGET 128', redisBenchmark(redis.port, ['MGET', ...rkeys]));
+    add('redis-benchmark GET', await redisBenchmark(redis.port, ['GET', 'r0']));
+    add('redis-benchmark MGET 128', await redisBenchmark(redis.port, ['MGET', ...rkeys]));
     add('ioredis GET', await timeCalls(() => ioredis.get('r0')));
     add('ioredis MGET 128', await timeCalls(() => ioredis.mget(...rkeys)));
     add('Node TCP echo', await timeCalls(() => ec.rtt()));

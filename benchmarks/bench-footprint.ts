@@ -12,7 +12,7 @@
  *
  *   npm run build && npx tsx benchmarks/bench-footprint.ts [--rounds 2] [--cycles 10] [--duration 6] [--out bench-results/footprint-shm.md]
  */
-import { execFileSync } from 'node:child_process';
+import { childOutput, passStderr } from '../src/bench/child-process.js';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { resolveConnection, storeConfig } from '../src/bench/engine/connection.js';
@@ -95,10 +95,10 @@ for (let round = 0; round < rounds; round++) {
   // Alternate the order per round so drift does not favour one variant.
   const variants = round % 2 ? (['nt', 'plain'] as const) : (['plain', 'nt'] as const);
   for (const v of variants) {
-    const text = execFileSync(process.execPath, ['--import', 'tsx', self, '--child', '--cycles', String(cycles)], { env: env(v === 'nt'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const text = await childOutput({ label: 'footprint spans', command: process.execPath, args: ['--import', 'tsx', self, '--child', '--cycles', String(cycles)], env: env(v === 'nt'), onLine: passStderr });
     spanRuns[v].push(JSON.parse(text.trim().split('\n').pop()!) as number[]);
     for (const c of [2, 64]) {
-      const json = execFileSync(process.execPath, [cli, 'throughput', '--op', 'get', '--protocol', 'shm', '--concurrency', String(c), '--duration', durationS, '--warmup', '2', '--json', '--out-dir', '/tmp/peercache-footprint'], { env: env(v === 'nt'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 * MiB });
+      const json = await childOutput({ label: `peercache-bench throughput x${c}`, command: process.execPath, args: [cli, 'throughput', '--op', 'get', '--protocol', 'shm', '--concurrency', String(c), '--duration', durationS, '--warmup', '2', '--json', '--out-dir', '/tmp/peercache-footprint'], env: env(v === 'nt'), keepBytes: 64 * MiB });
       const row = (JSON.parse(json) as Report).results[0];
       if (!row.ok) throw new Error(`get at ${c}: ${row.note}`);
       getRuns[v][c].push(row.throughput_gbps);

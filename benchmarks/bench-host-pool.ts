@@ -9,7 +9,7 @@
  *
  *   npx tsx benchmarks/bench-host-pool.ts [--rounds 1] [--duration 2] [--warmup 1] [--out bench-results/host-pool-shm.md]
  */
-import { execFileSync } from 'node:child_process';
+import { childOutput, passStderr } from '../src/bench/child-process.js';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { runSweep } from '../src/bench/sweep.js';
@@ -49,11 +49,12 @@ for (let r = 0; r < rounds; r++) {
   for (const v of r % 2 ? [...variants].reverse() : variants) {
     loads.push(loadavg()[0].toFixed(1));
     const nodeFlags = v.endsWith('single-threaded GC') ? [SINGLE_THREADED_GC] : [];
-    const text = execFileSync(
-      process.execPath,
-      [...nodeFlags, '--import', 'tsx', self, '--child', '--host-pool', v.startsWith('per-worker') ? 'per-worker' : 'auto', '--duration', String(durationS), '--warmup', String(warmupS)],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 },
-    );
+    const text = await childOutput({
+      label: `host-pool sweep (${v})`,
+      command: process.execPath,
+      args: [...nodeFlags, '--import', 'tsx', self, '--child', '--host-pool', v.startsWith('per-worker') ? 'per-worker' : 'auto', '--duration', String(durationS), '--warmup', String(warmupS)],
+      onLine: passStderr,
+    });
     const sweep = JSON.parse(text.trim().split('\n').pop()!) as SweepOut;
     for (const f of sweep.failures) console.error(`${v}: ${f}`);
     sweeps[v].push(sweep);

@@ -88,7 +88,7 @@ const steps: Record<string, (f: Partial<RunFigures>) => Promise<void>> = {
     f.hot1 = gbps(await runMicro({ protocol: 'shm', blockSize: block, batchSize: batch, threads: 1, durationS, warmupS, path: 'transport', pattern: 'hot' }), 'transport-read');
   },
   perftest: async (f) => {
-    f.perftest = perftest({ size: block, outstanding: batch, seconds: durationS, bytesPerS: 20e9, maxIterations: 200_000 });
+    f.perftest = await perftest({ size: block, outstanding: batch, seconds: durationS, bytesPerS: 20e9, maxIterations: 200_000 });
   },
   memcpy: async (f) => {
     f.memcpy = memcpySpan(block);
@@ -168,7 +168,7 @@ log(`# micro speed checks (shm, ${label}, batch ${batch})`);
 log('');
 log(`- date: ${new Date().toISOString()}`);
 log(`- command: \`npx tsx benchmarks/bench-micro.ts ${args.join(' ')}\``);
-log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${ucxVersion()}; 1-min load average at each run's start: ${results.map((r) => r.load.toFixed(1)).join(', ')}`);
+log(`- host: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}, UCX ${await ucxVersion()}; 1-min load average at each run's start: ${results.map((r) => r.load.toFixed(1)).join(', ')}`);
 log(`- each micro row: ${durationS} s measured after ${warmupS} s warmup, producer in its own process; ${runs} runs, order rotated per run; medians below`);
 log(`- micro equivalents: \`peercache-bench micro --protocol shm --path both --block-size ${block} --threads 1 --duration ${durationS} --warmup ${warmupS}\`, \`... --path transport --threads 2\` and \`... --path transport --pattern hot --threads 1\``);
 log(`- ucx_perftest: \`UCX_TLS=${SHM_TLS} UCX_PROTO_ENABLE=n ucx_perftest 127.0.0.1 -t ucp_get -s ${block} -O ${batch}\` (one ${label} buffer on each side: cache-hot); micro's default pattern (spread) reads ${batch} blocks per call over ${microBlocks(batch)} blocks (${((microBlocks(batch) * block) / 2 ** 20).toFixed(0)} MiB, from memory), \`--pattern hot\` reads perftest's way`);

@@ -12,7 +12,7 @@
  *   with 1 and 2 streams (what the kernel moves between two processes on this host).
  * Medians over rounds; ratios at 1 and 2 workers. The last line is `RATIOS {json}`.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { ChildProc, runChild } from '../src/bench/child-process.js';
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { freePort } from '../test/helpers/ports.js';
@@ -77,11 +77,11 @@ async function memcpyRate(threads: number, seconds: number): Promise<number> {
 /** iperf3 over loopback: GB/s of `streams` parallel streams for `seconds`. */
 async function iperf(streams: number, seconds: number): Promise<number> {
   const port = await freePort();
-  const server = spawn('iperf3', ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  const server = new ChildProc({ label: 'iperf3 server', command: 'iperf3', args: ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], lifetime: 'supervised' });
   try {
     for (let i = 0; i < 50; i++) {
-      const r = spawnSync('iperf3', ['-c', '127.0.0.1', '-p', String(port), '-P', String(streams), '-t', String(seconds), '-J'], { encoding: 'utf8' });
-      if (r.status === 0) {
+      const r = await runChild({ label: 'iperf3 client', command: 'iperf3', args: ['-c', '127.0.0.1', '-p', String(port), '-P', String(streams), '-t', String(seconds), '-J'], lifetime: 'supervised' });
+      if (r.code === 0) {
         const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
         return j.end.sum_received.bits_per_second / 8 / 1e9;
       }
@@ -90,7 +90,7 @@ async function iperf(streams: number, seconds: number): Promise<number> {
     }
     throw new Error('iperf3 server did not start');
   } finally {
-    server.kill();
+    await server.stop();
   }
 }
 

@@ -5,10 +5,8 @@
  *
  * Usage: node --import tsx benchmarks/bench-tcp.ts [seconds-per-point=2] [page-bytes=131072] [batch=32]
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { spawnFixture } from '../test/helpers/child.js';
 import { TcpTransport } from '../src/transport/tcp/index.js';
 import type { Endpoint, LocalRegion, RemoteRegion } from '../src/transport/types.js';
 
@@ -17,7 +15,7 @@ const page = Number(process.argv[3] ?? 128 << 10);
 const batch = Number(process.argv[4] ?? 32);
 const regionBytes = 256 << 20;
 const pages = regionBytes / page;
-const fixture = fileURLToPath(new URL('../test/fixtures/tcp-publisher.ts', import.meta.url));
+const fixture = new URL('../test/fixtures/tcp-publisher.ts', import.meta.url);
 
 interface Published {
   address: string;
@@ -78,21 +76,16 @@ async function run(ep: Endpoint, remote: RemoteRegion, locals: LocalRegion[], de
 }
 
 async function main(): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture, String(regionBytes), '1'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawnFixture(fixture, [String(regionBytes), '1']);
   try {
-    const line = await new Promise<string>((resolve, reject) => {
-      const rl = createInterface({ input: child.stdout });
-      rl.once('line', resolve);
-      child.once('exit', (code) => reject(new Error(`publisher exited (${code}) before printing its address`)));
-    });
-    const published = JSON.parse(line) as Published;
+    const published = (await child.ready) as unknown as Published;
     const node = await TcpTransport.open({ protocol: 'tcp', timeoutMs: 30_000 });
     try {
       const ep = await node.connect(Buffer.from(published.address, 'base64'));
       const remote = ep.attach(Buffer.from(published.descriptor, 'base64'));
       const maxDepth = 8;
       const locals = Array.from({ length: maxDepth }, () => node.register(new Uint8Array(batch * page)));
-      const pid = child.pid ?? 0;
+      const pid = child.proc.pid ?? 0;
       await run(ep, remote, locals, 2, false, pid); // warm up (JIT, socket buffers)
       console.log(`tcp loopback, ${page / 1024} KiB pages, batch ${batch}, ${seconds} s per point, node ${process.version}`);
       for (const write of [false, true]) {
@@ -109,8 +102,7 @@ async function main(): Promise<void> {
       await node.close();
     }
   } finally {
-    child.kill('SIGKILL');
-    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
+    await child.kill('SIGKILL');
   }
 }
 

@@ -10,7 +10,7 @@
  *
  *   npm run build && npx tsx benchmarks/soak.ts --minutes 10 [--workers 64] [--round 30] [--kill-every 60] [--out bench-results/soak-shm.md]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { ChildProc } from '../src/bench/child-process.js';
 import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { built } from './lib/built.js';
@@ -76,10 +76,8 @@ function hostile(addr: { host: string; port: number }): { stop(): void; sent: ()
   return { stop: () => (stopped = true), sent: () => sent };
 }
 
-function startVictim(addr: string): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./lib/soak-victim.ts', import.meta.url).pathname, addr, '64'], { stdio: ['ignore', 'ignore', 'ignore'] });
-  child.on('error', () => {});
-  return child;
+function startVictim(addr: string): ChildProc {
+  return new ChildProc({ label: 'victim', command: process.execPath, args: ['--import', 'tsx', new URL('./lib/soak-victim.ts', import.meta.url).pathname, addr, '64'], lifetime: 'stdin', keepBytes: 64 * 1024 });
 }
 
 function freePort(): Promise<number> {
@@ -113,7 +111,7 @@ while (Date.now() < deadline) {
     if (Date.now() >= deadline) break;
     round++;
     let attacker: ReturnType<typeof hostile> | null = null;
-    let victim: ChildProcess | null = null;
+    let victim: ChildProc | null = null;
     let victimTimer: NodeJS.Timeout | null = null;
     let producerStart = 0;
     let pid: number | null = null;
@@ -164,7 +162,7 @@ while (Date.now() < deadline) {
     } finally {
       clearInterval(sample);
       if (victimTimer) clearInterval(victimTimer);
-      (victim as ChildProcess | null)?.kill('SIGKILL');
+      (victim as ChildProc | null)?.kill('SIGKILL');
       (attacker as ReturnType<typeof hostile> | null)?.stop();
     }
     const malformed = (attacker as ReturnType<typeof hostile> | null)?.sent() ?? 0;

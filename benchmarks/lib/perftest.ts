@@ -2,7 +2,8 @@
  * `ucx_perftest -t ucp_get` across two processes on this host, the reference the data-plane speed
  * checks compare with: a server and a client under the same UCX shared-memory transports.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ChildProc, childOutput } from '../../src/bench/child-process.js';
 
 export const SHM_TLS = 'posix,sysv,cma,self';
 const GB = 1e9;
@@ -21,24 +22,24 @@ export interface PerftestRun {
 }
 
 /** One ucx_perftest ucp_get run; its overall bandwidth in GB/s (10^9 B/s). */
-export function perftest(r: PerftestRun): number {
+export async function perftest(r: PerftestRun): Promise<number> {
   const port = String(13000 + Math.floor(Math.random() * 2000));
   const env = { ...process.env, UCX_TLS: SHM_TLS, UCX_PROTO_ENABLE: 'n' };
-  const server = spawn('ucx_perftest', ['-p', port], { env, stdio: 'ignore' });
+  const server = new ChildProc({ label: 'ucx_perftest server', command: 'ucx_perftest', args: ['-p', port], env, lifetime: 'supervised' });
   try {
-    execFileSync('sleep', ['0.5']);
+    await sleep(500);
     const iterations = Math.max(2000, Math.min(r.maxIterations, Math.floor((r.seconds * r.bytesPerS) / r.size)));
-    const text = execFileSync('ucx_perftest', ['127.0.0.1', '-p', port, '-t', 'ucp_get', '-s', String(r.size), '-O', String(r.outstanding), '-n', String(iterations), '-w', String(Math.floor(iterations / 10))], { env, encoding: 'utf8' });
+    const text = await childOutput({ label: 'ucx_perftest client', command: 'ucx_perftest', args: ['127.0.0.1', '-p', port, '-t', 'ucp_get', '-s', String(r.size), '-O', String(r.outstanding), '-n', String(iterations), '-w', String(Math.floor(iterations / 10))], env, lifetime: 'supervised' });
     const final = text.split('\n').find((l) => l.startsWith('Final:'));
     if (!final) throw new Error(`ucx_perftest printed no Final line:\n${text}`);
     // Final: iterations, lat p50, lat avg, lat overall, bw avg (MB/s = 2^20 B/s), bw overall, ...
     return (Number(final.trim().split(/\s+/)[6]) * 2 ** 20) / GB;
   } finally {
-    server.kill('SIGKILL');
+    await server.stop({ via: 'SIGKILL' });
   }
 }
 
 /** The UCX version `ucx_info -v` reports. */
-export function ucxVersion(): string | undefined {
-  return execFileSync('ucx_info', ['-v'], { encoding: 'utf8' }).match(/Version ([\d.]+)/)?.[1];
+export async function ucxVersion(): Promise<string | undefined> {
+  return (await childOutput({ label: 'ucx_info -v', command: 'ucx_info', args: ['-v'], lifetime: 'supervised' })).match(/Version ([\d.]+)/)?.[1];
 }

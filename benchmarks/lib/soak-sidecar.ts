@@ -6,7 +6,7 @@
  * connections that ask once and then sit idle (they fill B's --max-connections, so new ones evict
  * them), and garbage. What it reports: the ranks' counters, the attackers' counts, the nodes' RSS.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { ChildProc } from '../../src/bench/child-process.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -74,21 +74,14 @@ const json = (id: number, body: unknown) => frame(1, id, Buffer.from(JSON.string
 const HELLO = json(1, { op: 'hello', protocol: 'peercache-sidecar/2', pid: process.pid });
 const EXISTS = json(2, { op: 'exists', keys: ['soak-idle'] });
 
-function waitFor(child: ChildProcess, re: RegExp, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`not ready in ${ms} ms: ${out.slice(-500)}`)), ms);
-    const on = (d: Buffer) => {
-      out += d.toString();
-      if (re.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', on);
-    child.stderr!.on('data', on);
-    child.once('exit', (code, signal) => reject(new Error(`exited (${code ?? signal}): ${out.slice(-500)}`)));
-  });
+/** A rank's counter line (JSON with a `rank`), or null for any other line. */
+function counters(line: string): RankCounters | null {
+  try {
+    const c = JSON.parse(line) as RankCounters;
+    return typeof c === 'object' && c !== null && typeof c.rank === 'string' ? c : null;
+  } catch {
+    return null; // not a counter line
+  }
 }
 
 export interface SidecarSoak {
@@ -110,15 +103,12 @@ export async function startSidecarSoak(discoveryPort: number): Promise<SidecarSo
   let stopping = false;
   const node = (name: string, extra: string[]) => {
     const socket = join(dir, name, 'peercache.sock');
-    const child = spawn(process.execPath, [peercacheBin, 'node', '--socket', socket, '--discovery-addr', `127.0.0.1:${discoveryPort}`, '--protocol', 'shm', '--global-segment', '64m', '--slot-bytes', '8k', '--busy-poll-us', '50', '--log-level', 'warning', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let tail = '';
-    const keep = (d: Buffer) => (tail = (tail + d.toString()).slice(-3000));
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    child.on('exit', (code, signal) => {
-      if (!stopping) crashes.push(`node ${name} exited (${code ?? signal}): ${tail}`);
+    const args = [peercacheBin, 'node', '--socket', socket, '--discovery-addr', `127.0.0.1:${discoveryPort}`, '--protocol', 'shm', '--global-segment', '64m', '--slot-bytes', '8k', '--busy-poll-us', '50', '--log-level', 'warning', ...extra];
+    const child = new ChildProc({ label: `node ${name}`, command: process.execPath, args, lifetime: 'stdin' });
+    void child.exited.then(() => {
+      if (!stopping) crashes.push(child.exitDescription(12));
     });
-    return { child, socket, ready: waitFor(child, /ready: socket/, 60_000) };
+    return { child, socket, ready: child.waitForLine(/ready: socket/, 60_000).then(() => undefined) };
   };
   const a = node('a', []);
   await a.ready;
@@ -128,30 +118,18 @@ export async function startSidecarSoak(discoveryPort: number): Promise<SidecarSo
   const latest = new Map<string, RankCounters>();
   /** The ranks' first log lines (the adapter logs each kind of failure once per period). */
   const firstLines: string[] = [];
-  const ranks: ChildProcess[] = [];
+  const ranks: ChildProc<RankCounters>[] = [];
   const rank = (socket: string, name: string, peer: string, pollUs: number) => {
-    const child = spawn('python3', [rankScript, socket, name, peer, String(pollUs), dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let partial = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      partial += d.toString();
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      for (const l of lines) {
-        try {
-          const c = JSON.parse(l) as RankCounters;
-          latest.set(c.rank, c);
-        } catch {
-          /* not a counter line */
-        }
-      }
+    const child = new ChildProc<RankCounters>({ label: `rank ${name}`, command: 'python3', args: [rankScript, socket, name, peer, String(pollUs), dir], lifetime: 'stdin', parseMessage: counters });
+    child.onMessage((c) => {
+      latest.set(c.rank, c);
+      return true;
     });
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      err = (err + d.toString()).slice(-2000);
-      for (const line of d.toString().split('\n')) if (line.trim() && firstLines.length < 12) firstLines.push(`${name}: ${line.slice(0, 300)}`);
+    child.onLine((line, stream) => {
+      if (stream === 'stderr' && firstLines.length < 12) firstLines.push(`${name}: ${line.slice(0, 300)}`);
     });
-    child.on('exit', (code, signal) => {
-      if (!stopping) crashes.push(`rank ${name} exited (${code ?? signal}): ${err}`);
+    void child.exited.then(() => {
+      if (!stopping) crashes.push(`${child.exitDescription(0)}: ${child.stderr().slice(-2000)}`);
     });
     ranks.push(child);
   };
@@ -275,13 +253,12 @@ export async function startSidecarSoak(discoveryPort: number): Promise<SidecarSo
       stopping = true;
       for (const t of timers) clearTimeout(t);
       for (const s of sockets) s.destroy();
-      // 'close': after the exit and the last of its output (a rank prints its final counters as it stops).
-      const exited = (c: ChildProcess) => new Promise<void>((r) => (c.stdout?.closed ? r() : c.once('close', () => r())));
-      for (const r of ranks) r.kill('SIGTERM');
-      await Promise.race([Promise.all(ranks.map(exited)), new Promise((r) => setTimeout(r, 15_000))]);
-      for (const n of [b, a]) n.child.kill('SIGTERM');
-      await Promise.race([Promise.all([a, b].map((n) => exited(n.child))), new Promise((r) => setTimeout(r, 15_000))]);
-      for (const c of [...ranks, a.child, b.child]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      // Ranks first (each prints its final counters as it stops: read to the pipes' end), then the nodes; SIGKILL after 15 s.
+      await Promise.all(ranks.map(async (r) => {
+        await r.stop({ via: 'SIGTERM', graceMs: 15_000 });
+        await r.drained();
+      }));
+      await Promise.all([b, a].map((n) => n.child.stop({ via: 'SIGTERM', graceMs: 15_000 })));
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -336,3 +336,51 @@ export class ChildProc<M = unknown> {
     await Promise.race([this.closed, new Promise((r) => setTimeout(r, ms).unref())]);
   }
 }
+
+export interface ChildRun extends ChildExit {
+  stdout: string;
+  stderr: string;
+  /** It ran past `timeoutMs` and was stopped (SIGTERM, then SIGKILL). */
+  timedOut: boolean;
+}
+
+export interface RunOptions extends Omit<ChildOptions<never>, 'parseMessage' | 'lifetime'> {
+  /** Default 'stdin' (our own Node scripts); 'supervised' for programs we did not write. */
+  lifetime?: ChildOptions<never>['lifetime'];
+  /** Past this the child is stopped (SIGTERM, then SIGKILL); the run resolves with `timedOut`. */
+  timeoutMs?: number;
+  /** Each line as it arrives (e.g. to pass a child's stderr through to ours). */
+  onLine?: (line: string, stream: Stream) => void;
+}
+
+/** Runs a program to its end through `ChildProc` and resolves with its exit and its whole output (up to `keepBytes` per stream). */
+export async function runChild(o: RunOptions): Promise<ChildRun> {
+  const child = new ChildProc<never>({ ...o, lifetime: o.lifetime ?? 'stdin' });
+  if (o.onLine) child.onLine(o.onLine);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'timeout'>((r) => {
+    if (o.timeoutMs !== undefined) timer = setTimeout(() => r('timeout'), o.timeoutMs);
+  });
+  const timedOut = (await Promise.race([child.exited, deadline])) === 'timeout';
+  clearTimeout(timer);
+  if (!timedOut) await child.drained();
+  await child.stop(); // after a timeout: SIGTERM, then SIGKILL; otherwise only a supervised group's stragglers
+  return { ...(child.exitedState ?? { code: null, signal: null }), stdout: child.stdout(), stderr: child.stderr(), timedOut };
+}
+
+/** `runChild`, and its stdout when it exits 0; otherwise rejects with ERR_CHILD_PROCESS naming the exit and the last lines. */
+export async function childOutput(o: RunOptions): Promise<string> {
+  const r = await runChild(o);
+  if (r.timedOut) throw new PeercacheError('ERR_TIMEOUT', `${o.label} did not finish within ${Math.round(o.timeoutMs! / 100) / 10} s: ${lastLines(r.stderr || r.stdout)}`);
+  if (r.code !== 0) throw new PeercacheError('ERR_CHILD_PROCESS', `${o.label} exited (${describeExit(r)}): ${lastLines(r.stderr || r.stdout)}`);
+  return r.stdout;
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-3).join(' | ') || 'no output';
+}
+
+/** An `onLine` for `runChild`: the child's stderr lines on ours, as `stdio: 'inherit'` would show them. */
+export function passStderr(line: string, stream: Stream): void {
+  if (stream === 'stderr') process.stderr.write(`${line}\n`);
+}

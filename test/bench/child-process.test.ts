@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
-import { ChildProc, CHILD_LIMITS, describeExit, signalExitCode } from '../../src/bench/child-process.js';
+import { ChildProc, CHILD_LIMITS, childOutput, describeExit, runChild, signalExitCode } from '../../src/bench/child-process.js';
 import { parseProducerMessage } from '../../src/bench/engine/producer.js';
 
 const node = process.execPath;
@@ -92,6 +92,25 @@ test("the producer's ready line is a typed message", () => {
   assert.equal(parseProducerMessage('{"t":"error","message":"boom"}'), { t: 'error', message: 'boom' });
   assert.is(parseProducerMessage('{"ready":true}'), null);
   assert.is(parseProducerMessage('not json'), null);
+});
+
+test('runChild: a program run to its end (what the benchmarks use instead of execFileSync/spawnSync): whole output, exit, a deadline', async () => {
+  const big = 3 * CHILD_LIMITS.keepBytes; // past the default kept bytes: keepBytes raised, nothing is lost
+  const r = await runChild({ label: 'big', command: node, args: ['-e', `process.stdout.write('x'.repeat(${big}) + '\\nlast\\n'); console.error('to stderr'); process.exitCode = 4`], keepBytes: 4 * CHILD_LIMITS.keepBytes });
+  assert.is(r.code, 4);
+  assert.is(r.timedOut, false);
+  assert.is(r.stdout.length, big + 6);
+  assert.ok(r.stdout.endsWith('last\n'));
+  assert.is(r.stderr, 'to stderr\n');
+  const seen: string[] = [];
+  assert.is(await childOutput({ label: 'echo', command: 'sh', args: ['-c', 'echo out; echo err >&2'], lifetime: 'supervised', onLine: (l, s) => seen.push(`${s}:${l}`) }), 'out\n');
+  assert.equal(seen.sort(), ['stderr:err', 'stdout:out']);
+  await rejects(childOutput({ label: 'failing', command: node, args: ['-e', 'console.error("why it failed"); process.exit(2)'] }), /^failing exited \(code 2\): why it failed$/);
+  await rejects(childOutput({ label: 'missing', command: '/nonexistent/program', args: [] }), /^missing exited \(did not start\): spawn failed: .*ENOENT/);
+  const slow = await runChild({ label: 'slow', command: 'sleep', args: ['30'], lifetime: 'supervised', timeoutMs: 300 });
+  assert.ok(slow.timedOut);
+  assert.is(slow.signal ?? `code ${slow.code}`, 'SIGTERM');
+  await rejects(childOutput({ label: 'slow', command: 'sleep', args: ['30'], timeoutMs: 300 }), /^slow did not finish within 0\.3 s/);
 });
 
 test.run();
