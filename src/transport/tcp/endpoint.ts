@@ -3,9 +3,10 @@
  * batch (more only past the frame limits), many batches pipelined on one connection, every range
  * checked before anything is sent, every wait bounded.
  *
- * Copies: the server copies a READ's bytes once (region -> pooled answer buffer); the endpoint
- * reads answers straight into the local views (read(2) into them), so a READ costs one user-space
- * copy plus the kernel's two. A WRITE is copied once on each side.
+ * Copies: the server writes a big READ's answer as views of its region (no user-space copy; small
+ * ones are copied once), and the endpoint reads answers straight into the local views (read(2)
+ * into each run of adjacent destinations, the header alone before them), so a big READ costs the
+ * kernel's two copies only. A WRITE is copied once on each side.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -89,6 +90,8 @@ interface PendingFrame {
   readonly dst: Buffer[];
   readonly dstOff: number[];
   readonly len: number[];
+  /** READ: bytes from op i's start to the end of its run of adjacent destinations (one read(2) target). */
+  readonly run: number[];
   readonly bytes: number;
 }
 
@@ -152,6 +155,8 @@ export class TcpEndpoint implements Endpoint {
   private collectFill = 0;
   private scatterOp = 0;
   private scatterDone = 0;
+  /** Whether the buffer nextReadBuffer() gave last is a local view (else the staging buffer). */
+  private direct = false;
   private readonly socket: net.Socket;
 
   private constructor(
@@ -224,7 +229,7 @@ export class TcpEndpoint implements Endpoint {
       };
       const frame = Buffer.allocUnsafe(REQUEST_HEADER);
       writeRequestHeader(frame, KIND_HELLO, 0, 0, 0, 0, null);
-      ep.pending.set(0, { kind: KIND_HELLO, batch: null, dst: [], dstOff: [], len: [], bytes: NODE_ID_BYTES });
+      ep.pending.set(0, { kind: KIND_HELLO, batch: null, dst: [], dstOff: [], len: [], run: [], bytes: NODE_ID_BYTES });
       ep.socket.write(frame);
     });
   }
@@ -362,6 +367,7 @@ export class TcpEndpoint implements Endpoint {
       at += OP_BYTES;
     }
     const dst: Buffer[] = [];
+    const run: number[] = [];
     if (kind === KIND_WRITE) {
       for (let i = 0; i < n; i++) {
         views[plan.lidx[i]].copy(frame, at, plan.loff[i], plan.loff[i] + plan.len[i]);
@@ -369,8 +375,13 @@ export class TcpEndpoint implements Endpoint {
       }
     } else {
       for (let i = 0; i < n; i++) dst.push(views[plan.lidx[i]]);
+      run.length = n;
+      for (let i = n - 1; i >= 0; i--) {
+        const adjacent = i + 1 < n && dst[i + 1] === dst[i] && plan.loff[i + 1] === plan.loff[i] + plan.len[i];
+        run[i] = plan.len[i] + (adjacent ? run[i + 1] : 0);
+      }
     }
-    this.pending.set(id, { kind, batch, dst, dstOff: plan.loff, len: plan.len, bytes: kind === KIND_READ ? plan.bytes : 0 });
+    this.pending.set(id, { kind, batch, dst, dstOff: plan.loff, len: plan.len, run, bytes: kind === KIND_READ ? plan.bytes : 0 });
     this.socket.write(frame, () => this.pool.release(frame));
   }
 
@@ -423,20 +434,29 @@ export class TcpEndpoint implements Endpoint {
   }
 
   private nextReadBuffer(): Uint8Array {
-    if (this.stage === ClientStage.Scatter && this.cur !== null && !this.closed && this.failed === null) {
+    this.direct = false;
+    if (this.closed || this.failed !== null) return this.recv;
+    if (this.stage === ClientStage.Scatter && this.cur !== null) {
+      // The rest of the current run of adjacent destinations: the kernel copies straight into it.
       const f = this.cur;
-      const left = f.len[this.scatterOp] - this.scatterDone;
+      const left = f.run[this.scatterOp] - this.scatterDone;
       if (left >= MIN_DIRECT_READ) {
+        this.direct = true;
         const start = f.dstOff[this.scatterOp] + this.scatterDone;
         return f.dst[this.scatterOp].subarray(start, start + left);
       }
+    } else if (this.stage === ClientStage.Header) {
+      // The server answers in order: when the next answer is a big READ, read its header alone, so
+      // its body is not read into the staging buffer and copied from there.
+      const next = this.pending.values().next();
+      if (next.done !== true && next.value.kind === KIND_READ && next.value.bytes >= MIN_DIRECT_READ) return this.recv.subarray(0, this.header.missing);
     }
     return this.recv;
   }
 
   private onBytes(n: number, buf: Uint8Array): boolean {
     try {
-      if (buf === this.recv) this.decode(this.recv, n);
+      if (!this.direct) this.decode(buf as Buffer, n);
       else this.advanceDirect(n);
     } catch (err) {
       this.protocolError(`internal error while decoding: ${(err as Error).message}`);
@@ -493,14 +513,19 @@ export class TcpEndpoint implements Endpoint {
     }
   }
 
-  /** n answer bytes were read straight into the current op's local view. */
+  /** n answer bytes were read straight into the current run of local views. */
   private advanceDirect(n: number): void {
     if (this.closed || this.failed !== null) return;
-    this.scatterDone += n;
+    const f = this.cur as PendingFrame;
     this.bodyLeft -= n;
-    if (this.scatterDone === (this.cur as PendingFrame).len[this.scatterOp]) {
-      this.scatterOp++;
-      this.scatterDone = 0;
+    while (n > 0) {
+      const k = Math.min(f.len[this.scatterOp] - this.scatterDone, n);
+      n -= k;
+      this.scatterDone += k;
+      if (this.scatterDone === f.len[this.scatterOp]) {
+        this.scatterOp++;
+        this.scatterDone = 0;
+      }
     }
     if (this.bodyLeft === 0) this.finishFrame();
   }

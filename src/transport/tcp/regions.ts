@@ -26,6 +26,13 @@ export class TcpPublished implements PublishedRegion {
   readonly buf: Buffer;
   freed = false;
   readonly length: number;
+  /**
+   * Answers the server has handed to the socket as views of this region's memory and the kernel
+   * has not taken yet: free() leaves the memory attached until they are done (libuv holds raw
+   * pointers into it; detaching would let it be freed under them).
+   */
+  private pins = 0;
+  private detachPending = false;
 
   constructor(
     private readonly table: RegionTable,
@@ -54,10 +61,26 @@ export class TcpPublished implements PublishedRegion {
     return encodeTcpDescriptor({ nodeId: this.table.nodeId, regionId: this.id, length: this.length, token: this.token });
   }
 
+  /** @internal The server queued a view of this region on a socket. */
+  pin(): void {
+    this.pins++;
+  }
+
+  /** @internal The socket is done with a view of this region (written, or cancelled with its socket). */
+  unpin(): void {
+    if (--this.pins === 0 && this.detachPending) this.detach();
+  }
+
   free(): void {
     if (this.freed) return;
     this.freed = true;
     this.table.unpublish(this);
+    if (this.pins > 0) this.detachPending = true;
+    else this.detach();
+  }
+
+  private detach(): void {
+    this.detachPending = false;
     // Node 20 has no ArrayBuffer.prototype.transfer; transferring through structuredClone detaches
     // the buffer all the same (no copy), so every view of it, `bytes` included, reads length 0.
     const ab = this.whole.buffer as ArrayBuffer;

@@ -3,10 +3,18 @@
  * (wire.ts), and the server answers from the node's published regions, reached only through the
  * ServedRegions interface (lookup by id and token).
  *
- * Consistency: a READ frame is copied out of the region within one event-loop turn (a snapshot
- * into the answer). A WRITE's payload is copied into the region as it arrives, in op order, so no
- * staging buffer per connection; like an RDMA WRITE it is not atomic (a concurrent READ may see
- * part of it, a dropped connection may leave part of it), but bytes land in op order.
+ * Consistency, as an RDMA READ/WRITE: on a plain socket a READ of at least VIEW_MIN_BYTES is
+ * answered with views of the region (header, then one view per run of adjacent ops, in op order,
+ * one writev): no user-space copy, the kernel copies each byte when it takes it, in op order, so a
+ * fence within the frame holds (every op before it is taken before any op after it), as does the
+ * store's check (data, fence, slot header: a header taken after the data proves the data was not
+ * being rewritten when taken). A WRITE frame on the same connection waits until that connection's
+ * view answers are taken (a READ before it never sees its bytes). A freed region stays attached
+ * until the views of it are done (TcpPublished.pin). Smaller READs, and READs under TLS, are
+ * copied within one event-loop turn into one buffer (a snapshot). A WRITE's payload is copied into
+ * the region as it arrives, in op order, so no staging buffer per connection; like an RDMA WRITE
+ * it is not atomic (a concurrent READ may see part of it, a dropped connection may leave part of
+ * it), but bytes land in op order.
  *
  * Limits (TcpServerLimits, defaults in TCP_SERVER_LIMITS), all enforced before memory is spent on
  * a peer: before its HELLO a connection may send only the 48-byte HELLO, within helloTimeoutMs
@@ -57,6 +65,17 @@ import {
   writeResponseHeader,
   type BufferPool,
 } from './wire.js';
+
+/**
+ * READ answers of at least this many bytes go out as views of the region, not a copy (measured in
+ * bench-results/tcp-breakdown.md: the copy was a quarter of the server's busy time). Below it one
+ * copy is cheaper than a writev of many pieces.
+ */
+export const VIEW_MIN_BYTES = 64 << 10;
+/** Past this many runs of adjacent ops an answer is copied: each view is an object held until written. */
+const VIEW_MAX_RUNS = 1024;
+/** What one view costs beyond its bytes (its Buffer object and iovec), charged to the answer budget. */
+const VIEW_OVERHEAD_BYTES = 128;
 
 /** Connection closures logged per window; past it, one line says how many were not. */
 const LOG_LINES_PER_WINDOW = 20;
@@ -303,6 +322,10 @@ class ServerConnection {
   private resumeScheduled = false;
   private backlog: Buffer | null = null;
   private dead = false;
+  /** READ answers sent as views of a region that the kernel has not taken yet (see the top). */
+  private viewAnswers = 0;
+  /** Plain sockets answer big READs with views; TLS copies (it encrypts into its own buffers anyway). */
+  private readonly zeroCopy: boolean;
 
   constructor(
     private readonly server: TcpServer,
@@ -310,6 +333,7 @@ class ServerConnection {
     private readonly connectedAt: number,
   ) {
     this.lastFrameAt = connectedAt;
+    this.zeroCopy = !(socket instanceof tls.TLSSocket);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // A client going away is normal; it must never surface as an uncaught 'error'.
@@ -375,7 +399,8 @@ class ServerConnection {
   /** Budget came free: answer the waiting frame, then go on with what was read meanwhile. */
   resume(): void {
     if (this.dead || !this.stalled) return;
-    if (!this.answer()) return;
+    if (this.stage === Stage.Answer && !this.answer()) return;
+    if (this.mustDrain()) return;
     this.stalled = false;
     const rest = this.backlog;
     this.backlog = null;
@@ -389,6 +414,13 @@ class ServerConnection {
     while (!this.dead) {
       if (this.stage === Stage.Answer && !this.answer()) {
         // No budget for this answer yet: stop reading the connection until there is.
+        this.stalled = true;
+        if (pos < end) this.backlog = chunk.subarray(pos);
+        this.socket.pause();
+        return;
+      }
+      if (this.mustDrain()) {
+        // A WRITE waits for this connection's view answers to be taken (its send callback resumes).
         this.stalled = true;
         if (pos < end) this.backlog = chunk.subarray(pos);
         this.socket.pause();
@@ -520,6 +552,11 @@ class ServerConnection {
     this.refusal = refusal;
   }
 
+  /** A WRITE's payload must not land while a READ before it on this connection is still a view the kernel has not taken. */
+  private mustDrain(): boolean {
+    return this.stage === Stage.Payload && this.viewAnswers > 0 && this.region !== null;
+  }
+
   private onPayload(chunk: Buffer, pos: number, end: number): number {
     const take = Math.min(this.wLeft, end - pos);
     if (this.region !== null && this.region.freed) this.refuse({ status: STATUS_BAD_RKEY, reason: `region ${this.regionId} was freed during the write` });
@@ -572,28 +609,82 @@ class ServerConnection {
       if (cost < 0) return false;
       this.send(encodeResponse(KIND_WRITE, STATUS_OK, this.id, null), cost, false);
     } else {
-      const cost = this.reserve(RESPONSE_HEADER + this.readBytes);
+      const runs = this.viewRuns();
+      const cost = this.reserve(RESPONSE_HEADER + this.readBytes + (runs > 0 ? runs * VIEW_OVERHEAD_BYTES : 0));
       if (cost < 0) return false;
-      // Copied whole within this turn, ops in order (so any fence holds), into one buffer: a
-      // snapshot of the region now, not a view of live memory the kernel would copy later.
-      const out = this.server.pool.acquire(RESPONSE_HEADER + this.readBytes);
-      writeResponseHeader(out, KIND_READ, STATUS_OK, this.id, this.readBytes);
-      let at = RESPONSE_HEADER;
-      const src = (this.region as TcpPublished).buf;
-      const ops = this.ops;
-      for (let i = 0; i < this.count; i++) {
-        const roff = readU64(ops, i * OP_BYTES);
-        const len = readU64(ops, i * OP_BYTES + 8);
-        src.copy(out, at, roff, roff + len);
-        at += len;
-      }
-      this.send(out, cost, true);
+      if (runs > 0) this.sendViews(this.region as TcpPublished, cost);
+      else this.sendCopy(cost);
     }
     this.stage = Stage.Header;
     this.region = null;
     this.refusal = null;
     this.ops = Buffer.alloc(0);
     return true;
+  }
+
+  /** Runs of adjacent ops (the views) a READ answer would be sent as, or 0 when it is copied. */
+  private viewRuns(): number {
+    if (!this.zeroCopy || this.readBytes < VIEW_MIN_BYTES) return 0;
+    const ops = this.ops;
+    let runs = 0;
+    let runEnd = -1;
+    for (let i = 0; i < this.count; i++) {
+      const roff = readU64(ops, i * OP_BYTES);
+      if (roff !== runEnd && ++runs > VIEW_MAX_RUNS) return 0;
+      runEnd = roff + readU64(ops, i * OP_BYTES + 8);
+    }
+    return runs;
+  }
+
+  /** The READ answer as its header and views of the region, in op order, in one writev. */
+  private sendViews(region: TcpPublished, cost: number): void {
+    const head = Buffer.allocUnsafe(RESPONSE_HEADER);
+    writeResponseHeader(head, KIND_READ, STATUS_OK, this.id, this.readBytes);
+    const socket = this.socket;
+    const src = region.buf;
+    const ops = this.ops;
+    region.pin();
+    this.viewAnswers++;
+    socket.cork();
+    socket.write(head);
+    let start = readU64(ops, 0);
+    let end = start + readU64(ops, 8);
+    for (let i = 1; i < this.count; i++) {
+      const roff = readU64(ops, i * OP_BYTES);
+      const len = readU64(ops, i * OP_BYTES + 8);
+      if (roff === end) {
+        end += len;
+        continue;
+      }
+      socket.write(src.subarray(start, end));
+      start = roff;
+      end = roff + len;
+    }
+    // Callbacks run in write order, after the kernel took the bytes (or with an error once the
+    // socket is destroyed, when libuv no longer touches them): the last one ends the answer.
+    socket.write(src.subarray(start, end), () => {
+      this.viewAnswers--;
+      region.unpin();
+      this.written(cost);
+    });
+    socket.uncork();
+  }
+
+  private sendCopy(cost: number): void {
+    // Copied whole within this turn, ops in order (so any fence holds), into one buffer: a
+    // snapshot of the region now, not a view of live memory the kernel would copy later.
+    const out = this.server.pool.acquire(RESPONSE_HEADER + this.readBytes);
+    writeResponseHeader(out, KIND_READ, STATUS_OK, this.id, this.readBytes);
+    let at = RESPONSE_HEADER;
+    const src = (this.region as TcpPublished).buf;
+    const ops = this.ops;
+    for (let i = 0; i < this.count; i++) {
+      const roff = readU64(ops, i * OP_BYTES);
+      const len = readU64(ops, i * OP_BYTES + 8);
+      src.copy(out, at, roff, roff + len);
+      at += len;
+    }
+    this.send(out, cost, true);
   }
 
   /** Charges an answer of `bytes` to this connection and the server; its cost, or -1 to wait. */
@@ -616,19 +707,24 @@ class ServerConnection {
     const pool = this.server.pool;
     this.socket.write(frame, () => {
       if (pooled) pool.release(frame);
-      if (this.dead) return; // onClose gave the budget back
-      this.queued -= cost;
-      const after = this.sharedFor(this.queued);
-      this.server.release(cost, this.shared, after);
-      this.shared = after;
-      if (this.stalled && !this.resumeScheduled) {
-        this.resumeScheduled = true;
-        setImmediate(() => {
-          this.resumeScheduled = false;
-          this.resume();
-        });
-      }
+      this.written(cost);
     });
+  }
+
+  /** An answer costing `cost` reached the kernel (or its socket died): its budget is free again. */
+  private written(cost: number): void {
+    if (this.dead) return; // onClose gave the budget back
+    this.queued -= cost;
+    const after = this.sharedFor(this.queued);
+    this.server.release(cost, this.shared, after);
+    this.shared = after;
+    if (this.stalled && !this.resumeScheduled) {
+      this.resumeScheduled = true;
+      setImmediate(() => {
+        this.resumeScheduled = false;
+        this.resume();
+      });
+    }
   }
 
   destroy(): void {

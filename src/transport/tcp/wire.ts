@@ -255,6 +255,11 @@ export class FrameHeaderReader {
     this.buf = this.own;
   }
 
+  /** Header bytes still to come (the size when none has arrived). */
+  get missing(): number {
+    return this.size - this.fill;
+  }
+
   /** True while part of a header has arrived and the rest has not. */
   get partial(): boolean {
     return this.fill !== 0;
