@@ -447,9 +447,12 @@ export class TcpEndpoint implements Endpoint {
       }
     } else if (this.stage === ClientStage.Header) {
       // The server answers in order: when the next answer is a big READ, read its header alone, so
-      // its body is not read into the staging buffer and copied from there.
+      // its body is not read into the staging buffer and copied from there. Likewise with nothing
+      // in flight: Node asks for the next read's buffer as the last answer completes, before its
+      // caller has posted the next batch (measured: 256 KiB of every 4 MiB answer went through
+      // the staging buffer).
       const next = this.pending.values().next();
-      if (next.done !== true && next.value.kind === KIND_READ && next.value.bytes >= MIN_DIRECT_READ) return this.recv.subarray(0, this.header.missing);
+      if (next.done === true || (next.value.kind === KIND_READ && next.value.bytes >= MIN_DIRECT_READ)) return this.recv.subarray(0, this.header.missing);
     }
     return this.recv;
   }
