@@ -65,7 +65,9 @@ const parts: Part[] = [
   },
   {
     name: 'suite',
-    command: [...tsx, 'benchmarks/bench-suite.ts', '--rounds', '1', '--duration', '1', '--warmup', '0.5'],
+    // The sweep runs in this child's process: --single-threaded-gc as the peercache-bench
+    // executable starts node (without it V8's background GC costs 64 workers on 2 cores ~40%).
+    command: [process.execPath, '--single-threaded-gc', '--import', 'tsx', 'benchmarks/bench-suite.ts', '--rounds', '1', '--duration', '1', '--warmup', '0.5'],
     ratios: {
       get_peak_vs_read: { better: 'higher', what: 'get PEAK of a saturation sweep / the bare READ' },
       x64_vs_peak: { better: 'higher', what: 'get at 64 workers / get PEAK' },

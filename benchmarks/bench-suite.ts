@@ -7,7 +7,11 @@
  * - the client CPU use and memory per worker of every row.
  * Alternates micro and the sweep for --rounds rounds and compares medians (the machine drifts).
  *
- *   npm run build && npx tsx benchmarks/bench-suite.ts [--rounds 2] [--duration 5] [--warmup 1] [--out bench-results/suite-speed-shm.md]
+ *   npm run build && node --single-threaded-gc --import tsx benchmarks/bench-suite.ts [--rounds 2] [--duration 5] [--warmup 1] [--out bench-results/suite-speed-shm.md]
+ *
+ * The sweep's workers are threads of this process: start node with --single-threaded-gc, as the
+ * peercache-bench executable does (src/bench/engine/gc-flags.ts), or the 64-worker row measures
+ * V8's background GC.
  */
 import { cpus, loadavg } from 'node:os';
 import type { Row } from '../src/bench/report/types.js';
@@ -80,7 +84,7 @@ const at64 = perConc.find((x) => x.c === 64)!;
 log('# Suite speed checks (shm, mla, 128 KiB pages, batch 32)');
 log('');
 log(`- date: ${new Date().toISOString()}; host: ${cpus()[0]?.model} x ${cpus().length}; node ${process.version}; 1-min load at each round: ${loads.join(', ')}`);
-log(`- command: \`npx tsx benchmarks/bench-suite.ts ${args.join(' ')}\``);
+log(`- command: \`node ${process.execArgv.includes('--single-threaded-gc') ? '--single-threaded-gc ' : ''}--import tsx benchmarks/bench-suite.ts ${args.join(' ')}\``);
 log(`- each round: the bare data-plane READ on the same engine (micro's transport path: every worker its own endpoint, READs of 32 x 128 KiB blocks per call) over the same 512 MiB at 1, 2 and 4 threads (the best is the bare READ), then \`peercache-bench saturation --op get --protocol shm --concurrencies ${concurrencies.join(',')}\`; ${durationS} s measured per row after ${warmupS} s warmup; medians over ${rounds} rounds; working set 4096 pages (512 MiB, cache-cold)`);
 log('');
 log('| concurrency | get GB/s | p50 µs | p99 µs | client CPU % | RSS per worker MiB |');

@@ -24,12 +24,14 @@ export default async function runWorker(task: WorkerTask): Promise<WorkerResult>
   const session = await openSession(task);
   try {
     const { driver } = session;
-    // Calls before the start flag: connections are set up outside the measured window, and this
-    // isolate's JIT has seen the hot path. The shared warmup is wall time, and 64 workers on 2
-    // cores get ~60 ms of CPU each in a 2 s warmup: too little to tier up, so the window measured
-    // the compiler too (+4..7% at 64 workers with these calls). Bounded by the warmup's length.
+    // Calls before the start flag: connections are set up outside the measured window, this
+    // worker has read every page its window will read once (driver.passCalls: the page tables of
+    // its mapping of the peer's segment are populated on first READ, whatever the warmup's length),
+    // and this isolate's JIT has seen the hot path. The shared warmup is wall time, and 64 workers
+    // on 2 cores get ~60 ms of CPU each in a 2 s warmup: too little to tier up, so the window
+    // measured the compiler too (+4..7% at 64 workers with these calls). Bounded by the warmup's length.
     const warmUntil = performance.now() + task.warmupMs;
-    for (let i = 0; i < WARM_CALLS && (i === 0 || performance.now() < warmUntil); i++) await driver.call();
+    for (let i = 0; i === 0 || i < driver.passCalls || (i < WARM_CALLS && performance.now() < warmUntil); i++) await driver.call();
     control.markReady();
     await control.waitWhile(Phase.Init);
     if (task.arrival) {
