@@ -28,7 +28,7 @@ import { startProducer, type ProducerHandle } from './engine/producer.js';
 import { runRow, type RowPlan, type RowProgress, type RunControl } from './engine/row.js';
 import { MIN_INTERVAL_S } from './engine/intervals.js';
 import { ConfigError } from '../errors.js';
-import { connectDirectoryClient } from '../store/directory/url.js';
+import { connectDirectoryClient } from '../store/directory/index.js';
 
 export type HiCacheMode = 'latency' | 'throughput' | 'saturation' | 'suite';
 

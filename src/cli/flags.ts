@@ -3,7 +3,7 @@
  * the connection flags (shared with micro, compare, serve and drive) with their parser.
  */
 import type { ArgsDef } from 'citty';
-import type { ConnectionOptions } from '../bench/engine/connection.js';
+import type { ConnectionOptions } from '../bench/engine/index.js';
 import { LOG_LEVELS } from '../log.js';
 import { PROTOCOLS } from '../transport/types.js';
 import { parseEnum, parseNameList, parsePositiveInt, UsageError } from './parse.js';

@@ -5,10 +5,8 @@
  * terminal (the final table on stdout is then the only output). Colour only when allowed
  * (NO_COLOR unset).
  */
-import type { RowProgress } from '../bench/engine/row.js';
-import { fixed, humanCount } from '../bench/report/format.js';
-import { gbpsCell, latencyPer } from '../bench/report/render.js';
-import type { Row } from '../bench/report/types.js';
+import type { RowProgress } from '../bench/engine/index.js';
+import { fixed, humanCount, gbpsCell, latencyPer, type Row } from '../bench/report/index.js';
 import type { AllocateProgress } from '../transport/types.js';
 
 /** ANSI styling only on a terminal and only when NO_COLOR is unset or empty (no-color.org). */

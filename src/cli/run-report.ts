@@ -8,11 +8,8 @@
  */
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { RunControl } from '../bench/engine/row.js';
-import type { Report, Row } from '../bench/report/types.js';
-import { plotReport } from '../bench/report/plot.js';
-import { renderConsole, renderJson } from '../bench/report/render.js';
-import { artifactName, describeFsError, OutDirError, prepareOutDir, removeCreatedDirs, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/write.js';
+import type { RunControl } from '../bench/engine/index.js';
+import { type Report, type Row, plotReport, renderConsole, renderJson, artifactName, describeFsError, OutDirError, prepareOutDir, removeCreatedDirs, writeReport, type ArtifactKind, type WrittenPaths } from '../bench/report/index.js';
 import type { Logger, LogLevel } from '../log.js';
 import { ConfigError, PeercacheError, errorText } from '../errors.js';
 import { flagFor } from './flags.js';

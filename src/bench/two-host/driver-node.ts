@@ -5,8 +5,7 @@
  * node so every row can say whether serve was alive for its whole window.
  */
 import { HostKVPool } from '../../store/host-pool.js';
-import { parseDiscoveryAddr } from '../../store/directory/open.js';
-import { DirectoryError, DirectoryClient } from '../../store/directory/client.js';
+import { parseDiscoveryAddr, DirectoryError, DirectoryClient } from '../../store/directory/index.js';
 import { PeerCacheStore } from '../../store/peer-cache-store.js';
 import type { NodeInfo } from '../../store/types.js';
 import type { Logger } from '../../log.js';

@@ -9,7 +9,7 @@ import { createSocket } from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { parseDiscoveryAddr } from '../../store/directory/open.js';
+import { parseDiscoveryAddr } from '../../store/directory/index.js';
 import { TwoHostConfigError, type TwoHostRole } from './params.js';
 
 export { isLoopback } from '../../store/loopback.js';

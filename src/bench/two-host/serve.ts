@@ -17,7 +17,7 @@ import type { NodeInfo } from '../../store/types.js';
 import { openTransport } from '../../transport/index.js';
 import { packageVersion } from '../../version.js';
 import { fillPage, pageSeed } from '../engine/pattern.js';
-import { parseDiscoveryAddr } from '../../store/directory/open.js';
+import { parseDiscoveryAddr } from '../../store/directory/index.js';
 import { checkSegmentFits } from '../../transport/segment-budget.js';
 import type { AllocateProgress } from '../../transport/types.js';
 import { chooseLocalHost, isWildcard } from './net.js';

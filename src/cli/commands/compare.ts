@@ -1,7 +1,7 @@
 /** peercache-bench compare: our micro and Mooncake's transfer_engine_bench at matched block sizes. */
 import { defineCommand } from 'citty';
 import { COMPARE_DEFAULT_BLOCK_SIZES, isMooncakeMissing, runCompare, type CompareOptions } from '../../bench/compare.js';
-import type { Report } from '../../bench/report/types.js';
+import type { Report } from '../../bench/report/index.js';
 import { MicroConfigError } from '../../bench/micro.js';
 import { connectionArgs, connectionFromArgs, modelArgs, modelFromArgs } from '../flags.js';
 import { parsePositiveInt, parseSize, parseSizeList, UsageError } from '../parse.js';

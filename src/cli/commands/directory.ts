@@ -5,8 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { defineCommand } from 'citty';
-import { DirectoryServer } from '../../store/directory/server.js';
-import { parseDiscoveryAddr } from '../../store/directory/open.js';
+import { DirectoryServer, parseDiscoveryAddr } from '../../store/directory/index.js';
 import { UsageError } from '../parse.js';
 import { toProgramError, withInterrupts } from '../run-report.js';
 import { globalArgs, loggerFromArgs, str, type CommandResult } from '../shared.js';

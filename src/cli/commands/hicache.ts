@@ -1,7 +1,7 @@
 /** peercache-bench latency | throughput | saturation | suite: the SGLang HiCache benchmark modes. */
 import { defineCommand } from 'citty';
 import { runSweep, SweepConfigError, DEFAULT_CONCURRENCIES, SWEEP_DEFAULTS, type HiCacheMode, type SweepOptions } from '../../bench/sweep.js';
-import { parseDirectoryChoice } from '../../store/directory/url.js';
+import { parseDirectoryChoice } from '../../store/directory/index.js';
 import { connectionFromArgs, hicacheArgs, modelFromArgs, opArg } from '../flags.js';
 import { parseConcurrencies, parseEnum, parsePositiveInt, parseSeconds, parseSize, UsageError, parseNonNegativeNumber } from '../parse.js';
 
@@ -25,9 +25,7 @@ function parsePositiveNumber(flag: string, text: string): number {
   return n;
 }
 import { runMeasureCommand } from '../run-report.js';
-import { VERIFY_MODES } from '../../bench/engine/pattern.js';
-import { ARRIVAL_KINDS } from '../../bench/engine/arrival.js';
-import { MIN_INTERVAL_S } from '../../bench/engine/intervals.js';
+import { VERIFY_MODES, ARRIVAL_KINDS, MIN_INTERVAL_S } from '../../bench/engine/index.js';
 import { loggerFromArgs, str, type Args, type CommandResult } from '../shared.js';
 
 function parseDirectoryArg(text: string): string | undefined {

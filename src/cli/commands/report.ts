@@ -7,15 +7,7 @@
 import { realpath, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { defineCommand } from 'citty';
-import { renderCsv, rowRecords } from '../../bench/report/csv.js';
-import { diffRecords, diffReports, renderDiffMarkdown } from '../../bench/report/diff.js';
-import { loadReport, ReportInputError } from '../../bench/report/load.js';
-import { mergeReports } from '../../bench/report/merge-runs.js';
-import { plotReport } from '../../bench/report/plot.js';
-import { renderJson, renderMarkdown } from '../../bench/report/render.js';
-import type { Report } from '../../bench/report/types.js';
-import { describeFsError, writeReport } from '../../bench/report/write.js';
-import { renderHlog } from '../../bench/report/hlog.js';
+import { renderCsv, rowRecords, diffRecords, diffReports, renderDiffMarkdown, loadReport, ReportInputError, mergeReports, plotReport, renderJson, renderMarkdown, type Report, describeFsError, writeReport, renderHlog } from '../../bench/report/index.js';
 import { parseEnum, UsageError } from '../parse.js';
 import { globalArgs, loggerFromArgs, str, type CommandResult } from '../shared.js';
 

@@ -4,9 +4,7 @@
  * hicache-dist-<op>-<protocol>[-<tag>]-<ts>.{json,md}.
  */
 import { defineCommand, type ArgsDef } from 'citty';
-import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions } from '../../bench/two-host/drive.js';
-import { TwoHostConfigError, type TwoHostCommonOptions } from '../../bench/two-host/params.js';
-import { runServe } from '../../bench/two-host/serve.js';
+import { runDrive, DEFAULT_DRIVE_CONCURRENCIES, type DriveOptions, TwoHostConfigError, type TwoHostCommonOptions, runServe } from '../../bench/two-host/index.js';
 import { signalExitCode } from '../../bench/child-process.js';
 import { allocationProgress } from '../progress.js';
 import { connectionArgs, connectionFromArgs, runArgs, modelArgs, modelFromArgs } from '../flags.js';
