@@ -82,7 +82,7 @@ function drainAnswers(s: net.Socket, n: number, ms: number): Promise<number[]> {
             pos += k;
             if (header.length === TCP_WIRE.responseHeaderBytes) {
               statuses.push(header[6]);
-              bodyLeft = header.readUInt32LE(16);
+              bodyLeft = header.readUInt32LE(12) + header.readUInt32LE(16); // padding, then the body
               header = Buffer.alloc(0);
             }
           }

@@ -5,11 +5,15 @@
  * - a header READ after the data (the store's check) never vouches for data taken after a rewrite
  *   (the kernel takes the ops in order);
  * - a WRITE after a READ on the same connection never shows in that READ's answer;
- * - a region freed while views of it wait stays attached until they are done, then is detached.
+ * - a region freed while views of it wait stays attached until they are done, then is detached;
+ * - their bodies start at a multiple of TCP_WIRE.answerAlign into the answer stream (the padding
+ *   says how far), and an endpoint refuses padding where there may be none.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TCP_WIRE, TcpTransport, decodeTcpDescriptor } from '../../src/transport/tcp/index.js';
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { TCP_WIRE, TcpTransport, decodeTcpDescriptor, encodeTcpAddress } from '../../src/transport/tcp/index.js';
 import type { PublishedRegion } from '../../src/transport/types.js';
 import { rawHello, rawRequest, readExactly, within } from './tcp-raw.js';
 
@@ -18,6 +22,15 @@ const MiB = 1 << 20;
 const DATA = 12 * MiB;
 const HEADER = 16;
 const H = TCP_WIRE.responseHeaderBytes;
+
+/** A READ answer read whole: its header, and its body without the padding before it. */
+async function readAnswer(s: Parameters<typeof readExactly>[0], bodyBytes: number): Promise<{ header: Buffer; body: Buffer }> {
+  const header = await readExactly(s, H);
+  const pad = header.readUInt32LE(12);
+  assert.ok(pad < TCP_WIRE.answerAlign, `padding of ${pad} bytes`);
+  const rest = await readExactly(s, pad + bodyBytes);
+  return { header, body: rest.subarray(pad) };
+}
 
 async function until(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
   await within(
@@ -61,10 +74,10 @@ test('a slot rewritten while its answer waits: the header taken after the data n
     stamp(region, 0);
     region.bytes.fill(0xbb, 0, DATA);
     stamp(region, 2);
-    const answer = await readExactly(s, H + DATA + HEADER);
-    assert.is(answer[6], TCP_WIRE.status.ok);
-    const data = answer.subarray(H, H + DATA);
-    const gen = answer.readUInt32LE(H + DATA);
+    const answer = await readAnswer(s, DATA + HEADER);
+    assert.is(answer.header[6], TCP_WIRE.status.ok);
+    const data = answer.body.subarray(0, DATA);
+    const gen = answer.body.readUInt32LE(DATA);
     const firstNew = data.indexOf(0xbb);
     // The race happened: part of the answer was taken after the rewrite (else this proves nothing).
     assert.ok(firstNew > 0, `the answer was taken before the rewrite (new bytes from ${firstNew})`);
@@ -87,9 +100,9 @@ test('a WRITE after a READ on one connection waits for the READ to be taken: the
     const tail = 64 << 10;
     s.write(Buffer.concat([rawRequest(TCP_WIRE.kinds.write, 2, 1, tail, id, token, [[DATA - tail, tail]]), Buffer.alloc(tail, 0xcc)]));
     await new Promise((r) => setTimeout(r, 100));
-    const answer = await readExactly(s, H + DATA);
-    assert.is(answer[6], TCP_WIRE.status.ok);
-    assert.is(answer.subarray(H).indexOf(0xcc), -1, 'the READ answer holds bytes of the WRITE after it');
+    const answer = await readAnswer(s, DATA);
+    assert.is(answer.header[6], TCP_WIRE.status.ok);
+    assert.is(answer.body.indexOf(0xcc), -1, 'the READ answer holds bytes of the WRITE after it');
     const ack = await readExactly(s, H);
     assert.is(ack[5], TCP_WIRE.kinds.write);
     assert.is(ack[6], TCP_WIRE.status.ok);
@@ -110,9 +123,9 @@ test('a region freed while views of it wait: the answer is its bytes, and it is 
       region.free();
       assert.is(region.bytes.byteLength, DATA + HEADER, `${end}: still attached while the kernel has not taken it all`);
       if (end === 'read') {
-        const answer = await readExactly(s, H + DATA);
-        assert.is(answer[6], TCP_WIRE.status.ok);
-        assert.is(answer.subarray(H).findIndex((b) => b !== 0xaa), -1, 'the freed region\'s bytes, whole');
+        const answer = await readAnswer(s, DATA);
+        assert.is(answer.header[6], TCP_WIRE.status.ok);
+        assert.is(answer.body.findIndex((b) => b !== 0xaa), -1, 'the freed region\'s bytes, whole');
         await until(() => node.serverStats().queuedAnswerBytes === 0, 'the answer written');
       } else {
         s.destroy(); // the views are cancelled with the socket
@@ -123,6 +136,67 @@ test('a region freed while views of it wait: the answer is its bytes, and it is 
     } finally {
       await node.close();
     }
+  }
+});
+
+test('a view answer\'s body starts aligned in the answer stream, whatever came before it', async () => {
+  const { node, id, token } = await publish(0xaa, 1);
+  try {
+    const s = await rawHello(node.port);
+    let streamAt = H + 8; // the HELLO answer
+    for (const small of [100, 7, 1000]) {
+      // A small READ is copied, unpadded, and moves the stream on by an odd amount.
+      s.write(rawRequest(TCP_WIRE.kinds.read, 1, 1, 0, id, token, [[0, small]]));
+      const a = await readAnswer(s, small);
+      assert.is(a.header.readUInt32LE(12), 0, 'a copied answer has no padding');
+      streamAt += H + small;
+      s.write(rawRequest(TCP_WIRE.kinds.read, 2, 1, 0, id, token, [[0, 1 << 20]]));
+      const b = await readAnswer(s, 1 << 20);
+      const pad = b.header.readUInt32LE(12);
+      streamAt += H + pad;
+      assert.is(streamAt % TCP_WIRE.answerAlign, 0, `after ${small} bytes: the body starts ${streamAt} bytes in (padding ${pad})`);
+      streamAt += 1 << 20;
+    }
+    s.destroy();
+  } finally {
+    await node.close();
+  }
+});
+
+test('an endpoint refuses padding where there may be none (a forged server)', async () => {
+  const nodeId = randomBytes(8).toString('hex');
+  const server = net.createServer((c) => {
+    c.on('error', () => undefined);
+    let got = 0;
+    c.on('data', (d) => {
+      got += d.length;
+      if (got === TCP_WIRE.requestHeaderBytes) {
+        // The HELLO answer, with 8 bytes of padding a HELLO may not have.
+        const h = Buffer.alloc(H);
+        h.writeUInt32LE(TCP_WIRE.responseMagic, 0);
+        h[4] = TCP_WIRE.version;
+        h[5] = TCP_WIRE.kinds.hello;
+        h.writeUInt32LE(8, 12);
+        h.writeUInt32LE(8, 16);
+        c.write(Buffer.concat([h, Buffer.alloc(8), Buffer.from(nodeId, 'hex')]));
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const node = await TcpTransport.open({ protocol: 'tcp', host: '127.0.0.1', timeoutMs: 5_000 });
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    let err: unknown = null;
+    try {
+      await within(node.connect(encodeTcpAddress({ host: '127.0.0.1', port, nodeId })), 10_000, 'connect');
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof Error, 'the handshake with a padded HELLO answer must fail');
+    assert.match((err as Error).message, /8 bytes of padding/);
+  } finally {
+    await node.close();
+    server.close();
   }
 });
 

@@ -27,6 +27,8 @@ import {
   RESPONSE_HEADER,
   RESPONSE_MAGIC,
   STATUS_OK,
+  ANSWER_ALIGN,
+  answerPad,
   decodeTcpDescriptor,
   errorStatusCode,
   readU64,
@@ -57,6 +59,8 @@ export class TcpRemote implements RemoteRegion {
 
 const enum ClientStage {
   Header,
+  /** The padding between a READ answer's header and its body (wire.ts). */
+  Pad,
   Scatter,
   Collect,
   Skip,
@@ -157,6 +161,9 @@ export class TcpEndpoint implements Endpoint {
   private scatterDone = 0;
   /** Whether the buffer nextReadBuffer() gave last is a local view (else the staging buffer). */
   private direct = false;
+  /** Bytes received on this connection (the server pads READ answers by the same count). */
+  private received = 0;
+  private padLeft = 0;
   private readonly socket: net.Socket;
 
   private constructor(
@@ -452,12 +459,18 @@ export class TcpEndpoint implements Endpoint {
       // caller has posted the next batch (measured: 256 KiB of every 4 MiB answer went through
       // the staging buffer).
       const next = this.pending.values().next();
-      if (next.done === true || (next.value.kind === KIND_READ && next.value.bytes >= MIN_DIRECT_READ)) return this.recv.subarray(0, this.header.missing);
+      if (next.done === true || (next.value.kind === KIND_READ && next.value.bytes >= MIN_DIRECT_READ)) {
+        const headerEnd = this.received + this.header.missing;
+        return this.recv.subarray(0, this.header.missing + answerPad(headerEnd));
+      }
+    } else if (this.stage === ClientStage.Pad) {
+      return this.recv.subarray(0, this.padLeft);
     }
     return this.recv;
   }
 
   private onBytes(n: number, buf: Uint8Array): boolean {
+    this.received += n;
     try {
       if (!this.direct) this.decode(buf as Buffer, n);
       else this.advanceDirect(n);
@@ -475,6 +488,13 @@ export class TcpEndpoint implements Endpoint {
         case ClientStage.Header: {
           pos = this.header.take(chunk, pos, end);
           if (this.header.complete) this.onHeader(this.header.buf, this.header.at);
+          break;
+        }
+        case ClientStage.Pad: {
+          const k = Math.min(this.padLeft, end - pos);
+          this.padLeft -= k;
+          pos += k;
+          if (this.padLeft === 0) this.startBody();
           break;
         }
         case ClientStage.Scatter: {
@@ -540,6 +560,8 @@ export class TcpEndpoint implements Endpoint {
     const status = b[at + 6];
     const id = b.readUInt32LE(at + 8);
     const body = readU64(b, at + 16);
+    const pad = b.readUInt32LE(at + 12);
+    if (pad !== 0 && (kind !== KIND_READ || status !== STATUS_OK || pad >= ANSWER_ALIGN)) return this.protocolError(`${pad} bytes of padding`);
     const f = this.pending.get(id);
     if (f === undefined) return this.protocolError(`an answer to request ${id}, which is not in flight`);
     if (f.kind !== kind) return this.protocolError(`request ${id} was kind ${f.kind}, the answer is kind ${kind}`);
@@ -552,10 +574,9 @@ export class TcpEndpoint implements Endpoint {
       this.startCollect(body);
     } else if (kind === KIND_READ) {
       if (body !== f.bytes) return this.protocolError(`READ answer of ${body} bytes, ${f.bytes} were asked for`);
-      this.scatterOp = 0;
-      this.scatterDone = 0;
-      // A batch already failed (a sibling frame was refused): its buffers are the caller's again.
-      this.stage = f.batch !== null && f.batch.settled ? ClientStage.Skip : ClientStage.Scatter;
+      this.padLeft = pad;
+      if (pad > 0) this.stage = ClientStage.Pad;
+      else this.startBody();
     } else if (kind === KIND_WRITE) {
       if (body !== 0) return this.protocolError(`WRITE acknowledgement with a ${body}-byte body`);
     } else {
@@ -563,6 +584,15 @@ export class TcpEndpoint implements Endpoint {
       this.startCollect(body);
     }
     if (this.bodyLeft === 0) this.finishFrame();
+  }
+
+  /** A READ answer's body is next. */
+  private startBody(): void {
+    const f = this.cur as PendingFrame;
+    this.scatterOp = 0;
+    this.scatterDone = 0;
+    // A batch already failed (a sibling frame was refused): its buffers are the caller's again.
+    this.stage = f.batch !== null && f.batch.settled ? ClientStage.Skip : ClientStage.Scatter;
   }
 
   private startCollect(bytes: number): void {

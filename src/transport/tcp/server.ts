@@ -59,7 +59,9 @@ import {
   STATUS_OK,
   STATUS_OUT_OF_RANGE,
   STATUS_READ_ONLY,
+  ANSWER_ALIGN,
   TOKEN_BYTES,
+  answerPad,
   encodeResponse,
   readU64,
   writeResponseHeader,
@@ -324,6 +326,8 @@ class ServerConnection {
   private dead = false;
   /** READ answers sent as views of a region that the kernel has not taken yet (see the top). */
   private viewAnswers = 0;
+  /** Answer bytes written on this connection so far (where a view answer's padding ends: wire.ts). */
+  private sentBytes = 0;
   /** Plain sockets answer big READs with views; TLS copies (it encrypts into its own buffers anyway). */
   private readonly zeroCopy: boolean;
 
@@ -610,7 +614,7 @@ class ServerConnection {
       this.send(encodeResponse(KIND_WRITE, STATUS_OK, this.id, null), cost, false);
     } else {
       const runs = this.viewRuns();
-      const cost = this.reserve(RESPONSE_HEADER + this.readBytes + (runs > 0 ? runs * VIEW_OVERHEAD_BYTES : 0));
+      const cost = this.reserve(RESPONSE_HEADER + ANSWER_ALIGN + this.readBytes + (runs > 0 ? runs * VIEW_OVERHEAD_BYTES : 0));
       if (cost < 0) return false;
       if (runs > 0) this.sendViews(this.region as TcpPublished, cost);
       else this.sendCopy(cost);
@@ -638,8 +642,10 @@ class ServerConnection {
 
   /** The READ answer as its header and views of the region, in op order, in one writev. */
   private sendViews(region: TcpPublished, cost: number): void {
-    const head = Buffer.allocUnsafe(RESPONSE_HEADER);
-    writeResponseHeader(head, KIND_READ, STATUS_OK, this.id, this.readBytes);
+    const pad = answerPad(this.sentBytes + RESPONSE_HEADER);
+    const head = Buffer.alloc(RESPONSE_HEADER + pad);
+    writeResponseHeader(head, KIND_READ, STATUS_OK, this.id, this.readBytes, pad);
+    this.sentBytes += head.length + this.readBytes;
     const socket = this.socket;
     const src = region.buf;
     const ops = this.ops;
@@ -705,6 +711,7 @@ class ServerConnection {
 
   private send(frame: Buffer, cost: number, pooled: boolean): void {
     const pool = this.server.pool;
+    this.sentBytes += frame.length;
     this.socket.write(frame, () => {
       if (pooled) pool.release(frame);
       this.written(cost);
