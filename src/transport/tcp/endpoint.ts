@@ -5,8 +5,8 @@
  *
  * Copies: the server writes a big READ's answer as views of its region (no user-space copy; small
  * ones are copied once), and the endpoint reads answers straight into the local views (read(2)
- * into each run of adjacent destinations, the header alone before them), so a big READ costs the
- * kernel's two copies only. A WRITE is copied once on each side.
+ * into each run of adjacent destinations, the header and its padding alone before them), so a big
+ * READ costs the kernel's two copies only. A WRITE is copied once on each side.
  */
 import net from 'node:net';
 import tls from 'node:tls';
