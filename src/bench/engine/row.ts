@@ -171,6 +171,9 @@ export async function runRow(plan: RowPlan, ctx: RowContext): Promise<RowOutcome
   const control = ControlBlock.create(threads);
   // The row's shared host pool (one allocation, a SharedArrayBuffer every worker maps).
   const hostPool = plan.hostPoolPages ? { buffer: alignedBytes(plan.hostPoolPages * plan.task.pageBytes * plan.components, true), pages: plan.hostPoolPages } : null;
+  // Resident before the RSS baseline, as an application's host pool is: it is not the workers'
+  // memory, and their pass over the working set before the window writes all of it.
+  hostPool?.buffer.fill(0);
   const histograms = Array.from({ length: threads }, () => SharedHistogram.create());
   const responses = plan.arrival ? Array.from({ length: threads }, () => SharedHistogram.create()) : null;
   const intervalNs = plan.intervalS ? BigInt(Math.round(plan.intervalS * 1e9)) : null;
