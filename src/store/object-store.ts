@@ -317,7 +317,7 @@ export class ObjectStore {
    */
   registerRegion(view: Uint8Array | WindowedMapping): LocalRegion {
     if (this.closed) throw new PeercacheError('ERR_CLOSED', 'registerRegion: the store is closed');
-    return this.transport.register(view);
+    return this.transport.register(view, { mayShrink: true });
   }
 
   /**

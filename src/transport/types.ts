@@ -101,6 +101,17 @@ export interface PublishedRegion {
   free(): void;
 }
 
+/** How `register` may use the memory it is given. */
+export interface RegisterOptions {
+  /**
+   * The memory maps a file another process may shrink at any time (a client's host pool mapped by
+   * the sidecar). The data plane then lets only the CPU write into it, where a page past the file's
+   * end faults as a SIGBUS the shared-mapping guard catches, never the kernel on a socket read,
+   * where it is an EFAULT that breaks the connection to the peer for every caller.
+   */
+  readonly mayShrink?: boolean;
+}
+
 /** Local memory registered as the destination of READs / source of WRITEs. */
 export interface LocalRegion {
   /** The region's bytes; for a WindowedMapping only its first window (use view()). */
@@ -207,7 +218,7 @@ export interface TransportNode {
    */
   allocateAsync(bytes: number, options?: AllocateOptions): Promise<PublishedRegion>;
   /** A local buffer: a view, or (UCX only) a mapShared mapping longer than one view. */
-  register(view: Uint8Array | WindowedMapping): LocalRegion;
+  register(view: Uint8Array | WindowedMapping, options?: RegisterOptions): LocalRegion;
   close(): Promise<void>;
 }
 

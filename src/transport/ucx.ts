@@ -364,6 +364,8 @@ export class UcxTransport implements TransportNode {
     }
   }
 
+  // RegisterOptions.mayShrink asks nothing more of UCX: a fault in a shrunk pool surfaces as the
+  // guard's SIGBUS or a failed op (python/tests/test_hostile_pool.py runs both shm and tcp).
   register(view: Uint8Array | WindowedMapping): LocalRegion {
     try {
       if (view instanceof Uint8Array) return new UcxLocal(this.context.register(view), view);

@@ -278,7 +278,7 @@ export class TcpEndpoint implements Endpoint {
       this.tokenShown = true;
       const probe = new Batch('READ', 1, () => undefined, () => undefined);
       probe.framesLeft = 1;
-      this.sendFrame(KIND_READ, probe, remote, [Buffer.allocUnsafe(1)], { roff: [0], lidx: [0], loff: [0], len: [1], bytes: 1 });
+      this.sendFrame(KIND_READ, probe, remote, [Buffer.allocUnsafe(1)], [false], { roff: [0], lidx: [0], loff: [0], len: [1], bytes: 1 });
     }
     return remote;
   }
@@ -300,6 +300,7 @@ export class TcpEndpoint implements Endpoint {
   private post(kind: number, remote: RemoteRegion, locals: readonly LocalRegion[], ops: Float64Array, count: number, options?: BatchOptions): Promise<void> {
     const verb = kind === KIND_READ ? 'READ' : 'WRITE';
     let views: Buffer[];
+    let copyInto: boolean[];
     let timeoutMs: number;
     try {
       this.usable();
@@ -313,6 +314,7 @@ export class TcpEndpoint implements Endpoint {
         if (l.freed) throw new TransportError('ERR_CLOSED', `locals[${i}] is freed`);
         return l.buf;
       });
+      copyInto = locals.map((l) => (l as TcpLocal).copyInto);
       if (!(ops instanceof Float64Array)) {
         throw new TransportError('ERR_INVALID_ARG', 'ops must be a Float64Array of [remoteOffset, localIndex, localOffset, length] quads');
       }
@@ -355,11 +357,11 @@ export class TcpEndpoint implements Endpoint {
           this.socket.uncork();
         });
       }
-      for (const plan of plans) this.sendFrame(kind, batch, tcpRemote, views, plan);
+      for (const plan of plans) this.sendFrame(kind, batch, tcpRemote, views, copyInto, plan);
     });
   }
 
-  private sendFrame(kind: number, batch: Batch, remote: TcpRemote, views: Buffer[], plan: FramePlan): void {
+  private sendFrame(kind: number, batch: Batch, remote: TcpRemote, views: Buffer[], copyInto: readonly boolean[], plan: FramePlan): void {
     const n = plan.len.length;
     const id = this.nextId;
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
@@ -385,7 +387,8 @@ export class TcpEndpoint implements Endpoint {
       run.length = n;
       for (let i = n - 1; i >= 0; i--) {
         const adjacent = i + 1 < n && dst[i + 1] === dst[i] && plan.loff[i + 1] === plan.loff[i] + plan.len[i];
-        run[i] = plan.len[i] + (adjacent ? run[i + 1] : 0);
+        // A destination that may shrink under us gets no direct read (run 0: the staging path).
+        run[i] = copyInto[plan.lidx[i]] === true ? 0 : plan.len[i] + (adjacent ? run[i + 1] : 0);
       }
     }
     this.pending.set(id, { kind, batch, dst, dstOff: plan.loff, len: plan.len, run, bytes: kind === KIND_READ ? plan.bytes : 0 });

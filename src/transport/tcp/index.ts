@@ -19,6 +19,7 @@ import {
   type PublishedRegion,
   type TransportNode,
   type TransportOptions,
+  type RegisterOptions,
   type WindowedMapping,
 } from '../types.js';
 import { TcpEndpoint } from './endpoint.js';
@@ -132,7 +133,7 @@ export class TcpTransport implements TransportNode {
     return this.allocate(bytes, options);
   }
 
-  register(view: Uint8Array | WindowedMapping): LocalRegion {
+  register(view: Uint8Array | WindowedMapping, options: RegisterOptions = {}): LocalRegion {
     this.check();
     if (!(view instanceof Uint8Array) && typeof (view as WindowedMapping | undefined)?.window === 'function') {
       throw new TransportError('ERR_INVALID_ARG', `register: a ${(view as WindowedMapping).length}-byte mapping is longer than one buffer can be (4 GiB); the tcp transport cannot register it (use shm or rdma)`);
@@ -141,7 +142,7 @@ export class TcpTransport implements TransportNode {
       throw new TransportError('ERR_INVALID_ARG', 'register(view): view must be a Uint8Array (over an ArrayBuffer or SharedArrayBuffer)');
     }
     if (view.byteLength === 0) throw new TransportError('ERR_INVALID_ARG', 'register(view): cannot register an empty view');
-    return new TcpLocal(view);
+    return new TcpLocal(view, options.mayShrink === true);
   }
 
   async close(): Promise<void> {

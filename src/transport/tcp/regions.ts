@@ -139,7 +139,11 @@ export class TcpLocal implements LocalRegion {
   freed = false;
   readonly length: number;
   readonly buf: Buffer;
-  constructor(readonly bytes: Uint8Array) {
+  /** `copyInto`: answers are copied into it from the staging buffer, never read(2) into it (RegisterOptions.mayShrink). */
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly copyInto = false,
+  ) {
     this.length = bytes.byteLength;
     this.buf = asBuffer(bytes);
   }
