@@ -267,10 +267,13 @@ test('--processes 2: a driver process killed mid-row fails that row with the rea
   const dir = await tmp();
   try {
     const { addr } = await serve('shm', ['--readers', '2']);
-    const d = start(['drive', '--discovery-addr', addr, '--protocol', 'shm', ...SMALL, '--concurrencies', '1,2', '--duration', '2', '--warmup', '0.1', '--batch-size', '8', '--connect-timeout', '20', '--processes', '2', '--out-dir', dir, '--log-level', 'debug']);
-    await d.waitFor(/row 1: all 2 driver processes ready/);
-    await new Promise((r) => setTimeout(r, 800)); // past the common start (0.3 s) and the 0.1 s warmup: inside the window
-    // Poll: on a loaded machine the children may not be listed at the first look.
+    const d = start(['drive', '--discovery-addr', addr, '--protocol', 'shm', ...SMALL, '--concurrencies', '1,2', '--duration', '3', '--warmup', '0.1', '--batch-size', '8', '--connect-timeout', '20', '--processes', '2', '--out-dir', dir, '--log-level', 'debug']);
+    const readyLine = /row 1: all 2 driver processes ready; common start in (\d+) ms/;
+    await d.waitFor(readyLine);
+    const readyAt = Date.now();
+    const startInMs = Number(readyLine.exec(d.out() + d.err())![1]);
+    // The children are there (they said ready): find one now, then kill it inside the window,
+    // a second past its start and warmup, whatever the time the lookup took on a loaded machine.
     let list = '';
     let victim = 0;
     for (const until = Date.now() + 10_000; !(victim > 0) && Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
@@ -278,6 +281,8 @@ test('--processes 2: a driver process killed mid-row fails that row with the rea
       victim = Number(/^\s*(\d+) .*drive-child/m.exec(list)?.[1]);
     }
     assert.ok(victim > 0, `a drive child among: ${list}`);
+    const killAt = readyAt + startInMs + 100 + 1000;
+    await new Promise((r) => setTimeout(r, Math.max(0, killAt - Date.now())));
     process.kill(victim, 'SIGKILL');
     const res = await d.done;
     assert.is(res.code, 1, res.stderr);
