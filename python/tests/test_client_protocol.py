@@ -52,7 +52,10 @@ class FakeSidecar(object):
                         break
                     payload, buf = buf[HEADER.size:HEADER.size + length], buf[HEADER.size + length:]
                     self.requests.append(payload)
-                    kind, body = self.answer(payload)
+                    answer = self.answer(payload)
+                    if answer is None:  # the answer function says: hang up without answering
+                        return
+                    kind, body = answer
                     conn.sendall(HEADER.pack(len(body), 1, kind, rid) + body)
 
     def close(self):
@@ -205,13 +208,15 @@ def test_polling_never_outlasts_the_deadline(tmp_path):
     import time
 
     answers = iter([2.0])
+    released = threading.Event()
 
     def slow_then_silent(payload):
         if payload[:1] == b"{":
             return hello_ok()
         delay = next(answers, None)
         if delay is None:
-            time.sleep(30)  # never answers in time
+            released.wait(30)  # never answers in time; hangs up when the test is over
+            return None
         time.sleep(delay)
         n = struct.unpack_from("<I", payload, 4)[0]
         return 2, bytes([payload[0]]) + b"1" * n
@@ -228,5 +233,6 @@ def test_polling_never_outlasts_the_deadline(tmp_path):
         elapsed = time.monotonic() - t0
         assert elapsed < 0.9, "the call waited %.2f s past a 0.3 s deadline" % elapsed
     finally:
+        released.set()
         c.close()
         fake.close()
