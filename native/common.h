@@ -174,6 +174,13 @@ struct AddonData {
 };
 
 uint64_t NowNs();
+// The addon's data for this environment, or null while the environment is torn down (a worker
+// terminated mid-call: N-API refuses the call, and node-addon-api's GetInstanceData would abort).
+inline AddonData* Instance(napi_env env) {
+  void* data = nullptr;
+  if (napi_get_instance_data(env, &data) != napi_ok) return nullptr;
+  return static_cast<AddonData*>(data);
+}
 Napi::Value ThrowError(Napi::Env env, const std::string& message, const char* code = nullptr);
 // Node 20's external buffers hold at most 4 GiB; longer memory reaches JS as windows of kWindowBytes
 // every kWindowStride bytes (any range of up to a stride lies inside one window).

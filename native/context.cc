@@ -434,12 +434,20 @@ class Context : public Napi::ObjectWrap<Context> {
 }  // namespace
 
 SharedContext* UnwrapContext(Napi::Value value, std::string* error) {
-  AddonData* data = value.Env().GetInstanceData<AddonData>();
+  AddonData* data = Instance(value.Env());
+  if (data == nullptr) {
+    *error = "the environment is shutting down";
+    return nullptr;
+  }
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->contextCtor.Value())) {
     *error = "expected a Context";
     return nullptr;
   }
   Context* ctx = Context::Unwrap(value.As<Napi::Object>());
+  if (ctx == nullptr) {  // N-API refuses the call while the environment is torn down
+    *error = "the environment is shutting down";
+    return nullptr;
+  }
   if (ctx->shared() == nullptr) {
     *error = "Context is closed";
     return nullptr;

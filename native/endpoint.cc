@@ -220,7 +220,8 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
     }
     r->Ref();  // the endpoint's reference, dropped when it closes
     ep_->remotes.push_back(r);
-    AddonData* data = env.GetInstanceData<AddonData>();
+    AddonData* data = Instance(env);
+    if (data == nullptr) return env.Undefined();
     return data->remoteCtor.New({Napi::External<NativeRemote>::New(env, r)});
   }
 
@@ -234,7 +235,8 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
       ThrowError(env, why, "ERR_CLOSED");
       return nullptr;
     }
-    AddonData* data = env.GetInstanceData<AddonData>();
+    AddonData* data = Instance(env);
+    if (data == nullptr) return nullptr;
     if (info.Length() < 6 || !info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(data->remoteCtor.Value()) ||
         !info[1].IsArray() || !info[2].IsTypedArray() || !info[3].IsNumber() || !info[4].IsNumber() ||
         !info[5].IsNumber()) {
@@ -242,7 +244,9 @@ class Endpoint : public Napi::ObjectWrap<Endpoint> {
                  "ERR_INVALID_ARG");
       return nullptr;
     }
-    NativeRemote* remote = Remote::Unwrap(info[0].As<Napi::Object>())->remote();
+    Remote* wrap = Remote::Unwrap(info[0].As<Napi::Object>());
+    if (wrap == nullptr) return nullptr;  // N-API refuses the call while the environment is torn down
+    NativeRemote* remote = wrap->remote();
     if (remote->rkey == nullptr || remote->endpoint != ep_) {
       ThrowError(env, "the remote region is not attached to this endpoint (destroyed, or attached elsewhere)",
                  "ERR_BAD_RKEY");

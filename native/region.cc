@@ -118,7 +118,8 @@ napi_value RegionWindow(napi_env env, NativeRegion* region, size_t at, size_t le
 }  // namespace
 
 Napi::Object WrapRegion(Napi::Env env, NativeRegion* region) {
-  AddonData* data = env.GetInstanceData<AddonData>();
+  AddonData* data = Instance(env);
+  if (data == nullptr) return Napi::Object();
   Napi::Object obj = data->regionCtor.New({Napi::External<NativeRegion>::New(env, region)});
   if (region->published) {
     // The ArrayBuffer holds its own reference, so the memory cannot be unmapped under a live view
@@ -146,9 +147,10 @@ Napi::Object WrapRegion(Napi::Env env, NativeRegion* region) {
 }
 
 NativeRegion* UnwrapRegion(Napi::Value value) {
-  AddonData* data = value.Env().GetInstanceData<AddonData>();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->regionCtor.Value())) return nullptr;
-  return Region::Unwrap(value.As<Napi::Object>())->region();
+  AddonData* data = Instance(value.Env());
+  if (data == nullptr || !value.IsObject() || !value.As<Napi::Object>().InstanceOf(data->regionCtor.Value())) return nullptr;
+  Region* wrap = Region::Unwrap(value.As<Napi::Object>());
+  return wrap == nullptr ? nullptr : wrap->region();  // null: N-API refuses calls during teardown
 }
 
 void InitRegion(Napi::Env env, Napi::Object exports, AddonData* data) {

@@ -41,7 +41,8 @@ class Worker : public Napi::ObjectWrap<Worker> {
                  "ERR_INVALID_ARG");
       return;
     }
-    AddonData* data = env.GetInstanceData<AddonData>();
+    AddonData* data = Instance(env);
+    if (data == nullptr) return;
     NativeWorker* w = new NativeWorker(data, sc);
     if (!w->Init(&error)) {
       w->Unref();
@@ -135,7 +136,8 @@ class Worker : public Napi::ObjectWrap<Worker> {
     }
     e->Ref();  // the worker's reference
     worker_->endpoints.push_back(e);
-    AddonData* data = env.GetInstanceData<AddonData>();
+    AddonData* data = Instance(env);
+    if (data == nullptr) return env.Undefined();
     return data->endpointCtor.New({Napi::External<NativeEndpoint>::New(env, e)});
   }
 

@@ -75,4 +75,13 @@ test('worker threads load the addon while the main thread never does; the proces
   }
 });
 
+test('worker threads terminated mid-read, round after round: the process exits cleanly (no abort)', () => {
+  const fixture = fileURLToPath(new URL('../fixtures/addon-worker-terminate.ts', import.meta.url));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', fixture, '4', '3', '100'], { encoding: 'utf8', timeout: 90_000 });
+  assert.is(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+  assert.is(r.status, 0, r.stderr);
+  assert.not.match(r.stderr, /FATAL ERROR/);
+  assert.match(r.stdout, /"rounds":3/);
+});
+
 test.run();
