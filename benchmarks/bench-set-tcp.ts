@@ -12,12 +12,11 @@
  *   with 1 and 2 streams (what the kernel moves between two processes on this host).
  * Medians over rounds; ratios at 1 and 2 workers. The last line is `RATIOS {json}`.
  */
-import { ChildProc, runChild } from '../src/bench/child-process.js';
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { freePort } from '../test/helpers/ports.js';
 import { args, flag, reportLog } from './lib/cli.js';
 import { built } from './lib/built.js';
+import { iperf3Loopback } from './lib/iperf.js';
 import { median } from './lib/stats.js';
 
 const { runSweep, setPoolPages } = await built<typeof import('../src/bench/sweep.js')>('bench/sweep.js');
@@ -76,22 +75,7 @@ async function memcpyRate(threads: number, seconds: number): Promise<number> {
 
 /** iperf3 over loopback: GB/s of `streams` parallel streams for `seconds`. */
 async function iperf(streams: number, seconds: number): Promise<number> {
-  const port = await freePort();
-  const server = new ChildProc({ label: 'iperf3 server', command: 'iperf3', args: ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], lifetime: 'supervised' });
-  try {
-    for (let i = 0; i < 50; i++) {
-      const r = await runChild({ label: 'iperf3 client', command: 'iperf3', args: ['-c', '127.0.0.1', '-p', String(port), '-P', String(streams), '-t', String(seconds), '-J'], lifetime: 'supervised' });
-      if (r.code === 0) {
-        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-        return j.end.sum_received.bits_per_second / 8 / 1e9;
-      }
-      if (!/Connection refused|unable to connect/.test(r.stdout + r.stderr)) throw new Error(`iperf3 failed: ${r.stdout.slice(-500)} ${r.stderr.slice(-500)}`);
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    throw new Error('iperf3 server did not start');
-  } finally {
-    await server.stop();
-  }
+  return (await iperf3Loopback(streams, seconds)).gbps;
 }
 
 async function sweep(op: 'get' | 'set', protocol: 'shm' | 'tcp'): Promise<number[]> {

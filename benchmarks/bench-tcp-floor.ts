@@ -15,10 +15,10 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { ChildProc, runChild } from '../src/bench/child-process.js';
-import { freePort } from '../test/helpers/ports.js';
+import { ChildProc } from '../src/bench/child-process.js';
 import { args, flag, reportLog } from './lib/cli.js';
 import { built } from './lib/built.js';
+import { iperf3Loopback } from './lib/iperf.js';
 import { median } from './lib/stats.js';
 
 const { runSweep } = await built<typeof import('../src/bench/sweep.js')>('bench/sweep.js');
@@ -59,34 +59,6 @@ async function measure(serverPid: number, bytes: () => number, seconds: number):
   const elapsed = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
   return { gbps: gb / elapsed, serverCpu: (cpuSeconds(serverPid) - s0) / gb, clientCpu: (c.user + c.system) / 1e6 / gb };
-}
-
-async function iperf(streams: number, seconds: number): Promise<Rate> {
-  const port = await freePort();
-  const server = new ChildProc({ label: 'iperf3 server', command: 'iperf3', args: ['-s', '-1', '-B', '127.0.0.1', '-p', String(port)], lifetime: 'supervised' });
-  try {
-    for (let i = 0; i < 50; i++) {
-      const r = await runChild({ label: 'iperf3 client', command: 'iperf3', args: ['-c', '127.0.0.1', '-p', String(port), '-P', String(streams), '-t', String(seconds), '-J'], lifetime: 'supervised' });
-      let parsed: { error?: string; end?: { sum_received?: { bits_per_second: number }; cpu_utilization_percent: { host_total: number; remote_total: number } } } = {};
-      try {
-        parsed = JSON.parse(r.stdout) as typeof parsed;
-      } catch {
-        // not JSON: judged by the message below
-      }
-      const end = parsed.end;
-      if (r.code === 0 && end?.sum_received !== undefined) {
-        const gbps = end.sum_received.bits_per_second / 8 / 1e9;
-        // iperf3's CPU figures: % of one core over the run, sender (host) and receiver (remote).
-        return { gbps, serverCpu: end.cpu_utilization_percent.host_total / 100 / gbps, clientCpu: end.cpu_utilization_percent.remote_total / 100 / gbps };
-      }
-      // Refused: not listening yet. Busy: another run's iperf3 server got the port (shared host).
-      if (!/Connection refused|unable to connect|busy/.test(r.stdout + r.stderr)) throw new Error(`iperf3 failed: ${r.stdout.slice(-500)} ${r.stderr.slice(-500)}`);
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    throw new Error('iperf3 server did not start');
-  } finally {
-    await server.stop();
-  }
 }
 
 /**
@@ -221,7 +193,7 @@ const add = (k: string, v: Rate): void => {
 const loads: string[] = [];
 for (let r = 0; r < rounds; r++) {
   loads.push(loadavg()[0].toFixed(1));
-  for (const n of [1, 2]) add(`iperf3 -P ${n}`, await iperf(n, durationS));
+  for (const n of [1, 2]) add(`iperf3 -P ${n}`, await iperf3Loopback(n, durationS));
   for (const n of [1, 2]) add(`node stream x${n}`, await bare('stream', n, durationS));
   for (const n of [1, 2]) add(`node 4 MiB request/answer x${n}`, await bare('answer', n, durationS));
   for (const n of [1, 2]) add(`node request/answer, 32 pages of a 256 MiB pool x${n}`, await bare('pool', n, durationS));
