@@ -6,6 +6,10 @@
  * 2048-page destination), side by side, --rounds times alternating.
  *
  *   npx tsx benchmarks/bench-set-breakdown.ts [--rounds 3] [--seconds 2] [--out bench-results/set-breakdown.md]
+ *     [--model deepseek-v3 [--batch 8]]
+ *
+ * `--model` (an MLA model of schema/models.json) takes its page instead of 128 KiB, a batch of 8
+ * and the sweep's published pool for it (at most 1 GiB): the same call at a real page.
  *
  * Per batchSetV1 call (µs): the copies into the published pool (PublishedPool.publish x32: stamp,
  * copy, tag, stamp), the directory round trip (publish and the evictions' remove, sent back to
@@ -19,13 +23,18 @@ import { silentLogger } from '../src/log.js';
 import { HostKVPool } from '../src/store/host-pool.js';
 import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { PublishedPool, publishedPoolBytes } from '../src/store/published-pool.js';
+import { modelPage } from '../src/bench/models.js';
+import { setPoolPages } from '../src/bench/sweep.js';
 import { args, flag, reportLog } from './lib/cli.js';
 import { median } from './lib/stats.js';
 
-const PAGE = 131072;
-const BS = 32;
-const POOL_PAGES = 2048;
-const HOST_PAGES = 128;
+const model = flag('--model', '');
+const geometry = model ? modelPage(model, { tp: 1, tokensPerPage: 64 }) : null;
+if (geometry !== null && geometry.layout !== 'mla') throw new Error(`--model: an MLA model (one object per page), got ${model} (${geometry.layout})`);
+const PAGE = geometry?.pageBytes ?? 131072;
+const BS = Number(flag('--batch', geometry ? '8' : '32'));
+const POOL_PAGES = geometry ? setPoolPages(BS, 1, PAGE) : 2048;
+const HOST_PAGES = 4 * BS;
 const rounds = Number(flag('--rounds', '3'));
 const seconds = Number(flag('--seconds', '2'));
 const out = flag('--out', '');
@@ -148,18 +157,18 @@ log('# Where a set goes: shm set x1 against memcpy, per batchSetV1 call');
 log('');
 log(`- command: \`npx tsx benchmarks/bench-set-breakdown.ts ${args.join(' ')}\``);
 log(`- when: ${new Date().toISOString()}; 1-min load at each round: ${results.map((x) => x.load.toFixed(1)).join(', ')} (2 vCPUs, shared)`);
-log(`- one writer on one thread (mla, 128 KiB pages, batch 32, fresh keys, a full ${POOL_PAGES}-page published pool: each call evicts 32), the producer process serving the embedded directory; memcpy of the same footprint after each set window; ${rounds} rounds of ${seconds} s, medians`);
+log(`- one writer on one thread (${model ? `${model}: mla, ${PAGE.toLocaleString('en-US')} B pages` : 'mla, 128 KiB pages'}, batch ${BS}, fresh keys, a full ${POOL_PAGES}-page published pool: each call evicts ${BS}), the producer process serving the embedded directory; memcpy of the same footprint after each set window; ${rounds} rounds of ${seconds} s, medians`);
 log('');
-log('| per call (32 pages, 4 MiB) | µs (median) | rounds |');
+log(`| per call (${BS} pages, ${((BS * PAGE) / 2 ** 20).toFixed(1)} MiB) | µs (median) | rounds |`);
 log('|---|---:|---|');
 const row = (label: string, k: keyof Round) => log(`| ${label} | ${med(k).toFixed(0)} | ${results.map((x) => x[k].toFixed(0)).join(', ')} |`);
 row('batchSetV1, wall', 'total');
-row('copies into the published pool (PublishedPool.publish x32)', 'copy');
+row(`copies into the published pool (PublishedPool.publish x${BS})`, 'copy');
 row('directory round trip (publish and remove, awaited together)', 'dir');
 row('  of which publish alone', 'publish');
 row('  of which remove alone', 'remove');
 row('rest (names, views, arrays, promise turns)', 'rest');
-row('memcpy of the same 32 pages (the anchor)', 'memcpyBatch');
+row(`memcpy of the same ${BS} pages (the anchor)`, 'memcpyBatch');
 log('');
 log('| ratio | value | rounds |');
 log('|---|---:|---|');
