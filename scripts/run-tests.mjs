@@ -6,7 +6,8 @@
 // --quick (npm run test:quick): every file but the slow tier below — a few minutes, for the edit-test loop;
 // CI and `npm test` run everything.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -94,6 +95,9 @@ let failed = 0;
 const failures = [];
 const timings = [];
 const started = Date.now();
+// What this run leaves in the system's temporary folder (the project owns none of it): listed at
+// the end, a failure under CI. tsx's compile cache (tsx-<uid>) is the tool's own, kept on purpose.
+const tmpBefore = new Set(readdirSync(tmpdir()));
 for (const file of files) {
   process.stdout.write(`\n=== ${relative(root, file)}\n`);
   const fileStarted = Date.now();
@@ -122,7 +126,10 @@ if (runPython) {
     const r = await new Promise((resolve) => {
       const skip = quick ? readdirSync(join(root, pyTests)).filter((n) => SLOW_PYTHON.some((s) => n.startsWith(s))).map((n) => `--ignore=${pyTests}/${n}`) : [];
       const pyStarted = Date.now();
-      const child = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', ...skip, pyTests], { cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      // pytest's tmp_path folders go to a folder of this run, removed after it (pytest's default,
+      // /tmp/pytest-of-<user>, stays behind), short enough for the sidecars' Unix socket paths.
+      const baseTemp = mkdtempSync(join(tmpdir(), 'peercache-pytest-'));
+      const child = spawn(python, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', `--basetemp=${baseTemp}`, ...skip, pyTests], { cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       for (const [stream, sink] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
         stream.on('data', (chunk) => {
@@ -133,6 +140,7 @@ if (runPython) {
       const timer = setTimeout(() => child.kill('SIGKILL'), perFileTimeoutMs);
       child.on('close', (code, signal) => {
         clearTimeout(timer);
+        rmSync(baseTemp, { recursive: true, force: true });
         const count = (word) => Number(new RegExp(`(\\d+) ${word}`).exec(out.split('\n').filter((l) => /\d+ (passed|failed|error)/.test(l)).at(-1) ?? '')?.[1] ?? 0);
         let pyFailed = count('failed') + count('error');
         if ((code !== 0 || signal) && pyFailed === 0) pyFailed = 1;
@@ -143,6 +151,15 @@ if (runPython) {
     passed += r.passed;
     failed += r.failed;
     if (r.failed > 0) failures.push(`${pyTests} (exit ${r.code})`);
+  }
+}
+const leftInTmp = readdirSync(tmpdir()).filter((n) => !tmpBefore.has(n) && !/^tsx-\d+$/.test(n));
+if (leftInTmp.length) {
+  process.stdout.write(`\nleft in ${tmpdir()} by this run: ${leftInTmp.join(', ')}\n`);
+  // Elsewhere another program may have made them; on CI's fresh machine it was this run.
+  if (process.env.CI) {
+    failed += 1;
+    failures.push(`${tmpdir()} left with ${leftInTmp.length} new entries`);
   }
 }
 const slowest = timings.sort((a, b) => b[1] - a[1]).slice(0, 8).map(([f, s]) => `${f} ${s.toFixed(1)} s`);

@@ -6,7 +6,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { plotReport } from '../../src/bench/report/plot.js';
@@ -50,7 +49,8 @@ test('suite plot in headless Chromium: drawn, axis titles and PEAK present, PNG 
     assert.ok(painted > 0.01, `painted fraction ${painted}`);
     const png = await plot.screenshot();
     assert.ok(png.length > 10_000, `png ${png.length} bytes`);
-    const dir = join(tmpdir(), 'peercache-plot-test');
+    // Kept for a person to look at, so in the checkout's ignored .tmp/, not in /tmp.
+    const dir = new URL('../../.tmp/plot-test/', import.meta.url).pathname;
     mkdirSync(dir, { recursive: true });
     const file = join(dir, 'suite-plot.png');
     writeFileSync(file, png);
