@@ -90,13 +90,16 @@ async function setCall(): Promise<void> {
 }
 
 function memcpyRate(s: number): { gbps: number; perBatchUs: number } {
-  const dst = Buffer.alloc(POOL_PAGES * PAGE, 1);
+  // The pool's footprint in buffers of at most 1 GiB (one Buffer holds at most 4 GiB: 128 real pages are 4.3 GiB).
+  const perChunk = Math.max(1, Math.floor(2 ** 30 / PAGE));
+  const dst = Array.from({ length: Math.ceil(POOL_PAGES / perChunk) }, (_, c) => Buffer.alloc(Math.min(perChunk, POOL_PAGES - c * perChunk) * PAGE, 1));
   let dc = 0;
   let bytes = 0;
   const step = () => {
     for (let i = 0; i < BS; i++) {
       const sp = (dc + i) % HOST_PAGES;
-      dst.set(host.buffer.subarray(sp * PAGE, (sp + 1) * PAGE), ((dc + i) % POOL_PAGES) * PAGE);
+      const dp = (dc + i) % POOL_PAGES;
+      dst[Math.floor(dp / perChunk)].set(host.buffer.subarray(sp * PAGE, (sp + 1) * PAGE), (dp % perChunk) * PAGE);
     }
     dc += BS;
     bytes += BS * PAGE;

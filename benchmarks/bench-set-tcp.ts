@@ -6,7 +6,7 @@
  *
  * `--model` runs the same comparison at a real model's page (schema/models.json, as the sweeps'
  * `--model`): a set call then carries tens of MiB, and the directory round trip it waits for is
- * spread over them. `--only` runs one half.
+ * spread over them; its RATIOS are named for the model. `--only` runs one half.
  *
  * Per round, alternating:
  * - `saturation --op set --protocol shm --concurrencies 1,2` (mla, 128 KiB, batch 32) against
@@ -157,4 +157,6 @@ const rows: [string, number, string][] = [
 for (const [what, value, target] of rows) if (Number.isFinite(value)) log(`| ${what} | ${value.toFixed(3)} | ${target} |`);
 log();
 save(out);
-console.log(`RATIOS ${JSON.stringify(Object.fromEntries(Object.entries(ratios).filter(([, v]) => Number.isFinite(v))))}`);
+// At a model's page the ratios are named for it (set1_vs_memcpy1_deepseek_v3): bench:check keeps both.
+const suffix = model ? `_${model.replace(/[^a-z0-9]+/gi, '_')}${geometry.tp > 1 ? `_tp${geometry.tp}` : ''}` : '';
+console.log(`RATIOS ${JSON.stringify(Object.fromEntries(Object.entries(ratios).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => [k + suffix, v])))}`);

@@ -17,7 +17,16 @@ const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 
 function baseline(value: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'pcb-check-'));
   const path = join(dir, 'baseline.json');
-  writeFileSync(path, JSON.stringify({ why: 'test', when: 'now', load: '-', command: '-', ratios: { attach_largest_vs_smallest: { value, noise: 0.5, better: 'lower', what: 'attach' } } }));
+  writeFileSync(
+    path,
+    JSON.stringify({
+      why: 'test',
+      when: 'then',
+      load: '-',
+      command: '-',
+      ratios: { attach_largest_vs_smallest: { value, noise: 0.5, better: 'lower', what: 'attach' }, other_ratio: { value: 1, noise: 0.1, better: 'higher', what: 'other' } },
+    }),
+  );
   return path;
 }
 
@@ -35,10 +44,20 @@ test('a ratio past its noise is named and fails the run; within it, the run pass
     assert.match(b.stdout, /attach_largest_vs_smallest\s+10\.000\s+\d+\.\d+\s+±50%\s+better/);
     const c = run(['--only', 'attach', '--baseline', high, '--update', '--runs', '2', '--why', 'test update']);
     assert.is(c.status, 0, c.stdout + c.stderr);
-    const written = JSON.parse(readFileSync(high, 'utf8')) as { why: string; ratios: Record<string, { value: number; noise: number }> };
+    const written = JSON.parse(readFileSync(high, 'utf8')) as {
+      why: string;
+      ratios: Record<string, { value: number; noise: number; when: string }>;
+      updates: { why: string; when: string; ratios: string[] }[];
+    };
     assert.is(written.why, 'test update');
     assert.ok(written.ratios.attach_largest_vs_smallest.value < 5, JSON.stringify(written));
     assert.ok(written.ratios.attach_largest_vs_smallest.noise >= 0.05);
+    // An --only update keeps the record of what it did not measure: the earlier header is its first update.
+    assert.equal(written.ratios.other_ratio, { value: 1, noise: 0.1, better: 'higher', what: 'other', when: 'then' });
+    assert.equal(written.updates.map((u) => [u.why, u.ratios]), [['test', ['attach_largest_vs_smallest', 'other_ratio']], ['test update', ['attach_largest_vs_smallest']]]);
+    assert.is(written.ratios.attach_largest_vs_smallest.when, written.updates[1].when);
+    const d = run(['--only', 'attach', '--baseline', high]);
+    assert.match(d.stdout, new RegExp(`baseline of ${written.updates[1].when} \\(test update\\)`));
   } finally {
     rmSync(join(low, '..'), { recursive: true, force: true });
     rmSync(join(high, '..'), { recursive: true, force: true });
