@@ -25,14 +25,14 @@ import { PeerCacheStore } from '../src/store/peer-cache-store.js';
 import { PublishedPool, publishedPoolBytes } from '../src/store/published-pool.js';
 import { modelPage } from '../src/bench/models.js';
 import { setPoolPages } from '../src/bench/sweep.js';
-import { args, flag, reportLog } from './lib/cli.js';
+import { args, flag, orUsage, positiveInt, reportLog, usage } from './lib/cli.js';
 import { median } from './lib/stats.js';
 
 const model = flag('--model', '');
-const geometry = model ? modelPage(model, { tp: 1, tokensPerPage: 64 }) : null;
-if (geometry !== null && geometry.layout !== 'mla') throw new Error(`--model: an MLA model (one object per page), got ${model} (${geometry.layout})`);
+const geometry = model ? orUsage(() => modelPage(model, { tp: 1, tokensPerPage: 64 })) : null;
+if (geometry !== null && geometry.layout !== 'mla') usage(`--model: an MLA model (one object per page), got ${model} (${geometry.layout})`);
 const PAGE = geometry?.pageBytes ?? 131072;
-const BS = Number(flag('--batch', geometry ? '8' : '32'));
+const BS = positiveInt('--batch', geometry ? '8' : '32');
 const POOL_PAGES = geometry ? setPoolPages(BS, 1, PAGE) : 2048;
 const HOST_PAGES = 4 * BS;
 const rounds = Number(flag('--rounds', '3'));

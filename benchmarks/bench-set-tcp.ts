@@ -19,7 +19,7 @@
  */
 import { loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { args, flag, reportLog } from './lib/cli.js';
+import { args, flag, orUsage, positiveInt, reportLog, usage } from './lib/cli.js';
 import { built } from './lib/built.js';
 import { iperf3Loopback } from './lib/iperf.js';
 import { median } from './lib/stats.js';
@@ -33,15 +33,15 @@ const warmupS = Number(flag('--warmup', '0.5'));
 const out = flag('--out', '');
 const model = flag('--model', '');
 const only = flag('--only', '');
-if (only !== '' && only !== 'shm' && only !== 'tcp') throw new Error(`--only shm|tcp, got '${only}'`);
+if (only !== '' && only !== 'shm' && only !== 'tcp') usage(`--only: shm or tcp, got '${only}'`);
 const geometry = model
-  ? modelPage(model, { tp: Number(flag('--tp', '1')), tokensPerPage: 64 })
+  ? orUsage(() => modelPage(model, { tp: positiveInt('--tp', '1'), tokensPerPage: 64 }))
   : { model: '', layout: 'mla' as const, pageBytes: 131072, tp: 1, tokensPerPage: 64 };
 const PAGE = geometry.pageBytes;
 const LAYOUT = geometry.layout;
 // MHA pages are two objects (k and v): a set copies both.
 const OBJECTS = LAYOUT === 'mha' ? 2 : 1;
-const BATCH = Number(flag('--batch', model ? '8' : '32'));
+const BATCH = positiveInt('--batch', model ? '8' : '32');
 const { log, save } = reportLog();
 
 /** GB/s of `threads` threads copying batches of blocks from a shared source span into private destinations. */

@@ -13,6 +13,29 @@ export function flag(name: string, fallback: string): string {
   return i >= 0 ? args[i + 1] : fallback;
 }
 
+/** A bad flag: one line on stderr, exit 2 (no stack trace). */
+export function usage(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+/** `f()`, or its error's message as a usage error (a flag value that a parser refused). */
+export function orUsage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    return usage((err as Error).message);
+  }
+}
+
+/** A positive integer flag, or a usage error naming it. */
+export function positiveInt(name: string, fallback: string): number {
+  const raw = flag(name, fallback);
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) usage(`${name} must be a positive integer, got '${raw}'`);
+  return n;
+}
+
 export interface ReportLog {
   /** Prints one line and keeps it. */
   log(line?: string): void;
