@@ -50,7 +50,8 @@ async function memcpyRate(threads: number, seconds: number): Promise<number> {
   const hostPages = 2 * 2 * BATCH * OBJECTS;
   const src = new SharedArrayBuffer(hostPages * PAGE);
   new Uint8Array(src).fill(7);
-  const dstPages = setPoolPages(BATCH, threads, PAGE) * OBJECTS;
+  // As the sweep sizes a set worker's pool: its cycle counted in whole pages (k and v for MHA).
+  const dstPages = setPoolPages(BATCH, threads, PAGE * OBJECTS) * OBJECTS;
   const code = `
     const { parentPort, workerData } = require('node:worker_threads');
     const { src, index, threads, hostPages, dstPages, page, batch, seconds } = workerData;
@@ -136,7 +137,7 @@ log();
 log(`- command: \`${['npx tsx benchmarks/bench-set-tcp.ts', ...args].join(' ')}\` (after \`npm run build\`)`);
 log(`- when: ${new Date().toISOString()}; 1-min load at each round: ${loads.join(', ')} (2 vCPUs, shared)`);
 const what = model ? `${model} (tp ${geometry.tp}, 64 tokens per page): ${LAYOUT}, ${PAGE.toLocaleString('en-US')} B per object x ${OBJECTS}` : 'mla, 128 KiB pages';
-log(`- ${what}, batch ${BATCH}; sweeps of ${durationS} s per row after ${warmupS} s warmup; medians over ${rounds} rounds (each round: set shm, memcpy, iperf3, tcp get, tcp set)`);
+log(`- ${what}, batch ${BATCH}; sweeps of ${durationS} s per row after ${warmupS} s warmup; medians over ${rounds} rounds (each round: ${[only !== 'tcp' ? 'set shm, memcpy' : '', only !== 'shm' ? 'iperf3, tcp get, tcp set' : ''].filter(Boolean).join(', ')})`);
 log('- memcpy: the same footprint as the set rows (each thread: its share of the host pool → its own destination of the row\'s published-pool size, batches of the same objects); iperf3: loopback, one and two streams, between two processes');
 log();
 log('| what | GB/s (median) | rounds |');
