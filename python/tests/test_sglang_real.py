@@ -20,7 +20,27 @@ from conftest import sidecar_pair
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-SGLANG = os.environ.get("PEERCACHE_SGLANG_SRC") or os.path.abspath(os.path.join(ROOT, "..", "shared", "sglang"))
+
+
+def _sglang_source() -> str:
+    """$PEERCACHE_SGLANG_SRC, else ../shared/sglang beside this checkout, else beside the local
+    checkout this one was cloned from (`git clone . "$d"` leaves shared/ behind)."""
+    beside = os.path.abspath(os.path.join(ROOT, "..", "shared", "sglang"))
+    if os.environ.get("PEERCACHE_SGLANG_SRC"):
+        return os.environ["PEERCACHE_SGLANG_SRC"]
+    if os.path.isdir(beside):
+        return beside
+    origin = subprocess.run(["git", "-C", ROOT, "remote", "get-url", "origin"], capture_output=True, text=True)
+    url = origin.stdout.strip()
+    url = url[len("file://"):] if url.startswith("file://") else url
+    if origin.returncode == 0 and os.path.isabs(url):
+        cloned_from = os.path.abspath(os.path.join(url, "..", "shared", "sglang"))
+        if os.path.isdir(cloned_from):
+            return cloned_from
+    return beside
+
+
+SGLANG = _sglang_source()
 PYTHON = "/usr/bin/python3"  # Debian's torch lives there, not in other python3s on the PATH
 
 
